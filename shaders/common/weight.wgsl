@@ -1,0 +1,12 @@
+// The optional per-element weight of the BCE kernels (bce.wgsl, bce_with_logits.wgsl).
+// Follows common/elementwise.wgsl, which defines `params` and `broadcast_at`.
+
+// [w_len] weight, broadcast along the trailing dimensions; a 1-element dummy when w_len = 0.
+@group(0) @binding(7) var<storage, read> weight: array<f32>;
+
+fn weight_at(i: u32) -> f32 {
+    if (params.w_len == 0u) {
+        return 1.0;
+    }
+    return weight[broadcast_at(params.w_len, params.w_phase, i)];
+}

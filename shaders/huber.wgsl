@@ -1,0 +1,14 @@
+// Huber loss with threshold δ = params.delta > 0, d = p − t:
+//   ℓ = ½ d²              if |d| ≤ δ,   else δ (|d| − ½ δ)
+//   ∂ℓ/∂p = d             if |d| ≤ δ,   else δ sign(d)
+// CPU reference: src/reference/huber.rs. Composed after common/elementwise.wgsl.
+
+fn loss_and_grad(i: u32, p: f32, t: f32) -> vec2<f32> {
+    let d = p - t;
+    let a = abs(d);
+    let delta = params.delta;
+    if (a <= delta) {
+        return vec2<f32>(0.5 * d * d, d);
+    }
+    return vec2<f32>(delta * (a - 0.5 * delta), delta * sign(d));
+}

@@ -1,0 +1,123 @@
+//! The main job (`wgpu-loss` with no command): every loss on a seeded synthetic batch, on the
+//! GPU and the CPU reference, compared in one table. Exits 1 if any loss disagrees beyond the
+//! tolerances the tests use.
+
+use std::time::{Duration, Instant};
+
+use wgpu_loss::{GpuContext, Loss, LossArgs, synthetic};
+
+use super::Failure;
+
+/// Loss value: relative error bound of an f32 tree reduction against the f64 reference.
+pub const VALUE_RTOL: f64 = 1e-5;
+/// Gradient: max |GPU − CPU| ≤ this × max |gradient| (about 8 f32 ulps at the largest).
+pub const GRAD_RTOL: f64 = 1e-6;
+
+#[derive(clap::Args, Debug)]
+pub struct MainJobArgs {
+    /// Elements per loss in the built-in batch.
+    #[arg(long, default_value_t = 1 << 22)]
+    elements: usize,
+    /// Seed of the synthetic batch.
+    #[arg(long, default_value_t = 2026)]
+    seed: u64,
+    /// Timed runs per loss and path; the median is reported.
+    #[arg(long, default_value_t = 5)]
+    repeats: usize,
+}
+
+fn median(mut v: Vec<Duration>) -> Duration {
+    v.sort();
+    v[v.len() / 2]
+}
+
+fn timed<T>(repeats: usize, mut f: impl FnMut() -> T) -> (T, Duration) {
+    let mut times = Vec::with_capacity(repeats);
+    let mut last = None;
+    for _ in 0..repeats.max(1) {
+        let t0 = Instant::now();
+        last = Some(f());
+        times.push(t0.elapsed());
+    }
+    (last.expect("at least one run"), median(times))
+}
+
+pub fn run(a: &MainJobArgs) -> Result<(), Failure> {
+    if a.elements == 0 {
+        return Err(Failure::input("--elements must be at least 1"));
+    }
+    let ctx = GpuContext::new()?;
+    println!("adapter: {}", ctx.adapter_summary());
+    println!(
+        "batch: {} elements per loss, seed {}, reduction mean; times are medians of {} runs of a whole call \
+         (GPU: upload, kernels, readback); GB/s counts the minimum traffic (read p and t, write the gradient) over the GPU time",
+        a.elements, a.seed, a.repeats
+    );
+    println!(
+        "{:<16} {:>15} {:>15} {:>9} {:>11} {:>9} {:>9} {:>7}  {}",
+        "loss",
+        "GPU value",
+        "CPU value",
+        "rel diff",
+        "grad diff",
+        "GPU ms",
+        "CPU ms",
+        "GB/s",
+        "check"
+    );
+    let mut failed = Vec::new();
+    for (k, loss) in Loss::ALL_DEFAULT.iter().enumerate() {
+        let batch = synthetic::batch(loss, &[a.elements], a.seed.wrapping_add(k as u64));
+        let args = LossArgs::new(batch.pred.view(), batch.target.view());
+        ctx.compute(loss, &args)?; // warm-up: builds the pipeline, fills the buffer pool
+        let (gpu, gpu_t) = timed(a.repeats, || ctx.compute(loss, &args));
+        let gpu = gpu?;
+        let (cpu, cpu_t) = timed(a.repeats.min(3), || {
+            wgpu_loss::reference::compute(loss, &args)
+        });
+        let cpu = cpu?;
+        let (gv, cv) = (gpu.value.unwrap_or(f32::NAN), cpu.value.unwrap_or(f64::NAN));
+        let rel = (f64::from(gv) - cv).abs() / cv.abs().max(f64::MIN_POSITIVE);
+        let (gg, cg) = (gpu.grad.as_ref(), cpu.grad.as_ref());
+        let grad_diff = match (gg, cg) {
+            (Some(g), Some(c)) => {
+                let max = c.iter().fold(0.0f64, |m, v| m.max(v.abs()));
+                let diff = g
+                    .iter()
+                    .zip(c.iter())
+                    .fold(0.0f64, |m, (g, c)| m.max((f64::from(*g) - c).abs()));
+                diff / max.max(f64::MIN_POSITIVE)
+            }
+            _ => f64::NAN,
+        };
+        let ok = rel <= VALUE_RTOL && grad_diff <= GRAD_RTOL;
+        let gbps = 12.0 * a.elements as f64 / gpu_t.as_secs_f64() / 1e9;
+        println!(
+            "{:<16} {:>15.8e} {:>15.8e} {:>9.2e} {:>11.2e} {:>9.2} {:>9.2} {:>7.2}  {}",
+            loss.name(),
+            gv,
+            cv,
+            rel,
+            grad_diff,
+            gpu_t.as_secs_f64() * 1e3,
+            cpu_t.as_secs_f64() * 1e3,
+            gbps,
+            if ok { "ok" } else { "FAIL" }
+        );
+        if !ok {
+            failed.push(loss.name());
+        }
+    }
+    println!(
+        "tolerances: value relative difference <= {VALUE_RTOL:e}; gradient max |GPU - CPU| <= {GRAD_RTOL:e} x max |gradient|"
+    );
+    if failed.is_empty() {
+        println!("all {} losses agree", Loss::ALL_DEFAULT.len());
+        Ok(())
+    } else {
+        Err(Failure::runtime(format!(
+            "GPU and CPU disagree beyond the tolerances for: {}",
+            failed.join(", ")
+        )))
+    }
+}

@@ -1,0 +1,353 @@
+//! [`GpuContext`]: owns (or wraps) a device and queue, builds each pipeline once, and keeps
+//! reusable buffers. All loss calls go through it.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError};
+
+use crate::error::{Error, Result};
+use crate::kernels::{Access, ENTRY_POINT, Kernel, ReduceFlavor, Slot};
+
+use super::pool::BufferPool;
+
+/// Options for [`GpuContext::with_options`] and [`GpuContext::from_device`].
+#[derive(Clone, Debug)]
+pub struct ContextOptions {
+    /// Use subgroup operations in the reductions when the device has `Features::SUBGROUP`
+    /// (default `true`). The results are deterministic either way; the bits differ between
+    /// the two settings because the additions are grouped differently.
+    pub subgroups: bool,
+    /// Largest number of elements bound at once. Default: what one storage binding holds
+    /// (`max_storage_buffer_binding_size / 4`, 128 MiB → 2^25 elements on llvmpipe). Larger
+    /// inputs are processed as successive chunks; a smaller value is useful for tests.
+    pub max_chunk_elements: Option<usize>,
+}
+
+impl Default for ContextOptions {
+    fn default() -> Self {
+        ContextOptions {
+            subgroups: true,
+            max_chunk_elements: None,
+        }
+    }
+}
+
+/// A kernel's pipeline and bind-group layout, built once per context.
+pub(crate) struct KernelPipeline {
+    pub(crate) pipeline: wgpu::ComputePipeline,
+    pub(crate) layout: wgpu::BindGroupLayout,
+}
+
+/// The GPU side of `wgpu-loss`: a device and queue, the pipelines (built once per kernel, on
+/// first use, then reused), 1-element placeholder buffers for unused bindings, and a pool of
+/// buffers reused from call to call.
+///
+/// Create one with [`GpuContext::new`] (finds an adapter) or [`GpuContext::from_device`]
+/// (your own device and queue), then call [`GpuContext::compute`]. A context is `Send + Sync`:
+/// threads may share it.
+pub struct GpuContext {
+    pub(crate) device: wgpu::Device,
+    pub(crate) queue: wgpu::Queue,
+    info: wgpu::AdapterInfo,
+    pub(crate) limits: wgpu::Limits,
+    flavor: ReduceFlavor,
+    pub(crate) max_chunk_elements: usize,
+    pipelines: Mutex<HashMap<Kernel, Arc<KernelPipeline>>>,
+    dummies: HashMap<Slot, wgpu::Buffer>,
+    pub(crate) pool: BufferPool,
+}
+
+impl std::fmt::Debug for GpuContext {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GpuContext")
+            .field("adapter", &self.info.name)
+            .field("backend", &self.info.backend)
+            .field("flavor", &self.flavor)
+            .field("max_chunk_elements", &self.max_chunk_elements)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Lower is preferred: real GPUs first, software adapters last.
+fn device_type_rank(t: wgpu::DeviceType) -> u8 {
+    match t {
+        wgpu::DeviceType::DiscreteGpu => 0,
+        wgpu::DeviceType::IntegratedGpu => 1,
+        wgpu::DeviceType::VirtualGpu => 2,
+        wgpu::DeviceType::Other => 3,
+        wgpu::DeviceType::Cpu => 4,
+    }
+}
+
+impl GpuContext {
+    /// Finds an adapter and creates a device on it with the adapter's own limits (so large
+    /// buffers work), with default [`ContextOptions`].
+    ///
+    /// Adapter choice: real GPUs before virtual and software ones, Vulkan/Metal/DX12 before
+    /// OpenGL, among adapters that can run compute shaders. Environment variables:
+    /// `WGPU_ADAPTER_NAME` (a case-insensitive part of the adapter's name) picks one;
+    /// `WGPU_BACKEND` (`vulkan`, `metal`, `dx12`, `gl`) restricts the backends.
+    ///
+    /// # Errors
+    /// [`Error::NoAdapter`] (the message says how to install a driver, and lists the adapters
+    /// seen when `WGPU_ADAPTER_NAME` matched none), [`Error::RequestDevice`].
+    pub fn new() -> Result<Self> {
+        Self::with_options(ContextOptions::default())
+    }
+
+    /// [`GpuContext::new`] with options.
+    ///
+    /// # Errors
+    /// As [`GpuContext::new`].
+    pub fn with_options(options: ContextOptions) -> Result<Self> {
+        pollster::block_on(Self::create(options))
+    }
+
+    async fn create(options: ContextOptions) -> Result<Self> {
+        let instance =
+            wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle_from_env());
+        let mut adapters: Vec<wgpu::Adapter> = instance
+            .enumerate_adapters(wgpu::Backends::all())
+            .await
+            .into_iter()
+            .filter(|a| {
+                a.get_downlevel_capabilities()
+                    .flags
+                    .contains(wgpu::DownlevelFlags::COMPUTE_SHADERS)
+            })
+            .collect();
+        if adapters.is_empty() {
+            return Err(Error::NoAdapter {
+                detail: String::new(),
+            });
+        }
+        if let Ok(wanted) = std::env::var("WGPU_ADAPTER_NAME") {
+            let seen: Vec<String> = adapters.iter().map(|a| a.get_info().name).collect();
+            let wanted_lc = wanted.to_lowercase();
+            adapters.retain(|a| a.get_info().name.to_lowercase().contains(&wanted_lc));
+            if adapters.is_empty() {
+                return Err(Error::NoAdapter {
+                    detail: format!(
+                        ": none matches WGPU_ADAPTER_NAME={wanted:?} (adapters seen: {seen:?})"
+                    ),
+                });
+            }
+        }
+        adapters.sort_by_key(|a| {
+            let info = a.get_info();
+            (
+                device_type_rank(info.device_type),
+                info.backend == wgpu::Backend::Gl,
+            )
+        });
+        let adapter = adapters.swap_remove(0);
+        let use_subgroups =
+            options.subgroups && adapter.features().contains(wgpu::Features::SUBGROUP);
+        let required_features = if use_subgroups {
+            wgpu::Features::SUBGROUP
+        } else {
+            wgpu::Features::empty()
+        };
+        let (device, queue) = adapter
+            .request_device(&wgpu::DeviceDescriptor {
+                label: Some("wgpu-loss device"),
+                required_features,
+                required_limits: adapter.limits(),
+                memory_hints: wgpu::MemoryHints::Performance,
+                ..Default::default()
+            })
+            .await?;
+        // Errors are captured per call with error scopes; anything that still escapes is
+        // logged instead of wgpu's default of panicking.
+        device.on_uncaptured_error(Arc::new(|e| {
+            log::error!("wgpu-loss: uncaptured wgpu error: {e}")
+        }));
+        Ok(Self::build(
+            device,
+            queue,
+            Some(adapter.get_info()),
+            &options,
+        ))
+    }
+
+    /// Wraps a device and queue the caller already has (a training loop's, say). The
+    /// reductions use subgroup operations if the device was created with
+    /// `Features::SUBGROUP` and `options.subgroups` is set. The caller's uncaptured-error
+    /// handler is left alone; this crate's calls capture their own errors.
+    pub fn from_device(device: wgpu::Device, queue: wgpu::Queue, options: ContextOptions) -> Self {
+        Self::build(device, queue, None, &options)
+    }
+
+    fn build(
+        device: wgpu::Device,
+        queue: wgpu::Queue,
+        info: Option<wgpu::AdapterInfo>,
+        options: &ContextOptions,
+    ) -> Self {
+        let info = info.unwrap_or_else(|| device.adapter_info());
+        let limits = device.limits();
+        let flavor = if options.subgroups && device.features().contains(wgpu::Features::SUBGROUP) {
+            ReduceFlavor::Subgroup
+        } else {
+            ReduceFlavor::Plain
+        };
+        let binding_elems = limits
+            .max_storage_buffer_binding_size
+            .min(limits.max_buffer_size)
+            / 4;
+        // Multiples of 64 elements (256 bytes) keep every chunk boundary aligned for any
+        // storage offset alignment wgpu allows.
+        let hw_max = ((binding_elems / 64) * 64).max(64) as usize;
+        let max_chunk_elements = options
+            .max_chunk_elements
+            .map_or(hw_max, |m| m.clamp(1, hw_max));
+        let dummies = [
+            Slot::Upstream,
+            Slot::Grad,
+            Slot::Losses,
+            Slot::Weight,
+            Slot::PosWeight,
+            Slot::DomainError,
+        ]
+        .into_iter()
+        .map(|slot| {
+            let buf = device.create_buffer(&wgpu::BufferDescriptor {
+                label: Some(&format!("wgpu-loss placeholder {slot:?}")),
+                size: 16,
+                usage: wgpu::BufferUsages::STORAGE,
+                mapped_at_creation: false,
+            });
+            (slot, buf)
+        })
+        .collect();
+        GpuContext {
+            device,
+            queue,
+            info,
+            limits,
+            flavor,
+            max_chunk_elements,
+            pipelines: Mutex::new(HashMap::new()),
+            dummies,
+            pool: BufferPool::default(),
+        }
+    }
+
+    /// The device.
+    pub fn device(&self) -> &wgpu::Device {
+        &self.device
+    }
+
+    /// The queue.
+    pub fn queue(&self) -> &wgpu::Queue {
+        &self.queue
+    }
+
+    /// The adapter's name, backend and type.
+    pub fn adapter_info(&self) -> &wgpu::AdapterInfo {
+        &self.info
+    }
+
+    /// A one-line description of the adapter, for logs and tables:
+    /// `"llvmpipe (LLVM 15.0.6, 256 bits) (Vulkan, Cpu, subgroups)"`.
+    pub fn adapter_summary(&self) -> String {
+        format!(
+            "{} ({:?}, {:?}{})",
+            self.info.name,
+            self.info.backend,
+            self.info.device_type,
+            if self.uses_subgroups() {
+                ", subgroups"
+            } else {
+                ""
+            }
+        )
+    }
+
+    /// Whether the reductions use subgroup operations.
+    pub fn uses_subgroups(&self) -> bool {
+        self.flavor == ReduceFlavor::Subgroup
+    }
+
+    /// The largest number of elements bound at once (see [`ContextOptions::max_chunk_elements`]).
+    pub fn max_chunk_elements(&self) -> usize {
+        self.max_chunk_elements
+    }
+
+    /// Drops the buffers kept for reuse, giving their memory back to the device.
+    pub fn release_buffers(&self) {
+        self.pool.clear();
+    }
+
+    pub(crate) fn dummy(&self, slot: Slot) -> &wgpu::Buffer {
+        &self.dummies[&slot]
+    }
+
+    /// The pipeline of `kernel`, built on first use and kept.
+    pub(crate) fn pipeline(&self, kernel: Kernel) -> Result<Arc<KernelPipeline>> {
+        let mut cache = self
+            .pipelines
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if let Some(p) = cache.get(&kernel) {
+            return Ok(Arc::clone(p));
+        }
+        let scope = self.device.push_error_scope(wgpu::ErrorFilter::Validation);
+        let label = format!("wgpu-loss {}", kernel.name());
+        let module = self
+            .device
+            .create_shader_module(wgpu::ShaderModuleDescriptor {
+                label: Some(&label),
+                source: wgpu::ShaderSource::Wgsl(kernel.source(self.flavor).into()),
+            });
+        let entries: Vec<wgpu::BindGroupLayoutEntry> = kernel
+            .bindings()
+            .iter()
+            .map(|b| wgpu::BindGroupLayoutEntry {
+                binding: b.index,
+                visibility: wgpu::ShaderStages::COMPUTE,
+                ty: wgpu::BindingType::Buffer {
+                    ty: match b.access {
+                        Access::Uniform => wgpu::BufferBindingType::Uniform,
+                        Access::Read => wgpu::BufferBindingType::Storage { read_only: true },
+                        Access::ReadWrite => wgpu::BufferBindingType::Storage { read_only: false },
+                    },
+                    has_dynamic_offset: false,
+                    min_binding_size: None,
+                },
+                count: None,
+            })
+            .collect();
+        let layout = self
+            .device
+            .create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
+                label: Some(&label),
+                entries: &entries,
+            });
+        let pipeline_layout = self
+            .device
+            .create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
+                label: Some(&label),
+                bind_group_layouts: &[Some(&layout)],
+                immediate_size: 0,
+            });
+        let pipeline = self
+            .device
+            .create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+                label: Some(&label),
+                layout: Some(&pipeline_layout),
+                module: &module,
+                entry_point: Some(ENTRY_POINT),
+                compilation_options: Default::default(),
+                cache: None,
+            });
+        if let Some(e) = pollster::block_on(scope.pop()) {
+            return Err(Error::Gpu(format!(
+                "building the {} pipeline: {e}",
+                kernel.name()
+            )));
+        }
+        let p = Arc::new(KernelPipeline { pipeline, layout });
+        cache.insert(kernel, Arc::clone(&p));
+        Ok(p)
+    }
+}

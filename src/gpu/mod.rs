@@ -1,0 +1,9 @@
+//! The host side of the GPU path: the context (device, queue, cached pipelines), the pool of
+//! reusable buffers, and staging readback.
+
+mod context;
+mod pool;
+mod readback;
+
+pub use context::{ContextOptions, GpuContext};
+pub(crate) use pool::Pooled;

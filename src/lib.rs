@@ -1,0 +1,57 @@
+//! # wgpu-loss
+//!
+//! GPU-accelerated, batched loss functions for Rust: each loss returns its **value and its
+//! gradient** with respect to the prediction, computed by WGSL compute shaders through
+//! [wgpu](https://wgpu.rs) (Vulkan, Metal, DX12; Mesa's software Vulkan without a GPU).
+//! A CPU reference in f64 ([`reference`]) implements the same formulas literally and is the
+//! oracle for every GPU test.
+//!
+//! ```no_run
+//! use ndarray::ArrayD;
+//! use wgpu_loss::{GpuContext, Loss, LossArgs, Reduction};
+//!
+//! let ctx = GpuContext::new()?;
+//! let pred = ArrayD::<f32>::from_elem(vec![4, 1000], 0.5);
+//! let target = ArrayD::<f32>::zeros(vec![4, 1000]);
+//! let out = ctx.compute(&Loss::Mse, &LossArgs::new(pred.view(), target.view()).reduction(Reduction::Mean))?;
+//! assert_eq!(out.value, Some(0.25));
+//! let grad = out.grad.unwrap(); // 2 (p − t) / N for every element
+//! # Ok::<(), wgpu_loss::Error>(())
+//! ```
+//!
+//! Layout: `shaders/<loss>.wgsl` is a loss's kernel, `src/reference/<loss>.rs` its CPU
+//! reference, `tests/gpu/<loss>.rs` the test comparing the two. [`kernels`] is the registry of
+//! compiled-in shaders, [`GpuContext`] the device, pipelines and buffers.
+
+pub mod error;
+pub mod gpu;
+pub mod kernels;
+pub mod loss;
+pub mod reference;
+pub mod synthetic;
+
+pub use error::{Error, Result};
+pub use gpu::{ContextOptions, GpuContext};
+pub use loss::{Loss, LossArgs, LossOutput, Reduction, Upstream};
+
+impl GpuContext {
+    /// Computes `loss` on the GPU: the value (`Mean`, `Sum`) or per-element losses (`None`),
+    /// and the gradient unless `args.want_grad` is false. Inputs are uploaded, every chunk is
+    /// dispatched, and the results are read back before this returns.
+    ///
+    /// The value is reduced on the GPU in a fixed order: the same inputs give bit-identical
+    /// values and gradients on the same device. Inputs larger than one storage binding are
+    /// processed as successive chunks.
+    ///
+    /// # Shapes
+    /// As [`LossArgs`]; the outputs have the prediction's shape.
+    ///
+    /// # Errors
+    /// Everything [`LossArgs::validate`] rejects; [`Error::OutOfDomain`] for a BCE probability
+    /// outside [0, 1] (the first in row-major order, found on the GPU); [`Error::DeviceLimit`]
+    /// for inputs of 2^32 − 1 elements or more; [`Error::Gpu`], [`Error::Map`] and
+    /// [`Error::Poll`] when the device fails.
+    pub fn compute(&self, loss: &Loss, args: &LossArgs<'_>) -> Result<LossOutput<f32>> {
+        kernels::elementwise::run(self, loss, args)
+    }
+}

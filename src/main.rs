@@ -1,0 +1,10 @@
+//! The `wgpu-loss` command line: with no arguments, the main job (every loss on a built-in
+//! batch, GPU against the CPU reference); `compute` for a loss over `.npy` files.
+//! Exit codes: 0 success, 1 failure (no adapter, GPU error, GPU and CPU disagree),
+//! 2 bad input or usage.
+
+mod cli;
+
+fn main() -> std::process::ExitCode {
+    cli::main()
+}

@@ -1,0 +1,118 @@
+//! The CPU reference: the formulas of `LOSSES.md` written literally, in f64, with ndarray in
+//! and out. It is the oracle every GPU result is tested against, so it favours being obviously
+//! right over being fast: one element at a time, f64 throughout, a plain sequential f64 sum.
+//!
+//! Each loss has its own file with its per-element `loss_and_grad` (ℓ and ∂ℓ/∂p), the same
+//! names as the shaders in `shaders/`. [`compute`] applies the reduction and the upstream
+//! gradient exactly as the GPU path does, and takes the same [`LossArgs`].
+
+mod bce;
+mod bce_with_logits;
+mod huber;
+mod mae;
+mod mse;
+
+pub use bce::loss_and_grad as bce;
+pub use bce_with_logits::loss_and_grad as bce_with_logits;
+pub use huber::loss_and_grad as huber;
+pub use mae::loss_and_grad as mae;
+pub use mse::loss_and_grad as mse;
+
+use crate::error::{Error, Result};
+use crate::loss::{Loss, LossArgs, LossOutput, Reduction, Upstream};
+
+/// Computes `loss` on the CPU in f64: the value (`Mean`, `Sum`) or per-element losses
+/// (`None`), and the gradient unless `args.want_grad` is false.
+///
+/// # Shapes
+/// As [`LossArgs`]: the outputs have the prediction's shape.
+///
+/// # Errors
+/// Everything [`LossArgs::validate`] rejects, and [`Error::OutOfDomain`] for a BCE
+/// probability outside [0, 1] (the first one in row-major order).
+pub fn compute(loss: &Loss, args: &LossArgs<'_>) -> Result<LossOutput<f64>> {
+    args.validate(loss)?;
+    if let Loss::Bce = loss {
+        if let Some((index, &value)) = args
+            .pred
+            .iter()
+            .enumerate()
+            .find(|(_, p)| **p < 0.0 || **p > 1.0)
+        {
+            return Err(Error::OutOfDomain {
+                what: "prediction",
+                index,
+                value,
+                domain: "[0, 1]",
+            });
+        }
+    }
+    let n = args.len();
+    let flat = |a: &Option<ndarray::ArrayViewD<'_, f32>>| -> Option<Vec<f64>> {
+        a.as_ref()
+            .map(|a| a.iter().map(|&v| f64::from(v)).collect())
+    };
+    let weight = flat(&args.weight);
+    let pos_weight = flat(&args.pos_weight);
+    // Element k of the prediction uses weight[k % len]: the weight's shape is a trailing part
+    // of the prediction's, so row-major order makes broadcasting a modulo.
+    let at = |w: &Option<Vec<f64>>, k: usize| w.as_ref().map_or(1.0, |w| w[k % w.len()]);
+    let upstream: Option<Vec<f64>> = match &args.upstream {
+        Upstream::Array(g) => Some(g.iter().map(|&v| f64::from(v)).collect()),
+        _ => None,
+    };
+    let g = match args.upstream {
+        Upstream::Scalar(g) => f64::from(g),
+        _ => 1.0,
+    };
+    let scale = match args.reduction {
+        Reduction::Mean => 1.0 / n as f64,
+        Reduction::Sum | Reduction::None => 1.0,
+    };
+
+    let mut sum = 0.0f64;
+    let mut losses = Vec::with_capacity(if args.reduction == Reduction::None {
+        n
+    } else {
+        0
+    });
+    let mut grad = Vec::with_capacity(if args.want_grad { n } else { 0 });
+    for (k, (&p, &t)) in args.pred.iter().zip(args.target.iter()).enumerate() {
+        let (p, t) = (f64::from(p), f64::from(t));
+        let (l, d) = if p.is_nan() || t.is_nan() {
+            // NaN propagates (f64::max would otherwise swallow it in the BCE clamps).
+            (f64::NAN, f64::NAN)
+        } else {
+            match *loss {
+                Loss::Mse => mse(p, t),
+                Loss::Mae => mae(p, t),
+                Loss::Huber { delta } => huber(p, t, f64::from(delta)),
+                Loss::Bce => bce(p, t, at(&weight, k)),
+                Loss::BceWithLogits => bce_with_logits(p, t, at(&weight, k), at(&pos_weight, k)),
+            }
+        };
+        sum += l;
+        if args.reduction == Reduction::None {
+            losses.push(l);
+        }
+        if args.want_grad {
+            let gk = upstream.as_ref().map_or(g, |u| g * u[k]);
+            grad.push(gk * scale * d);
+        }
+    }
+    let value = match args.reduction {
+        Reduction::None => None,
+        _ => Some(sum * scale),
+    };
+    let (losses, grad) = LossOutput::shape_arrays(
+        args.pred.shape(),
+        (args.reduction == Reduction::None).then_some(losses),
+        args.want_grad.then_some(grad),
+    );
+    Ok(LossOutput {
+        value,
+        losses,
+        grad,
+        counted: n,
+    })
+}

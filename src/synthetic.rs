@@ -1,0 +1,49 @@
+//! Seeded synthetic inputs for each loss: the CLI's built-in workload, the tests and the
+//! benchmarks all draw from here, so they exercise the same distributions.
+
+use ndarray::{ArrayD, IxDyn};
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+
+use crate::loss::Loss;
+
+/// A prediction and a target of the same shape.
+#[derive(Clone, Debug)]
+pub struct Batch {
+    /// The prediction (probabilities for `Bce`, logits for `BceWithLogits`).
+    pub pred: ArrayD<f32>,
+    /// The target.
+    pub target: ArrayD<f32>,
+}
+
+/// A seeded random batch of `shape` suited to `loss`:
+///
+/// | loss | prediction | target |
+/// |---|---|---|
+/// | `Mse`, `Mae`, `Huber` | U(−3, 3) | U(−3, 3) |
+/// | `Bce` | U(0.0005, 0.9995) | U(0, 1) (soft labels) |
+/// | `BceWithLogits` | U(−8, 8) | U(0, 1) |
+///
+/// The same `(loss, shape, seed)` always gives the same batch.
+pub fn batch(loss: &Loss, shape: &[usize], seed: u64) -> Batch {
+    let mut rng = StdRng::seed_from_u64(seed);
+    let n: usize = shape.iter().product();
+    let (p_lo, p_hi, t_lo, t_hi) = match loss {
+        Loss::Bce => (0.0005, 0.9995, 0.0, 1.0),
+        Loss::BceWithLogits => (-8.0, 8.0, 0.0, 1.0),
+        _ => (-3.0, 3.0, -3.0, 3.0),
+    };
+    let pred: Vec<f32> = (0..n).map(|_| rng.random_range(p_lo..p_hi)).collect();
+    let target: Vec<f32> = (0..n).map(|_| rng.random_range(t_lo..=t_hi)).collect();
+    let to = |v| ArrayD::from_shape_vec(IxDyn(shape), v).expect("n is the product of shape");
+    Batch {
+        pred: to(pred),
+        target: to(target),
+    }
+}
+
+/// `n` seeded values from U(lo, hi), shaped `shape` (weights, upstream gradients).
+pub fn uniform(shape: &[usize], lo: f32, hi: f32, seed: u64) -> ArrayD<f32> {
+    let mut rng = StdRng::seed_from_u64(seed);
+    ArrayD::from_shape_simple_fn(IxDyn(shape), || rng.random_range(lo..=hi))
+}
