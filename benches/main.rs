@@ -1,1 +1,38 @@
-fn main() {}
+//! Criterion benchmarks: for each loss, the GPU path and the f64 CPU reference over sizes,
+//! in one group per loss, with `Throughput::Bytes` of the minimum traffic (read p and t,
+//! write the gradient: 12 bytes per element).
+//!
+//! The GPU timing is of a whole `GpuContext::compute` call (upload, kernels, readback): it
+//! returns only after the device has finished, so no queue time is hidden.
+//! Run with `cargo bench`; set `WGPU_ADAPTER_NAME` to choose the adapter.
+
+use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
+use wgpu_loss::{GpuContext, Loss, LossArgs, reference, synthetic};
+
+fn losses(c: &mut Criterion) {
+    let ctx = match GpuContext::new() {
+        Ok(ctx) => ctx,
+        Err(e) => panic!("benchmarks need an adapter: {e}"),
+    };
+    eprintln!("adapter: {}", ctx.adapter_summary());
+    for loss in Loss::ALL_DEFAULT {
+        let mut group = c.benchmark_group(loss.name());
+        group.sample_size(10);
+        for log2 in [16u32, 20, 22] {
+            let n = 1usize << log2;
+            let b = synthetic::batch(&loss, &[n], u64::from(log2));
+            let args = LossArgs::new(b.pred.view(), b.target.view());
+            group.throughput(Throughput::Bytes(12 * n as u64));
+            group.bench_with_input(BenchmarkId::new("gpu", n), &args, |bench, args| {
+                bench.iter(|| ctx.compute(&loss, args).expect("GPU call"))
+            });
+            group.bench_with_input(BenchmarkId::new("reference", n), &args, |bench, args| {
+                bench.iter(|| reference::compute(&loss, args).expect("reference call"))
+            });
+        }
+        group.finish();
+    }
+}
+
+criterion_group!(benches, losses);
+criterion_main!(benches);

@@ -33,7 +33,7 @@ pub struct ComputeArgs {
     #[arg(long)]
     pos_weight: Option<PathBuf>,
     /// Huber's threshold δ > 0 (huber only; default 1).
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     delta: Option<f32>,
     /// Write the gradient with respect to the prediction here (`.npy`, f32).
     #[arg(long)]
@@ -62,6 +62,34 @@ fn json_f32(v: f32) -> serde_json::Value {
         .map_or(serde_json::Value::Null, |x| json!(x))
 }
 
+/// Output paths are checked before any work: distinct, and in a directory that exists.
+fn check_outputs(a: &ComputeArgs) -> Result<(), Failure> {
+    let outs: Vec<&PathBuf> = [&a.grad_out, &a.loss_out].into_iter().flatten().collect();
+    if let [g, l] = outs[..] {
+        let same = std::path::absolute(g).ok() == std::path::absolute(l).ok();
+        if same {
+            return Err(Failure::input(format!(
+                "{}: --grad-out and --loss-out name the same file",
+                g.display()
+            )));
+        }
+    }
+    for path in outs {
+        let dir = match path.parent() {
+            Some(d) if !d.as_os_str().is_empty() => d,
+            _ => std::path::Path::new("."),
+        };
+        if !dir.is_dir() {
+            return Err(Failure::input(format!(
+                "{}: cannot write: directory {} does not exist",
+                path.display(),
+                dir.display()
+            )));
+        }
+    }
+    Ok(())
+}
+
 pub fn run(a: &ComputeArgs) -> Result<(), Failure> {
     let loss = match a.loss {
         LossName::Mse => Loss::Mse,
@@ -81,6 +109,7 @@ pub fn run(a: &ComputeArgs) -> Result<(), Failure> {
             "--loss-out writes per-element losses, which need --reduction none",
         ));
     }
+    check_outputs(a)?;
     let read = |p: &PathBuf| npy::read_f32(p).map_err(Failure::input);
     let pred = read(&a.pred)?;
     let target = read(&a.target)?;

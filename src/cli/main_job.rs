@@ -54,16 +54,8 @@ pub fn run(a: &MainJobArgs) -> Result<(), Failure> {
         a.elements, a.seed, a.repeats
     );
     println!(
-        "{:<16} {:>15} {:>15} {:>9} {:>11} {:>9} {:>9} {:>7}  {}",
-        "loss",
-        "GPU value",
-        "CPU value",
-        "rel diff",
-        "grad diff",
-        "GPU ms",
-        "CPU ms",
-        "GB/s",
-        "check"
+        "{:<16} {:>15} {:>15} {:>9} {:>11} {:>9} {:>9} {:>7}  check",
+        "loss", "GPU value", "CPU value", "rel diff", "grad diff", "GPU ms", "CPU ms", "GB/s",
     );
     let mut failed = Vec::new();
     for (k, loss) in Loss::ALL_DEFAULT.iter().enumerate() {

@@ -291,6 +291,18 @@ impl GpuContext {
         if let Some(p) = cache.get(&kernel) {
             return Ok(Arc::clone(p));
         }
+        let storage = kernel
+            .bindings()
+            .iter()
+            .filter(|b| b.access != Access::Uniform)
+            .count() as u32;
+        if storage > self.limits.max_storage_buffers_per_shader_stage {
+            return Err(Error::DeviceLimit {
+                what: "storage buffers per shader stage",
+                needed: u64::from(storage),
+                limit: u64::from(self.limits.max_storage_buffers_per_shader_stage),
+            });
+        }
         let scope = self.device.push_error_scope(wgpu::ErrorFilter::Validation);
         let label = format!("wgpu-loss {}", kernel.name());
         let module = self

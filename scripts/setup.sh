@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# Makes sure wgpu finds a Vulkan driver on Linux: installs Mesa's software Vulkan driver
+# (llvmpipe, package mesa-vulkan-drivers) and the Vulkan loader when no driver is present.
+# On macOS and Windows wgpu uses Metal or DX12 and nothing is installed.
+set -euo pipefail
+
+case "$(uname -s)" in
+Linux) ;;
+*)
+    echo "setup: $(uname -s): wgpu uses the system's GPU API (Metal/DX12); nothing to install"
+    exit 0
+    ;;
+esac
+
+have_driver() {
+    ls /usr/share/vulkan/icd.d/*.json /etc/vulkan/icd.d/*.json /usr/local/share/vulkan/icd.d/*.json \
+        2>/dev/null | grep -q . && ldconfig -p 2>/dev/null | grep -q 'libvulkan\.so\.1'
+}
+
+if have_driver; then
+    echo "setup: a Vulkan driver is present"
+    exit 0
+fi
+if ! command -v apt-get >/dev/null 2>&1; then
+    echo "setup: no Vulkan driver found, and no apt-get to install one: install your" \
+        "distribution's Mesa Vulkan drivers (Debian/Ubuntu: mesa-vulkan-drivers) or a GPU driver" >&2
+    exit 1
+fi
+sudo=""
+if [ "$(id -u)" -ne 0 ]; then sudo="sudo"; fi
+echo "setup: no Vulkan driver found; installing Mesa's software Vulkan driver (mesa-vulkan-drivers)"
+export DEBIAN_FRONTEND=noninteractive
+$sudo apt-get update -qq
+$sudo apt-get install -y -qq --no-install-recommends mesa-vulkan-drivers libvulkan1 >/dev/null
+have_driver || { echo "setup: mesa-vulkan-drivers installed, but no Vulkan driver is visible" >&2; exit 1; }
+echo "setup: Mesa's software Vulkan driver installed"

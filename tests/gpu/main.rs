@@ -1,0 +1,30 @@
+//! GPU tests: every GPU result is compared with the f64 CPU reference (`wgpu_loss::reference`).
+//! `<loss>.rs` holds a loss's tests; the other modules cut across losses.
+//!
+//! These tests need an adapter (on a machine without a GPU: `apt-get install
+//! mesa-vulkan-drivers`). Without one they fail with that advice; with
+//! `WGPU_LOSS_SKIP_GPU_TESTS=1` at build time they show as ignored instead.
+
+#[macro_use]
+mod common;
+
+mod bce;
+mod bce_with_logits;
+mod chunks;
+mod determinism;
+mod edges;
+mod errors;
+mod huber;
+mod mae;
+mod mse;
+mod upstream;
+
+/// Prints the adapter the GPU tests run on (shown with `--show-output`).
+#[test]
+#[cfg_attr(skip_gpu_tests, ignore)]
+fn adapter_in_use() {
+    let ctx = common::ctx();
+    println!("GPU tests run on: {}", ctx.adapter_summary());
+    println!("max elements per binding: {}", ctx.max_chunk_elements());
+    assert!(!ctx.adapter_info().name.is_empty());
+}

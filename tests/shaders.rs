@@ -1,0 +1,137 @@
+//! Every shader, in every composition the host builds, is validated by naga without a GPU,
+//! and checked against what the host assumes: entry point, workgroup size, bindings.
+//! Failures are collected and reported together, with naga's own diagnostics.
+
+use std::collections::BTreeSet;
+
+use naga::valid::{Capabilities, ValidationFlags, Validator};
+use wgpu_loss::kernels::{Access, ENTRY_POINT, Kernel, ReduceFlavor, WORKGROUP_SIZE};
+
+const FLAVORS: [ReduceFlavor; 2] = [ReduceFlavor::Plain, ReduceFlavor::Subgroup];
+
+fn check(kernel: Kernel, flavor: ReduceFlavor) -> Result<(), String> {
+    let src = kernel.source(flavor);
+    let path = format!("{} + {:?} prelude", kernel.name(), flavor);
+    let module =
+        naga::front::wgsl::parse_str(&src).map_err(|e| e.emit_to_string_with_path(&src, &path))?;
+    let caps = match flavor {
+        ReduceFlavor::Plain => Capabilities::empty(),
+        ReduceFlavor::Subgroup => Capabilities::SUBGROUP,
+    };
+    Validator::new(ValidationFlags::all(), caps)
+        .validate(&module)
+        .map_err(|e| e.emit_to_string_with_path(&src, &path))?;
+
+    let eps: Vec<_> = module.entry_points.iter().collect();
+    if eps.len() != 1 || eps[0].name != ENTRY_POINT || eps[0].stage != naga::ShaderStage::Compute {
+        return Err(format!(
+            "{path}: expected one compute entry point `{ENTRY_POINT}`"
+        ));
+    }
+    if eps[0].workgroup_size != [WORKGROUP_SIZE, 1, 1] {
+        return Err(format!(
+            "{path}: workgroup size {:?}, host assumes [{WORKGROUP_SIZE}, 1, 1]",
+            eps[0].workgroup_size
+        ));
+    }
+    // The bindings the shader declares must be exactly those the host builds layouts from.
+    let mut declared = BTreeSet::new();
+    for (_, var) in module.global_variables.iter() {
+        let Some(rb) = &var.binding else { continue };
+        let access = match var.space {
+            naga::AddressSpace::Uniform => Access::Uniform,
+            naga::AddressSpace::Storage { access }
+                if access.contains(naga::StorageAccess::STORE) =>
+            {
+                Access::ReadWrite
+            }
+            naga::AddressSpace::Storage { .. } => Access::Read,
+            other => {
+                return Err(format!(
+                    "{path}: binding {} in unexpected space {other:?}",
+                    rb.binding
+                ));
+            }
+        };
+        if rb.group != 0 {
+            return Err(format!(
+                "{path}: binding {} in group {}, host uses group 0",
+                rb.binding, rb.group
+            ));
+        }
+        declared.insert((rb.binding, format!("{access:?}")));
+    }
+    let host: BTreeSet<_> = kernel
+        .bindings()
+        .iter()
+        .map(|b| (b.index, format!("{:?}", b.access)))
+        .collect();
+    if declared != host {
+        return Err(format!(
+            "{path}: shader bindings {declared:?} != host bindings {host:?}"
+        ));
+    }
+    Ok(())
+}
+
+#[test]
+fn every_kernel_validates_with_naga_and_matches_the_host() {
+    let failures: Vec<String> = Kernel::ALL
+        .iter()
+        .flat_map(|&k| FLAVORS.iter().map(move |&f| (k, f)))
+        .filter_map(|(k, f)| check(k, f).err())
+        .collect();
+    assert!(
+        failures.is_empty(),
+        "{} failure(s):\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
+}
+
+#[test]
+fn workgroup_size_constant_matches_the_preludes() {
+    for f in FLAVORS {
+        let (file, text) = f.prelude();
+        let line = format!("const WG: u32 = {WORKGROUP_SIZE}u;");
+        assert!(text.contains(&line), "{file} does not declare `{line}`");
+    }
+}
+
+/// Every `.wgsl` file under shaders/ is part of some kernel (no dead or unvalidated shader).
+#[test]
+fn every_shader_file_is_used_by_a_kernel() {
+    let mut used: BTreeSet<String> = Kernel::ALL
+        .iter()
+        .flat_map(|k| k.parts().iter().map(|(p, _)| p.to_string()))
+        .collect();
+    for f in FLAVORS {
+        used.insert(f.prelude().0.to_string());
+    }
+    let root = env!("CARGO_MANIFEST_DIR");
+    let mut on_disk = BTreeSet::new();
+    let mut dirs = vec![std::path::PathBuf::from(root).join("shaders")];
+    while let Some(d) = dirs.pop() {
+        for e in std::fs::read_dir(&d).expect("shaders/ is readable") {
+            let p = e.expect("directory entry").path();
+            if p.is_dir() {
+                dirs.push(p);
+            } else if p.extension().is_some_and(|x| x == "wgsl") {
+                let rel = p.strip_prefix(root).expect("under the crate root");
+                on_disk.insert(rel.to_string_lossy().replace('\\', "/"));
+            }
+        }
+    }
+    assert_eq!(
+        on_disk, used,
+        "shader files on disk vs. files the registry composes"
+    );
+}
+
+/// The validator really rejects a broken shader (this test would catch a no-op `check`).
+#[test]
+fn a_broken_shader_is_reported() {
+    let src = "@compute @workgroup_size(64) fn main() { let x: f32 = 1u; }";
+    let module = naga::front::wgsl::parse_str(src);
+    assert!(module.is_err(), "a type error must be rejected");
+}
