@@ -12,9 +12,18 @@ Linux) ;;
     ;;
 esac
 
+# A Vulkan driver = an ICD manifest in a standard place + the Vulkan loader library.
+# (No pipelines here: with pipefail, `ls` on an empty glob or `grep -q` closing early would
+# make a present driver look absent.)
 have_driver() {
-    ls /usr/share/vulkan/icd.d/*.json /etc/vulkan/icd.d/*.json /usr/local/share/vulkan/icd.d/*.json \
-        2>/dev/null | grep -q . && ldconfig -p 2>/dev/null | grep -q 'libvulkan\.so\.1'
+    local icd="" f
+    for f in /usr/share/vulkan/icd.d/*.json /etc/vulkan/icd.d/*.json /usr/local/share/vulkan/icd.d/*.json; do
+        if [ -e "$f" ]; then icd="$f"; fi
+    done
+    [ -n "$icd" ] || return 1
+    local libs
+    libs="$(ldconfig -p 2>/dev/null || true)"
+    [[ "$libs" == *libvulkan.so.1* ]]
 }
 
 if have_driver; then
