@@ -23,6 +23,8 @@
 //! reference, `tests/gpu/<loss>.rs` the test comparing the two. [`kernels`] is the registry of
 //! compiled-in shaders, [`GpuContext`] the device, pipelines and buffers.
 
+#![warn(missing_docs)]
+
 pub mod error;
 pub mod gpu;
 pub mod kernels;

@@ -18,9 +18,13 @@
 //! GPU tests carry `#[cfg_attr(skip_gpu_tests, ignore)]` (set by build.rs when
 //! `WGPU_LOSS_SKIP_GPU_TESTS=1`); tests that use `--device cpu`, or fail before any device is
 //! touched, need no GPU.
+//!
+//! Command lines are written as templates (see `argv`): `{NAME}` stands for the file `NAME` in
+//! the test's temporary directory, e.g. `--pred {pred.npy} --grad-out {G.npy}`.
 
 #![allow(unexpected_cfgs)]
 
+use std::ffi::OsStr;
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -30,6 +34,7 @@ use ndarray_npy::{read_npy, write_npy};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde_json::Value;
+use wgpu_loss::synthetic::Batch;
 use wgpu_loss::{Loss, LossArgs, LossOutput, Reduction, reference, synthetic};
 
 /// Loss value: relative error bound (see the module comment).
@@ -45,7 +50,7 @@ const SHAPE: [usize; 2] = [37, 29];
 // ---------------------------------------------------------------------------------------------
 
 /// Runs the binary with `args` (and optional extra environment), waiting for it to finish.
-fn run_with_env(args: &[&str], env: &[(&str, &str)]) -> Output {
+fn run_with_env(args: &[impl AsRef<OsStr>], env: &[(&str, &str)]) -> Output {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_wgpu-loss"));
     cmd.args(args);
     for (k, v) in env {
@@ -54,7 +59,7 @@ fn run_with_env(args: &[&str], env: &[(&str, &str)]) -> Output {
     cmd.output().expect("the wgpu-loss binary runs")
 }
 
-fn run(args: &[&str]) -> Output {
+fn run(args: &[impl AsRef<OsStr>]) -> Output {
     run_with_env(args, &[])
 }
 
@@ -81,11 +86,49 @@ fn s(p: &Path) -> &str {
     p.to_str().expect("temporary paths are UTF-8")
 }
 
+/// `word` with every `{NAME}` replaced by `vars`' value for NAME, or else by the path `dir/NAME`.
+fn fill(dir: &Path, word: &str, vars: &[(&str, &str)]) -> String {
+    let mut out = String::new();
+    let mut rest = word;
+    while let Some(open) = rest.find('{') {
+        let close = open
+            + rest[open..]
+                .find('}')
+                .expect("a `{` without `}` in a template");
+        out.push_str(&rest[..open]);
+        let name = &rest[open + 1..close];
+        match vars.iter().find(|(k, _)| *k == name) {
+            Some((_, v)) => out.push_str(v),
+            None => out.push_str(s(&dir.join(name))),
+        }
+        rest = &rest[close + 1..];
+    }
+    out.push_str(rest);
+    out
+}
+
+/// Command-line words: `template` split at white space, then each word filled (`fill`), so a
+/// path with a space in it stays one word.
+fn argv(dir: &Path, template: &str, vars: &[(&str, &str)]) -> Vec<String> {
+    template
+        .split_whitespace()
+        .map(|w| fill(dir, w, vars))
+        .collect()
+}
+
 /// Writes an f32 array as `.npy` into `dir`.
 fn write_f32(dir: &Path, name: &str, a: &ArrayD<f32>) -> PathBuf {
     let p = dir.join(name);
     write_npy(&p, a).expect("write .npy");
     p
+}
+
+/// Writes a synthetic batch for `loss` into `dir` as `pred.npy` and `target.npy`; returns it.
+fn batch_in(dir: &Path, loss: &Loss, seed: u64) -> Batch {
+    let b = synthetic::batch(loss, &SHAPE, seed);
+    write_f32(dir, "pred.npy", &b.pred);
+    write_f32(dir, "target.npy", &b.target);
+    b
 }
 
 /// Reads an f32 `.npy` the CLI wrote.
@@ -178,6 +221,27 @@ fn assert_array_close(got: &ArrayD<f32>, want: &ArrayD<f64>, what: &str) {
     );
 }
 
+/// The JSON `value` and the gradient written at `grad` against the reference `want`.
+fn assert_matches_reference(j: &Value, grad: &Path, want: &LossOutput<f64>, what: &str) {
+    let got = j["value"].as_f64().expect("value is a number");
+    assert_value_close(got, want.value.unwrap(), &format!("{what} value"));
+    let want_grad = want.grad.as_ref().unwrap();
+    assert_array_close(&read_f32(grad), want_grad, &format!("{what} gradient"));
+}
+
+/// `device` and `adapter` of a JSON result: a non-empty adapter name on the gpu, null on the cpu.
+fn assert_device(j: &Value, device: &str) {
+    assert_eq!(j["device"], device);
+    match device {
+        "gpu" => assert!(
+            j["adapter"].as_str().is_some_and(|a| !a.trim().is_empty()),
+            "adapter must be a non-empty string on the gpu: {}",
+            j["adapter"]
+        ),
+        _ => assert_eq!(j["adapter"], Value::Null, "adapter must be null on the cpu"),
+    }
+}
+
 /// Parses the single JSON line `--json` prints.
 fn json(out: &Output) -> Value {
     let text = stdout(out);
@@ -190,27 +254,23 @@ fn json(out: &Output) -> Value {
     serde_json::from_str(lines[0]).unwrap_or_else(|e| panic!("stdout is not JSON ({e}): {text}"))
 }
 
-/// Runs `compute` with `--json`, asserts success, returns the JSON object.
-fn compute_json(args: &[&str]) -> Value {
-    let mut all = vec!["compute"];
-    all.extend_from_slice(args);
-    all.push("--json");
+/// Runs `compute` with the words of `template` (`argv`) and `--json`, asserts success, returns
+/// the JSON object.
+fn compute_json(dir: &Path, template: &str, vars: &[(&str, &str)]) -> Value {
+    let mut all = vec!["compute".to_string()];
+    all.extend(argv(dir, template, vars));
+    all.push("--json".into());
     let out = run(&all);
     assert_success(&out, &format!("wgpu-loss {}", all.join(" ")));
     json(&out)
 }
 
-fn loss_flag(loss: &Loss) -> Vec<String> {
-    let mut v = vec!["--loss".to_string(), loss.name().to_string()];
-    if let Loss::Huber { delta } = loss {
-        v.push("--delta".into());
-        v.push(delta.to_string());
+/// `--loss NAME`, and `--delta D` for huber.
+fn loss_flag(loss: &Loss) -> String {
+    match loss {
+        Loss::Huber { delta } => format!("--loss {} --delta {delta}", loss.name()),
+        _ => format!("--loss {}", loss.name()),
     }
-    v
-}
-
-fn strs(v: &[String]) -> Vec<&str> {
-    v.iter().map(String::as_str).collect()
 }
 
 /// Seeded uniform array.
@@ -219,90 +279,70 @@ fn uniform(shape: &[usize], lo: f32, hi: f32, seed: u64) -> ArrayD<f32> {
     ArrayD::from_shape_simple_fn(IxDyn(shape), || rng.random_range(lo..hi))
 }
 
+/// Tests that each make one call: `gpu NAME: CALL;` for one that needs a GPU (ignored under
+/// `skip_gpu_tests`), `cpu NAME: CALL;` for one that does not.
+macro_rules! checks {
+    (@one gpu $name:ident $call:expr) => {
+        #[test]
+        #[cfg_attr(skip_gpu_tests, ignore)]
+        fn $name() {
+            $call;
+        }
+    };
+    (@one cpu $name:ident $call:expr) => {
+        #[test]
+        fn $name() {
+            $call;
+        }
+    };
+    ($($kind:ident $name:ident: $call:expr;)*) => {
+        $( checks!(@one $kind $name $call); )*
+    };
+}
+
 // ---------------------------------------------------------------------------------------------
 // 1. JSON output
 // ---------------------------------------------------------------------------------------------
 
+/// Writes p.npy = [1, 2, 3] and t.npy = [1, 1, 1] into `dir`.
+fn small_mse_pair(dir: &Path) {
+    let p = ArrayD::from_shape_vec(IxDyn(&[3]), vec![1.0, 2.0, 3.0]).unwrap();
+    write_f32(dir, "p.npy", &p);
+    write_f32(dir, "t.npy", &ArrayD::from_elem(IxDyn(&[3]), 1.0f32));
+}
+
 /// mse of [1, 2, 3] against [1, 1, 1]: (0 + 1 + 4) / 3 = 5/3; gradient 2(p − t)/3 = [0, 2/3, 4/3].
-fn mse_json_small(device: &str) -> Value {
+fn json_mse_analytic(device: &str) {
     let dir = tempfile::tempdir().unwrap();
-    let p = write_f32(
-        dir.path(),
-        "p.npy",
-        &ArrayD::from_shape_vec(IxDyn(&[3]), vec![1.0, 2.0, 3.0]).unwrap(),
+    let (d, g) = (dir.path(), dir.path().join("g.npy"));
+    small_mse_pair(d);
+    let j = compute_json(
+        d,
+        "--loss mse --pred {p.npy} --target {t.npy} --device {device} --grad-out {g.npy}",
+        &[("device", device)],
     );
-    let t = write_f32(dir.path(), "t.npy", &ArrayD::from_elem(IxDyn(&[3]), 1.0f32));
-    let g = dir.path().join("g.npy");
-    let j = compute_json(&[
-        "--loss",
-        "mse",
-        "--pred",
-        s(&p),
-        "--target",
-        s(&t),
-        "--device",
-        device,
-        "--grad-out",
-        s(&g),
-    ]);
-    assert_value_close(
-        j["value"].as_f64().expect("value is a number"),
-        5.0 / 3.0,
-        "mse [1,2,3]",
-    );
-    let grad = read_f32(&g);
+    assert_device(&j, device);
+    let value = j["value"].as_f64().expect("value is a number");
+    assert_value_close(value, 5.0 / 3.0, "mse [1,2,3]");
     let want = ArrayD::from_shape_vec(IxDyn(&[3]), vec![0.0, 2.0 / 3.0, 4.0 / 3.0]).unwrap();
-    assert_array_close(&grad, &want, "mse [1,2,3] gradient");
+    assert_array_close(&read_f32(&g), &want, "mse [1,2,3] gradient");
     assert_eq!(j["grad_out"], Value::from(s(&g)));
     assert_eq!(j["loss_out"], Value::Null);
-    j
 }
 
-#[test]
-#[cfg_attr(skip_gpu_tests, ignore)]
-fn json_mse_analytic_gpu() {
-    let j = mse_json_small("gpu");
-    assert_eq!(j["device"], "gpu");
-    let adapter = j["adapter"]
-        .as_str()
-        .expect("adapter is a string on the gpu");
-    assert!(!adapter.trim().is_empty(), "adapter is empty");
-}
-
-#[test]
-fn json_mse_analytic_cpu() {
-    let j = mse_json_small("cpu");
-    assert_eq!(j["device"], "cpu");
-    assert_eq!(j["adapter"], Value::Null, "no adapter on the cpu");
-}
-
+/// Every field of the JSON object, and the value against the reference.
 fn json_fields(device: &str, seed: u64) {
     let dir = tempfile::tempdir().unwrap();
-    let b = synthetic::batch(&Loss::Mse, &SHAPE, seed);
-    let p = write_f32(dir.path(), "pred.npy", &b.pred);
-    let t = write_f32(dir.path(), "target.npy", &b.target);
-    let j = compute_json(&[
-        "--loss",
-        "mse",
-        "--pred",
-        s(&p),
-        "--target",
-        s(&t),
-        "--device",
-        device,
-    ]);
+    let b = batch_in(dir.path(), &Loss::Mse, seed);
+    let j = compute_json(
+        dir.path(),
+        "--loss mse --pred {pred.npy} --target {target.npy} --device {device}",
+        &[("device", device)],
+    );
     assert!(j.is_object(), "JSON output is an object: {j}");
     assert_eq!(j["loss"], "mse");
     assert_eq!(j["reduction"], "mean", "mean is the default reduction");
-    assert_eq!(j["device"], device);
-    match device {
-        "gpu" => assert!(
-            j["adapter"].as_str().is_some_and(|a| !a.trim().is_empty()),
-            "adapter must be a non-empty string on the gpu: {}",
-            j["adapter"]
-        ),
-        _ => assert_eq!(j["adapter"], Value::Null, "adapter must be null on the cpu"),
-    }
+    assert_device(&j, device);
     assert_eq!(j["elements"], 37 * 29);
     assert_eq!(j["shape"], serde_json::json!([37, 29]));
     assert_eq!(j["counted"], 37 * 29, "mean divides by every element");
@@ -312,15 +352,11 @@ fn json_fields(device: &str, seed: u64) {
     assert_value_close(got, want.value.unwrap(), "mse --json value");
 }
 
-#[test]
-#[cfg_attr(skip_gpu_tests, ignore)]
-fn json_fields_gpu() {
-    json_fields("gpu", 101);
-}
-
-#[test]
-fn json_fields_cpu() {
-    json_fields("cpu", 102);
+checks! {
+    gpu json_mse_analytic_gpu: json_mse_analytic("gpu");
+    cpu json_mse_analytic_cpu: json_mse_analytic("cpu");
+    gpu json_fields_gpu: json_fields("gpu", 101);
+    cpu json_fields_cpu: json_fields("cpu", 102);
 }
 
 /// Without --json: one human line with the loss, reduction, element count, shape and value,
@@ -328,26 +364,11 @@ fn json_fields_cpu() {
 #[test]
 fn text_output_cpu() {
     let dir = tempfile::tempdir().unwrap();
-    let p = write_f32(
-        dir.path(),
-        "p.npy",
-        &ArrayD::from_shape_vec(IxDyn(&[3]), vec![1.0, 2.0, 3.0]).unwrap(),
-    );
-    let t = write_f32(dir.path(), "t.npy", &ArrayD::from_elem(IxDyn(&[3]), 1.0f32));
-    let g = dir.path().join("g.npy");
-    let out = run(&[
-        "compute",
-        "--loss",
-        "mse",
-        "--pred",
-        s(&p),
-        "--target",
-        s(&t),
-        "--device",
-        "cpu",
-        "--grad-out",
-        s(&g),
-    ]);
+    let (d, g) = (dir.path(), dir.path().join("g.npy"));
+    small_mse_pair(d);
+    let template =
+        "compute --loss mse --pred {p.npy} --target {t.npy} --device cpu --grad-out {g.npy}";
+    let out = run(&argv(d, template, &[]));
     assert_success(&out, "text output");
     let text = stdout(&out);
     let first = text.lines().next().unwrap_or_default();
@@ -377,57 +398,20 @@ fn text_output_cpu() {
 
 fn grad_out_matches(loss: Loss, seed: u64) {
     let dir = tempfile::tempdir().unwrap();
-    let b = synthetic::batch(&loss, &SHAPE, seed);
-    let p = write_f32(dir.path(), "pred.npy", &b.pred);
-    let t = write_f32(dir.path(), "target.npy", &b.target);
-    let g = dir.path().join("G.npy");
-    let flags = loss_flag(&loss);
-    let mut args = strs(&flags);
-    args.extend(["--pred", s(&p), "--target", s(&t), "--grad-out", s(&g)]);
-    let j = compute_json(&args);
+    let b = batch_in(dir.path(), &loss, seed);
+    let template = loss_flag(&loss) + " --pred {pred.npy} --target {target.npy} --grad-out {G.npy}";
+    let j = compute_json(dir.path(), &template, &[]);
     let want = reference_out(&loss, &b.pred, &b.target, None, None, Reduction::Mean);
     assert_eq!(j["loss"], loss.name());
-    assert_value_close(
-        j["value"].as_f64().unwrap(),
-        want.value.unwrap(),
-        loss.name(),
-    );
-    let grad = read_f32(&g);
-    assert_array_close(
-        &grad,
-        want.grad.as_ref().unwrap(),
-        &format!("{} gradient", loss.name()),
-    );
+    assert_matches_reference(&j, &dir.path().join("G.npy"), &want, loss.name());
 }
 
-#[test]
-#[cfg_attr(skip_gpu_tests, ignore)]
-fn grad_out_mse() {
-    grad_out_matches(Loss::Mse, 201);
-}
-
-#[test]
-#[cfg_attr(skip_gpu_tests, ignore)]
-fn grad_out_mae() {
-    grad_out_matches(Loss::Mae, 202);
-}
-
-#[test]
-#[cfg_attr(skip_gpu_tests, ignore)]
-fn grad_out_huber_delta_half() {
-    grad_out_matches(Loss::Huber { delta: 0.5 }, 203);
-}
-
-#[test]
-#[cfg_attr(skip_gpu_tests, ignore)]
-fn grad_out_bce() {
-    grad_out_matches(Loss::Bce, 204);
-}
-
-#[test]
-#[cfg_attr(skip_gpu_tests, ignore)]
-fn grad_out_bce_with_logits() {
-    grad_out_matches(Loss::BceWithLogits, 205);
+checks! {
+    gpu grad_out_mse: grad_out_matches(Loss::Mse, 201);
+    gpu grad_out_mae: grad_out_matches(Loss::Mae, 202);
+    gpu grad_out_huber_delta_half: grad_out_matches(Loss::Huber { delta: 0.5 }, 203);
+    gpu grad_out_bce: grad_out_matches(Loss::Bce, 204);
+    gpu grad_out_bce_with_logits: grad_out_matches(Loss::BceWithLogits, 205);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -446,43 +430,28 @@ fn reduction_none_losses_and_grad_every_loss() {
     ];
     for (k, loss) in losses.iter().enumerate() {
         let dir = tempfile::tempdir().unwrap();
-        let b = synthetic::batch(loss, &SHAPE, 300 + k as u64);
-        let p = write_f32(dir.path(), "pred.npy", &b.pred);
-        let t = write_f32(dir.path(), "target.npy", &b.target);
-        let (g, l) = (dir.path().join("G.npy"), dir.path().join("L.npy"));
-        let flags = loss_flag(loss);
-        let mut args = strs(&flags);
-        args.extend([
-            "--pred",
-            s(&p),
-            "--target",
-            s(&t),
-            "--reduction",
-            "none",
-            "--loss-out",
-            s(&l),
-            "--grad-out",
-            s(&g),
-        ]);
-        let j = compute_json(&args);
-        assert_eq!(j["reduction"], "none", "{}", loss.name());
-        assert_eq!(
-            j["value"],
-            Value::Null,
-            "{}: no value with reduction none",
-            loss.name()
-        );
-        assert_eq!(j["loss_out"], Value::from(s(&l)));
+        let d = dir.path();
+        let b = batch_in(d, loss, 300 + k as u64);
+        let template = loss_flag(loss)
+            + " --pred {pred.npy} --target {target.npy} --reduction none"
+            + " --loss-out {L.npy} --grad-out {G.npy}";
+        let j = compute_json(d, &template, &[]);
+        let name = loss.name();
+        assert_eq!(j["reduction"], "none", "{name}");
+        let value = &j["value"];
+        assert_eq!(*value, Value::Null, "{name}: no value with reduction none");
+        assert_eq!(j["loss_out"], Value::from(s(&d.join("L.npy"))));
         let want = reference_out(loss, &b.pred, &b.target, None, None, Reduction::None);
+        let (losses, grad) = (want.losses.as_ref().unwrap(), want.grad.as_ref().unwrap());
         assert_array_close(
-            &read_f32(&l),
-            want.losses.as_ref().unwrap(),
-            &format!("{} losses", loss.name()),
+            &read_f32(&d.join("L.npy")),
+            losses,
+            &format!("{name} losses"),
         );
         assert_array_close(
-            &read_f32(&g),
-            want.grad.as_ref().unwrap(),
-            &format!("{} gradient", loss.name()),
+            &read_f32(&d.join("G.npy")),
+            grad,
+            &format!("{name} gradient"),
         );
     }
 }
@@ -491,22 +460,10 @@ fn reduction_none_losses_and_grad_every_loss() {
 #[test]
 fn reduction_none_without_loss_out_cpu() {
     let dir = tempfile::tempdir().unwrap();
-    let b = synthetic::batch(&Loss::Mae, &SHAPE, 310);
-    let p = write_f32(dir.path(), "pred.npy", &b.pred);
-    let t = write_f32(dir.path(), "target.npy", &b.target);
-    let out = run(&[
-        "compute",
-        "--loss",
-        "mae",
-        "--pred",
-        s(&p),
-        "--target",
-        s(&t),
-        "--reduction",
-        "none",
-        "--device",
-        "cpu",
-    ]);
+    batch_in(dir.path(), &Loss::Mae, 310);
+    let template =
+        "compute --loss mae --pred {pred.npy} --target {target.npy} --reduction none --device cpu";
+    let out = run(&argv(dir.path(), template, &[]));
     assert_success(&out, "reduction none, no --loss-out");
     assert!(
         stdout(&out).contains("not saved (use --loss-out)"),
@@ -524,83 +481,42 @@ fn reduction_none_without_loss_out_cpu() {
 fn reduction_sum_huber() {
     let loss = Loss::Huber { delta: 0.5 };
     let dir = tempfile::tempdir().unwrap();
-    let b = synthetic::batch(&loss, &SHAPE, 401);
-    let p = write_f32(dir.path(), "pred.npy", &b.pred);
-    let t = write_f32(dir.path(), "target.npy", &b.target);
-    let g = dir.path().join("G.npy");
-    let j = compute_json(&[
-        "--loss",
-        "huber",
-        "--delta",
-        "0.5",
-        "--pred",
-        s(&p),
-        "--target",
-        s(&t),
-        "--reduction",
-        "sum",
-        "--grad-out",
-        s(&g),
-    ]);
+    let b = batch_in(dir.path(), &loss, 401);
+    let j = compute_json(
+        dir.path(),
+        "--loss huber --delta 0.5 --pred {pred.npy} --target {target.npy} --reduction sum \
+         --grad-out {G.npy}",
+        &[],
+    );
     assert_eq!(j["reduction"], "sum");
     let want = reference_out(&loss, &b.pred, &b.target, None, None, Reduction::Sum);
     let mean = reference_out(&loss, &b.pred, &b.target, None, None, Reduction::Mean);
-    let got = j["value"].as_f64().unwrap();
-    assert_value_close(got, want.value.unwrap(), "huber sum");
+    assert_matches_reference(&j, &dir.path().join("G.npy"), &want, "huber sum");
     // Sum is N × mean: catches a sum that is really a mean.
-    assert!(
-        (got / mean.value.unwrap() - (37.0 * 29.0)).abs() < 0.1,
-        "sum/mean = {}",
-        got / mean.value.unwrap()
-    );
-    assert_array_close(
-        &read_f32(&g),
-        want.grad.as_ref().unwrap(),
-        "huber sum gradient",
-    );
+    let ratio = j["value"].as_f64().unwrap() / mean.value.unwrap();
+    assert!((ratio - (37.0 * 29.0)).abs() < 0.1, "sum/mean = {ratio}");
 }
 
 #[test]
 #[cfg_attr(skip_gpu_tests, ignore)]
 fn bce_weight_broadcast_over_rows() {
     let dir = tempfile::tempdir().unwrap();
-    let b = synthetic::batch(&Loss::Bce, &SHAPE, 402);
+    let b = batch_in(dir.path(), &Loss::Bce, 402);
     let w = uniform(&[29], 0.0, 3.0, 403);
-    let p = write_f32(dir.path(), "pred.npy", &b.pred);
-    let t = write_f32(dir.path(), "target.npy", &b.target);
-    let wp = write_f32(dir.path(), "W.npy", &w);
-    let g = dir.path().join("G.npy");
-    let j = compute_json(&[
-        "--loss",
-        "bce",
-        "--pred",
-        s(&p),
-        "--target",
-        s(&t),
-        "--weight",
-        s(&wp),
-        "--grad-out",
-        s(&g),
-    ]);
-    let want = reference_out(
-        &Loss::Bce,
-        &b.pred,
-        &b.target,
-        Some(&w),
-        None,
-        Reduction::Mean,
+    write_f32(dir.path(), "W.npy", &w);
+    let j = compute_json(
+        dir.path(),
+        "--loss bce --pred {pred.npy} --target {target.npy} --weight {W.npy} --grad-out {G.npy}",
+        &[],
     );
-    let unweighted = reference_out(&Loss::Bce, &b.pred, &b.target, None, None, Reduction::Mean);
+    let (pred, target) = (&b.pred, &b.target);
+    let want = reference_out(&Loss::Bce, pred, target, Some(&w), None, Reduction::Mean);
+    let unweighted = reference_out(&Loss::Bce, pred, target, None, None, Reduction::Mean);
+    assert_matches_reference(&j, &dir.path().join("G.npy"), &want, "weighted bce");
     let got = j["value"].as_f64().unwrap();
-    assert_value_close(got, want.value.unwrap(), "weighted bce");
     assert!(
         (got - unweighted.value.unwrap()).abs() > 1e-3 * unweighted.value.unwrap(),
         "the weight changed nothing"
-    );
-    assert_array_close(
-        &read_f32(&g),
-        want.grad.as_ref().unwrap(),
-        "weighted bce gradient",
     );
 }
 
@@ -609,58 +525,29 @@ fn bce_weight_broadcast_over_rows() {
 fn bce_with_logits_pos_weight_and_weight() {
     let loss = Loss::BceWithLogits;
     let dir = tempfile::tempdir().unwrap();
-    let b = synthetic::batch(&loss, &SHAPE, 404);
+    let d = dir.path();
+    let b = batch_in(d, &loss, 404);
     let q = uniform(&[29], 0.5, 4.0, 405);
     let w = uniform(&SHAPE, 0.0, 2.0, 406);
-    let p = write_f32(dir.path(), "pred.npy", &b.pred);
-    let t = write_f32(dir.path(), "target.npy", &b.target);
-    let qp = write_f32(dir.path(), "Q.npy", &q);
-    let wp = write_f32(dir.path(), "W.npy", &w);
+    write_f32(d, "Q.npy", &q);
+    write_f32(d, "W.npy", &w);
+    let io = "--loss bce-with-logits --pred {pred.npy} --target {target.npy} --pos-weight {Q.npy}";
 
     // pos_weight alone, reduction sum.
-    let g = dir.path().join("G.npy");
-    let j = compute_json(&[
-        "--loss",
-        "bce-with-logits",
-        "--pred",
-        s(&p),
-        "--target",
-        s(&t),
-        "--pos-weight",
-        s(&qp),
-        "--reduction",
-        "sum",
-        "--grad-out",
-        s(&g),
-    ]);
+    let j = compute_json(
+        d,
+        &format!("{io} --reduction sum --grad-out {{G.npy}}"),
+        &[],
+    );
     let want = reference_out(&loss, &b.pred, &b.target, None, Some(&q), Reduction::Sum);
-    assert_value_close(
-        j["value"].as_f64().unwrap(),
-        want.value.unwrap(),
-        "pos_weight value",
-    );
-    assert_array_close(
-        &read_f32(&g),
-        want.grad.as_ref().unwrap(),
-        "pos_weight gradient",
-    );
+    assert_matches_reference(&j, &d.join("G.npy"), &want, "pos_weight");
 
     // Both, full-shape weight, reduction mean.
-    let g2 = dir.path().join("G2.npy");
-    let j = compute_json(&[
-        "--loss",
-        "bce-with-logits",
-        "--pred",
-        s(&p),
-        "--target",
-        s(&t),
-        "--pos-weight",
-        s(&qp),
-        "--weight",
-        s(&wp),
-        "--grad-out",
-        s(&g2),
-    ]);
+    let j = compute_json(
+        d,
+        &format!("{io} --weight {{W.npy}} --grad-out {{G2.npy}}"),
+        &[],
+    );
     let want = reference_out(
         &loss,
         &b.pred,
@@ -669,75 +556,50 @@ fn bce_with_logits_pos_weight_and_weight() {
         Some(&q),
         Reduction::Mean,
     );
-    assert_value_close(
-        j["value"].as_f64().unwrap(),
-        want.value.unwrap(),
-        "weight+pos_weight value",
-    );
-    assert_array_close(
-        &read_f32(&g2),
-        want.grad.as_ref().unwrap(),
-        "weight+pos_weight gradient",
-    );
+    assert_matches_reference(&j, &d.join("G2.npy"), &want, "weight+pos_weight");
 }
 
 // ---------------------------------------------------------------------------------------------
 // 5. f64 and f16 inputs
 // ---------------------------------------------------------------------------------------------
 
+/// Runs `loss` on `device` on pred.npy and target.npy in `dir` (not f32), which the CLI
+/// converts to f32 as `pred` and `target`: shape, value and gradient against the reference
+/// run on the converted values, and on the cpu (the reference itself, rounded once to f32)
+/// a gradient equal to the reference's rounded to f32.
+fn check_converted(
+    dir: &Path,
+    device: &str,
+    loss: &Loss,
+    pred: &ArrayD<f32>,
+    target: &ArrayD<f32>,
+) {
+    let template = loss_flag(loss)
+        + " --pred {pred.npy} --target {target.npy} --device {device} --grad-out {G.npy}";
+    let j = compute_json(dir, &template, &[("device", device)]);
+    let want = reference_out(loss, pred, target, None, None, Reduction::Mean);
+    assert_eq!(j["shape"], serde_json::json!([37, 29]));
+    assert_matches_reference(&j, &dir.join("G.npy"), &want, "converted input");
+    if device == "cpu" {
+        assert_eq!(
+            read_f32(&dir.join("G.npy")),
+            want.grad.unwrap().mapv(|v| v as f32)
+        );
+    }
+}
+
 fn f64_input(device: &str, seed: u64) {
-    let loss = Loss::BceWithLogits;
     let dir = tempfile::tempdir().unwrap();
     let mut rng = StdRng::seed_from_u64(seed);
     let pred64 = ArrayD::from_shape_simple_fn(IxDyn(&SHAPE), || rng.random_range(-8.0f64..8.0));
     let target64 = ArrayD::from_shape_simple_fn(IxDyn(&SHAPE), || rng.random_range(0.0f64..=1.0));
-    let p = dir.path().join("pred64.npy");
-    let t = dir.path().join("target64.npy");
-    write_npy(&p, &pred64).unwrap();
-    write_npy(&t, &target64).unwrap();
-    let g = dir.path().join("G.npy");
-    let j = compute_json(&[
-        "--loss",
-        "bce-with-logits",
-        "--pred",
-        s(&p),
-        "--target",
-        s(&t),
-        "--device",
-        device,
-        "--grad-out",
-        s(&g),
-    ]);
-    // The CLI converts to f32; the reference runs on the converted values.
+    write_npy(dir.path().join("pred.npy"), &pred64).unwrap();
+    write_npy(dir.path().join("target.npy"), &target64).unwrap();
     let (pred, target) = (pred64.mapv(|v| v as f32), target64.mapv(|v| v as f32));
-    let want = reference_out(&loss, &pred, &target, None, None, Reduction::Mean);
-    assert_value_close(
-        j["value"].as_f64().unwrap(),
-        want.value.unwrap(),
-        "f64 input value",
-    );
-    assert_eq!(j["shape"], serde_json::json!([37, 29]));
-    let grad = read_f32(&g);
-    assert_array_close(&grad, want.grad.as_ref().unwrap(), "f64 input gradient");
-    if device == "cpu" {
-        // The CPU path is the reference itself, rounded once to f32.
-        assert_eq!(grad, want.grad.unwrap().mapv(|v| v as f32));
-    }
-}
-
-#[test]
-#[cfg_attr(skip_gpu_tests, ignore)]
-fn f64_input_gpu() {
-    f64_input("gpu", 501);
-}
-
-#[test]
-fn f64_input_cpu() {
-    f64_input("cpu", 502);
+    check_converted(dir.path(), device, &Loss::BceWithLogits, &pred, &target);
 }
 
 fn f16_input(device: &str, seed: u64) {
-    let loss = Loss::Mse;
     let dir = tempfile::tempdir().unwrap();
     let mut rng = StdRng::seed_from_u64(seed);
     let n = SHAPE.iter().product::<usize>();
@@ -747,48 +609,19 @@ fn f16_input(device: &str, seed: u64) {
             .collect()
     };
     let (ph, th) = (draw(), draw());
-    let p = write_f16(dir.path(), "pred16.npy", &SHAPE, &ph);
-    let t = write_f16(dir.path(), "target16.npy", &SHAPE, &th);
-    let g = dir.path().join("G.npy");
-    let j = compute_json(&[
-        "--loss",
-        "mse",
-        "--pred",
-        s(&p),
-        "--target",
-        s(&t),
-        "--device",
-        device,
-        "--grad-out",
-        s(&g),
-    ]);
+    write_f16(dir.path(), "pred.npy", &SHAPE, &ph);
+    write_f16(dir.path(), "target.npy", &SHAPE, &th);
     let to32 = |v: &[half::f16]| {
         ArrayD::from_shape_vec(IxDyn(&SHAPE), v.iter().map(|h| h.to_f32()).collect()).unwrap()
     };
-    let (pred, target) = (to32(&ph), to32(&th));
-    let want = reference_out(&loss, &pred, &target, None, None, Reduction::Mean);
-    assert_eq!(j["shape"], serde_json::json!([37, 29]));
-    assert_value_close(
-        j["value"].as_f64().unwrap(),
-        want.value.unwrap(),
-        "f16 input value",
-    );
-    let grad = read_f32(&g);
-    assert_array_close(&grad, want.grad.as_ref().unwrap(), "f16 input gradient");
-    if device == "cpu" {
-        assert_eq!(grad, want.grad.unwrap().mapv(|v| v as f32));
-    }
+    check_converted(dir.path(), device, &Loss::Mse, &to32(&ph), &to32(&th));
 }
 
-#[test]
-#[cfg_attr(skip_gpu_tests, ignore)]
-fn f16_input_gpu() {
-    f16_input("gpu", 503);
-}
-
-#[test]
-fn f16_input_cpu() {
-    f16_input("cpu", 504);
+checks! {
+    gpu f64_input_gpu: f64_input("gpu", 501);
+    cpu f64_input_cpu: f64_input("cpu", 502);
+    gpu f16_input_gpu: f16_input("gpu", 503);
+    cpu f16_input_cpu: f16_input("cpu", 504);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -800,25 +633,13 @@ fn f16_input_cpu() {
 fn cpu_and_gpu_agree_every_loss() {
     for (k, loss) in Loss::ALL_DEFAULT.iter().enumerate() {
         let dir = tempfile::tempdir().unwrap();
-        let b = synthetic::batch(loss, &SHAPE, 600 + k as u64);
-        let p = write_f32(dir.path(), "pred.npy", &b.pred);
-        let t = write_f32(dir.path(), "target.npy", &b.target);
+        batch_in(dir.path(), loss, 600 + k as u64);
+        let template = loss_flag(loss)
+            + " --pred {pred.npy} --target {target.npy} --device {device} --grad-out {g}";
         let mut results = Vec::new();
         for device in ["gpu", "cpu"] {
             let g = dir.path().join(format!("G-{device}.npy"));
-            let flags = loss_flag(loss);
-            let mut args = strs(&flags);
-            args.extend([
-                "--pred",
-                s(&p),
-                "--target",
-                s(&t),
-                "--device",
-                device,
-                "--grad-out",
-                s(&g),
-            ]);
-            let j = compute_json(&args);
+            let j = compute_json(dir.path(), &template, &[("device", device), ("g", s(&g))]);
             assert_eq!(j["device"], device);
             results.push((j["value"].as_f64().unwrap(), read_f32(&g)));
         }
@@ -838,18 +659,9 @@ fn cpu_and_gpu_agree_every_loss() {
 // inside `GpuContext::compute`, the BCE domain check in the kernel).
 // ---------------------------------------------------------------------------------------------
 
-/// A valid mse input pair in `dir`.
-fn valid_pair(dir: &Path, seed: u64) -> (PathBuf, PathBuf) {
-    let b = synthetic::batch(&Loss::Mse, &SHAPE, seed);
-    (
-        write_f32(dir, "pred.npy", &b.pred),
-        write_f32(dir, "target.npy", &b.target),
-    )
-}
-
 /// Asserts exit `code`, a single-line stderr containing every string of `needles`, and that
 /// nothing was written at `outputs` (nor a temporary file beside them).
-fn assert_rejected(out: &Output, code: i32, needles: &[&str], outputs: &[&Path]) {
+fn assert_rejected(out: &Output, code: i32, needles: &[impl AsRef<str>], outputs: &[&Path]) {
     let err = stderr(out);
     assert_eq!(
         out.status.code(),
@@ -873,6 +685,7 @@ fn assert_rejected(out: &Output, code: i32, needles: &[&str], outputs: &[&Path])
         "one message only:\n{err}"
     );
     for n in needles {
+        let n = n.as_ref();
         assert!(msg.contains(n), "stderr should mention {n:?}: {err}");
     }
     for o in outputs {
@@ -885,349 +698,37 @@ fn assert_rejected(out: &Output, code: i32, needles: &[&str], outputs: &[&Path])
     }
 }
 
-/// Runs `compute` with `args` on `device`, with --grad-out G.npy and, when `loss_out` is set,
-/// --loss-out L.npy; returns the output and both output paths.
-fn compute_err(dir: &Path, device: &str, args: &[&str], loss_out: bool) -> (Output, Vec<PathBuf>) {
-    let (g, l) = (dir.join("G.npy"), dir.join("L.npy"));
-    let mut all = vec!["compute"];
-    all.extend_from_slice(args);
-    all.extend(["--device", device, "--grad-out", s(&g)]);
-    if loss_out {
-        all.extend(["--loss-out", s(&l)]);
-    }
-    (run(&all), vec![g, l])
+/// Runs `compute` in `dir` with the words of `template` (`argv`), then `--device DEVICE
+/// --grad-out {G.npy}`.
+fn compute_on(dir: &Path, device: &str, template: &str) -> Output {
+    let template = format!("compute {template} --device {device} --grad-out {{G.npy}}");
+    run(&argv(dir, &template, &[]))
 }
 
-fn refs(v: &[PathBuf]) -> Vec<&Path> {
-    v.iter().map(PathBuf::as_path).collect()
+/// `compute_on`, then `assert_rejected` with exit 2, the `needles` (filled like the arguments)
+/// and the outputs G.npy and L.npy.
+fn rejects(dir: &Path, device: &str, template: &str, needles: &[&str]) {
+    let out = compute_on(dir, device, template);
+    let needles: Vec<String> = needles.iter().map(|n| fill(dir, n, &[])).collect();
+    let outputs = [dir.join("G.npy"), dir.join("L.npy")];
+    assert_rejected(&out, 2, &needles, &[&outputs[0], &outputs[1]]);
 }
 
-fn missing_file(device: &str) {
-    let dir = tempfile::tempdir().unwrap();
-    let (_, t) = valid_pair(dir.path(), 701);
-    let p = dir.path().join("no-such-pred.npy");
-    let (out, outs) = compute_err(
-        dir.path(),
-        device,
-        &[
-            "--loss",
-            "mse",
-            "--pred",
-            s(&p),
-            "--target",
-            s(&t),
-            "--reduction",
-            "none",
-        ],
-        true,
-    );
-    assert_rejected(&out, 2, &[s(&p), "cannot read"], &refs(&outs));
-}
-
-fn not_npy_text_file(device: &str) {
-    let dir = tempfile::tempdir().unwrap();
-    let (p, _) = valid_pair(dir.path(), 702);
-    let t = dir.path().join("notes.npy");
-    let mut rng = StdRng::seed_from_u64(702);
-    let text: String = (0..500)
-        .map(|_| char::from(rng.random_range(b' '..=b'~')))
-        .collect();
-    fs::write(&t, format!("{text}\nthis is not numpy\n")).unwrap();
-    let (out, outs) = compute_err(
-        dir.path(),
-        device,
-        &[
-            "--loss",
-            "mse",
-            "--pred",
-            s(&p),
-            "--target",
-            s(&t),
-            "--reduction",
-            "none",
-        ],
-        true,
-    );
-    assert_rejected(&out, 2, &[s(&t), "not a valid .npy"], &refs(&outs));
-}
-
-fn truncated_npy(device: &str) {
-    let dir = tempfile::tempdir().unwrap();
-    let (p, _) = valid_pair(dir.path(), 703);
-    let t = write_f32(dir.path(), "short.npy", &uniform(&SHAPE, -1.0, 1.0, 703));
-    let bytes = fs::read(&t).unwrap();
-    fs::write(&t, &bytes[..bytes.len() - 10]).unwrap();
-    let (out, outs) = compute_err(
-        dir.path(),
-        device,
-        &[
-            "--loss",
-            "mse",
-            "--pred",
-            s(&p),
-            "--target",
-            s(&t),
-            "--reduction",
-            "none",
-        ],
-        true,
-    );
-    assert_rejected(&out, 2, &[s(&t), "truncated"], &refs(&outs));
-}
-
-fn unsupported_dtype_int32(device: &str) {
-    let dir = tempfile::tempdir().unwrap();
-    let (_, t) = valid_pair(dir.path(), 704);
-    let p = dir.path().join("ints.npy");
-    write_npy(
-        &p,
-        &ArrayD::from_shape_fn(IxDyn(&SHAPE), |i| (i[0] * 29 + i[1]) as i32),
-    )
-    .unwrap();
-    let (out, outs) = compute_err(
-        dir.path(),
-        device,
-        &[
-            "--loss",
-            "mse",
-            "--pred",
-            s(&p),
-            "--target",
-            s(&t),
-            "--reduction",
-            "none",
-        ],
-        true,
-    );
-    assert_rejected(&out, 2, &[s(&p), "unsupported dtype", "i4"], &refs(&outs));
-}
-
-fn unsupported_dtype_bool(device: &str) {
-    let dir = tempfile::tempdir().unwrap();
-    let (p, _) = valid_pair(dir.path(), 705);
-    let t = dir.path().join("bools.npy");
-    write_npy(&t, &ArrayD::from_shape_fn(IxDyn(&SHAPE), |i| i[1] % 2 == 0)).unwrap();
-    let (out, outs) = compute_err(
-        dir.path(),
-        device,
-        &["--loss", "mse", "--pred", s(&p), "--target", s(&t)],
-        false,
-    );
-    assert_rejected(&out, 2, &[s(&t), "unsupported dtype"], &refs(&outs));
-}
-
-fn shape_mismatch(device: &str) {
-    let dir = tempfile::tempdir().unwrap();
-    let (p, _) = valid_pair(dir.path(), 706);
-    let t = write_f32(
-        dir.path(),
-        "t29x37.npy",
-        &uniform(&[29, 37], -1.0, 1.0, 706),
-    );
-    let (out, outs) = compute_err(
-        dir.path(),
-        device,
-        &[
-            "--loss",
-            "mse",
-            "--pred",
-            s(&p),
-            "--target",
-            s(&t),
-            "--reduction",
-            "none",
-        ],
-        true,
-    );
-    assert_rejected(
-        &out,
-        2,
-        &[s(&t), "shape mismatch", "[37, 29]", "[29, 37]"],
-        &refs(&outs),
-    );
-}
-
-fn bce_probability_out_of_range(device: &str) {
-    let dir = tempfile::tempdir().unwrap();
-    let mut b = synthetic::batch(&Loss::Bce, &SHAPE, 707);
-    // Flat index 12 * 29 + 7 = 355.
-    b.pred[[12, 7]] = 1.5;
-    let p = write_f32(dir.path(), "probs.npy", &b.pred);
-    let t = write_f32(dir.path(), "labels.npy", &b.target);
-    let (out, outs) = compute_err(
-        dir.path(),
-        device,
-        &[
-            "--loss",
-            "bce",
-            "--pred",
-            s(&p),
-            "--target",
-            s(&t),
-            "--reduction",
-            "none",
-        ],
-        true,
-    );
-    assert_rejected(&out, 2, &[s(&p), "element 355 ", "1.5"], &refs(&outs));
-}
-
-fn loss_out_without_reduction_none(device: &str) {
-    let dir = tempfile::tempdir().unwrap();
-    let (p, t) = valid_pair(dir.path(), 708);
-    let (out, outs) = compute_err(
-        dir.path(),
-        device,
-        &["--loss", "mse", "--pred", s(&p), "--target", s(&t)],
-        true,
-    );
-    assert_rejected(&out, 2, &["--loss-out", "--reduction none"], &refs(&outs));
-}
-
-fn delta_with_non_huber_loss(device: &str) {
-    let dir = tempfile::tempdir().unwrap();
-    let (p, t) = valid_pair(dir.path(), 709);
-    let (out, outs) = compute_err(
-        dir.path(),
-        device,
-        &[
-            "--loss",
-            "mae",
-            "--delta",
-            "0.5",
-            "--pred",
-            s(&p),
-            "--target",
-            s(&t),
-        ],
-        false,
-    );
-    assert_rejected(&out, 2, &["--delta", "huber"], &refs(&outs));
-}
-
-fn huber_delta_zero(device: &str) {
-    let dir = tempfile::tempdir().unwrap();
-    let (p, t) = valid_pair(dir.path(), 710);
-    let (out, outs) = compute_err(
-        dir.path(),
-        device,
-        &[
-            "--loss",
-            "huber",
-            "--delta",
-            "0",
-            "--pred",
-            s(&p),
-            "--target",
-            s(&t),
-        ],
-        false,
-    );
-    assert_rejected(&out, 2, &["delta", "> 0"], &refs(&outs));
-}
-
-/// `--delta=-1`: the `=` form, which reaches the CLI's own validation (see
-/// `huber_delta_negative_separate_value` for `--delta -1`).
-fn huber_delta_negative(device: &str) {
-    let dir = tempfile::tempdir().unwrap();
-    let (p, t) = valid_pair(dir.path(), 711);
-    let (out, outs) = compute_err(
-        dir.path(),
-        device,
-        &[
-            "--loss",
-            "huber",
-            "--delta=-1",
-            "--pred",
-            s(&p),
-            "--target",
-            s(&t),
-        ],
-        false,
-    );
-    assert_rejected(&out, 2, &["delta", "> 0", "-1"], &refs(&outs));
-}
-
-fn negative_weight(device: &str) {
-    let dir = tempfile::tempdir().unwrap();
-    let b = synthetic::batch(&Loss::Bce, &SHAPE, 712);
-    let p = write_f32(dir.path(), "probs.npy", &b.pred);
-    let t = write_f32(dir.path(), "labels.npy", &b.target);
-    let mut w = uniform(&[29], 0.0, 2.0, 712);
-    w[[5]] = -0.25;
-    let wp = write_f32(dir.path(), "negw.npy", &w);
-    let (out, outs) = compute_err(
-        dir.path(),
-        device,
-        &[
-            "--loss",
-            "bce",
-            "--pred",
-            s(&p),
-            "--target",
-            s(&t),
-            "--weight",
-            s(&wp),
-        ],
-        false,
-    );
-    assert_rejected(
-        &out,
-        2,
-        &[s(&wp), "weight", "element 5 ", "-0.25"],
-        &refs(&outs),
-    );
-}
-
-fn weight_with_mse(device: &str) {
-    let dir = tempfile::tempdir().unwrap();
-    let (p, t) = valid_pair(dir.path(), 713);
-    let wp = write_f32(dir.path(), "w.npy", &uniform(&[29], 0.0, 2.0, 713));
-    let (out, outs) = compute_err(
-        dir.path(),
-        device,
-        &[
-            "--loss",
-            "mse",
-            "--pred",
-            s(&p),
-            "--target",
-            s(&t),
-            "--weight",
-            s(&wp),
-        ],
-        false,
-    );
-    assert_rejected(&out, 2, &[s(&wp), "mse", "weight"], &refs(&outs));
-}
-
-fn weight_wrong_shape(device: &str) {
-    let dir = tempfile::tempdir().unwrap();
-    let b = synthetic::batch(&Loss::Bce, &SHAPE, 714);
-    let p = write_f32(dir.path(), "probs.npy", &b.pred);
-    let t = write_f32(dir.path(), "labels.npy", &b.target);
-    // [37] is a leading, not a trailing, part of [37, 29].
-    let wp = write_f32(dir.path(), "w37.npy", &uniform(&[37], 0.0, 2.0, 714));
-    let (out, outs) = compute_err(
-        dir.path(),
-        device,
-        &[
-            "--loss",
-            "bce",
-            "--pred",
-            s(&p),
-            "--target",
-            s(&t),
-            "--weight",
-            s(&wp),
-        ],
-        false,
-    );
-    assert_rejected(&out, 2, &[s(&wp), "shape mismatch"], &refs(&outs));
-}
-
+/// Error cases, `NAME(d) { SETUP } "ARGS" => [NEEDLES];`: SETUP writes the inputs into the
+/// temporary directory `d`, then `rejects(d, device, ARGS, NEEDLES)`. Each becomes a function
+/// `NAME(device)` and the tests `errors_cpu::NAME` and `errors_gpu::NAME`.
 macro_rules! error_tests {
-    ($($name:ident),* $(,)?) => {
+    ($($(#[$doc:meta])* $name:ident($d:ident) $setup:block $args:literal
+        => [$($needle:literal),* $(,)?];)*) => {
+        $(
+            $(#[$doc])*
+            fn $name(device: &str) {
+                let dir = tempfile::tempdir().unwrap();
+                let $d = dir.path();
+                $setup
+                rejects($d, device, $args, &[$($needle),*]);
+            }
+        )*
         mod errors_cpu {
             $( #[test] fn $name() { super::$name("cpu"); } )*
         }
@@ -1237,47 +738,131 @@ macro_rules! error_tests {
     };
 }
 
-error_tests!(
-    missing_file,
-    not_npy_text_file,
-    truncated_npy,
-    unsupported_dtype_int32,
-    unsupported_dtype_bool,
-    shape_mismatch,
-    bce_probability_out_of_range,
-    loss_out_without_reduction_none,
-    delta_with_non_huber_loss,
-    huber_delta_zero,
-    huber_delta_negative,
-    negative_weight,
-    weight_with_mse,
-    weight_wrong_shape,
-);
+error_tests! {
+    /// A --pred that does not exist.
+    missing_file(d) { batch_in(d, &Loss::Mse, 701); }
+        "--loss mse --pred {no-such-pred.npy} --target {target.npy} --reduction none \
+         --loss-out {L.npy}"
+        => ["{no-such-pred.npy}", "cannot read"];
+
+    /// A target of printable text.
+    not_npy_text_file(d) {
+        batch_in(d, &Loss::Mse, 702);
+        let mut rng = StdRng::seed_from_u64(702);
+        let text: String = (0..500).map(|_| char::from(rng.random_range(b' '..=b'~'))).collect();
+        fs::write(d.join("notes.npy"), format!("{text}\nthis is not numpy\n")).unwrap();
+    }
+        "--loss mse --pred {pred.npy} --target {notes.npy} --reduction none --loss-out {L.npy}"
+        => ["{notes.npy}", "not a valid .npy"];
+
+    /// A target with its last 10 bytes cut off.
+    truncated_npy(d) {
+        batch_in(d, &Loss::Mse, 703);
+        let t = write_f32(d, "short.npy", &uniform(&SHAPE, -1.0, 1.0, 703));
+        let bytes = fs::read(&t).unwrap();
+        fs::write(&t, &bytes[..bytes.len() - 10]).unwrap();
+    }
+        "--loss mse --pred {pred.npy} --target {short.npy} --reduction none --loss-out {L.npy}"
+        => ["{short.npy}", "truncated"];
+
+    /// An i4 prediction.
+    unsupported_dtype_int32(d) {
+        batch_in(d, &Loss::Mse, 704);
+        let ints = ArrayD::from_shape_fn(IxDyn(&SHAPE), |i| (i[0] * 29 + i[1]) as i32);
+        write_npy(d.join("ints.npy"), &ints).unwrap();
+    }
+        "--loss mse --pred {ints.npy} --target {target.npy} --reduction none --loss-out {L.npy}"
+        => ["{ints.npy}", "unsupported dtype", "i4"];
+
+    /// A bool target.
+    unsupported_dtype_bool(d) {
+        batch_in(d, &Loss::Mse, 705);
+        let bools = ArrayD::from_shape_fn(IxDyn(&SHAPE), |i| i[1] % 2 == 0);
+        write_npy(d.join("bools.npy"), &bools).unwrap();
+    }
+        "--loss mse --pred {pred.npy} --target {bools.npy}"
+        => ["{bools.npy}", "unsupported dtype"];
+
+    /// A [29, 37] target for a [37, 29] prediction.
+    shape_mismatch(d) {
+        batch_in(d, &Loss::Mse, 706);
+        write_f32(d, "t29x37.npy", &uniform(&[29, 37], -1.0, 1.0, 706));
+    }
+        "--loss mse --pred {pred.npy} --target {t29x37.npy} --reduction none --loss-out {L.npy}"
+        => ["{t29x37.npy}", "shape mismatch", "[37, 29]", "[29, 37]"];
+
+    /// A bce probability of 1.5 at flat index 12 * 29 + 7 = 355.
+    bce_probability_out_of_range(d) {
+        let mut b = batch_in(d, &Loss::Bce, 707);
+        b.pred[[12, 7]] = 1.5;
+        write_f32(d, "pred.npy", &b.pred);
+    }
+        "--loss bce --pred {pred.npy} --target {target.npy} --reduction none --loss-out {L.npy}"
+        => ["{pred.npy}", "element 355 ", "1.5"];
+
+    /// --loss-out with the default reduction (mean).
+    loss_out_without_reduction_none(d) { batch_in(d, &Loss::Mse, 708); }
+        "--loss mse --pred {pred.npy} --target {target.npy} --loss-out {L.npy}"
+        => ["--loss-out", "--reduction none"];
+
+    /// --delta with mae.
+    delta_with_non_huber_loss(d) { batch_in(d, &Loss::Mse, 709); }
+        "--loss mae --delta 0.5 --pred {pred.npy} --target {target.npy}"
+        => ["--delta", "huber"];
+
+    /// Huber with --delta 0.
+    huber_delta_zero(d) { batch_in(d, &Loss::Mse, 710); }
+        "--loss huber --delta 0 --pred {pred.npy} --target {target.npy}"
+        => ["delta", "> 0"];
+
+    /// `--delta=-1`: the `=` form, which reaches the CLI's own validation (see
+    /// `huber_delta_negative_separate_value` for `--delta -1`).
+    huber_delta_negative(d) { batch_in(d, &Loss::Mse, 711); }
+        "--loss huber --delta=-1 --pred {pred.npy} --target {target.npy}"
+        => ["delta", "> 0", "-1"];
+
+    /// A bce weight with -0.25 at element 5.
+    negative_weight(d) {
+        batch_in(d, &Loss::Bce, 712);
+        let mut w = uniform(&[29], 0.0, 2.0, 712);
+        w[[5]] = -0.25;
+        write_f32(d, "negw.npy", &w);
+    }
+        "--loss bce --pred {pred.npy} --target {target.npy} --weight {negw.npy}"
+        => ["{negw.npy}", "weight", "element 5 ", "-0.25"];
+
+    /// A weight for mse, which takes none.
+    weight_with_mse(d) {
+        batch_in(d, &Loss::Mse, 713);
+        write_f32(d, "w.npy", &uniform(&[29], 0.0, 2.0, 713));
+    }
+        "--loss mse --pred {pred.npy} --target {target.npy} --weight {w.npy}"
+        => ["{w.npy}", "mse", "weight"];
+
+    /// A [37] weight: a leading, not a trailing, part of [37, 29].
+    weight_wrong_shape(d) {
+        batch_in(d, &Loss::Bce, 714);
+        write_f32(d, "w37.npy", &uniform(&[37], 0.0, 2.0, 714));
+    }
+        "--loss bce --pred {pred.npy} --target {target.npy} --weight {w37.npy}"
+        => ["{w37.npy}", "shape mismatch"];
+}
 
 /// `--delta -1` (value as a separate argument): still a usage error, exit 2, nothing written.
 #[test]
 fn huber_delta_negative_separate_value() {
     let dir = tempfile::tempdir().unwrap();
-    let (p, t) = valid_pair(dir.path(), 715);
-    let (out, outs) = compute_err(
-        dir.path(),
+    let d = dir.path();
+    batch_in(d, &Loss::Mse, 715);
+    let out = compute_on(
+        d,
         "cpu",
-        &[
-            "--loss",
-            "huber",
-            "--delta",
-            "-1",
-            "--pred",
-            s(&p),
-            "--target",
-            s(&t),
-        ],
-        false,
+        "--loss huber --delta -1 --pred {pred.npy} --target {target.npy}",
     );
     assert_eq!(out.status.code(), Some(2), "stderr: {}", stderr(&out));
     assert!(stderr(&out).contains("-1"), "stderr: {}", stderr(&out));
-    for o in &outs {
-        assert!(!o.exists());
+    for o in ["G.npy", "L.npy"] {
+        assert!(!d.join(o).exists());
     }
 }
 
@@ -1286,23 +871,9 @@ fn huber_delta_negative_separate_value() {
 #[test]
 fn huber_delta_negative_separate_value_message() {
     let dir = tempfile::tempdir().unwrap();
-    let (p, t) = valid_pair(dir.path(), 716);
-    let (out, outs) = compute_err(
-        dir.path(),
-        "cpu",
-        &[
-            "--loss",
-            "huber",
-            "--delta",
-            "-1",
-            "--pred",
-            s(&p),
-            "--target",
-            s(&t),
-        ],
-        false,
-    );
-    assert_rejected(&out, 2, &["delta", "> 0"], &refs(&outs));
+    batch_in(dir.path(), &Loss::Mse, 716);
+    let template = "--loss huber --delta -1 --pred {pred.npy} --target {target.npy}";
+    rejects(dir.path(), "cpu", template, &["delta", "> 0"]);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1366,47 +937,19 @@ fn main_job_zero_elements() {
 #[cfg_attr(skip_gpu_tests, ignore)]
 fn no_matching_adapter() {
     let dir = tempfile::tempdir().unwrap();
-    let (p, t) = valid_pair(dir.path(), 901);
-    let g = dir.path().join("G.npy");
-    let out = run_with_env(
-        &[
-            "compute",
-            "--loss",
-            "mse",
-            "--pred",
-            s(&p),
-            "--target",
-            s(&t),
-            "--grad-out",
-            s(&g),
-        ],
-        &[("WGPU_ADAPTER_NAME", "no-such-adapter-xyz")],
-    );
-    assert_rejected(
-        &out,
-        1,
-        &[
-            "mesa-vulkan-drivers",
-            "WGPU_ADAPTER_NAME",
-            "no-such-adapter-xyz",
-        ],
-        &[&g],
-    );
+    let d = dir.path();
+    batch_in(d, &Loss::Mse, 901);
+    let env = [("WGPU_ADAPTER_NAME", "no-such-adapter-xyz")];
+    let io = "compute --loss mse --pred {pred.npy} --target {target.npy}";
+    let out = run_with_env(&argv(d, &format!("{io} --grad-out {{G.npy}}"), &[]), &env);
+    let needles = [
+        "mesa-vulkan-drivers",
+        "WGPU_ADAPTER_NAME",
+        "no-such-adapter-xyz",
+    ];
+    assert_rejected(&out, 1, &needles, &[&d.join("G.npy")]);
     // The same variable does not matter for the cpu.
-    let out = run_with_env(
-        &[
-            "compute",
-            "--loss",
-            "mse",
-            "--pred",
-            s(&p),
-            "--target",
-            s(&t),
-            "--device",
-            "cpu",
-        ],
-        &[("WGPU_ADAPTER_NAME", "no-such-adapter-xyz")],
-    );
+    let out = run_with_env(&argv(d, &format!("{io} --device cpu"), &[]), &env);
     assert_success(&out, "--device cpu ignores WGPU_ADAPTER_NAME");
 }
 
@@ -1421,27 +964,16 @@ fn no_matching_adapter() {
 #[cfg_attr(skip_gpu_tests, ignore)]
 fn non_finite_input_value_is_null_on_gpu_and_cpu() {
     let dir = tempfile::tempdir().unwrap();
-    let t = write_f32(dir.path(), "t.npy", &ArrayD::zeros(IxDyn(&[3])));
+    let d = dir.path();
+    write_f32(d, "t.npy", &ArrayD::zeros(IxDyn(&[3])));
     for bad in [f32::NAN, f32::INFINITY] {
         let pv = ArrayD::from_shape_vec(IxDyn(&[3]), vec![0.25, bad, 0.5]).unwrap();
-        let p = write_f32(dir.path(), "p.npy", &pv);
+        write_f32(d, "p.npy", &pv);
         for device in ["cpu", "gpu"] {
-            let j = compute_json(&[
-                "--loss",
-                "mae",
-                "--pred",
-                s(&p),
-                "--target",
-                s(&t),
-                "--device",
-                device,
-            ]);
-            assert_eq!(
-                j["value"],
-                Value::Null,
-                "{device}, input {bad}: value {}",
-                j["value"]
-            );
+            let template = "--loss mae --pred {p.npy} --target {t.npy} --device {device}";
+            let j = compute_json(d, template, &[("device", device)]);
+            let value = &j["value"];
+            assert_eq!(*value, Value::Null, "{device}, input {bad}: value {value}");
         }
     }
 }
@@ -1451,25 +983,12 @@ fn non_finite_input_value_is_null_on_gpu_and_cpu() {
 #[test]
 fn grad_out_and_loss_out_same_path() {
     let dir = tempfile::tempdir().unwrap();
-    let (p, t) = valid_pair(dir.path(), 1001);
-    let x = dir.path().join("X.npy");
-    let out = run(&[
-        "compute",
-        "--loss",
-        "mse",
-        "--pred",
-        s(&p),
-        "--target",
-        s(&t),
-        "--reduction",
-        "none",
-        "--grad-out",
-        s(&x),
-        "--loss-out",
-        s(&x),
-        "--device",
-        "cpu",
-    ]);
+    let d = dir.path();
+    batch_in(d, &Loss::Mse, 1001);
+    let template = "compute --loss mse --pred {pred.npy} --target {target.npy} --reduction none \
+                    --grad-out {X.npy} --loss-out {X.npy} --device cpu";
+    let out = run(&argv(d, template, &[]));
+    let x = d.join("X.npy");
     assert_rejected(&out, 2, &[s(&x)], &[&x]);
 }
 
@@ -1478,21 +997,12 @@ fn grad_out_and_loss_out_same_path() {
 #[test]
 fn output_directory_missing_is_bad_input() {
     let dir = tempfile::tempdir().unwrap();
-    let (p, t) = valid_pair(dir.path(), 1002);
-    let g = dir.path().join("no-such-dir").join("G.npy");
-    let out = run(&[
-        "compute",
-        "--loss",
-        "mse",
-        "--pred",
-        s(&p),
-        "--target",
-        s(&t),
-        "--grad-out",
-        s(&g),
-        "--device",
-        "cpu",
-    ]);
+    let d = dir.path();
+    batch_in(d, &Loss::Mse, 1002);
+    let template = "compute --loss mse --pred {pred.npy} --target {target.npy} \
+                    --grad-out {no-such-dir/G.npy} --device cpu";
+    let out = run(&argv(d, template, &[]));
+    let g = d.join("no-such-dir/G.npy");
     assert_rejected(&out, 2, &[s(&g), "does not exist"], &[]);
     assert!(
         !g.parent().unwrap().exists(),

@@ -1,10 +1,14 @@
 //! Staging readback: copy GPU buffers into mappable ones, map them all, wait once.
 
 use std::sync::mpsc;
+use std::time::{Duration, Instant};
 
 use crate::error::{Error, Result};
 
 use super::{GpuContext, Pooled};
+
+/// How long to wait for map callbacks after the device reports the work done.
+const MAP_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// A pending copy of `size` bytes from a GPU buffer into a staging buffer.
 pub(crate) struct Readback {
@@ -51,11 +55,27 @@ impl GpuContext {
         }
         drop(tx);
         let polled = self.device.poll(wgpu::PollType::wait_indefinitely());
+        // Wait for every callback. When threads share the device, another thread's poll may
+        // have collected these callbacks and fire them a little after our poll returns, so
+        // keep polling (without blocking) until all have arrived. A buffer whose map never
+        // settled must not go back to the pool: its pending map would break the next user.
         let mut status: Vec<Option<std::result::Result<(), wgpu::BufferAsyncError>>> =
             (0..readbacks.len()).map(|_| None).collect();
-        for (i, res) in rx.try_iter() {
-            status[i] = Some(res);
+        let mut pending = readbacks.len();
+        let deadline = Instant::now() + MAP_TIMEOUT;
+        while pending > 0 {
+            match rx.recv_timeout(Duration::from_millis(5)) {
+                Ok((i, res)) => {
+                    status[i] = Some(res);
+                    pending -= 1;
+                }
+                Err(mpsc::RecvTimeoutError::Timeout) if Instant::now() < deadline => {
+                    let _ = self.device.poll(wgpu::PollType::Poll);
+                }
+                Err(_) => break,
+            }
         }
+        let settled: Vec<bool> = status.iter().map(Option::is_some).collect();
         let mut out = Vec::with_capacity(readbacks.len());
         let mut first_err: Option<Error> = polled.err().map(Error::from);
         for (r, st) in readbacks.iter().zip(status) {
@@ -80,8 +100,10 @@ impl GpuContext {
                 }
             }
         }
-        for r in readbacks {
-            self.pool.give_back(r.staging);
+        for (r, settled) in readbacks.into_iter().zip(settled) {
+            if settled {
+                self.pool.give_back(r.staging);
+            }
         }
         match first_err {
             Some(e) => Err(e),

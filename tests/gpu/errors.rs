@@ -10,6 +10,22 @@ fn arr(shape: &[usize], v: f32) -> ArrayD<f32> {
     ArrayD::from_elem(IxDyn(shape), v)
 }
 
+#[track_caller]
+fn assert_invalid_option(e: &Error, option: &str) {
+    assert!(
+        matches!(e, Error::InvalidOption { option: o, .. } if *o == option),
+        "{e:?}"
+    );
+}
+
+#[track_caller]
+fn assert_shape_mismatch(e: &Error, what: &str) {
+    assert!(
+        matches!(e, Error::ShapeMismatch { what: w, .. } if *w == what),
+        "{e:?}"
+    );
+}
+
 #[test]
 #[cfg_attr(skip_gpu_tests, ignore)]
 fn shape_mismatch_names_both_shapes() {
@@ -17,10 +33,7 @@ fn shape_mismatch_names_both_shapes() {
     let e = ctx()
         .compute(&Loss::Mse, &LossArgs::new(p.view(), t.view()))
         .unwrap_err();
-    assert!(
-        matches!(e, Error::ShapeMismatch { what: "target", .. }),
-        "{e:?}"
-    );
+    assert_shape_mismatch(&e, "target");
     let msg = e.to_string();
     assert!(msg.contains("[4, 5]") && msg.contains("[5, 4]"), "{msg}");
 }
@@ -44,16 +57,7 @@ fn huber_delta_must_be_finite_and_positive() {
         let e = ctx()
             .compute(&Loss::Huber { delta }, &LossArgs::new(p.view(), t.view()))
             .unwrap_err();
-        assert!(
-            matches!(
-                e,
-                Error::InvalidOption {
-                    option: "delta",
-                    ..
-                }
-            ),
-            "{delta}: {e:?}"
-        );
+        assert_invalid_option(&e, "delta");
     }
 }
 
@@ -76,10 +80,7 @@ fn negative_or_nan_weight_is_rejected() {
                 (args.weight(w.view()), "weight")
             };
             let e = ctx().compute(&loss, &args).unwrap_err();
-            assert!(
-                matches!(e, Error::InvalidOption { option: o, .. } if o == option),
-                "{bad} {option}: {e:?}"
-            );
+            assert_invalid_option(&e, option);
         }
     }
 }
@@ -92,16 +93,7 @@ fn weights_on_losses_that_take_none_are_rejected() {
         let e = ctx()
             .compute(&loss, &LossArgs::new(p.view(), t.view()).weight(w.view()))
             .unwrap_err();
-        assert!(
-            matches!(
-                e,
-                Error::InvalidOption {
-                    option: "weight",
-                    ..
-                }
-            ),
-            "{e:?}"
-        );
+        assert_invalid_option(&e, "weight");
     }
     let e = ctx()
         .compute(
@@ -109,16 +101,7 @@ fn weights_on_losses_that_take_none_are_rejected() {
             &LossArgs::new(p.view(), t.view()).pos_weight(w.view()),
         )
         .unwrap_err();
-    assert!(
-        matches!(
-            e,
-            Error::InvalidOption {
-                option: "pos_weight",
-                ..
-            }
-        ),
-        "{e:?}"
-    );
+    assert_invalid_option(&e, "pos_weight");
 }
 
 #[test]
@@ -133,26 +116,14 @@ fn weight_shape_must_be_a_trailing_part() {
                 &LossArgs::new(p.view(), t.view()).weight(w.view()),
             )
             .unwrap_err();
-        assert!(
-            matches!(e, Error::ShapeMismatch { what: "weight", .. }),
-            "{bad:?}: {e:?}"
-        );
+        assert_shape_mismatch(&e, "weight");
         let e = ctx()
             .compute(
                 &Loss::BceWithLogits,
                 &LossArgs::new(p.view(), t.view()).pos_weight(w.view()),
             )
             .unwrap_err();
-        assert!(
-            matches!(
-                e,
-                Error::ShapeMismatch {
-                    what: "pos_weight",
-                    ..
-                }
-            ),
-            "{bad:?}: {e:?}"
-        );
+        assert_shape_mismatch(&e, "pos_weight");
     }
 }
 
@@ -165,16 +136,7 @@ fn upstream_array_needs_reduction_none() {
             .reduction(reduction)
             .upstream(Upstream::Array(g.view()));
         let e = ctx().compute(&Loss::Mse, &args).unwrap_err();
-        assert!(
-            matches!(
-                e,
-                Error::InvalidOption {
-                    option: "upstream",
-                    ..
-                }
-            ),
-            "{e:?}"
-        );
+        assert_invalid_option(&e, "upstream");
     }
 }
 
@@ -186,16 +148,7 @@ fn upstream_array_shape_must_match() {
         .reduction(Reduction::None)
         .upstream(Upstream::Array(g.view()));
     let e = ctx().compute(&Loss::Mse, &args).unwrap_err();
-    assert!(
-        matches!(
-            e,
-            Error::ShapeMismatch {
-                what: "upstream",
-                ..
-            }
-        ),
-        "{e:?}"
-    );
+    assert_shape_mismatch(&e, "upstream");
 }
 
 #[test]
@@ -204,16 +157,7 @@ fn non_finite_scalar_upstream_is_rejected() {
     let (p, t) = (arr(&[4], 0.5), arr(&[4], 1.0));
     let args = LossArgs::new(p.view(), t.view()).upstream(Upstream::Scalar(f32::NAN));
     let e = ctx().compute(&Loss::Mse, &args).unwrap_err();
-    assert!(
-        matches!(
-            e,
-            Error::InvalidOption {
-                option: "upstream",
-                ..
-            }
-        ),
-        "{e:?}"
-    );
+    assert_invalid_option(&e, "upstream");
 }
 
 /// 2^32 elements (a broadcast view: no memory) exceed what one call indexes with u32.
