@@ -1,19 +1,24 @@
 // Second pass of every reduction: adds the per-workgroup partial sums into the loss value,
 // in one workgroup and a fixed order (no float atomics), and applies the reduction's scale
-// (1/D for Mean, 1 for Sum). Host side: src/kernels/mod.rs (`FinalizeParams` mirrors `Params`).
+// (1/D for Mean, 1 for Sum; from `norm` when D was computed on the GPU). Host side:
+// src/kernels/elementwise.rs and rows.rs (`FinalizeParams` mirrors `Params`).
 
 struct Params {
     count: u32,  // partial sums to add
     scale: f32,  // 1/D for Reduction::Mean, 1 for Reduction::Sum
+    flags: u32,  // FLAG_SCALE_FROM_NORM: use norm.z (computed on the GPU) instead of `scale`
     _pad0: u32,
-    _pad1: u32,
 }
+
+const FLAG_SCALE_FROM_NORM: u32 = 1u;
 
 @group(0) @binding(0) var<uniform> params: Params;
 // [count] per-workgroup sums from the first pass.
 @group(0) @binding(1) var<storage, read> partials: array<f32>;
 // [1] the loss value.
 @group(0) @binding(2) var<storage, read_write> value: array<f32>;
+// (D, gradient scale, value scale, 0) of a row-wise call (row_divisor.wgsl), else a dummy.
+@group(0) @binding(3) var<uniform> norm: vec4<f32>;
 
 @compute @workgroup_size(WG)
 fn main(lane: Lane) {
@@ -24,6 +29,10 @@ fn main(lane: Lane) {
     }
     let total = workgroup_sum(acc, lane);
     if (lane.index == 0u) {
-        value[0] = total * params.scale;
+        var scale = params.scale;
+        if ((params.flags & FLAG_SCALE_FROM_NORM) != 0u) {
+            scale = norm.z;
+        }
+        value[0] = total * scale;
     }
 }

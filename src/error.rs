@@ -1,6 +1,7 @@
 //! The crate's error type. Every check that can fail runs before anything is dispatched,
-//! except the BCE probability-domain check, which the kernel itself performs (an atomic
-//! minimum over offending indices) so that GPU-resident inputs are checked too.
+//! except the probability-domain checks (BCE, categorical cross entropy) and the class-index
+//! range check, which the kernels themselves perform (an atomic minimum over offending
+//! indices) so that GPU-resident inputs are checked too.
 
 /// Everything that can go wrong in `wgpu-loss`. No call in this crate panics on bad input.
 #[derive(Debug, thiserror::Error)]
@@ -44,6 +45,19 @@ pub enum Error {
         value: f32,
         /// The allowed domain, as text (`"[0, 1]"`).
         domain: &'static str,
+    },
+
+    /// A class-index target is neither in `[0, C)` nor `ignore_index`.
+    #[error(
+        "target class {class} of row {row} is outside [0, {classes}) and is not the ignore_index"
+    )]
+    ClassOutOfRange {
+        /// Flat index of the first offending row.
+        row: usize,
+        /// Its class index.
+        class: i64,
+        /// The number of classes `C`.
+        classes: usize,
     },
 
     /// No adapter was found (or none matched `WGPU_ADAPTER_NAME`).

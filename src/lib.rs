@@ -34,7 +34,7 @@ pub mod synthetic;
 
 pub use error::{Error, Result};
 pub use gpu::{ContextOptions, GpuContext};
-pub use loss::{Loss, LossArgs, LossOutput, Reduction, Upstream};
+pub use loss::{Loss, LossArgs, LossOutput, Reduction, Target, Upstream};
 
 impl GpuContext {
     /// Computes `loss` on the GPU: the value (`Mean`, `Sum`) or per-element losses (`None`),
@@ -54,6 +54,10 @@ impl GpuContext {
     /// for inputs of 2^32 − 1 elements or more; [`Error::Gpu`], [`Error::Map`] and
     /// [`Error::Poll`] when the device fails.
     pub fn compute(&self, loss: &Loss, args: &LossArgs<'_>) -> Result<LossOutput<f32>> {
-        kernels::elementwise::run(self, loss, args)
+        if loss.is_row_wise() {
+            kernels::rows::run(self, loss, args)
+        } else {
+            kernels::elementwise::run(self, loss, args)
+        }
     }
 }

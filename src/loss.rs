@@ -14,8 +14,11 @@ use crate::error::{Error, Result};
 /// | `Sum` | `Σ ℓ_k` | `g · ∂(Σ ℓ)/∂p` |
 /// | `None` | the per-element losses | `g_k · ∂ℓ_k/∂p` |
 ///
-/// `D = N`, the number of elements, for the elementwise family; `g` is the upstream gradient
-/// ([`Upstream`]).
+/// `D = N`, the number of elements, for the elementwise family; `D = B`, the number of rows,
+/// for the row-wise family, except softmax cross entropy with class-index targets, where `D` is
+/// the sum of the class weights `w_{c_r}` of the rows that are not ignored (their count without
+/// weights), as in PyTorch. If `D = 0` (every row ignored) the value is 0 and the gradient 0,
+/// where PyTorch gives NaN. `g` is the upstream gradient ([`Upstream`]).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub enum Reduction {
     /// Average over the elements (PyTorch's default).
@@ -57,8 +60,33 @@ impl Reduction {
 /// `p = 0` and `p = 1` give finite values. BCE with logits never evaluates `exp` of a positive
 /// number, so no logit overflows.
 ///
+/// Row-wise family: the prediction is `[B, C]` in row-major order (leading dimensions flatten
+/// into `B` rows, the last one holds the `C` classes or features); one loss ℓ_r per row.
+/// `s = softmax(x_r)`, `lse = ln Σ_j exp x_rj`, `w` the optional class weights `[C]`,
+/// `W = Σ_j w_j`.
+///
+/// ```text
+/// CategoricalCrossEntropy   ℓ_r = −Σ_j t_rj·max(ln p_rj, −100)     ∂ℓ_r/∂p_rj = −t_rj / max(p_rj, 1e-12)
+/// SoftmaxCrossEntropy, probability targets t_r [B, C], t' = (1 − ε) t + ε/C:
+///                           ℓ_r = −Σ_j w_j t'_rj ln s_rj           ∂ℓ_r/∂x_rj = (Σ_k w_k t'_rk) s_rj − w_j t'_rj
+/// SoftmaxCrossEntropy, class-index targets c_r [B]:
+///     ℓ_r = (1 − ε) w_c (lse − x_rc) + (ε/C) Σ_j w_j (lse − x_rj)
+///     ∂ℓ_r/∂x_rj = (1 − ε) w_c (s_rj − [j = c]) + (ε/C)(W s_rj − w_j)
+///   plus z-loss λ: ℓ_r += λ lse², ∂ℓ_r/∂x_rj += 2λ lse s_rj
+/// CosineProximity { ε }     cos_r = p_r·t_r / (max(‖p_r‖, ε) max(‖t_r‖, ε)),  ℓ_r = −cos_r
+///     ∂ℓ_r/∂p_rj = −t_rj / (max(‖p_r‖, ε) max(‖t_r‖, ε)) + cos_r p_rj / ‖p_r‖²   if ‖p_r‖ > ε
+///                = −t_rj / (ε max(‖t_r‖, ε))                                 otherwise
+/// ```
+///
+/// Softmax cross entropy always works through `lse` with the row maximum subtracted, never
+/// `ln(softmax)`; a target weight of 0 contributes 0 even where `x = −∞` (PyTorch gives NaN
+/// for `0 · −∞` with probability targets). A class-index row whose target is `ignore_index`
+/// has loss 0 and gradient 0 and does not count in the mean's divisor `D`; see [`Reduction`].
+///
 /// # Errors
-/// [`Error::InvalidOption`] from [`Loss::validate`] when `delta` is not finite and positive.
+/// [`Error::InvalidOption`] from [`Loss::validate`] when `delta` is not finite and positive,
+/// `label_smoothing` is outside [0, 1), `z_loss` is negative or not finite, or `eps` is not
+/// finite and positive.
 #[derive(Clone, Copy, Debug, PartialEq)]
 #[non_exhaustive]
 pub enum Loss {
@@ -75,17 +103,51 @@ pub enum Loss {
     Bce,
     /// Binary cross entropy on logits, PyTorch `binary_cross_entropy_with_logits`.
     BceWithLogits,
+    /// Categorical cross entropy on probabilities `[B, C]` against probability targets
+    /// `[B, C]` (Keras `categorical_crossentropy` without its renormalisation of each row).
+    CategoricalCrossEntropy,
+    /// Softmax cross entropy from logits `[B, C]` against probability targets `[B, C]` or
+    /// class indices `[B]` (PyTorch `cross_entropy`), with optional class weights `[C]`
+    /// (the `weight` of [`LossArgs`]).
+    SoftmaxCrossEntropy {
+        /// Label smoothing ε in [0, 1) (PyTorch's `label_smoothing`; default 0).
+        label_smoothing: f32,
+        /// z-loss coefficient λ ≥ 0: adds `λ lse²` per row (PaLM's auxiliary loss; default 0).
+        z_loss: f32,
+        /// Class-index targets equal to this are ignored (PyTorch's `ignore_index`; default −100).
+        ignore_index: i64,
+    },
+    /// Cosine proximity, the negative cosine similarity of each row of `p` and `t`
+    /// (Keras `CosineSimilarity`).
+    CosineProximity {
+        /// The floor ε > 0 of each row's norm (default 1e-8).
+        eps: f32,
+    },
 }
 
 impl Loss {
     /// Every loss with default options, in the order the CLI's table lists them.
-    pub const ALL_DEFAULT: [Loss; 5] = [
+    pub const ALL_DEFAULT: [Loss; 8] = [
         Loss::Mse,
         Loss::Mae,
         Loss::Huber { delta: 1.0 },
         Loss::Bce,
         Loss::BceWithLogits,
+        Loss::CategoricalCrossEntropy,
+        Loss::SOFTMAX_CROSS_ENTROPY,
+        Loss::COSINE_PROXIMITY,
     ];
+
+    /// Softmax cross entropy with PyTorch's defaults: no label smoothing, no z-loss,
+    /// `ignore_index = −100`.
+    pub const SOFTMAX_CROSS_ENTROPY: Loss = Loss::SoftmaxCrossEntropy {
+        label_smoothing: 0.0,
+        z_loss: 0.0,
+        ignore_index: -100,
+    };
+
+    /// Cosine proximity with `eps = 1e-8`.
+    pub const COSINE_PROXIMITY: Loss = Loss::CosineProximity { eps: 1e-8 };
 
     /// Huber loss with threshold `delta`.
     ///
@@ -97,7 +159,8 @@ impl Loss {
         Ok(loss)
     }
 
-    /// The loss's name in the CLI (`mse`, `mae`, `huber`, `bce`, `bce-with-logits`).
+    /// The loss's name in the CLI (`mse`, `mae`, `huber`, `bce`, `bce-with-logits`, `cce`,
+    /// `softmax-ce`, `cosine`).
     pub fn name(&self) -> &'static str {
         match self {
             Loss::Mse => "mse",
@@ -105,33 +168,143 @@ impl Loss {
             Loss::Huber { .. } => "huber",
             Loss::Bce => "bce",
             Loss::BceWithLogits => "bce-with-logits",
+            Loss::CategoricalCrossEntropy => "cce",
+            Loss::SoftmaxCrossEntropy { .. } => "softmax-ce",
+            Loss::CosineProximity { .. } => "cosine",
         }
+    }
+
+    /// Whether the loss is row-wise (one loss per row of `[B, C]`) rather than elementwise.
+    pub fn is_row_wise(&self) -> bool {
+        matches!(
+            self,
+            Loss::CategoricalCrossEntropy
+                | Loss::SoftmaxCrossEntropy { .. }
+                | Loss::CosineProximity { .. }
+        )
     }
 
     /// Checks the loss's own options.
     ///
     /// # Errors
-    /// [`Error::InvalidOption`] for a Huber `delta` that is not finite and positive.
+    /// [`Error::InvalidOption`] for a Huber `delta` that is not finite and positive, a
+    /// `label_smoothing` outside [0, 1), a `z_loss` that is negative or not finite, or a
+    /// cosine `eps` that is not finite and positive.
     pub fn validate(&self) -> Result<()> {
-        if let Loss::Huber { delta } = *self {
-            if !(delta.is_finite() && delta > 0.0) {
-                return Err(Error::InvalidOption {
-                    option: "delta",
-                    reason: format!("Huber's delta must be finite and > 0, got {delta}"),
-                });
+        let bad = |option: &'static str, reason: String| Err(Error::InvalidOption { option, reason });
+        match *self {
+            Loss::Huber { delta } if !(delta.is_finite() && delta > 0.0) => {
+                bad("delta", format!("Huber's delta must be finite and > 0, got {delta}"))
             }
+            Loss::SoftmaxCrossEntropy {
+                label_smoothing, ..
+            } if !(0.0..1.0).contains(&label_smoothing) => bad(
+                "label_smoothing",
+                format!("label smoothing must be in [0, 1), got {label_smoothing}"),
+            ),
+            Loss::SoftmaxCrossEntropy { z_loss, .. } if !(z_loss.is_finite() && z_loss >= 0.0) => {
+                bad("z_loss", format!("the z-loss coefficient must be finite and >= 0, got {z_loss}"))
+            }
+            Loss::CosineProximity { eps } if !(eps.is_finite() && eps > 0.0) => {
+                bad("eps", format!("cosine's eps must be finite and > 0, got {eps}"))
+            }
+            _ => Ok(()),
         }
-        Ok(())
     }
 
-    /// Whether the loss takes a per-element `weight`.
+    /// Whether the loss takes a `weight`: per element (broadcast) for the BCE losses, per
+    /// class (`[C]`) for softmax cross entropy.
     pub fn takes_weight(&self) -> bool {
-        matches!(self, Loss::Bce | Loss::BceWithLogits)
+        matches!(
+            self,
+            Loss::Bce | Loss::BceWithLogits | Loss::SoftmaxCrossEntropy { .. }
+        )
+    }
+
+    /// Whether the loss accepts class-index targets ([`Target::ClassesI32`],
+    /// [`Target::ClassesI64`]).
+    pub fn takes_classes(&self) -> bool {
+        matches!(self, Loss::SoftmaxCrossEntropy { .. })
     }
 
     /// Whether the loss takes a `pos_weight`.
     pub fn takes_pos_weight(&self) -> bool {
         matches!(self, Loss::BceWithLogits)
+    }
+}
+
+/// The target of a loss: floats shaped like the prediction, or class indices (softmax cross
+/// entropy), one per row.
+///
+/// `From` conversions let [`LossArgs::new`] take an `ArrayViewD` of `f32`, `i32` or `i64`.
+#[derive(Clone, Debug)]
+pub enum Target<'a> {
+    /// Float targets, the prediction's shape (probabilities for the cross entropies).
+    Dense(ArrayViewD<'a, f32>),
+    /// Class indices in `[0, C)` or `ignore_index`, shaped like the prediction without its last
+    /// dimension (`[B]` for a `[B, C]` prediction).
+    ClassesI32(ArrayViewD<'a, i32>),
+    /// As [`Target::ClassesI32`], in i64 (PyTorch's `long`).
+    ClassesI64(ArrayViewD<'a, i64>),
+}
+
+impl<'a> Target<'a> {
+    /// The target's shape.
+    pub fn shape(&self) -> &[usize] {
+        match self {
+            Target::Dense(a) => a.shape(),
+            Target::ClassesI32(a) => a.shape(),
+            Target::ClassesI64(a) => a.shape(),
+        }
+    }
+
+    /// The float targets, or `None` for class indices.
+    pub fn dense(&self) -> Option<&ArrayViewD<'a, f32>> {
+        match self {
+            Target::Dense(a) => Some(a),
+            _ => None,
+        }
+    }
+
+    /// Whether the targets are class indices.
+    pub fn is_classes(&self) -> bool {
+        !matches!(self, Target::Dense(_))
+    }
+
+    /// The class indices in row-major order, widened to i64 (empty for float targets).
+    pub fn classes(&self) -> Vec<i64> {
+        match self {
+            Target::Dense(_) => Vec::new(),
+            Target::ClassesI32(a) => a.iter().map(|&c| i64::from(c)).collect(),
+            Target::ClassesI64(a) => a.iter().copied().collect(),
+        }
+    }
+
+    /// The element type's name, for messages (`f32`, `i32`, `i64`).
+    pub fn dtype(&self) -> &'static str {
+        match self {
+            Target::Dense(_) => "f32",
+            Target::ClassesI32(_) => "i32",
+            Target::ClassesI64(_) => "i64",
+        }
+    }
+}
+
+impl<'a> From<ArrayViewD<'a, f32>> for Target<'a> {
+    fn from(a: ArrayViewD<'a, f32>) -> Self {
+        Target::Dense(a)
+    }
+}
+
+impl<'a> From<ArrayViewD<'a, i32>> for Target<'a> {
+    fn from(a: ArrayViewD<'a, i32>) -> Self {
+        Target::ClassesI32(a)
+    }
+}
+
+impl<'a> From<ArrayViewD<'a, i64>> for Target<'a> {
+    fn from(a: ArrayViewD<'a, i64>) -> Self {
+        Target::ClassesI64(a)
     }
 }
 
@@ -143,7 +316,9 @@ pub enum Upstream<'a> {
     Ones,
     /// A scalar `g` (for `None`, the same `g` for every element).
     Scalar(f32),
-    /// One `g_k` per element; only with [`Reduction::None`], shaped like the prediction.
+    /// One `g_k` per loss; only with [`Reduction::None`], shaped like the per-element losses
+    /// (the prediction's shape) or the per-row losses (the prediction's shape without its last
+    /// dimension).
     Array(ArrayViewD<'a, f32>),
 }
 
@@ -151,18 +326,25 @@ pub enum Upstream<'a> {
 /// gradient, and whether to compute the gradient at all.
 ///
 /// # Shapes
+/// Elementwise family:
 /// - `pred`, `target`: the same shape, any rank, at least one element.
 /// - `weight` (BCE and BCE with logits): the prediction's shape, or a trailing part of it
 ///   (`[C]` for a `[B, C]` prediction), broadcast over the leading dimensions; `≥ 0`.
 /// - `pos_weight` (BCE with logits): a trailing part of the prediction's shape, usually `[C]`; `≥ 0`.
 /// - `upstream`: [`Upstream::Array`] shaped like the prediction, only with [`Reduction::None`].
+///
+/// Row-wise family (`pred` of rank ≥ 1, `[..., C]`, rows = the leading dimensions):
+/// - `target`: float, the prediction's shape; or (softmax cross entropy) class indices shaped
+///   like the rows, `[B]` for `[B, C]`.
+/// - `weight` (softmax cross entropy): class weights `[C]`, `≥ 0`.
+/// - `upstream`: [`Upstream::Array`] shaped like the rows, only with [`Reduction::None`].
 #[derive(Clone, Debug)]
 pub struct LossArgs<'a> {
     /// Prediction `p` (probabilities for `Bce`, logits for `BceWithLogits`).
     pub pred: ArrayViewD<'a, f32>,
-    /// Target `t`.
-    pub target: ArrayViewD<'a, f32>,
-    /// Optional per-element weight `w`.
+    /// Target `t`: floats, or class indices for softmax cross entropy.
+    pub target: Target<'a>,
+    /// Optional weight `w`: per element (BCE losses) or per class (softmax cross entropy).
     pub weight: Option<ArrayViewD<'a, f32>>,
     /// Optional positive-class weight `q` (BCE with logits).
     pub pos_weight: Option<ArrayViewD<'a, f32>>,
@@ -175,11 +357,12 @@ pub struct LossArgs<'a> {
 }
 
 impl<'a> LossArgs<'a> {
-    /// Prediction and target, with `Mean` reduction, no weights, upstream gradient 1.
-    pub fn new(pred: ArrayViewD<'a, f32>, target: ArrayViewD<'a, f32>) -> Self {
+    /// Prediction and target (an `f32` view, or an `i32`/`i64` view of class indices), with
+    /// `Mean` reduction, no weights, upstream gradient 1.
+    pub fn new(pred: ArrayViewD<'a, f32>, target: impl Into<Target<'a>>) -> Self {
         LossArgs {
             pred,
-            target,
+            target: target.into(),
             weight: None,
             pos_weight: None,
             reduction: Reduction::Mean,
@@ -194,7 +377,7 @@ impl<'a> LossArgs<'a> {
         self
     }
 
-    /// Sets the per-element weight (BCE losses).
+    /// Sets the weight: per element (BCE losses) or per class (softmax cross entropy).
     pub fn weight(mut self, weight: ArrayViewD<'a, f32>) -> Self {
         self.weight = Some(weight);
         self
@@ -228,6 +411,19 @@ impl<'a> LossArgs<'a> {
         self.pred.is_empty()
     }
 
+    /// For a row-wise loss: the shape of the rows, the prediction's shape without its last
+    /// dimension (`[]` for a rank-1 prediction, which is one row). Empty for rank 0.
+    pub fn row_shape(&self) -> &[usize] {
+        let s = self.pred.shape();
+        &s[..s.len().saturating_sub(1)]
+    }
+
+    /// For a row-wise loss: `(B, C)`, the number of rows and the row length.
+    pub fn rows_cols(&self) -> (usize, usize) {
+        let c = self.pred.shape().last().copied().unwrap_or(1);
+        (self.row_shape().iter().product(), c)
+    }
+
     /// Checks the arguments against the loss, before any work is done. Both the GPU path and
     /// the CPU reference call it, so both reject the same inputs with the same errors.
     ///
@@ -237,12 +433,18 @@ impl<'a> LossArgs<'a> {
     /// [`Error::Empty`].
     pub fn validate(&self, loss: &Loss) -> Result<()> {
         loss.validate()?;
+        if loss.is_row_wise() {
+            return self.validate_rows(loss);
+        }
         let shape = self.pred.shape();
-        if self.target.shape() != shape {
+        let Target::Dense(target) = &self.target else {
+            return Err(wrong_target_type(loss, &self.target));
+        };
+        if target.shape() != shape {
             return Err(Error::ShapeMismatch {
                 what: "target",
                 expected: shape.to_vec(),
-                got: self.target.shape().to_vec(),
+                got: target.shape().to_vec(),
             });
         }
         if self.pred.is_empty() {
@@ -264,6 +466,65 @@ impl<'a> LossArgs<'a> {
             loss.takes_pos_weight(),
             loss,
         )?;
+        self.validate_upstream(shape)
+    }
+
+    fn validate_rows(&self, loss: &Loss) -> Result<()> {
+        let shape = self.pred.shape();
+        if shape.is_empty() {
+            return Err(Error::InvalidOption {
+                option: "pred",
+                reason: format!(
+                    "the {} loss needs a prediction of rank >= 1 ([B, C]), got a scalar",
+                    loss.name()
+                ),
+            });
+        }
+        let expected = match &self.target {
+            Target::Dense(_) => shape,
+            _ if loss.takes_classes() => self.row_shape(),
+            _ => return Err(wrong_target_type(loss, &self.target)),
+        };
+        if self.target.shape() != expected {
+            return Err(Error::ShapeMismatch {
+                what: "target",
+                expected: expected.to_vec(),
+                got: self.target.shape().to_vec(),
+            });
+        }
+        if self.pred.is_empty() {
+            return Err(Error::Empty {
+                shape: shape.to_vec(),
+            });
+        }
+        let classes = &shape[shape.len() - 1..];
+        if let Some(w) = &self.weight {
+            if !loss.takes_weight() {
+                return Err(Error::InvalidOption {
+                    option: "weight",
+                    reason: format!("the {} loss takes no weight", loss.name()),
+                });
+            }
+            if w.shape() != classes {
+                return Err(Error::ShapeMismatch {
+                    what: "weight",
+                    expected: classes.to_vec(),
+                    got: w.shape().to_vec(),
+                });
+            }
+            check_broadcast_weight("weight", Some(w), classes, true, loss)?;
+        }
+        check_broadcast_weight(
+            "pos_weight",
+            self.pos_weight.as_ref(),
+            shape,
+            false,
+            loss,
+        )?;
+        self.validate_upstream(self.row_shape())
+    }
+
+    fn validate_upstream(&self, value_shape: &[usize]) -> Result<()> {
         match &self.upstream {
             Upstream::Ones => {}
             Upstream::Scalar(g) => {
@@ -285,16 +546,29 @@ impl<'a> LossArgs<'a> {
                         ),
                     });
                 }
-                if g.shape() != shape {
+                if g.shape() != value_shape {
                     return Err(Error::ShapeMismatch {
                         what: "upstream",
-                        expected: shape.to_vec(),
+                        expected: value_shape.to_vec(),
                         got: g.shape().to_vec(),
                     });
                 }
             }
         }
         Ok(())
+    }
+}
+
+/// The error for class-index targets given to a loss that takes float targets.
+fn wrong_target_type(loss: &Loss, target: &Target<'_>) -> Error {
+    Error::InvalidOption {
+        option: "target",
+        reason: format!(
+            "the {} loss takes f32 targets shaped like the prediction, not {} class indices \
+             (class indices are for softmax-ce)",
+            loss.name(),
+            target.dtype()
+        ),
     }
 }
 
@@ -340,11 +614,14 @@ fn check_broadcast_weight(
 pub struct LossOutput<T> {
     /// The loss value for `Mean` and `Sum`; `None` for [`Reduction::None`].
     pub value: Option<T>,
-    /// The per-element losses for [`Reduction::None`], shaped like the prediction.
+    /// The per-element losses for [`Reduction::None`], shaped like the prediction (elementwise
+    /// family), or the per-row losses, shaped like the rows (row-wise family).
     pub losses: Option<ArrayD<T>>,
     /// The gradient with respect to the prediction, shaped like it; `None` in loss-only mode.
     pub grad: Option<ArrayD<T>>,
-    /// `D`, the count the mean divides by (the number of elements for the elementwise family).
+    /// What counted: the number of elements (elementwise family) or of rows that are not
+    /// ignored (row-wise family; all `B` rows except for ignored class-index targets). It is
+    /// the mean's divisor `D` except with class weights, where `D` is their sum over these rows.
     pub counted: usize,
 }
 

@@ -135,3 +135,11 @@ fn a_broken_shader_is_reported() {
     let module = naga::front::wgsl::parse_str(src);
     assert!(module.is_err(), "a type error must be rejected");
 }
+
+/// The host's register count per lane matches the row driver's.
+#[test]
+fn row_regs_constant_matches_the_row_driver() {
+    let text = include_str!("../shaders/common/rows.wgsl");
+    let line = format!("const ROW_REGS: u32 = {}u;", wgpu_loss::kernels::ROW_REGS);
+    assert!(text.contains(&line), "rows.wgsl does not declare `{line}`");
+}

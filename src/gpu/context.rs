@@ -209,11 +209,13 @@ impl GpuContext {
             Slot::DomainError,
         ]
         .into_iter()
-        .map(|slot| {
+        .map(|slot| (slot, wgpu::BufferUsages::STORAGE))
+        .chain([(Slot::Norm, wgpu::BufferUsages::UNIFORM)])
+        .map(|(slot, usage)| {
             let buf = device.create_buffer(&wgpu::BufferDescriptor {
                 label: Some(&format!("wgpu-loss placeholder {slot:?}")),
                 size: 16,
-                usage: wgpu::BufferUsages::STORAGE,
+                usage,
                 mapped_at_creation: false,
             });
             (slot, buf)

@@ -10,9 +10,10 @@ use std::borrow::Cow;
 
 use ndarray::ArrayViewD;
 
+use super::staging::{Taken, contiguous};
 use super::{Kernel, Slot, WORKGROUP_SIZE};
 use crate::error::{Error, Result};
-use crate::gpu::{GpuContext, Pooled};
+use crate::gpu::GpuContext;
 use crate::loss::{Loss, LossArgs, LossOutput, Reduction, Upstream};
 
 /// Most workgroups one chunk's dispatch uses; the grid-stride loop covers the rest.
@@ -46,8 +47,13 @@ pub(crate) struct ElementwiseParams {
 pub(crate) struct FinalizeParams {
     pub count: u32,
     pub scale: f32,
-    pub _pad: [u32; 2],
+    pub flags: u32,
+    pub _pad: u32,
 }
+
+/// `FinalizeParams::flags`: take the value scale from the `norm` uniform (row-wise calls
+/// whose divisor is computed on the GPU).
+pub(crate) const FLAG_SCALE_FROM_NORM: u32 = 1;
 
 pub(crate) const FLAG_WRITE_GRAD: u32 = 1;
 pub(crate) const FLAG_WRITE_LOSSES: u32 = 2;
@@ -68,13 +74,6 @@ pub(crate) fn workgroups_for(n: u32, max_per_dim: u32) -> Result<u32> {
         });
     }
     Ok(wg)
-}
-
-fn contiguous<'b>(a: &'b ArrayViewD<'_, f32>) -> Cow<'b, [f32]> {
-    match a.as_slice() {
-        Some(s) => Cow::Borrowed(s),
-        None => Cow::Owned(a.iter().copied().collect()),
-    }
 }
 
 /// How a broadcast input (weight, pos_weight) is bound.
@@ -109,44 +108,6 @@ impl<'b> Broadcast<'b> {
             Broadcast::Full(_) => (n as u32, 0),
             Broadcast::Whole(d) => (d.len() as u32, (base % d.len()) as u32),
         }
-    }
-}
-
-/// Buffers taken for one call; all go back to the pool at the end.
-#[derive(Default)]
-struct Taken(Vec<Pooled>);
-
-impl GpuContext {
-    fn upload(&self, taken: &mut Taken, label: &str, data: &[f32]) -> usize {
-        let bytes: &[u8] = bytemuck::cast_slice(data);
-        let p = self.pool.take(
-            &self.device,
-            label,
-            bytes.len() as u64,
-            wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_DST,
-            self.limits.max_buffer_size,
-        );
-        self.queue.write_buffer(&p.buffer, 0, bytes);
-        taken.0.push(p);
-        taken.0.len() - 1
-    }
-
-    fn scratch(
-        &self,
-        taken: &mut Taken,
-        label: &str,
-        size: u64,
-        usage: wgpu::BufferUsages,
-    ) -> usize {
-        let p = self.pool.take(
-            &self.device,
-            label,
-            size,
-            usage,
-            self.limits.max_buffer_size,
-        );
-        taken.0.push(p);
-        taken.0.len() - 1
     }
 }
 
@@ -188,7 +149,11 @@ pub(crate) fn run(ctx: &GpuContext, loss: &Loss, args: &LossArgs<'_>) -> Result<
     let reduce_value = args.reduction != Reduction::None;
     let write_losses = args.reduction == Reduction::None;
     let pred = contiguous(&args.pred);
-    let target = contiguous(&args.target);
+    // validate() admits only float targets for the elementwise family.
+    let target = match args.target.dense() {
+        Some(t) => contiguous(t),
+        None => return Err(Error::Gpu("elementwise loss given class indices".into())),
+    };
     let weight = Broadcast::new(args.weight.as_ref(), n, chunk);
     let pos_weight = Broadcast::new(args.pos_weight.as_ref(), n, chunk);
     let upstream = match &args.upstream {
@@ -327,7 +292,8 @@ pub(crate) fn run(ctx: &GpuContext, loss: &Loss, args: &LossArgs<'_>) -> Result<
     let fp = FinalizeParams {
         count: partials as u32,
         scale: value_scale,
-        _pad: [0; 2],
+        flags: 0,
+        _pad: 0,
     };
     params_bytes[fin_at..fin_at + std::mem::size_of::<FinalizeParams>()]
         .copy_from_slice(bytemuck::bytes_of(&fp));
@@ -393,6 +359,8 @@ pub(crate) fn run(ctx: &GpuContext, loss: &Loss, args: &LossArgs<'_>) -> Result<
                         ),
                         Slot::DomainError => opt(err_idx, Slot::DomainError, 1),
                         Slot::Value => whole(value_idx),
+                        // Not bindings of the elementwise kernels.
+                        Slot::Norm | Slot::ClassStats => ctx.dummy(Slot::Norm).as_entire_binding(),
                     },
                 })
                 .collect();
@@ -420,6 +388,10 @@ pub(crate) fn run(ctx: &GpuContext, loss: &Loss, args: &LossArgs<'_>) -> Result<
                     wgpu::BindGroupEntry {
                         binding: 2,
                         resource: sized(value_idx, 1),
+                    },
+                    wgpu::BindGroupEntry {
+                        binding: 3,
+                        resource: ctx.dummy(Slot::Norm).as_entire_binding(),
                     },
                 ],
             });

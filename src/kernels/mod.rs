@@ -8,6 +8,10 @@
 //! [`ENTRY_POINT`] and [`Kernel::bindings`].
 
 pub(crate) mod elementwise;
+pub(crate) mod rows;
+mod staging;
+
+pub use rows::{ELEMENTS_PER_LANE, ROW_REGS, group_for};
 
 use crate::loss::Loss;
 
@@ -37,6 +41,19 @@ pub mod source {
     pub const BCE: &str = include_str!("../../shaders/bce.wgsl");
     /// `shaders/bce_with_logits.wgsl`.
     pub const BCE_WITH_LOGITS: &str = include_str!("../../shaders/bce_with_logits.wgsl");
+    /// `shaders/common/rows.wgsl`: the driver of the row-wise family.
+    pub const ROWS: &str = include_str!("../../shaders/common/rows.wgsl");
+    /// `shaders/categorical_cross_entropy.wgsl`.
+    pub const CATEGORICAL_CROSS_ENTROPY: &str =
+        include_str!("../../shaders/categorical_cross_entropy.wgsl");
+    /// `shaders/softmax_cross_entropy.wgsl`.
+    pub const SOFTMAX_CROSS_ENTROPY: &str = include_str!("../../shaders/softmax_cross_entropy.wgsl");
+    /// `shaders/cosine_proximity.wgsl`.
+    pub const COSINE_PROXIMITY: &str = include_str!("../../shaders/cosine_proximity.wgsl");
+    /// `shaders/class_count.wgsl`: checks class indices and sums the weights of counted rows.
+    pub const CLASS_COUNT: &str = include_str!("../../shaders/class_count.wgsl");
+    /// `shaders/row_divisor.wgsl`: turns the counted weight into the mean's scales.
+    pub const ROW_DIVISOR: &str = include_str!("../../shaders/row_divisor.wgsl");
     /// `shaders/reduce_partials.wgsl`: the second pass of every reduction.
     pub const REDUCE_PARTIALS: &str = include_str!("../../shaders/reduce_partials.wgsl");
 }
@@ -78,6 +95,16 @@ pub enum Kernel {
     BceWithLogits,
     /// Adds the per-workgroup partial sums into the loss value.
     ReducePartials,
+    /// Categorical cross entropy on probabilities (row-wise).
+    CategoricalCrossEntropy,
+    /// Softmax cross entropy from logits, probability or class-index targets (row-wise).
+    SoftmaxCrossEntropy,
+    /// Cosine proximity (row-wise).
+    CosineProximity,
+    /// Class-index pre-pass: range check, count and weight sum of the rows that count.
+    ClassCount,
+    /// Turns the weight sum of the counted rows into the mean's divisor and scales.
+    RowDivisor,
 }
 
 /// What a binding holds; the host fills each slot with a buffer.
@@ -87,7 +114,7 @@ pub enum Slot {
     Params,
     /// `[n]` prediction.
     Pred,
-    /// `[n]` target.
+    /// `[n]` target (the row-wise family binds it as `u32` words: f32 targets or i32 classes).
     Target,
     /// `[n]` upstream gradient (or a dummy).
     Upstream,
@@ -105,6 +132,11 @@ pub enum Slot {
     DomainError,
     /// `[1]` the loss value.
     Value,
+    /// `vec4<f32>` `(D, gradient scale, value scale, 0)` of a row-wise call: written by
+    /// `RowDivisor` (or the host), read as a uniform by the row kernels and `ReducePartials`.
+    Norm,
+    /// `[2]` atomics of the class pre-pass: first out-of-range row (min), rows counted (sum).
+    ClassStats,
 }
 
 /// How a binding is declared in WGSL.
@@ -160,21 +192,65 @@ const BCE_WITH_LOGITS_BINDINGS: [Binding; 9] = elementwise_plus([
     b(7, Slot::Weight, Access::Read),
     b(8, Slot::PosWeight, Access::Read),
 ]);
-const REDUCE_PARTIALS_BINDINGS: [Binding; 3] = [
+const REDUCE_PARTIALS_BINDINGS: [Binding; 4] = [
     b(0, Slot::Params, Access::Uniform),
     b(1, Slot::Partials, Access::Read),
     b(2, Slot::Value, Access::ReadWrite),
+    b(3, Slot::Norm, Access::Uniform),
+];
+const ROWS_BINDINGS: [Binding; 9] = [
+    b(0, Slot::Params, Access::Uniform),
+    b(1, Slot::Pred, Access::Read),
+    b(2, Slot::Target, Access::Read),
+    b(3, Slot::Upstream, Access::Read),
+    b(4, Slot::Grad, Access::ReadWrite),
+    b(5, Slot::Losses, Access::ReadWrite),
+    b(6, Slot::Partials, Access::ReadWrite),
+    b(7, Slot::Weight, Access::Read),
+    b(8, Slot::Norm, Access::Uniform),
+];
+const CCE_BINDINGS: [Binding; 10] = {
+    let r = ROWS_BINDINGS;
+    [
+        r[0],
+        r[1],
+        r[2],
+        r[3],
+        r[4],
+        r[5],
+        r[6],
+        r[7],
+        r[8],
+        b(9, Slot::DomainError, Access::ReadWrite),
+    ]
+};
+const CLASS_COUNT_BINDINGS: [Binding; 5] = [
+    b(0, Slot::Params, Access::Uniform),
+    b(1, Slot::Target, Access::Read),
+    b(2, Slot::Weight, Access::Read),
+    b(3, Slot::Partials, Access::ReadWrite),
+    b(4, Slot::ClassStats, Access::ReadWrite),
+];
+const ROW_DIVISOR_BINDINGS: [Binding; 3] = [
+    b(0, Slot::Params, Access::Uniform),
+    b(1, Slot::Partials, Access::Read),
+    b(2, Slot::Norm, Access::ReadWrite),
 ];
 
 impl Kernel {
     /// Every kernel.
-    pub const ALL: [Kernel; 6] = [
+    pub const ALL: [Kernel; 11] = [
         Kernel::Mse,
         Kernel::Mae,
         Kernel::Huber,
         Kernel::Bce,
         Kernel::BceWithLogits,
         Kernel::ReducePartials,
+        Kernel::CategoricalCrossEntropy,
+        Kernel::SoftmaxCrossEntropy,
+        Kernel::CosineProximity,
+        Kernel::ClassCount,
+        Kernel::RowDivisor,
     ];
 
     /// The kernel that computes `loss`.
@@ -185,6 +261,9 @@ impl Kernel {
             Loss::Huber { .. } => Kernel::Huber,
             Loss::Bce => Kernel::Bce,
             Loss::BceWithLogits => Kernel::BceWithLogits,
+            Loss::CategoricalCrossEntropy => Kernel::CategoricalCrossEntropy,
+            Loss::SoftmaxCrossEntropy { .. } => Kernel::SoftmaxCrossEntropy,
+            Loss::CosineProximity { .. } => Kernel::CosineProximity,
         }
     }
 
@@ -197,6 +276,11 @@ impl Kernel {
             Kernel::Bce => "bce",
             Kernel::BceWithLogits => "bce_with_logits",
             Kernel::ReducePartials => "reduce_partials",
+            Kernel::CategoricalCrossEntropy => "categorical_cross_entropy",
+            Kernel::SoftmaxCrossEntropy => "softmax_cross_entropy",
+            Kernel::CosineProximity => "cosine_proximity",
+            Kernel::ClassCount => "class_count",
+            Kernel::RowDivisor => "row_divisor",
         }
     }
 
@@ -204,6 +288,7 @@ impl Kernel {
     pub fn parts(self) -> &'static [(&'static str, &'static str)] {
         const EW: (&str, &str) = ("shaders/common/elementwise.wgsl", source::ELEMENTWISE);
         const W: (&str, &str) = ("shaders/common/weight.wgsl", source::WEIGHT);
+        const ROWS: (&str, &str) = ("shaders/common/rows.wgsl", source::ROWS);
         match self {
             Kernel::Mse => &[EW, ("shaders/mse.wgsl", source::MSE)],
             Kernel::Mae => &[EW, ("shaders/mae.wgsl", source::MAE)],
@@ -215,6 +300,26 @@ impl Kernel {
                 ("shaders/bce_with_logits.wgsl", source::BCE_WITH_LOGITS),
             ],
             Kernel::ReducePartials => &[("shaders/reduce_partials.wgsl", source::REDUCE_PARTIALS)],
+            Kernel::CategoricalCrossEntropy => &[
+                ROWS,
+                (
+                    "shaders/categorical_cross_entropy.wgsl",
+                    source::CATEGORICAL_CROSS_ENTROPY,
+                ),
+            ],
+            Kernel::SoftmaxCrossEntropy => &[
+                ROWS,
+                (
+                    "shaders/softmax_cross_entropy.wgsl",
+                    source::SOFTMAX_CROSS_ENTROPY,
+                ),
+            ],
+            Kernel::CosineProximity => &[
+                ROWS,
+                ("shaders/cosine_proximity.wgsl", source::COSINE_PROXIMITY),
+            ],
+            Kernel::ClassCount => &[("shaders/class_count.wgsl", source::CLASS_COUNT)],
+            Kernel::RowDivisor => &[("shaders/row_divisor.wgsl", source::ROW_DIVISOR)],
         }
     }
 
@@ -235,6 +340,10 @@ impl Kernel {
             Kernel::Bce => &BCE_BINDINGS,
             Kernel::BceWithLogits => &BCE_WITH_LOGITS_BINDINGS,
             Kernel::ReducePartials => &REDUCE_PARTIALS_BINDINGS,
+            Kernel::CategoricalCrossEntropy => &CCE_BINDINGS,
+            Kernel::SoftmaxCrossEntropy | Kernel::CosineProximity => &ROWS_BINDINGS,
+            Kernel::ClassCount => &CLASS_COUNT_BINDINGS,
+            Kernel::RowDivisor => &ROW_DIVISOR_BINDINGS,
         }
     }
 }

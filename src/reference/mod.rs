@@ -48,6 +48,9 @@ pub fn compute(loss: &Loss, args: &LossArgs<'_>) -> Result<LossOutput<f64>> {
         }
     }
     let n = args.len();
+    let Some(target) = args.target.dense() else {
+        return Err(Error::Gpu("elementwise loss given class indices".into()));
+    };
     let flat = |a: &Option<ndarray::ArrayViewD<'_, f32>>| -> Option<Vec<f64>> {
         a.as_ref()
             .map(|a| a.iter().map(|&v| f64::from(v)).collect())
@@ -77,7 +80,7 @@ pub fn compute(loss: &Loss, args: &LossArgs<'_>) -> Result<LossOutput<f64>> {
         0
     });
     let mut grad = Vec::with_capacity(if args.want_grad { n } else { 0 });
-    for (k, (&p, &t)) in args.pred.iter().zip(args.target.iter()).enumerate() {
+    for (k, (&p, &t)) in args.pred.iter().zip(target.iter()).enumerate() {
         let (p, t) = (f64::from(p), f64::from(t));
         let (l, d) = if p.is_nan() || t.is_nan() {
             // NaN propagates (f64::max would otherwise swallow it in the BCE clamps).
@@ -89,6 +92,11 @@ pub fn compute(loss: &Loss, args: &LossArgs<'_>) -> Result<LossOutput<f64>> {
                 Loss::Huber { delta } => huber(p, t, f64::from(delta)),
                 Loss::Bce => bce(p, t, at(&weight, k)),
                 Loss::BceWithLogits => bce_with_logits(p, t, at(&weight, k), at(&pos_weight, k)),
+                Loss::CategoricalCrossEntropy
+                | Loss::SoftmaxCrossEntropy { .. }
+                | Loss::CosineProximity { .. } => {
+                    return Err(Error::Gpu("row-wise reference not written yet".into()));
+                }
             }
         };
         sum += l;

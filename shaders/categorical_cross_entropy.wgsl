@@ -1,0 +1,37 @@
+// Categorical cross entropy on probabilities, composed after common/rows.wgsl.
+// CPU reference: src/reference/categorical_cross_entropy.rs.
+//   ℓ_r = −Σ_j t_j · max(ln p_j, −100)      ∂ℓ_r/∂p_j = −t_j / max(p_j, 1e-12)
+// Rows are not renormalised (Keras renormalises). A probability outside [0, 1] is an error:
+// the first offending row is recorded and the host reports its first offending element.
+
+// [1] the smallest global row index with a probability outside [0, 1]; u32::MAX if none.
+@group(0) @binding(9) var<storage, read_write> domain_error: atomic<u32>;
+
+// max(ln p, −100), keeping NaN.
+fn clamped_log(p: f32) -> f32 {
+    let l = log(p);
+    return select(l, -100.0, l < -100.0);
+}
+
+fn row_identity() -> vec4<f32> {
+    return vec4<f32>(0.0);
+}
+
+fn row_push(s: vec4<f32>, row: RowCtx, j: u32, p: f32, t: f32) -> vec4<f32> {
+    if (p < 0.0 || p > 1.0) {
+        atomicMin(&domain_error, row.row);
+    }
+    return vec4<f32>(s.x + t * clamped_log(p), 0.0, 0.0, 0.0);
+}
+
+fn row_combine(a: vec4<f32>, b: vec4<f32>) -> vec4<f32> {
+    return a + b;
+}
+
+fn row_finish(s: vec4<f32>, row: RowCtx) -> RowOut {
+    return RowOut(-s.x, vec3<f32>(0.0));
+}
+
+fn row_grad(r: RowOut, row: RowCtx, j: u32, p: f32, t: f32) -> f32 {
+    return -t / select(p, 1e-12, p < 1e-12);
+}

@@ -1,0 +1,59 @@
+// Class-index pre-pass of softmax cross entropy: checks every class index, counts the rows
+// that are not ignored, and sums their class weights (the mean's divisor D, as in PyTorch).
+// One partial sum of weights per workgroup (added by row_divisor.wgsl in a fixed order);
+// the count and the first out-of-range row are integer atomics, exact in any order.
+// Host side: src/kernels/rows.rs (`ClassParams` mirrors `Params`).
+
+struct Params {
+    rows: u32,         // rows (class indices) in this chunk
+    cols: u32,         // C
+    ignore_index: i32,
+    flags: u32,        // FLAG_WEIGHT: class weights bound
+    row_base: u32,     // global index of this chunk's row 0
+    partial_base: u32, // index in `partials` of this chunk's first workgroup sum
+    _pad0: u32,
+    _pad1: u32,
+}
+
+const FLAG_WEIGHT: u32 = 16u;
+
+@group(0) @binding(0) var<uniform> params: Params;
+// [rows] class indices.
+@group(0) @binding(1) var<storage, read> classes: array<i32>;
+// [cols] class weights (FLAG_WEIGHT), else a dummy.
+@group(0) @binding(2) var<storage, read> weight: array<f32>;
+// [all chunks' workgroups] the weight sum of each workgroup's counted rows.
+@group(0) @binding(3) var<storage, read_write> partials: array<f32>;
+// [0]: smallest global row whose index is out of range (u32::MAX if none); [1]: rows counted.
+@group(0) @binding(4) var<storage, read_write> stats: array<atomic<u32>, 2>;
+
+var<workgroup> wg_counted: atomic<u32>;
+
+@compute @workgroup_size(WG)
+fn main(lane: Lane, @builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    // Grid-stride loop; the host keeps the trip count ≤ 16 384.
+    var acc = 0.0;
+    var counted = 0u;
+    for (var i = wid.x * WG + lane.index; i < params.rows; i = i + nwg.x * WG) {
+        let c = classes[i];
+        if (c == params.ignore_index) {
+            continue;
+        }
+        if (c < 0 || u32(c) >= params.cols) {
+            atomicMin(&stats[0], params.row_base + i);
+            continue;
+        }
+        var w = 1.0;
+        if ((params.flags & FLAG_WEIGHT) != 0u) {
+            w = weight[u32(c)];
+        }
+        acc = acc + w;
+        counted = counted + 1u;
+    }
+    atomicAdd(&wg_counted, counted);
+    let total = workgroup_sum(acc, lane); // its barrier makes every atomicAdd above visible
+    if (lane.index == 0u) {
+        partials[params.partial_base + wid.x] = total;
+        atomicAdd(&stats[1], atomicLoad(&wg_counted));
+    }
+}

@@ -1,0 +1,199 @@
+// The row-wise driver, shared by categorical_cross_entropy/softmax_cross_entropy/
+// cosine_proximity.wgsl: a segmented reduction over rows of `cols` elements, then the gradient.
+//
+// Each row is handled by a group of `params.group` adjacent lanes (a power of two, chosen by the
+// host from the row length: one lane per row for C ≤ 4, the whole workgroup for C > 512), so
+// short rows keep every lane busy and long rows are read by many lanes at once. Each lane
+// accumulates statistics over its elements j = lane, lane + group, ... (keeping the first
+// ROW_REGS of them in registers), the group combines them in a fixed-order tree in workgroup
+// memory, and each lane then writes its elements' gradient. A row of at most group · ROW_REGS
+// elements is read once; a longer row is read twice (statistics, then gradient), never held in
+// workgroup memory. The loss file that follows this one defines
+//     fn row_identity() -> vec4<f32>                                   // empty statistics
+//     fn row_push(s: vec4<f32>, row: RowCtx, j: u32, x: f32, t: f32) -> vec4<f32>
+//     fn row_combine(a: vec4<f32>, b: vec4<f32>) -> vec4<f32>           // associative
+//     fn row_finish(s: vec4<f32>, row: RowCtx) -> RowOut               // ℓ_r and coefficients
+//     fn row_grad(r: RowOut, row: RowCtx, j: u32, x: f32, t: f32) -> f32  // ∂ℓ_r/∂x_rj
+// Host side: src/kernels/rows.rs (`RowParams` mirrors `Params`).
+
+struct Params {
+    rows: u32,         // rows in this chunk
+    cols: u32,         // C, the row length
+    group: u32,        // lanes per row: a power of two ≤ WG
+    row_iters: u32,    // trips of the row loop (the host keeps it ≤ 16 384)
+    partial_base: u32, // index in `partials` of this chunk's first workgroup sum
+    flags: u32,        // FLAG_* below
+    row_base: u32,     // global index of this chunk's row 0 (for error reports)
+    ignore_index: i32, // class-index targets equal to this are ignored
+    eps: f32,          // softmax: label smoothing ε; cosine: the norm floor ε
+    z_loss: f32,       // softmax: z-loss coefficient λ
+    _pad0: u32,
+    _pad1: u32,
+}
+
+// Where a row starts and what it is.
+struct RowCtx {
+    start: u32, // flat index (in this chunk) of the row's element 0
+    row: u32,   // global row index
+    cls: i32,   // class-index target, or -1 for float targets
+}
+
+// A finished row: its loss and three coefficients its gradient needs.
+struct RowOut {
+    loss: f32,
+    k: vec3<f32>,
+}
+
+const FLAG_WRITE_GRAD: u32 = 1u;
+const FLAG_WRITE_LOSSES: u32 = 2u;
+const FLAG_UPSTREAM_ARRAY: u32 = 4u;
+const FLAG_CLASSES: u32 = 8u;
+const FLAG_WEIGHT: u32 = 16u;
+
+// Elements per lane kept in registers between the statistics and the gradient.
+const ROW_REGS: u32 = 16u;
+
+@group(0) @binding(0) var<uniform> params: Params;
+// [rows · cols] prediction (probabilities for cce, logits for softmax-ce).
+@group(0) @binding(1) var<storage, read> preds: array<f32>;
+// Float targets [rows · cols] as f32 bits, or class indices [rows] as i32 bits (FLAG_CLASSES).
+@group(0) @binding(2) var<storage, read> targets: array<u32>;
+// [rows] upstream gradient g_r (Reduction::None with an array), else a dummy.
+@group(0) @binding(3) var<storage, read> upstream: array<f32>;
+// [rows · cols] gradient out (FLAG_WRITE_GRAD), else a dummy.
+@group(0) @binding(4) var<storage, read_write> grad: array<f32>;
+// [rows] per-row losses out (FLAG_WRITE_LOSSES), else a dummy.
+@group(0) @binding(5) var<storage, read_write> losses: array<f32>;
+// [all chunks' workgroups] one partial sum of ℓ_r per workgroup.
+@group(0) @binding(6) var<storage, read_write> partials: array<f32>;
+// [cols] class weights (FLAG_WEIGHT), else a dummy.
+@group(0) @binding(7) var<storage, read> weight: array<f32>;
+// (D, gradient scale, value scale, 0): written by row_divisor.wgsl or by the host.
+@group(0) @binding(8) var<uniform> norm: vec4<f32>;
+
+var<workgroup> row_scratch: array<vec4<f32>, WG>;
+
+// NaN test on the bits: WGSL lets compilers assume floats are never NaN, so `x != x` may fold away.
+fn is_nan(x: f32) -> bool {
+    return (bitcast<u32>(x) & 0x7fffffffu) > 0x7f800000u;
+}
+
+fn target_at(i: u32) -> f32 {
+    if ((params.flags & FLAG_CLASSES) != 0u) {
+        return 0.0;
+    }
+    return bitcast<f32>(targets[i]);
+}
+
+fn class_weight(j: u32) -> f32 {
+    if ((params.flags & FLAG_WEIGHT) != 0u) {
+        return weight[j];
+    }
+    return 1.0;
+}
+
+// Gradient of element j of a finished row, with the row's scale; a row whose loss is NaN
+// (NaN somewhere in its inputs) gets NaN everywhere.
+fn scaled_grad(r: RowOut, row: RowCtx, j: u32, x: f32, t: f32, scale: f32) -> f32 {
+    if (is_nan(r.loss)) {
+        return r.loss;
+    }
+    return scale * row_grad(r, row, j, x, t);
+}
+
+@compute @workgroup_size(WG)
+fn main(lane: Lane, @builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let group = params.group;
+    let lig = lane.index & (group - 1u); // lane within its row's group
+    let per_wg = WG / group;             // rows per workgroup per trip
+    let slot = lane.index / group;
+    let cols = params.cols;
+    let classes = (params.flags & FLAG_CLASSES) != 0u;
+    var acc = 0.0;
+    // Row loop: uniform trip count (barriers inside), ≤ 16 384 trips by construction.
+    for (var it = 0u; it < params.row_iters; it = it + 1u) {
+        let r = (it * nwg.x + wid.x) * per_wg + slot;
+        let live = r < params.rows;
+        var row = RowCtx(r * cols, params.row_base + r, -1);
+        var skip = !live;
+        if (live && classes) {
+            row.cls = bitcast<i32>(targets[r]);
+            // Ignored, or out of range (class_count.wgsl reports it): loss 0, gradient 0.
+            skip = row.cls == params.ignore_index || row.cls < 0 || u32(row.cls) >= cols;
+            if (skip) {
+                row.cls = -1;
+            }
+        }
+
+        // Statistics: the first ROW_REGS elements of this lane stay in registers.
+        var s = row_identity();
+        var xs: array<f32, ROW_REGS>;
+        var ts: array<f32, ROW_REGS>;
+        for (var k = 0u; k < ROW_REGS; k = k + 1u) {
+            let j = lig + k * group;
+            if (!skip && j < cols) {
+                let x = preds[row.start + j];
+                let t = target_at(row.start + j);
+                xs[k] = x;
+                ts[k] = t;
+                s = row_push(s, row, j, x, t);
+            }
+        }
+        // The rest of a long row; trips ≤ cols / group ≤ 16 384 (checked by the host).
+        for (var j = lig + ROW_REGS * group; !skip && j < cols; j = j + group) {
+            s = row_push(s, row, j, preds[row.start + j], target_at(row.start + j));
+        }
+
+        // Combine the group's statistics: a fixed-order tree, so the same bits every run.
+        if (group > 1u) {
+            row_scratch[lane.index] = s;
+            workgroupBarrier();
+            for (var h = group / 2u; h > 0u; h = h / 2u) {
+                if (lig < h) {
+                    row_scratch[lane.index] = row_combine(row_scratch[lane.index], row_scratch[lane.index + h]);
+                }
+                workgroupBarrier();
+            }
+            s = row_scratch[lane.index - lig];
+            workgroupBarrier(); // everyone has read before the next trip overwrites
+        }
+
+        var out = RowOut(0.0, vec3<f32>(0.0));
+        if (!skip) {
+            out = row_finish(s, row);
+        }
+        if (live && (params.flags & FLAG_WRITE_GRAD) != 0u) {
+            var scale = norm.y;
+            if ((params.flags & FLAG_UPSTREAM_ARRAY) != 0u) {
+                scale = scale * upstream[r];
+            }
+            for (var k = 0u; k < ROW_REGS; k = k + 1u) {
+                let j = lig + k * group;
+                if (j < cols) {
+                    var d = 0.0;
+                    if (!skip) {
+                        d = scaled_grad(out, row, j, xs[k], ts[k], scale);
+                    }
+                    grad[row.start + j] = d;
+                }
+            }
+            for (var j = lig + ROW_REGS * group; j < cols; j = j + group) {
+                var d = 0.0;
+                if (!skip) {
+                    d = scaled_grad(out, row, j, preds[row.start + j], target_at(row.start + j), scale);
+                }
+                grad[row.start + j] = d;
+            }
+        }
+        if (live && lig == 0u) {
+            if ((params.flags & FLAG_WRITE_LOSSES) != 0u) {
+                losses[r] = out.loss;
+            }
+            acc = acc + out.loss;
+        }
+    }
+    let total = workgroup_sum(acc, lane);
+    if (lane.index == 0u) {
+        partials[params.partial_base + wid.x] = total;
+    }
+}

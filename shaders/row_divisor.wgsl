@@ -1,0 +1,36 @@
+// The mean's divisor of softmax cross entropy with class-index targets: D = the sum of the
+// class weights of the rows that count (class_count.wgsl's partials, added in a fixed order),
+// turned into the scales the row kernels and reduce_partials.wgsl read:
+//   norm = (D, g / D, 1 / D, 0), or (0, 0, 0, 0) when D = 0 (every row ignored: value 0 and
+//   gradient 0, where PyTorch gives NaN).
+// Host side: src/kernels/rows.rs (`DivisorParams` mirrors `Params`).
+
+struct Params {
+    count: u32, // partial sums to add
+    g: f32,     // the scalar upstream gradient
+    _pad0: u32,
+    _pad1: u32,
+}
+
+@group(0) @binding(0) var<uniform> params: Params;
+// [count] per-workgroup weight sums.
+@group(0) @binding(1) var<storage, read> partials: array<f32>;
+// (D, gradient scale, value scale, 0).
+@group(0) @binding(2) var<storage, read_write> norm: vec4<f32>;
+
+@compute @workgroup_size(WG)
+fn main(lane: Lane) {
+    // Trip count count / WG ≤ 16 384 (the host bounds count).
+    var acc = 0.0;
+    for (var i = lane.index; i < params.count; i = i + WG) {
+        acc = acc + partials[i];
+    }
+    let d = workgroup_sum(acc, lane);
+    if (lane.index == 0u) {
+        if (d > 0.0) {
+            norm = vec4<f32>(d, params.g / d, 1.0 / d, 0.0);
+        } else {
+            norm = vec4<f32>(d, 0.0, 0.0, 0.0);
+        }
+    }
+}
