@@ -67,5 +67,52 @@ fn main() -> wgpu_loss::Result<()> {
         bcel.value,
         bcel.grad.is_some()
     );
+
+    // Row-wise losses take [B, C]. Softmax cross entropy with class indices; -100 is ignored.
+    let logits: ArrayD<f32> =
+        array![[2.0f32, -1.0, 0.5], [0.0, 3.0, -2.5], [1.0, 1.0, 1.0]].into_dyn();
+    let classes: ArrayD<i64> = array![0i64, 1, -100].into_dyn();
+    let args = LossArgs::new(logits.view(), classes.view());
+    let sce = ctx.compute(&Loss::SOFTMAX_CROSS_ENTROPY, &args)?;
+    println!(
+        "softmax-ce value {:?} over {} counted rows (reference {:?})",
+        sce.value,
+        sce.counted,
+        reference::compute(&Loss::SOFTMAX_CROSS_ENTROPY, &args)?.value
+    );
+
+    // With class weights [C], label smoothing and a z-loss.
+    let w: ArrayD<f32> = array![1.0f32, 2.0, 0.5].into_dyn();
+    let loss = Loss::SoftmaxCrossEntropy {
+        label_smoothing: 0.1,
+        z_loss: 1e-4,
+        ignore_index: -100,
+    };
+    let out = ctx.compute(
+        &loss,
+        &LossArgs::new(logits.view(), classes.view()).weight(w.view()),
+    )?;
+    println!("softmax-ce (weighted, smoothed) value {:?}", out.value);
+
+    // Probability targets [B, C], per-row losses.
+    let probs: ArrayD<f32> =
+        array![[0.7f32, 0.2, 0.1], [0.0, 1.0, 0.0], [0.3, 0.3, 0.4]].into_dyn();
+    let args = LossArgs::new(logits.view(), probs.view()).reduction(Reduction::None);
+    let out = ctx.compute(&Loss::SOFTMAX_CROSS_ENTROPY, &args)?;
+    println!(
+        "softmax-ce per-row losses {:?}",
+        out.losses.unwrap().as_slice()
+    );
+
+    // Cosine proximity of embeddings, and categorical cross entropy on probabilities.
+    let cos = ctx.compute(
+        &Loss::COSINE_PROXIMITY,
+        &LossArgs::new(logits.view(), probs.view()),
+    )?;
+    let cce = ctx.compute(
+        &Loss::CategoricalCrossEntropy,
+        &LossArgs::new(probs.view(), probs.view()),
+    )?;
+    println!("cosine value {:?}, cce value {:?}", cos.value, cce.value);
     Ok(())
 }

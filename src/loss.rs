@@ -191,11 +191,13 @@ impl Loss {
     /// `label_smoothing` outside [0, 1), a `z_loss` that is negative or not finite, or a
     /// cosine `eps` that is not finite and positive.
     pub fn validate(&self) -> Result<()> {
-        let bad = |option: &'static str, reason: String| Err(Error::InvalidOption { option, reason });
+        let bad =
+            |option: &'static str, reason: String| Err(Error::InvalidOption { option, reason });
         match *self {
-            Loss::Huber { delta } if !(delta.is_finite() && delta > 0.0) => {
-                bad("delta", format!("Huber's delta must be finite and > 0, got {delta}"))
-            }
+            Loss::Huber { delta } if !(delta.is_finite() && delta > 0.0) => bad(
+                "delta",
+                format!("Huber's delta must be finite and > 0, got {delta}"),
+            ),
             Loss::SoftmaxCrossEntropy {
                 label_smoothing, ..
             } if !(0.0..1.0).contains(&label_smoothing) => bad(
@@ -203,11 +205,15 @@ impl Loss {
                 format!("label smoothing must be in [0, 1), got {label_smoothing}"),
             ),
             Loss::SoftmaxCrossEntropy { z_loss, .. } if !(z_loss.is_finite() && z_loss >= 0.0) => {
-                bad("z_loss", format!("the z-loss coefficient must be finite and >= 0, got {z_loss}"))
+                bad(
+                    "z_loss",
+                    format!("the z-loss coefficient must be finite and >= 0, got {z_loss}"),
+                )
             }
-            Loss::CosineProximity { eps } if !(eps.is_finite() && eps > 0.0) => {
-                bad("eps", format!("cosine's eps must be finite and > 0, got {eps}"))
-            }
+            Loss::CosineProximity { eps } if !(eps.is_finite() && eps > 0.0) => bad(
+                "eps",
+                format!("cosine's eps must be finite and > 0, got {eps}"),
+            ),
             _ => Ok(()),
         }
     }
@@ -514,13 +520,7 @@ impl<'a> LossArgs<'a> {
             }
             check_broadcast_weight("weight", Some(w), classes, true, loss)?;
         }
-        check_broadcast_weight(
-            "pos_weight",
-            self.pos_weight.as_ref(),
-            shape,
-            false,
-            loss,
-        )?;
+        check_broadcast_weight("pos_weight", self.pos_weight.as_ref(), shape, false, loss)?;
         self.validate_upstream(self.row_shape())
     }
 

@@ -16,13 +16,17 @@ pub struct Batch {
     pub target: ArrayD<f32>,
 }
 
-/// A seeded random batch of `shape` suited to `loss`:
+/// A seeded random batch of `shape` suited to `loss` (for a row-wise loss, `shape` is
+/// `[..., C]` and "rows" are along the last dimension):
 ///
 /// | loss | prediction | target |
 /// |---|---|---|
 /// | `Mse`, `Mae`, `Huber` | U(−3, 3) | U(−3, 3) |
 /// | `Bce` | U(0.0005, 0.9995) | U(0, 1) (soft labels) |
 /// | `BceWithLogits` | U(−8, 8) | U(0, 1) |
+/// | `CategoricalCrossEntropy` | rows of U(0.0005, 1), normalised to sum 1 | rows of U(0, 1), normalised |
+/// | `SoftmaxCrossEntropy` | U(−8, 8) logits | rows of U(0, 1), normalised (see [`classes`] for indices) |
+/// | `CosineProximity` | U(−3, 3) | U(−3, 3) |
 ///
 /// The same `(loss, shape, seed)` always gives the same batch.
 pub fn batch(loss: &Loss, shape: &[usize], seed: u64) -> Batch {
@@ -30,16 +34,41 @@ pub fn batch(loss: &Loss, shape: &[usize], seed: u64) -> Batch {
     let n: usize = shape.iter().product();
     let (p_lo, p_hi, t_lo, t_hi) = match loss {
         Loss::Bce => (0.0005, 0.9995, 0.0, 1.0),
-        Loss::BceWithLogits => (-8.0, 8.0, 0.0, 1.0),
+        Loss::BceWithLogits | Loss::SoftmaxCrossEntropy { .. } => (-8.0, 8.0, 0.0, 1.0),
+        Loss::CategoricalCrossEntropy => (0.0005, 1.0, 0.0, 1.0),
         _ => (-3.0, 3.0, -3.0, 3.0),
     };
-    let pred: Vec<f32> = (0..n).map(|_| rng.random_range(p_lo..p_hi)).collect();
-    let target: Vec<f32> = (0..n).map(|_| rng.random_range(t_lo..=t_hi)).collect();
+    let mut pred: Vec<f32> = (0..n).map(|_| rng.random_range(p_lo..p_hi)).collect();
+    let mut target: Vec<f32> = (0..n).map(|_| rng.random_range(t_lo..=t_hi)).collect();
+    let cols = shape.last().copied().unwrap_or(1).max(1);
+    let normalise = |v: &mut [f32]| {
+        for row in v.chunks_mut(cols) {
+            let sum: f32 = row.iter().sum();
+            if sum > 0.0 {
+                row.iter_mut().for_each(|x| *x /= sum);
+            }
+        }
+    };
+    match loss {
+        Loss::CategoricalCrossEntropy => {
+            normalise(&mut pred);
+            normalise(&mut target);
+        }
+        Loss::SoftmaxCrossEntropy { .. } => normalise(&mut target),
+        _ => {}
+    }
     let to = |v| ArrayD::from_shape_vec(IxDyn(shape), v).expect("n is the product of shape");
     Batch {
         pred: to(pred),
         target: to(target),
     }
+}
+
+/// Seeded class indices, uniform in `[0, classes)`, shaped `rows` (the row shape of a
+/// `[..., C]` prediction).
+pub fn classes(rows: &[usize], classes: usize, seed: u64) -> ArrayD<i64> {
+    let mut rng = StdRng::seed_from_u64(seed);
+    ArrayD::from_shape_simple_fn(IxDyn(rows), || rng.random_range(0..classes.max(1)) as i64)
 }
 
 /// `n` seeded values from U(lo, hi), shaped `shape` (weights, upstream gradients).

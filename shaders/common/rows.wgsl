@@ -129,7 +129,13 @@ fn main(lane: Lane, @builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgrou
         var s = row_identity();
         var xs: array<f32, ROW_REGS>;
         var ts: array<f32, ROW_REGS>;
+        // A constant trip bound (so compilers can unroll into registers), ended early where a
+        // lane owns fewer elements.
+        let held = min(ROW_REGS, (cols + group - 1u) / group);
         for (var k = 0u; k < ROW_REGS; k = k + 1u) {
+            if (k >= held) {
+                break;
+            }
             let j = lig + k * group;
             if (!skip && j < cols) {
                 let x = preds[row.start + j];
@@ -168,6 +174,9 @@ fn main(lane: Lane, @builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgrou
                 scale = scale * upstream[r];
             }
             for (var k = 0u; k < ROW_REGS; k = k + 1u) {
+                if (k >= held) {
+                    break;
+                }
                 let j = lig + k * group;
                 if (j < cols) {
                     var d = 0.0;

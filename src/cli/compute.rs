@@ -7,7 +7,7 @@ use ndarray::ArrayD;
 use serde_json::json;
 use wgpu_loss::{Error, GpuContext, Loss, LossArgs, LossOutput, Reduction, reference};
 
-use super::npy::{self, Staged};
+use super::npy::{self, Staged, TargetData};
 use super::{Failure, LossName, ReductionName};
 
 #[derive(clap::Args, Debug)]
@@ -19,7 +19,9 @@ pub struct ComputeArgs {
     /// bce-with-logits.
     #[arg(long)]
     pred: PathBuf,
-    /// Target `.npy`, the prediction's shape.
+    /// Target `.npy`: floats shaped like the prediction (probabilities for cce and
+    /// softmax-ce), or for softmax-ce integer class indices (int32/int64) shaped like the rows,
+    /// `[B]` for a `[B, C]` prediction.
     #[arg(long)]
     target: PathBuf,
     /// How per-element losses become the value.
@@ -35,10 +37,26 @@ pub struct ComputeArgs {
     /// Huber's threshold δ > 0 (huber only; default 1).
     #[arg(long, allow_negative_numbers = true)]
     delta: Option<f32>,
+    /// Class weights `.npy` `[C]`, ≥ 0 (softmax-ce only).
+    #[arg(long)]
+    class_weight: Option<PathBuf>,
+    /// Label smoothing ε in [0, 1) (softmax-ce only; default 0).
+    #[arg(long, allow_negative_numbers = true)]
+    label_smoothing: Option<f32>,
+    /// Class index to ignore (softmax-ce with integer targets; default -100).
+    #[arg(long, allow_negative_numbers = true)]
+    ignore_index: Option<i64>,
+    /// z-loss coefficient λ ≥ 0, adds λ·lse² per row (softmax-ce only; default 0).
+    #[arg(long, allow_negative_numbers = true)]
+    z_loss: Option<f32>,
+    /// Floor ε > 0 of each row's norm (cosine only; default 1e-8).
+    #[arg(long, allow_negative_numbers = true)]
+    eps: Option<f32>,
     /// Write the gradient with respect to the prediction here (`.npy`, f32).
     #[arg(long)]
     grad_out: Option<PathBuf>,
-    /// Write the per-element losses here (`.npy`, f32; needs --reduction none).
+    /// Write the per-element (elementwise losses) or per-row (cce, softmax-ce, cosine) losses
+    /// here (`.npy`, f32; needs --reduction none).
     #[arg(long)]
     loss_out: Option<PathBuf>,
     /// Where to compute: the GPU, or the f64 CPU reference.
@@ -90,7 +108,19 @@ fn check_outputs(a: &ComputeArgs) -> Result<(), Failure> {
     Ok(())
 }
 
-pub fn run(a: &ComputeArgs) -> Result<(), Failure> {
+/// Rejects an option given to a loss that does not take it.
+fn only_for(given: bool, flag: &str, applies: bool, losses: &str) -> Result<(), Failure> {
+    if given && !applies {
+        return Err(Failure::input(format!(
+            "{flag} applies only to --loss {losses}"
+        )));
+    }
+    Ok(())
+}
+
+/// The loss and its options from the flags; every flag given to a loss that does not take it
+/// is an error.
+fn loss_from(a: &ComputeArgs) -> Result<Loss, Failure> {
     let loss = match a.loss {
         LossName::Mse => Loss::Mse,
         LossName::Mae => Loss::Mae,
@@ -99,24 +129,85 @@ pub fn run(a: &ComputeArgs) -> Result<(), Failure> {
         },
         LossName::Bce => Loss::Bce,
         LossName::BceWithLogits => Loss::BceWithLogits,
+        LossName::Cce => Loss::CategoricalCrossEntropy,
+        LossName::SoftmaxCe => Loss::SoftmaxCrossEntropy {
+            label_smoothing: a.label_smoothing.unwrap_or(0.0),
+            z_loss: a.z_loss.unwrap_or(0.0),
+            ignore_index: a.ignore_index.unwrap_or(-100),
+        },
+        LossName::Cosine => Loss::CosineProximity {
+            eps: a.eps.unwrap_or(1e-8),
+        },
     };
-    if a.delta.is_some() && !matches!(loss, Loss::Huber { .. }) {
-        return Err(Failure::input("--delta applies only to --loss huber"));
+    let huber = matches!(loss, Loss::Huber { .. });
+    let softmax = matches!(loss, Loss::SoftmaxCrossEntropy { .. });
+    let cosine = matches!(loss, Loss::CosineProximity { .. });
+    let bce = matches!(loss, Loss::Bce | Loss::BceWithLogits);
+    let sce = "softmax-ce";
+    let rules = [
+        (a.delta.is_some(), "--delta", huber, "huber"),
+        (a.class_weight.is_some(), "--class-weight", softmax, sce),
+        (
+            a.label_smoothing.is_some(),
+            "--label-smoothing",
+            softmax,
+            sce,
+        ),
+        (a.ignore_index.is_some(), "--ignore-index", softmax, sce),
+        (a.z_loss.is_some(), "--z-loss", softmax, sce),
+        (a.eps.is_some(), "--eps", cosine, "cosine"),
+        (
+            a.weight.is_some(),
+            "--weight",
+            bce,
+            "bce or bce-with-logits (softmax-ce takes --class-weight)",
+        ),
+        (
+            a.pos_weight.is_some(),
+            "--pos-weight",
+            matches!(loss, Loss::BceWithLogits),
+            "bce-with-logits",
+        ),
+    ];
+    for (given, flag, applies, losses) in rules {
+        only_for(given, flag, applies, losses)?;
     }
+    loss.validate().map_err(Failure::from)?;
+    Ok(loss)
+}
+
+pub fn run(a: &ComputeArgs) -> Result<(), Failure> {
+    let loss = loss_from(a)?;
     let reduction: Reduction = a.reduction.into();
     if a.loss_out.is_some() && reduction != Reduction::None {
         return Err(Failure::input(
-            "--loss-out writes per-element losses, which need --reduction none",
+            "--loss-out writes per-element (or per-row) losses, which need --reduction none",
         ));
     }
     check_outputs(a)?;
     let read = |p: &PathBuf| npy::read_f32(p).map_err(Failure::input);
     let pred = read(&a.pred)?;
-    let target = read(&a.target)?;
-    let weight = a.weight.as_ref().map(read).transpose()?;
+    let target = npy::read_target(&a.target).map_err(Failure::input)?;
+    let weight = a
+        .weight
+        .as_ref()
+        .or(a.class_weight.as_ref())
+        .map(read)
+        .transpose()?;
     let pos_weight = a.pos_weight.as_ref().map(read).transpose()?;
+    if a.ignore_index.is_some() && matches!(target, TargetData::F32(_)) {
+        return Err(Failure::input(format!(
+            "{}: --ignore-index applies to integer class-index targets, and these are floats",
+            a.target.display()
+        )));
+    }
+    let target_view: wgpu_loss::Target<'_> = match &target {
+        TargetData::F32(t) => t.view().into(),
+        TargetData::I32(t) => t.view().into(),
+        TargetData::I64(t) => t.view().into(),
+    };
 
-    let mut args = LossArgs::new(pred.view(), target.view()).reduction(reduction);
+    let mut args = LossArgs::new(pred.view(), target_view).reduction(reduction);
     if let Some(w) = &weight {
         args = args.weight(w.view());
     }
@@ -129,11 +220,15 @@ pub fn run(a: &ComputeArgs) -> Result<(), Failure> {
     // Library errors, with the file they concern.
     let with_file = |e: Error| -> Failure {
         let path = match &e {
-            Error::ShapeMismatch { what: "target", .. } => Some(&a.target),
+            Error::ShapeMismatch { what: "target", .. }
+            | Error::InvalidOption {
+                option: "target", ..
+            }
+            | Error::ClassOutOfRange { .. } => Some(&a.target),
             Error::ShapeMismatch { what: "weight", .. }
             | Error::InvalidOption {
                 option: "weight", ..
-            } => a.weight.as_ref(),
+            } => a.weight.as_ref().or(a.class_weight.as_ref()),
             Error::ShapeMismatch {
                 what: "pos_weight", ..
             }
@@ -141,7 +236,9 @@ pub fn run(a: &ComputeArgs) -> Result<(), Failure> {
                 option: "pos_weight",
                 ..
             } => a.pos_weight.as_ref(),
-            Error::OutOfDomain { .. } | Error::Empty { .. } => Some(&a.pred),
+            Error::OutOfDomain { .. }
+            | Error::Empty { .. }
+            | Error::InvalidOption { option: "pred", .. } => Some(&a.pred),
             _ => None,
         };
         let mut f = Failure::from(e);
@@ -186,6 +283,7 @@ pub fn run(a: &ComputeArgs) -> Result<(), Failure> {
         DeviceName::Gpu => "gpu",
         DeviceName::Cpu => "cpu",
     };
+    let rows = loss.is_row_wise().then(|| args.rows_cols());
     if a.json {
         let obj = json!({
             "loss": loss.name(),
@@ -194,6 +292,8 @@ pub fn run(a: &ComputeArgs) -> Result<(), Failure> {
             "adapter": adapter,
             "elements": pred.len(),
             "shape": pred.shape(),
+            "rows": rows.map(|(b, _)| b),
+            "classes": rows.map(|(_, c)| c),
             "counted": out.counted,
             "value": out.value.map_or(serde_json::Value::Null, json_f32),
             "grad_out": a.grad_out.as_ref().map(|p| p.display().to_string()),
@@ -202,20 +302,30 @@ pub fn run(a: &ComputeArgs) -> Result<(), Failure> {
         println!("{obj}");
     } else {
         let on = adapter.unwrap_or_else(|| "the CPU reference (f64)".into());
+        let (over, each) = match rows {
+            Some((b, c)) => (
+                format!(
+                    "{b} rows x {c} columns {:?} ({} rows counted)",
+                    pred.shape(),
+                    out.counted
+                ),
+                "per-row",
+            ),
+            None => (
+                format!("{} elements {:?}", pred.len(), pred.shape()),
+                "per-element",
+            ),
+        };
         match out.value {
             Some(v) => println!(
-                "{} ({}) over {} elements {:?} on {on}: {v}",
+                "{} ({}) over {over} on {on}: {v}",
                 loss.name(),
-                reduction.name(),
-                pred.len(),
-                pred.shape()
+                reduction.name()
             ),
             None => {
                 println!(
-                    "{} (none) over {} elements {:?} on {on}: per-element losses {}",
+                    "{} (none) over {over} on {on}: {each} losses {}",
                     loss.name(),
-                    pred.len(),
-                    pred.shape(),
                     a.loss_out.as_ref().map_or(
                         "not saved (use --loss-out)".to_string(),
                         |p| format!("written to {}", p.display())

@@ -1,9 +1,15 @@
 //! The main job (`wgpu-loss` with no command): every loss on a seeded synthetic batch, on the
 //! GPU and the CPU reference, compared in one table. Exits 1 if any loss disagrees beyond the
 //! tolerances the tests use.
+//!
+//! Built-in workload: the elementwise losses over `--elements` values; softmax cross entropy
+//! over `--rows` × `--classes` logits with class-index targets (a language-model head);
+//! categorical cross entropy over `--rows` × 1000 probabilities (an image classifier);
+//! cosine proximity over `--rows` × 768 features (sentence embeddings).
 
 use std::time::{Duration, Instant};
 
+use ndarray::ArrayD;
 use wgpu_loss::{GpuContext, Loss, LossArgs, synthetic};
 
 use super::Failure;
@@ -21,10 +27,21 @@ pub struct MainJobArgs {
     /// Seed of the synthetic batch.
     #[arg(long, default_value_t = 2026)]
     seed: u64,
+    /// Rows of the row-wise losses' batches.
+    #[arg(long, default_value_t = 4096)]
+    rows: usize,
+    /// Classes per row of softmax cross entropy (class-index targets).
+    #[arg(long, default_value_t = 32_000)]
+    classes: usize,
     /// Timed runs per loss and path; the median is reported.
     #[arg(long, default_value_t = 5)]
     repeats: usize,
 }
+
+/// Columns of the categorical cross entropy batch (an image classifier's classes).
+const CCE_CLASSES: usize = 1000;
+/// Columns of the cosine proximity batch (an embedding's features).
+const COSINE_FEATURES: usize = 768;
 
 fn median(mut v: Vec<Duration>) -> Duration {
     v.sort();
@@ -43,15 +60,22 @@ fn timed<T>(repeats: usize, mut f: impl FnMut() -> T) -> (T, Duration) {
 }
 
 pub fn run(a: &MainJobArgs) -> Result<(), Failure> {
-    if a.elements == 0 {
-        return Err(Failure::input("--elements must be at least 1"));
+    for (flag, v) in [
+        ("--elements", a.elements),
+        ("--rows", a.rows),
+        ("--classes", a.classes),
+    ] {
+        if v == 0 {
+            return Err(Failure::input(format!("{flag} must be at least 1")));
+        }
     }
     let ctx = GpuContext::new()?;
     println!("adapter: {}", ctx.adapter_summary());
     println!(
-        "batch: {} elements per loss, seed {}, reduction mean; times are medians of {} runs of a whole call \
-         (GPU: upload, kernels, readback); GB/s counts the minimum traffic (read p and t, write the gradient) over the GPU time",
-        a.elements, a.seed, a.repeats
+        "batch: {} elements per elementwise loss; softmax-ce {} x {} (class indices), cce {} x {CCE_CLASSES}, \
+         cosine {} x {COSINE_FEATURES}; seed {}, reduction mean; times are medians of {} runs of a whole call \
+         (GPU: upload, kernels, readback); GB/s counts the minimum traffic (read p and t once, write the gradient) over the GPU time",
+        a.elements, a.rows, a.classes, a.rows, a.rows, a.seed, a.repeats
     );
     println!(
         "{:<16} {:>15} {:>15} {:>9} {:>11} {:>9} {:>9} {:>7}  check",
@@ -59,8 +83,22 @@ pub fn run(a: &MainJobArgs) -> Result<(), Failure> {
     );
     let mut failed = Vec::new();
     for (k, loss) in Loss::ALL_DEFAULT.iter().enumerate() {
-        let batch = synthetic::batch(loss, &[a.elements], a.seed.wrapping_add(k as u64));
-        let args = LossArgs::new(batch.pred.view(), batch.target.view());
+        let seed = a.seed.wrapping_add(k as u64);
+        let shape = match loss {
+            Loss::SoftmaxCrossEntropy { .. } => vec![a.rows, a.classes],
+            Loss::CategoricalCrossEntropy => vec![a.rows, CCE_CLASSES],
+            Loss::CosineProximity { .. } => vec![a.rows, COSINE_FEATURES],
+            _ => vec![a.elements],
+        };
+        let batch = synthetic::batch(loss, &shape, seed);
+        let classes: Option<ArrayD<i64>> = matches!(loss, Loss::SoftmaxCrossEntropy { .. })
+            .then(|| synthetic::classes(&shape[..1], a.classes, seed));
+        let args = match &classes {
+            Some(c) => LossArgs::new(batch.pred.view(), c.view()),
+            None => LossArgs::new(batch.pred.view(), batch.target.view()),
+        };
+        let n = batch.pred.len();
+        let target_words = classes.as_ref().map_or(n, |c| c.len());
         ctx.compute(loss, &args)?; // warm-up: builds the pipeline, fills the buffer pool
         let (gpu, gpu_t) = timed(a.repeats, || ctx.compute(loss, &args));
         let gpu = gpu?;
@@ -83,7 +121,7 @@ pub fn run(a: &MainJobArgs) -> Result<(), Failure> {
             _ => f64::NAN,
         };
         let ok = rel <= VALUE_RTOL && grad_diff <= GRAD_RTOL;
-        let gbps = 12.0 * a.elements as f64 / gpu_t.as_secs_f64() / 1e9;
+        let gbps = 4.0 * (2 * n + target_words) as f64 / gpu_t.as_secs_f64() / 1e9;
         println!(
             "{:<16} {:>15.8e} {:>15.8e} {:>9.2e} {:>11.2e} {:>9.2} {:>9.2} {:>7.2}  {}",
             loss.name(),

@@ -42,6 +42,13 @@ pub enum LossName {
     Huber,
     Bce,
     BceWithLogits,
+    /// Categorical cross entropy on probabilities, rows of `[B, C]`.
+    Cce,
+    /// Softmax cross entropy from logits `[B, C]`: probability targets `[B, C]` or class
+    /// indices `[B]`.
+    SoftmaxCe,
+    /// Cosine proximity of the rows of `[B, C]`.
+    Cosine,
 }
 
 /// The CLI's reduction names.
@@ -92,7 +99,8 @@ impl From<wgpu_loss::Error> for Failure {
             E::ShapeMismatch { .. }
             | E::Empty { .. }
             | E::InvalidOption { .. }
-            | E::OutOfDomain { .. } => Failure::input(e),
+            | E::OutOfDomain { .. }
+            | E::ClassOutOfRange { .. } => Failure::input(e),
             _ => Failure::runtime(e),
         }
     }

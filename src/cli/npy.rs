@@ -111,6 +111,52 @@ pub fn read_f32(path: &Path) -> Result<ArrayD<f32>, FileError> {
     Ok(arr)
 }
 
+/// A target file's contents: floats (converted to f32) or class indices.
+pub enum TargetData {
+    /// Float targets.
+    F32(ArrayD<f32>),
+    /// Integer targets of at most 32 bits (int8/16/32, uint8/16), as i32.
+    I32(ArrayD<i32>),
+    /// int64 and uint32 targets, as i64.
+    I64(ArrayD<i64>),
+}
+
+/// Reads a target `.npy`: float (as [`read_f32`]) or integer class indices.
+pub fn read_target(path: &Path) -> Result<TargetData, FileError> {
+    let bytes = fs::read(path).map_err(|e| err(path, format!("cannot read: {e}")))?;
+    let header = Header::from_reader(&mut Cursor::new(&bytes))
+        .map_err(|e| err(path, format!("not a valid .npy file ({e})")))?;
+    let kind = match &header.type_descriptor {
+        PyValue::String(s) => s.trim_start_matches(['<', '>', '=', '|']).to_string(),
+        _ => String::new(),
+    };
+    let read = || Cursor::new(&bytes);
+    let d = |e| err(path, describe(e));
+    Ok(match kind.as_str() {
+        "i1" => TargetData::I32(ArrayD::<i8>::read_npy(read()).map_err(d)?.mapv(i32::from)),
+        "u1" => TargetData::I32(ArrayD::<u8>::read_npy(read()).map_err(d)?.mapv(i32::from)),
+        "i2" => TargetData::I32(ArrayD::<i16>::read_npy(read()).map_err(d)?.mapv(i32::from)),
+        "u2" => TargetData::I32(ArrayD::<u16>::read_npy(read()).map_err(d)?.mapv(i32::from)),
+        "i4" => TargetData::I32(ArrayD::<i32>::read_npy(read()).map_err(d)?),
+        "u4" => TargetData::I64(ArrayD::<u32>::read_npy(read()).map_err(d)?.mapv(i64::from)),
+        "i8" => TargetData::I64(ArrayD::<i64>::read_npy(read()).map_err(d)?),
+        "u8" => TargetData::I64(
+            ArrayD::<u64>::read_npy(read())
+                .map_err(d)?
+                .mapv(|v| i64::try_from(v).unwrap_or(i64::MAX)),
+        ),
+        _ => TargetData::F32(read_f32(path).map_err(|e| {
+            err(
+                path,
+                e.problem.replace(
+                    "(expected float32, float64 or float16)",
+                    "(expected float32, float64, float16 or integer class indices)",
+                ),
+            )
+        })?),
+    })
+}
+
 /// Writes `arr` to a temporary file beside `path`; [`Staged::commit`] renames it into place.
 /// Nothing appears at `path` unless every output of the call was written.
 pub struct Staged {

@@ -47,7 +47,8 @@ pub mod source {
     pub const CATEGORICAL_CROSS_ENTROPY: &str =
         include_str!("../../shaders/categorical_cross_entropy.wgsl");
     /// `shaders/softmax_cross_entropy.wgsl`.
-    pub const SOFTMAX_CROSS_ENTROPY: &str = include_str!("../../shaders/softmax_cross_entropy.wgsl");
+    pub const SOFTMAX_CROSS_ENTROPY: &str =
+        include_str!("../../shaders/softmax_cross_entropy.wgsl");
     /// `shaders/cosine_proximity.wgsl`.
     pub const COSINE_PROXIMITY: &str = include_str!("../../shaders/cosine_proximity.wgsl");
     /// `shaders/class_count.wgsl`: checks class indices and sums the weights of counted rows.

@@ -276,7 +276,9 @@ pub(crate) fn run(ctx: &GpuContext, loss: &Loss, args: &LossArgs<'_>) -> Result<
     }
 
     let row_pipe = ctx.pipeline(kernel)?;
-    let count_pipe = classes.then(|| ctx.pipeline(Kernel::ClassCount)).transpose()?;
+    let count_pipe = classes
+        .then(|| ctx.pipeline(Kernel::ClassCount))
+        .transpose()?;
     let divisor_pipe = divisor_on_gpu
         .then(|| ctx.pipeline(Kernel::RowDivisor))
         .transpose()?;
@@ -526,12 +528,19 @@ pub(crate) fn run(ctx: &GpuContext, loss: &Loss, args: &LossArgs<'_>) -> Result<
             pass.dispatch_workgroups(ch.workgroups, 1, 1);
         }
         if let Some(fin) = &fin_pipe {
-            let bg = bind_group(ctx, Kernel::ReducePartials, &fin.layout, &|slot| match slot {
-                Slot::Params => params_at(2 * chunks + 1, std::mem::size_of::<FinalizeParams>()),
-                Slot::Partials => sized(partials_idx, partials as usize),
-                Slot::Value => sized(value_idx, 1),
-                _ => sized(norm_idx, 4),
-            });
+            let bg = bind_group(
+                ctx,
+                Kernel::ReducePartials,
+                &fin.layout,
+                &|slot| match slot {
+                    Slot::Params => {
+                        params_at(2 * chunks + 1, std::mem::size_of::<FinalizeParams>())
+                    }
+                    Slot::Partials => sized(partials_idx, partials as usize),
+                    Slot::Value => sized(value_idx, 1),
+                    _ => sized(norm_idx, 4),
+                },
+            );
             pass.set_pipeline(&fin.pipeline);
             pass.set_bind_group(0, &bg, &[]);
             pass.dispatch_workgroups(1, 1, 1);

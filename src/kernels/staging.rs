@@ -19,7 +19,12 @@ pub(crate) fn contiguous<'b>(a: &'b ArrayViewD<'_, f32>) -> Cow<'b, [f32]> {
 pub(crate) struct Taken(pub(crate) Vec<Pooled>);
 
 impl GpuContext {
-    pub(crate) fn upload<T: bytemuck::Pod>(&self, taken: &mut Taken, label: &str, data: &[T]) -> usize {
+    pub(crate) fn upload<T: bytemuck::Pod>(
+        &self,
+        taken: &mut Taken,
+        label: &str,
+        data: &[T],
+    ) -> usize {
         let bytes: &[u8] = bytemuck::cast_slice(data);
         let p = self.pool.take(
             &self.device,
@@ -51,5 +56,3 @@ impl GpuContext {
         taken.0.len() - 1
     }
 }
-
-
