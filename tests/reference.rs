@@ -240,3 +240,996 @@ fn reference_errors_match_the_gpu_path() {
         Err(Error::OutOfDomain { index: 4, .. })
     ));
 }
+
+// ---------------------------------------------------------------------------------------------
+// Row-wise family: categorical cross entropy, softmax cross entropy, cosine proximity.
+// ---------------------------------------------------------------------------------------------
+
+/// The kind of target a row-wise case uses.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum RowKind {
+    Dense,
+    I32,
+    I64,
+}
+
+fn arr(shape: &[usize], v: Vec<f32>) -> ArrayD<f32> {
+    ArrayD::from_shape_vec(IxDyn(shape), v).unwrap()
+}
+
+fn f64s(v: &[f32]) -> Vec<f64> {
+    v.iter().map(|&x| f64::from(x)).collect()
+}
+
+/// Random inputs for a row-wise case of `b` rows of `c`: prediction (away from the cce clamp
+/// at 1e-12 and from [0, 1]'s ends), float targets, class indices (row 0 never ignored, about
+/// a quarter of the others `ignore_index`), class weights in [0.2, 2), upstream per row.
+struct RowInputs {
+    pred: Vec<f32>,
+    dense: Vec<f32>,
+    classes: Vec<i64>,
+    weight: Vec<f32>,
+    upstream: Vec<f32>,
+}
+
+fn row_inputs(loss: &Loss, b: usize, c: usize, seed: u64) -> RowInputs {
+    let mut rng = StdRng::seed_from_u64(seed);
+    let n = b * c;
+    let pred: Vec<f32> = (0..n)
+        .map(|_| match loss {
+            Loss::CategoricalCrossEntropy => rng.random_range(0.05..0.95),
+            Loss::SoftmaxCrossEntropy { .. } => rng.random_range(-4.0..4.0),
+            _ => rng.random_range(-3.0..3.0),
+        })
+        .collect();
+    let mut dense: Vec<f32> = Vec::with_capacity(n);
+    for _ in 0..b {
+        let mut row: Vec<f32> = (0..c)
+            .map(|_| match loss {
+                Loss::CosineProximity { .. } => rng.random_range(-3.0..3.0),
+                // Probabilities, some exactly 0.
+                _ if rng.random_bool(0.2) => 0.0,
+                _ => rng.random_range(0.05..1.0),
+            })
+            .collect();
+        if let Loss::SoftmaxCrossEntropy { .. } = loss {
+            let s: f32 = row.iter().sum();
+            if s == 0.0 {
+                row[0] = 1.0;
+            } else {
+                row.iter_mut().for_each(|t| *t /= s);
+            }
+        }
+        dense.extend(row);
+    }
+    let ignore_index = match loss {
+        Loss::SoftmaxCrossEntropy { ignore_index, .. } => *ignore_index,
+        _ => -100,
+    };
+    let classes = (0..b)
+        .map(|r| {
+            if r > 0 && rng.random_bool(0.25) {
+                ignore_index
+            } else {
+                // A real class (not ignore_index when that lies in range).
+                loop {
+                    let k = rng.random_range(0..c as i64);
+                    if k != ignore_index || c == 1 {
+                        break k;
+                    }
+                }
+            }
+        })
+        .collect();
+    let weight = (0..c).map(|_| rng.random_range(0.2..2.0)).collect();
+    let upstream = (0..b).map(|_| rng.random_range(-2.0..2.0)).collect();
+    RowInputs {
+        pred,
+        dense,
+        classes,
+        weight,
+        upstream,
+    }
+}
+
+/// The per-row losses of the reference's own per-row formulas (None for an ignored row), and
+/// the mean's divisor D, computed here independently of `reference::compute`.
+fn row_losses(
+    loss: &Loss,
+    x: &[f64],
+    c: usize,
+    kind: RowKind,
+    dense: &[f64],
+    classes: &[i64],
+    weight: Option<&[f64]>,
+) -> (Vec<Option<f64>>, f64) {
+    let b = x.len() / c;
+    let mut d = 0.0;
+    let per = (0..b)
+        .map(|r| {
+            let (xr, tr) = (&x[r * c..(r + 1) * c], &dense[r * c..(r + 1) * c]);
+            match *loss {
+                Loss::CategoricalCrossEntropy => {
+                    d += 1.0;
+                    Some(reference::categorical_cross_entropy(xr, tr).0)
+                }
+                Loss::CosineProximity { eps } => {
+                    d += 1.0;
+                    Some(reference::cosine_proximity(xr, tr, f64::from(eps)).0)
+                }
+                Loss::SoftmaxCrossEntropy {
+                    label_smoothing,
+                    z_loss,
+                    ignore_index,
+                } => {
+                    let target = if kind == RowKind::Dense {
+                        d += 1.0;
+                        reference::RowTarget::Probs(tr)
+                    } else if classes[r] == ignore_index {
+                        return None;
+                    } else {
+                        let k = classes[r] as usize;
+                        d += weight.map_or(1.0, |w| w[k]);
+                        reference::RowTarget::Class(k)
+                    };
+                    Some(
+                        reference::softmax_cross_entropy(
+                            xr,
+                            target,
+                            weight,
+                            f64::from(label_smoothing),
+                            f64::from(z_loss),
+                        )
+                        .0,
+                    )
+                }
+                _ => unreachable!(),
+            }
+        })
+        .collect();
+    (per, d)
+}
+
+/// One row-wise finite-difference case: the gradient of `reference::compute` against central
+/// differences of `g · value` (Mean, Sum) or `Σ_r g_r ℓ_r` (None), the objective reduced here
+/// from the per-row formulas (Mean: divided by D, the weight sum of the rows not ignored for
+/// class-index targets, else B). Also checks the value, the per-row losses and `counted`.
+fn check_rows_fd(
+    loss: Loss,
+    shape: &[usize],
+    kind: RowKind,
+    weighted: bool,
+    reduction: Reduction,
+    seed: u64,
+) {
+    let c = *shape.last().unwrap();
+    let row_shape = &shape[..shape.len() - 1];
+    let b: usize = row_shape.iter().product();
+    let n = b * c;
+    let inp = row_inputs(&loss, b, c, seed);
+    let pa = arr(shape, inp.pred.clone());
+    let ta = arr(shape, inp.dense.clone());
+    let c32: Vec<i32> = inp.classes.iter().map(|&k| k as i32).collect();
+    let ci32 = ArrayD::from_shape_vec(IxDyn(row_shape), c32).unwrap();
+    let ci64 = ArrayD::from_shape_vec(IxDyn(row_shape), inp.classes.clone()).unwrap();
+    let wa = arr(&[c], inp.weight.clone());
+    let ga = arr(row_shape, inp.upstream.clone());
+    let g_scalar = -1.75f32;
+    let mut args = match kind {
+        RowKind::Dense => LossArgs::new(pa.view(), ta.view()),
+        RowKind::I32 => LossArgs::new(pa.view(), ci32.view()),
+        RowKind::I64 => LossArgs::new(pa.view(), ci64.view()),
+    }
+    .reduction(reduction)
+    .upstream(match reduction {
+        Reduction::None => Upstream::Array(ga.view()),
+        _ => Upstream::Scalar(g_scalar),
+    });
+    if weighted {
+        args = args.weight(wa.view());
+    }
+    let out = reference::compute(&loss, &args).unwrap();
+    let grad = out.grad.clone().unwrap();
+    assert_eq!(grad.shape(), shape);
+    let grad: Vec<f64> = grad.iter().copied().collect();
+
+    let (dense, w, g_r) = (f64s(&inp.dense), f64s(&inp.weight), f64s(&inp.upstream));
+    let w = weighted.then_some(&w[..]);
+    let gs = f64::from(g_scalar);
+    let objective = |x: &[f64]| -> f64 {
+        let (per, d) = row_losses(&loss, x, c, kind, &dense, &inp.classes, w);
+        let sum: f64 = per.iter().flatten().sum();
+        match reduction {
+            Reduction::Mean => gs * sum / d,
+            Reduction::Sum => gs * sum,
+            Reduction::None => per
+                .iter()
+                .zip(&g_r)
+                .map(|(l, g)| l.unwrap_or(0.0) * g)
+                .sum(),
+        }
+    };
+    let x0 = f64s(&inp.pred);
+    let what = format!(
+        "{} {:?} weighted={weighted} {} {shape:?} seed {seed}",
+        loss.name(),
+        kind,
+        reduction.name()
+    );
+    for k in 0..n {
+        let mut hi = x0.clone();
+        let mut lo = x0.clone();
+        hi[k] += FD_STEP;
+        lo[k] -= FD_STEP;
+        let fd = (objective(&hi) - objective(&lo)) / (2.0 * FD_STEP);
+        let an = grad[k];
+        assert!(
+            (fd - an).abs() <= FD_RTOL * an.abs().max(1.0),
+            "{what}: element {k}: analytic {an:e}, finite difference {fd:e}"
+        );
+    }
+    let (per, _) = row_losses(&loss, &x0, c, kind, &dense, &inp.classes, w);
+    let not_ignored = per.iter().flatten().count();
+    assert_eq!(out.counted, not_ignored, "{what}: counted");
+    match reduction {
+        Reduction::None => {
+            let losses = out.losses.unwrap();
+            assert_eq!(losses.shape(), row_shape, "{what}");
+            for (got, want) in losses.iter().zip(&per) {
+                assert_eq!(*got, want.unwrap_or(0.0), "{what}: per-row loss");
+            }
+            assert!(out.value.is_none());
+        }
+        _ => {
+            approx::assert_relative_eq!(
+                out.value.unwrap() * gs,
+                objective(&x0),
+                max_relative = 1e-12
+            );
+            assert!(out.losses.is_none());
+        }
+    }
+}
+
+#[test]
+fn every_row_wise_reference_gradient_matches_finite_differences() {
+    let shapes: [&[usize]; 5] = [&[3, 5], &[2, 1], &[4, 7], &[2, 3, 4], &[6]];
+    let mut seed = 7000u64;
+    let mut next = || {
+        seed += 1;
+        seed
+    };
+    let mut cases = 0;
+    for shape in shapes {
+        for reduction in [Reduction::Mean, Reduction::Sum, Reduction::None] {
+            check_rows_fd(
+                Loss::CategoricalCrossEntropy,
+                shape,
+                RowKind::Dense,
+                false,
+                reduction,
+                next(),
+            );
+            check_rows_fd(
+                Loss::COSINE_PROXIMITY,
+                shape,
+                RowKind::Dense,
+                false,
+                reduction,
+                next(),
+            );
+            cases += 2;
+            for kind in [RowKind::Dense, RowKind::I32, RowKind::I64] {
+                for weighted in [false, true] {
+                    for (i, (label_smoothing, z_loss)) in
+                        [(0.0, 0.0), (0.1, 0.0), (0.0, 1e-3), (0.1, 1e-3)]
+                            .into_iter()
+                            .enumerate()
+                    {
+                        // PyTorch's default ignore_index, and one inside [0, C) (padding class).
+                        let ignore_index = if i % 2 == 0 { -100 } else { 1 };
+                        let loss = Loss::SoftmaxCrossEntropy {
+                            label_smoothing,
+                            z_loss,
+                            ignore_index,
+                        };
+                        check_rows_fd(loss, shape, kind, weighted, reduction, next());
+                        cases += 1;
+                    }
+                }
+            }
+        }
+    }
+    assert_eq!(cases, 5 * 3 * (2 + 3 * 2 * 4));
+}
+
+/// Per-row derivatives of softmax cross entropy with large logits, label smoothing, weights
+/// and z-loss together, by finite differences of the per-row function itself.
+#[test]
+fn softmax_row_derivatives_with_large_logits() {
+    let x = [30.0, -25.0, 0.5, 12.0];
+    let w = [0.5, 2.0, 1.0, 0.0];
+    let t = [0.1, 0.6, 0.3, 0.0];
+    for target in [
+        reference::RowTarget::Class(1),
+        reference::RowTarget::Class(3),
+        reference::RowTarget::Probs(&t),
+    ] {
+        for w in [None, Some(&w[..])] {
+            let f = |x: &[f64]| reference::softmax_cross_entropy(x, target, w, 0.1, 1e-3);
+            let (_, an) = f(&x);
+            for j in 0..x.len() {
+                let (mut hi, mut lo) = (x, x);
+                hi[j] += FD_STEP;
+                lo[j] -= FD_STEP;
+                let fd = (f(&hi).0 - f(&lo).0) / (2.0 * FD_STEP);
+                assert!(
+                    (fd - an[j]).abs() <= 1e-5 * an[j].abs().max(1.0),
+                    "{target:?} {w:?} element {j}: analytic {:e}, finite difference {fd:e}",
+                    an[j]
+                );
+            }
+        }
+    }
+}
+
+fn ln_sum_exp(x: &[f64]) -> f64 {
+    x.iter().map(|v| v.exp()).sum::<f64>().ln()
+}
+
+/// Softmax cross entropy, worked by hand from the formula on a tiny example.
+/// PyTorch: `F.cross_entropy(torch.tensor([[1., 2., 3.]]), torch.tensor([2]))`
+/// = ln(e¹ + e² + e³) − 3 ≈ 0.40761, gradient softmax(x) − onehot(2).
+#[test]
+fn softmax_cross_entropy_worked_examples() {
+    let x = [1.0, 2.0, 3.0];
+    let lse = ln_sum_exp(&x);
+    let s: Vec<f64> = x.iter().map(|v| (v - lse).exp()).collect();
+    let p = arr(&[1, 3], vec![1.0, 2.0, 3.0]);
+    let loss = Loss::SOFTMAX_CROSS_ENTROPY;
+
+    // Class index, i32 and i64 alike.
+    let c32 = ndarray::arr1(&[2i32]).into_dyn();
+    let c64 = ndarray::arr1(&[2i64]).into_dyn();
+    for out in [
+        reference::compute(&loss, &LossArgs::new(p.view(), c32.view())).unwrap(),
+        reference::compute(&loss, &LossArgs::new(p.view(), c64.view())).unwrap(),
+    ] {
+        approx::assert_relative_eq!(out.value.unwrap(), lse - 3.0, max_relative = 1e-14);
+        approx::assert_relative_eq!(out.value.unwrap(), 0.40760596444438, max_relative = 1e-12);
+        let g = out.grad.unwrap();
+        for j in 0..3 {
+            let want = s[j] - if j == 2 { 1.0 } else { 0.0 };
+            approx::assert_relative_eq!(g[[0, j]], want, max_relative = 1e-14);
+        }
+        assert_eq!(out.counted, 1);
+    }
+
+    // Probability targets: `F.cross_entropy(x, torch.tensor([[0.2, 0.3, 0.5]]))`
+    // = −Σ t_j ln s_j, gradient s − t.
+    let t = [0.2, 0.3, 0.5];
+    let ta = arr(&[1, 3], vec![0.2, 0.3, 0.5]);
+    let out = reference::compute(&loss, &LossArgs::new(p.view(), ta.view())).unwrap();
+    let tf = f64s(&[0.2f32, 0.3, 0.5]); // what the reference saw
+    let want: f64 = -(0..3).map(|j| tf[j] * s[j].ln()).sum::<f64>();
+    approx::assert_relative_eq!(out.value.unwrap(), want, max_relative = 1e-13);
+    let want_t: f64 = -(0..3).map(|j| t[j] * s[j].ln()).sum::<f64>();
+    approx::assert_relative_eq!(out.value.unwrap(), want_t, max_relative = 1e-6);
+    let g = out.grad.unwrap();
+    let tsum: f64 = tf.iter().sum();
+    for j in 0..3 {
+        approx::assert_relative_eq!(g[[0, j]], tsum * s[j] - tf[j], max_relative = 1e-13);
+    }
+
+    // Label smoothing: `F.cross_entropy(x, torch.tensor([0]), label_smoothing=0.1)`
+    // = 0.9 (lse − x_0) + (0.1 / 3) Σ_j (lse − x_j).
+    let smooth = Loss::SoftmaxCrossEntropy {
+        label_smoothing: 0.1,
+        z_loss: 0.0,
+        ignore_index: -100,
+    };
+    let c0 = ndarray::arr1(&[0i64]).into_dyn();
+    let out = reference::compute(&smooth, &LossArgs::new(p.view(), c0.view())).unwrap();
+    let eps = f64::from(0.1f32);
+    let want = (1.0 - eps) * (lse - 1.0) + eps / 3.0 * x.iter().map(|v| lse - v).sum::<f64>();
+    approx::assert_relative_eq!(out.value.unwrap(), want, max_relative = 1e-14);
+
+    // Class weights with the weighted mean, and an ignored row:
+    // `F.cross_entropy(x, torch.tensor([2, 0, -100]), weight=torch.tensor([0.5, 1., 2.]))`
+    // = (w_2 ℓ_0 + w_0 ℓ_1) / (w_2 + w_0), ℓ_r unweighted.
+    let p2 = arr(&[3, 3], vec![1.0, 2.0, 3.0, 0.0, 0.0, 1.0, 9.0, 9.0, 9.0]);
+    let cls = ndarray::arr1(&[2i64, 0, -100]).into_dyn();
+    let w = ndarray::arr1(&[0.5f32, 1.0, 2.0]).into_dyn();
+    let out = reference::compute(
+        &loss,
+        &LossArgs::new(p2.view(), cls.view()).weight(w.view()),
+    )
+    .unwrap();
+    let l0 = lse - 3.0;
+    let l1 = ln_sum_exp(&[0.0, 0.0, 1.0]);
+    approx::assert_relative_eq!(
+        out.value.unwrap(),
+        (2.0 * l0 + 0.5 * l1) / 2.5,
+        max_relative = 1e-14
+    );
+    assert_eq!(out.counted, 2);
+    let g = out.grad.unwrap();
+    assert!(g.slice(ndarray::s![2, ..]).iter().all(|&v| v == 0.0));
+    approx::assert_relative_eq!(g[[0, 2]], 2.0 * (s[2] - 1.0) / 2.5, max_relative = 1e-14);
+
+    // z-loss (PaLM; T5X `cross_entropy_with_logits(..., z_loss)` adds z_loss · log_z²):
+    // ℓ = (lse − 3) + λ lse², gradient s − onehot + 2 λ lse s.
+    let zl = Loss::SoftmaxCrossEntropy {
+        label_smoothing: 0.0,
+        z_loss: 1e-3,
+        ignore_index: -100,
+    };
+    let out = reference::compute(&zl, &LossArgs::new(p.view(), c64.view())).unwrap();
+    let lambda = f64::from(1e-3f32);
+    approx::assert_relative_eq!(
+        out.value.unwrap(),
+        lse - 3.0 + lambda * lse * lse,
+        max_relative = 1e-14
+    );
+    let g = out.grad.unwrap();
+    approx::assert_relative_eq!(
+        g[[0, 0]],
+        s[0] + 2.0 * lambda * lse * s[0],
+        max_relative = 1e-14
+    );
+}
+
+/// Keras's own examples. `keras.losses.categorical_crossentropy([[0, 1, 0], [0, 0, 1]],
+/// [[0.05, 0.95, 0], [0.1, 0.8, 0.1]])` = [0.0513, 2.303] = [−ln 0.95, −ln 0.1] (the rows sum
+/// to 1, so Keras's renormalisation changes nothing; the 0 probability has target 0).
+/// `keras.losses.CosineSimilarity()([[0., 1.], [1., 1.]], [[1., 0.], [1., 1.]])` = −0.5,
+/// the mean of −cos = [0, −1].
+#[test]
+fn cce_and_cosine_worked_examples() {
+    let p = arr(&[2, 3], vec![0.05, 0.95, 0.0, 0.1, 0.8, 0.1]);
+    let t = arr(&[2, 3], vec![0.0, 1.0, 0.0, 0.0, 0.0, 1.0]);
+    let out = reference::compute(
+        &Loss::CategoricalCrossEntropy,
+        &LossArgs::new(p.view(), t.view()).reduction(Reduction::None),
+    )
+    .unwrap();
+    let l = out.losses.unwrap();
+    approx::assert_relative_eq!(l[0], -f64::from(0.95f32).ln(), max_relative = 1e-15);
+    approx::assert_relative_eq!(l[1], -f64::from(0.1f32).ln(), max_relative = 1e-15);
+    approx::assert_relative_eq!(l[0], 0.0513, epsilon = 1e-4);
+    approx::assert_relative_eq!(l[1], 2.303, epsilon = 1e-3);
+    let g = out.grad.unwrap();
+    approx::assert_relative_eq!(g[[0, 1]], -1.0 / f64::from(0.95f32), max_relative = 1e-15);
+    assert_eq!(g[[0, 0]], 0.0);
+    assert_eq!(g[[0, 2]], 0.0); // −0 / max(0, 1e-12)
+    // The clamps: ln 0 → −100, 1/0 → 1e12.
+    assert_eq!(
+        reference::categorical_cross_entropy(&[0.0], &[1.0]),
+        (100.0, vec![-1e12])
+    );
+
+    let yt = arr(&[2, 2], vec![0.0, 1.0, 1.0, 1.0]);
+    let yp = arr(&[2, 2], vec![1.0, 0.0, 1.0, 1.0]);
+    let out = reference::compute(
+        &Loss::COSINE_PROXIMITY,
+        &LossArgs::new(yp.view(), yt.view()),
+    )
+    .unwrap();
+    approx::assert_relative_eq!(out.value.unwrap(), -0.5, max_relative = 1e-15);
+    // Row 0: ∂ℓ/∂p = −t / (‖p‖‖t‖) + cos p / ‖p‖² = −[0, 1] (cos = 0), halved by the mean.
+    let g = out.grad.unwrap();
+    assert_eq!(g[[0, 0]], 0.0);
+    approx::assert_relative_eq!(g[[0, 1]], -0.5, max_relative = 1e-15);
+    // Row 1: p = t, cos = 1: −t/2 + p/2 = 0.
+    approx::assert_relative_eq!(g[[1, 0]], 0.0, epsilon = 1e-15);
+}
+
+/// Every row ignored: the mean's divisor is 0, so value 0, gradient 0, nothing counted (PyTorch
+/// gives NaN); NaN logits in ignored rows are never read.
+#[test]
+fn all_rows_ignored() {
+    let p = arr(&[3, 4], vec![f32::NAN; 12]);
+    for loss in [
+        Loss::SOFTMAX_CROSS_ENTROPY,
+        Loss::SoftmaxCrossEntropy {
+            label_smoothing: 0.1,
+            z_loss: 1e-3,
+            ignore_index: 7,
+        },
+    ] {
+        let Loss::SoftmaxCrossEntropy { ignore_index, .. } = loss else {
+            unreachable!()
+        };
+        let cls = ndarray::arr1(&[ignore_index; 3]).into_dyn();
+        let w = ndarray::arr1(&[1.0f32, 2.0, 3.0, 4.0]).into_dyn();
+        for weighted in [false, true] {
+            let mut args = LossArgs::new(p.view(), cls.view());
+            if weighted {
+                args = args.weight(w.view());
+            }
+            let out = reference::compute(&loss, &args).unwrap();
+            assert_eq!(out.value, Some(0.0));
+            assert_eq!(out.counted, 0);
+            assert!(out.grad.unwrap().iter().all(|&g| g == 0.0));
+            let out = reference::compute(&loss, &args.clone().reduction(Reduction::None)).unwrap();
+            assert!(out.losses.unwrap().iter().all(|&l| l == 0.0));
+            assert!(out.grad.unwrap().iter().all(|&g| g == 0.0));
+        }
+    }
+    // Rows not ignored whose class weights are 0: D = 0 again.
+    let p = arr(&[2, 3], vec![1.0, 2.0, 3.0, 4.0, 5.0, 6.0]);
+    let cls = ndarray::arr1(&[0i64, 0]).into_dyn();
+    let w = ndarray::arr1(&[0.0f32, 1.0, 1.0]).into_dyn();
+    let out = reference::compute(
+        &Loss::SOFTMAX_CROSS_ENTROPY,
+        &LossArgs::new(p.view(), cls.view()).weight(w.view()),
+    )
+    .unwrap();
+    assert_eq!(out.value, Some(0.0));
+    assert_eq!(out.counted, 2);
+    assert!(out.grad.unwrap().iter().all(|&g| g == 0.0));
+}
+
+/// Logits of ±1e4 stay finite (lse with the maximum subtracted): logits [1e4, −1e4, 0] with
+/// class 1 give lse − x_1 = 2e4.
+#[test]
+fn extreme_logits_are_finite() {
+    let p = arr(&[2, 3], vec![1e4, -1e4, 0.0, -1e4, -1e4, 1e4]);
+    let cls = ndarray::arr1(&[1i32, 0]).into_dyn();
+    let probs = arr(&[2, 3], vec![0.2, 0.3, 0.5, 1.0, 0.0, 0.0]);
+    let losses = [
+        Loss::SOFTMAX_CROSS_ENTROPY,
+        Loss::SoftmaxCrossEntropy {
+            label_smoothing: 0.1,
+            z_loss: 1e-3,
+            ignore_index: -100,
+        },
+    ];
+    for loss in losses {
+        for args in [
+            LossArgs::new(p.view(), cls.view()),
+            LossArgs::new(p.view(), probs.view()),
+        ] {
+            let out = reference::compute(&loss, &args.reduction(Reduction::None)).unwrap();
+            assert!(out.losses.as_ref().unwrap().iter().all(|l| l.is_finite()));
+            assert!(out.grad.unwrap().iter().all(|g| g.is_finite()));
+        }
+    }
+    let out = reference::compute(
+        &Loss::SOFTMAX_CROSS_ENTROPY,
+        &LossArgs::new(p.view(), cls.view()).reduction(Reduction::None),
+    )
+    .unwrap();
+    approx::assert_relative_eq!(out.losses.unwrap()[0], 2e4, max_relative = 1e-15);
+}
+
+/// Equal logits: softmax is uniform, so the loss is ln C for any class (and any target
+/// distribution), `F.cross_entropy(torch.full((1, 5), 7.5), torch.tensor([3]))` = ln 5.
+#[test]
+fn equal_logits_give_ln_c() {
+    let p = arr(&[2, 5], vec![7.5; 10]);
+    let cls = ndarray::arr1(&[3i64, 0]).into_dyn();
+    let t = arr(
+        &[2, 5],
+        vec![0.1, 0.2, 0.3, 0.4, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0],
+    );
+    for args in [
+        LossArgs::new(p.view(), cls.view()),
+        LossArgs::new(p.view(), t.view()),
+    ] {
+        let out = reference::compute(
+            &Loss::SOFTMAX_CROSS_ENTROPY,
+            &args.reduction(Reduction::None),
+        )
+        .unwrap();
+        for l in out.losses.unwrap() {
+            approx::assert_relative_eq!(l, 5f64.ln(), max_relative = 1e-6);
+        }
+    }
+    let out = reference::compute(
+        &Loss::SOFTMAX_CROSS_ENTROPY,
+        &LossArgs::new(p.view(), cls.view()),
+    )
+    .unwrap();
+    approx::assert_relative_eq!(out.value.unwrap(), 5f64.ln(), max_relative = 1e-15);
+    // Gradient 1/C − [j = c], halved by the mean over 2 rows.
+    approx::assert_relative_eq!(
+        out.grad.unwrap()[[0, 3]],
+        (0.2 - 1.0) / 2.0,
+        max_relative = 1e-14
+    );
+}
+
+/// A row of −∞ logits but one, with the target on the finite one: loss 0 and a finite (zero)
+/// gradient; the zero-weight terms contribute 0, never 0 · ∞ (PyTorch gives NaN for the
+/// probability target).
+#[test]
+fn minus_infinity_logits_with_the_target_on_the_finite_one() {
+    let ninf = f32::NEG_INFINITY;
+    let p = arr(&[2, 4], vec![ninf, ninf, 2.5, ninf, ninf, 0.0, ninf, ninf]);
+    let cls = ndarray::arr1(&[2i32, 1]).into_dyn();
+    let onehot = arr(&[2, 4], vec![0.0, 0.0, 1.0, 0.0, 0.0, 1.0, 0.0, 0.0]);
+    let w = ndarray::arr1(&[1.0f32, 0.5, 2.0, 3.0]).into_dyn();
+    for weighted in [false, true] {
+        for dense in [false, true] {
+            let mut args = if dense {
+                LossArgs::new(p.view(), onehot.view())
+            } else {
+                LossArgs::new(p.view(), cls.view())
+            };
+            if weighted {
+                args = args.weight(w.view());
+            }
+            let out = reference::compute(
+                &Loss::SOFTMAX_CROSS_ENTROPY,
+                &args.clone().reduction(Reduction::None),
+            )
+            .unwrap();
+            assert!(out.losses.unwrap().iter().all(|&l| l == 0.0));
+            assert!(out.grad.unwrap().iter().all(|&g| g == 0.0));
+            let out = reference::compute(&Loss::SOFTMAX_CROSS_ENTROPY, &args).unwrap();
+            assert_eq!(out.value, Some(0.0));
+        }
+    }
+    // With a z-loss the row is still finite: ℓ = λ x_c², ∂ℓ/∂x_c = 2 λ x_c.
+    let zl = Loss::SoftmaxCrossEntropy {
+        label_smoothing: 0.0,
+        z_loss: 1e-3,
+        ignore_index: -100,
+    };
+    let out = reference::compute(
+        &zl,
+        &LossArgs::new(p.view(), cls.view()).reduction(Reduction::Sum),
+    )
+    .unwrap();
+    let lambda = f64::from(1e-3f32);
+    approx::assert_relative_eq!(out.value.unwrap(), lambda * 6.25, max_relative = 1e-15);
+    let g = out.grad.unwrap();
+    assert!(g.iter().all(|v| v.is_finite()));
+    approx::assert_relative_eq!(g[[0, 2]], 2.0 * lambda * 2.5, max_relative = 1e-15);
+}
+
+/// Cosine with a zero prediction row: loss 0 and gradient −t / (ε · max(‖t‖, ε)), no NaN;
+/// zero target row: loss 0, gradient 0.
+#[test]
+fn cosine_zero_rows() {
+    let p = arr(&[3, 3], vec![0.0, 0.0, 0.0, 1.0, 2.0, 2.0, 0.0, 0.0, 0.0]);
+    let t = arr(&[3, 3], vec![3.0, 0.0, 4.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0]);
+    let out = reference::compute(
+        &Loss::COSINE_PROXIMITY,
+        &LossArgs::new(p.view(), t.view()).reduction(Reduction::None),
+    )
+    .unwrap();
+    let l = out.losses.unwrap();
+    assert!(l.iter().all(|&v| v == 0.0), "{l:?}");
+    let g = out.grad.unwrap();
+    assert!(g.iter().all(|v| !v.is_nan()));
+    let eps = f64::from(1e-8f32);
+    for j in 0..3 {
+        let tj = f64::from(t[[0, j]]);
+        approx::assert_relative_eq!(g[[0, j]], -tj / (eps * 5.0), max_relative = 1e-15);
+        assert_eq!(g[[1, j]], 0.0);
+        assert_eq!(g[[2, j]], 0.0);
+    }
+}
+
+/// NaN in one row (prediction or float target) makes that row's loss and every one of its
+/// gradient entries NaN; the other rows are as without it.
+#[test]
+fn nan_stays_in_its_row() {
+    let smooth = Loss::SoftmaxCrossEntropy {
+        label_smoothing: 0.1,
+        z_loss: 1e-3,
+        ignore_index: -100,
+    };
+    for loss in [
+        Loss::CategoricalCrossEntropy,
+        Loss::SOFTMAX_CROSS_ENTROPY,
+        smooth,
+        Loss::COSINE_PROXIMITY,
+    ] {
+        for nan_in_target in [false, true] {
+            let (b, c) = (3, 4);
+            let inp = row_inputs(&loss, b, c, 99);
+            let (mut pred, mut dense) = (inp.pred.clone(), inp.dense.clone());
+            if nan_in_target {
+                dense[c + 2] = f32::NAN;
+            } else {
+                pred[c + 2] = f32::NAN;
+            }
+            let clean_p = arr(&[b, c], inp.pred.clone());
+            let clean_t = arr(&[b, c], inp.dense.clone());
+            let (pa, ta) = (arr(&[b, c], pred), arr(&[b, c], dense));
+            let clean = reference::compute(
+                &loss,
+                &LossArgs::new(clean_p.view(), clean_t.view()).reduction(Reduction::None),
+            )
+            .unwrap();
+            let out = reference::compute(
+                &loss,
+                &LossArgs::new(pa.view(), ta.view()).reduction(Reduction::None),
+            )
+            .unwrap();
+            let (l, g) = (out.losses.unwrap(), out.grad.unwrap());
+            let (cl, cg) = (clean.losses.unwrap(), clean.grad.unwrap());
+            for r in 0..b {
+                if r == 1 {
+                    assert!(l[r].is_nan(), "{}", loss.name());
+                    assert!(
+                        g.index_axis(ndarray::Axis(0), r).iter().all(|v| v.is_nan()),
+                        "{}",
+                        loss.name()
+                    );
+                } else {
+                    assert_eq!(l[r], cl[r]);
+                    assert_eq!(
+                        g.index_axis(ndarray::Axis(0), r),
+                        cg.index_axis(ndarray::Axis(0), r)
+                    );
+                }
+            }
+        }
+    }
+    // Class-index targets: NaN logits in a row that is not ignored.
+    let p = arr(&[2, 3], vec![1.0, f32::NAN, 3.0, 1.0, 2.0, 3.0]);
+    let cls = ndarray::arr1(&[0i64, 2]).into_dyn();
+    let out = reference::compute(
+        &Loss::SOFTMAX_CROSS_ENTROPY,
+        &LossArgs::new(p.view(), cls.view()).reduction(Reduction::None),
+    )
+    .unwrap();
+    let (l, g) = (out.losses.unwrap(), out.grad.unwrap());
+    assert!(l[0].is_nan() && g.index_axis(ndarray::Axis(0), 0).iter().all(|v| v.is_nan()));
+    approx::assert_relative_eq!(
+        l[1],
+        ln_sum_exp(&[1.0, 2.0, 3.0]) - 3.0,
+        max_relative = 1e-14
+    );
+    assert!(
+        g.index_axis(ndarray::Axis(0), 1)
+            .iter()
+            .all(|v| v.is_finite())
+    );
+}
+
+/// Shapes of the outputs: rank-1 prediction is one row (per-row losses of shape []); rank 3
+/// gives per-row losses [2, 3]; loss-only mode gives no gradient.
+#[test]
+fn row_wise_output_shapes() {
+    let p = arr(&[4], vec![0.1, 0.2, 0.3, 0.4]);
+    let c = ArrayD::from_elem(IxDyn(&[]), 3i64);
+    let out = reference::compute(
+        &Loss::SOFTMAX_CROSS_ENTROPY,
+        &LossArgs::new(p.view(), c.view()).reduction(Reduction::None),
+    )
+    .unwrap();
+    assert_eq!(out.losses.unwrap().shape(), &[] as &[usize]);
+    assert_eq!(out.grad.unwrap().shape(), &[4]);
+    let p = arr(&[2, 3, 4], vec![0.25; 24]);
+    let out = reference::compute(
+        &Loss::CategoricalCrossEntropy,
+        &LossArgs::new(p.view(), p.view())
+            .reduction(Reduction::None)
+            .loss_only(),
+    )
+    .unwrap();
+    assert_eq!(out.losses.unwrap().shape(), &[2, 3]);
+    assert!(out.grad.is_none());
+    assert_eq!(out.counted, 6);
+}
+
+#[test]
+fn row_wise_reference_errors() {
+    let sce = Loss::SOFTMAX_CROSS_ENTROPY;
+    let p = arr(&[3, 5], vec![0.5; 15]);
+    let run = |loss: &Loss, args: &LossArgs<'_>| reference::compute(loss, args).unwrap_err();
+
+    // Class index out of range: the first offending row, its value, C.
+    let too_large = ndarray::arr1(&[0i32, 5, 7]).into_dyn();
+    assert!(matches!(
+        run(&sce, &LossArgs::new(p.view(), too_large.view())),
+        Error::ClassOutOfRange {
+            row: 1,
+            class: 5,
+            classes: 5
+        }
+    ));
+    let negative = ndarray::arr1(&[-100i64, -1, 2]).into_dyn();
+    assert!(matches!(
+        run(&sce, &LossArgs::new(p.view(), negative.view())),
+        Error::ClassOutOfRange {
+            row: 1,
+            class: -1,
+            ..
+        }
+    ));
+    // -100 is only ignored when it is the ignore_index.
+    let other_ignore = Loss::SoftmaxCrossEntropy {
+        label_smoothing: 0.0,
+        z_loss: 0.0,
+        ignore_index: -1,
+    };
+    assert!(matches!(
+        run(&other_ignore, &LossArgs::new(p.view(), negative.view())),
+        Error::ClassOutOfRange {
+            row: 0,
+            class: -100,
+            ..
+        }
+    ));
+    // An i64 beyond i32 (one that would wrap to a valid class, too).
+    let wide = ndarray::arr1(&[0i64, 1, (1i64 << 32) + 1]).into_dyn();
+    assert!(matches!(
+        run(&sce, &LossArgs::new(p.view(), wide.view())),
+        Error::ClassOutOfRange {
+            row: 2,
+            class: 4294967297,
+            ..
+        }
+    ));
+    // An ignore_index beyond i32 with i64 targets is honoured.
+    let wide_ignore = Loss::SoftmaxCrossEntropy {
+        label_smoothing: 0.0,
+        z_loss: 0.0,
+        ignore_index: 1i64 << 40,
+    };
+    let ignored = ndarray::arr1(&[0i64, 1i64 << 40, 4]).into_dyn();
+    let out = reference::compute(&wide_ignore, &LossArgs::new(p.view(), ignored.view())).unwrap();
+    assert_eq!(out.counted, 2);
+
+    // Categorical cross entropy: a probability outside [0, 1], the first in row-major order.
+    let mut bad = arr(&[2, 3], vec![0.5; 6]);
+    bad[[1, 2]] = -0.1;
+    bad[[1, 1]] = 1.5;
+    bad[[0, 0]] = f32::NAN; // NaN is not out of the domain
+    let t = arr(&[2, 3], vec![0.5; 6]);
+    match run(
+        &Loss::CategoricalCrossEntropy,
+        &LossArgs::new(bad.view(), t.view()),
+    ) {
+        Error::OutOfDomain {
+            what: "prediction",
+            index: 4,
+            value,
+            domain: "[0, 1]",
+        } => assert_eq!(value, 1.5),
+        e => panic!("{e:?}"),
+    }
+
+    // Class targets for the losses that take float targets.
+    let cls = ndarray::arr1(&[0i32, 1, 2]).into_dyn();
+    for loss in [Loss::CategoricalCrossEntropy, Loss::COSINE_PROXIMITY] {
+        assert!(matches!(
+            run(&loss, &LossArgs::new(p.view(), cls.view())),
+            Error::InvalidOption {
+                option: "target",
+                ..
+            }
+        ));
+    }
+
+    // Wrong target shapes: float targets not the prediction's shape; class targets not the
+    // rows' shape.
+    let t_bad = arr(&[3, 4], vec![0.5; 12]);
+    for loss in [Loss::CategoricalCrossEntropy, sce, Loss::COSINE_PROXIMITY] {
+        assert!(matches!(
+            run(&loss, &LossArgs::new(p.view(), t_bad.view())),
+            Error::ShapeMismatch { what: "target", .. }
+        ));
+    }
+    let cls_full = ArrayD::<i64>::zeros(IxDyn(&[3, 5]));
+    match run(&sce, &LossArgs::new(p.view(), cls_full.view())) {
+        Error::ShapeMismatch {
+            what: "target",
+            expected,
+            ..
+        } => assert_eq!(expected, vec![3]),
+        e => panic!("{e:?}"),
+    }
+
+    // Class weights: [C] for softmax, none for the others.
+    let t = arr(&[3, 5], vec![0.2; 15]);
+    for w in [arr(&[4], vec![1.0; 4]), arr(&[3, 5], vec![1.0; 15])] {
+        assert!(matches!(
+            run(&sce, &LossArgs::new(p.view(), cls.view()).weight(w.view())),
+            Error::ShapeMismatch { what: "weight", .. }
+        ));
+    }
+    let w_neg = arr(&[5], vec![1.0, -1.0, 1.0, 1.0, 1.0]);
+    assert!(matches!(
+        run(
+            &sce,
+            &LossArgs::new(p.view(), cls.view()).weight(w_neg.view())
+        ),
+        Error::InvalidOption {
+            option: "weight",
+            ..
+        }
+    ));
+    let w5 = arr(&[5], vec![1.0; 5]);
+    for loss in [Loss::COSINE_PROXIMITY, Loss::CategoricalCrossEntropy] {
+        assert!(matches!(
+            run(&loss, &LossArgs::new(p.view(), t.view()).weight(w5.view())),
+            Error::InvalidOption {
+                option: "weight",
+                ..
+            }
+        ));
+    }
+
+    // Options.
+    for (loss, name) in [
+        (
+            Loss::SoftmaxCrossEntropy {
+                label_smoothing: 1.0,
+                z_loss: 0.0,
+                ignore_index: -100,
+            },
+            "label_smoothing",
+        ),
+        (
+            Loss::SoftmaxCrossEntropy {
+                label_smoothing: -0.1,
+                z_loss: 0.0,
+                ignore_index: -100,
+            },
+            "label_smoothing",
+        ),
+        (
+            Loss::SoftmaxCrossEntropy {
+                label_smoothing: 0.0,
+                z_loss: -1.0,
+                ignore_index: -100,
+            },
+            "z_loss",
+        ),
+        (Loss::CosineProximity { eps: 0.0 }, "eps"),
+    ] {
+        match run(&loss, &LossArgs::new(p.view(), t.view())) {
+            Error::InvalidOption { option, .. } => assert_eq!(option, name),
+            e => panic!("{e:?}"),
+        }
+    }
+    // Options are checked before the class range.
+    let bad_smoothing = Loss::SoftmaxCrossEntropy {
+        label_smoothing: 1.0,
+        z_loss: 0.0,
+        ignore_index: -100,
+    };
+    assert!(matches!(
+        run(&bad_smoothing, &LossArgs::new(p.view(), too_large.view())),
+        Error::InvalidOption {
+            option: "label_smoothing",
+            ..
+        }
+    ));
+
+    // A scalar prediction has no rows.
+    let p0 = ArrayD::from_elem(IxDyn(&[]), 0.5f32);
+    let c0 = ArrayD::from_elem(IxDyn(&[]), 0i64);
+    for loss in [Loss::CategoricalCrossEntropy, sce, Loss::COSINE_PROXIMITY] {
+        assert!(matches!(
+            run(&loss, &LossArgs::new(p0.view(), p0.view())),
+            Error::InvalidOption { option: "pred", .. }
+        ));
+    }
+    assert!(matches!(
+        run(&sce, &LossArgs::new(p0.view(), c0.view())),
+        Error::InvalidOption { option: "pred", .. }
+    ));
+
+    // An upstream array must be shaped like the rows.
+    let g_bad = arr(&[3, 5], vec![1.0; 15]);
+    assert!(matches!(
+        run(
+            &Loss::COSINE_PROXIMITY,
+            &LossArgs::new(p.view(), t.view())
+                .reduction(Reduction::None)
+                .upstream(Upstream::Array(g_bad.view()))
+        ),
+        Error::ShapeMismatch {
+            what: "upstream",
+            ..
+        }
+    ));
+}

@@ -2,36 +2,57 @@
 //! and out. It is the oracle every GPU result is tested against, so it favours being obviously
 //! right over being fast: one element at a time, f64 throughout, a plain sequential f64 sum.
 //!
-//! Each loss has its own file with its per-element `loss_and_grad` (ℓ and ∂ℓ/∂p), the same
-//! names as the shaders in `shaders/`. [`compute`] applies the reduction and the upstream
-//! gradient exactly as the GPU path does, and takes the same [`LossArgs`].
+//! Each loss has its own file with its per-element `loss_and_grad` (ℓ and ∂ℓ/∂p), or for the
+//! row-wise family its per-row `loss_and_grad` (ℓ_r and ∂ℓ_r/∂p_r), the same names as the
+//! shaders in `shaders/`. [`compute`] applies the reduction and the upstream gradient exactly
+//! as the GPU path does, and takes the same [`LossArgs`].
 
 mod bce;
 mod bce_with_logits;
+mod categorical_cross_entropy;
+mod cosine_proximity;
 mod huber;
 mod mae;
 mod mse;
+mod rows;
+mod softmax_cross_entropy;
 
 pub use bce::loss_and_grad as bce;
 pub use bce_with_logits::loss_and_grad as bce_with_logits;
+pub use categorical_cross_entropy::loss_and_grad as categorical_cross_entropy;
+pub use cosine_proximity::loss_and_grad as cosine_proximity;
 pub use huber::loss_and_grad as huber;
 pub use mae::loss_and_grad as mae;
 pub use mse::loss_and_grad as mse;
+pub use softmax_cross_entropy::{RowTarget, loss_and_grad as softmax_cross_entropy};
 
 use crate::error::{Error, Result};
 use crate::loss::{Loss, LossArgs, LossOutput, Reduction, Upstream};
 
-/// Computes `loss` on the CPU in f64: the value (`Mean`, `Sum`) or per-element losses
-/// (`None`), and the gradient unless `args.want_grad` is false.
+/// Computes `loss` on the CPU in f64: the value (`Mean`, `Sum`) or per-element (elementwise
+/// family) or per-row (row-wise family) losses (`None`), and the gradient unless
+/// `args.want_grad` is false.
+///
+/// Row-wise family: the prediction `[..., C]` is `B` rows of `C` in row-major order (a rank-1
+/// prediction is one row). A row with NaN in its prediction or float target has loss NaN and
+/// NaN in every gradient entry; a row whose class index is `ignore_index` is never read: loss
+/// 0, gradient 0, not counted. The mean divides by `D` ([`Reduction`]); if `D = 0` the value
+/// and the gradient are 0. [`LossOutput::counted`] is the number of rows not ignored.
 ///
 /// # Shapes
-/// As [`LossArgs`]: the outputs have the prediction's shape.
+/// As [`LossArgs`]: the gradient has the prediction's shape; the per-element losses the
+/// prediction's shape, the per-row losses [`LossArgs::row_shape`].
 ///
 /// # Errors
-/// Everything [`LossArgs::validate`] rejects, and [`Error::OutOfDomain`] for a BCE
-/// probability outside [0, 1] (the first one in row-major order).
+/// Everything [`LossArgs::validate`] rejects; then [`Error::ClassOutOfRange`] for a class
+/// index neither in `[0, C)` nor `ignore_index` (the first row in row-major order), and
+/// [`Error::OutOfDomain`] for a BCE or categorical cross entropy probability outside [0, 1]
+/// (the first one in row-major order; NaN is not out of domain).
 pub fn compute(loss: &Loss, args: &LossArgs<'_>) -> Result<LossOutput<f64>> {
     args.validate(loss)?;
+    if loss.is_row_wise() {
+        return rows::compute(loss, args);
+    }
     if let Loss::Bce = loss {
         if let Some((index, &value)) = args
             .pred
@@ -95,7 +116,7 @@ pub fn compute(loss: &Loss, args: &LossArgs<'_>) -> Result<LossOutput<f64>> {
                 Loss::CategoricalCrossEntropy
                 | Loss::SoftmaxCrossEntropy { .. }
                 | Loss::CosineProximity { .. } => {
-                    return Err(Error::Gpu("row-wise reference not written yet".into()));
+                    unreachable!("row-wise losses return through rows::compute above")
                 }
             }
         };
@@ -123,4 +144,14 @@ pub fn compute(loss: &Loss, args: &LossArgs<'_>) -> Result<LossOutput<f64>> {
         grad,
         counted: n,
     })
+}
+
+/// Whether any value of a row is NaN.
+fn has_nan(v: &[f64]) -> bool {
+    v.iter().any(|x| x.is_nan())
+}
+
+/// The result for a row with NaN in its inputs: loss NaN and `c` NaN gradient entries.
+fn nan_row(c: usize) -> (f64, Vec<f64>) {
+    (f64::NAN, vec![f64::NAN; c])
 }

@@ -1,0 +1,161 @@
+//! The row-wise family in [`super::compute`]: the range and domain checks, the per-row
+//! formulas of the per-loss files, the reduction and the upstream gradient.
+
+use super::softmax_cross_entropy::RowTarget;
+use super::{categorical_cross_entropy, cosine_proximity, softmax_cross_entropy};
+use crate::error::{Error, Result};
+use crate::loss::{Loss, LossArgs, LossOutput, Reduction, Upstream};
+
+/// Row-wise [`super::compute`], after [`LossArgs::validate`] has passed.
+pub(super) fn compute(loss: &Loss, args: &LossArgs<'_>) -> Result<LossOutput<f64>> {
+    let (b, c) = args.rows_cols();
+    let ignore_index = match *loss {
+        Loss::SoftmaxCrossEntropy { ignore_index, .. } => Some(ignore_index),
+        _ => None,
+    };
+    // Class indices (softmax cross entropy only; validate rejects them elsewhere).
+    let classes: Option<Vec<i64>> = args.target.is_classes().then(|| args.target.classes());
+    if let Some(cls) = &classes {
+        if let Some((row, &class)) = cls
+            .iter()
+            .enumerate()
+            .find(|(_, k)| Some(**k) != ignore_index && !(0..c as i64).contains(*k))
+        {
+            return Err(Error::ClassOutOfRange {
+                row,
+                class,
+                classes: c,
+            });
+        }
+    }
+    if let Loss::CategoricalCrossEntropy = loss {
+        if let Some((index, &value)) = args
+            .pred
+            .iter()
+            .enumerate()
+            .find(|(_, p)| **p < 0.0 || **p > 1.0)
+        {
+            return Err(Error::OutOfDomain {
+                what: "prediction",
+                index,
+                value,
+                domain: "[0, 1]",
+            });
+        }
+    }
+
+    let to_f64 = |a: &ndarray::ArrayViewD<'_, f32>| -> Vec<f64> {
+        a.iter().map(|&v| f64::from(v)).collect()
+    };
+    let pred = to_f64(&args.pred);
+    let dense = args.target.dense().map(to_f64);
+    let weight = args.weight.as_ref().map(to_f64);
+    let upstream = match &args.upstream {
+        Upstream::Array(g) => Some(to_f64(g)),
+        _ => None,
+    };
+    let g = match args.upstream {
+        Upstream::Scalar(g) => f64::from(g),
+        _ => 1.0,
+    };
+
+    // Per row: Some((ℓ_r, ∂ℓ_r/∂p_r)), or None for an ignored row (never read).
+    let mut rows: Vec<Option<(f64, Vec<f64>)>> = Vec::with_capacity(b);
+    let mut counted = 0usize;
+    let mut weight_sum = 0.0f64;
+    for r in 0..b {
+        let x = &pred[r * c..(r + 1) * c];
+        let t = dense.as_ref().map(|t| &t[r * c..(r + 1) * c]);
+        let row = match *loss {
+            Loss::CategoricalCrossEntropy => Some(categorical_cross_entropy::loss_and_grad(
+                x,
+                t.expect("validate: float targets"),
+            )),
+            Loss::CosineProximity { eps } => Some(cosine_proximity::loss_and_grad(
+                x,
+                t.expect("validate: float targets"),
+                f64::from(eps),
+            )),
+            Loss::SoftmaxCrossEntropy {
+                label_smoothing,
+                z_loss,
+                ignore_index,
+            } => {
+                let target = match (&classes, t) {
+                    (Some(cls), _) if cls[r] == ignore_index => None,
+                    (Some(cls), _) => {
+                        let k = cls[r] as usize;
+                        weight_sum += weight.as_ref().map_or(1.0, |w| w[k]);
+                        Some(RowTarget::Class(k))
+                    }
+                    (None, Some(t)) => Some(RowTarget::Probs(t)),
+                    (None, None) => unreachable!("a target is either dense or classes"),
+                };
+                target.map(|target| {
+                    softmax_cross_entropy::loss_and_grad(
+                        x,
+                        target,
+                        weight.as_deref(),
+                        f64::from(label_smoothing),
+                        f64::from(z_loss),
+                    )
+                })
+            }
+            _ => unreachable!("compute only sends row-wise losses here"),
+        };
+        if row.is_some() {
+            counted += 1;
+        }
+        rows.push(row);
+    }
+
+    // The mean's divisor D: the weight sum of the counted rows for class-index targets (their
+    // count without weights), else B.
+    let divisor = if classes.is_some() {
+        weight_sum
+    } else {
+        b as f64
+    };
+    let mut sum = 0.0f64;
+    for (l, _) in rows.iter().flatten() {
+        sum += l;
+    }
+    let value = match args.reduction {
+        Reduction::None => None,
+        Reduction::Sum => Some(sum),
+        Reduction::Mean if divisor == 0.0 => Some(0.0),
+        Reduction::Mean => Some(sum / divisor),
+    };
+    let losses = (args.reduction == Reduction::None).then(|| {
+        rows.iter()
+            .map(|row| row.as_ref().map_or(0.0, |(l, _)| *l))
+            .collect::<Vec<f64>>()
+    });
+    let grad = args.want_grad.then(|| {
+        let mut grad = Vec::with_capacity(b * c);
+        for (r, row) in rows.iter().enumerate() {
+            match row {
+                None => grad.extend(std::iter::repeat_n(0.0, c)),
+                Some(_) if args.reduction == Reduction::Mean && divisor == 0.0 => {
+                    grad.extend(std::iter::repeat_n(0.0, c));
+                }
+                Some((_, d)) => {
+                    let g_r = upstream.as_ref().map_or(g, |u| u[r]);
+                    grad.extend(d.iter().map(|&dj| match args.reduction {
+                        Reduction::Mean => g_r * dj / divisor,
+                        Reduction::Sum | Reduction::None => g_r * dj,
+                    }));
+                }
+            }
+        }
+        grad
+    });
+    let (_, grad) = LossOutput::shape_arrays(args.pred.shape(), None, grad);
+    let (losses, _) = LossOutput::<f64>::shape_arrays(args.row_shape(), losses, None);
+    Ok(LossOutput {
+        value,
+        losses,
+        grad,
+        counted,
+    })
+}
