@@ -17,7 +17,8 @@ const FLAG_SCALE_FROM_NORM: u32 = 1u;
 @group(0) @binding(1) var<storage, read> partials: array<f32>;
 // [1] the loss value.
 @group(0) @binding(2) var<storage, read_write> value: array<f32>;
-// (D, gradient scale, value scale, 0) of a row-wise call (row_divisor.wgsl), else a dummy.
+// (D, gradient scale, value scale, zero flag) of a row-wise call (row_divisor.wgsl), else a
+// dummy.
 @group(0) @binding(3) var<uniform> norm: vec4<f32>;
 
 @compute @workgroup_size(WG)
@@ -33,6 +34,10 @@ fn main(lane: Lane) {
         if ((params.flags & FLAG_SCALE_FROM_NORM) != 0u) {
             scale = norm.z;
         }
-        value[0] = total * scale;
+        var v = total * scale;
+        if ((params.flags & FLAG_SCALE_FROM_NORM) != 0u && norm.w != 0.0) {
+            v = 0.0; // D = 0: the value is 0 even if a row's loss is NaN
+        }
+        value[0] = v;
     }
 }

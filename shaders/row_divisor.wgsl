@@ -1,8 +1,9 @@
 // The mean's divisor of softmax cross entropy with class-index targets: D = the sum of the
 // class weights of the rows that count (class_count.wgsl's partials, added in a fixed order),
 // turned into the scales the row kernels and reduce_partials.wgsl read:
-//   norm = (D, g / D, 1 / D, 0), or (0, 0, 0, 0) when D = 0 (every row ignored: value 0 and
-//   gradient 0, where PyTorch gives NaN).
+//   norm = (D, g / D, 1 / D, 0), or (0, 0, 0, 1) when D = 0 (every row ignored, or every
+//   counted weight 0): the 1 tells the row kernels and reduce_partials.wgsl that the value and
+//   the gradient are exactly 0, even where a row's loss is NaN (PyTorch gives NaN here).
 // Host side: src/kernels/rows.rs (`DivisorParams` mirrors `Params`).
 
 struct Params {
@@ -15,7 +16,7 @@ struct Params {
 @group(0) @binding(0) var<uniform> params: Params;
 // [count] per-workgroup weight sums.
 @group(0) @binding(1) var<storage, read> partials: array<f32>;
-// (D, gradient scale, value scale, 0).
+// (D, gradient scale, value scale, zero flag).
 @group(0) @binding(2) var<storage, read_write> norm: vec4<f32>;
 
 @compute @workgroup_size(WG)
@@ -30,7 +31,7 @@ fn main(lane: Lane) {
         if (d > 0.0) {
             norm = vec4<f32>(d, params.g / d, 1.0 / d, 0.0);
         } else {
-            norm = vec4<f32>(d, 0.0, 0.0, 0.0);
+            norm = vec4<f32>(d, 0.0, 0.0, 1.0);
         }
     }
 }

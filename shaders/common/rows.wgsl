@@ -68,7 +68,8 @@ const ROW_REGS: u32 = 16u;
 @group(0) @binding(6) var<storage, read_write> partials: array<f32>;
 // [cols] class weights (FLAG_WEIGHT), else a dummy.
 @group(0) @binding(7) var<storage, read> weight: array<f32>;
-// (D, gradient scale, value scale, 0): written by row_divisor.wgsl or by the host.
+// (D, gradient scale, value scale, zero flag): written by row_divisor.wgsl or by the host.
+// A non-zero flag (D = 0 for a mean) makes every gradient element exactly 0.
 @group(0) @binding(8) var<uniform> norm: vec4<f32>;
 
 var<workgroup> row_scratch: array<vec4<f32>, WG>;
@@ -95,6 +96,9 @@ fn class_weight(j: u32) -> f32 {
 // Gradient of element j of a finished row, with the row's scale; a row whose loss is NaN
 // (NaN somewhere in its inputs) gets NaN everywhere.
 fn scaled_grad(r: RowOut, row: RowCtx, j: u32, x: f32, t: f32, scale: f32) -> f32 {
+    if (norm.w != 0.0) {
+        return 0.0;
+    }
     if (is_nan(r.loss)) {
         return r.loss;
     }

@@ -115,9 +115,7 @@ pub fn compute(loss: &Loss, args: &LossArgs<'_>) -> Result<LossOutput<f64>> {
                 Loss::BceWithLogits => bce_with_logits(p, t, at(&weight, k), at(&pos_weight, k)),
                 Loss::CategoricalCrossEntropy
                 | Loss::SoftmaxCrossEntropy { .. }
-                | Loss::CosineProximity { .. } => {
-                    unreachable!("row-wise losses return through rows::compute above")
-                }
+                | Loss::CosineProximity { .. } => return rows::compute(loss, args),
             }
         };
         sum += l;

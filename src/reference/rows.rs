@@ -106,6 +106,14 @@ pub(super) fn compute(loss: &Loss, args: &LossArgs<'_>) -> Result<LossOutput<f64
         if row.is_some() {
             counted += 1;
         }
+        // A row whose loss is NaN (NaN inputs, or no finite logit at all) has a NaN gradient
+        // throughout, as on the GPU.
+        let row = row.map(|(l, mut d)| {
+            if l.is_nan() {
+                d.fill(f64::NAN);
+            }
+            (l, d)
+        });
         rows.push(row);
     }
 
