@@ -2,7 +2,7 @@
 // cosine_proximity.wgsl: a segmented reduction over rows of `cols` elements, then the gradient.
 //
 // Each row is handled by a group of `params.group` adjacent lanes (a power of two, chosen by the
-// host from the row length: one lane per row for C ≤ 4, the whole workgroup for C > 512), so
+// host from the row length: one lane per row for C ≤ 16, the whole workgroup for C > 2048), so
 // short rows keep every lane busy and long rows are read by many lanes at once. Each lane
 // accumulates statistics over its elements j = lane, lane + group, ... (keeping the first
 // ROW_REGS of them in registers), the group combines them in a fixed-order tree in workgroup

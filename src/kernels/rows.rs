@@ -27,9 +27,11 @@ use crate::loss::{Loss, LossArgs, LossOutput, Reduction, Target, Upstream};
 pub const ROW_REGS: u32 = 16;
 
 /// The number of elements of a row each lane aims to own when the group size is chosen:
-/// enough work per lane to hide the group's combine, few enough that rows of up to
-/// `WORKGROUP_SIZE · ELEMENTS_PER_LANE` use every lane of a workgroup.
-pub const ELEMENTS_PER_LANE: usize = 4;
+/// equal to [`ROW_REGS`], so every row of up to `WORKGROUP_SIZE · ROW_REGS` = 4096 elements
+/// is held in registers and read once, with the fewest lanes (and combine steps) per row.
+/// Measured on llvmpipe (2026-11-22, main job, 4096 rows): 16 instead of 4 cut cce over
+/// 1000 columns from 316 to 196 ms and cosine over 768 from 306 to 116 ms per call.
+pub const ELEMENTS_PER_LANE: usize = ROW_REGS as usize;
 
 /// Most workgroups one row dispatch uses; a row loop covers the rest.
 const MAX_ROW_WORKGROUPS: u32 = 4096;
