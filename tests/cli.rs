@@ -35,7 +35,7 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde_json::Value;
 use wgpu_loss::synthetic::Batch;
-use wgpu_loss::{Loss, LossArgs, LossOutput, Reduction, reference, synthetic};
+use wgpu_loss::{Loss, LossArgs, LossOutput, Reduction, Target, reference, synthetic};
 
 /// Loss value: relative error bound (see the module comment).
 const VALUE_RTOL: f64 = 1e-5;
@@ -136,11 +136,11 @@ fn read_f32(p: &Path) -> ArrayD<f32> {
     read_npy(p).unwrap_or_else(|e| panic!("{} is not an f32 .npy: {e}", p.display()))
 }
 
-/// Writes `values` (row-major, shape `shape`) as an NPY v1.0 file of little-endian IEEE half
-/// (`<f2`), by hand: magic, version, header length, header dict padded with spaces and ended by
-/// a newline so that the data starts at a multiple of 64 bytes, then the raw half bits.
-fn write_f16(dir: &Path, name: &str, shape: &[usize], values: &[half::f16]) -> PathBuf {
-    assert_eq!(shape.iter().product::<usize>(), values.len());
+/// Writes an NPY v1.0 file by hand: magic, version, header length, header dict (`descr`,
+/// C order, `shape`) padded with spaces and ended by a newline so that the data starts at a
+/// multiple of 64 bytes, then `data` as is. For dtypes `ndarray_npy` cannot write (half,
+/// complex).
+fn write_raw(dir: &Path, name: &str, descr: &str, shape: &[usize], data: &[u8]) -> PathBuf {
     let shape_txt = match shape {
         [n] => format!("({n},)"),
         _ => format!(
@@ -152,7 +152,8 @@ fn write_f16(dir: &Path, name: &str, shape: &[usize], values: &[half::f16]) -> P
                 .join(", ")
         ),
     };
-    let mut header = format!("{{'descr': '<f2', 'fortran_order': False, 'shape': {shape_txt}, }}");
+    let mut header =
+        format!("{{'descr': '{descr}', 'fortran_order': False, 'shape': {shape_txt}, }}");
     // 6 bytes magic + 2 version + 2 header length + header + '\n' ≡ 0 (mod 64).
     while (10 + header.len() + 1) % 64 != 0 {
         header.push(' ');
@@ -161,12 +162,17 @@ fn write_f16(dir: &Path, name: &str, shape: &[usize], values: &[half::f16]) -> P
     let mut bytes = b"\x93NUMPY\x01\x00".to_vec();
     bytes.extend_from_slice(&u16::try_from(header.len()).unwrap().to_le_bytes());
     bytes.extend_from_slice(header.as_bytes());
-    for v in values {
-        bytes.extend_from_slice(&v.to_le_bytes());
-    }
+    bytes.extend_from_slice(data);
     let p = dir.join(name);
-    fs::write(&p, bytes).expect("write f16 .npy");
+    fs::write(&p, bytes).expect("write .npy");
     p
+}
+
+/// Writes `values` (row-major, shape `shape`) as an `.npy` of little-endian IEEE half (`<f2`).
+fn write_f16(dir: &Path, name: &str, shape: &[usize], values: &[half::f16]) -> PathBuf {
+    assert_eq!(shape.iter().product::<usize>(), values.len());
+    let data: Vec<u8> = values.iter().flat_map(|v| v.to_le_bytes()).collect();
+    write_raw(dir, name, "<f2", shape, &data)
 }
 
 /// The f64 reference on f32 inputs.
@@ -265,12 +271,32 @@ fn compute_json(dir: &Path, template: &str, vars: &[(&str, &str)]) -> Value {
     json(&out)
 }
 
-/// `--loss NAME`, and `--delta D` for huber.
+/// `--loss NAME` and the loss's options: `--delta D` for huber; for softmax-ce
+/// `--label-smoothing`, `--z-loss` and `--ignore-index` where they differ from the defaults;
+/// `--eps` for cosine where it differs from 1e-8.
 fn loss_flag(loss: &Loss) -> String {
-    match loss {
-        Loss::Huber { delta } => format!("--loss {} --delta {delta}", loss.name()),
-        _ => format!("--loss {}", loss.name()),
+    let mut flags = format!("--loss {}", loss.name());
+    match *loss {
+        Loss::Huber { delta } => flags += &format!(" --delta {delta}"),
+        Loss::SoftmaxCrossEntropy {
+            label_smoothing,
+            z_loss,
+            ignore_index,
+        } => {
+            if label_smoothing != 0.0 {
+                flags += &format!(" --label-smoothing {label_smoothing}");
+            }
+            if z_loss != 0.0 {
+                flags += &format!(" --z-loss {z_loss}");
+            }
+            if ignore_index != -100 {
+                flags += &format!(" --ignore-index {ignore_index}");
+            }
+        }
+        Loss::CosineProximity { eps } if eps != 1e-8 => flags += &format!(" --eps {eps}"),
+        _ => {}
     }
+    flags
 }
 
 /// Seeded uniform array.
@@ -346,6 +372,16 @@ fn json_fields(device: &str, seed: u64) {
     assert_eq!(j["elements"], 37 * 29);
     assert_eq!(j["shape"], serde_json::json!([37, 29]));
     assert_eq!(j["counted"], 37 * 29, "mean divides by every element");
+    assert_eq!(
+        j["rows"],
+        Value::Null,
+        "rows is null for an elementwise loss"
+    );
+    assert_eq!(
+        j["classes"],
+        Value::Null,
+        "classes is null for an elementwise loss"
+    );
     assert_eq!(j["grad_out"], Value::Null);
     let want = reference_out(&Loss::Mse, &b.pred, &b.target, None, None, Reduction::Mean);
     let got = j["value"].as_f64().expect("value is a number");
@@ -654,6 +690,578 @@ fn cpu_and_gpu_agree_every_loss() {
 }
 
 // ---------------------------------------------------------------------------------------------
+// 6b. Row-wise losses (cce, softmax-ce, cosine): value, gradient and per-row losses against the
+// reference, class-index targets of every integer dtype, the options, ignored rows.
+// ---------------------------------------------------------------------------------------------
+
+/// A rank-3 row-wise shape: 4 × 9 = 36 rows of 23 classes.
+const RANK3: [usize; 3] = [4, 9, 23];
+
+/// The inputs of a row-wise run.
+struct Rows {
+    loss: Loss,
+    pred: ArrayD<f32>,
+    /// Float targets, the prediction's shape; `None` with class indices.
+    dense: Option<ArrayD<f32>>,
+    /// Class indices shaped like the rows; written in the dtype `check_rows` is given.
+    classes: Option<ArrayD<i64>>,
+    /// Class weights `[C]` (`--class-weight`).
+    class_weight: Option<ArrayD<f32>>,
+}
+
+impl Rows {
+    /// The synthetic batch of `loss` with float targets.
+    fn dense(loss: Loss, shape: &[usize], seed: u64) -> Rows {
+        let b = synthetic::batch(&loss, shape, seed);
+        Rows {
+            loss,
+            pred: b.pred,
+            dense: Some(b.target),
+            classes: None,
+            class_weight: None,
+        }
+    }
+
+    /// Logits of `shape` and seeded class indices in `[0, C)` shaped like its rows.
+    fn classes(loss: Loss, shape: &[usize], seed: u64) -> Rows {
+        let (rows, c) = (&shape[..shape.len() - 1], shape[shape.len() - 1]);
+        Rows {
+            loss,
+            pred: synthetic::batch(&loss, shape, seed).pred,
+            dense: None,
+            classes: Some(synthetic::classes(rows, c, seed ^ 0x5eed)),
+            class_weight: None,
+        }
+    }
+
+    /// Sets flat row `r`'s class index.
+    fn set_class(&mut self, r: usize, class: i64) -> &mut Self {
+        let c = self.classes.as_mut().expect("class-index targets");
+        *c.iter_mut().nth(r).expect("row in range") = class;
+        self
+    }
+
+    fn shape(&self) -> &[usize] {
+        self.pred.shape()
+    }
+
+    fn row_shape(&self) -> &[usize] {
+        &self.shape()[..self.shape().len() - 1]
+    }
+}
+
+/// Writes class indices as an `.npy` of `dtype` (`i8`, `u8`, `i16`, `u16`, `i32`, `u32`,
+/// `i64`, `u64`); every value must fit.
+fn write_classes(dir: &Path, name: &str, c: &ArrayD<i64>, dtype: &str) -> PathBuf {
+    fn cast<T: TryFrom<i64>>(c: &ArrayD<i64>) -> ArrayD<T> {
+        c.mapv(|v| T::try_from(v).unwrap_or_else(|_| panic!("class {v} does not fit")))
+    }
+    let p = dir.join(name);
+    match dtype {
+        "i8" => write_npy(&p, &cast::<i8>(c)),
+        "u8" => write_npy(&p, &cast::<u8>(c)),
+        "i16" => write_npy(&p, &cast::<i16>(c)),
+        "u16" => write_npy(&p, &cast::<u16>(c)),
+        "i32" => write_npy(&p, &cast::<i32>(c)),
+        "u32" => write_npy(&p, &cast::<u32>(c)),
+        "i64" => write_npy(&p, c),
+        "u64" => write_npy(&p, &cast::<u64>(c)),
+        other => panic!("no dtype {other}"),
+    }
+    .expect("write class indices");
+    p
+}
+
+/// The f64 reference of a row-wise run.
+fn reference_rows(r: &Rows, reduction: Reduction) -> LossOutput<f64> {
+    let target: Target<'_> = match (&r.dense, &r.classes) {
+        (Some(t), _) => t.view().into(),
+        (None, Some(c)) => c.view().into(),
+        (None, None) => unreachable!("a target"),
+    };
+    let mut args = LossArgs::new(r.pred.view(), target).reduction(reduction);
+    if let Some(w) = &r.class_weight {
+        args = args.weight(w.view());
+    }
+    reference::compute(&r.loss, &args).expect("reference accepts the inputs")
+}
+
+/// What a row-wise run wrote: its JSON, gradient and (reduction none) per-row losses.
+struct RowsResult {
+    json: Value,
+    grad: ArrayD<f32>,
+    losses: Option<ArrayD<f32>>,
+}
+
+/// Runs `r` on `device` with `reduction` (class indices written as `dtype`), `--grad-out`, and
+/// with reduction none `--loss-out`; checks every JSON field, the value or per-row losses and
+/// the gradient against the reference.
+fn check_rows(device: &str, r: &Rows, dtype: &str, reduction: Reduction) -> RowsResult {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    write_f32(d, "pred.npy", &r.pred);
+    match (&r.dense, &r.classes) {
+        (Some(t), _) => write_f32(d, "target.npy", t),
+        (None, Some(c)) => write_classes(d, "target.npy", c, dtype),
+        (None, None) => unreachable!("a target"),
+    };
+    let mut template = loss_flag(&r.loss)
+        + " --pred {pred.npy} --target {target.npy} --device {device} --reduction {reduction}"
+        + " --grad-out {G.npy}";
+    if reduction == Reduction::None {
+        template += " --loss-out {L.npy}";
+    }
+    if let Some(w) = &r.class_weight {
+        write_f32(d, "W.npy", w);
+        template += " --class-weight {W.npy}";
+    }
+    let vars = [("device", device), ("reduction", reduction.name())];
+    let j = compute_json(d, &template, &vars);
+
+    let want = reference_rows(r, reduction);
+    let what = format!(
+        "{} ({}, {dtype} targets) on the {device}",
+        r.loss.name(),
+        reduction.name()
+    );
+    let (b, c) = (
+        r.row_shape().iter().product::<usize>(),
+        r.shape()[r.shape().len() - 1],
+    );
+    assert_eq!(j["loss"], r.loss.name(), "{what}");
+    assert_eq!(j["reduction"], reduction.name(), "{what}");
+    assert_device(&j, device);
+    assert_eq!(j["shape"], serde_json::json!(r.shape()), "{what}: shape");
+    assert_eq!(j["elements"], r.pred.len(), "{what}: elements");
+    assert_eq!(j["rows"], b, "{what}: rows");
+    assert_eq!(j["classes"], c, "{what}: classes");
+    assert_eq!(j["counted"], want.counted, "{what}: counted");
+    assert_eq!(j["grad_out"], Value::from(s(&d.join("G.npy"))));
+    let losses = if reduction == Reduction::None {
+        assert_eq!(
+            j["value"],
+            Value::Null,
+            "{what}: no value with reduction none"
+        );
+        assert_eq!(j["loss_out"], Value::from(s(&d.join("L.npy"))));
+        let l = read_f32(&d.join("L.npy"));
+        assert_eq!(
+            l.shape(),
+            r.row_shape(),
+            "{what}: per-row losses are shaped like the rows"
+        );
+        assert_array_close(&l, want.losses.as_ref().unwrap(), &format!("{what} losses"));
+        Some(l)
+    } else {
+        let got = j["value"].as_f64().expect("value is a number");
+        assert_value_close(got, want.value.unwrap(), &what);
+        None
+    };
+    let grad = read_f32(&d.join("G.npy"));
+    assert_array_close(
+        &grad,
+        want.grad.as_ref().unwrap(),
+        &format!("{what} gradient"),
+    );
+    RowsResult {
+        json: j,
+        grad,
+        losses,
+    }
+}
+
+/// Softmax cross entropy with class indices written as `dtype`, every reduction.
+fn softmax_ce_indices(device: &str, dtype: &str, shape: &[usize], seed: u64) {
+    let r = Rows::classes(Loss::SOFTMAX_CROSS_ENTROPY, shape, seed);
+    let b: usize = r.row_shape().iter().product();
+    for reduction in [Reduction::Mean, Reduction::Sum, Reduction::None] {
+        let out = check_rows(device, &r, dtype, reduction);
+        assert_eq!(out.json["counted"], b, "no row is ignored");
+    }
+}
+
+/// Asserts flat rows `ignored` have a zero gradient and (when written) a zero loss, and the
+/// other rows do not.
+fn assert_rows_ignored(out: &RowsResult, c: usize, ignored: &[usize]) {
+    for (r, row) in out.grad.as_slice().unwrap().chunks(c).enumerate() {
+        let zero = row.iter().all(|&g| g == 0.0);
+        assert_eq!(
+            zero,
+            ignored.contains(&r),
+            "row {r}: gradient {row:?}, ignored rows {ignored:?}"
+        );
+    }
+    if let Some(l) = &out.losses {
+        for (r, &v) in l.iter().enumerate() {
+            assert_eq!(v == 0.0, ignored.contains(&r), "row {r}: loss {v}");
+        }
+    }
+}
+
+/// Class weights, label smoothing 0.1, z-loss 1e-3 and three rows at the default ignore index
+/// −100: `counted` is the other 34 rows.
+fn softmax_ce_all_options(device: &str, dtype: &str, seed: u64) {
+    let loss = Loss::SoftmaxCrossEntropy {
+        label_smoothing: 0.1,
+        z_loss: 1e-3,
+        ignore_index: -100,
+    };
+    let mut r = Rows::classes(loss, &SHAPE, seed);
+    let ignored = [0, 5, 36];
+    for &row in &ignored {
+        r.set_class(row, -100);
+    }
+    r.class_weight = Some(uniform(&[SHAPE[1]], 0.25, 2.0, seed + 1));
+    for reduction in [Reduction::Mean, Reduction::None] {
+        let out = check_rows(device, &r, dtype, reduction);
+        assert_eq!(out.json["rows"], 37);
+        assert_eq!(out.json["classes"], 29);
+        assert_eq!(
+            out.json["counted"],
+            37 - ignored.len(),
+            "ignored rows do not count"
+        );
+        assert_rows_ignored(&out, SHAPE[1], &ignored);
+    }
+    // Each option alone moves the value far beyond the tolerance, so a CLI that dropped any
+    // of them would fail the comparison above.
+    let with = reference_rows(&r, Reduction::Mean).value.unwrap();
+    let without = |loss: Loss, weighted: bool| {
+        let mut other = Rows::classes(loss, &SHAPE, seed);
+        other.classes.clone_from(&r.classes);
+        other.class_weight = if weighted {
+            r.class_weight.clone()
+        } else {
+            None
+        };
+        reference_rows(&other, Reduction::Mean).value.unwrap()
+    };
+    let no_smoothing = Loss::SoftmaxCrossEntropy {
+        label_smoothing: 0.0,
+        z_loss: 1e-3,
+        ignore_index: -100,
+    };
+    let no_z = Loss::SoftmaxCrossEntropy {
+        label_smoothing: 0.1,
+        z_loss: 0.0,
+        ignore_index: -100,
+    };
+    for (what, v) in [
+        ("class weights", without(loss, false)),
+        ("label smoothing", without(no_smoothing, true)),
+        ("z-loss", without(no_z, true)),
+    ] {
+        let rel = (with - v).abs() / with.abs();
+        assert!(
+            rel > 100.0 * VALUE_RTOL,
+            "{what} changes the value by only {rel:e}"
+        );
+    }
+}
+
+/// `--ignore-index 0`: the rows whose class is 0 are ignored, every other class counts.
+fn softmax_ce_ignore_index_zero(device: &str, seed: u64) {
+    let loss = Loss::SoftmaxCrossEntropy {
+        label_smoothing: 0.0,
+        z_loss: 0.0,
+        ignore_index: 0,
+    };
+    let mut r = Rows::classes(loss, &SHAPE, seed);
+    // Exactly rows 2, 3 and 30 have class 0.
+    let classes = r.classes.as_mut().unwrap();
+    classes.mapv_inplace(|c| if c == 0 { 1 } else { c });
+    let ignored = [2, 3, 30];
+    for &row in &ignored {
+        r.set_class(row, 0);
+    }
+    let out = check_rows(device, &r, "i32", Reduction::None);
+    assert_eq!(out.json["counted"], 37 - ignored.len());
+    assert_rows_ignored(&out, SHAPE[1], &ignored);
+    check_rows(device, &r, "i64", Reduction::Mean);
+}
+
+/// Every row ignored: value 0 (not NaN), gradient 0, counted 0.
+fn softmax_ce_every_row_ignored(device: &str, seed: u64) {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let r = Rows::classes(Loss::SOFTMAX_CROSS_ENTROPY, &SHAPE, seed);
+    write_f32(d, "pred.npy", &r.pred);
+    write_classes(
+        d,
+        "target.npy",
+        &ArrayD::from_elem(IxDyn(&[37]), -100),
+        "i64",
+    );
+    let j = compute_json(
+        d,
+        "--loss softmax-ce --pred {pred.npy} --target {target.npy} --device {device} \
+         --grad-out {G.npy}",
+        &[("device", device)],
+    );
+    assert_eq!(j["counted"], 0);
+    assert_eq!(j["rows"], 37);
+    assert_eq!(j["value"], 0.0, "the mean over no rows is 0");
+    let g = read_f32(&d.join("G.npy"));
+    assert_eq!(g.shape(), SHAPE);
+    assert!(g.iter().all(|&v| v == 0.0), "every gradient is 0");
+}
+
+/// Softmax cross entropy with probability targets `[B, C]`: plain (sum), then with class
+/// weights and label smoothing (mean).
+fn softmax_ce_probabilities(device: &str, shape: &[usize], seed: u64) {
+    let mut r = Rows::dense(Loss::SOFTMAX_CROSS_ENTROPY, shape, seed);
+    let out = check_rows(device, &r, "f32", Reduction::Sum);
+    assert_eq!(out.json["counted"], r.row_shape().iter().product::<usize>());
+    r.loss = Loss::SoftmaxCrossEntropy {
+        label_smoothing: 0.1,
+        z_loss: 0.0,
+        ignore_index: -100,
+    };
+    r.class_weight = Some(uniform(&shape[shape.len() - 1..], 0.25, 2.0, seed + 1));
+    check_rows(device, &r, "f32", Reduction::Mean);
+}
+
+/// cce or cosine with float targets: mean and none.
+fn dense_rows(device: &str, r: &Rows) {
+    for reduction in [Reduction::Mean, Reduction::None] {
+        let out = check_rows(device, r, "f32", reduction);
+        assert_eq!(out.json["counted"], r.row_shape().iter().product::<usize>());
+    }
+}
+
+/// Cosine proximity with `--eps 0.5` and row 3 of the prediction scaled below that norm, so
+/// both branches of the gradient run.
+fn cosine_eps(device: &str, seed: u64) {
+    let mut r = Rows::dense(Loss::CosineProximity { eps: 0.5 }, &SHAPE, seed);
+    r.pred
+        .index_axis_mut(ndarray::Axis(0), 3)
+        .mapv_inplace(|v| v * 1e-3);
+    let norm = r
+        .pred
+        .index_axis(ndarray::Axis(0), 3)
+        .mapv(|v| v * v)
+        .sum()
+        .sqrt();
+    assert!(norm < 0.5, "row 3 is below eps");
+    dense_rows(device, &r);
+}
+
+/// Class indices of every integer dtype give the value of int64 ones.
+fn softmax_ce_every_int_dtype(device: &str, seed: u64) {
+    let r = Rows::classes(Loss::SOFTMAX_CROSS_ENTROPY, &SHAPE, seed);
+    let base = check_rows(device, &r, "i64", Reduction::Mean);
+    for dtype in ["i8", "u8", "i16", "u16", "i32", "u32", "u64"] {
+        let out = check_rows(device, &r, dtype, Reduction::Mean);
+        let (v, v64) = (out.json["value"].as_f64(), base.json["value"].as_f64());
+        assert_eq!(v, v64, "{dtype} targets give the value of i64 ones");
+        assert_eq!(
+            out.grad, base.grad,
+            "{dtype} targets give the gradient of i64 ones"
+        );
+    }
+}
+
+/// A rank-1 prediction `[C]` is one row; its class index is a 0-d array.
+fn softmax_ce_single_row(device: &str, seed: u64) {
+    let mut r = Rows::classes(Loss::SOFTMAX_CROSS_ENTROPY, &[29], seed);
+    r.classes = Some(ArrayD::from_elem(IxDyn(&[]), 7));
+    let out = check_rows(device, &r, "i64", Reduction::None);
+    assert_eq!(out.json["rows"], 1);
+    assert_eq!(out.json["classes"], 29);
+    assert_eq!(out.losses.unwrap().shape(), &[] as &[usize]);
+}
+
+checks! {
+    gpu softmax_ce_int64_gpu: softmax_ce_indices("gpu", "i64", &SHAPE, 1101);
+    cpu softmax_ce_int64_cpu: softmax_ce_indices("cpu", "i64", &SHAPE, 1102);
+    gpu softmax_ce_int32_gpu: softmax_ce_indices("gpu", "i32", &SHAPE, 1103);
+    cpu softmax_ce_int32_cpu: softmax_ce_indices("cpu", "i32", &SHAPE, 1104);
+    gpu softmax_ce_int64_rank3_gpu: softmax_ce_indices("gpu", "i64", &RANK3, 1105);
+    cpu softmax_ce_int32_rank3_cpu: softmax_ce_indices("cpu", "i32", &RANK3, 1106);
+    gpu softmax_ce_all_options_int64_gpu: softmax_ce_all_options("gpu", "i64", 1107);
+    gpu softmax_ce_all_options_int32_gpu: softmax_ce_all_options("gpu", "i32", 1108);
+    cpu softmax_ce_all_options_cpu: softmax_ce_all_options("cpu", "i64", 1109);
+    gpu softmax_ce_ignore_index_zero_gpu: softmax_ce_ignore_index_zero("gpu", 1110);
+    cpu softmax_ce_ignore_index_zero_cpu: softmax_ce_ignore_index_zero("cpu", 1111);
+    gpu softmax_ce_every_row_ignored_gpu: softmax_ce_every_row_ignored("gpu", 1112);
+    cpu softmax_ce_every_row_ignored_cpu: softmax_ce_every_row_ignored("cpu", 1113);
+    gpu softmax_ce_probabilities_gpu: softmax_ce_probabilities("gpu", &SHAPE, 1114);
+    cpu softmax_ce_probabilities_cpu: softmax_ce_probabilities("cpu", &SHAPE, 1115);
+    gpu softmax_ce_probabilities_rank3_gpu: softmax_ce_probabilities("gpu", &RANK3, 1116);
+    gpu softmax_ce_every_int_dtype_gpu: softmax_ce_every_int_dtype("gpu", 1117);
+    cpu softmax_ce_every_int_dtype_cpu: softmax_ce_every_int_dtype("cpu", 1118);
+    gpu softmax_ce_single_row_gpu: softmax_ce_single_row("gpu", 1119);
+    cpu softmax_ce_single_row_cpu: softmax_ce_single_row("cpu", 1120);
+    gpu cce_gpu: dense_rows("gpu", &Rows::dense(Loss::CategoricalCrossEntropy, &SHAPE, 1121));
+    cpu cce_cpu: dense_rows("cpu", &Rows::dense(Loss::CategoricalCrossEntropy, &SHAPE, 1122));
+    gpu cce_rank3_gpu: dense_rows("gpu", &Rows::dense(Loss::CategoricalCrossEntropy, &RANK3, 1123));
+    gpu cosine_gpu: dense_rows("gpu", &Rows::dense(Loss::COSINE_PROXIMITY, &SHAPE, 1124));
+    cpu cosine_cpu: dense_rows("cpu", &Rows::dense(Loss::COSINE_PROXIMITY, &SHAPE, 1125));
+    gpu cosine_rank3_gpu: dense_rows("gpu", &Rows::dense(Loss::COSINE_PROXIMITY, &RANK3, 1126));
+    gpu cosine_eps_gpu: cosine_eps("gpu", 1127);
+    cpu cosine_eps_cpu: cosine_eps("cpu", 1128);
+}
+
+/// Runs `r` with reduction none on the gpu, then the cpu; returns each one's JSON, per-row
+/// losses and gradient, unchecked (NaN allowed).
+fn rows_on_both(r: &Rows) -> Vec<(Value, ArrayD<f32>, ArrayD<f32>)> {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    write_f32(d, "pred.npy", &r.pred);
+    match (&r.dense, &r.classes) {
+        (Some(t), _) => write_f32(d, "target.npy", t),
+        (None, Some(c)) => write_classes(d, "target.npy", c, "i64"),
+        (None, None) => unreachable!("a target"),
+    };
+    let template = loss_flag(&r.loss)
+        + " --pred {pred.npy} --target {target.npy} --device {device} --reduction none"
+        + " --loss-out {l} --grad-out {g}";
+    ["gpu", "cpu"]
+        .iter()
+        .map(|device| {
+            let (l, g) = (
+                d.join(format!("L-{device}.npy")),
+                d.join(format!("G-{device}.npy")),
+            );
+            let vars = [("device", *device), ("l", s(&l)), ("g", s(&g))];
+            let j = compute_json(d, &template, &vars);
+            (j, read_f32(&l), read_f32(&g))
+        })
+        .collect()
+}
+
+/// A NaN logit in row 5: that row's loss and gradient are NaN on both devices, every other row
+/// finite and equal.
+#[test]
+#[cfg_attr(skip_gpu_tests, ignore)]
+fn softmax_ce_nan_logit_row() {
+    let mut r = Rows::classes(Loss::SOFTMAX_CROSS_ENTROPY, &SHAPE, 1150);
+    r.pred[[5, 3]] = f32::NAN;
+    let both = rows_on_both(&r);
+    for (j, l, g) in &both {
+        let dev = &j["device"];
+        for (row, &v) in l.iter().enumerate() {
+            assert_eq!(v.is_nan(), row == 5, "{dev}: row {row} loss {v}");
+        }
+        for (k, &v) in g.iter().enumerate() {
+            assert_eq!(
+                v.is_nan(),
+                k / 29 == 5,
+                "{dev}: gradient element {k} is {v}"
+            );
+        }
+    }
+    // The other rows agree.
+    let finite = |a: &ArrayD<f32>| a.mapv(|v| if v.is_nan() { 0.0 } else { f64::from(v) });
+    let ((_, gl, gg), (_, cl, cg)) = (&both[0], &both[1]);
+    let gl = gl.mapv(|v| if v.is_nan() { 0.0 } else { v });
+    let gg = gg.mapv(|v| if v.is_nan() { 0.0 } else { v });
+    assert_array_close(&gl, &finite(cl), "losses of the other rows, gpu vs cpu");
+    assert_array_close(&gg, &finite(cg), "gradient of the other rows, gpu vs cpu");
+}
+
+/// Logits shifted by 1000 (exp overflows f32 without the max subtraction): finite, and equal
+/// to the reference.
+fn softmax_ce_large_logits(device: &str, seed: u64) {
+    let mut r = Rows::classes(Loss::SOFTMAX_CROSS_ENTROPY, &SHAPE, seed);
+    r.pred.mapv_inplace(|v| v + 1000.0);
+    check_rows(device, &r, "i64", Reduction::None);
+    let mut r = Rows::dense(Loss::SOFTMAX_CROSS_ENTROPY, &SHAPE, seed);
+    r.pred.mapv_inplace(|v| v - 1000.0);
+    check_rows(device, &r, "f32", Reduction::Mean);
+}
+
+/// A −inf logit where the probability target is 0: finite.
+fn softmax_ce_minus_inf_logit(device: &str, seed: u64) {
+    let mut r = Rows::dense(Loss::SOFTMAX_CROSS_ENTROPY, &SHAPE, seed);
+    r.pred[[7, 2]] = f32::NEG_INFINITY;
+    r.dense.as_mut().unwrap()[[7, 2]] = 0.0;
+    check_rows(device, &r, "f32", Reduction::None);
+}
+
+/// A zero prediction row for cosine: loss 0 for it, finite gradient.
+fn cosine_zero_row(device: &str, seed: u64) {
+    let mut r = Rows::dense(Loss::COSINE_PROXIMITY, &SHAPE, seed);
+    r.pred.index_axis_mut(ndarray::Axis(0), 8).fill(0.0);
+    let out = check_rows(device, &r, "f32", Reduction::None);
+    assert_eq!(out.losses.unwrap()[[8]], 0.0);
+}
+
+/// An ignore index beyond i32 (5e9) with int64 targets.
+fn softmax_ce_ignore_index_beyond_i32(device: &str, seed: u64) {
+    let loss = Loss::SoftmaxCrossEntropy {
+        label_smoothing: 0.0,
+        z_loss: 0.0,
+        ignore_index: 5_000_000_000,
+    };
+    let mut r = Rows::classes(loss, &SHAPE, seed);
+    r.set_class(3, 5_000_000_000);
+    let out = check_rows(device, &r, "i64", Reduction::None);
+    assert_eq!(out.json["counted"], 36);
+    assert_rows_ignored(&out, 29, &[3]);
+}
+
+checks! {
+    gpu softmax_ce_large_logits_gpu: softmax_ce_large_logits("gpu", 1151);
+    cpu softmax_ce_large_logits_cpu: softmax_ce_large_logits("cpu", 1152);
+    gpu softmax_ce_minus_inf_logit_gpu: softmax_ce_minus_inf_logit("gpu", 1153);
+    cpu softmax_ce_minus_inf_logit_cpu: softmax_ce_minus_inf_logit("cpu", 1154);
+    gpu cosine_zero_row_gpu: cosine_zero_row("gpu", 1155);
+    cpu cosine_zero_row_cpu: cosine_zero_row("cpu", 1156);
+    gpu softmax_ce_ignore_index_beyond_i32_gpu: softmax_ce_ignore_index_beyond_i32("gpu", 1157);
+    cpu softmax_ce_ignore_index_beyond_i32_cpu: softmax_ce_ignore_index_beyond_i32("cpu", 1158);
+}
+
+/// The text line of a row-wise loss: rows, columns, shape and the rows counted.
+#[test]
+fn text_output_rows_cpu() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let mut r = Rows::classes(Loss::SOFTMAX_CROSS_ENTROPY, &SHAPE, 1130);
+    r.set_class(4, -100);
+    write_f32(d, "pred.npy", &r.pred);
+    write_classes(d, "target.npy", r.classes.as_ref().unwrap(), "i64");
+    let template = "compute --loss softmax-ce --pred {pred.npy} --target {target.npy} --device cpu";
+    let out = run(&argv(d, template, &[]));
+    assert_success(&out, "text output, softmax-ce");
+    let text = stdout(&out);
+    let first = text.lines().next().unwrap_or_default();
+    assert!(
+        first.starts_with("softmax-ce (mean) over 37 rows x 29 columns [37, 29] (36 rows counted)"),
+        "first line: {first}"
+    );
+    let v: f64 = first
+        .rsplit(": ")
+        .next()
+        .unwrap()
+        .trim()
+        .parse()
+        .expect("ends with the value");
+    let want = reference_rows(&r, Reduction::Mean).value.unwrap();
+    assert_value_close(v, want, "text value");
+}
+
+/// cce, softmax-ce (class indices) and cosine agree between `--device gpu` and `--device cpu`.
+#[test]
+#[cfg_attr(skip_gpu_tests, ignore)]
+fn cpu_and_gpu_agree_row_wise() {
+    let cases = [
+        Rows::dense(Loss::CategoricalCrossEntropy, &RANK3, 1140),
+        Rows::classes(Loss::SOFTMAX_CROSS_ENTROPY, &RANK3, 1141),
+        Rows::dense(Loss::COSINE_PROXIMITY, &RANK3, 1142),
+    ];
+    for r in &cases {
+        let gpu = check_rows("gpu", r, "i64", Reduction::Sum);
+        let cpu = check_rows("cpu", r, "i64", Reduction::Sum);
+        let name = r.loss.name();
+        let (g, c) = (gpu.json["value"].as_f64(), cpu.json["value"].as_f64());
+        assert_value_close(g.unwrap(), c.unwrap(), &format!("{name} gpu vs cpu"));
+        let cpu_grad = cpu.grad.mapv(f64::from);
+        assert_array_close(&gpu.grad, &cpu_grad, &format!("{name} gradient gpu vs cpu"));
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
 // 7. Errors: exit 2, one line on stderr naming the file, no output file left behind.
 // Each case runs on the cpu (no GPU needed) and on the gpu (GPU-only code paths: validation
 // inside `GpuContext::compute`, the BCE domain check in the kernel).
@@ -712,6 +1320,18 @@ fn rejects(dir: &Path, device: &str, template: &str, needles: &[&str]) {
     let needles: Vec<String> = needles.iter().map(|n| fill(dir, n, &[])).collect();
     let outputs = [dir.join("G.npy"), dir.join("L.npy")];
     assert_rejected(&out, 2, &needles, &[&outputs[0], &outputs[1]]);
+}
+
+/// Writes logits `pred.npy` of `shape` and class indices `target.npy` (as `dtype`) shaped
+/// like its rows, with the classes of flat rows set as `set` says; returns the inputs.
+fn ce_in(d: &Path, seed: u64, shape: &[usize], set: &[(usize, i64)], dtype: &str) -> Rows {
+    let mut r = Rows::classes(Loss::SOFTMAX_CROSS_ENTROPY, shape, seed);
+    for &(row, class) in set {
+        r.set_class(row, class);
+    }
+    write_f32(d, "pred.npy", &r.pred);
+    write_classes(d, "target.npy", r.classes.as_ref().unwrap(), dtype);
+    r
 }
 
 /// Error cases, `NAME(d) { SETUP } "ARGS" => [NEEDLES];`: SETUP writes the inputs into the
@@ -831,13 +1451,14 @@ error_tests! {
         "--loss bce --pred {pred.npy} --target {target.npy} --weight {negw.npy}"
         => ["{negw.npy}", "weight", "element 5 ", "-0.25"];
 
-    /// A weight for mse, which takes none.
+    /// A weight for mse, which takes none: the flag is refused before any file is read, with
+    /// the losses that take it.
     weight_with_mse(d) {
         batch_in(d, &Loss::Mse, 713);
         write_f32(d, "w.npy", &uniform(&[29], 0.0, 2.0, 713));
     }
         "--loss mse --pred {pred.npy} --target {target.npy} --weight {w.npy}"
-        => ["{w.npy}", "mse", "weight"];
+        => ["--weight", "bce-with-logits"];
 
     /// A [37] weight: a leading, not a trailing, part of [37, 29].
     weight_wrong_shape(d) {
@@ -846,6 +1467,206 @@ error_tests! {
     }
         "--loss bce --pred {pred.npy} --target {target.npy} --weight {w37.npy}"
         => ["{w37.npy}", "shape mismatch"];
+
+    /// Class 29 (= C) in row 11.
+    class_index_out_of_range(d) { ce_in(d, 720, &SHAPE, &[(11, 29)], "i64"); }
+        "--loss softmax-ce --pred {pred.npy} --target {target.npy} --reduction none \
+         --loss-out {L.npy}"
+        => ["{target.npy}", "class 29 of row 11 ", "[0, 29)"];
+
+    /// Class −1 in flat row 12 of rank-3 int32 targets.
+    class_index_negative_rank3(d) { ce_in(d, 721, &RANK3, &[(12, -1)], "i32"); }
+        "--loss softmax-ce --pred {pred.npy} --target {target.npy}"
+        => ["{target.npy}", "class -1 of row 12 ", "[0, 23)"];
+
+    /// An int64 class 2^32 + 3, which a cast to i32 would wrap to the valid class 3.
+    class_index_beyond_i32(d) { ce_in(d, 722, &SHAPE, &[(6, (1 << 32) + 3)], "i64"); }
+        "--loss softmax-ce --pred {pred.npy} --target {target.npy}"
+        => ["{target.npy}", "class 4294967299 of row 6 "];
+
+    /// −100 is only ignored while it is the ignore index: with --ignore-index 0 it is a bad class.
+    class_minus_100_with_other_ignore_index(d) {
+        ce_in(d, 723, &SHAPE, &[(9, -100)], "i64");
+    }
+        "--loss softmax-ce --ignore-index 0 --pred {pred.npy} --target {target.npy}"
+        => ["{target.npy}", "class -100 of row 9 "];
+
+    /// Class weights for mse.
+    class_weight_with_mse(d) {
+        batch_in(d, &Loss::Mse, 724);
+        write_f32(d, "W.npy", &uniform(&[29], 0.0, 2.0, 724));
+    }
+        "--loss mse --pred {pred.npy} --target {target.npy} --class-weight {W.npy}"
+        => ["--class-weight", "softmax-ce"];
+
+    /// Label smoothing for cosine.
+    label_smoothing_with_cosine(d) { batch_in(d, &Loss::COSINE_PROXIMITY, 725); }
+        "--loss cosine --label-smoothing 0.1 --pred {pred.npy} --target {target.npy}"
+        => ["--label-smoothing", "softmax-ce"];
+
+    /// --eps for softmax-ce.
+    eps_with_softmax_ce(d) { ce_in(d, 726, &SHAPE, &[], "i64"); }
+        "--loss softmax-ce --eps 1e-6 --pred {pred.npy} --target {target.npy}"
+        => ["--eps", "cosine"];
+
+    /// --z-loss for cce.
+    z_loss_with_cce(d) { batch_in(d, &Loss::CategoricalCrossEntropy, 727); }
+        "--loss cce --z-loss 0.001 --pred {pred.npy} --target {target.npy}"
+        => ["--z-loss", "softmax-ce"];
+
+    /// --ignore-index for cce.
+    ignore_index_with_cce(d) { batch_in(d, &Loss::CategoricalCrossEntropy, 728); }
+        "--loss cce --ignore-index 0 --pred {pred.npy} --target {target.npy}"
+        => ["--ignore-index", "softmax-ce"];
+
+    /// --weight for softmax-ce: the message points to --class-weight.
+    weight_with_softmax_ce(d) {
+        ce_in(d, 729, &SHAPE, &[], "i64");
+        write_f32(d, "W.npy", &uniform(&[29], 0.0, 2.0, 729));
+    }
+        "--loss softmax-ce --pred {pred.npy} --target {target.npy} --weight {W.npy}"
+        => ["--weight", "--class-weight"];
+
+    /// --ignore-index with probability targets.
+    ignore_index_with_float_targets(d) { batch_in(d, &Loss::SOFTMAX_CROSS_ENTROPY, 730); }
+        "--loss softmax-ce --ignore-index 0 --pred {pred.npy} --target {target.npy}"
+        => ["{target.npy}", "--ignore-index", "floats"];
+
+    /// Label smoothing 1.
+    label_smoothing_one(d) { ce_in(d, 731, &SHAPE, &[], "i64"); }
+        "--loss softmax-ce --label-smoothing 1.0 --pred {pred.npy} --target {target.npy}"
+        => ["label smoothing", "[0, 1)", "got 1"];
+
+    /// Negative label smoothing.
+    label_smoothing_negative(d) { ce_in(d, 732, &SHAPE, &[], "i64"); }
+        "--loss softmax-ce --label-smoothing -0.1 --pred {pred.npy} --target {target.npy}"
+        => ["label smoothing", "[0, 1)", "-0.1"];
+
+    /// A negative z-loss coefficient.
+    z_loss_negative(d) { ce_in(d, 733, &SHAPE, &[], "i64"); }
+        "--loss softmax-ce --z-loss -1 --pred {pred.npy} --target {target.npy}"
+        => ["z-loss", ">= 0", "-1"];
+
+    /// Cosine with --eps 0.
+    cosine_eps_zero(d) { batch_in(d, &Loss::COSINE_PROXIMITY, 734); }
+        "--loss cosine --eps 0 --pred {pred.npy} --target {target.npy}"
+        => ["eps", "> 0", "got 0"];
+
+    /// int64 class indices for cce, which takes probabilities.
+    int_targets_for_cce(d) {
+        batch_in(d, &Loss::CategoricalCrossEntropy, 735);
+        write_classes(d, "classes.npy", &synthetic::classes(&[37], 29, 735), "i64");
+    }
+        "--loss cce --pred {pred.npy} --target {classes.npy}"
+        => ["{classes.npy}", "class indices", "softmax-ce"];
+
+    /// int32 targets shaped like the prediction for mse.
+    int_targets_for_mse(d) {
+        batch_in(d, &Loss::Mse, 736);
+        write_classes(d, "ints.npy", &synthetic::classes(&SHAPE, 29, 736), "i32");
+    }
+        "--loss mse --pred {pred.npy} --target {ints.npy} --reduction none --loss-out {L.npy}"
+        => ["{ints.npy}", "class indices"];
+
+    /// Class indices [38] for [37, 29] logits.
+    class_target_wrong_shape(d) {
+        ce_in(d, 737, &SHAPE, &[], "i64");
+        write_classes(d, "t38.npy", &synthetic::classes(&[38], 29, 737), "i64");
+    }
+        "--loss softmax-ce --pred {pred.npy} --target {t38.npy}"
+        => ["{t38.npy}", "shape mismatch", "[37]", "[38]"];
+
+    /// Class indices [36] (flattened) for [4, 9, 23] logits: they must be shaped [4, 9].
+    class_target_flattened_rank3(d) {
+        ce_in(d, 738, &RANK3, &[], "i64");
+        write_classes(d, "t36.npy", &synthetic::classes(&[36], 23, 738), "i64");
+    }
+        "--loss softmax-ce --pred {pred.npy} --target {t36.npy}"
+        => ["{t36.npy}", "shape mismatch", "[4, 9]", "[36]"];
+
+    /// Class indices shaped like the logits [37, 29] (a one-hot layout) instead of [37].
+    class_target_prediction_shape(d) {
+        ce_in(d, 739, &SHAPE, &[], "i64");
+        write_classes(d, "onehot.npy", &ArrayD::zeros(IxDyn(&SHAPE)), "u8");
+    }
+        "--loss softmax-ce --pred {pred.npy} --target {onehot.npy}"
+        => ["{onehot.npy}", "shape mismatch", "[37]", "[37, 29]"];
+
+    /// Probability targets [37, 28] for cosine's [37, 29].
+    cosine_target_wrong_shape(d) {
+        batch_in(d, &Loss::COSINE_PROXIMITY, 740);
+        write_f32(d, "t28.npy", &uniform(&[37, 28], -1.0, 1.0, 740));
+    }
+        "--loss cosine --pred {pred.npy} --target {t28.npy} --reduction none --loss-out {L.npy}"
+        => ["{t28.npy}", "shape mismatch", "[37, 29]", "[37, 28]"];
+
+    /// Class weights [28] for 29 classes.
+    class_weight_wrong_shape(d) {
+        ce_in(d, 741, &SHAPE, &[], "i64");
+        write_f32(d, "W28.npy", &uniform(&[28], 0.0, 2.0, 741));
+    }
+        "--loss softmax-ce --pred {pred.npy} --target {target.npy} --class-weight {W28.npy}"
+        => ["{W28.npy}", "shape mismatch", "[29]", "[28]"];
+
+    /// A class weight of −0.25 at element 5.
+    class_weight_negative(d) {
+        ce_in(d, 742, &SHAPE, &[], "i64");
+        let mut w = uniform(&[29], 0.0, 2.0, 742);
+        w[[5]] = -0.25;
+        write_f32(d, "W.npy", &w);
+    }
+        "--loss softmax-ce --pred {pred.npy} --target {target.npy} --class-weight {W.npy}"
+        => ["{W.npy}", "element 5 ", "-0.25"];
+
+    /// A cce probability of 1.5 at flat index 12 * 29 + 7 = 355.
+    cce_probability_above_one(d) {
+        let mut b = batch_in(d, &Loss::CategoricalCrossEntropy, 743);
+        b.pred[[12, 7]] = 1.5;
+        write_f32(d, "pred.npy", &b.pred);
+    }
+        "--loss cce --pred {pred.npy} --target {target.npy} --reduction none --loss-out {L.npy}"
+        => ["{pred.npy}", "element 355 ", "1.5"];
+
+    /// A negative cce probability at flat index 30 * 29 = 870 (first of its row).
+    cce_probability_negative(d) {
+        let mut b = batch_in(d, &Loss::CategoricalCrossEntropy, 744);
+        b.pred[[30, 0]] = -0.5;
+        write_f32(d, "pred.npy", &b.pred);
+    }
+        "--loss cce --pred {pred.npy} --target {target.npy}"
+        => ["{pred.npy}", "element 870 ", "-0.5"];
+
+    /// A bool target for softmax-ce.
+    bool_class_target(d) {
+        ce_in(d, 745, &SHAPE, &[], "i64");
+        write_npy(d.join("bools.npy"), &ArrayD::from_shape_fn(IxDyn(&[37]), |i| i[0] % 2 == 0))
+            .unwrap();
+    }
+        "--loss softmax-ce --pred {pred.npy} --target {bools.npy}"
+        => ["{bools.npy}", "unsupported dtype", "integer class indices"];
+
+    /// A complex64 target for softmax-ce.
+    complex_target(d) {
+        ce_in(d, 746, &SHAPE, &[], "i64");
+        write_raw(d, "cplx.npy", "<c8", &[37], &[0u8; 37 * 8]);
+    }
+        "--loss softmax-ce --pred {pred.npy} --target {cplx.npy}"
+        => ["{cplx.npy}", "unsupported dtype", "c8"];
+
+    /// A 0-d prediction for a row-wise loss.
+    scalar_pred_row_wise(d) {
+        write_f32(d, "s.npy", &ArrayD::from_elem(IxDyn(&[]), 0.5));
+    }
+        "--loss cosine --pred {s.npy} --target {s.npy}"
+        => ["{s.npy}", "rank >= 1"];
+
+    /// No rows: logits [0, 29], class indices [0].
+    empty_rows(d) {
+        write_f32(d, "p0.npy", &ArrayD::zeros(IxDyn(&[0, 29])));
+        write_classes(d, "t0.npy", &ArrayD::zeros(IxDyn(&[0])), "i64");
+    }
+        "--loss softmax-ce --pred {p0.npy} --target {t0.npy}"
+        => ["{p0.npy}", "empty"];
 }
 
 /// `--delta -1` (value as a separate argument): still a usage error, exit 2, nothing written.
@@ -880,10 +1701,21 @@ fn huber_delta_negative_separate_value_message() {
 // 8. The main job
 // ---------------------------------------------------------------------------------------------
 
+/// The main job on small batches (the defaults take minutes on a software rasteriser):
+/// every loss has one row, ending in "ok".
 #[test]
 #[cfg_attr(skip_gpu_tests, ignore)]
 fn main_job_small() {
-    let out = run(&["--elements", "100003", "--repeats", "1"]);
+    let out = run(&[
+        "--elements",
+        "100003",
+        "--rows",
+        "64",
+        "--classes",
+        "300",
+        "--repeats",
+        "1",
+    ]);
     assert_success(&out, "main job");
     let text = stdout(&out);
     let adapter = text
@@ -891,8 +1723,25 @@ fn main_job_small() {
         .find_map(|l| l.strip_prefix("adapter: "))
         .unwrap_or_else(|| panic!("no adapter line:\n{text}"));
     assert!(!adapter.trim().is_empty(), "empty adapter line");
-    assert!(text.contains("100003 elements per loss"), "{text}");
-    for name in ["mse", "mae", "huber", "bce", "bce-with-logits"] {
+    for needle in [
+        "100003 elements per elementwise loss",
+        "softmax-ce 64 x 300",
+        "cce 64 x 1000",
+        "cosine 64 x 768",
+    ] {
+        assert!(text.contains(needle), "no {needle:?} in:\n{text}");
+    }
+    let names = [
+        "mse",
+        "mae",
+        "huber",
+        "bce",
+        "bce-with-logits",
+        "cce",
+        "softmax-ce",
+        "cosine",
+    ];
+    for name in names {
         let rows: Vec<&str> = text
             .lines()
             .filter(|l| l.split_whitespace().next() == Some(name))
@@ -907,26 +1756,29 @@ fn main_job_small() {
         );
     }
     assert!(
-        text.lines().any(|l| l.trim() == "all 5 losses agree"),
+        text.lines().any(|l| l.trim() == "all 8 losses agree"),
         "{text}"
     );
 }
 
-/// Fails before any device is touched: no GPU needed.
+/// `--elements 0`, `--rows 0`, `--classes 0`: exit 2 naming the flag, before any device is
+/// touched (no GPU needed) and before anything is printed.
 #[test]
-fn main_job_zero_elements() {
-    let out = run(&["--elements", "0"]);
-    assert_eq!(out.status.code(), Some(2), "stderr: {}", stderr(&out));
-    assert!(
-        stderr(&out).contains("--elements"),
-        "stderr: {}",
-        stderr(&out)
-    );
-    assert!(
-        stdout(&out).is_empty(),
-        "nothing printed before the check: {}",
-        stdout(&out)
-    );
+fn main_job_zero_sizes() {
+    for flag in ["--elements", "--rows", "--classes"] {
+        let out = run(&[flag, "0"]);
+        let err = stderr(&out);
+        assert_eq!(out.status.code(), Some(2), "{flag} 0: stderr: {err}");
+        assert!(
+            err.contains(flag) && err.contains("wgpu-loss: error: "),
+            "{flag} 0: stderr: {err}"
+        );
+        assert!(
+            stdout(&out).is_empty(),
+            "{flag} 0: nothing printed before the check: {}",
+            stdout(&out)
+        );
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -978,6 +1830,24 @@ fn non_finite_input_value_is_null_on_gpu_and_cpu() {
     }
 }
 
+/// A uint64 class index beyond i64 (2^63 + 5) is reported with its own value, not clamped.
+#[test]
+fn class_index_u64_beyond_i64_reported_exactly() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    ce_in(d, 1003, &SHAPE, &[], "i64");
+    let mut c = synthetic::classes(&[37], 29, 1003).mapv(|v| v as u64);
+    c[[4]] = (1 << 63) + 5;
+    write_npy(d.join("t64.npy"), &c).unwrap();
+    let template = "--loss softmax-ce --pred {pred.npy} --target {t64.npy}";
+    rejects(
+        d,
+        "cpu",
+        template,
+        &["{t64.npy}", "class 9223372036854775813 of row 4 "],
+    );
+}
+
 /// The same path for --grad-out and --loss-out: either refused up front or both written, but
 /// never an error with the losses left at the path.
 #[test]
@@ -1008,4 +1878,15 @@ fn output_directory_missing_is_bad_input() {
         !g.parent().unwrap().exists(),
         "the missing directory was created"
     );
+}
+
+/// Float targets shaped like class indices get a hint that class indices must be integers.
+#[test]
+fn float_class_indices_hint_at_integer_dtype() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    write_f32(d, "pred.npy", &uniform(&SHAPE, -3.0, 3.0, 1004));
+    write_f32(d, "t.npy", &uniform(&SHAPE[..1], 0.0, 5.0, 1005));
+    let template = "--loss softmax-ce --pred {pred.npy} --target {t.npy}";
+    rejects(d, "cpu", template, &["{t.npy}", "must be an integer .npy"]);
 }

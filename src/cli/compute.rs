@@ -204,7 +204,7 @@ pub fn run(a: &ComputeArgs) -> Result<(), Failure> {
     let target_view: wgpu_loss::Target<'_> = match &target {
         TargetData::F32(t) => t.view().into(),
         TargetData::I32(t) => t.view().into(),
-        TargetData::I64(t) => t.view().into(),
+        TargetData::I64(t) | TargetData::U64 { clamped: t, .. } => t.view().into(),
     };
 
     let mut args = LossArgs::new(pred.view(), target_view).reduction(reduction);
@@ -241,7 +241,31 @@ pub fn run(a: &ComputeArgs) -> Result<(), Failure> {
             | Error::InvalidOption { option: "pred", .. } => Some(&a.pred),
             _ => None,
         };
+        // Hints the library cannot give: a uint64 class beyond i64 (reported as read), and
+        // float targets shaped like class indices.
+        let hint = match (&e, &target) {
+            (Error::ClassOutOfRange { row, classes, .. }, TargetData::U64 { original, .. }) => {
+                original.iter().nth(*row).map(|v| {
+                    format!(
+                        "target class {v} of row {row} is outside [0, {classes}) and is not the \
+                     ignore_index"
+                    )
+                })
+            }
+            (Error::ShapeMismatch { what: "target", .. }, TargetData::F32(t))
+                if t.shape() == args.row_shape() && loss.takes_classes() =>
+            {
+                Some(format!(
+                    "{e} (class indices must be an integer .npy, int32 or int64; float targets \
+                     are probabilities shaped like the prediction)"
+                ))
+            }
+            _ => None,
+        };
         let mut f = Failure::from(e);
+        if let Some(h) = hint {
+            f.message = h;
+        }
         if let Some(p) = path {
             f.message = format!("{}: {}", p.display(), f.message);
         }

@@ -119,6 +119,14 @@ pub enum TargetData {
     I32(ArrayD<i32>),
     /// int64 and uint32 targets, as i64.
     I64(ArrayD<i64>),
+    /// uint64 targets: as i64, values above `i64::MAX` clamped to it (still out of range, so
+    /// still reported), and the values as read, for the error message.
+    U64 {
+        /// The class indices, clamped into i64.
+        clamped: ArrayD<i64>,
+        /// The class indices as read.
+        original: ArrayD<u64>,
+    },
 }
 
 /// Reads a target `.npy`: float (as [`read_f32`]) or integer class indices.
@@ -140,11 +148,13 @@ pub fn read_target(path: &Path) -> Result<TargetData, FileError> {
         "i4" => TargetData::I32(ArrayD::<i32>::read_npy(read()).map_err(d)?),
         "u4" => TargetData::I64(ArrayD::<u32>::read_npy(read()).map_err(d)?.mapv(i64::from)),
         "i8" => TargetData::I64(ArrayD::<i64>::read_npy(read()).map_err(d)?),
-        "u8" => TargetData::I64(
-            ArrayD::<u64>::read_npy(read())
-                .map_err(d)?
-                .mapv(|v| i64::try_from(v).unwrap_or(i64::MAX)),
-        ),
+        "u8" => {
+            let original = ArrayD::<u64>::read_npy(read()).map_err(d)?;
+            TargetData::U64 {
+                clamped: original.mapv(|v| i64::try_from(v).unwrap_or(i64::MAX)),
+                original,
+            }
+        }
         _ => TargetData::F32(read_f32(path).map_err(|e| {
             err(
                 path,

@@ -2,20 +2,23 @@
 
 use wgpu_loss::{Loss, LossArgs, Reduction, Upstream, synthetic};
 
-use crate::common::{SMALL_CHUNK, check_args, chunked_ctx, matrix_case, plain_ctx, seed_for};
+use crate::common::{
+    SMALL_CHUNK, check_args, chunked_ctx, elementwise_losses, matrix_case, plain_ctx, seed_for,
+};
 
 const REDUCTIONS: [Reduction; 3] = [Reduction::Mean, Reduction::Sum, Reduction::None];
 
-/// Every loss and reduction over [97, 103] in chunks of 1000 elements: chunk boundaries fall
-/// mid-row, so the broadcast weights ([103]) start at a different phase in every chunk; full
-/// weights and upstream arrays are split with the input.
+/// Every elementwise loss and reduction over [97, 103] in chunks of 1000 elements: chunk
+/// boundaries fall mid-row, so the broadcast weights ([103]) start at a different phase in
+/// every chunk; full weights and upstream arrays are split with the input. (The row-wise
+/// family: `rows::rows_in_small_chunks`.)
 #[test]
 #[cfg_attr(skip_gpu_tests, ignore)]
 fn every_loss_in_small_chunks_with_broadcast_inputs() {
     let ctx = chunked_ctx();
     assert_eq!(ctx.max_chunk_elements(), SMALL_CHUNK);
     let shape = [97usize, 103];
-    for loss in Loss::ALL_DEFAULT {
+    for loss in elementwise_losses() {
         for reduction in REDUCTIONS {
             for full_weight in [false, true] {
                 let what = format!(

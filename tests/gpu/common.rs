@@ -7,12 +7,16 @@
 //!   error of `log`/`exp` (Vulkan: 2^-21 absolute near 1, 3 ulp elsewhere).
 //! - gradient and per-element losses: max |GPU − ref| ≤ 1e-6 · max |ref|. Each element is a few
 //!   f32 operations (≤ 4 roundings plus one transcendental), so about 8 ulp of the largest value.
+//! - row-wise family: the same value tolerance; gradient and per-row losses within
+//!   [`row_array_rtol`] (wider than `ARRAY_RTOL` only for rows longer than 4096, whose
+//!   statistics are longer f32 sums); cosine proximity's results relative to the terms they
+//!   are sums and differences of ([`cosine_scales`]).
 
 #![allow(dead_code)]
 
 use std::sync::OnceLock;
 
-use ndarray::ArrayD;
+use ndarray::{ArrayD, IxDyn};
 use wgpu_loss::{
     ContextOptions, GpuContext, Loss, LossArgs, LossOutput, Reduction, reference, synthetic,
 };
@@ -89,15 +93,30 @@ fn max_abs(a: &ArrayD<f64>) -> f64 {
     a.iter().fold(0.0f64, |m, v| m.max(v.abs()))
 }
 
+/// The largest finite magnitude of `a` (0 if none).
+pub fn finite_max(a: &ArrayD<f64>) -> f64 {
+    a.iter()
+        .filter(|v| v.is_finite())
+        .fold(0.0f64, |m, v| m.max(v.abs()))
+}
+
 /// Asserts `gpu` ≈ `cpu` elementwise within `ARRAY_RTOL · max |cpu|`, naming the first offender.
 /// NaN must match NaN, and ±inf the same infinity.
 pub fn assert_array_close(gpu: &ArrayD<f32>, cpu: &ArrayD<f64>, what: &str) {
+    assert_array_within(gpu, cpu, ARRAY_RTOL, finite_max(cpu), what);
+}
+
+/// Asserts `gpu` ≈ `cpu` elementwise within `rtol · scale`, naming the first offender; NaN must
+/// match NaN, and ±inf the same infinity. `scale` is usually `max |cpu|` ([`finite_max`]).
+pub fn assert_array_within(
+    gpu: &ArrayD<f32>,
+    cpu: &ArrayD<f64>,
+    rtol: f64,
+    scale: f64,
+    what: &str,
+) {
     assert_eq!(gpu.shape(), cpu.shape(), "{what}: shape");
-    let finite_max = cpu
-        .iter()
-        .filter(|v| v.is_finite())
-        .fold(0.0f64, |m, v| m.max(v.abs()));
-    let tol = ARRAY_RTOL * finite_max;
+    let tol = rtol * scale;
     for (i, (&g, &c)) in gpu.iter().zip(cpu.iter()).enumerate() {
         let g = f64::from(g);
         let ok = if c.is_nan() {
@@ -109,14 +128,49 @@ pub fn assert_array_close(gpu: &ArrayD<f32>, cpu: &ArrayD<f64>, what: &str) {
         };
         assert!(
             ok,
-            "{what}: element {i}: GPU {g:e}, reference {c:e}, |diff| {:e} > tolerance {tol:e} (= {ARRAY_RTOL:e} x max |ref| {finite_max:e})",
+            "{what}: element {i}: GPU {g:e}, reference {c:e}, |diff| {:e} > tolerance {tol:e} (= {rtol:e} x scale {scale:e})",
             (g - c).abs()
         );
     }
 }
 
+/// How closely a GPU result must agree with the reference: relative to the reference's own
+/// magnitude by default, or to a larger scale where the result is a difference of larger terms.
+#[derive(Clone, Copy, Debug)]
+pub struct Tolerance {
+    /// Relative tolerance of the gradient and the per-element (per-row) losses.
+    pub array_rtol: f64,
+    /// A scale for the gradient's tolerance above `max |ref|` (see [`cosine_scales`]).
+    pub grad_scale: Option<f64>,
+    /// A scale for the per-row losses' tolerance above `max |ref|`.
+    pub loss_scale: Option<f64>,
+    /// A scale for the value's tolerance (`VALUE_RTOL` times it) above `|ref|`.
+    pub value_scale: Option<f64>,
+}
+
+impl Default for Tolerance {
+    fn default() -> Self {
+        Tolerance {
+            array_rtol: ARRAY_RTOL,
+            grad_scale: None,
+            loss_scale: None,
+            value_scale: None,
+        }
+    }
+}
+
 /// Asserts a GPU result matches the reference result (value, losses, gradient, count).
 pub fn assert_close(gpu: &LossOutput<f32>, cpu: &LossOutput<f64>, what: &str) {
+    assert_close_within(gpu, cpu, Tolerance::default(), what);
+}
+
+/// As [`assert_close`], with the tolerance given.
+pub fn assert_close_within(
+    gpu: &LossOutput<f32>,
+    cpu: &LossOutput<f64>,
+    tol: Tolerance,
+    what: &str,
+) {
     assert_eq!(gpu.counted, cpu.counted, "{what}: counted");
     match (gpu.value, cpu.value) {
         (Some(g), Some(c)) => {
@@ -127,28 +181,44 @@ pub fn assert_close(gpu: &LossOutput<f32>, cpu: &LossOutput<f64>, what: &str) {
                 assert_eq!(g, c, "{what}: value");
             } else {
                 let rel = (g - c).abs() / c.abs().max(f64::MIN_POSITIVE);
+                let floor =
+                    f64::from(f32::MIN_POSITIVE).max(VALUE_RTOL * tol.value_scale.unwrap_or(0.0));
                 assert!(
-                    rel <= VALUE_RTOL || (g - c).abs() <= f64::from(f32::MIN_POSITIVE),
-                    "{what}: value: GPU {g:e}, reference {c:e}, relative error {rel:e} > {VALUE_RTOL:e}"
+                    rel <= VALUE_RTOL || (g - c).abs() <= floor,
+                    "{what}: value: GPU {g:e}, reference {c:e}, relative error {rel:e} > {VALUE_RTOL:e} (and |diff| > {floor:e})"
                 );
             }
         }
         (None, None) => {}
         (g, c) => panic!("{what}: value present on one side only: GPU {g:?}, reference {c:?}"),
     }
+    let scaled = |c: &ArrayD<f64>, extra: Option<f64>| finite_max(c).max(extra.unwrap_or(0.0));
     match (&gpu.losses, &cpu.losses) {
-        (Some(g), Some(c)) => assert_array_close(g, c, &format!("{what}: per-element losses")),
+        (Some(g), Some(c)) => assert_array_within(
+            g,
+            c,
+            tol.array_rtol,
+            scaled(c, tol.loss_scale),
+            &format!("{what}: per-element losses"),
+        ),
         (None, None) => {}
         _ => panic!("{what}: per-element losses present on one side only"),
     }
     match (&gpu.grad, &cpu.grad) {
-        (Some(g), Some(c)) => assert_array_close(g, c, &format!("{what}: gradient")),
+        (Some(g), Some(c)) => assert_array_within(
+            g,
+            c,
+            tol.array_rtol,
+            scaled(c, tol.grad_scale),
+            &format!("{what}: gradient"),
+        ),
         (None, None) => {}
         _ => panic!("{what}: gradient present on one side only"),
     }
 }
 
-/// Runs `args` on `ctx` and on the reference, and compares.
+/// Runs `args` on `ctx` and on the reference, and compares: within [`ARRAY_RTOL`] for the
+/// elementwise family, [`row_tolerance`] for the row-wise family.
 pub fn check_args(
     ctx: &GpuContext,
     loss: &Loss,
@@ -160,7 +230,12 @@ pub fn check_args(
         .unwrap_or_else(|e| panic!("{what}: GPU call failed: {e}"));
     let cpu =
         reference::compute(loss, args).unwrap_or_else(|e| panic!("{what}: reference failed: {e}"));
-    assert_close(&gpu, &cpu, what);
+    let tol = if loss.is_row_wise() {
+        row_tolerance(loss, args)
+    } else {
+        Tolerance::default()
+    };
+    assert_close_within(&gpu, &cpu, tol, what);
     gpu
 }
 
@@ -230,4 +305,285 @@ macro_rules! shape_matrix {
             size_tests!(None, $loss);
         }
     };
+}
+
+// ---------------------------------------------------------------------------------------------
+// The row-wise family (categorical and softmax cross entropy, cosine proximity).
+//
+
+/// Gradient and per-row losses of a row-wise loss with rows of `c` elements: relative
+/// tolerance.
+///
+/// [`ARRAY_RTOL`] budgets a few roundings per element. A row-wise element also depends on its
+/// row's statistics (Σ exp(x − m), Σ t', Σ t ln p, ‖p‖², ‖t‖², p·t): f32 sums of `n = ⌈C/group⌉`
+/// sequential terms per lane (`group` from [`wgpu_loss::kernels::group_for`]) and a fixed tree
+/// of depth log2(group), each term carrying an `exp`/`log` error of a few ulp. Their rounding
+/// errors add like a random walk, about √n ulp (the worst case is n ulp); we allow four times
+/// that, `4 √(n + log2 group) · 2^-24`, where it exceeds `ARRAY_RTOL`. That is at most 1.2e-6
+/// up to C = 4096 (rows held in registers, n ≤ 16 + 8) and 7.7e-6 at C = 262144 (n = 1032),
+/// where llvmpipe shows up to 1.05e-6 (softmax cross entropy with probability targets).
+/// The value's [`VALUE_RTOL`] already covers these (observed ≤ 1.2e-6).
+pub fn row_array_rtol(c: usize) -> f64 {
+    let group = f64::from(wgpu_loss::kernels::group_for(c.max(1)));
+    let n = (c as f64 / group).ceil() + group.log2();
+    ARRAY_RTOL.max(4.0 * n.sqrt() * f64::from(f32::EPSILON) / 2.0)
+}
+
+/// The tolerance [`check_args`] applies to a row-wise loss: [`row_array_rtol`], and for cosine
+/// proximity the scales of [`cosine_scales`].
+pub fn row_tolerance(loss: &Loss, args: &LossArgs<'_>) -> Tolerance {
+    let mut tol = Tolerance {
+        array_rtol: row_array_rtol(args.rows_cols().1),
+        ..Tolerance::default()
+    };
+    if let Loss::CosineProximity { eps } = *loss {
+        let (grad, losses, value) = cosine_scales(f64::from(eps), args);
+        tol.grad_scale = Some(grad);
+        tol.loss_scale = Some(losses);
+        tol.value_scale = Some(value);
+    }
+    tol
+}
+
+/// The scales cosine proximity's results are compared against (gradient, per-row losses,
+/// value), because each is a sum or difference of larger terms of either sign:
+/// - gradient `−g t_j/(‖p‖‖t‖) + g cos p_j/‖p‖²`: two terms of at most `|g_r|/‖p_r‖` each
+///   (with the mean's 1/B in `g`), which cancel where p is parallel to t; at C = 1 always (the
+///   gradient is 0, the reference's ~1e-17 and f32's ~1e-8/‖p‖). Scale: `max_r 2|g_r|/‖p_r‖`
+///   over rows with ‖p_r‖ > ε (the others, `−t/(ε‖t‖)`, cancel nothing).
+/// - loss `−Σ_j p_j t_j / (‖p‖‖t‖)`: the dot product's partial sums, and so its rounding,
+///   grow like the root-sum-square of its terms, about `1/√C` of `‖p‖‖t‖` for terms of random
+///   sign, while a row's cosine can be far smaller. Scale: `max_r √(Σ_j (p_j t_j)²)/(‖p‖‖t‖)`.
+/// - value `Σ_r ℓ_r` (or its mean): terms of either sign, whose independent errors add like
+///   a random walk. Scale: `√(Σ_r s_r² + ℓ_r²)` (times 1/B for the mean), `s_r` a row's loss
+///   scale above.
+pub fn cosine_scales(eps: f64, args: &LossArgs<'_>) -> (f64, f64, f64) {
+    let (b, c) = args.rows_cols();
+    let pred: Vec<f64> = args.pred.iter().map(|&v| f64::from(v)).collect();
+    let target: Vec<f64> = args
+        .target
+        .dense()
+        .map(|t| t.iter().map(|&v| f64::from(v)).collect())
+        .unwrap_or_default();
+    if target.len() != pred.len() {
+        return (0.0, 0.0, 0.0);
+    }
+    let g = match &args.upstream {
+        wgpu_loss::Upstream::Scalar(g) => f64::from(*g).abs(),
+        _ => 1.0,
+    };
+    let g_rows: Option<Vec<f64>> = match &args.upstream {
+        wgpu_loss::Upstream::Array(a) => Some(a.iter().map(|&v| f64::from(v).abs()).collect()),
+        _ => None,
+    };
+    let mean = if args.reduction == Reduction::Mean {
+        1.0 / b as f64
+    } else {
+        1.0
+    };
+    let (mut grad, mut losses, mut value_sq) = (0.0f64, 0.0f64, 0.0f64);
+    for r in 0..b {
+        let (p, t) = (&pred[r * c..(r + 1) * c], &target[r * c..(r + 1) * c]);
+        let np = p.iter().map(|v| v * v).sum::<f64>().sqrt();
+        let nt = t.iter().map(|v| v * v).sum::<f64>().sqrt();
+        let dot: f64 = p.iter().zip(t).map(|(a, b)| a * b).sum();
+        let rss = p
+            .iter()
+            .zip(t)
+            .map(|(a, b)| (a * b).powi(2))
+            .sum::<f64>()
+            .sqrt();
+        let den = np.max(eps) * nt.max(eps);
+        if !(den.is_finite() && rss.is_finite()) {
+            continue;
+        }
+        let g_r = g_rows.as_ref().map_or(g, |a| a[r]);
+        if np > eps {
+            grad = grad.max(2.0 * g_r * mean / np);
+        }
+        losses = losses.max(rss / den);
+        value_sq += (rss / den).powi(2) + (dot / den).powi(2);
+    }
+    (grad, losses, value_sq.sqrt() * mean)
+}
+
+/// The three reductions, in the order the row-wise tests run them.
+pub const REDUCTIONS: [Reduction; 3] = [Reduction::Mean, Reduction::Sum, Reduction::None];
+
+/// Elements one case of the row-wise shape matrix aims at (B·C ≤ this, except where B = 3
+/// needs more).
+pub const ROW_MATRIX_ELEMENTS: usize = 1 << 19;
+
+/// Rows of a shape-matrix case with rows of `c`: as many as fit in [`ROW_MATRIX_ELEMENTS`],
+/// at least 3, odd (a partial last workgroup of rows) for `Mean` and `None`, even for `Sum`
+/// where there are more than 3.
+pub fn matrix_rows(c: usize, reduction: Reduction) -> usize {
+    let b = (ROW_MATRIX_ELEMENTS / c).max(3);
+    let odd = if b.is_multiple_of(2) { b - 1 } else { b };
+    match reduction {
+        Reduction::Sum if odd > 3 => odd - 1,
+        _ => odd,
+    }
+}
+
+/// Probability rows over the last axis: `exp(U(−3, 3))` normalised to sum 1 (in f64, then
+/// rounded), so every entry is in (0, 1] and entries of a row differ by up to e^6.
+pub fn prob_rows(shape: &[usize], seed: u64) -> ArrayD<f32> {
+    let c = *shape.last().expect("rank >= 1");
+    let u = synthetic::uniform(shape, -3.0, 3.0, seed);
+    let e: Vec<f64> = u.iter().map(|&v| f64::from(v).exp()).collect();
+    let mut out = Vec::with_capacity(e.len());
+    for row in e.chunks(c.max(1)) {
+        let s: f64 = row.iter().sum();
+        out.extend(row.iter().map(|&v| (v / s) as f32));
+    }
+    ArrayD::from_shape_vec(IxDyn(shape), out).expect("same length")
+}
+
+/// One-hot probability rows (`shape = [..., C]`), the hot entry seeded.
+pub fn one_hot_rows(shape: &[usize], seed: u64) -> ArrayD<f32> {
+    let c = *shape.last().expect("rank >= 1");
+    let rows: usize = shape[..shape.len() - 1].iter().product();
+    let hot = class_rows(&[rows], c, seed);
+    let mut out = ArrayD::zeros(IxDyn(&[rows, c]));
+    for (r, &k) in hot.iter().enumerate() {
+        out[[r, k as usize]] = 1.0f32;
+    }
+    out.into_shape_with_order(IxDyn(shape))
+        .expect("same length")
+}
+
+/// Seeded class indices in `[0, c)`, shaped `rows`.
+pub fn class_rows(rows: &[usize], c: usize, seed: u64) -> ArrayD<i64> {
+    use rand::{Rng, SeedableRng};
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+    ArrayD::from_shape_simple_fn(IxDyn(rows), || rng.random_range(0..c as i64))
+}
+
+/// Logits U(−8, 8), the softmax tests' predictions.
+pub fn logits(shape: &[usize], seed: u64) -> ArrayD<f32> {
+    synthetic::uniform(shape, -8.0, 8.0, seed)
+}
+
+/// `#[test]`s `c_<C>` calling `$case(C)` for every row length of the row-wise shape matrix:
+/// 1, 2, 3 (one lane per row), 31/32/33 and 255/256/257 (around the group sizes 2 → 4 and
+/// 16 → 32 of `group_for`), 1000, 32000 (a vocabulary; rows longer than 4096 are read twice),
+/// 128256 (Llama 3's), 262144 (Gemma's).
+macro_rules! row_matrix {
+    ($case:ident) => {
+        row_matrix!(@tests $case;
+            c_1 = 1, c_2 = 2, c_3 = 3, c_31 = 31, c_32 = 32, c_33 = 33, c_255 = 255,
+            c_256 = 256, c_257 = 257, c_1000 = 1000, c_32000 = 32000, c_128256 = 128256,
+            c_262144 = 262144
+        );
+    };
+    (@tests $case:ident; $($name:ident = $c:expr),*) => {
+        $(
+            #[test]
+            #[cfg_attr(skip_gpu_tests, ignore)]
+            fn $name() {
+                $case($c)
+            }
+        )*
+    };
+}
+
+/// The row-wise inputs the cross-cutting tests run over.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RowKind {
+    /// Categorical cross entropy: probability rows against probability rows.
+    Cce,
+    /// Softmax cross entropy: logits U(−8, 8) against probability rows.
+    SoftmaxProbs,
+    /// Softmax cross entropy: logits U(−8, 8) against i64 class indices.
+    SoftmaxClasses,
+    /// Cosine proximity: U(−3, 3) against U(−3, 3).
+    Cosine,
+}
+
+/// Every [`RowKind`].
+pub const ROW_KINDS: [RowKind; 4] = [
+    RowKind::Cce,
+    RowKind::SoftmaxProbs,
+    RowKind::SoftmaxClasses,
+    RowKind::Cosine,
+];
+
+/// A row-wise target: floats shaped like the prediction, or class indices shaped like the rows.
+#[derive(Clone, Debug)]
+pub enum RowTarget {
+    /// Float targets.
+    Dense(ArrayD<f32>),
+    /// Class indices.
+    Classes(ArrayD<i64>),
+}
+
+/// Seeded inputs of one [`RowKind`].
+#[derive(Clone, Debug)]
+pub struct RowBatch {
+    /// The loss, with default options.
+    pub loss: Loss,
+    /// The prediction `[..., C]`.
+    pub pred: ArrayD<f32>,
+    /// The target.
+    pub target: RowTarget,
+}
+
+impl RowKind {
+    /// A short name for case descriptions.
+    pub fn name(self) -> &'static str {
+        match self {
+            RowKind::Cce => "cce",
+            RowKind::SoftmaxProbs => "softmax-ce/probs",
+            RowKind::SoftmaxClasses => "softmax-ce/classes",
+            RowKind::Cosine => "cosine",
+        }
+    }
+
+    /// Seeded inputs of `shape` (`[..., C]`).
+    pub fn batch(self, shape: &[usize], seed: u64) -> RowBatch {
+        let c = *shape.last().expect("rank >= 1");
+        let rows = &shape[..shape.len() - 1];
+        let (s1, s2) = (seed, seed ^ 0x9e37_79b9_7f4a_7c15);
+        let (loss, pred, target) = match self {
+            RowKind::Cce => (
+                Loss::CategoricalCrossEntropy,
+                prob_rows(shape, s1),
+                RowTarget::Dense(prob_rows(shape, s2)),
+            ),
+            RowKind::SoftmaxProbs => (
+                Loss::SOFTMAX_CROSS_ENTROPY,
+                logits(shape, s1),
+                RowTarget::Dense(prob_rows(shape, s2)),
+            ),
+            RowKind::SoftmaxClasses => (
+                Loss::SOFTMAX_CROSS_ENTROPY,
+                logits(shape, s1),
+                RowTarget::Classes(class_rows(rows, c, s2)),
+            ),
+            RowKind::Cosine => (
+                Loss::COSINE_PROXIMITY,
+                synthetic::uniform(shape, -3.0, 3.0, s1),
+                RowTarget::Dense(synthetic::uniform(shape, -3.0, 3.0, s2)),
+            ),
+        };
+        RowBatch { loss, pred, target }
+    }
+}
+
+impl RowBatch {
+    /// Arguments with `Mean`, no weights, upstream 1.
+    pub fn args(&self) -> LossArgs<'_> {
+        match &self.target {
+            RowTarget::Dense(t) => LossArgs::new(self.pred.view(), t.view()),
+            RowTarget::Classes(k) => LossArgs::new(self.pred.view(), k.view()),
+        }
+    }
+}
+
+/// The elementwise losses of [`Loss::ALL_DEFAULT`], for tests whose premise is elementwise
+/// (one loss per element, weights and upstream arrays of the prediction's shape, rank 0);
+/// `rows.rs` covers the same ground for the row-wise family.
+pub fn elementwise_losses() -> impl Iterator<Item = Loss> {
+    Loss::ALL_DEFAULT.into_iter().filter(|l| !l.is_row_wise())
 }

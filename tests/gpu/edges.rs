@@ -3,14 +3,14 @@
 use ndarray::{ArrayD, Axis};
 use wgpu_loss::{Loss, LossArgs, Reduction, synthetic};
 
-use crate::common::{check_args, ctx, seed_for};
+use crate::common::{check_args, ctx, elementwise_losses, seed_for};
 
 /// A NaN in the prediction or the target propagates to the value, to its own per-element loss
-/// and gradient, and to nothing else.
+/// and gradient, and to nothing else (the row-wise family: `rows::nan_poisons_its_row_only`).
 #[test]
 #[cfg_attr(skip_gpu_tests, ignore)]
 fn nan_propagates_to_its_element_only() {
-    for loss in Loss::ALL_DEFAULT {
+    for loss in elementwise_losses() {
         for in_target in [false, true] {
             let what = format!("nan/{}/target={in_target}", loss.name());
             let mut b = synthetic::batch(&loss, &[5000], seed_for(&what));
@@ -63,12 +63,13 @@ fn infinity_gives_infinite_losses() {
     assert_eq!(huber.grad.unwrap()[[0]], 1.0);
 }
 
-/// Rank 3 with odd lengths, and rank 0 (a single scalar).
+/// Rank 3 with odd lengths, and rank 0 (a single scalar); the row-wise family:
+/// `rows::ranks_and_views`.
 #[test]
 #[cfg_attr(skip_gpu_tests, ignore)]
 fn odd_shapes_and_ranks() {
     for shape in [vec![3usize, 5, 7], vec![1, 1, 257], vec![], vec![1]] {
-        for loss in Loss::ALL_DEFAULT {
+        for loss in elementwise_losses() {
             let what = format!("shape {shape:?}/{}", loss.name());
             let b = synthetic::batch(&loss, &shape, seed_for(&what));
             let args = LossArgs::new(b.pred.view(), b.target.view()).reduction(Reduction::None);
@@ -78,11 +79,12 @@ fn odd_shapes_and_ranks() {
     }
 }
 
-/// Transposed and strided views are read in logical (row-major) order.
+/// Transposed and strided views are read in logical (row-major) order (the row-wise family:
+/// `rows::ranks_and_views`).
 #[test]
 #[cfg_attr(skip_gpu_tests, ignore)]
 fn non_contiguous_views() {
-    for loss in Loss::ALL_DEFAULT {
+    for loss in elementwise_losses() {
         let what = format!("views/{}", loss.name());
         let b = synthetic::batch(&loss, &[40, 90], seed_for(&what));
         let w = synthetic::uniform(&[90, 40], 0.0, 2.0, seed_for(&format!("{what}/w")));

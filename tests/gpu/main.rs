@@ -10,13 +10,17 @@ mod common;
 
 mod bce;
 mod bce_with_logits;
+mod categorical_cross_entropy;
 mod chunks;
+mod cosine_proximity;
 mod determinism;
 mod edges;
 mod errors;
 mod huber;
 mod mae;
 mod mse;
+mod rows;
+mod softmax_cross_entropy;
 mod upstream;
 
 /// Prints the adapter the GPU tests run on (shown with `--show-output`).
