@@ -1,6 +1,6 @@
 //! Criterion benchmarks: for each loss, the GPU path and the f64 CPU reference over sizes,
 //! in one group per loss, with `Throughput::Bytes` of the minimum traffic (read p and t,
-//! write the gradient: 12 bytes per element).
+//! write the gradient: 12 bytes per element). Row-wise losses run on rows of 1024 elements.
 //!
 //! The GPU timing is of a whole `GpuContext::compute` call (upload, kernels, readback): it
 //! returns only after the device has finished, so no queue time is hidden.
@@ -20,7 +20,13 @@ fn losses(c: &mut Criterion) {
         group.sample_size(10);
         for log2 in [16u32, 20, 22] {
             let n = 1usize << log2;
-            let b = synthetic::batch(&loss, &[n], u64::from(log2));
+            // Row-wise losses: rows of 1024 (probability targets for softmax cross entropy).
+            let shape = if loss.is_row_wise() {
+                vec![n / 1024, 1024]
+            } else {
+                vec![n]
+            };
+            let b = synthetic::batch(&loss, &shape, u64::from(log2));
             let args = LossArgs::new(b.pred.view(), b.target.view());
             group.throughput(Throughput::Bytes(12 * n as u64));
             group.bench_with_input(BenchmarkId::new("gpu", n), &args, |bench, args| {
