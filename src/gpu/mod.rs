@@ -7,3 +7,4 @@ mod readback;
 
 pub use context::{ContextOptions, GpuContext};
 pub(crate) use pool::Pooled;
+pub(crate) use readback::Readback;

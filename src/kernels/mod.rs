@@ -180,19 +180,40 @@ const ELEMENTWISE_BINDINGS: [Binding; 7] = [
     b(6, Slot::Partials, Access::ReadWrite),
 ];
 
-const fn elementwise_plus(extra: [Binding; 2]) -> [Binding; 9] {
-    let e = ELEMENTWISE_BINDINGS;
-    [e[0], e[1], e[2], e[3], e[4], e[5], e[6], extra[0], extra[1]]
+/// `a` followed by `x`, as one array of `M = N + K` bindings (checked at compile time).
+const fn concat<const N: usize, const K: usize, const M: usize>(
+    a: [Binding; N],
+    x: [Binding; K],
+) -> [Binding; M] {
+    assert!(N + K == M, "M must be N + K");
+    let mut out = [a[0]; M];
+    let mut i = 0;
+    while i < K {
+        out[N + i] = x[i];
+        i += 1;
+    }
+    let mut i = 0;
+    while i < N {
+        out[i] = a[i];
+        i += 1;
+    }
+    out
 }
 
-const BCE_BINDINGS: [Binding; 9] = elementwise_plus([
-    b(7, Slot::Weight, Access::Read),
-    b(8, Slot::DomainError, Access::ReadWrite),
-]);
-const BCE_WITH_LOGITS_BINDINGS: [Binding; 9] = elementwise_plus([
-    b(7, Slot::Weight, Access::Read),
-    b(8, Slot::PosWeight, Access::Read),
-]);
+const BCE_BINDINGS: [Binding; 9] = concat(
+    ELEMENTWISE_BINDINGS,
+    [
+        b(7, Slot::Weight, Access::Read),
+        b(8, Slot::DomainError, Access::ReadWrite),
+    ],
+);
+const BCE_WITH_LOGITS_BINDINGS: [Binding; 9] = concat(
+    ELEMENTWISE_BINDINGS,
+    [
+        b(7, Slot::Weight, Access::Read),
+        b(8, Slot::PosWeight, Access::Read),
+    ],
+);
 const REDUCE_PARTIALS_BINDINGS: [Binding; 4] = [
     b(0, Slot::Params, Access::Uniform),
     b(1, Slot::Partials, Access::Read),
@@ -210,21 +231,8 @@ const ROWS_BINDINGS: [Binding; 9] = [
     b(7, Slot::Weight, Access::Read),
     b(8, Slot::Norm, Access::Uniform),
 ];
-const CCE_BINDINGS: [Binding; 10] = {
-    let r = ROWS_BINDINGS;
-    [
-        r[0],
-        r[1],
-        r[2],
-        r[3],
-        r[4],
-        r[5],
-        r[6],
-        r[7],
-        r[8],
-        b(9, Slot::DomainError, Access::ReadWrite),
-    ]
-};
+const CCE_BINDINGS: [Binding; 10] =
+    concat(ROWS_BINDINGS, [b(9, Slot::DomainError, Access::ReadWrite)]);
 const CLASS_COUNT_BINDINGS: [Binding; 5] = [
     b(0, Slot::Params, Access::Uniform),
     b(1, Slot::Target, Access::Read),

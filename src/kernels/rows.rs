@@ -288,8 +288,7 @@ pub(crate) fn run(ctx: &GpuContext, loss: &Loss, args: &LossArgs<'_>) -> Result<
         .then(|| ctx.pipeline(Kernel::ReducePartials))
         .transpose()?;
 
-    let scope = ctx.device.push_error_scope(wgpu::ErrorFilter::Validation);
-    let oom_scope = ctx.device.push_error_scope(wgpu::ErrorFilter::OutOfMemory);
+    let scopes = ctx.open_scopes();
     let mut taken = Taken::default();
     use wgpu::BufferUsages as U;
 
@@ -568,17 +567,9 @@ pub(crate) fn run(ctx: &GpuContext, loss: &Loss, args: &LossArgs<'_>) -> Result<
             readbacks.push(ctx.record_readback(&mut encoder, buf(i), ch.rows as u64 * 4));
         }
     }
-    ctx.queue.submit([encoder.finish()]);
-    let oom = pollster::block_on(oom_scope.pop());
-    let validation = pollster::block_on(scope.pop());
-    let results = ctx.finish_readbacks::<u32>(readbacks);
-    for p in taken.0 {
-        ctx.pool.give_back(p);
-    }
-    if let Some(e) = validation.or(oom) {
-        return Err(Error::Gpu(e.to_string()));
-    }
-    let mut results = results?.into_iter();
+    let mut results = ctx
+        .finish_call(encoder, scopes, readbacks, taken)?
+        .into_iter();
     let mut next = || results.next().unwrap_or_default();
     let value = reduce_value.then(|| next().first().map_or(f32::NAN, |&b| f32::from_bits(b)));
     let mut counted = b;
