@@ -54,19 +54,7 @@ pub fn compute(loss: &Loss, args: &LossArgs<'_>) -> Result<LossOutput<f64>> {
         return rows::compute(loss, args);
     }
     if let Loss::Bce = loss {
-        if let Some((index, &value)) = args
-            .pred
-            .iter()
-            .enumerate()
-            .find(|(_, p)| **p < 0.0 || **p > 1.0)
-        {
-            return Err(Error::OutOfDomain {
-                what: "prediction",
-                index,
-                value,
-                domain: "[0, 1]",
-            });
-        }
+        check_probabilities(args)?;
     }
     let n = args.len();
     let Some(target) = args.target.dense() else {
@@ -152,4 +140,23 @@ fn has_nan(v: &[f64]) -> bool {
 /// The result for a row with NaN in its inputs: loss NaN and `c` NaN gradient entries.
 fn nan_row(c: usize) -> (f64, Vec<f64>) {
     (f64::NAN, vec![f64::NAN; c])
+}
+
+/// The probability-domain check of BCE and categorical cross entropy: the first prediction
+/// outside [0, 1] in row-major order is [`Error::OutOfDomain`]; NaN is not out of domain.
+pub(crate) fn check_probabilities(args: &LossArgs<'_>) -> Result<()> {
+    match args
+        .pred
+        .iter()
+        .enumerate()
+        .find(|(_, p)| **p < 0.0 || **p > 1.0)
+    {
+        Some((index, &value)) => Err(Error::OutOfDomain {
+            what: "prediction",
+            index,
+            value,
+            domain: "[0, 1]",
+        }),
+        None => Ok(()),
+    }
 }

@@ -29,19 +29,7 @@ pub(super) fn compute(loss: &Loss, args: &LossArgs<'_>) -> Result<LossOutput<f64
         }
     }
     if let Loss::CategoricalCrossEntropy = loss {
-        if let Some((index, &value)) = args
-            .pred
-            .iter()
-            .enumerate()
-            .find(|(_, p)| **p < 0.0 || **p > 1.0)
-        {
-            return Err(Error::OutOfDomain {
-                what: "prediction",
-                index,
-                value,
-                domain: "[0, 1]",
-            });
-        }
+        super::check_probabilities(args)?;
     }
 
     let to_f64 = |a: &ndarray::ArrayViewD<'_, f32>| -> Vec<f64> {
