@@ -781,3 +781,22 @@ fn options_out_of_domain() {
         );
     }
 }
+
+/// A batch of one long row (B = 1), the largest vocabularies of the matrix, with class and
+/// probability targets and every reduction: one workgroup reads the whole row twice.
+#[test]
+#[cfg_attr(skip_gpu_tests, ignore)]
+fn one_long_row() {
+    for c in [128_256usize, 262_144] {
+        for reduction in REDUCTIONS {
+            let what = format!("softmax-ce/B=1/C={c}/{}", reduction.name());
+            let x = logits(&[1, c], seed_for(&format!("{what}/x")));
+            let k = class_rows(&[1], c, seed_for(&format!("{what}/k")));
+            let t = prob_rows(&[1, c], seed_for(&format!("{what}/t")));
+            let with_classes = LossArgs::new(x.view(), k.view()).reduction(reduction);
+            let with_probs = LossArgs::new(x.view(), t.view()).reduction(reduction);
+            check_args(ctx(), &SCE, &with_classes, &format!("{what}/classes"));
+            check_args(ctx(), &SCE, &with_probs, &format!("{what}/probs"));
+        }
+    }
+}
