@@ -1,13 +1,16 @@
-//! Criterion benchmarks: for each loss, the GPU path and the f64 CPU reference over sizes,
-//! in one group per loss, with `Throughput::Bytes` of the minimum traffic (read p and t,
-//! write the gradient: 12 bytes per element). Row-wise losses run on rows of 1024 elements.
+//! Criterion benchmarks: for each loss, the GPU path (`gpu`), the fast CPU path (`cpu`: f32
+//! on every core) and the f64 CPU reference (`reference`) over sizes, in one group per loss,
+//! with `Throughput::Bytes` of the minimum traffic (read p and t, write the gradient: 12 bytes
+//! per element). Row-wise losses run on rows of 1024 elements.
 //!
 //! The GPU timing is of a whole `GpuContext::compute` call (upload, kernels, readback): it
-//! returns only after the device has finished, so no queue time is hidden.
+//! returns only after the device has finished, so no queue time is hidden. The CPU timings are
+//! of whole `cpu::compute` and `reference::compute` calls (all threads of rayon's global pool;
+//! `RAYON_NUM_THREADS` sets their number).
 //! Run with `cargo bench`; set `WGPU_ADAPTER_NAME` to choose the adapter.
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
-use wgpu_loss::{GpuContext, Loss, LossArgs, reference, synthetic};
+use wgpu_loss::{GpuContext, Loss, LossArgs, cpu, reference, synthetic};
 
 fn losses(c: &mut Criterion) {
     let ctx = match GpuContext::new() {
@@ -31,6 +34,9 @@ fn losses(c: &mut Criterion) {
             group.throughput(Throughput::Bytes(12 * n as u64));
             group.bench_with_input(BenchmarkId::new("gpu", n), &args, |bench, args| {
                 bench.iter(|| ctx.compute(&loss, args).expect("GPU call"))
+            });
+            group.bench_with_input(BenchmarkId::new("cpu", n), &args, |bench, args| {
+                bench.iter(|| cpu::compute(&loss, args).expect("fast CPU call"))
             });
             group.bench_with_input(BenchmarkId::new("reference", n), &args, |bench, args| {
                 bench.iter(|| reference::compute(&loss, args).expect("reference call"))

@@ -21,10 +21,13 @@
 //!
 //! Layout: `shaders/<loss>.wgsl` is a loss's kernel, `src/reference/<loss>.rs` its CPU
 //! reference, `tests/gpu/<loss>.rs` the test comparing the two. [`kernels`] is the registry of
-//! compiled-in shaders, [`GpuContext`] the device, pipelines and buffers.
+//! compiled-in shaders, [`GpuContext`] the device, pipelines and buffers. [`cpu`] is a fast
+//! CPU path (f32, every core, SIMD) with the same semantics, `src/cpu/<loss>.rs`, tested against
+//! the reference in `tests/cpu.rs`: what the benchmarks compare the GPU with.
 
 #![warn(missing_docs)]
 
+pub mod cpu;
 pub mod error;
 pub mod gpu;
 pub mod kernels;

@@ -1,0 +1,172 @@
+//! `exp` and `ln` in f32 written for the vectoriser: straight-line code of multiplies, adds,
+//! integer bit operations and selects, no calls and no branches, so a loop over a slice that
+//! uses them compiles to SIMD instructions (the standard library's `f32::exp` and `f32::ln`
+//! are calls into libm, one element at a time).
+//!
+//! Both are Cephes' single-precision algorithms (`expf.c`, `logf.c`: a range reduction by
+//! powers of two and a minimax polynomial), accurate to about 1 ulp, with the special
+//! values of IEEE 754 handled by selects. Rounding to an integer uses the `1.5 · 2^23` trick
+//! (adding it rounds to nearest on every target, without SSE4.1's `roundps`).
+
+/// 1.5 · 2^23: adding it to |v| < 2^22 rounds v to the nearest integer, which then sits in
+/// the low mantissa bits.
+const ROUND: f32 = 12_582_912.0;
+/// ln 2 split in a high part with few bits (`n · LN2_HI` is exact for |n| < 2^15) and the rest.
+const LN2_HI: f32 = 0.693_359_4;
+const LN2_LO: f32 = -2.121_944_4e-4;
+/// The smallest argument whose `exp` is a normal number: `ln(f32::MIN_POSITIVE)`.
+const EXP_LO: f32 = -87.336_54;
+/// The largest argument for which `n = round(x / ln 2) ≤ 127`: 127.5 · ln 2.
+const EXP_HI: f32 = 88.376_26;
+
+/// `e^x` in f32 for any `x`, to about 1 ulp.
+///
+/// ```text
+/// x = n ln2 + r, |r| ≤ ½ ln2     e^x = 2^n · (1 + r + r²·P(r))
+/// ```
+///
+/// Special values: `exp(−∞) = 0`, NaN gives NaN. Two simplifications, both outside what the
+/// losses use (they only take `exp` of non-positive numbers and of numbers ≥ −104):
+/// results below `f32::MIN_POSITIVE` (x < −87.34) are flushed to 0, and x > 88.38 gives +∞
+/// (the true value overflows from 88.72).
+#[inline(always)]
+pub(crate) fn exp(x: f32) -> f32 {
+    // NaN passes through the clamp.
+    let xc = x.clamp(EXP_LO, EXP_HI);
+    let k = xc * std::f32::consts::LOG2_E + ROUND;
+    let n = k - ROUND;
+    let r = (xc - n * LN2_HI) - n * LN2_LO;
+    let z = r * r;
+    let p = ((((1.987_569_2e-4 * r + 1.398_199_9e-3) * r + 8.333_452e-3) * r + 4.166_579_6e-2) * r
+        + 1.666_666_5e-1)
+        * r
+        + 0.5;
+    let y = p * z + r + 1.0;
+    // k's bits are ROUND's plus n: n + 127 is the exponent field of 2^n (1 ..= 254 here).
+    let n_bits = k.to_bits().wrapping_sub(ROUND.to_bits());
+    let scale = f32::from_bits(n_bits.wrapping_add(127) << 23);
+    let e = y * scale;
+    if x < EXP_LO {
+        0.0
+    } else if x > EXP_HI {
+        f32::INFINITY
+    } else {
+        e
+    }
+}
+
+/// The natural logarithm in f32, to about 1 ulp, subnormal arguments included.
+///
+/// ```text
+/// x = 2^e · m, m ∈ [√½, √2)     ln x = e ln2 + f − f²/2 + f³·P(f),  f = m − 1
+/// ```
+///
+/// Special values as IEEE 754: `ln(±0) = −∞`, `ln(+∞) = +∞`, negative or NaN gives NaN.
+#[inline(always)]
+pub(crate) fn ln(x: f32) -> f32 {
+    // Subnormals (and 0, negatives) are scaled by 2^23 first, so the exponent field is right.
+    let sub = x < f32::MIN_POSITIVE;
+    let xs = if sub { x * 8_388_608.0 } else { x };
+    let bits = xs.to_bits();
+    let e = ((bits >> 23) & 0xff) as i32 - if sub { 150 } else { 127 };
+    let m = f32::from_bits((bits & 0x007f_ffff) | 0x3f80_0000);
+    let big = m > std::f32::consts::SQRT_2;
+    let m = if big { m * 0.5 } else { m };
+    let e = (e + i32::from(big)) as f32;
+    let f = m - 1.0;
+    let z = f * f;
+    let p = ((((((((7.037_683_6e-2 * f - 1.151_461_e-1) * f + 1.167_699_9e-1) * f
+        - 1.242_014_1e-1)
+        * f
+        + 1.424_932_3e-1)
+        * f
+        - 1.666_805_8e-1)
+        * f
+        + 2.000_071_4e-1)
+        * f
+        - 2.499_999_4e-1)
+        * f
+        + 3.333_333e-1)
+        * f
+        * z;
+    let y = (f + ((p + e * LN2_LO) - 0.5 * z)) + e * LN2_HI;
+    if x == 0.0 {
+        f32::NEG_INFINITY
+    } else if x == f32::INFINITY {
+        f32::INFINITY
+    } else if x.is_nan() || x < 0.0 {
+        f32::NAN
+    } else {
+        y
+    }
+}
+
+/// `ln(1 + y)` for `y ≥ 0`, accurate for small `y` where `1 + y` rounds: `ln(u) · y / (u − 1)`
+/// with `u = 1 + y` corrects the rounding of `u` (Goldberg's trick; `y` itself where `u = 1`).
+#[inline(always)]
+pub(crate) fn ln_1p(y: f32) -> f32 {
+    let u = 1.0 + y;
+    let d = u - 1.0;
+    // d is 0 only where u is 1; the division is then discarded, so give it a safe divisor.
+    let v = ln(u) * (y / if d == 0.0 { 1.0 } else { d });
+    if d == 0.0 { y } else { v }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Relative error against f64, in units of f32's epsilon.
+    fn ulps(got: f32, want: f64) -> f64 {
+        ((f64::from(got) - want) / want.abs().max(f64::from(f32::MIN_POSITIVE)))
+            / f64::from(f32::EPSILON)
+    }
+
+    #[test]
+    fn exp_is_within_two_ulp() {
+        let mut worst = 0.0f64;
+        let mut x = -87.3f32;
+        while x < 88.3 {
+            worst = worst.max(ulps(exp(x), f64::from(x).exp()).abs());
+            x += 0.000_37;
+        }
+        assert!(worst <= 2.0, "worst {worst} ulp");
+        assert_eq!(exp(0.0), 1.0);
+        assert_eq!(exp(f32::NEG_INFINITY), 0.0);
+        assert_eq!(exp(-200.0), 0.0);
+        assert_eq!(exp(f32::INFINITY), f32::INFINITY);
+        assert!(exp(f32::NAN).is_nan());
+    }
+
+    #[test]
+    fn ln_is_within_two_ulp() {
+        let mut worst = 0.0f64;
+        for i in 0..2_000_000u32 {
+            // Every binade from subnormals to large numbers, and densely around 1.
+            let x = f32::from_bits(1 + i * 1063);
+            if x.is_finite() {
+                worst = worst.max(ulps(ln(x), f64::from(x).ln()).abs());
+            }
+            let y = 0.5 + i as f32 * 5e-7;
+            worst = worst.max(ulps(ln(y), f64::from(y).ln()).abs());
+        }
+        assert!(worst <= 2.0, "worst {worst} ulp");
+        assert_eq!(ln(1.0), 0.0);
+        assert_eq!(ln(0.0), f32::NEG_INFINITY);
+        assert_eq!(ln(-0.0), f32::NEG_INFINITY);
+        assert_eq!(ln(f32::INFINITY), f32::INFINITY);
+        assert!(ln(-1.0).is_nan());
+        assert!(ln(f32::NAN).is_nan());
+        // A subnormal: ln(2^-140).
+        let tiny = f32::from_bits(1 << 9);
+        assert!(ulps(ln(tiny), -140.0 * std::f64::consts::LN_2).abs() <= 1.0);
+    }
+
+    #[test]
+    fn ln_1p_is_accurate_for_small_arguments() {
+        for y in [0.0f32, 1e-30, 1e-10, 3e-8, 1e-7, 1e-4, 0.1, 0.5, 1.0] {
+            let want = f64::from(y).ln_1p();
+            assert!(ulps(ln_1p(y), want).abs() <= 3.0, "ln_1p({y})");
+        }
+    }
+}

@@ -1,0 +1,268 @@
+//! The fast CPU path: the same losses, arguments and results as the GPU path, in f32 on every
+//! core (rayon). It is what the benchmarks compare the GPU with; [`crate::reference`] stays
+//! the oracle, and `tests/cpu.rs` tests this path against it like the GPU path.
+//!
+//! How it is fast, and still deterministic:
+//! - **One pass per loss**: value and gradient together. A row-wise loss reads its row from
+//!   memory once and then from cache (a row of 32000 classes is 125 KiB): softmax cross
+//!   entropy takes the row maximum, then `exp(x − max)` (stored where the gradient goes) with
+//!   the row's sums, then the gradient; the others need one sweep for their sums, or none.
+//! - **Vectorised**: the hot loops are plain loops over fixed-size chunks of 64 elements, with
+//!   the loss, the output mode and the options fixed at compile time (monomorphised; nothing
+//!   is decided per element), and with `exp` and `ln` written as branch-free polynomials
+//!   (`src/cpu/math.rs`; the standard library's call libm one element at a time), so LLVM
+//!   emits SIMD. On x86-64 CPUs with AVX2 the same loops run compiled for AVX2 (8 lanes
+//!   instead of SSE2's 4), chosen at run time; no FMA is used, so both give the same bits.
+//! - **Accurate accumulation**: a chunk's terms are summed in f32 over 8 lanes of 8 terms,
+//!   then in f64; a block's or row's sum is an f64.
+//! - **Deterministic**: the work is cut into blocks of [`BLOCK`] elements (elementwise family)
+//!   or groups of whole rows of about as many elements (row-wise family) whatever the number
+//!   of threads, and the blocks' f64 partial sums are added in block order, never in a
+//!   reduction tree of run-time shape. The same inputs give the same bits with any
+//!   `RAYON_NUM_THREADS`.
+//!
+//! Each loss's formula is in its own file (`src/cpu/<loss>.rs`, the names of
+//! `src/reference/<loss>.rs` and `shaders/<loss>.wgsl`); `elementwise.rs` and `rows.rs`
+//! are the two drivers.
+
+mod bce;
+mod bce_with_logits;
+mod categorical_cross_entropy;
+mod cosine_proximity;
+mod elementwise;
+mod huber;
+mod mae;
+mod math;
+mod mse;
+mod rows;
+mod softmax_cross_entropy;
+
+use std::borrow::Cow;
+
+use ndarray::ArrayViewD;
+use rayon::prelude::*;
+
+use crate::error::Result;
+use crate::loss::{Loss, LossArgs, LossOutput};
+
+/// Elements per parallel task: a block of the elementwise family, or about the size of a
+/// group of rows of the row-wise family (at least one row). 64 Ki elements is 256 KiB of
+/// each input, large enough that scheduling costs nothing and small enough that even 2^20
+/// elements give every core several tasks.
+pub const BLOCK: usize = 1 << 16;
+
+/// Computes `loss` on the CPU in f32 on every core: the value (`Mean`, `Sum`) or per-element
+/// (elementwise family) or per-row (row-wise family) losses (`None`), and the gradient unless
+/// `args.want_grad` is false.
+///
+/// The semantics are exactly those of [`crate::reference::compute`] (the formulas of
+/// [`Loss`], the reductions of [`crate::Reduction`], NaN propagation, ignored rows, the
+/// `D = 0` rule, broadcast weights, the upstream gradient), computed in f32 with f64
+/// accumulation; the results agree with the reference to f32 rounding (`tests/cpu.rs` states
+/// the tolerances). The value is summed in a fixed order, so the same inputs give bit-identical
+/// results whatever the number of threads (`RAYON_NUM_THREADS`).
+///
+/// Inputs that are not contiguous in row-major order are copied first.
+///
+/// # Shapes
+/// As [`LossArgs`]: the gradient has the prediction's shape; the per-element losses the
+/// prediction's shape, the per-row losses [`LossArgs::row_shape`].
+///
+/// # Errors
+/// The reference's, in the same order: everything [`LossArgs::validate`] rejects; then
+/// [`crate::Error::ClassOutOfRange`] for a class index neither in `[0, C)` nor `ignore_index`
+/// (the first row in row-major order), and [`crate::Error::OutOfDomain`] for a BCE or
+/// categorical cross entropy probability outside [0, 1] (the first one in row-major order;
+/// NaN is not out of domain).
+///
+/// ```
+/// use ndarray::ArrayD;
+/// use wgpu_loss::{Loss, LossArgs, cpu};
+///
+/// let pred = ArrayD::<f32>::from_elem(vec![4, 1000], 0.5);
+/// let target = ArrayD::<f32>::zeros(vec![4, 1000]);
+/// let out = cpu::compute(&Loss::Mse, &LossArgs::new(pred.view(), target.view()))?;
+/// assert_eq!(out.value, Some(0.25));
+/// assert_eq!(out.grad.unwrap()[[0, 0]], 2.0 * 0.5 / 4000.0);
+/// # Ok::<(), wgpu_loss::Error>(())
+/// ```
+pub fn compute(loss: &Loss, args: &LossArgs<'_>) -> Result<LossOutput<f32>> {
+    args.validate(loss)?;
+    if loss.is_row_wise() {
+        rows::compute(loss, args)
+    } else {
+        elementwise::compute(loss, args)
+    }
+}
+
+/// An array's elements in row-major order: borrowed when it is contiguous, copied otherwise.
+fn contiguous<'b, T: Copy>(a: &'b ArrayViewD<'_, T>) -> Cow<'b, [T]> {
+    match a.as_slice() {
+        Some(s) => Cow::Borrowed(s),
+        None => Cow::Owned(a.iter().copied().collect()),
+    }
+}
+
+/// Runs `f` on every task, in parallel where there is more than one, and returns the results
+/// in task order (the order the caller then reduces them in, whatever ran where).
+fn run_tasks<T: Send, R: Send>(tasks: Vec<T>, f: impl Fn(T) -> R + Sync + Send) -> Vec<R> {
+    if tasks.len() <= 1 {
+        tasks.into_iter().map(f).collect()
+    } else {
+        tasks.into_par_iter().map(f).collect()
+    }
+}
+
+/// Whether to run the AVX2 builds of the hot loops: where the CPU has AVX2 (the answer is
+/// cached by the standard library). Unit tests can force the baseline (SSE2) build.
+#[cfg(target_arch = "x86_64")]
+#[inline]
+fn avx2() -> bool {
+    #[cfg(test)]
+    if tests::FORCE_BASELINE.load(std::sync::atomic::Ordering::Relaxed) {
+        return false;
+    }
+    std::arch::is_x86_feature_detected!("avx2")
+}
+
+/// Elements of the chunks the hot loops work on: a chunk is computed into fixed-size arrays
+/// (which the vectoriser turns into SIMD), then summed by [`Acc::add_chunk`].
+const CHUNK: usize = 64;
+/// Lanes of the f32 partial sums (two SSE or one AVX register).
+const LANES: usize = 8;
+
+/// A sum of f32 terms, accurate and in a fixed order: each chunk of [`CHUNK`] terms is summed
+/// in f32 over [`LANES`] lanes of `CHUNK / LANES = 8` terms (at most 7 roundings, a relative
+/// error ≤ 7 · 2^-24 of the lane's terms' magnitudes), and the lanes are added into f64
+/// lanes, whose error over a million chunks is below 2^-30 relative. Terms outside whole
+/// chunks go straight into f64.
+#[derive(Clone, Copy, Debug, Default)]
+struct Acc {
+    lanes: [f64; LANES],
+    rest: f64,
+}
+
+impl Acc {
+    /// Adds the `CHUNK` terms of `v`.
+    #[inline(always)]
+    fn add_chunk(&mut self, v: &[f32; CHUNK]) {
+        let mut s = [0.0f32; LANES];
+        for g in v.chunks_exact(LANES) {
+            for (s, &x) in s.iter_mut().zip(g) {
+                *s += x;
+            }
+        }
+        for (l, s) in self.lanes.iter_mut().zip(s) {
+            *l += f64::from(s);
+        }
+    }
+
+    /// Adds one term (the tail of a slice that is not a whole chunk).
+    #[inline(always)]
+    fn add(&mut self, v: f32) {
+        self.rest += f64::from(v);
+    }
+
+    /// The sum: lanes pairwise, then the rest.
+    fn total(&self) -> f64 {
+        let l = &self.lanes;
+        ((l[0] + l[4]) + (l[2] + l[6])) + ((l[1] + l[5]) + (l[3] + l[7])) + self.rest
+    }
+}
+
+/// `a · v`, except 0 where the weight `a` is 0, even if `v` is infinite (`0 · ∞` would be NaN):
+/// a term with zero weight contributes nothing (softmax cross entropy).
+#[inline(always)]
+fn shift(a: f32, v: f32) -> f32 {
+    if a == 0.0 { 0.0 } else { a * v }
+}
+
+/// [`shift`] in f64.
+fn shift64(a: f64, v: f64) -> f64 {
+    if a == 0.0 { 0.0 } else { a * v }
+}
+
+/// Views a slice of exactly `CHUNK` elements as an array (the range is always `CHUNK` long,
+/// so the check folds away).
+#[inline(always)]
+fn chunk(s: &[f32], at: usize) -> &[f32; CHUNK] {
+    s[at..at + CHUNK].try_into().expect("a chunk is CHUNK long")
+}
+
+/// The mutable counterpart of [`chunk`].
+#[inline(always)]
+fn chunk_mut(s: &mut [f32], at: usize) -> &mut [f32; CHUNK] {
+    (&mut s[at..at + CHUNK])
+        .try_into()
+        .expect("a chunk is CHUNK long")
+}
+
+#[cfg(all(test, target_arch = "x86_64"))]
+mod tests {
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    use ndarray::ArrayD;
+
+    use crate::loss::{Loss, LossArgs, LossOutput, Reduction};
+
+    /// Makes [`super::avx2`] answer false (no other unit test calls the CPU path).
+    pub(super) static FORCE_BASELINE: AtomicBool = AtomicBool::new(false);
+
+    fn bits(o: &LossOutput<f32>) -> Vec<u32> {
+        let mut v: Vec<u32> = o.value.iter().map(|v| v.to_bits()).collect();
+        for a in [&o.losses, &o.grad].into_iter().flatten() {
+            v.extend(a.iter().map(|x| x.to_bits()));
+        }
+        v
+    }
+
+    /// The AVX2 and the baseline builds give the same bits: the same operations in the
+    /// same order, only more lanes per instruction.
+    #[test]
+    fn avx2_and_baseline_builds_agree_bit_for_bit() {
+        let n = 3 * 4096 + 77;
+        let v = |seed: u64, lo: f32, hi: f32| -> ArrayD<f32> {
+            crate::synthetic::uniform(&[n / 7, 7], lo, hi, seed)
+        };
+        let (x, t, p) = (v(1, -30.0, 30.0), v(2, 0.0, 1.0), v(3, 0.0, 1.0));
+        let k = crate::synthetic::classes(&[n / 7], 7, 4);
+        let w = crate::synthetic::uniform(&[7], 0.0, 2.0, 5);
+        let smooth = Loss::SoftmaxCrossEntropy {
+            label_smoothing: 0.1,
+            z_loss: 1e-3,
+            ignore_index: -100,
+        };
+        let cases: Vec<(Loss, LossArgs<'_>)> = vec![
+            (Loss::Mse, LossArgs::new(x.view(), t.view())),
+            (
+                Loss::Huber { delta: 0.5 },
+                LossArgs::new(x.view(), t.view()),
+            ),
+            (
+                Loss::Bce,
+                LossArgs::new(p.view(), t.view()).weight(w.view()),
+            ),
+            (
+                Loss::BceWithLogits,
+                LossArgs::new(x.view(), t.view()).pos_weight(w.view()),
+            ),
+            (
+                Loss::CategoricalCrossEntropy,
+                LossArgs::new(p.view(), t.view()),
+            ),
+            (smooth, LossArgs::new(x.view(), t.view()).weight(w.view())),
+            (smooth, LossArgs::new(x.view(), k.view())),
+            (Loss::COSINE_PROXIMITY, LossArgs::new(x.view(), t.view())),
+        ];
+        for (loss, args) in cases {
+            for reduction in [Reduction::Mean, Reduction::None] {
+                let args = args.clone().reduction(reduction);
+                FORCE_BASELINE.store(true, Ordering::Relaxed);
+                let base = super::compute(&loss, &args).unwrap();
+                FORCE_BASELINE.store(false, Ordering::Relaxed);
+                let fast = super::compute(&loss, &args).unwrap();
+                assert_eq!(bits(&base), bits(&fast), "{}", loss.name());
+            }
+        }
+    }
+}

@@ -1,0 +1,1183 @@
+//! The fast CPU path (`wgpu_loss::cpu`, f32 on every core) against the f64 reference, as the
+//! GPU path is tested: every loss × reduction × size, the options, NaN, edge values,
+//! determinism, and every error. No GPU is needed.
+//!
+//! Tolerances (fast CPU path in f32 against the reference in f64 on the same f32 inputs):
+//! - **value**: relative error ≤ [`VALUE_RTOL`] = 1e-5, as for the GPU. Terms are computed in
+//!   f32 (a few roundings plus `exp`/`ln` of ≤ 2 ulp each, `src/cpu/math.rs` tests that), summed
+//!   in f32 over 8 terms per lane (≤ 7 roundings) and then in f64, so the sum's relative error
+//!   is about 10 · 2^-24 ≈ 6e-7 where the terms have one sign; cosine proximity's terms have
+//!   either sign, and its value is compared on the scale of [`common::cosine_scales`].
+//! - **elementwise gradient and per-element losses**: |cpu − ref| ≤ [`ARRAY_RTOL`] · max |ref| =
+//!   1e-6 · max |ref|, as for the GPU: each element is a few f32 operations (≤ 4 roundings,
+//!   one or two transcendentals), about 8 ulp of the largest value. BCE with logits' loss and
+//!   gradient are differences of terms that can cancel, so its scale is at least those terms'
+//!   ([`bce_with_logits_scales`]; it matters for a single element, as at rank 0).
+//! - **row-wise gradient and per-row losses**: the same 1e-6 · max |ref| for every row length.
+//!   The GPU's `row_array_rtol` widens with C because its row statistics are f32 sums over
+//!   up to C/group terms whose rounding grows like √n; here the statistics (Σ exp, Σ wt, Σ wt·x,
+//!   norms, dot products) are f32 only over 8 terms and f64 beyond, so their relative error
+//!   stays about 10 · 2^-24 whatever C is, and an element adds its own few roundings. Cosine
+//!   proximity's results, differences of larger terms, are compared on the scales of
+//!   [`common::cosine_scales`], as for the GPU.
+//!
+//! NaN must match NaN, and an infinity the same infinity. Observed on the reference machine:
+//! values within 2.4e-7 (cosine; the others 8e-8), arrays within 2e-7 of their scale.
+
+#[allow(unused_macros)]
+#[path = "gpu/common.rs"]
+mod common;
+
+use ndarray::{ArrayD, Axis, IxDyn};
+use wgpu_loss::{
+    Error, Loss, LossArgs, LossOutput, Reduction, Upstream, cpu, reference, synthetic,
+};
+
+use common::{class_rows, cosine_scales, finite_max, logits, prob_rows, seed_for};
+
+/// Loss value: relative tolerance (see the module docs).
+const VALUE_RTOL: f64 = 1e-5;
+/// Gradient and per-element (per-row) losses: tolerance relative to the largest magnitude.
+const ARRAY_RTOL: f64 = 1e-6;
+
+const REDUCTIONS: [Reduction; 3] = [Reduction::Mean, Reduction::Sum, Reduction::None];
+
+/// Element counts of the elementwise matrix: one, below a chunk of 64 and odd, a block's
+/// worth plus a tail, and about a million (16 blocks of 65536 and a partial one).
+const SIZES: [usize; 4] = [1, 255, 4097, 1_000_003];
+
+/// Row lengths of the row-wise matrix: one class, fewer than a chunk of 64, a chunk and a
+/// half, a thousand (chunks and a tail), a vocabulary (two rows per parallel task).
+const COLS: [usize; 5] = [1, 3, 33, 1000, 32000];
+
+/// The scales results are compared on (`None`: the reference's own magnitude).
+#[derive(Clone, Copy, Debug, Default)]
+struct Scales {
+    grad: Option<f64>,
+    losses: Option<f64>,
+    value: Option<f64>,
+}
+
+/// The scales for `loss`: cosine proximity's from [`cosine_scales`], BCE with logits' from
+/// [`bce_with_logits_scales`], else none.
+fn scales(loss: &Loss, args: &LossArgs<'_>) -> Scales {
+    match *loss {
+        Loss::BceWithLogits => bce_with_logits_scales(args),
+        Loss::CosineProximity { eps } => {
+            let (grad, losses, value) = cosine_scales(f64::from(eps), args);
+            Scales {
+                grad: Some(grad),
+                losses: Some(losses),
+                value: Some(value),
+            }
+        }
+        _ => Scales::default(),
+    }
+}
+
+/// BCE with logits' per-element loss `w[(1 − t) x + lw·sp]` and gradient `c·w(lw σ − q t)`
+/// (`lw = 1 + (q − 1) t`, `sp = softplus(−x)`, `c` the upstream times 1/N for the mean) are
+/// differences of terms that cancel (for `x ≪ 0`, and where `σ ≈ t`): each term carries its
+/// own rounding, so the error is relative to the terms, `max_k` of `w(|(1 − t) x| + |lw| sp)`
+/// and `|c| w (|lw| σ + q |t|)`. With many elements `max |ref|` is larger anyway; a single
+/// element (rank 0) can cancel to far below its terms.
+fn bce_with_logits_scales(args: &LossArgs<'_>) -> Scales {
+    let flat = |a: Option<&ndarray::ArrayViewD<'_, f32>>| -> Vec<f64> {
+        a.map_or(vec![1.0], |a| a.iter().map(|&v| f64::from(v)).collect())
+    };
+    let (w, q) = (flat(args.weight.as_ref()), flat(args.pos_weight.as_ref()));
+    let n = args.pred.len();
+    let up: Vec<f64> = match &args.upstream {
+        Upstream::Array(g) => g.iter().map(|&v| f64::from(v)).collect(),
+        Upstream::Scalar(g) => vec![f64::from(*g)],
+        Upstream::Ones => vec![1.0],
+    };
+    let mean = if args.reduction == Reduction::Mean {
+        1.0 / n as f64
+    } else {
+        1.0
+    };
+    let Some(t) = args.target.dense() else {
+        return Scales::default();
+    };
+    let (mut grad, mut losses) = (0.0f64, 0.0f64);
+    for (k, (&x, &t)) in args.pred.iter().zip(t.iter()).enumerate() {
+        let (x, t) = (f64::from(x), f64::from(t));
+        let (wk, qk) = (w[k % w.len()], q[k % q.len()]);
+        let lw = 1.0 + (qk - 1.0) * t;
+        let sigma = 1.0 / (1.0 + (-x).exp());
+        let sp = (-x.abs()).exp().ln_1p() + (-x).max(0.0);
+        let c = up[k % up.len()].abs() * mean;
+        if (c * wk * (lw.abs() * sigma + qk * t.abs())).is_finite() {
+            grad = grad.max(c * wk * (lw.abs() * sigma + qk * t.abs()));
+        }
+        if (wk * ((1.0 - t) * x).abs() + wk * lw.abs() * sp).is_finite() {
+            losses = losses.max(wk * (((1.0 - t) * x).abs() + lw.abs() * sp));
+        }
+    }
+    Scales {
+        grad: Some(grad),
+        losses: Some(losses),
+        value: None,
+    }
+}
+
+/// Asserts `got` ≈ `want` elementwise within `ARRAY_RTOL · scale`, naming the first offender.
+#[track_caller]
+fn assert_array(got: &ArrayD<f32>, want: &ArrayD<f64>, scale: Option<f64>, what: &str) {
+    assert_eq!(got.shape(), want.shape(), "{what}: shape");
+    let scale = finite_max(want).max(scale.unwrap_or(0.0));
+    let tol = ARRAY_RTOL * scale;
+    for (i, (&g, &w)) in got.iter().zip(want.iter()).enumerate() {
+        let g = f64::from(g);
+        let ok = if w.is_nan() {
+            g.is_nan()
+        } else if w.is_infinite() {
+            g == w
+        } else {
+            (g - w).abs() <= tol
+        };
+        assert!(
+            ok,
+            "{what}: element {i}: fast CPU {g:e}, reference {w:e}, |diff| {:e} > tolerance {tol:e}",
+            (g - w).abs()
+        );
+    }
+}
+
+/// Asserts a fast CPU result matches the reference's (value, losses, gradient, count).
+#[track_caller]
+fn assert_close(got: &LossOutput<f32>, want: &LossOutput<f64>, s: Scales, what: &str) {
+    assert_eq!(got.counted, want.counted, "{what}: counted");
+    match (got.value, want.value) {
+        (Some(g), Some(w)) => {
+            let g = f64::from(g);
+            if w.is_nan() {
+                assert!(g.is_nan(), "{what}: value: fast CPU {g:e}, reference NaN");
+            } else if w.is_infinite() {
+                assert_eq!(g, w, "{what}: value");
+            } else {
+                let floor = f64::from(f32::MIN_POSITIVE).max(VALUE_RTOL * s.value.unwrap_or(0.0));
+                let rel = (g - w).abs() / w.abs().max(f64::MIN_POSITIVE);
+                assert!(
+                    rel <= VALUE_RTOL || (g - w).abs() <= floor,
+                    "{what}: value: fast CPU {g:e}, reference {w:e}, relative error {rel:e}"
+                );
+            }
+        }
+        (None, None) => {}
+        (g, w) => panic!("{what}: value on one side only: fast CPU {g:?}, reference {w:?}"),
+    }
+    match (&got.losses, &want.losses) {
+        (Some(g), Some(w)) => assert_array(g, w, s.losses, &format!("{what}: losses")),
+        (None, None) => {}
+        _ => panic!("{what}: per-element losses on one side only"),
+    }
+    match (&got.grad, &want.grad) {
+        (Some(g), Some(w)) => assert_array(g, w, s.grad, &format!("{what}: gradient")),
+        (None, None) => {}
+        _ => panic!("{what}: gradient on one side only"),
+    }
+}
+
+/// Runs `args` on the fast CPU path and the reference and compares them.
+#[track_caller]
+fn check(loss: &Loss, args: &LossArgs<'_>, what: &str) -> LossOutput<f32> {
+    let got = cpu::compute(loss, args).unwrap_or_else(|e| panic!("{what}: fast CPU failed: {e}"));
+    let want =
+        reference::compute(loss, args).unwrap_or_else(|e| panic!("{what}: reference failed: {e}"));
+    assert_close(&got, &want, scales(loss, args), what);
+    got
+}
+
+/// The elementwise losses with default options.
+fn elementwise_losses() -> impl Iterator<Item = Loss> {
+    Loss::ALL_DEFAULT.into_iter().filter(|l| !l.is_row_wise())
+}
+
+// ---------------------------------------------------------------------------------------------
+// The elementwise family.
+// ---------------------------------------------------------------------------------------------
+
+/// Every reduction × [`SIZES`], seeded data of the loss's own distribution.
+fn elementwise_matrix(loss: Loss) {
+    for reduction in REDUCTIONS {
+        for n in SIZES {
+            let what = format!("{}/{}/{n}", loss.name(), reduction.name());
+            let b = synthetic::batch(&loss, &[n], seed_for(&what));
+            let args = LossArgs::new(b.pred.view(), b.target.view()).reduction(reduction);
+            let out = check(&loss, &args, &what);
+            assert_eq!(out.counted, n);
+        }
+    }
+}
+
+#[test]
+fn mse_matrix() {
+    elementwise_matrix(Loss::Mse);
+}
+
+#[test]
+fn mae_matrix() {
+    elementwise_matrix(Loss::Mae);
+}
+
+#[test]
+fn huber_matrix() {
+    elementwise_matrix(Loss::Huber { delta: 1.0 });
+    for delta in [0.05f32, 2.5] {
+        let what = format!("huber delta {delta}");
+        let b = synthetic::batch(&Loss::Mse, &[70_001], seed_for(&what));
+        let args = LossArgs::new(b.pred.view(), b.target.view()).reduction(Reduction::None);
+        check(&Loss::Huber { delta }, &args, &what);
+    }
+}
+
+#[test]
+fn bce_matrix() {
+    elementwise_matrix(Loss::Bce);
+}
+
+#[test]
+fn bce_with_logits_matrix() {
+    elementwise_matrix(Loss::BceWithLogits);
+}
+
+/// Weights broadcast from the last dimension (7: not a divisor of a chunk; 5000: longer than
+/// a weight tile), from two trailing dimensions, and of the full shape; `pos_weight` of a
+/// different length than the weight; every reduction.
+#[test]
+fn weights_and_pos_weight() {
+    for loss in [Loss::Bce, Loss::BceWithLogits] {
+        for shape in [vec![20_011, 7], vec![3, 11, 5000], vec![150_001]] {
+            let what = format!("weights/{}/{shape:?}", loss.name());
+            let b = synthetic::batch(&loss, &shape, seed_for(&what));
+            let last = &shape[shape.len() - 1..];
+            let two = &shape[shape.len().saturating_sub(2)..];
+            for w_shape in [last, two, &shape[..]] {
+                let w = synthetic::uniform(w_shape, 0.0, 3.0, seed_for(&format!("{what}/w")));
+                let q = synthetic::uniform(last, 0.0, 4.0, seed_for(&format!("{what}/q")));
+                for reduction in REDUCTIONS {
+                    let tag = format!("{what}/w {w_shape:?}/{}", reduction.name());
+                    let mut args = LossArgs::new(b.pred.view(), b.target.view())
+                        .reduction(reduction)
+                        .weight(w.view());
+                    check(&loss, &args, &tag);
+                    if loss.takes_pos_weight() {
+                        args = args.pos_weight(q.view());
+                        check(&loss, &args, &format!("{tag}/pos_weight"));
+                        let no_w = LossArgs::new(b.pred.view(), b.target.view())
+                            .reduction(reduction)
+                            .pos_weight(q.view());
+                        check(&loss, &no_w, &format!("{tag}/pos_weight only"));
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// A scalar upstream for every reduction and an array for `None`; loss-only mode gives the
+/// same value and losses, bit for bit, and no gradient.
+#[test]
+fn upstream_and_loss_only() {
+    for loss in elementwise_losses() {
+        for reduction in REDUCTIONS {
+            let what = format!("upstream/{}/{}", loss.name(), reduction.name());
+            let b = synthetic::batch(&loss, &[70_003], seed_for(&what));
+            let args = LossArgs::new(b.pred.view(), b.target.view()).reduction(reduction);
+            check(
+                &loss,
+                &args.clone().upstream(Upstream::Scalar(-2.5)),
+                &format!("{what}/scalar"),
+            );
+            let only = check(
+                &loss,
+                &args.clone().loss_only(),
+                &format!("{what}/loss only"),
+            );
+            assert!(only.grad.is_none());
+            let full = cpu::compute(&loss, &args).unwrap();
+            assert_eq!(only.value.map(f32::to_bits), full.value.map(f32::to_bits));
+            assert_eq!(only.losses, full.losses);
+        }
+        let what = format!("upstream array/{}", loss.name());
+        let b = synthetic::batch(&loss, &[17, 4001], seed_for(&what));
+        let g = synthetic::uniform(&[17, 4001], -3.0, 3.0, seed_for(&format!("{what}/g")));
+        let args = LossArgs::new(b.pred.view(), b.target.view())
+            .reduction(Reduction::None)
+            .upstream(Upstream::Array(g.view()));
+        check(&loss, &args, &what);
+        check(&loss, &args.loss_only(), &format!("{what}/loss only"));
+    }
+}
+
+/// Rank 3 with odd lengths, rank 0; transposed and strided views (with a transposed weight)
+/// give the bits of the same data made contiguous.
+#[test]
+fn ranks_and_views() {
+    for loss in elementwise_losses() {
+        for shape in [vec![3usize, 5, 7], vec![1, 1, 257], vec![], vec![1]] {
+            let what = format!("shape {shape:?}/{}", loss.name());
+            let b = synthetic::batch(&loss, &shape, seed_for(&what));
+            let args = LossArgs::new(b.pred.view(), b.target.view()).reduction(Reduction::None);
+            let out = check(&loss, &args, &what);
+            assert_eq!(out.grad.unwrap().shape(), &shape[..]);
+        }
+        let what = format!("views/{}", loss.name());
+        let b = synthetic::batch(&loss, &[400, 190], seed_for(&what));
+        let w = synthetic::uniform(&[40, 400], 0.0, 2.0, seed_for(&format!("{what}/w")));
+        let (p, t) = (b.pred.t(), b.target.t());
+        // A weight [400] (the last dimension of the transposed [190, 400]) with stride 40.
+        let wt = w.t();
+        let w_last = wt.index_axis(Axis(1), 3);
+        let mut args = LossArgs::new(p.view(), t.view()).reduction(Reduction::None);
+        if loss.takes_weight() {
+            args = args.weight(w_last.view());
+        }
+        let out = check(&loss, &args, &format!("{what}/transposed"));
+        let (pc, tc, wc) = (
+            p.as_standard_layout().into_owned(),
+            t.as_standard_layout().into_owned(),
+            w_last.as_standard_layout().into_owned(),
+        );
+        let mut argc = LossArgs::new(pc.view(), tc.view()).reduction(Reduction::None);
+        if loss.takes_weight() {
+            argc = argc.weight(wc.view());
+        }
+        let outc = cpu::compute(&loss, &argc).unwrap();
+        assert_eq!(out.grad, outc.grad, "{what}");
+        assert_eq!(out.losses, outc.losses, "{what}");
+        let ps = b.pred.slice_axis(Axis(1), ndarray::Slice::new(0, None, 3));
+        let ts = b
+            .target
+            .slice_axis(Axis(1), ndarray::Slice::new(0, None, 3));
+        check(&loss, &LossArgs::new(ps, ts), &format!("{what}/strided"));
+    }
+}
+
+/// NaN in the prediction or the target, in two different blocks, propagates to the value and
+/// to its own element's loss and gradient only (BCE's clamps and MAE's sign would swallow it).
+#[test]
+fn nan_propagates_to_its_element_only() {
+    for loss in elementwise_losses() {
+        let what = format!("nan/{}", loss.name());
+        let mut b = synthetic::batch(&loss, &[200_000], seed_for(&what));
+        let (kp, kt) = (1234, 150_001);
+        b.pred[[kp]] = f32::NAN;
+        b.target[[kt]] = f32::NAN;
+        for reduction in REDUCTIONS {
+            let args = LossArgs::new(b.pred.view(), b.target.view()).reduction(reduction);
+            let out = check(&loss, &args, &format!("{what}/{}", reduction.name()));
+            let grad = out.grad.unwrap();
+            assert!(grad[[kp]].is_nan() && grad[[kt]].is_nan(), "{what}");
+            assert_eq!(grad.iter().filter(|g| g.is_nan()).count(), 2, "{what}");
+            match reduction {
+                Reduction::None => {
+                    let l = out.losses.unwrap();
+                    assert_eq!(l.iter().filter(|v| v.is_nan()).count(), 2, "{what}");
+                }
+                _ => assert!(out.value.unwrap().is_nan(), "{what}"),
+            }
+        }
+    }
+}
+
+/// Edge values: infinities, BCE at p = 0 and 1 (clamped) and subnormal p, BCE with logits at
+/// ±100 and ±1e4 (no overflow), Huber exactly at δ, MAE at d = 0.
+#[test]
+fn edge_values() {
+    let cases: Vec<(Loss, Vec<f32>, Vec<f32>)> = vec![
+        (
+            Loss::Mse,
+            vec![f32::INFINITY, 1.0, 2.0, -3.0],
+            vec![0.0, 0.0, 2.0, 1.0],
+        ),
+        (
+            Loss::Mae,
+            vec![f32::NEG_INFINITY, 1.0, 2.0, 0.5],
+            vec![0.0, 1.0, 2.0, 0.0],
+        ),
+        (
+            Loss::Huber { delta: 1.0 },
+            vec![f32::INFINITY, 1.0, -1.0, 0.25],
+            vec![0.0, 0.0, 0.0, 0.0],
+        ),
+        (
+            Loss::Bce,
+            vec![
+                0.0,
+                1.0,
+                0.0,
+                1.0,
+                1e-40,
+                1.0 - f32::EPSILON / 2.0,
+                0.5,
+                1e-30,
+            ],
+            vec![0.0, 1.0, 1.0, 0.0, 0.5, 0.0, 1.0, 1.0],
+        ),
+        (
+            Loss::BceWithLogits,
+            vec![100.0, -100.0, 1e4, -1e4, 0.0, 88.5, -88.5, 1e-20],
+            vec![1.0, 0.0, 0.0, 1.0, 0.5, 1.0, 0.3, 0.9],
+        ),
+    ];
+    for (loss, p, t) in cases {
+        let n = p.len();
+        let (p, t) = (
+            ArrayD::from_shape_vec(IxDyn(&[n]), p).unwrap(),
+            ArrayD::from_shape_vec(IxDyn(&[n]), t).unwrap(),
+        );
+        for reduction in REDUCTIONS {
+            let args = LossArgs::new(p.view(), t.view()).reduction(reduction);
+            check(
+                &loss,
+                &args,
+                &format!("edges/{}/{}", loss.name(), reduction.name()),
+            );
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The row-wise family.
+// ---------------------------------------------------------------------------------------------
+
+/// The row-wise inputs of the matrix.
+#[derive(Clone, Copy, Debug)]
+enum Kind {
+    Cce,
+    SoftmaxProbs,
+    SoftmaxI64,
+    SoftmaxI32,
+    Cosine,
+}
+
+/// Rows of a matrix case with rows of `c`: about 2^18 elements, at least 3 rows, so that
+/// every case has several parallel tasks of about 65536 elements.
+fn rows_for(c: usize) -> usize {
+    ((1 << 18) / c).max(3)
+}
+
+/// Seeded inputs of one [`Kind`]: the loss, the prediction and the target.
+struct RowData {
+    loss: Loss,
+    x: ArrayD<f32>,
+    t: RowT,
+}
+
+/// A row-wise target.
+enum RowT {
+    Dense(ArrayD<f32>),
+    I64(ArrayD<i64>),
+    I32(ArrayD<i32>),
+}
+
+impl RowData {
+    /// Seeded inputs of `kind`, `[b, c]`.
+    fn new(kind: Kind, b: usize, c: usize, what: &str) -> RowData {
+        let (s1, s2) = (
+            seed_for(&format!("{what}/x")),
+            seed_for(&format!("{what}/t")),
+        );
+        let (loss, x, t) = match kind {
+            Kind::Cce => (
+                Loss::CategoricalCrossEntropy,
+                prob_rows(&[b, c], s1),
+                RowT::Dense(prob_rows(&[b, c], s2)),
+            ),
+            Kind::SoftmaxProbs => (
+                Loss::SOFTMAX_CROSS_ENTROPY,
+                logits(&[b, c], s1),
+                RowT::Dense(prob_rows(&[b, c], s2)),
+            ),
+            Kind::SoftmaxI64 => (
+                Loss::SOFTMAX_CROSS_ENTROPY,
+                logits(&[b, c], s1),
+                RowT::I64(class_rows(&[b], c, s2)),
+            ),
+            Kind::SoftmaxI32 => (
+                Loss::SOFTMAX_CROSS_ENTROPY,
+                logits(&[b, c], s1),
+                RowT::I32(class_rows(&[b], c, s2).mapv(|v| v as i32)),
+            ),
+            Kind::Cosine => (
+                Loss::COSINE_PROXIMITY,
+                synthetic::uniform(&[b, c], -3.0, 3.0, s1),
+                RowT::Dense(synthetic::uniform(&[b, c], -3.0, 3.0, s2)),
+            ),
+        };
+        RowData { loss, x, t }
+    }
+
+    /// Arguments with `Mean`, no weights, upstream 1.
+    fn args(&self) -> LossArgs<'_> {
+        match &self.t {
+            RowT::Dense(t) => LossArgs::new(self.x.view(), t.view()),
+            RowT::I64(k) => LossArgs::new(self.x.view(), k.view()),
+            RowT::I32(k) => LossArgs::new(self.x.view(), k.view()),
+        }
+    }
+}
+
+/// Every reduction × [`COLS`] for one kind of input.
+fn row_matrix(kind: Kind) {
+    for c in COLS {
+        let b = rows_for(c);
+        for reduction in REDUCTIONS {
+            let what = format!("{kind:?}/C={c}/B={b}/{}", reduction.name());
+            let d = RowData::new(kind, b, c, &what);
+            let out = check(&d.loss, &d.args().reduction(reduction), &what);
+            assert_eq!(out.counted, b, "{what}");
+        }
+    }
+}
+
+#[test]
+fn categorical_cross_entropy_matrix() {
+    row_matrix(Kind::Cce);
+}
+
+#[test]
+fn softmax_cross_entropy_probs_matrix() {
+    row_matrix(Kind::SoftmaxProbs);
+}
+
+#[test]
+fn softmax_cross_entropy_i64_matrix() {
+    row_matrix(Kind::SoftmaxI64);
+}
+
+#[test]
+fn softmax_cross_entropy_i32_matrix() {
+    row_matrix(Kind::SoftmaxI32);
+}
+
+#[test]
+fn cosine_proximity_matrix() {
+    row_matrix(Kind::Cosine);
+}
+
+fn sce(label_smoothing: f32, z_loss: f32, ignore_index: i64) -> Loss {
+    Loss::SoftmaxCrossEntropy {
+        label_smoothing,
+        z_loss,
+        ignore_index,
+    }
+}
+
+/// `a` with `reduction` and the class weights `w`.
+fn with_options<'a>(
+    a: LossArgs<'a>,
+    reduction: Reduction,
+    w: Option<ndarray::ArrayViewD<'a, f32>>,
+) -> LossArgs<'a> {
+    let a = a.reduction(reduction);
+    match w {
+        Some(w) => a.weight(w),
+        None => a,
+    }
+}
+
+/// Softmax cross entropy's options, alone and together: class weights, label smoothing,
+/// z-loss, ignored rows (every seventh, with NaN logits that must never be read), for
+/// probability targets and i32/i64 class indices, every reduction, a few row lengths.
+#[test]
+fn softmax_options() {
+    for c in [3usize, 33, 1000, 32000] {
+        let b = rows_for(c).min(2000);
+        let what = format!("softmax options/C={c}");
+        let mut x = logits(&[b, c], seed_for(&format!("{what}/x")));
+        let t = prob_rows(&[b, c], seed_for(&format!("{what}/t")));
+        let mut k = class_rows(&[b], c, seed_for(&format!("{what}/k")));
+        for r in (3..b).step_by(7) {
+            k[r] = -7;
+            x.index_axis_mut(Axis(0), r).fill(f32::NAN);
+        }
+        let k32 = k.mapv(|v| v as i32);
+        let xc = logits(&[b, c], seed_for(&format!("{what}/x clean")));
+        let w = synthetic::uniform(&[c], 0.0, 3.0, seed_for(&format!("{what}/w")));
+        for (eps, z) in [(0.0, 0.0), (0.1, 0.0), (0.0, 1e-3), (0.25, 1e-2)] {
+            let loss = sce(eps, z, -7);
+            for weighted in [false, true] {
+                for reduction in REDUCTIONS {
+                    let tag = format!("{what}/eps {eps}/z {z}/w {weighted}/{}", reduction.name());
+                    let wv = weighted.then(|| w.view());
+                    let with_w = |a| with_options(a, reduction, wv.clone());
+                    check(
+                        &loss,
+                        &with_w(LossArgs::new(xc.view(), t.view())),
+                        &format!("{tag}/probs"),
+                    );
+                    let out = check(
+                        &loss,
+                        &with_w(LossArgs::new(x.view(), k.view())),
+                        &format!("{tag}/i64"),
+                    );
+                    assert_eq!(out.counted, b - (b - 3).div_ceil(7), "{tag}");
+                    check(
+                        &loss,
+                        &with_w(LossArgs::new(x.view(), k32.view())),
+                        &format!("{tag}/i32"),
+                    );
+                }
+            }
+        }
+    }
+}
+
+/// Upstream scalars and arrays (shaped like the rows) and loss-only mode, every kind.
+#[test]
+fn rows_upstream_and_loss_only() {
+    for kind in [
+        Kind::Cce,
+        Kind::SoftmaxProbs,
+        Kind::SoftmaxI64,
+        Kind::Cosine,
+    ] {
+        let (b, c) = (301, 517);
+        let what = format!("rows upstream/{kind:?}");
+        let g = synthetic::uniform(&[b], -3.0, 3.0, seed_for(&format!("{what}/g")));
+        let d = RowData::new(kind, b, c, &what);
+        let loss = &d.loss;
+        for reduction in REDUCTIONS {
+            let a = d.args().reduction(reduction);
+            let tag = format!("{what}/{}", reduction.name());
+            check(
+                loss,
+                &a.clone().upstream(Upstream::Scalar(-2.5)),
+                &format!("{tag}/scalar"),
+            );
+            let only = check(loss, &a.clone().loss_only(), &format!("{tag}/loss only"));
+            assert!(only.grad.is_none());
+            let full = cpu::compute(loss, &a).unwrap();
+            assert_eq!(only.value.map(f32::to_bits), full.value.map(f32::to_bits));
+            assert_eq!(only.losses, full.losses);
+        }
+        let a = d
+            .args()
+            .reduction(Reduction::None)
+            .upstream(Upstream::Array(g.view()));
+        check(loss, &a, &format!("{what}/array"));
+    }
+}
+
+/// Rank 1 (one row), rank 3 (rows [2, 3]), transposed and strided views.
+#[test]
+fn rows_ranks_and_views() {
+    let p1 = prob_rows(&[77], 1);
+    let out = check(
+        &Loss::CategoricalCrossEntropy,
+        &LossArgs::new(p1.view(), p1.view()).reduction(Reduction::None),
+        "rank 1",
+    );
+    assert_eq!(out.losses.unwrap().shape(), &[] as &[usize]);
+    let x = logits(&[2, 3, 130], 2);
+    let k = class_rows(&[2, 3], 130, 3);
+    let out = check(
+        &Loss::SOFTMAX_CROSS_ENTROPY,
+        &LossArgs::new(x.view(), k.view()).reduction(Reduction::None),
+        "rank 3",
+    );
+    assert_eq!(out.losses.unwrap().shape(), &[2, 3]);
+    let x = logits(&[300, 200], 4);
+    let t = prob_rows(&[200, 300], 5);
+    let (xt, tt) = (x.t(), t.view());
+    check(
+        &Loss::SOFTMAX_CROSS_ENTROPY,
+        &LossArgs::new(xt.view(), tt),
+        "transposed logits",
+    );
+    let p = synthetic::uniform(&[100, 600], -1.0, 1.0, 6);
+    let ps = p.slice_axis(Axis(1), ndarray::Slice::new(0, None, 2));
+    let ts = p.slice_axis(Axis(1), ndarray::Slice::new(1, None, 2));
+    check(
+        &Loss::COSINE_PROXIMITY,
+        &LossArgs::new(ps, ts),
+        "strided cosine",
+    );
+    let k = class_rows(&[300], 200, 7);
+    let ks = k.slice_axis(Axis(0), ndarray::Slice::new(0, None, 2));
+    let xs = x.slice_axis(Axis(0), ndarray::Slice::new(0, None, 2));
+    check(
+        &Loss::SOFTMAX_CROSS_ENTROPY,
+        &LossArgs::new(xs, ks),
+        "strided classes",
+    );
+}
+
+/// NaN in one row (prediction or float target, in different parallel tasks) makes that row's
+/// loss and gradient NaN and nothing else.
+#[test]
+fn nan_poisons_its_row_only() {
+    for kind in [
+        Kind::Cce,
+        Kind::SoftmaxProbs,
+        Kind::SoftmaxI64,
+        Kind::Cosine,
+    ] {
+        let (b, c) = (200, 1000);
+        let what = format!("nan rows/{kind:?}");
+        let s = seed_for(&what);
+        let (mut x, mut t, k) = match kind {
+            Kind::Cce => (prob_rows(&[b, c], s), prob_rows(&[b, c], s + 1), None),
+            Kind::Cosine => (
+                synthetic::uniform(&[b, c], -3.0, 3.0, s),
+                synthetic::uniform(&[b, c], -3.0, 3.0, s + 1),
+                None,
+            ),
+            Kind::SoftmaxProbs => (logits(&[b, c], s), prob_rows(&[b, c], s + 1), None),
+            _ => (
+                logits(&[b, c], s),
+                prob_rows(&[b, c], s + 1),
+                Some(class_rows(&[b], c, s + 2)),
+            ),
+        };
+        x[[5, 17]] = f32::NAN;
+        t[[150, 999]] = f32::NAN;
+        let loss = match kind {
+            Kind::Cce => Loss::CategoricalCrossEntropy,
+            Kind::Cosine => Loss::COSINE_PROXIMITY,
+            _ => Loss::SOFTMAX_CROSS_ENTROPY,
+        };
+        let args = match &k {
+            Some(k) => LossArgs::new(x.view(), k.view()),
+            None => LossArgs::new(x.view(), t.view()),
+        };
+        let out = check(&loss, &args.reduction(Reduction::None), &what);
+        let (l, g) = (out.losses.unwrap(), out.grad.unwrap());
+        let bad: Vec<usize> = if k.is_some() { vec![5] } else { vec![5, 150] };
+        for r in 0..b {
+            let row = g.index_axis(Axis(0), r);
+            if bad.contains(&r) {
+                assert!(
+                    l[r].is_nan() && row.iter().all(|v| v.is_nan()),
+                    "{what}: row {r}"
+                );
+            } else {
+                assert!(
+                    l[r].is_finite() && row.iter().all(|v| v.is_finite()),
+                    "{what}: row {r}"
+                );
+            }
+        }
+    }
+}
+
+/// Edge values of the row-wise family, each as the reference: every row ignored (D = 0:
+/// value and gradient 0, NaN rows never read), class weights 0 on every counted row (D = 0),
+/// rows of −∞ logits but one, extreme logits, equal logits, cosine zero rows.
+#[test]
+fn row_edges() {
+    let arr = |shape: &[usize], v: Vec<f32>| ArrayD::from_shape_vec(IxDyn(shape), v).unwrap();
+    let nan = arr(&[3, 4], vec![f32::NAN; 12]);
+    let w4 = arr(&[4], vec![1.0, 2.0, 3.0, 4.0]);
+    for loss in [sce(0.0, 0.0, -100), sce(0.1, 1e-3, 7)] {
+        let Loss::SoftmaxCrossEntropy { ignore_index, .. } = loss else {
+            unreachable!()
+        };
+        let cls = ndarray::arr1(&[ignore_index; 3]).into_dyn();
+        for weighted in [false, true] {
+            for reduction in REDUCTIONS {
+                let mut args = LossArgs::new(nan.view(), cls.view()).reduction(reduction);
+                if weighted {
+                    args = args.weight(w4.view());
+                }
+                let out = check(&loss, &args, "all ignored");
+                assert_eq!(out.counted, 0);
+                assert!(out.grad.unwrap().iter().all(|&g| g == 0.0));
+            }
+        }
+    }
+    let p = arr(&[2, 3], vec![1.0, 2.0, 3.0, 4.0, 5.0, 6.0]);
+    let cls = ndarray::arr1(&[0i64, 0]).into_dyn();
+    let w0 = arr(&[3], vec![0.0, 1.0, 1.0]);
+    for loss in [sce(0.0, 0.0, -100), sce(0.2, 1e-3, -100)] {
+        for reduction in REDUCTIONS {
+            let args = LossArgs::new(p.view(), cls.view())
+                .weight(w0.view())
+                .reduction(reduction);
+            let out = check(&loss, &args, "zero class weights");
+            assert_eq!(out.counted, 2);
+        }
+    }
+    let ninf = f32::NEG_INFINITY;
+    let x = arr(
+        &[3, 4],
+        vec![
+            ninf, ninf, 2.5, ninf, ninf, 0.0, ninf, ninf, 1e4, -1e4, 0.0, 3.0,
+        ],
+    );
+    let cls = ndarray::arr1(&[2i32, 1, 1]).into_dyn();
+    let onehot = arr(
+        &[3, 4],
+        vec![0.0, 0.0, 1.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.2, 0.3, 0.5, 0.0],
+    );
+    let w = arr(&[4], vec![1.0, 0.5, 2.0, 3.0]);
+    for loss in [
+        sce(0.0, 0.0, -100),
+        sce(0.0, 1e-3, -100),
+        sce(0.1, 1e-3, -100),
+    ] {
+        for weighted in [false, true] {
+            for reduction in REDUCTIONS {
+                for dense in [false, true] {
+                    let mut args = if dense {
+                        LossArgs::new(x.view(), onehot.view())
+                    } else {
+                        LossArgs::new(x.view(), cls.view())
+                    };
+                    args = args.reduction(reduction);
+                    if weighted {
+                        args = args.weight(w.view());
+                    }
+                    check(
+                        &loss,
+                        &args,
+                        &format!("-inf and extreme logits/dense {dense}"),
+                    );
+                }
+            }
+        }
+    }
+    let eq = arr(&[2, 5], vec![7.5; 10]);
+    let cls = ndarray::arr1(&[3i64, 0]).into_dyn();
+    check(
+        &Loss::SOFTMAX_CROSS_ENTROPY,
+        &LossArgs::new(eq.view(), cls.view()),
+        "equal logits",
+    );
+    let p = arr(&[3, 3], vec![0.0, 0.0, 0.0, 1.0, 2.0, 2.0, 0.0, 0.0, 0.0]);
+    let t = arr(&[3, 3], vec![3.0, 0.0, 4.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0]);
+    for reduction in REDUCTIONS {
+        let out = check(
+            &Loss::COSINE_PROXIMITY,
+            &LossArgs::new(p.view(), t.view()).reduction(reduction),
+            "cosine zero rows",
+        );
+        assert!(out.grad.unwrap().iter().all(|g| !g.is_nan()));
+    }
+    // Categorical cross entropy at p = 0 (clamped), p = 1, and a subnormal p.
+    let p = arr(&[2, 3], vec![0.0, 1.0, 1e-40, 0.5, 0.25, 0.25]);
+    let t = arr(&[2, 3], vec![0.5, 0.25, 0.25, 1.0, 0.0, 0.0]);
+    for reduction in REDUCTIONS {
+        check(
+            &Loss::CategoricalCrossEntropy,
+            &LossArgs::new(p.view(), t.view()).reduction(reduction),
+            "cce clamps",
+        );
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Determinism.
+// ---------------------------------------------------------------------------------------------
+
+type Bits = (Option<u32>, Vec<u32>, Vec<u32>, usize);
+
+fn bits(o: &LossOutput<f32>) -> Bits {
+    let flat = |a: &Option<ArrayD<f32>>| {
+        a.as_ref()
+            .map_or(Vec::new(), |a| a.iter().map(|v| v.to_bits()).collect())
+    };
+    (
+        o.value.map(f32::to_bits),
+        flat(&o.losses),
+        flat(&o.grad),
+        o.counted,
+    )
+}
+
+/// The same inputs give the same bits on every call, and with 1, 2 or 3 threads: the work
+/// is cut the same way and the partial sums are added in a fixed order.
+#[test]
+fn bit_identical_across_calls_and_thread_counts() {
+    let pools: Vec<rayon::ThreadPool> = [1, 3]
+        .iter()
+        .map(|&n| {
+            rayon::ThreadPoolBuilder::new()
+                .num_threads(n)
+                .build()
+                .unwrap()
+        })
+        .collect();
+    let run = |loss: &Loss, args: &LossArgs<'_>, what: &str| {
+        let first = bits(&cpu::compute(loss, args).unwrap());
+        assert_eq!(
+            first,
+            bits(&cpu::compute(loss, args).unwrap()),
+            "{what}: second call"
+        );
+        for pool in &pools {
+            let again = pool.install(|| bits(&cpu::compute(loss, args).unwrap()));
+            assert_eq!(
+                first,
+                again,
+                "{what}: {} threads",
+                pool.current_num_threads()
+            );
+        }
+    };
+    for loss in elementwise_losses() {
+        let what = format!("determinism/{}", loss.name());
+        let b = synthetic::batch(&loss, &[1_000_003], seed_for(&what));
+        for reduction in REDUCTIONS {
+            run(
+                &loss,
+                &LossArgs::new(b.pred.view(), b.target.view()).reduction(reduction),
+                &what,
+            );
+        }
+    }
+    for kind in [
+        Kind::Cce,
+        Kind::SoftmaxProbs,
+        Kind::SoftmaxI64,
+        Kind::Cosine,
+    ] {
+        let what = format!("determinism/{kind:?}");
+        let d = RowData::new(kind, 1000, 1000, &what);
+        for reduction in REDUCTIONS {
+            run(&d.loss, &d.args().reduction(reduction), &what);
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Errors: the same as the reference's, variant, fields and message.
+// ---------------------------------------------------------------------------------------------
+
+/// Asserts both paths fail with the same error (compared through `Debug`, which shows the
+/// variant and every field), and returns it.
+#[track_caller]
+fn same_error(loss: &Loss, args: &LossArgs<'_>, what: &str) -> Error {
+    let got = cpu::compute(loss, args).expect_err(what);
+    let want = reference::compute(loss, args).expect_err(what);
+    assert_eq!(format!("{got:?}"), format!("{want:?}"), "{what}");
+    got
+}
+
+#[test]
+fn errors_match_the_reference() {
+    let arr = |shape: &[usize], v: f32| ArrayD::from_elem(IxDyn(shape), v);
+    let (p, t) = (arr(&[4, 5], 0.5), arr(&[4, 5], 0.25));
+    let e = same_error(
+        &Loss::Mse,
+        &LossArgs::new(p.view(), arr(&[5, 4], 0.5).view()),
+        "shape",
+    );
+    assert!(matches!(e, Error::ShapeMismatch { what: "target", .. }));
+    let empty = arr(&[0, 3], 0.5);
+    for loss in Loss::ALL_DEFAULT {
+        let e = same_error(&loss, &LossArgs::new(empty.view(), empty.view()), "empty");
+        assert!(matches!(e, Error::Empty { .. }), "{e:?}");
+    }
+    let options = [
+        (Loss::Huber { delta: 0.0 }, "delta"),
+        (Loss::Huber { delta: f32::NAN }, "delta"),
+        (sce(1.0, 0.0, -100), "label_smoothing"),
+        (sce(-0.1, 0.0, -100), "label_smoothing"),
+        (sce(0.0, -1.0, -100), "z_loss"),
+        (sce(0.0, f32::INFINITY, -100), "z_loss"),
+        (Loss::CosineProximity { eps: 0.0 }, "eps"),
+    ];
+    for (loss, option) in options {
+        let e = same_error(&loss, &LossArgs::new(p.view(), t.view()), option);
+        assert!(
+            matches!(e, Error::InvalidOption { option: o, .. } if o == option),
+            "{e:?}"
+        );
+    }
+    // Weights: not taken, negative, NaN, not a trailing shape.
+    let w5 = arr(&[5], 1.0);
+    for loss in [
+        Loss::Mse,
+        Loss::CategoricalCrossEntropy,
+        Loss::COSINE_PROXIMITY,
+    ] {
+        same_error(
+            &loss,
+            &LossArgs::new(p.view(), t.view()).weight(w5.view()),
+            "weight",
+        );
+    }
+    same_error(
+        &Loss::Bce,
+        &LossArgs::new(p.view(), t.view()).pos_weight(w5.view()),
+        "pos_weight",
+    );
+    let mut w_bad = w5.clone();
+    w_bad[[2]] = -1.0;
+    same_error(
+        &Loss::Bce,
+        &LossArgs::new(p.view(), t.view()).weight(w_bad.view()),
+        "w < 0",
+    );
+    w_bad[[2]] = f32::NAN;
+    same_error(
+        &Loss::BceWithLogits,
+        &LossArgs::new(p.view(), t.view()).pos_weight(w_bad.view()),
+        "q NaN",
+    );
+    let w4 = arr(&[4], 1.0);
+    same_error(
+        &Loss::Bce,
+        &LossArgs::new(p.view(), t.view()).weight(w4.view()),
+        "w shape",
+    );
+    let cls = ndarray::arr1(&[0i64, 1, 2, 3]).into_dyn();
+    same_error(
+        &Loss::SOFTMAX_CROSS_ENTROPY,
+        &LossArgs::new(p.view(), cls.view()).weight(w4.view()),
+        "class weight shape",
+    );
+    // Upstream: non-finite scalar, array with a reduction, array of the wrong shape.
+    for loss in [Loss::Mse, Loss::SOFTMAX_CROSS_ENTROPY] {
+        let base = LossArgs::new(p.view(), t.view());
+        same_error(
+            &loss,
+            &base.clone().upstream(Upstream::Scalar(f32::NAN)),
+            "g NaN",
+        );
+        let g = arr(&[4, 5], 1.0);
+        same_error(
+            &loss,
+            &base.clone().upstream(Upstream::Array(g.view())),
+            "g mean",
+        );
+        let g = arr(&[3], 1.0);
+        same_error(
+            &loss,
+            &base
+                .clone()
+                .reduction(Reduction::None)
+                .upstream(Upstream::Array(g.view())),
+            "g shape",
+        );
+    }
+    // Class targets where float targets are due; a scalar prediction for a row-wise loss;
+    // class targets of the wrong shape.
+    for loss in [
+        Loss::Mse,
+        Loss::Bce,
+        Loss::CategoricalCrossEntropy,
+        Loss::COSINE_PROXIMITY,
+    ] {
+        same_error(&loss, &LossArgs::new(p.view(), cls.view()), "class targets");
+    }
+    let p0 = ArrayD::from_elem(IxDyn(&[]), 0.5f32);
+    for loss in [
+        Loss::CategoricalCrossEntropy,
+        Loss::SOFTMAX_CROSS_ENTROPY,
+        Loss::COSINE_PROXIMITY,
+    ] {
+        same_error(
+            &loss,
+            &LossArgs::new(p0.view(), p0.view()),
+            "scalar prediction",
+        );
+    }
+    let cls_bad = ArrayD::<i32>::zeros(IxDyn(&[4, 5]));
+    same_error(
+        &Loss::SOFTMAX_CROSS_ENTROPY,
+        &LossArgs::new(p.view(), cls_bad.view()),
+        "class shape",
+    );
+}
+
+/// The first probability outside [0, 1] in row-major order, wherever it is: in a later block
+/// (with another in a still later one), in a block's tail, in the first chunk; NaN is not out
+/// of the domain. Categorical cross entropy likewise, across rows and tasks.
+#[test]
+fn out_of_domain_is_the_first_in_row_major_order() {
+    let n = 200_003;
+    let base = synthetic::batch(&Loss::Bce, &[n], 1);
+    for bad in [
+        vec![150_001, 190_000],
+        vec![200_002],
+        vec![3, 64],
+        vec![65_535, 65_536],
+    ] {
+        let mut p = base.pred.clone();
+        p[[100]] = f32::NAN;
+        for (i, &k) in bad.iter().enumerate() {
+            p[[k]] = if i % 2 == 0 { 1.0001 } else { -1e-7 };
+        }
+        for reduction in REDUCTIONS {
+            let args = LossArgs::new(p.view(), base.target.view()).reduction(reduction);
+            match same_error(&Loss::Bce, &args, &format!("bce {bad:?}")) {
+                Error::OutOfDomain { index, .. } => assert_eq!(index, bad[0]),
+                e => panic!("{e:?}"),
+            }
+            same_error(
+                &Loss::Bce,
+                &args.loss_only(),
+                &format!("bce loss only {bad:?}"),
+            );
+        }
+    }
+    let (b, c) = (300, 1000);
+    let base = prob_rows(&[b, c], 2);
+    for bad in [
+        vec![(250, 999), (251, 0)],
+        vec![(0, 70), (0, 3)],
+        vec![(65, 537)],
+    ] {
+        let mut p = base.clone();
+        p[[0, 1]] = f32::NAN;
+        for &(r, j) in &bad {
+            p[[r, j]] = 1.5;
+        }
+        let args = LossArgs::new(p.view(), base.view());
+        match same_error(
+            &Loss::CategoricalCrossEntropy,
+            &args,
+            &format!("cce {bad:?}"),
+        ) {
+            Error::OutOfDomain { index, .. } => {
+                let first = bad.iter().map(|&(r, j)| r * c + j).min().unwrap();
+                assert_eq!(index, first);
+            }
+            e => panic!("{e:?}"),
+        }
+    }
+}
+
+/// Class indices out of range: the first row, i32 and i64 (beyond i32 too), `ignore_index`
+/// honoured only when it is the loss's; the options are checked first.
+#[test]
+fn class_out_of_range_is_the_first_row() {
+    let p = logits(&[3, 5], 1);
+    let cases: Vec<(Loss, Vec<i64>)> = vec![
+        (Loss::SOFTMAX_CROSS_ENTROPY, vec![0, 5, 7]),
+        (Loss::SOFTMAX_CROSS_ENTROPY, vec![-100, -1, 2]),
+        (sce(0.0, 0.0, -1), vec![-100, -1, 2]),
+        (Loss::SOFTMAX_CROSS_ENTROPY, vec![0, 1, (1 << 32) + 1]),
+        (sce(1.0, 0.0, -100), vec![0, 5, 7]),
+    ];
+    for (loss, k) in cases {
+        let k64 = ArrayD::from_shape_vec(IxDyn(&[3]), k.clone()).unwrap();
+        same_error(
+            &loss,
+            &LossArgs::new(p.view(), k64.view()),
+            &format!("i64 {k:?}"),
+        );
+        if k.iter().all(|&v| i32::try_from(v).is_ok()) {
+            let k32 = k64.mapv(|v| v as i32);
+            same_error(
+                &loss,
+                &LossArgs::new(p.view(), k32.view()),
+                &format!("i32 {k:?}"),
+            );
+        }
+    }
+    let wide = sce(0.0, 0.0, 1 << 40);
+    let k = ndarray::arr1(&[0i64, 1 << 40, 4]).into_dyn();
+    let out = check(
+        &wide,
+        &LossArgs::new(p.view(), k.view()),
+        "wide ignore_index",
+    );
+    assert_eq!(out.counted, 2);
+}
