@@ -6,5 +6,6 @@ mod pool;
 mod readback;
 
 pub use context::{ContextOptions, GpuContext};
+pub(crate) use context::KernelPipeline;
 pub(crate) use pool::Pooled;
 pub(crate) use readback::Readback;
