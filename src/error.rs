@@ -60,6 +60,16 @@ pub enum Error {
         classes: usize,
     },
 
+    /// A caller's buffer given to the GPU-resident API is unusable (missing, unexpected,
+    /// without the usage it needs, misaligned, or too small).
+    #[error("buffer {what}: {reason}")]
+    Buffer {
+        /// Which buffer (`"pred"`, `"target"`, `"grad"`, `"output"`, ...).
+        what: &'static str,
+        /// What is wrong with it.
+        reason: String,
+    },
+
     /// No adapter was found (or none matched `WGPU_ADAPTER_NAME`).
     #[error(
         "no GPU adapter found{detail}. Install a GPU driver with Vulkan, Metal or DX12 support, \

@@ -30,6 +30,7 @@ pub mod gpu;
 pub mod kernels;
 pub mod loss;
 pub mod reference;
+pub mod resident;
 pub mod synthetic;
 
 pub use error::{Error, Result};

@@ -281,10 +281,9 @@ impl RowPlan {
         let mut row0 = 0;
         while row0 < b {
             let rows = rows_per_chunk.min(b - row0);
-            let workgroups = rows
-                .div_ceil(per_wg)
-                .clamp(1, MAX_ROW_WORKGROUPS.min(max_dim) as usize)
-                as u32;
+            let workgroups =
+                rows.div_ceil(per_wg)
+                    .clamp(1, MAX_ROW_WORKGROUPS.min(max_dim) as usize) as u32;
             let row_iters = rows.div_ceil(per_wg * workgroups as usize) as u64;
             if row_iters > MAX_LOOP_TRIPS {
                 return Err(Error::DeviceLimit {
@@ -436,10 +435,6 @@ impl RowPlan {
         })
     }
 
-    pub(crate) fn spec(&self) -> &RowSpec {
-        &self.spec
-    }
-
     pub(crate) fn chunks(&self) -> &[RowChunk] {
         &self.chunks
     }
@@ -462,7 +457,11 @@ impl RowPlan {
                 self.class_partials * 4,
                 U::STORAGE,
             ));
-            v.push((ScratchKind::Stats, 8, U::STORAGE | U::COPY_DST | U::COPY_SRC));
+            v.push((
+                ScratchKind::Stats,
+                8,
+                U::STORAGE | U::COPY_DST | U::COPY_SRC,
+            ));
         }
         if self.kernel == Kernel::CategoricalCrossEntropy {
             v.push((
@@ -530,21 +529,26 @@ impl RowPlan {
             }
         }
         for (c, (ch, bf)) in self.chunks.iter().zip(chunks).enumerate() {
-            let group = bind_group(ctx, self.kernel, &self.row_pipe.layout, &|slot| match slot {
-                Slot::Params => params_at(c as u64, std::mem::size_of::<RowParams>()),
-                Slot::Pred => bf.pred.resource(),
-                Slot::Target => bf.target.resource(),
-                Slot::Upstream => or_dummy(bf.upstream, Slot::Upstream),
-                Slot::Grad => or_dummy(bf.grad, Slot::Grad),
-                Slot::Losses => or_dummy(bf.losses, Slot::Losses),
-                Slot::Partials => scratch.partials.as_entire_binding(),
-                Slot::Weight => or_dummy(scratch.weight, Slot::Weight),
-                Slot::Norm => scratch.norm.as_entire_binding(),
-                _ => match scratch.domain_error {
-                    Some(e) => e.as_entire_binding(),
-                    None => ctx.dummy(Slot::DomainError).as_entire_binding(),
+            let group = bind_group(
+                ctx,
+                self.kernel,
+                &self.row_pipe.layout,
+                &|slot| match slot {
+                    Slot::Params => params_at(c as u64, std::mem::size_of::<RowParams>()),
+                    Slot::Pred => bf.pred.resource(),
+                    Slot::Target => bf.target.resource(),
+                    Slot::Upstream => or_dummy(bf.upstream, Slot::Upstream),
+                    Slot::Grad => or_dummy(bf.grad, Slot::Grad),
+                    Slot::Losses => or_dummy(bf.losses, Slot::Losses),
+                    Slot::Partials => scratch.partials.as_entire_binding(),
+                    Slot::Weight => or_dummy(scratch.weight, Slot::Weight),
+                    Slot::Norm => scratch.norm.as_entire_binding(),
+                    _ => match scratch.domain_error {
+                        Some(e) => e.as_entire_binding(),
+                        None => ctx.dummy(Slot::DomainError).as_entire_binding(),
+                    },
                 },
-            });
+            );
             out.push(Dispatch {
                 pipeline: Arc::clone(&self.row_pipe),
                 group,
@@ -552,12 +556,17 @@ impl RowPlan {
             });
         }
         if let (Some(fin), Some(value)) = (&self.fin_pipe, scratch.value) {
-            let group = bind_group(ctx, Kernel::ReducePartials, &fin.layout, &|slot| match slot {
-                Slot::Params => params_at(2 * n + 1, std::mem::size_of::<FinalizeParams>()),
-                Slot::Partials => scratch.partials.as_entire_binding(),
-                Slot::Value => value.resource(),
-                _ => scratch.norm.as_entire_binding(),
-            });
+            let group = bind_group(
+                ctx,
+                Kernel::ReducePartials,
+                &fin.layout,
+                &|slot| match slot {
+                    Slot::Params => params_at(2 * n + 1, std::mem::size_of::<FinalizeParams>()),
+                    Slot::Partials => scratch.partials.as_entire_binding(),
+                    Slot::Value => value.resource(),
+                    _ => scratch.norm.as_entire_binding(),
+                },
+            );
             out.push(Dispatch {
                 pipeline: Arc::clone(fin),
                 group,
@@ -590,7 +599,11 @@ impl RowPlan {
 }
 
 /// `o` bound, or the placeholder of `slot`.
-fn or_dummy<'b>(ctx: &'b GpuContext, o: Option<Bound<'b>>, slot: Slot) -> wgpu::BindingResource<'b> {
+fn or_dummy<'b>(
+    ctx: &'b GpuContext,
+    o: Option<Bound<'b>>,
+    slot: Slot,
+) -> wgpu::BindingResource<'b> {
     match o {
         Some(b) => b.resource(),
         None => ctx.dummy(slot).as_entire_binding(),
@@ -669,7 +682,10 @@ pub(crate) fn run(ctx: &GpuContext, loss: &Loss, args: &LossArgs<'_>) -> Result<
     use wgpu::BufferUsages as U;
     let mut kinds = Vec::new();
     for (kind, size, usage) in plan.scratch_sizes() {
-        kinds.push((kind, ctx.scratch(&mut taken, "wgpu-loss row scratch", size, usage)));
+        kinds.push((
+            kind,
+            ctx.scratch(&mut taken, "wgpu-loss row scratch", size, usage),
+        ));
     }
     let value_idx = ctx.scratch(&mut taken, "wgpu-loss value", 4, U::STORAGE | U::COPY_SRC);
     let weight_idx = weight
@@ -782,9 +798,6 @@ pub(crate) fn run(ctx: &GpuContext, loss: &Loss, args: &LossArgs<'_>) -> Result<
         }
     }
     let has_err = scratch.domain_error.is_some();
-    drop(dispatches);
-    drop(chunk_bufs);
-    drop(scratch);
     let mut results = ctx
         .finish_call(encoder, scopes, readbacks, taken)?
         .into_iter();
