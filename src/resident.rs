@@ -9,9 +9,9 @@
 //! value stays in the caller's buffer; [`ValueReader`] reads it back when wanted (every K
 //! steps), asynchronously or blocking.
 //!
-//! This first version covers the row-wise family (categorical and softmax cross entropy,
-//! cosine proximity) on f32 buffers (class indices as i32), each array bound whole from its
-//! offset, so an input must fit in one storage binding.
+//! Every loss is covered, on f32 buffers (class indices as i32), each array bound from its
+//! offset, so an input must fit in one storage binding (the host path's chunking does not
+//! apply here).
 //!
 //! ```no_run
 //! use wgpu_loss::resident::{GpuArray, ResidentBuffers, ResidentSpec, ValueReader};
@@ -48,9 +48,9 @@ use std::task::{Context, Poll};
 
 use crate::error::{Error, Result};
 use crate::gpu::GpuContext;
-use crate::kernels::rows::{
-    Bound, Dispatch, RowChunkBufs, RowPlan, RowScratch, RowSpec, ScratchKind, first_row,
-};
+use crate::kernels::elementwise::{BroadcastPlan, EwChunkBufs, EwPlan, EwScratch, EwSpec};
+use crate::kernels::rows::{RowChunkBufs, RowPlan, RowScratch, RowSpec};
+use crate::kernels::staging::{Bound, Dispatch, ScratchKind, first_row};
 use crate::loss::{Loss, Reduction};
 
 /// An array in a caller's buffer: 32-bit elements starting at byte `offset`.
@@ -100,8 +100,11 @@ pub struct ResidentSpec {
     pub shape: Vec<usize>,
     /// Class-index targets (i32) instead of float targets.
     pub classes: bool,
-    /// Class weights `[C]` bound (softmax cross entropy).
-    pub weight: bool,
+    /// Length of the weight, if one is bound: class weights `[C]` (softmax cross entropy), or
+    /// a per-element weight broadcast from a trailing part of the shape (BCE losses).
+    pub weight: Option<usize>,
+    /// Length of `pos_weight` (BCE with logits), a trailing part of the shape, if bound.
+    pub pos_weight: Option<usize>,
     /// The reduction (default `Mean`).
     pub reduction: Reduction,
     /// The upstream gradient (default ones).
@@ -116,7 +119,8 @@ impl ResidentSpec {
         ResidentSpec {
             shape: shape.to_vec(),
             classes: false,
-            weight: false,
+            weight: None,
+            pos_weight: None,
             reduction: Reduction::Mean,
             upstream: ResidentUpstream::Ones,
             want_grad: true,
@@ -129,9 +133,23 @@ impl ResidentSpec {
         self
     }
 
-    /// Class weights `[C]` are bound.
+    /// A weight over the last dimension is bound: class weights `[C]` for softmax cross
+    /// entropy, a per-column weight for the BCE losses.
     pub fn weight(mut self) -> Self {
-        self.weight = true;
+        self.weight = self.shape.last().copied();
+        self
+    }
+
+    /// A weight of `len` elements is bound (BCE losses: a trailing part of the shape, or the
+    /// whole shape).
+    pub fn weight_len(mut self, len: usize) -> Self {
+        self.weight = Some(len);
+        self
+    }
+
+    /// A `pos_weight` over the last dimension is bound (BCE with logits).
+    pub fn pos_weight(mut self) -> Self {
+        self.pos_weight = self.shape.last().copied();
         self
     }
 
@@ -161,13 +179,17 @@ pub struct ResidentBuffers<'a> {
     pub pred: GpuArray<'a>,
     /// Targets: f32 `B·C`, or i32 class indices `B`.
     pub target: GpuArray<'a>,
-    /// Class weights, f32 `C` (when planned with [`ResidentSpec::weight`]).
+    /// Weight, f32, of the planned length (when planned with one).
     pub weight: Option<GpuArray<'a>>,
-    /// Upstream gradient, f32 `B` (with [`ResidentUpstream::Buffer`]).
+    /// `pos_weight`, f32, of the planned length (BCE with logits, when planned with one).
+    pub pos_weight: Option<GpuArray<'a>>,
+    /// Upstream gradient, f32, one per loss: `B` rows or `N` elements (with
+    /// [`ResidentUpstream::Buffer`]).
     pub upstream: Option<GpuArray<'a>>,
-    /// Gradient out, f32 `B·C` (unless planned loss-only).
+    /// Gradient out, f32, the prediction's size (unless planned loss-only).
     pub grad: Option<GpuArray<'a>>,
-    /// The value out, f32 `[1]` (`Mean`, `Sum`), or the per-row losses `[B]` (`None`).
+    /// The value out, f32 `[1]` (`Mean`, `Sum`), or the per-row (`B`) or per-element (`N`)
+    /// losses (`None`).
     pub output: GpuArray<'a>,
 }
 
@@ -182,6 +204,7 @@ impl<'a> ResidentBuffers<'a> {
             pred: pred.into(),
             target: target.into(),
             weight: None,
+            pos_weight: None,
             upstream: None,
             grad: None,
             output: output.into(),
@@ -194,9 +217,15 @@ impl<'a> ResidentBuffers<'a> {
         self
     }
 
-    /// The class weights' buffer.
+    /// The weight's buffer.
     pub fn weight(mut self, weight: impl Into<GpuArray<'a>>) -> Self {
         self.weight = Some(weight.into());
+        self
+    }
+
+    /// The `pos_weight` buffer.
+    pub fn pos_weight(mut self, pos_weight: impl Into<GpuArray<'a>>) -> Self {
+        self.pos_weight = Some(pos_weight.into());
         self
     }
 
@@ -210,11 +239,12 @@ impl<'a> ResidentBuffers<'a> {
 /// What the last recorded step found, read back by [`ResidentLoss::status_blocking`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ResidentStatus {
-    /// Rows that counted (not ignored).
+    /// Rows (row-wise family) or elements (elementwise family) that counted (not ignored).
     pub counted: usize,
     /// The first row whose class index is out of range, if any (its gradient and loss are 0).
     pub class_out_of_range: Option<usize>,
-    /// The first row with a probability outside [0, 1] (categorical cross entropy), if any.
+    /// The first row (categorical cross entropy) or element (BCE) with a probability outside
+    /// [0, 1], if any.
     pub out_of_domain: Option<usize>,
 }
 
@@ -224,14 +254,21 @@ type BufferKey = Vec<Option<(wgpu::Buffer, u64)>>;
 /// Most sets of buffers whose bind groups are kept (double and triple buffering fit).
 const CACHED_BUFFER_SETS: usize = 4;
 
+/// The plan of either family.
+enum Planned {
+    Rows(RowPlan),
+    Elementwise(EwPlan),
+}
+
 /// A loss planned for one shape and set of options, recording into the caller's encoder.
 /// Built by [`GpuContext::resident`].
 pub struct ResidentLoss {
     loss: Loss,
     spec: ResidentSpec,
+    /// Rows and row length (row-wise), or `(N, 1)` (elementwise).
     rows: usize,
     cols: usize,
-    plan: RowPlan,
+    plan: Planned,
     scratch: Vec<(ScratchKind, wgpu::Buffer)>,
     cache: HashMap<BufferKey, Vec<Dispatch>>,
     allocations: usize,
@@ -251,101 +288,164 @@ fn bad(what: &'static str, reason: String) -> Error {
     Error::Buffer { what, reason }
 }
 
+fn invalid(option: &'static str, reason: String) -> Error {
+    Error::InvalidOption { option, reason }
+}
+
+/// Whether `len` is the element count of a trailing part of `shape` (or all of it).
+fn is_trailing(shape: &[usize], len: usize) -> bool {
+    (0..shape.len()).any(|k| shape[k..].iter().product::<usize>() == len)
+}
+
 impl GpuContext {
     /// Plans `loss` for GPU-resident use: pipelines and scratch buffers are built here, once.
     ///
     /// # Errors
     /// [`Error::InvalidOption`] for options the loss does not take or that are out of range
-    /// (an `ignore_index` outside i32, an upstream buffer without `Reduction::None`),
-    /// [`Error::Empty`], [`Error::DeviceLimit`] when the prediction does not fit in one storage
-    /// binding; pipeline errors.
+    /// (class indices for a loss with float targets, a weight of a length that is not a
+    /// trailing part of the shape, an `ignore_index` outside i32, an upstream buffer without
+    /// `Reduction::None`), [`Error::Empty`], [`Error::DeviceLimit`] when the prediction does
+    /// not fit in one storage binding; pipeline errors.
     pub fn resident(&self, loss: &Loss, spec: ResidentSpec) -> Result<ResidentLoss> {
         loss.validate()?;
-        if !loss.is_row_wise() {
-            return Err(Error::InvalidOption {
-                option: "loss",
-                reason: format!(
-                    "the resident API covers the row-wise losses (cce, softmax-ce, cosine) so \
-                     far, not {}",
-                    loss.name()
-                ),
-            });
-        }
-        let Some(&cols) = spec.shape.last() else {
-            return Err(Error::InvalidOption {
-                option: "shape",
-                reason: "a row-wise loss needs a prediction of rank >= 1".into(),
-            });
-        };
-        let rows: usize = spec.shape[..spec.shape.len() - 1].iter().product();
-        if rows * cols == 0 {
+        let shape = &spec.shape;
+        let n: usize = shape.iter().product();
+        if n == 0 {
             return Err(Error::Empty {
-                shape: spec.shape.clone(),
+                shape: shape.clone(),
             });
         }
+        let row_wise = loss.is_row_wise();
+        let (rows, cols) = if row_wise {
+            let Some(&cols) = shape.last() else {
+                return Err(invalid(
+                    "shape",
+                    "a row-wise loss needs a prediction of rank >= 1".into(),
+                ));
+            };
+            (n / cols, cols)
+        } else {
+            (n, 1)
+        };
         if spec.classes && !loss.takes_classes() {
-            return Err(Error::InvalidOption {
-                option: "target",
-                reason: format!("the {} loss takes float targets", loss.name()),
-            });
+            return Err(invalid(
+                "target",
+                format!("the {} loss takes float targets", loss.name()),
+            ));
         }
-        if spec.weight && !loss.takes_weight() {
-            return Err(Error::InvalidOption {
-                option: "weight",
-                reason: format!("the {} loss takes no weight", loss.name()),
-            });
+        if let Some(len) = spec.weight {
+            let ok = loss.takes_weight()
+                && if row_wise {
+                    len == cols
+                } else {
+                    is_trailing(shape, len)
+                };
+            if !ok {
+                return Err(invalid(
+                    "weight",
+                    format!(
+                        "the {} loss takes no weight of {len} elements for shape {shape:?}",
+                        loss.name()
+                    ),
+                ));
+            }
+        }
+        if let Some(len) = spec.pos_weight {
+            if !(loss.takes_pos_weight() && is_trailing(shape, len)) {
+                return Err(invalid(
+                    "pos_weight",
+                    format!(
+                        "the {} loss takes no pos_weight of {len} elements for shape {shape:?}",
+                        loss.name()
+                    ),
+                ));
+            }
         }
         if spec.upstream == ResidentUpstream::Buffer && spec.reduction != Reduction::None {
-            return Err(Error::InvalidOption {
-                option: "upstream",
-                reason: "an upstream gradient buffer needs reduction none".into(),
-            });
+            return Err(invalid(
+                "upstream",
+                "an upstream gradient buffer needs reduction none".into(),
+            ));
         }
         if let ResidentUpstream::Scalar(g) = spec.upstream {
             if !g.is_finite() {
-                return Err(Error::InvalidOption {
-                    option: "upstream",
-                    reason: format!("the upstream gradient must be finite, got {g}"),
-                });
+                return Err(invalid(
+                    "upstream",
+                    format!("the upstream gradient must be finite, got {g}"),
+                ));
             }
         }
-        let gpu_ignore = match *loss {
-            Loss::SoftmaxCrossEntropy { ignore_index, .. } => {
-                i32::try_from(ignore_index).map_err(|_| Error::InvalidOption {
-                    option: "ignore_index",
-                    reason: format!(
-                        "class-index buffers are i32, so ignore_index must fit in i32, got \
-                         {ignore_index}"
-                    ),
-                })?
-            }
-            _ => -100,
-        };
-        if rows * cols > self.max_chunk_elements {
+        if n > self.max_chunk_elements {
             return Err(Error::DeviceLimit {
                 what: "elements bound at once by a resident loss",
-                needed: (rows * cols) as u64,
+                needed: n as u64,
                 limit: self.max_chunk_elements as u64,
             });
         }
-        let row_spec = RowSpec {
-            loss: *loss,
-            rows,
-            cols,
-            classes: spec.classes,
-            weight: spec.weight,
-            reduction: spec.reduction,
-            upstream_array: spec.upstream == ResidentUpstream::Buffer,
-            g: match spec.upstream {
-                ResidentUpstream::Scalar(g) => g,
-                _ => 1.0,
-            },
-            want_grad: spec.want_grad,
-            gpu_ignore,
+        let g = match spec.upstream {
+            ResidentUpstream::Scalar(g) => g,
+            _ => 1.0,
         };
-        let plan = RowPlan::new(self, row_spec, rows * cols)?;
-        let scratch: Vec<(ScratchKind, wgpu::Buffer)> = plan
-            .scratch_sizes()
+        let plan = if row_wise {
+            let gpu_ignore = match *loss {
+                Loss::SoftmaxCrossEntropy { ignore_index, .. } => i32::try_from(ignore_index)
+                    .map_err(|_| {
+                        invalid(
+                            "ignore_index",
+                            format!(
+                                "class-index buffers are i32, so ignore_index must fit in i32, \
+                                 got {ignore_index}"
+                            ),
+                        )
+                    })?,
+                _ => -100,
+            };
+            Planned::Rows(RowPlan::new(
+                self,
+                RowSpec {
+                    loss: *loss,
+                    rows,
+                    cols,
+                    classes: spec.classes,
+                    weight: spec.weight.is_some(),
+                    reduction: spec.reduction,
+                    upstream_array: spec.upstream == ResidentUpstream::Buffer,
+                    g,
+                    want_grad: spec.want_grad,
+                    gpu_ignore,
+                },
+                n,
+            )?)
+        } else {
+            let broadcast = |len: Option<usize>| {
+                len.map(|len| {
+                    if len == n {
+                        BroadcastPlan::Full
+                    } else {
+                        BroadcastPlan::Whole(len)
+                    }
+                })
+            };
+            Planned::Elementwise(EwPlan::new(
+                self,
+                EwSpec {
+                    loss: *loss,
+                    n,
+                    weight: broadcast(spec.weight),
+                    pos_weight: broadcast(spec.pos_weight),
+                    reduction: spec.reduction,
+                    upstream_array: spec.upstream == ResidentUpstream::Buffer,
+                    g,
+                    want_grad: spec.want_grad,
+                },
+                n,
+            )?)
+        };
+        let sizes = match &plan {
+            Planned::Rows(p) => p.scratch_sizes(),
+            Planned::Elementwise(p) => p.scratch_sizes(),
+        };
+        let scratch: Vec<(ScratchKind, wgpu::Buffer)> = sizes
             .into_iter()
             .map(|(kind, size, usage)| {
                 let b = self.device.create_buffer(&wgpu::BufferDescriptor {
@@ -368,10 +468,7 @@ impl GpuContext {
             cache: HashMap::new(),
             allocations,
         };
-        let constants = r.scratch_view(None, None);
-        if let Some(s) = constants {
-            r.plan.write_constants(&self.queue, &s);
-        }
+        r.write_constants(&self.queue)?;
         Ok(r)
     }
 }
@@ -393,7 +490,8 @@ impl ResidentLoss {
         self.allocations
     }
 
-    /// Elements of the output: 1 (`Mean`, `Sum`) or the number of rows (`None`).
+    /// Elements of the output: 1 (`Mean`, `Sum`), or one per row (row-wise) or per element
+    /// (elementwise) for `None`.
     pub fn output_len(&self) -> usize {
         if self.spec.reduction == Reduction::None {
             self.rows
@@ -409,16 +507,21 @@ impl ResidentLoss {
             .map(|(_, b)| b)
     }
 
-    fn scratch_view<'a>(
+    fn missing_scratch() -> Error {
+        Error::Gpu("resident loss without its scratch buffers".into())
+    }
+
+    fn row_scratch<'a>(
         &'a self,
         value: Option<Bound<'a>>,
         weight: Option<Bound<'a>>,
-    ) -> Option<RowScratch<'a>> {
-        Some(RowScratch {
-            params: self.scratch_buf(ScratchKind::Params)?,
-            partials: self.scratch_buf(ScratchKind::Partials)?,
+    ) -> Result<RowScratch<'a>> {
+        let need = |k| self.scratch_buf(k).ok_or_else(Self::missing_scratch);
+        Ok(RowScratch {
+            params: need(ScratchKind::Params)?,
+            partials: need(ScratchKind::Partials)?,
             class_partials: self.scratch_buf(ScratchKind::ClassPartials),
-            norm: self.scratch_buf(ScratchKind::Norm)?,
+            norm: need(ScratchKind::Norm)?,
             stats: self.scratch_buf(ScratchKind::Stats),
             domain_error: self.scratch_buf(ScratchKind::DomainError),
             value,
@@ -426,21 +529,38 @@ impl ResidentLoss {
         })
     }
 
+    fn ew_scratch<'a>(&'a self, value: Option<Bound<'a>>) -> Result<EwScratch<'a>> {
+        let need = |k| self.scratch_buf(k).ok_or_else(Self::missing_scratch);
+        Ok(EwScratch {
+            params: need(ScratchKind::Params)?,
+            partials: need(ScratchKind::Partials)?,
+            domain_error: self.scratch_buf(ScratchKind::DomainError),
+            value,
+        })
+    }
+
+    fn write_constants(&self, queue: &wgpu::Queue) -> Result<()> {
+        match &self.plan {
+            Planned::Rows(p) => p.write_constants(queue, &self.row_scratch(None, None)?),
+            Planned::Elementwise(p) => p.write_constants(queue, &self.ew_scratch(None)?),
+        }
+        Ok(())
+    }
+
     /// Checks one of the caller's arrays: present when needed, `STORAGE`, aligned, in bounds.
     fn check<'a>(
         ctx: &GpuContext,
         what: &'static str,
         a: Option<GpuArray<'a>>,
-        needed: bool,
-        elems: usize,
+        needed: Option<usize>,
     ) -> Result<Option<Bound<'a>>> {
-        let a = match (a, needed) {
-            (None, false) => return Ok(None),
-            (Some(a), true) => a,
-            (None, true) => {
+        let (a, elems) = match (a, needed) {
+            (None, None) => return Ok(None),
+            (Some(a), Some(elems)) => (a, elems),
+            (None, Some(_)) => {
                 return Err(bad(what, "required by the planned spec, not given".into()));
             }
-            (Some(_), false) => {
+            (Some(_), None) => {
                 return Err(bad(
                     what,
                     "given, but the planned spec does not use it".into(),
@@ -454,7 +574,7 @@ impl ResidentLoss {
             ));
         }
         let align = u64::from(ctx.limits.min_storage_buffer_offset_alignment);
-        if a.offset % align != 0 {
+        if !a.offset.is_multiple_of(align) {
             return Err(bad(
                 what,
                 format!(
@@ -495,20 +615,22 @@ impl ResidentLoss {
         bufs: &ResidentBuffers<'_>,
     ) -> Result<()> {
         let (b, c) = (self.rows, self.cols);
+        let n = b * c;
         let spec = &self.spec;
-        let pred = Self::check(ctx, "pred", Some(bufs.pred), true, b * c)?;
-        let target_elems = if spec.classes { b } else { b * c };
-        let target = Self::check(ctx, "target", Some(bufs.target), true, target_elems)?;
-        let weight = Self::check(ctx, "weight", bufs.weight, spec.weight, c)?;
+        let on = |cond: bool, elems: usize| cond.then_some(elems);
+        let target_elems = if spec.classes { b } else { n };
+        let pred = Self::check(ctx, "pred", Some(bufs.pred), Some(n))?;
+        let target = Self::check(ctx, "target", Some(bufs.target), Some(target_elems))?;
+        let weight = Self::check(ctx, "weight", bufs.weight, spec.weight)?;
+        let pos_weight = Self::check(ctx, "pos_weight", bufs.pos_weight, spec.pos_weight)?;
         let upstream = Self::check(
             ctx,
             "upstream",
             bufs.upstream,
-            spec.upstream == ResidentUpstream::Buffer,
-            b,
+            on(spec.upstream == ResidentUpstream::Buffer, b),
         )?;
-        let grad = Self::check(ctx, "grad", bufs.grad, spec.want_grad, b * c)?;
-        let output = Self::check(ctx, "output", Some(bufs.output), true, self.output_len())?;
+        let grad = Self::check(ctx, "grad", bufs.grad, on(spec.want_grad, n))?;
+        let output = Self::check(ctx, "output", Some(bufs.output), Some(self.output_len()))?;
         let (Some(pred), Some(target), Some(output)) = (pred, target, output) else {
             return Err(bad("pred", "missing".into()));
         };
@@ -516,6 +638,7 @@ impl ResidentLoss {
             Some(bufs.pred),
             Some(bufs.target),
             bufs.weight,
+            bufs.pos_weight,
             bufs.upstream,
             bufs.grad,
             Some(bufs.output),
@@ -524,40 +647,52 @@ impl ResidentLoss {
         .map(|a| a.map(|a| (a.buffer.clone(), a.offset)))
         .collect();
         let none = spec.reduction == Reduction::None;
+        let value = (!none).then_some(output);
+        let losses = none.then_some(output);
         if !self.cache.contains_key(&key) {
-            let Some(scratch) = self.scratch_view((!none).then_some(output), weight) else {
-                return Err(Error::Gpu(
-                    "resident loss without its scratch buffers".into(),
-                ));
+            let dispatches = match &self.plan {
+                Planned::Rows(p) => p.bind(
+                    ctx,
+                    &self.row_scratch(value, weight)?,
+                    &[RowChunkBufs {
+                        pred,
+                        target,
+                        upstream,
+                        grad,
+                        losses,
+                    }],
+                ),
+                Planned::Elementwise(p) => p.bind(
+                    ctx,
+                    &self.ew_scratch(value)?,
+                    &[EwChunkBufs {
+                        pred,
+                        target,
+                        upstream,
+                        grad,
+                        losses,
+                        weight,
+                        pos_weight,
+                    }],
+                ),
             };
-            let chunk = RowChunkBufs {
-                pred,
-                target,
-                upstream,
-                grad,
-                losses: none.then_some(output),
-            };
-            let dispatches = self.plan.bind(ctx, &scratch, &[chunk]);
-            let made = dispatches.len();
             if self.cache.len() >= CACHED_BUFFER_SETS {
                 self.cache.clear();
             }
+            self.allocations += dispatches.len();
             self.cache.insert(key.clone(), dispatches);
-            self.allocations += made;
         }
-        let (Some(scratch), Some(dispatches)) =
-            (self.scratch_view(None, None), self.cache.get(&key))
-        else {
-            return Err(Error::Gpu(
-                "resident loss without its scratch buffers".into(),
-            ));
-        };
-        self.plan.encode(encoder, &scratch, dispatches);
+        let dispatches = self.cache.get(&key).ok_or_else(Self::missing_scratch)?;
+        match &self.plan {
+            Planned::Rows(p) => p.encode(encoder, &self.row_scratch(None, None)?, dispatches),
+            Planned::Elementwise(p) => p.encode(encoder, &self.ew_scratch(None)?, dispatches),
+        }
         Ok(())
     }
 
     /// Reads back what the last submitted step found: rows counted, and the first row with an
-    /// out-of-range class or an out-of-domain probability. Blocks until the device is idle.
+    /// out-of-range class or the first out-of-domain probability. Blocks until the device is
+    /// idle.
     ///
     /// # Errors
     /// [`Error::Map`] or [`Error::Poll`].
@@ -622,19 +757,13 @@ impl ValueReader {
         self.reads.load(Ordering::Relaxed)
     }
 
-    /// Submits a copy of `len` values of `src` and maps the staging buffer; the returned
-    /// future resolves once the device has finished the work submitted before it. It drives
-    /// the device with non-blocking polls each time it is polled, so it works with any
-    /// executor (it wakes itself until done).
+    /// Records a copy of `len` values of `src` into the reader's staging buffer, into the
+    /// caller's `encoder` (say, at the end of a training step); after submitting it, call
+    /// [`ValueReader::map`].
     ///
     /// # Errors
-    /// [`Error::Buffer`] if `src` lacks `COPY_SRC` or is too small; [`Error::Map`].
-    pub fn read<'r>(
-        &'r self,
-        device: &'r wgpu::Device,
-        queue: &wgpu::Queue,
-        src: GpuArray<'_>,
-    ) -> Result<ReadFuture<'r>> {
+    /// [`Error::Buffer`] if `src` lacks `COPY_SRC` or is too small.
+    pub fn record_copy(&self, encoder: &mut wgpu::CommandEncoder, src: GpuArray<'_>) -> Result<()> {
         let bytes = self.len as u64 * 4;
         if !src.buffer.usage().contains(wgpu::BufferUsages::COPY_SRC) {
             return Err(bad(
@@ -656,13 +785,18 @@ impl ValueReader {
                 ),
             ));
         }
-        let mut encoder = device.create_command_encoder(&wgpu::CommandEncoderDescriptor {
-            label: Some("wgpu-loss value read"),
-        });
-        let copy = bytes.next_multiple_of(wgpu::COPY_BUFFER_ALIGNMENT);
-        let copy = copy.min(src.buffer.size() - src.offset);
+        let copy = bytes
+            .next_multiple_of(wgpu::COPY_BUFFER_ALIGNMENT)
+            .min(src.buffer.size() - src.offset);
         encoder.copy_buffer_to_buffer(src.buffer, src.offset, &self.staging, 0, copy);
-        queue.submit([encoder.finish()]);
+        Ok(())
+    }
+
+    /// Maps the staging buffer after the submission holding [`ValueReader::record_copy`];
+    /// the returned future resolves once the device has finished that work. It drives the
+    /// device with non-blocking polls each time it is polled, so it works with any executor
+    /// (it wakes itself until done).
+    pub fn map<'r>(&'r self, device: &'r wgpu::Device) -> ReadFuture<'r> {
         let (tx, rx) = mpsc::channel();
         self.staging
             .slice(..)
@@ -670,11 +804,30 @@ impl ValueReader {
                 let _ = tx.send(r);
             });
         self.reads.fetch_add(1, Ordering::Relaxed);
-        Ok(ReadFuture {
+        ReadFuture {
             reader: self,
             device,
             rx,
-        })
+        }
+    }
+
+    /// [`ValueReader::record_copy`] in an encoder of its own, submitted, then
+    /// [`ValueReader::map`].
+    ///
+    /// # Errors
+    /// As [`ValueReader::record_copy`].
+    pub fn read<'r>(
+        &'r self,
+        device: &'r wgpu::Device,
+        queue: &wgpu::Queue,
+        src: GpuArray<'_>,
+    ) -> Result<ReadFuture<'r>> {
+        let mut encoder = device.create_command_encoder(&wgpu::CommandEncoderDescriptor {
+            label: Some("wgpu-loss value read"),
+        });
+        self.record_copy(&mut encoder, src)?;
+        queue.submit([encoder.finish()]);
+        Ok(self.map(device))
     }
 
     /// [`ValueReader::read`], blocking until the values are back.

@@ -9,7 +9,7 @@
 
 pub(crate) mod elementwise;
 pub(crate) mod rows;
-mod staging;
+pub(crate) mod staging;
 
 pub use rows::{ELEMENTS_PER_LANE, ROW_REGS, group_for};
 

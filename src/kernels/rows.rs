@@ -17,7 +17,10 @@ use std::borrow::Cow;
 use std::sync::Arc;
 
 use super::elementwise::{FLAG_SCALE_FROM_NORM, FinalizeParams, MAX_LOOP_TRIPS, workgroups_for};
-use super::staging::{Taken, contiguous};
+use super::staging::{
+    Bound, Dispatch, ScratchKind, Taken, bind_group, contiguous, encode_dispatches, first_row,
+    or_dummy,
+};
 use super::{Kernel, Slot, WORKGROUP_SIZE};
 use crate::error::{Error, Result};
 use crate::gpu::{GpuContext, KernelPipeline};
@@ -161,32 +164,6 @@ pub(crate) struct RowPlan {
     fin_pipe: Option<Arc<KernelPipeline>>,
 }
 
-/// A buffer range bound as an array of `elems` 32-bit words starting at byte `offset`.
-#[derive(Clone, Copy, Debug)]
-pub(crate) struct Bound<'a> {
-    pub buffer: &'a wgpu::Buffer,
-    pub offset: u64,
-    pub elems: usize,
-}
-
-impl<'a> Bound<'a> {
-    pub(crate) fn whole(buffer: &'a wgpu::Buffer, elems: usize) -> Self {
-        Bound {
-            buffer,
-            offset: 0,
-            elems,
-        }
-    }
-
-    fn resource(&self) -> wgpu::BindingResource<'a> {
-        wgpu::BindingResource::Buffer(wgpu::BufferBinding {
-            buffer: self.buffer,
-            offset: self.offset,
-            size: wgpu::BufferSize::new(self.elems as u64 * 4),
-        })
-    }
-}
-
 /// The buffers of one chunk: inputs, and outputs the call writes.
 pub(crate) struct RowChunkBufs<'a> {
     pub pred: Bound<'a>,
@@ -210,24 +187,6 @@ pub(crate) struct RowScratch<'a> {
     pub value: Option<Bound<'a>>,
     /// `[C]` class weights.
     pub weight: Option<Bound<'a>>,
-}
-
-/// One recorded dispatch: its pipeline, bind group and workgroup count.
-pub(crate) struct Dispatch {
-    pipeline: Arc<KernelPipeline>,
-    group: wgpu::BindGroup,
-    workgroups: u32,
-}
-
-/// A scratch buffer [`RowPlan::scratch_sizes`] asks for.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum ScratchKind {
-    Params,
-    Partials,
-    ClassPartials,
-    Norm,
-    Stats,
-    DomainError,
 }
 
 impl RowPlan {
@@ -583,64 +542,26 @@ impl RowPlan {
         scratch: &RowScratch<'_>,
         dispatches: &[Dispatch],
     ) {
-        for b in [scratch.stats, scratch.domain_error].into_iter().flatten() {
-            encoder.clear_buffer(b, 0, None);
-        }
-        let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
-            label: Some(self.kernel.name()),
-            timestamp_writes: None,
-        });
-        for d in dispatches {
-            pass.set_pipeline(&d.pipeline.pipeline);
-            pass.set_bind_group(0, &d.group, &[]);
-            pass.dispatch_workgroups(d.workgroups, 1, 1);
-        }
+        let clears: Vec<&wgpu::Buffer> = [scratch.stats, scratch.domain_error]
+            .into_iter()
+            .flatten()
+            .collect();
+        encode_dispatches(encoder, self.kernel.name(), &clears, dispatches);
     }
-}
-
-/// `o` bound, or the placeholder of `slot`.
-fn or_dummy<'b>(
-    ctx: &'b GpuContext,
-    o: Option<Bound<'b>>,
-    slot: Slot,
-) -> wgpu::BindingResource<'b> {
-    match o {
-        Some(b) => b.resource(),
-        None => ctx.dummy(slot).as_entire_binding(),
-    }
-}
-
-/// Decodes the "first offending row" atomics (`u32::MAX − row`, 0 for none).
-pub(crate) fn first_row(word: u32) -> Option<usize> {
-    (word != 0).then(|| (u32::MAX - word) as usize)
-}
-
-/// A bind group for `kernel` with each binding's resource chosen by its slot.
-fn bind_group<'a>(
-    ctx: &GpuContext,
-    kernel: Kernel,
-    layout: &wgpu::BindGroupLayout,
-    resource: &dyn Fn(Slot) -> wgpu::BindingResource<'a>,
-) -> wgpu::BindGroup {
-    let entries: Vec<wgpu::BindGroupEntry> = kernel
-        .bindings()
-        .iter()
-        .map(|b| wgpu::BindGroupEntry {
-            binding: b.index,
-            resource: resource(b.slot),
-        })
-        .collect();
-    ctx.device.create_bind_group(&wgpu::BindGroupDescriptor {
-        label: Some(kernel.name()),
-        layout,
-        entries: &entries,
-    })
 }
 
 /// Runs a row-wise loss on host arrays: uploads, records the plan, reads the results back.
 pub(crate) fn run(ctx: &GpuContext, loss: &Loss, args: &LossArgs<'_>) -> Result<LossOutput<f32>> {
     args.validate(loss)?;
     let (b, cols) = args.rows_cols();
+    // Before touching the data (RowPlan::new checks the rest).
+    if b >= u32::MAX as usize {
+        return Err(Error::DeviceLimit {
+            what: "rows per call",
+            needed: b as u64,
+            limit: u64::from(u32::MAX) - 1,
+        });
+    }
     let classes = args.target.is_classes();
     let ignore_index = match *loss {
         Loss::SoftmaxCrossEntropy { ignore_index, .. } => ignore_index,

@@ -97,7 +97,7 @@ fn one_step_matches_the_reference() {
             LossArgs::new(x.view(), t.view())
         }
         .reduction(spec.reduction);
-        if spec.weight {
+        if spec.weight.is_some() {
             args = args.weight(w.view());
         }
         match spec.upstream {
@@ -125,7 +125,7 @@ fn one_step_matches_the_reference() {
         if spec.want_grad {
             bufs = bufs.grad(&grad);
         }
-        if spec.weight {
+        if spec.weight.is_some() {
             bufs = bufs.weight(&weight);
         }
         if spec.upstream == ResidentUpstream::Buffer {
@@ -394,7 +394,18 @@ fn bad_buffers_are_refused() {
 fn unsupported_plans_are_refused() {
     let ctx = ctx();
     let cases: Vec<(Loss, ResidentSpec, &str)> = vec![
-        (Loss::Mse, ResidentSpec::new(&[4, 8]), "loss"),
+        (Loss::Mse, ResidentSpec::new(&[4, 8]).classes(), "target"),
+        (Loss::Mse, ResidentSpec::new(&[4, 8]).weight(), "weight"),
+        (
+            Loss::Bce,
+            ResidentSpec::new(&[4, 8]).weight_len(5),
+            "weight",
+        ),
+        (
+            Loss::Bce,
+            ResidentSpec::new(&[4, 8]).pos_weight(),
+            "pos_weight",
+        ),
         (
             Loss::COSINE_PROXIMITY,
             ResidentSpec::new(&[4, 8]).classes(),
@@ -425,4 +436,184 @@ fn unsupported_plans_are_refused() {
         ctx.resident(&Loss::SOFTMAX_CROSS_ENTROPY, ResidentSpec::new(&[0, 8])),
         Err(Error::Empty { .. })
     ));
+}
+
+/// One recorded step of each elementwise loss and option agrees with the reference: broadcast
+/// weights and pos_weight, every reduction, an upstream buffer, loss only.
+#[test]
+#[cfg_attr(skip_gpu_tests, ignore)]
+fn elementwise_step_matches_the_reference() {
+    let ctx = ctx();
+    let shape = [37usize, 29];
+    let n = shape[0] * shape[1];
+    let cases: Vec<(Loss, ResidentSpec)> = vec![
+        (Loss::Mse, ResidentSpec::new(&shape)),
+        (
+            Loss::Mae,
+            ResidentSpec::new(&shape).reduction(Reduction::Sum),
+        ),
+        (
+            Loss::huber(0.7).unwrap(),
+            ResidentSpec::new(&shape)
+                .reduction(Reduction::None)
+                .upstream(ResidentUpstream::Buffer),
+        ),
+        (Loss::Bce, ResidentSpec::new(&shape).weight()),
+        (
+            Loss::BceWithLogits,
+            ResidentSpec::new(&shape)
+                .weight_len(n)
+                .pos_weight()
+                .upstream(ResidentUpstream::Scalar(2.0)),
+        ),
+        (Loss::BceWithLogits, ResidentSpec::new(&shape).loss_only()),
+    ];
+    for (k, (loss, spec)) in cases.into_iter().enumerate() {
+        let what = format!("resident/ew/{k}/{}", loss.name());
+        let batch = wgpu_loss::synthetic::batch(&loss, &shape, seed_for(&what));
+        let w_len = spec.weight.unwrap_or(1);
+        let w_shape: Vec<usize> = if w_len == n {
+            shape.to_vec()
+        } else {
+            vec![w_len]
+        };
+        let w = wgpu_loss::synthetic::uniform(&w_shape, 0.0, 2.0, seed_for(&format!("{what}/w")));
+        let q =
+            wgpu_loss::synthetic::uniform(&[shape[1]], 0.5, 3.0, seed_for(&format!("{what}/q")));
+        let g = wgpu_loss::synthetic::uniform(&shape, -1.0, 1.0, seed_for(&format!("{what}/g")));
+        let mut args =
+            LossArgs::new(batch.pred.view(), batch.target.view()).reduction(spec.reduction);
+        if spec.weight.is_some() {
+            args = args.weight(w.view());
+        }
+        if spec.pos_weight.is_some() {
+            args = args.pos_weight(q.view());
+        }
+        match spec.upstream {
+            ResidentUpstream::Buffer => args = args.upstream(Upstream::Array(g.view())),
+            ResidentUpstream::Scalar(s) => args = args.upstream(Upstream::Scalar(s)),
+            ResidentUpstream::Ones => {}
+        }
+        if !spec.want_grad {
+            args = args.loss_only();
+        }
+        let cpu = reference::compute(&loss, &args).expect("reference");
+
+        let mut r = ctx.resident(&loss, spec.clone()).expect("plan");
+        let (p, t) = (
+            upload(ctx, "p", &slice(&batch.pred)),
+            upload(ctx, "t", &slice(&batch.target)),
+        );
+        let (wb, qb, gb) = (
+            upload(ctx, "w", &slice(&w)),
+            upload(ctx, "q", &slice(&q)),
+            upload(ctx, "g", &slice(&g)),
+        );
+        let grad = zeros(ctx, "grad", n);
+        let out = zeros(ctx, "out", r.output_len());
+        let mut bufs = ResidentBuffers::new(&p, &t, &out);
+        if spec.want_grad {
+            bufs = bufs.grad(&grad);
+        }
+        if spec.weight.is_some() {
+            bufs = bufs.weight(&wb);
+        }
+        if spec.pos_weight.is_some() {
+            bufs = bufs.pos_weight(&qb);
+        }
+        if spec.upstream == ResidentUpstream::Buffer {
+            bufs = bufs.upstream(&gb);
+        }
+        let mut encoder = ctx.device().create_command_encoder(&Default::default());
+        r.record(ctx, &mut encoder, &bufs).expect("record");
+        ctx.queue().submit([encoder.finish()]);
+        let out_v = read(ctx, &out, r.output_len());
+        let none = spec.reduction == Reduction::None;
+        let gpu = wgpu_loss::LossOutput {
+            value: (!none).then(|| out_v[0]),
+            losses: none.then(|| ArrayD::from_shape_vec(IxDyn(&shape), out_v.clone()).unwrap()),
+            grad: spec
+                .want_grad
+                .then(|| ArrayD::from_shape_vec(IxDyn(&shape), read(ctx, &grad, n)).unwrap()),
+            counted: n,
+        };
+        crate::common::assert_close(&gpu, &cpu, &what);
+    }
+}
+
+/// A BCE probability outside [0, 1] is reported by the status read with its index, and the
+/// next clean step clears it (the atomic is reset in the encoder, not by the host).
+#[test]
+#[cfg_attr(skip_gpu_tests, ignore)]
+fn bce_domain_error_in_status_and_cleared_next_step() {
+    let ctx = ctx();
+    let n = 1000usize;
+    let mut p: Vec<f32> = (0..n).map(|i| (i as f32 + 0.5) / n as f32).collect();
+    let t = vec![1.0f32; n];
+    let mut r = ctx
+        .resident(&Loss::Bce, ResidentSpec::new(&[n]))
+        .expect("plan");
+    let (tb, grad, out) = (upload(ctx, "t", &t), zeros(ctx, "g", n), zeros(ctx, "v", 1));
+    for (step, bad) in [(0, Some(617usize)), (1, None)] {
+        if let Some(i) = bad {
+            p[i] = 1.5;
+            p[i + 100] = -0.5;
+        } else {
+            p = (0..n).map(|i| (i as f32 + 0.5) / n as f32).collect();
+        }
+        let pb = upload(ctx, "p", &p);
+        let mut encoder = ctx.device().create_command_encoder(&Default::default());
+        r.record(
+            ctx,
+            &mut encoder,
+            &ResidentBuffers::new(&pb, &tb, &out).grad(&grad),
+        )
+        .expect("record");
+        ctx.queue().submit([encoder.finish()]);
+        let s = r.status_blocking(ctx).expect("status");
+        assert_eq!(s.out_of_domain, bad, "step {step}");
+        assert_eq!(s.counted, n);
+    }
+}
+
+/// The value can be copied out in the training step's own encoder and awaited without any
+/// blocking poll: the future drives the device itself (here under pollster's executor).
+#[test]
+#[cfg_attr(skip_gpu_tests, ignore)]
+fn value_read_in_the_step_encoder_and_awaited() {
+    let ctx = ctx();
+    let (b, c) = (16usize, 7usize);
+    let x = logits(&[b, c], seed_for("resident/await/x"));
+    let k = class_rows(&[b], c, seed_for("resident/await/k"));
+    let k_i32: Vec<i32> = k.iter().map(|&v| v as i32).collect();
+    let want = reference::compute(
+        &Loss::SOFTMAX_CROSS_ENTROPY,
+        &LossArgs::new(x.view(), k.view()),
+    )
+    .expect("reference")
+    .value
+    .expect("mean");
+    let mut r = ctx
+        .resident(
+            &Loss::SOFTMAX_CROSS_ENTROPY,
+            ResidentSpec::new(&[b, c]).classes().loss_only(),
+        )
+        .expect("plan");
+    let (p, t, v) = (
+        upload(ctx, "p", &slice(&x)),
+        upload(ctx, "t", &k_i32),
+        zeros(ctx, "v", 1),
+    );
+    let reader = ValueReader::new(ctx.device(), 1);
+    let mut encoder = ctx.device().create_command_encoder(&Default::default());
+    r.record(ctx, &mut encoder, &ResidentBuffers::new(&p, &t, &v))
+        .expect("record");
+    reader
+        .record_copy(&mut encoder, GpuArray::from(&v))
+        .expect("copy");
+    ctx.queue().submit([encoder.finish()]);
+    let got = pollster::block_on(reader.map(ctx.device())).expect("read")[0];
+    let rel = (f64::from(got) - want).abs() / want;
+    assert!(rel <= 1e-5, "GPU {got}, reference {want}, relative {rel:e}");
+    assert_eq!(reader.reads(), 1);
 }
