@@ -19,6 +19,9 @@
 //! # Ok::<(), wgpu_loss::Error>(())
 //! ```
 //!
+//! Inside a GPU training loop, [`resident`] records a loss into the caller's command encoder
+//! over the caller's buffers, with no host round trip.
+//!
 //! Layout: `shaders/<loss>.wgsl` is a loss's kernel, `src/reference/<loss>.rs` its CPU
 //! reference, `tests/gpu/<loss>.rs` the test comparing the two. [`kernels`] is the registry of
 //! compiled-in shaders, [`GpuContext`] the device, pipelines and buffers.
