@@ -3,7 +3,7 @@
 //! GPU-accelerated, batched loss functions for Rust: each loss returns its **value and its
 //! gradient** with respect to the prediction, computed by WGSL compute shaders through
 //! [wgpu](https://wgpu.rs) (Vulkan, Metal, DX12; Mesa's software Vulkan without a GPU).
-//! A CPU reference in f64 ([`reference`]) implements the same formulas literally and is the
+//! A CPU reference in f64 ([`reference`](mod@reference)) implements the same formulas literally and is the
 //! oracle for every GPU test.
 //!
 //! ```no_run
