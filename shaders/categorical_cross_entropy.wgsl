@@ -4,7 +4,8 @@
 // Rows are not renormalised (Keras renormalises). A probability outside [0, 1] is an error:
 // the first offending row is recorded and the host reports its first offending element.
 
-// [1] the smallest global row index with a probability outside [0, 1]; u32::MAX if none.
+// [1] u32::MAX − (the smallest global row with a probability outside [0, 1]), kept with
+// atomicMax so that a buffer cleared to zero means "none".
 @group(0) @binding(9) var<storage, read_write> domain_error: atomic<u32>;
 
 // max(ln p, −100), keeping NaN.
@@ -19,7 +20,7 @@ fn row_identity() -> vec4<f32> {
 
 fn row_push(s: vec4<f32>, row: RowCtx, j: u32, p: f32, t: f32) -> vec4<f32> {
     if (p < 0.0 || p > 1.0) {
-        atomicMin(&domain_error, row.row);
+        atomicMax(&domain_error, 0xffffffffu - row.row);
     }
     return vec4<f32>(s.x + t * clamped_log(p), 0.0, 0.0, 0.0);
 }

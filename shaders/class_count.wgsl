@@ -1,7 +1,8 @@
 // Class-index pre-pass of softmax cross entropy: checks every class index, counts the rows
 // that are not ignored, and sums their class weights (the mean's divisor D, as in PyTorch).
 // One partial sum of weights per workgroup (added by row_divisor.wgsl in a fixed order);
-// the count and the first out-of-range row are integer atomics, exact in any order.
+// the count and the first out-of-range row are integer atomics, exact in any order. Both start
+// from a buffer cleared to zero, so a step recorded into an encoder needs no host write.
 // Host side: src/kernels/rows.rs (`ClassParams` mirrors `Params`).
 
 struct Params {
@@ -24,7 +25,8 @@ const FLAG_WEIGHT: u32 = 16u;
 @group(0) @binding(2) var<storage, read> weight: array<f32>;
 // [all chunks' workgroups] the weight sum of each workgroup's counted rows.
 @group(0) @binding(3) var<storage, read_write> partials: array<f32>;
-// [0]: smallest global row whose index is out of range (u32::MAX if none); [1]: rows counted.
+// [0]: u32::MAX − (the smallest global row whose index is out of range), kept with atomicMax
+// so that a buffer cleared to zero means "none"; [1]: rows counted.
 @group(0) @binding(4) var<storage, read_write> stats: array<atomic<u32>, 2>;
 
 var<workgroup> wg_counted: atomic<u32>;
@@ -40,7 +42,7 @@ fn main(lane: Lane, @builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgrou
             continue;
         }
         if (c < 0 || u32(c) >= params.cols) {
-            atomicMin(&stats[0], params.row_base + i);
+            atomicMax(&stats[0], 0xffffffffu - (params.row_base + i));
             continue;
         }
         var w = 1.0;

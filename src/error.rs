@@ -1,7 +1,7 @@
 //! The crate's error type. Every check that can fail runs before anything is dispatched,
 //! except the probability-domain checks (BCE, categorical cross entropy) and the class-index
-//! range check, which the kernels themselves perform (an atomic minimum over offending
-//! indices) so that GPU-resident inputs are checked too.
+//! range check, which the kernels themselves perform (an integer atomic that keeps the first
+//! offender) so that GPU-resident inputs are checked too.
 
 /// Everything that can go wrong in `wgpu-loss`. No call in this crate panics on bad input.
 #[derive(Debug, thiserror::Error)]
@@ -58,6 +58,16 @@ pub enum Error {
         class: i64,
         /// The number of classes `C`.
         classes: usize,
+    },
+
+    /// A caller's buffer given to the GPU-resident API is unusable (missing, unexpected,
+    /// without the usage it needs, misaligned, or too small).
+    #[error("buffer {what}: {reason}")]
+    Buffer {
+        /// Which buffer (`"pred"`, `"target"`, `"grad"`, `"output"`, ...).
+        what: &'static str,
+        /// What is wrong with it.
+        reason: String,
     },
 
     /// No adapter was found (or none matched `WGPU_ADAPTER_NAME`).

@@ -3,7 +3,7 @@
 //! GPU-accelerated, batched loss functions for Rust: each loss returns its **value and its
 //! gradient** with respect to the prediction, computed by WGSL compute shaders through
 //! [wgpu](https://wgpu.rs) (Vulkan, Metal, DX12; Mesa's software Vulkan without a GPU).
-//! A CPU reference in f64 ([`reference`]) implements the same formulas literally and is the
+//! A CPU reference in f64 ([`reference`](mod@reference)) implements the same formulas literally and is the
 //! oracle for every GPU test.
 //!
 //! ```no_run
@@ -19,6 +19,9 @@
 //! # Ok::<(), wgpu_loss::Error>(())
 //! ```
 //!
+//! Inside a GPU training loop, [`resident`] records a loss into the caller's command encoder
+//! over the caller's buffers, with no host round trip.
+//!
 //! Layout: `shaders/<loss>.wgsl` is a loss's kernel, `src/reference/<loss>.rs` its CPU
 //! reference, `tests/gpu/<loss>.rs` the test comparing the two. [`kernels`] is the registry of
 //! compiled-in shaders, [`GpuContext`] the device, pipelines and buffers. [`cpu`] is a fast
@@ -33,6 +36,7 @@ pub mod gpu;
 pub mod kernels;
 pub mod loss;
 pub mod reference;
+pub mod resident;
 pub mod synthetic;
 
 pub use error::{Error, Result};

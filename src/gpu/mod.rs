@@ -5,6 +5,7 @@ mod context;
 mod pool;
 mod readback;
 
+pub(crate) use context::KernelPipeline;
 pub use context::{ContextOptions, GpuContext};
 pub(crate) use pool::Pooled;
 pub(crate) use readback::Readback;

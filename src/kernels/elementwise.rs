@@ -7,13 +7,17 @@
 //! same inputs give the same bits on the same device.
 
 use std::borrow::Cow;
+use std::sync::Arc;
 
 use ndarray::ArrayViewD;
 
-use super::staging::{Taken, contiguous};
+use super::staging::{
+    Bound, Dispatch, ScratchKind, Taken, bind_group, contiguous, encode_dispatches, first_row,
+    or_dummy,
+};
 use super::{Kernel, Slot, WORKGROUP_SIZE};
 use crate::error::{Error, Result};
-use crate::gpu::GpuContext;
+use crate::gpu::{GpuContext, KernelPipeline};
 use crate::loss::{Loss, LossArgs, LossOutput, Reduction, Upstream};
 
 /// Most workgroups one chunk's dispatch uses; the grid-stride loop covers the rest.
@@ -100,22 +104,305 @@ impl<'b> Broadcast<'b> {
             Broadcast::Full(Cow::Owned((0..n).map(|k| data[k % len]).collect()))
         }
     }
+}
+
+/// How a broadcast input (weight, pos_weight) is planned.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum BroadcastPlan {
+    /// As long as the prediction: chunked alongside it.
+    Full,
+    /// `len` elements bound whole; element i uses `[(base + i) % len]`.
+    Whole(usize),
+}
+
+impl BroadcastPlan {
+    fn of(b: &Broadcast<'_>) -> Option<Self> {
+        match b {
+            Broadcast::Absent => None,
+            Broadcast::Full(_) => Some(BroadcastPlan::Full),
+            Broadcast::Whole(d) => Some(BroadcastPlan::Whole(d.len())),
+        }
+    }
 
     /// `(len, phase)` for the params block of the chunk starting at `base` with `n` elements.
-    fn len_phase(&self, base: usize, n: usize) -> (u32, u32) {
-        match self {
-            Broadcast::Absent => (0, 0),
-            Broadcast::Full(_) => (n as u32, 0),
-            Broadcast::Whole(d) => (d.len() as u32, (base % d.len()) as u32),
+    fn len_phase(this: Option<Self>, base: usize, n: usize) -> (u32, u32) {
+        match this {
+            None => (0, 0),
+            Some(BroadcastPlan::Full) => (n as u32, 0),
+            Some(BroadcastPlan::Whole(len)) => (len as u32, (base % len) as u32),
         }
     }
 }
 
-/// Runs an elementwise loss: see the module docs.
+/// An elementwise call without its buffers: the loss, the size and every option.
+#[derive(Clone, Debug)]
+pub(crate) struct EwSpec {
+    pub loss: Loss,
+    pub n: usize,
+    pub weight: Option<BroadcastPlan>,
+    pub pos_weight: Option<BroadcastPlan>,
+    pub reduction: Reduction,
+    pub upstream_array: bool,
+    pub g: f32,
+    pub want_grad: bool,
+}
+
+/// One chunk of at most one storage binding of elements.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct EwChunk {
+    pub base: usize,
+    pub len: usize,
+    workgroups: u32,
+}
+
+/// An elementwise call planned: chunks, workgroups, parameter blocks and pipelines.
+pub(crate) struct EwPlan {
+    kernel: Kernel,
+    chunks: Vec<EwChunk>,
+    partials: u64,
+    stride: u64,
+    params: Vec<u8>,
+    ew_pipe: Arc<KernelPipeline>,
+    fin_pipe: Option<Arc<KernelPipeline>>,
+}
+
+/// The buffers of one chunk.
+pub(crate) struct EwChunkBufs<'a> {
+    pub pred: Bound<'a>,
+    pub target: Bound<'a>,
+    pub upstream: Option<Bound<'a>>,
+    pub grad: Option<Bound<'a>>,
+    pub losses: Option<Bound<'a>>,
+    pub weight: Option<Bound<'a>>,
+    pub pos_weight: Option<Bound<'a>>,
+}
+
+/// The call's own buffers.
+pub(crate) struct EwScratch<'a> {
+    pub params: &'a wgpu::Buffer,
+    pub partials: &'a wgpu::Buffer,
+    /// `[1]` domain error (BCE).
+    pub domain_error: Option<&'a wgpu::Buffer>,
+    /// `[1]` the value (Mean, Sum).
+    pub value: Option<Bound<'a>>,
+}
+
+impl EwPlan {
+    /// Plans `spec` with chunks of at most `chunk_elems` elements.
+    ///
+    /// # Errors
+    /// [`Error::DeviceLimit`] for 2^32 − 1 elements or more, or too many partial sums;
+    /// pipeline errors.
+    pub(crate) fn new(ctx: &GpuContext, spec: EwSpec, chunk_elems: usize) -> Result<Self> {
+        let kernel = Kernel::for_loss(&spec.loss);
+        let n = spec.n;
+        if n >= u32::MAX as usize {
+            return Err(Error::DeviceLimit {
+                what: "elements per call",
+                needed: n as u64,
+                limit: u64::from(u32::MAX) - 1,
+            });
+        }
+        let max_dim = ctx.limits.max_compute_workgroups_per_dimension;
+        let mut chunks = Vec::with_capacity(n.div_ceil(chunk_elems));
+        let mut partials = 0u64;
+        let mut base = 0;
+        while base < n {
+            let len = chunk_elems.min(n - base);
+            let workgroups = workgroups_for(len as u32, max_dim)?;
+            chunks.push(EwChunk {
+                base,
+                len,
+                workgroups,
+            });
+            partials += u64::from(workgroups);
+            base += len;
+        }
+        let max_partials = MAX_LOOP_TRIPS * u64::from(WORKGROUP_SIZE);
+        if partials > max_partials {
+            return Err(Error::DeviceLimit {
+                what: "partial sums per call",
+                needed: partials,
+                limit: max_partials,
+            });
+        }
+        let g = spec.g;
+        let (grad_scale, value_scale) = match spec.reduction {
+            Reduction::Mean => ((f64::from(g) / n as f64) as f32, (1.0 / n as f64) as f32),
+            Reduction::Sum | Reduction::None => (g, 1.0),
+        };
+        let mut flags = 0;
+        if spec.want_grad {
+            flags |= FLAG_WRITE_GRAD;
+        }
+        if spec.reduction == Reduction::None {
+            flags |= FLAG_WRITE_LOSSES;
+        }
+        if spec.upstream_array && spec.want_grad {
+            flags |= FLAG_UPSTREAM_ARRAY;
+        }
+        let delta = match spec.loss {
+            Loss::Huber { delta } => delta,
+            _ => 0.0,
+        };
+        // Uniform parameter blocks: one slot per chunk, then the finalize block.
+        let stride = (std::mem::size_of::<ElementwiseParams>() as u64)
+            .next_multiple_of(u64::from(ctx.limits.min_uniform_buffer_offset_alignment));
+        let count = chunks.len() as u64;
+        let mut params = vec![0u8; (stride * (count + 1)) as usize];
+        let mut partial_base = 0u32;
+        for (c, ch) in chunks.iter().enumerate() {
+            let (w_len, w_phase) = BroadcastPlan::len_phase(spec.weight, ch.base, ch.len);
+            let (q_len, q_phase) = BroadcastPlan::len_phase(spec.pos_weight, ch.base, ch.len);
+            let p = ElementwiseParams {
+                n: ch.len as u32,
+                partial_base,
+                flags,
+                index_base: ch.base as u32,
+                w_len,
+                w_phase,
+                q_len,
+                q_phase,
+                grad_scale,
+                delta,
+                _pad: [0; 2],
+            };
+            let at = (stride * c as u64) as usize;
+            params[at..at + std::mem::size_of::<ElementwiseParams>()]
+                .copy_from_slice(bytemuck::bytes_of(&p));
+            partial_base += ch.workgroups;
+        }
+        let at = (stride * count) as usize;
+        params[at..at + std::mem::size_of::<FinalizeParams>()].copy_from_slice(bytemuck::bytes_of(
+            &FinalizeParams {
+                count: partials as u32,
+                scale: value_scale,
+                flags: 0,
+                _pad: 0,
+            },
+        ));
+        Ok(EwPlan {
+            ew_pipe: ctx.pipeline(kernel)?,
+            fin_pipe: (spec.reduction != Reduction::None)
+                .then(|| ctx.pipeline(Kernel::ReducePartials))
+                .transpose()?,
+            kernel,
+            chunks,
+            partials,
+            stride,
+            params,
+        })
+    }
+
+    pub(crate) fn chunks(&self) -> &[EwChunk] {
+        &self.chunks
+    }
+
+    /// The scratch buffers this plan needs: what, size in bytes, usage.
+    pub(crate) fn scratch_sizes(&self) -> Vec<(ScratchKind, u64, wgpu::BufferUsages)> {
+        use wgpu::BufferUsages as U;
+        let mut v = vec![
+            (
+                ScratchKind::Params,
+                self.params.len() as u64,
+                U::UNIFORM | U::COPY_DST,
+            ),
+            (ScratchKind::Partials, self.partials * 4, U::STORAGE),
+        ];
+        if self.kernel == Kernel::Bce {
+            v.push((
+                ScratchKind::DomainError,
+                4,
+                U::STORAGE | U::COPY_DST | U::COPY_SRC,
+            ));
+        }
+        v
+    }
+
+    /// Writes the parameter blocks through the queue (effective at the next submission).
+    pub(crate) fn write_constants(&self, queue: &wgpu::Queue, scratch: &EwScratch<'_>) {
+        queue.write_buffer(scratch.params, 0, &self.params);
+    }
+
+    /// The bind groups of one call over `chunks` (one per plan chunk).
+    pub(crate) fn bind(
+        &self,
+        ctx: &GpuContext,
+        scratch: &EwScratch<'_>,
+        chunks: &[EwChunkBufs<'_>],
+    ) -> Vec<Dispatch> {
+        let stride = self.stride;
+        let params_at = |slot: u64, size: usize| {
+            wgpu::BindingResource::Buffer(wgpu::BufferBinding {
+                buffer: scratch.params,
+                offset: slot * stride,
+                size: wgpu::BufferSize::new(size as u64),
+            })
+        };
+        let mut out = Vec::with_capacity(chunks.len() + 1);
+        for (c, (ch, bf)) in self.chunks.iter().zip(chunks).enumerate() {
+            let group = bind_group(ctx, self.kernel, &self.ew_pipe.layout, &|slot| match slot {
+                Slot::Params => params_at(c as u64, std::mem::size_of::<ElementwiseParams>()),
+                Slot::Pred => bf.pred.resource(),
+                Slot::Target => bf.target.resource(),
+                Slot::Upstream => or_dummy(ctx, bf.upstream, Slot::Upstream),
+                Slot::Grad => or_dummy(ctx, bf.grad, Slot::Grad),
+                Slot::Losses => or_dummy(ctx, bf.losses, Slot::Losses),
+                Slot::Partials => scratch.partials.as_entire_binding(),
+                Slot::Weight => or_dummy(ctx, bf.weight, Slot::Weight),
+                Slot::PosWeight => or_dummy(ctx, bf.pos_weight, Slot::PosWeight),
+                Slot::DomainError => match scratch.domain_error {
+                    Some(e) => e.as_entire_binding(),
+                    None => ctx.dummy(Slot::DomainError).as_entire_binding(),
+                },
+                // Not bindings of the elementwise kernels.
+                _ => ctx.dummy(Slot::Norm).as_entire_binding(),
+            });
+            out.push(Dispatch {
+                pipeline: Arc::clone(&self.ew_pipe),
+                group,
+                workgroups: ch.workgroups,
+            });
+        }
+        if let (Some(fin), Some(value)) = (&self.fin_pipe, scratch.value) {
+            let at = self.chunks.len() as u64;
+            let group = bind_group(
+                ctx,
+                Kernel::ReducePartials,
+                &fin.layout,
+                &|slot| match slot {
+                    Slot::Params => params_at(at, std::mem::size_of::<FinalizeParams>()),
+                    Slot::Partials => scratch.partials.as_entire_binding(),
+                    Slot::Value => value.resource(),
+                    _ => ctx.dummy(Slot::Norm).as_entire_binding(),
+                },
+            );
+            out.push(Dispatch {
+                pipeline: Arc::clone(fin),
+                group,
+                workgroups: 1,
+            });
+        }
+        out
+    }
+
+    /// Records one call: clears the domain-error atomic, then one compute pass.
+    pub(crate) fn encode(
+        &self,
+        encoder: &mut wgpu::CommandEncoder,
+        scratch: &EwScratch<'_>,
+        dispatches: &[Dispatch],
+    ) {
+        let clears: Vec<&wgpu::Buffer> = scratch.domain_error.into_iter().collect();
+        encode_dispatches(encoder, self.kernel.name(), &clears, dispatches);
+    }
+}
+
+/// Runs an elementwise loss on host arrays: uploads, records the plan, reads the results back.
 pub(crate) fn run(ctx: &GpuContext, loss: &Loss, args: &LossArgs<'_>) -> Result<LossOutput<f32>> {
     args.validate(loss)?;
-    let kernel = Kernel::for_loss(loss);
     let n = args.len();
+    // Before touching the data: a broadcast view this large would be materialised below.
     if n >= u32::MAX as usize {
         return Err(Error::DeviceLimit {
             what: "elements per call",
@@ -124,30 +411,6 @@ pub(crate) fn run(ctx: &GpuContext, loss: &Loss, args: &LossArgs<'_>) -> Result<
         });
     }
     let chunk = ctx.max_chunk_elements;
-    let chunks = n.div_ceil(chunk);
-    let max_dim = ctx.limits.max_compute_workgroups_per_dimension;
-
-    // Plan: workgroups and partial-sum offsets per chunk.
-    let mut plan = Vec::with_capacity(chunks);
-    let mut partials = 0u64;
-    for c in 0..chunks {
-        let base = c * chunk;
-        let len = chunk.min(n - base);
-        let wg = workgroups_for(len as u32, max_dim)?;
-        plan.push((base, len, wg, partials as u32));
-        partials += u64::from(wg);
-    }
-    let max_partials = MAX_LOOP_TRIPS * u64::from(WORKGROUP_SIZE);
-    if partials > max_partials {
-        return Err(Error::DeviceLimit {
-            what: "partial sums per call",
-            needed: partials,
-            limit: max_partials,
-        });
-    }
-
-    let reduce_value = args.reduction != Reduction::None;
-    let write_losses = args.reduction == Reduction::None;
     let pred = contiguous(&args.pred);
     // validate() admits only float targets for the elementwise family.
     let target = match args.target.dense() {
@@ -160,267 +423,130 @@ pub(crate) fn run(ctx: &GpuContext, loss: &Loss, args: &LossArgs<'_>) -> Result<
         Upstream::Array(g) if args.want_grad => Some(contiguous(g)),
         _ => None,
     };
-    let g = match args.upstream {
-        Upstream::Scalar(g) => g,
-        _ => 1.0,
+    let spec = EwSpec {
+        loss: *loss,
+        n,
+        weight: BroadcastPlan::of(&weight),
+        pos_weight: BroadcastPlan::of(&pos_weight),
+        reduction: args.reduction,
+        upstream_array: upstream.is_some(),
+        g: match args.upstream {
+            Upstream::Scalar(g) => g,
+            _ => 1.0,
+        },
+        want_grad: args.want_grad,
     };
-    let (grad_scale, value_scale) = match args.reduction {
-        Reduction::Mean => ((f64::from(g) / n as f64) as f32, (1.0 / n as f64) as f32),
-        Reduction::Sum | Reduction::None => (g, 1.0),
-    };
-    let mut flags = 0;
-    if args.want_grad {
-        flags |= FLAG_WRITE_GRAD;
-    }
-    if write_losses {
-        flags |= FLAG_WRITE_LOSSES;
-    }
-    if upstream.is_some() {
-        flags |= FLAG_UPSTREAM_ARRAY;
-    }
-    let delta = match *loss {
-        Loss::Huber { delta } => delta,
-        _ => 0.0,
-    };
-
-    let ew = ctx.pipeline(kernel)?;
-    let fin = if reduce_value {
-        Some(ctx.pipeline(Kernel::ReducePartials)?)
-    } else {
-        None
-    };
+    let plan = EwPlan::new(ctx, spec, chunk)?;
+    let reduce_value = args.reduction != Reduction::None;
+    let write_losses = args.reduction == Reduction::None;
 
     let scopes = ctx.open_scopes();
     let mut taken = Taken::default();
     use wgpu::BufferUsages as U;
-
-    // Uniform parameter blocks: one slot per chunk, then the finalize block.
-    let stride = (std::mem::size_of::<ElementwiseParams>() as u64)
-        .next_multiple_of(u64::from(ctx.limits.min_uniform_buffer_offset_alignment));
-    let params_idx = ctx.scratch(
-        &mut taken,
-        "wgpu-loss params",
-        stride * (chunks as u64 + 1),
-        U::UNIFORM | U::COPY_DST,
-    );
-    let partials_idx = ctx.scratch(&mut taken, "wgpu-loss partials", partials * 4, U::STORAGE);
+    let mut kinds = Vec::new();
+    for (kind, size, usage) in plan.scratch_sizes() {
+        kinds.push((
+            kind,
+            ctx.scratch(&mut taken, "wgpu-loss scratch", size, usage),
+        ));
+    }
     let value_idx = ctx.scratch(&mut taken, "wgpu-loss value", 4, U::STORAGE | U::COPY_SRC);
-    let err_idx = (kernel == Kernel::Bce).then(|| {
-        let i = ctx.scratch(
-            &mut taken,
-            "wgpu-loss domain error",
-            4,
-            U::STORAGE | U::COPY_DST | U::COPY_SRC,
-        );
-        ctx.queue
-            .write_buffer(&taken.0[i].buffer, 0, bytemuck::bytes_of(&u32::MAX));
-        i
-    });
-    let whole_weight = match &weight {
-        Broadcast::Whole(d) => Some(ctx.upload(&mut taken, "wgpu-loss weight", d)),
+    let whole = |b: &Broadcast<'_>, taken: &mut Taken, label: &str| match b {
+        Broadcast::Whole(d) => Some((ctx.upload(taken, label, d), d.len())),
         _ => None,
     };
-    let whole_pos_weight = match &pos_weight {
-        Broadcast::Whole(d) => Some(ctx.upload(&mut taken, "wgpu-loss pos_weight", d)),
-        _ => None,
-    };
-
-    struct ChunkBufs {
+    let whole_weight = whole(&weight, &mut taken, "wgpu-loss weight");
+    let whole_pos_weight = whole(&pos_weight, &mut taken, "wgpu-loss pos_weight");
+    struct ChunkIdx {
         pred: usize,
         target: usize,
         upstream: Option<usize>,
         grad: Option<usize>,
         losses: Option<usize>,
-        weight: Option<usize>,
-        pos_weight: Option<usize>,
+        weight: Option<(usize, usize)>,
+        pos_weight: Option<(usize, usize)>,
     }
-    let mut chunk_bufs = Vec::with_capacity(chunks);
-    let mut params_bytes = vec![0u8; (stride * (chunks as u64 + 1)) as usize];
-    for (c, &(base, len, _wg, partial_base)) in plan.iter().enumerate() {
-        let range = base..base + len;
+    let mut idx = Vec::with_capacity(plan.chunks().len());
+    for ch in plan.chunks() {
+        let range = ch.base..ch.base + ch.len;
         let full = |b: &Broadcast<'_>, taken: &mut Taken, label: &str| match b {
-            Broadcast::Full(d) => Some(ctx.upload(taken, label, &d[range.clone()])),
+            Broadcast::Full(d) => Some((ctx.upload(taken, label, &d[range.clone()]), ch.len)),
             _ => None,
         };
-        let bufs = ChunkBufs {
+        let out = |taken: &mut Taken, label: &str| {
+            ctx.scratch(taken, label, ch.len as u64 * 4, U::STORAGE | U::COPY_SRC)
+        };
+        idx.push(ChunkIdx {
             pred: ctx.upload(&mut taken, "wgpu-loss pred", &pred[range.clone()]),
             target: ctx.upload(&mut taken, "wgpu-loss target", &target[range.clone()]),
             upstream: upstream
                 .as_ref()
                 .map(|u| ctx.upload(&mut taken, "wgpu-loss upstream", &u[range.clone()])),
-            grad: args.want_grad.then(|| {
-                ctx.scratch(
-                    &mut taken,
-                    "wgpu-loss grad",
-                    len as u64 * 4,
-                    U::STORAGE | U::COPY_SRC,
-                )
-            }),
-            losses: write_losses.then(|| {
-                ctx.scratch(
-                    &mut taken,
-                    "wgpu-loss losses",
-                    len as u64 * 4,
-                    U::STORAGE | U::COPY_SRC,
-                )
-            }),
+            grad: args.want_grad.then(|| out(&mut taken, "wgpu-loss grad")),
+            losses: write_losses.then(|| out(&mut taken, "wgpu-loss losses")),
             weight: full(&weight, &mut taken, "wgpu-loss weight").or(whole_weight),
             pos_weight: full(&pos_weight, &mut taken, "wgpu-loss pos_weight").or(whole_pos_weight),
-        };
-        let (w_len, w_phase) = weight.len_phase(base, len);
-        let (q_len, q_phase) = pos_weight.len_phase(base, len);
-        let p = ElementwiseParams {
-            n: len as u32,
-            partial_base,
-            flags,
-            index_base: base as u32,
-            w_len,
-            w_phase,
-            q_len,
-            q_phase,
-            grad_scale,
-            delta,
-            _pad: [0; 2],
-        };
-        let at = (stride * c as u64) as usize;
-        params_bytes[at..at + std::mem::size_of::<ElementwiseParams>()]
-            .copy_from_slice(bytemuck::bytes_of(&p));
-        chunk_bufs.push(bufs);
+        });
     }
-    let fin_at = (stride * chunks as u64) as usize;
-    let fp = FinalizeParams {
-        count: partials as u32,
-        scale: value_scale,
-        flags: 0,
-        _pad: 0,
-    };
-    params_bytes[fin_at..fin_at + std::mem::size_of::<FinalizeParams>()]
-        .copy_from_slice(bytemuck::bytes_of(&fp));
-    ctx.queue
-        .write_buffer(&taken.0[params_idx].buffer, 0, &params_bytes);
 
     let buf = |i: usize| &taken.0[i].buffer;
-    let whole = |i: usize| buf(i).as_entire_binding();
-    let sized = |i: usize, elems: usize| {
-        wgpu::BindingResource::Buffer(wgpu::BufferBinding {
-            buffer: buf(i),
-            offset: 0,
-            size: wgpu::BufferSize::new(elems as u64 * 4),
-        })
+    let of = |k: ScratchKind| kinds.iter().find(|(kk, _)| *kk == k).map(|&(_, i)| buf(i));
+    let (Some(params), Some(partials)) = (of(ScratchKind::Params), of(ScratchKind::Partials))
+    else {
+        return Err(Error::Gpu(
+            "elementwise plan without its scratch buffers".into(),
+        ));
     };
-    let params_at = |slot: u64, size: usize| {
-        wgpu::BindingResource::Buffer(wgpu::BufferBinding {
-            buffer: buf(params_idx),
-            offset: slot * stride,
-            size: wgpu::BufferSize::new(size as u64),
-        })
+    let scratch = EwScratch {
+        params,
+        partials,
+        domain_error: of(ScratchKind::DomainError),
+        value: reduce_value.then(|| Bound::whole(buf(value_idx), 1)),
     };
+    let chunk_bufs: Vec<EwChunkBufs<'_>> = plan
+        .chunks()
+        .iter()
+        .zip(&idx)
+        .map(|(ch, ix)| EwChunkBufs {
+            pred: Bound::whole(buf(ix.pred), ch.len),
+            target: Bound::whole(buf(ix.target), ch.len),
+            upstream: ix.upstream.map(|i| Bound::whole(buf(i), ch.len)),
+            grad: ix.grad.map(|i| Bound::whole(buf(i), ch.len)),
+            losses: ix.losses.map(|i| Bound::whole(buf(i), ch.len)),
+            weight: ix.weight.map(|(i, len)| Bound::whole(buf(i), len)),
+            pos_weight: ix.pos_weight.map(|(i, len)| Bound::whole(buf(i), len)),
+        })
+        .collect();
+    plan.write_constants(&ctx.queue, &scratch);
+    let dispatches = plan.bind(ctx, &scratch, &chunk_bufs);
     let mut encoder = ctx
         .device
         .create_command_encoder(&wgpu::CommandEncoderDescriptor {
             label: Some("wgpu-loss elementwise"),
         });
-    {
-        let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
-            label: Some(kernel.name()),
-            timestamp_writes: None,
-        });
-        pass.set_pipeline(&ew.pipeline);
-        for (c, (&(_, len, wg, _), bufs)) in plan.iter().zip(&chunk_bufs).enumerate() {
-            let opt = |o: Option<usize>, slot: Slot, elems: usize| match o {
-                Some(i) => sized(i, elems),
-                None => ctx.dummy(slot).as_entire_binding(),
-            };
-            let entries: Vec<wgpu::BindGroupEntry> = kernel
-                .bindings()
-                .iter()
-                .map(|b| wgpu::BindGroupEntry {
-                    binding: b.index,
-                    resource: match b.slot {
-                        Slot::Params => {
-                            params_at(c as u64, std::mem::size_of::<ElementwiseParams>())
-                        }
-                        Slot::Pred => sized(bufs.pred, len),
-                        Slot::Target => sized(bufs.target, len),
-                        Slot::Upstream => opt(bufs.upstream, Slot::Upstream, len),
-                        Slot::Grad => opt(bufs.grad, Slot::Grad, len),
-                        Slot::Losses => opt(bufs.losses, Slot::Losses, len),
-                        Slot::Partials => whole(partials_idx),
-                        Slot::Weight => opt(
-                            bufs.weight,
-                            Slot::Weight,
-                            weight.len_phase(0, len).0 as usize,
-                        ),
-                        Slot::PosWeight => opt(
-                            bufs.pos_weight,
-                            Slot::PosWeight,
-                            pos_weight.len_phase(0, len).0 as usize,
-                        ),
-                        Slot::DomainError => opt(err_idx, Slot::DomainError, 1),
-                        Slot::Value => whole(value_idx),
-                        // Not bindings of the elementwise kernels.
-                        Slot::Norm | Slot::ClassStats => ctx.dummy(Slot::Norm).as_entire_binding(),
-                    },
-                })
-                .collect();
-            let bg = ctx.device.create_bind_group(&wgpu::BindGroupDescriptor {
-                label: Some("wgpu-loss elementwise chunk"),
-                layout: &ew.layout,
-                entries: &entries,
-            });
-            pass.set_bind_group(0, &bg, &[]);
-            pass.dispatch_workgroups(wg, 1, 1);
-        }
-        if let Some(fin) = &fin {
-            let bg = ctx.device.create_bind_group(&wgpu::BindGroupDescriptor {
-                label: Some("wgpu-loss reduce_partials"),
-                layout: &fin.layout,
-                entries: &[
-                    wgpu::BindGroupEntry {
-                        binding: 0,
-                        resource: params_at(chunks as u64, std::mem::size_of::<FinalizeParams>()),
-                    },
-                    wgpu::BindGroupEntry {
-                        binding: 1,
-                        resource: sized(partials_idx, partials as usize),
-                    },
-                    wgpu::BindGroupEntry {
-                        binding: 2,
-                        resource: sized(value_idx, 1),
-                    },
-                    wgpu::BindGroupEntry {
-                        binding: 3,
-                        resource: ctx.dummy(Slot::Norm).as_entire_binding(),
-                    },
-                ],
-            });
-            pass.set_pipeline(&fin.pipeline);
-            pass.set_bind_group(0, &bg, &[]);
-            pass.dispatch_workgroups(1, 1, 1);
-        }
-    }
+    plan.encode(&mut encoder, &scratch, &dispatches);
+
     // Readbacks, in a fixed order: value, domain error, then per chunk grad and losses.
     let mut readbacks = Vec::new();
     if reduce_value {
         readbacks.push(ctx.record_readback(&mut encoder, buf(value_idx), 4));
     }
-    if let Some(e) = err_idx {
-        readbacks.push(ctx.record_readback(&mut encoder, buf(e), 4));
+    if let Some(e) = scratch.domain_error {
+        readbacks.push(ctx.record_readback(&mut encoder, e, 4));
     }
-    for (&(_, len, _, _), bufs) in plan.iter().zip(&chunk_bufs) {
-        for i in [bufs.grad, bufs.losses].into_iter().flatten() {
-            readbacks.push(ctx.record_readback(&mut encoder, buf(i), len as u64 * 4));
+    for (ch, ix) in plan.chunks().iter().zip(&idx) {
+        for i in [ix.grad, ix.losses].into_iter().flatten() {
+            readbacks.push(ctx.record_readback(&mut encoder, buf(i), ch.len as u64 * 4));
         }
     }
+    let has_err = scratch.domain_error.is_some();
     let mut results = ctx
         .finish_call(encoder, scopes, readbacks, taken)?
         .into_iter();
     let mut next = || results.next().unwrap_or_default();
     let value = reduce_value.then(|| next().first().map_or(f32::NAN, |&b| f32::from_bits(b)));
-    if err_idx.is_some() {
-        let first = next().first().copied().unwrap_or(u32::MAX);
-        if first != u32::MAX {
-            let index = first as usize;
+    if has_err {
+        if let Some(index) = first_row(next().first().copied().unwrap_or(0)) {
             return Err(Error::OutOfDomain {
                 what: "prediction",
                 index,
@@ -431,7 +557,7 @@ pub(crate) fn run(ctx: &GpuContext, loss: &Loss, args: &LossArgs<'_>) -> Result<
     }
     let mut grad = args.want_grad.then(|| Vec::with_capacity(n));
     let mut losses = write_losses.then(|| Vec::with_capacity(n));
-    for _ in 0..chunks {
+    for _ in plan.chunks() {
         for out in [grad.as_mut(), losses.as_mut()].into_iter().flatten() {
             out.extend(next().into_iter().map(f32::from_bits));
         }

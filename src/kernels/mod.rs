@@ -9,7 +9,7 @@
 
 pub(crate) mod elementwise;
 pub(crate) mod rows;
-mod staging;
+pub(crate) mod staging;
 
 pub use rows::{ELEMENTS_PER_LANE, ROW_REGS, group_for};
 
@@ -129,7 +129,7 @@ pub enum Slot {
     Weight,
     /// Broadcast `pos_weight` (or a dummy).
     PosWeight,
-    /// `[1]` atomic minimum of offending indices.
+    /// `[1]` the first offending index, as `u32::MAX − index` kept with an atomic maximum.
     DomainError,
     /// `[1]` the loss value.
     Value,

@@ -14,12 +14,16 @@
 //! No float atomics, so the same inputs give the same bits on the same device.
 
 use std::borrow::Cow;
+use std::sync::Arc;
 
 use super::elementwise::{FLAG_SCALE_FROM_NORM, FinalizeParams, MAX_LOOP_TRIPS, workgroups_for};
-use super::staging::{Taken, contiguous};
+use super::staging::{
+    Bound, Dispatch, ScratchKind, Taken, bind_group, contiguous, encode_dispatches, first_row,
+    or_dummy,
+};
 use super::{Kernel, Slot, WORKGROUP_SIZE};
 use crate::error::{Error, Result};
-use crate::gpu::GpuContext;
+use crate::gpu::{GpuContext, KernelPipeline};
 use crate::loss::{Loss, LossArgs, LossOutput, Reduction, Target, Upstream};
 
 /// Elements per register slot a lane keeps between statistics and gradient; mirrors
@@ -89,9 +93,10 @@ pub fn group_for(cols: usize) -> u32 {
 }
 
 /// One chunk of whole rows.
-struct RowChunk {
-    row0: usize,
-    rows: usize,
+#[derive(Clone, Debug)]
+pub(crate) struct RowChunk {
+    pub row0: usize,
+    pub rows: usize,
     workgroups: u32,
     row_iters: u32,
     partial_base: u32,
@@ -122,41 +127,434 @@ fn gpu_classes(target: &Target<'_>, cols: usize, ignore: i64) -> (Vec<i32>, i32)
     (v, gpu_ignore)
 }
 
-/// A bind group for `kernel` with each binding's resource chosen by its slot.
-fn bind_group<'a>(
-    ctx: &GpuContext,
-    kernel: Kernel,
-    layout: &wgpu::BindGroupLayout,
-    resource: &dyn Fn(Slot) -> wgpu::BindingResource<'a>,
-) -> wgpu::BindGroup {
-    let entries: Vec<wgpu::BindGroupEntry> = kernel
-        .bindings()
-        .iter()
-        .map(|b| wgpu::BindGroupEntry {
-            binding: b.index,
-            resource: resource(b.slot),
-        })
-        .collect();
-    ctx.device.create_bind_group(&wgpu::BindGroupDescriptor {
-        label: Some(kernel.name()),
-        layout,
-        entries: &entries,
-    })
+/// A row-wise call without its buffers: the loss, the shape and every option.
+#[derive(Clone, Debug)]
+pub(crate) struct RowSpec {
+    pub loss: Loss,
+    pub rows: usize,
+    pub cols: usize,
+    /// Class-index targets (i32 words), else float targets.
+    pub classes: bool,
+    /// Class weights bound.
+    pub weight: bool,
+    pub reduction: Reduction,
+    /// An upstream array `[rows]` bound (Reduction::None).
+    pub upstream_array: bool,
+    /// The scalar upstream gradient.
+    pub g: f32,
+    pub want_grad: bool,
+    /// The value the kernels compare class indices with to ignore them.
+    pub gpu_ignore: i32,
 }
 
-/// Runs a row-wise loss: see the module docs.
+/// A row-wise call planned: chunks, workgroups, parameter blocks and pipelines. Built once per
+/// shape and options; [`RowPlan::bind`] and [`RowPlan::encode`] record it any number of times.
+pub(crate) struct RowPlan {
+    spec: RowSpec,
+    kernel: Kernel,
+    chunks: Vec<RowChunk>,
+    partials: u64,
+    class_partials: u64,
+    stride: u64,
+    params: Vec<u8>,
+    norm: [f32; 4],
+    row_pipe: Arc<KernelPipeline>,
+    count_pipe: Option<Arc<KernelPipeline>>,
+    divisor_pipe: Option<Arc<KernelPipeline>>,
+    fin_pipe: Option<Arc<KernelPipeline>>,
+}
+
+/// The buffers of one chunk: inputs, and outputs the call writes.
+pub(crate) struct RowChunkBufs<'a> {
+    pub pred: Bound<'a>,
+    pub target: Bound<'a>,
+    pub upstream: Option<Bound<'a>>,
+    pub grad: Option<Bound<'a>>,
+    pub losses: Option<Bound<'a>>,
+}
+
+/// The call's own buffers: parameters, partial sums, scales, atomics, and where the value goes.
+pub(crate) struct RowScratch<'a> {
+    pub params: &'a wgpu::Buffer,
+    pub partials: &'a wgpu::Buffer,
+    pub class_partials: Option<&'a wgpu::Buffer>,
+    pub norm: &'a wgpu::Buffer,
+    /// `[2]` class stats (class-index targets).
+    pub stats: Option<&'a wgpu::Buffer>,
+    /// `[1]` domain error (categorical cross entropy).
+    pub domain_error: Option<&'a wgpu::Buffer>,
+    /// `[1]` the value (Mean, Sum).
+    pub value: Option<Bound<'a>>,
+    /// `[C]` class weights.
+    pub weight: Option<Bound<'a>>,
+}
+
+impl RowPlan {
+    /// Plans `spec` with chunks of at most `chunk_elems` elements.
+    ///
+    /// # Errors
+    /// [`Error::DeviceLimit`] for rows longer than a chunk or than the lane loop allows, too
+    /// many rows, or too many partial sums; pipeline errors.
+    pub(crate) fn new(ctx: &GpuContext, spec: RowSpec, chunk_elems: usize) -> Result<Self> {
+        let kernel = Kernel::for_loss(&spec.loss);
+        let (b, cols) = (spec.rows, spec.cols);
+        if cols > chunk_elems {
+            return Err(Error::DeviceLimit {
+                what: "row length (elements of one row bound at once)",
+                needed: cols as u64,
+                limit: chunk_elems as u64,
+            });
+        }
+        if b >= u32::MAX as usize {
+            return Err(Error::DeviceLimit {
+                what: "rows per call",
+                needed: b as u64,
+                limit: u64::from(u32::MAX) - 1,
+            });
+        }
+        let group = group_for(cols);
+        let lane_trips = cols.div_ceil(group as usize) as u64;
+        if lane_trips > MAX_LOOP_TRIPS {
+            return Err(Error::DeviceLimit {
+                what: "loop trips per lane over one row",
+                needed: lane_trips,
+                limit: MAX_LOOP_TRIPS,
+            });
+        }
+        let (label_smoothing, z_loss, eps) = match spec.loss {
+            Loss::SoftmaxCrossEntropy {
+                label_smoothing,
+                z_loss,
+                ..
+            } => (label_smoothing, z_loss, 0.0),
+            Loss::CosineProximity { eps } => (0.0, 0.0, eps),
+            _ => (0.0, 0.0, 0.0),
+        };
+
+        // Whole rows per chunk, workgroups and partial-sum offsets.
+        let max_dim = ctx.limits.max_compute_workgroups_per_dimension;
+        let rows_per_chunk = (chunk_elems / cols).max(1);
+        let per_wg = (WORKGROUP_SIZE / group) as usize;
+        let mut chunks = Vec::new();
+        let (mut partials, mut class_partials) = (0u64, 0u64);
+        let mut row0 = 0;
+        while row0 < b {
+            let rows = rows_per_chunk.min(b - row0);
+            let workgroups =
+                rows.div_ceil(per_wg)
+                    .clamp(1, MAX_ROW_WORKGROUPS.min(max_dim) as usize) as u32;
+            let row_iters = rows.div_ceil(per_wg * workgroups as usize) as u64;
+            if row_iters > MAX_LOOP_TRIPS {
+                return Err(Error::DeviceLimit {
+                    what: "row-loop trips per workgroup",
+                    needed: row_iters,
+                    limit: MAX_LOOP_TRIPS,
+                });
+            }
+            let class_workgroups = if spec.classes {
+                workgroups_for(rows as u32, max_dim)?
+            } else {
+                0
+            };
+            chunks.push(RowChunk {
+                row0,
+                rows,
+                workgroups,
+                row_iters: row_iters as u32,
+                partial_base: partials as u32,
+                class_workgroups,
+                class_partial_base: class_partials as u32,
+            });
+            partials += u64::from(workgroups);
+            class_partials += u64::from(class_workgroups);
+            row0 += rows;
+        }
+        let max_partials = MAX_LOOP_TRIPS * u64::from(WORKGROUP_SIZE);
+        if partials.max(class_partials) > max_partials {
+            return Err(Error::DeviceLimit {
+                what: "partial sums per call",
+                needed: partials.max(class_partials),
+                limit: max_partials,
+            });
+        }
+
+        let reduce_value = spec.reduction != Reduction::None;
+        let divisor_on_gpu = spec.classes && spec.reduction == Reduction::Mean;
+        let g = spec.g;
+        // (D, gradient scale, value scale, zero flag) when D is known here; else row_divisor
+        // computes it on the GPU.
+        let norm: [f32; 4] = match spec.reduction {
+            Reduction::Mean => [
+                b as f32,
+                (f64::from(g) / b as f64) as f32,
+                (1.0 / b as f64) as f32,
+                0.0,
+            ],
+            Reduction::Sum | Reduction::None => [b as f32, g, 1.0, 0.0],
+        };
+        let mut flags = 0;
+        if spec.want_grad {
+            flags |= FLAG_WRITE_GRAD;
+        }
+        if spec.reduction == Reduction::None {
+            flags |= FLAG_WRITE_LOSSES;
+        }
+        if spec.upstream_array && spec.want_grad {
+            flags |= FLAG_UPSTREAM_ARRAY;
+        }
+        if spec.classes {
+            flags |= FLAG_CLASSES;
+        }
+        if spec.weight {
+            flags |= FLAG_WEIGHT;
+        }
+
+        // Uniform parameter blocks: per chunk a row block and a class block, then the
+        // divisor and the finalize blocks.
+        let stride = (std::mem::size_of::<RowParams>() as u64)
+            .next_multiple_of(u64::from(ctx.limits.min_uniform_buffer_offset_alignment));
+        let n = chunks.len() as u64;
+        let mut params = vec![0u8; (stride * (2 * n + 2)) as usize];
+        let mut put = |slot: u64, bytes: &[u8]| {
+            let at = (stride * slot) as usize;
+            params[at..at + bytes.len()].copy_from_slice(bytes);
+        };
+        for (c, ch) in chunks.iter().enumerate() {
+            put(
+                c as u64,
+                bytemuck::bytes_of(&RowParams {
+                    rows: ch.rows as u32,
+                    cols: cols as u32,
+                    group,
+                    row_iters: ch.row_iters,
+                    partial_base: ch.partial_base,
+                    flags,
+                    row_base: ch.row0 as u32,
+                    ignore_index: spec.gpu_ignore,
+                    eps: if kernel == Kernel::CosineProximity {
+                        eps
+                    } else {
+                        label_smoothing
+                    },
+                    z_loss,
+                    _pad: [0; 2],
+                }),
+            );
+            put(
+                n + c as u64,
+                bytemuck::bytes_of(&ClassParams {
+                    rows: ch.rows as u32,
+                    cols: cols as u32,
+                    ignore_index: spec.gpu_ignore,
+                    flags: flags & FLAG_WEIGHT,
+                    row_base: ch.row0 as u32,
+                    partial_base: ch.class_partial_base,
+                    _pad: [0; 2],
+                }),
+            );
+        }
+        put(
+            2 * n,
+            bytemuck::bytes_of(&DivisorParams {
+                count: class_partials as u32,
+                g,
+                _pad: [0; 2],
+            }),
+        );
+        put(
+            2 * n + 1,
+            bytemuck::bytes_of(&FinalizeParams {
+                count: partials as u32,
+                scale: 1.0,
+                flags: FLAG_SCALE_FROM_NORM,
+                _pad: 0,
+            }),
+        );
+
+        Ok(RowPlan {
+            row_pipe: ctx.pipeline(kernel)?,
+            count_pipe: spec
+                .classes
+                .then(|| ctx.pipeline(Kernel::ClassCount))
+                .transpose()?,
+            divisor_pipe: divisor_on_gpu
+                .then(|| ctx.pipeline(Kernel::RowDivisor))
+                .transpose()?,
+            fin_pipe: reduce_value
+                .then(|| ctx.pipeline(Kernel::ReducePartials))
+                .transpose()?,
+            spec,
+            kernel,
+            chunks,
+            partials,
+            class_partials,
+            stride,
+            params,
+            norm,
+        })
+    }
+
+    pub(crate) fn chunks(&self) -> &[RowChunk] {
+        &self.chunks
+    }
+
+    /// The scratch buffers this plan needs: what, size in bytes, usage.
+    pub(crate) fn scratch_sizes(&self) -> Vec<(ScratchKind, u64, wgpu::BufferUsages)> {
+        use wgpu::BufferUsages as U;
+        let mut v = vec![
+            (
+                ScratchKind::Params,
+                self.params.len() as u64,
+                U::UNIFORM | U::COPY_DST,
+            ),
+            (ScratchKind::Partials, self.partials * 4, U::STORAGE),
+            (ScratchKind::Norm, 16, U::STORAGE | U::UNIFORM | U::COPY_DST),
+        ];
+        if self.spec.classes {
+            v.push((
+                ScratchKind::ClassPartials,
+                self.class_partials * 4,
+                U::STORAGE,
+            ));
+            v.push((
+                ScratchKind::Stats,
+                8,
+                U::STORAGE | U::COPY_DST | U::COPY_SRC,
+            ));
+        }
+        if self.kernel == Kernel::CategoricalCrossEntropy {
+            v.push((
+                ScratchKind::DomainError,
+                4,
+                U::STORAGE | U::COPY_DST | U::COPY_SRC,
+            ));
+        }
+        v
+    }
+
+    /// Writes the constant scratch contents (parameters, host-known scales) through the queue;
+    /// they take effect at the next submission.
+    pub(crate) fn write_constants(&self, queue: &wgpu::Queue, scratch: &RowScratch<'_>) {
+        queue.write_buffer(scratch.params, 0, &self.params);
+        queue.write_buffer(scratch.norm, 0, bytemuck::cast_slice(&self.norm));
+    }
+
+    /// The bind groups of one call over `chunks` (one per plan chunk).
+    pub(crate) fn bind(
+        &self,
+        ctx: &GpuContext,
+        scratch: &RowScratch<'_>,
+        chunks: &[RowChunkBufs<'_>],
+    ) -> Vec<Dispatch> {
+        let n = self.chunks.len() as u64;
+        let stride = self.stride;
+        let params_at = |slot: u64, size: usize| {
+            wgpu::BindingResource::Buffer(wgpu::BufferBinding {
+                buffer: scratch.params,
+                offset: slot * stride,
+                size: wgpu::BufferSize::new(size as u64),
+            })
+        };
+        let or_dummy = |o, slot| or_dummy(ctx, o, slot);
+        let mut out = Vec::new();
+        if let (Some(p), Some(cp), Some(stats)) =
+            (&self.count_pipe, scratch.class_partials, scratch.stats)
+        {
+            for (c, (ch, bf)) in self.chunks.iter().zip(chunks).enumerate() {
+                let group = bind_group(ctx, Kernel::ClassCount, &p.layout, &|slot| match slot {
+                    Slot::Params => params_at(n + c as u64, std::mem::size_of::<ClassParams>()),
+                    Slot::Target => bf.target.resource(),
+                    Slot::Weight => or_dummy(scratch.weight, Slot::Weight),
+                    Slot::Partials => cp.as_entire_binding(),
+                    _ => stats.as_entire_binding(),
+                });
+                out.push(Dispatch {
+                    pipeline: Arc::clone(p),
+                    group,
+                    workgroups: ch.class_workgroups,
+                });
+            }
+            if let Some(d) = &self.divisor_pipe {
+                let group = bind_group(ctx, Kernel::RowDivisor, &d.layout, &|slot| match slot {
+                    Slot::Params => params_at(2 * n, std::mem::size_of::<DivisorParams>()),
+                    Slot::Partials => cp.as_entire_binding(),
+                    _ => scratch.norm.as_entire_binding(),
+                });
+                out.push(Dispatch {
+                    pipeline: Arc::clone(d),
+                    group,
+                    workgroups: 1,
+                });
+            }
+        }
+        for (c, (ch, bf)) in self.chunks.iter().zip(chunks).enumerate() {
+            let group = bind_group(
+                ctx,
+                self.kernel,
+                &self.row_pipe.layout,
+                &|slot| match slot {
+                    Slot::Params => params_at(c as u64, std::mem::size_of::<RowParams>()),
+                    Slot::Pred => bf.pred.resource(),
+                    Slot::Target => bf.target.resource(),
+                    Slot::Upstream => or_dummy(bf.upstream, Slot::Upstream),
+                    Slot::Grad => or_dummy(bf.grad, Slot::Grad),
+                    Slot::Losses => or_dummy(bf.losses, Slot::Losses),
+                    Slot::Partials => scratch.partials.as_entire_binding(),
+                    Slot::Weight => or_dummy(scratch.weight, Slot::Weight),
+                    Slot::Norm => scratch.norm.as_entire_binding(),
+                    _ => match scratch.domain_error {
+                        Some(e) => e.as_entire_binding(),
+                        None => ctx.dummy(Slot::DomainError).as_entire_binding(),
+                    },
+                },
+            );
+            out.push(Dispatch {
+                pipeline: Arc::clone(&self.row_pipe),
+                group,
+                workgroups: ch.workgroups,
+            });
+        }
+        if let (Some(fin), Some(value)) = (&self.fin_pipe, scratch.value) {
+            let group = bind_group(
+                ctx,
+                Kernel::ReducePartials,
+                &fin.layout,
+                &|slot| match slot {
+                    Slot::Params => params_at(2 * n + 1, std::mem::size_of::<FinalizeParams>()),
+                    Slot::Partials => scratch.partials.as_entire_binding(),
+                    Slot::Value => value.resource(),
+                    _ => scratch.norm.as_entire_binding(),
+                },
+            );
+            out.push(Dispatch {
+                pipeline: Arc::clone(fin),
+                group,
+                workgroups: 1,
+            });
+        }
+        out
+    }
+
+    /// Records one call: clears the atomics, then one compute pass with every dispatch.
+    pub(crate) fn encode(
+        &self,
+        encoder: &mut wgpu::CommandEncoder,
+        scratch: &RowScratch<'_>,
+        dispatches: &[Dispatch],
+    ) {
+        let clears: Vec<&wgpu::Buffer> = [scratch.stats, scratch.domain_error]
+            .into_iter()
+            .flatten()
+            .collect();
+        encode_dispatches(encoder, self.kernel.name(), &clears, dispatches);
+    }
+}
+
+/// Runs a row-wise loss on host arrays: uploads, records the plan, reads the results back.
 pub(crate) fn run(ctx: &GpuContext, loss: &Loss, args: &LossArgs<'_>) -> Result<LossOutput<f32>> {
     args.validate(loss)?;
-    let kernel = Kernel::for_loss(loss);
     let (b, cols) = args.rows_cols();
-    let chunk_elems = ctx.max_chunk_elements;
-    if cols > chunk_elems {
-        return Err(Error::DeviceLimit {
-            what: "row length (elements of one row bound at once)",
-            needed: cols as u64,
-            limit: chunk_elems as u64,
-        });
-    }
+    // Before touching the data (RowPlan::new checks the rest).
     if b >= u32::MAX as usize {
         return Err(Error::DeviceLimit {
             what: "rows per call",
@@ -164,81 +562,34 @@ pub(crate) fn run(ctx: &GpuContext, loss: &Loss, args: &LossArgs<'_>) -> Result<
             limit: u64::from(u32::MAX) - 1,
         });
     }
-    let group = group_for(cols);
-    let lane_trips = cols.div_ceil(group as usize) as u64;
-    if lane_trips > MAX_LOOP_TRIPS {
-        return Err(Error::DeviceLimit {
-            what: "loop trips per lane over one row",
-            needed: lane_trips,
-            limit: MAX_LOOP_TRIPS,
-        });
-    }
     let classes = args.target.is_classes();
-    let (label_smoothing, z_loss, ignore_index, eps) = match *loss {
-        Loss::SoftmaxCrossEntropy {
-            label_smoothing,
-            z_loss,
-            ignore_index,
-        } => (label_smoothing, z_loss, ignore_index, 0.0),
-        Loss::CosineProximity { eps } => (0.0, 0.0, -100, eps),
-        _ => (0.0, 0.0, -100, 0.0),
+    let ignore_index = match *loss {
+        Loss::SoftmaxCrossEntropy { ignore_index, .. } => ignore_index,
+        _ => -100,
     };
     let (class_data, gpu_ignore) = if classes {
         gpu_classes(&args.target, cols, ignore_index)
     } else {
         (Vec::new(), 0)
     };
-
-    // Plan: whole rows per chunk, workgroups and partial-sum offsets.
-    let max_dim = ctx.limits.max_compute_workgroups_per_dimension;
-    let rows_per_chunk = (chunk_elems / cols).max(1);
-    let per_wg = (WORKGROUP_SIZE / group) as usize;
-    let mut plan = Vec::new();
-    let (mut partials, mut class_partials) = (0u64, 0u64);
-    let mut row0 = 0;
-    while row0 < b {
-        let rows = rows_per_chunk.min(b - row0);
-        let workgroups = rows
-            .div_ceil(per_wg)
-            .clamp(1, MAX_ROW_WORKGROUPS.min(max_dim) as usize) as u32;
-        let row_iters = rows.div_ceil(per_wg * workgroups as usize) as u64;
-        if row_iters > MAX_LOOP_TRIPS {
-            return Err(Error::DeviceLimit {
-                what: "row-loop trips per workgroup",
-                needed: row_iters,
-                limit: MAX_LOOP_TRIPS,
-            });
-        }
-        let class_workgroups = if classes {
-            workgroups_for(rows as u32, max_dim)?
-        } else {
-            0
-        };
-        plan.push(RowChunk {
-            row0,
-            rows,
-            workgroups,
-            row_iters: row_iters as u32,
-            partial_base: partials as u32,
-            class_workgroups,
-            class_partial_base: class_partials as u32,
-        });
-        partials += u64::from(workgroups);
-        class_partials += u64::from(class_workgroups);
-        row0 += rows;
-    }
-    let max_partials = MAX_LOOP_TRIPS * u64::from(WORKGROUP_SIZE);
-    if partials.max(class_partials) > max_partials {
-        return Err(Error::DeviceLimit {
-            what: "partial sums per call",
-            needed: partials.max(class_partials),
-            limit: max_partials,
-        });
-    }
-
+    let spec = RowSpec {
+        loss: *loss,
+        rows: b,
+        cols,
+        classes,
+        weight: args.weight.is_some(),
+        reduction: args.reduction,
+        upstream_array: matches!(args.upstream, Upstream::Array(_)),
+        g: match args.upstream {
+            Upstream::Scalar(g) => g,
+            _ => 1.0,
+        },
+        want_grad: args.want_grad,
+        gpu_ignore,
+    };
+    let plan = RowPlan::new(ctx, spec, ctx.max_chunk_elements)?;
     let reduce_value = args.reduction != Reduction::None;
     let write_losses = args.reduction == Reduction::None;
-    let divisor_on_gpu = classes && args.reduction == Reduction::Mean;
     let pred = contiguous(&args.pred);
     let dense_target: Option<Cow<'_, [f32]>> = args.target.dense().map(contiguous);
     let weight = args.weight.as_ref().map(contiguous);
@@ -246,129 +597,33 @@ pub(crate) fn run(ctx: &GpuContext, loss: &Loss, args: &LossArgs<'_>) -> Result<
         Upstream::Array(g) if args.want_grad => Some(contiguous(g)),
         _ => None,
     };
-    let g = match args.upstream {
-        Upstream::Scalar(g) => g,
-        _ => 1.0,
-    };
-    // (D, gradient scale, value scale) when D is known here; else row_divisor computes it.
-    let norm: [f32; 4] = match args.reduction {
-        Reduction::Mean => [
-            b as f32,
-            (f64::from(g) / b as f64) as f32,
-            (1.0 / b as f64) as f32,
-            0.0,
-        ],
-        Reduction::Sum | Reduction::None => [b as f32, g, 1.0, 0.0],
-    };
-    let mut flags = 0;
-    if args.want_grad {
-        flags |= FLAG_WRITE_GRAD;
-    }
-    if write_losses {
-        flags |= FLAG_WRITE_LOSSES;
-    }
-    if upstream.is_some() {
-        flags |= FLAG_UPSTREAM_ARRAY;
-    }
-    if classes {
-        flags |= FLAG_CLASSES;
-    }
-    if weight.is_some() {
-        flags |= FLAG_WEIGHT;
-    }
-
-    let row_pipe = ctx.pipeline(kernel)?;
-    let count_pipe = classes
-        .then(|| ctx.pipeline(Kernel::ClassCount))
-        .transpose()?;
-    let divisor_pipe = divisor_on_gpu
-        .then(|| ctx.pipeline(Kernel::RowDivisor))
-        .transpose()?;
-    let fin_pipe = reduce_value
-        .then(|| ctx.pipeline(Kernel::ReducePartials))
-        .transpose()?;
 
     let scopes = ctx.open_scopes();
     let mut taken = Taken::default();
     use wgpu::BufferUsages as U;
-
-    // Uniform parameter blocks: per chunk a row block and a class block, then the divisor and
-    // the finalize blocks.
-    let stride = (std::mem::size_of::<RowParams>() as u64)
-        .next_multiple_of(u64::from(ctx.limits.min_uniform_buffer_offset_alignment));
-    let chunks = plan.len() as u64;
-    let slots = 2 * chunks + 2;
-    let params_idx = ctx.scratch(
-        &mut taken,
-        "wgpu-loss row params",
-        stride * slots,
-        U::UNIFORM | U::COPY_DST,
-    );
-    let partials_idx = ctx.scratch(&mut taken, "wgpu-loss partials", partials * 4, U::STORAGE);
-    let class_partials_idx = classes.then(|| {
-        ctx.scratch(
-            &mut taken,
-            "wgpu-loss class partials",
-            class_partials * 4,
-            U::STORAGE,
-        )
-    });
+    let mut kinds = Vec::new();
+    for (kind, size, usage) in plan.scratch_sizes() {
+        kinds.push((
+            kind,
+            ctx.scratch(&mut taken, "wgpu-loss row scratch", size, usage),
+        ));
+    }
     let value_idx = ctx.scratch(&mut taken, "wgpu-loss value", 4, U::STORAGE | U::COPY_SRC);
-    let norm_idx = ctx.scratch(
-        &mut taken,
-        "wgpu-loss norm",
-        16,
-        U::STORAGE | U::UNIFORM | U::COPY_DST,
-    );
-    ctx.queue
-        .write_buffer(&taken.0[norm_idx].buffer, 0, bytemuck::cast_slice(&norm));
-    let stats_idx = classes.then(|| {
-        let i = ctx.scratch(
-            &mut taken,
-            "wgpu-loss class stats",
-            8,
-            U::STORAGE | U::COPY_DST | U::COPY_SRC,
-        );
-        ctx.queue.write_buffer(
-            &taken.0[i].buffer,
-            0,
-            bytemuck::cast_slice(&[u32::MAX, 0u32]),
-        );
-        i
-    });
-    let err_idx = (kernel == Kernel::CategoricalCrossEntropy).then(|| {
-        let i = ctx.scratch(
-            &mut taken,
-            "wgpu-loss domain error",
-            4,
-            U::STORAGE | U::COPY_DST | U::COPY_SRC,
-        );
-        ctx.queue
-            .write_buffer(&taken.0[i].buffer, 0, bytemuck::bytes_of(&u32::MAX));
-        i
-    });
     let weight_idx = weight
         .as_ref()
         .map(|w| ctx.upload(&mut taken, "wgpu-loss class weight", w));
-
-    struct ChunkBufs {
+    struct ChunkIdx {
         pred: usize,
-        target: usize,
-        target_len: usize,
+        target: (usize, usize),
         upstream: Option<usize>,
         grad: Option<usize>,
         losses: Option<usize>,
     }
-    let mut bufs = Vec::with_capacity(plan.len());
-    let mut params_bytes = vec![0u8; (stride * slots) as usize];
-    let mut put = |slot: u64, bytes: &[u8]| {
-        let at = (stride * slot) as usize;
-        params_bytes[at..at + bytes.len()].copy_from_slice(bytes);
-    };
-    for (c, ch) in plan.iter().enumerate() {
+    let mut idx = Vec::with_capacity(plan.chunks().len());
+    for ch in plan.chunks() {
         let rows = ch.row0..ch.row0 + ch.rows;
         let elems = ch.row0 * cols..(ch.row0 + ch.rows) * cols;
-        let (target, target_len) = match &dense_target {
+        let target = match &dense_target {
             Some(t) => (
                 ctx.upload(&mut taken, "wgpu-loss target", &t[elems.clone()]),
                 elems.len(),
@@ -378,10 +633,9 @@ pub(crate) fn run(ctx: &GpuContext, loss: &Loss, args: &LossArgs<'_>) -> Result<
                 rows.len(),
             ),
         };
-        bufs.push(ChunkBufs {
+        idx.push(ChunkIdx {
             pred: ctx.upload(&mut taken, "wgpu-loss pred", &pred[elems.clone()]),
             target,
-            target_len,
             upstream: upstream
                 .as_ref()
                 .map(|u| ctx.upload(&mut taken, "wgpu-loss upstream", &u[rows.clone()])),
@@ -402,171 +656,69 @@ pub(crate) fn run(ctx: &GpuContext, loss: &Loss, args: &LossArgs<'_>) -> Result<
                 )
             }),
         });
-        put(
-            c as u64,
-            bytemuck::bytes_of(&RowParams {
-                rows: ch.rows as u32,
-                cols: cols as u32,
-                group,
-                row_iters: ch.row_iters,
-                partial_base: ch.partial_base,
-                flags,
-                row_base: ch.row0 as u32,
-                ignore_index: gpu_ignore,
-                eps: if kernel == Kernel::CosineProximity {
-                    eps
-                } else {
-                    label_smoothing
-                },
-                z_loss,
-                _pad: [0; 2],
-            }),
-        );
-        put(
-            chunks + c as u64,
-            bytemuck::bytes_of(&ClassParams {
-                rows: ch.rows as u32,
-                cols: cols as u32,
-                ignore_index: gpu_ignore,
-                flags: flags & FLAG_WEIGHT,
-                row_base: ch.row0 as u32,
-                partial_base: ch.class_partial_base,
-                _pad: [0; 2],
-            }),
-        );
     }
-    put(
-        2 * chunks,
-        bytemuck::bytes_of(&DivisorParams {
-            count: class_partials as u32,
-            g,
-            _pad: [0; 2],
-        }),
-    );
-    put(
-        2 * chunks + 1,
-        bytemuck::bytes_of(&FinalizeParams {
-            count: partials as u32,
-            scale: 1.0,
-            flags: FLAG_SCALE_FROM_NORM,
-            _pad: 0,
-        }),
-    );
-    ctx.queue
-        .write_buffer(&taken.0[params_idx].buffer, 0, &params_bytes);
 
     let buf = |i: usize| &taken.0[i].buffer;
-    let sized = |i: usize, elems: usize| {
-        wgpu::BindingResource::Buffer(wgpu::BufferBinding {
-            buffer: buf(i),
-            offset: 0,
-            size: wgpu::BufferSize::new(elems as u64 * 4),
+    let of = |k: ScratchKind| kinds.iter().find(|(kk, _)| *kk == k).map(|&(_, i)| buf(i));
+    let (Some(params), Some(partials), Some(norm)) = (
+        of(ScratchKind::Params),
+        of(ScratchKind::Partials),
+        of(ScratchKind::Norm),
+    ) else {
+        return Err(Error::Gpu("row plan without its scratch buffers".into()));
+    };
+    let scratch = RowScratch {
+        params,
+        partials,
+        class_partials: of(ScratchKind::ClassPartials),
+        norm,
+        stats: of(ScratchKind::Stats),
+        domain_error: of(ScratchKind::DomainError),
+        value: reduce_value.then(|| Bound::whole(buf(value_idx), 1)),
+        weight: weight_idx.map(|i| Bound::whole(buf(i), cols)),
+    };
+    let chunk_bufs: Vec<RowChunkBufs<'_>> = plan
+        .chunks()
+        .iter()
+        .zip(&idx)
+        .map(|(ch, ix)| RowChunkBufs {
+            pred: Bound::whole(buf(ix.pred), ch.rows * cols),
+            target: Bound::whole(buf(ix.target.0), ix.target.1),
+            upstream: ix.upstream.map(|i| Bound::whole(buf(i), ch.rows)),
+            grad: ix.grad.map(|i| Bound::whole(buf(i), ch.rows * cols)),
+            losses: ix.losses.map(|i| Bound::whole(buf(i), ch.rows)),
         })
-    };
-    let params_at = |slot: u64, size: usize| {
-        wgpu::BindingResource::Buffer(wgpu::BufferBinding {
-            buffer: buf(params_idx),
-            offset: slot * stride,
-            size: wgpu::BufferSize::new(size as u64),
-        })
-    };
-    let opt = |o: Option<usize>, slot: Slot, elems: usize| match o {
-        Some(i) => sized(i, elems),
-        None => ctx.dummy(slot).as_entire_binding(),
-    };
+        .collect();
+    plan.write_constants(&ctx.queue, &scratch);
+    let dispatches = plan.bind(ctx, &scratch, &chunk_bufs);
     let mut encoder = ctx
         .device
         .create_command_encoder(&wgpu::CommandEncoderDescriptor {
             label: Some("wgpu-loss rows"),
         });
-    {
-        let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
-            label: Some(kernel.name()),
-            timestamp_writes: None,
-        });
-        if let (Some(p), Some(cp), Some(stats)) = (&count_pipe, class_partials_idx, stats_idx) {
-            pass.set_pipeline(&p.pipeline);
-            for (c, (ch, bf)) in plan.iter().zip(&bufs).enumerate() {
-                let bg = bind_group(ctx, Kernel::ClassCount, &p.layout, &|slot| match slot {
-                    Slot::Params => {
-                        params_at(chunks + c as u64, std::mem::size_of::<ClassParams>())
-                    }
-                    Slot::Target => sized(bf.target, bf.target_len),
-                    Slot::Weight => opt(weight_idx, Slot::Weight, cols),
-                    Slot::Partials => sized(cp, class_partials as usize),
-                    _ => sized(stats, 2),
-                });
-                pass.set_bind_group(0, &bg, &[]);
-                pass.dispatch_workgroups(ch.class_workgroups, 1, 1);
-            }
-            if let Some(d) = &divisor_pipe {
-                let bg = bind_group(ctx, Kernel::RowDivisor, &d.layout, &|slot| match slot {
-                    Slot::Params => params_at(2 * chunks, std::mem::size_of::<DivisorParams>()),
-                    Slot::Partials => sized(cp, class_partials as usize),
-                    _ => sized(norm_idx, 4),
-                });
-                pass.set_pipeline(&d.pipeline);
-                pass.set_bind_group(0, &bg, &[]);
-                pass.dispatch_workgroups(1, 1, 1);
-            }
-        }
-        pass.set_pipeline(&row_pipe.pipeline);
-        for (c, (ch, bf)) in plan.iter().zip(&bufs).enumerate() {
-            let elems = ch.rows * cols;
-            let bg = bind_group(ctx, kernel, &row_pipe.layout, &|slot| match slot {
-                Slot::Params => params_at(c as u64, std::mem::size_of::<RowParams>()),
-                Slot::Pred => sized(bf.pred, elems),
-                Slot::Target => sized(bf.target, bf.target_len),
-                Slot::Upstream => opt(bf.upstream, Slot::Upstream, ch.rows),
-                Slot::Grad => opt(bf.grad, Slot::Grad, elems),
-                Slot::Losses => opt(bf.losses, Slot::Losses, ch.rows),
-                Slot::Partials => sized(partials_idx, partials as usize),
-                Slot::Weight => opt(weight_idx, Slot::Weight, cols),
-                Slot::Norm => sized(norm_idx, 4),
-                _ => opt(err_idx, Slot::DomainError, 1),
-            });
-            pass.set_bind_group(0, &bg, &[]);
-            pass.dispatch_workgroups(ch.workgroups, 1, 1);
-        }
-        if let Some(fin) = &fin_pipe {
-            let bg = bind_group(
-                ctx,
-                Kernel::ReducePartials,
-                &fin.layout,
-                &|slot| match slot {
-                    Slot::Params => {
-                        params_at(2 * chunks + 1, std::mem::size_of::<FinalizeParams>())
-                    }
-                    Slot::Partials => sized(partials_idx, partials as usize),
-                    Slot::Value => sized(value_idx, 1),
-                    _ => sized(norm_idx, 4),
-                },
-            );
-            pass.set_pipeline(&fin.pipeline);
-            pass.set_bind_group(0, &bg, &[]);
-            pass.dispatch_workgroups(1, 1, 1);
-        }
-    }
+    plan.encode(&mut encoder, &scratch, &dispatches);
+
     // Readbacks, in a fixed order: value, class stats, domain error, then per chunk grad and
     // losses.
     let mut readbacks = Vec::new();
     if reduce_value {
         readbacks.push(ctx.record_readback(&mut encoder, buf(value_idx), 4));
     }
-    if let Some(i) = stats_idx {
-        readbacks.push(ctx.record_readback(&mut encoder, buf(i), 8));
+    if let Some(s) = scratch.stats {
+        readbacks.push(ctx.record_readback(&mut encoder, s, 8));
     }
-    if let Some(i) = err_idx {
-        readbacks.push(ctx.record_readback(&mut encoder, buf(i), 4));
+    if let Some(e) = scratch.domain_error {
+        readbacks.push(ctx.record_readback(&mut encoder, e, 4));
     }
-    for (ch, bf) in plan.iter().zip(&bufs) {
-        if let Some(i) = bf.grad {
+    for (ch, ix) in plan.chunks().iter().zip(&idx) {
+        if let Some(i) = ix.grad {
             readbacks.push(ctx.record_readback(&mut encoder, buf(i), (ch.rows * cols) as u64 * 4));
         }
-        if let Some(i) = bf.losses {
+        if let Some(i) = ix.losses {
             readbacks.push(ctx.record_readback(&mut encoder, buf(i), ch.rows as u64 * 4));
         }
     }
+    let has_err = scratch.domain_error.is_some();
     let mut results = ctx
         .finish_call(encoder, scopes, readbacks, taken)?
         .into_iter();
@@ -575,9 +727,7 @@ pub(crate) fn run(ctx: &GpuContext, loss: &Loss, args: &LossArgs<'_>) -> Result<
     let mut counted = b;
     if classes {
         let stats = next();
-        let first_bad = stats.first().copied().unwrap_or(u32::MAX);
-        if first_bad != u32::MAX {
-            let row = first_bad as usize;
+        if let Some(row) = first_row(stats.first().copied().unwrap_or(0)) {
             return Err(Error::ClassOutOfRange {
                 row,
                 class: args.target.classes().get(row).copied().unwrap_or(-1),
@@ -586,12 +736,10 @@ pub(crate) fn run(ctx: &GpuContext, loss: &Loss, args: &LossArgs<'_>) -> Result<
         }
         counted = stats.get(1).copied().unwrap_or(0) as usize;
     }
-    if err_idx.is_some() {
-        let first = next().first().copied().unwrap_or(u32::MAX);
-        if first != u32::MAX {
-            let start = first as usize * cols;
-            let row = &pred[start..start + cols];
-            let (j, &value) = row
+    if has_err {
+        if let Some(row) = first_row(next().first().copied().unwrap_or(0)) {
+            let start = row * cols;
+            let (j, &value) = pred[start..start + cols]
                 .iter()
                 .enumerate()
                 .find(|(_, p)| **p < 0.0 || **p > 1.0)
@@ -606,7 +754,7 @@ pub(crate) fn run(ctx: &GpuContext, loss: &Loss, args: &LossArgs<'_>) -> Result<
     }
     let mut grad = args.want_grad.then(|| Vec::with_capacity(b * cols));
     let mut losses = write_losses.then(|| Vec::with_capacity(b));
-    for _ in &plan {
+    for _ in plan.chunks() {
         for out in [grad.as_mut(), losses.as_mut()].into_iter().flatten() {
             out.extend(next().into_iter().map(f32::from_bits));
         }

@@ -1,11 +1,15 @@
-//! Buffers a host-side call takes from the pool, uploads into, and gives back at the end.
+//! What both kernel families share on the host: buffers taken from the pool for a call, bound
+//! buffer ranges, recorded dispatches, and the tail of a call (submit, scopes, readback).
 
 use std::borrow::Cow;
 
 use ndarray::ArrayViewD;
 
+use std::sync::Arc;
+
+use super::{Kernel, Slot};
 use crate::error::{Error, Result};
-use crate::gpu::{GpuContext, Pooled, Readback};
+use crate::gpu::{GpuContext, KernelPipeline, Pooled, Readback};
 
 /// An array's elements in row-major order: borrowed when it is contiguous, copied otherwise.
 pub(crate) fn contiguous<'b>(a: &'b ArrayViewD<'_, f32>) -> Cow<'b, [f32]> {
@@ -98,5 +102,110 @@ impl GpuContext {
             return Err(Error::Gpu(e.to_string()));
         }
         results
+    }
+}
+
+/// A buffer range bound as an array of `elems` 32-bit words starting at byte `offset`.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Bound<'a> {
+    pub buffer: &'a wgpu::Buffer,
+    pub offset: u64,
+    pub elems: usize,
+}
+
+impl<'a> Bound<'a> {
+    pub(crate) fn whole(buffer: &'a wgpu::Buffer, elems: usize) -> Self {
+        Bound {
+            buffer,
+            offset: 0,
+            elems,
+        }
+    }
+
+    pub(crate) fn resource(&self) -> wgpu::BindingResource<'a> {
+        wgpu::BindingResource::Buffer(wgpu::BufferBinding {
+            buffer: self.buffer,
+            offset: self.offset,
+            size: wgpu::BufferSize::new(self.elems as u64 * 4),
+        })
+    }
+}
+
+/// One recorded dispatch: its pipeline, bind group and workgroup count.
+pub(crate) struct Dispatch {
+    pub pipeline: Arc<KernelPipeline>,
+    pub group: wgpu::BindGroup,
+    pub workgroups: u32,
+}
+
+/// A scratch buffer a plan asks for (`RowPlan::scratch_sizes`, `EwPlan::scratch_sizes`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum ScratchKind {
+    Params,
+    Partials,
+    ClassPartials,
+    Norm,
+    Stats,
+    DomainError,
+}
+
+/// `o` bound, or the placeholder of `slot`.
+pub(crate) fn or_dummy<'b>(
+    ctx: &'b GpuContext,
+    o: Option<Bound<'b>>,
+    slot: Slot,
+) -> wgpu::BindingResource<'b> {
+    match o {
+        Some(b) => b.resource(),
+        None => ctx.dummy(slot).as_entire_binding(),
+    }
+}
+
+/// Decodes the "first offending row" atomics (`u32::MAX − row`, 0 for none).
+pub(crate) fn first_row(word: u32) -> Option<usize> {
+    (word != 0).then(|| (u32::MAX - word) as usize)
+}
+
+/// A bind group for `kernel` with each binding's resource chosen by its slot.
+pub(crate) fn bind_group<'a>(
+    ctx: &GpuContext,
+    kernel: Kernel,
+    layout: &wgpu::BindGroupLayout,
+    resource: &dyn Fn(Slot) -> wgpu::BindingResource<'a>,
+) -> wgpu::BindGroup {
+    let entries: Vec<wgpu::BindGroupEntry> = kernel
+        .bindings()
+        .iter()
+        .map(|b| wgpu::BindGroupEntry {
+            binding: b.index,
+            resource: resource(b.slot),
+        })
+        .collect();
+    ctx.device.create_bind_group(&wgpu::BindGroupDescriptor {
+        label: Some(kernel.name()),
+        layout,
+        entries: &entries,
+    })
+}
+
+/// Records one call: clears `clears` (the first-offender atomics, which start from zero), then
+/// one compute pass with every dispatch in order.
+pub(crate) fn encode_dispatches(
+    encoder: &mut wgpu::CommandEncoder,
+    label: &str,
+    clears: &[&wgpu::Buffer],
+    dispatches: &[Dispatch],
+) {
+    for b in clears {
+        encoder.clear_buffer(b, 0, None);
+    }
+    let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
+        label: Some(label),
+        timestamp_writes: None,
+    });
+    for d in dispatches {
+        pass.set_pipeline(&d.pipeline.pipeline);
+        pass.set_bind_group(0, &d.group, &[]);
+        pass.dispatch_workgroups(d.workgroups, 1, 1);
     }
 }

@@ -19,6 +19,7 @@ mod errors;
 mod huber;
 mod mae;
 mod mse;
+mod resident;
 mod rows;
 mod softmax_cross_entropy;
 mod upstream;

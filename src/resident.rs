@@ -1,0 +1,887 @@
+//! GPU-resident losses: record a loss into the caller's [`wgpu::CommandEncoder`] over the
+//! caller's buffers, for a training loop that never leaves the GPU.
+//!
+//! [`GpuContext::resident`] plans a loss once for a shape and its options, building its
+//! pipelines and scratch buffers (partial sums, scales). [`ResidentLoss::record`] then records
+//! one step: no upload, no submit, no map, no wait. Bind groups are built on the first step
+//! with a set of buffers and reused while the same buffers come back, so a loop of a million
+//! steps allocates nothing after its first ([`ResidentLoss::allocations`] counts). The loss
+//! value stays in the caller's buffer; [`ValueReader`] reads it back when wanted (every K
+//! steps), asynchronously or blocking.
+//!
+//! Every loss is covered, on f32 buffers (class indices as i32), each array bound from its
+//! offset, so an input must fit in one storage binding (the host path's chunking does not
+//! apply here).
+//!
+//! ```no_run
+//! use wgpu_loss::resident::{GpuArray, ResidentBuffers, ResidentSpec, ValueReader};
+//! use wgpu_loss::{GpuContext, Loss};
+//!
+//! # fn buffers(ctx: &GpuContext) -> (wgpu::Buffer, wgpu::Buffer, wgpu::Buffer, wgpu::Buffer) { unimplemented!() }
+//! let ctx = GpuContext::new()?;                 // or GpuContext::from_device(device, queue, ..)
+//! // Logits [64, 10] f32, class indices [64] i32, gradient [64, 10] f32, loss value [1] f32:
+//! // the caller's STORAGE buffers.
+//! let (logits, classes, grad, value) = buffers(&ctx);
+//! let mut loss = ctx.resident(&Loss::SOFTMAX_CROSS_ENTROPY, ResidentSpec::new(&[64, 10]).classes())?;
+//! let reader = ValueReader::new(ctx.device(), 1);
+//! for step in 0..1000 {
+//!     let mut encoder = ctx.device().create_command_encoder(&Default::default());
+//!     // ... the forward pass writes `logits` ...
+//!     let bufs = ResidentBuffers::new(&logits, &classes, &value).grad(&grad);
+//!     loss.record(&ctx, &mut encoder, &bufs)?;
+//!     // ... the backward pass reads `grad` ...
+//!     ctx.queue().submit([encoder.finish()]);
+//!     if step % 100 == 0 {
+//!         let v = reader.read_blocking(ctx.device(), ctx.queue(), GpuArray::from(&value))?;
+//!         println!("step {step}: loss {}", v[0]);
+//!     }
+//! }
+//! # Ok::<(), wgpu_loss::Error>(())
+//! ```
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::mpsc;
+use std::task::{Context, Poll};
+
+use crate::error::{Error, Result};
+use crate::gpu::GpuContext;
+use crate::kernels::elementwise::{BroadcastPlan, EwChunkBufs, EwPlan, EwScratch, EwSpec};
+use crate::kernels::rows::{RowChunkBufs, RowPlan, RowScratch, RowSpec};
+use crate::kernels::staging::{Bound, Dispatch, ScratchKind, first_row};
+use crate::loss::{Loss, Reduction};
+
+/// An array in a caller's buffer: 32-bit elements starting at byte `offset`.
+#[derive(Clone, Copy, Debug)]
+pub struct GpuArray<'a> {
+    /// The buffer (needs `STORAGE` usage).
+    pub buffer: &'a wgpu::Buffer,
+    /// Byte offset of element 0; a multiple of the device's
+    /// `min_storage_buffer_offset_alignment`.
+    pub offset: u64,
+}
+
+impl<'a> GpuArray<'a> {
+    /// The array starting at byte `offset` of `buffer`.
+    pub fn at(buffer: &'a wgpu::Buffer, offset: u64) -> Self {
+        GpuArray { buffer, offset }
+    }
+}
+
+impl<'a> From<&'a wgpu::Buffer> for GpuArray<'a> {
+    fn from(buffer: &'a wgpu::Buffer) -> Self {
+        GpuArray { buffer, offset: 0 }
+    }
+}
+
+/// The upstream gradient of a resident loss.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub enum ResidentUpstream {
+    /// `g = 1`.
+    #[default]
+    Ones,
+    /// A scalar `g`, fixed when the loss is planned.
+    Scalar(f32),
+    /// One `g_r` per row from a GPU buffer ([`ResidentBuffers::upstream`]); only with
+    /// [`Reduction::None`].
+    Buffer,
+}
+
+/// The shape and options of a resident loss: what stays the same from step to step.
+///
+/// # Shapes
+/// `shape` is the prediction's, `[..., C]` (rows = the leading dimensions). Targets are f32
+/// of the same shape, or with [`ResidentSpec::classes`] i32 class indices shaped like the rows.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ResidentSpec {
+    /// The prediction's shape.
+    pub shape: Vec<usize>,
+    /// Class-index targets (i32) instead of float targets.
+    pub classes: bool,
+    /// Length of the weight, if one is bound: class weights `[C]` (softmax cross entropy), or
+    /// a per-element weight broadcast from a trailing part of the shape (BCE losses).
+    pub weight: Option<usize>,
+    /// Length of `pos_weight` (BCE with logits), a trailing part of the shape, if bound.
+    pub pos_weight: Option<usize>,
+    /// The reduction (default `Mean`).
+    pub reduction: Reduction,
+    /// The upstream gradient (default ones).
+    pub upstream: ResidentUpstream,
+    /// Whether the gradient is written (default true).
+    pub want_grad: bool,
+}
+
+impl ResidentSpec {
+    /// A prediction of `shape`, float targets, `Mean`, upstream 1, with the gradient.
+    pub fn new(shape: &[usize]) -> Self {
+        ResidentSpec {
+            shape: shape.to_vec(),
+            classes: false,
+            weight: None,
+            pos_weight: None,
+            reduction: Reduction::Mean,
+            upstream: ResidentUpstream::Ones,
+            want_grad: true,
+        }
+    }
+
+    /// Class-index targets (i32, one per row).
+    pub fn classes(mut self) -> Self {
+        self.classes = true;
+        self
+    }
+
+    /// A weight over the last dimension is bound: class weights `[C]` for softmax cross
+    /// entropy, a per-column weight for the BCE losses.
+    pub fn weight(mut self) -> Self {
+        self.weight = self.shape.last().copied();
+        self
+    }
+
+    /// A weight of `len` elements is bound (BCE losses: a trailing part of the shape, or the
+    /// whole shape).
+    pub fn weight_len(mut self, len: usize) -> Self {
+        self.weight = Some(len);
+        self
+    }
+
+    /// A `pos_weight` over the last dimension is bound (BCE with logits).
+    pub fn pos_weight(mut self) -> Self {
+        self.pos_weight = self.shape.last().copied();
+        self
+    }
+
+    /// Sets the reduction.
+    pub fn reduction(mut self, reduction: Reduction) -> Self {
+        self.reduction = reduction;
+        self
+    }
+
+    /// Sets the upstream gradient.
+    pub fn upstream(mut self, upstream: ResidentUpstream) -> Self {
+        self.upstream = upstream;
+        self
+    }
+
+    /// The value only; no gradient is written.
+    pub fn loss_only(mut self) -> Self {
+        self.want_grad = false;
+        self
+    }
+}
+
+/// The caller's buffers for one step.
+#[derive(Clone, Copy, Debug)]
+pub struct ResidentBuffers<'a> {
+    /// Prediction, f32, `B·C` elements.
+    pub pred: GpuArray<'a>,
+    /// Targets: f32 `B·C`, or i32 class indices `B`.
+    pub target: GpuArray<'a>,
+    /// Weight, f32, of the planned length (when planned with one).
+    pub weight: Option<GpuArray<'a>>,
+    /// `pos_weight`, f32, of the planned length (BCE with logits, when planned with one).
+    pub pos_weight: Option<GpuArray<'a>>,
+    /// Upstream gradient, f32, one per loss: `B` rows or `N` elements (with
+    /// [`ResidentUpstream::Buffer`]).
+    pub upstream: Option<GpuArray<'a>>,
+    /// Gradient out, f32, the prediction's size (unless planned loss-only).
+    pub grad: Option<GpuArray<'a>>,
+    /// The value out, f32 `[1]` (`Mean`, `Sum`), or the per-row (`B`) or per-element (`N`)
+    /// losses (`None`).
+    pub output: GpuArray<'a>,
+}
+
+impl<'a> ResidentBuffers<'a> {
+    /// Prediction, target and output; add the others with the setters.
+    pub fn new(
+        pred: impl Into<GpuArray<'a>>,
+        target: impl Into<GpuArray<'a>>,
+        output: impl Into<GpuArray<'a>>,
+    ) -> Self {
+        ResidentBuffers {
+            pred: pred.into(),
+            target: target.into(),
+            weight: None,
+            pos_weight: None,
+            upstream: None,
+            grad: None,
+            output: output.into(),
+        }
+    }
+
+    /// The gradient's buffer.
+    pub fn grad(mut self, grad: impl Into<GpuArray<'a>>) -> Self {
+        self.grad = Some(grad.into());
+        self
+    }
+
+    /// The weight's buffer.
+    pub fn weight(mut self, weight: impl Into<GpuArray<'a>>) -> Self {
+        self.weight = Some(weight.into());
+        self
+    }
+
+    /// The `pos_weight` buffer.
+    pub fn pos_weight(mut self, pos_weight: impl Into<GpuArray<'a>>) -> Self {
+        self.pos_weight = Some(pos_weight.into());
+        self
+    }
+
+    /// The upstream gradient's buffer.
+    pub fn upstream(mut self, upstream: impl Into<GpuArray<'a>>) -> Self {
+        self.upstream = Some(upstream.into());
+        self
+    }
+}
+
+/// What the last recorded step found, read back by [`ResidentLoss::status_blocking`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ResidentStatus {
+    /// Rows (row-wise family) or elements (elementwise family) that counted (not ignored).
+    pub counted: usize,
+    /// The first row whose class index is out of range, if any (its gradient and loss are 0).
+    pub class_out_of_range: Option<usize>,
+    /// The first row (categorical cross entropy) or element (BCE) with a probability outside
+    /// [0, 1], if any.
+    pub out_of_domain: Option<usize>,
+}
+
+/// Identity of a step's buffers: bind groups are reused while it stays the same.
+type BufferKey = Vec<Option<(wgpu::Buffer, u64)>>;
+
+/// Most sets of buffers whose bind groups are kept (double and triple buffering fit).
+const CACHED_BUFFER_SETS: usize = 4;
+
+/// The plan of either family.
+enum Planned {
+    Rows(RowPlan),
+    Elementwise(EwPlan),
+}
+
+/// A loss planned for one shape and set of options, recording into the caller's encoder.
+/// Built by [`GpuContext::resident`].
+pub struct ResidentLoss {
+    loss: Loss,
+    spec: ResidentSpec,
+    /// Rows and row length (row-wise), or `(N, 1)` (elementwise).
+    rows: usize,
+    cols: usize,
+    plan: Planned,
+    scratch: Vec<(ScratchKind, wgpu::Buffer)>,
+    cache: HashMap<BufferKey, Vec<Dispatch>>,
+    allocations: usize,
+}
+
+impl std::fmt::Debug for ResidentLoss {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ResidentLoss")
+            .field("loss", &self.loss)
+            .field("spec", &self.spec)
+            .field("allocations", &self.allocations)
+            .finish_non_exhaustive()
+    }
+}
+
+fn bad(what: &'static str, reason: String) -> Error {
+    Error::Buffer { what, reason }
+}
+
+fn invalid(option: &'static str, reason: String) -> Error {
+    Error::InvalidOption { option, reason }
+}
+
+/// Whether `len` is the element count of a trailing part of `shape` (or all of it).
+fn is_trailing(shape: &[usize], len: usize) -> bool {
+    (0..shape.len()).any(|k| shape[k..].iter().product::<usize>() == len)
+}
+
+impl GpuContext {
+    /// Plans `loss` for GPU-resident use: pipelines and scratch buffers are built here, once.
+    ///
+    /// # Errors
+    /// [`Error::InvalidOption`] for options the loss does not take or that are out of range
+    /// (class indices for a loss with float targets, a weight of a length that is not a
+    /// trailing part of the shape, an `ignore_index` outside i32, an upstream buffer without
+    /// `Reduction::None`), [`Error::Empty`], [`Error::DeviceLimit`] when the prediction does
+    /// not fit in one storage binding; pipeline errors.
+    pub fn resident(&self, loss: &Loss, spec: ResidentSpec) -> Result<ResidentLoss> {
+        loss.validate()?;
+        let shape = &spec.shape;
+        let n: usize = shape.iter().product();
+        if n == 0 {
+            return Err(Error::Empty {
+                shape: shape.clone(),
+            });
+        }
+        let row_wise = loss.is_row_wise();
+        let (rows, cols) = if row_wise {
+            let Some(&cols) = shape.last() else {
+                return Err(invalid(
+                    "shape",
+                    "a row-wise loss needs a prediction of rank >= 1".into(),
+                ));
+            };
+            (n / cols, cols)
+        } else {
+            (n, 1)
+        };
+        if spec.classes && !loss.takes_classes() {
+            return Err(invalid(
+                "target",
+                format!("the {} loss takes float targets", loss.name()),
+            ));
+        }
+        if let Some(len) = spec.weight {
+            let ok = loss.takes_weight()
+                && if row_wise {
+                    len == cols
+                } else {
+                    is_trailing(shape, len)
+                };
+            if !ok {
+                return Err(invalid(
+                    "weight",
+                    format!(
+                        "the {} loss takes no weight of {len} elements for shape {shape:?}",
+                        loss.name()
+                    ),
+                ));
+            }
+        }
+        if let Some(len) = spec.pos_weight {
+            if !(loss.takes_pos_weight() && is_trailing(shape, len)) {
+                return Err(invalid(
+                    "pos_weight",
+                    format!(
+                        "the {} loss takes no pos_weight of {len} elements for shape {shape:?}",
+                        loss.name()
+                    ),
+                ));
+            }
+        }
+        if spec.upstream == ResidentUpstream::Buffer && spec.reduction != Reduction::None {
+            return Err(invalid(
+                "upstream",
+                "an upstream gradient buffer needs reduction none".into(),
+            ));
+        }
+        if let ResidentUpstream::Scalar(g) = spec.upstream {
+            if !g.is_finite() {
+                return Err(invalid(
+                    "upstream",
+                    format!("the upstream gradient must be finite, got {g}"),
+                ));
+            }
+        }
+        if n > self.max_chunk_elements {
+            return Err(Error::DeviceLimit {
+                what: "elements bound at once by a resident loss",
+                needed: n as u64,
+                limit: self.max_chunk_elements as u64,
+            });
+        }
+        let g = match spec.upstream {
+            ResidentUpstream::Scalar(g) => g,
+            _ => 1.0,
+        };
+        let plan = if row_wise {
+            let gpu_ignore = match *loss {
+                Loss::SoftmaxCrossEntropy { ignore_index, .. } => i32::try_from(ignore_index)
+                    .map_err(|_| {
+                        invalid(
+                            "ignore_index",
+                            format!(
+                                "class-index buffers are i32, so ignore_index must fit in i32, \
+                                 got {ignore_index}"
+                            ),
+                        )
+                    })?,
+                _ => -100,
+            };
+            Planned::Rows(RowPlan::new(
+                self,
+                RowSpec {
+                    loss: *loss,
+                    rows,
+                    cols,
+                    classes: spec.classes,
+                    weight: spec.weight.is_some(),
+                    reduction: spec.reduction,
+                    upstream_array: spec.upstream == ResidentUpstream::Buffer,
+                    g,
+                    want_grad: spec.want_grad,
+                    gpu_ignore,
+                },
+                n,
+            )?)
+        } else {
+            let broadcast = |len: Option<usize>| {
+                len.map(|len| {
+                    if len == n {
+                        BroadcastPlan::Full
+                    } else {
+                        BroadcastPlan::Whole(len)
+                    }
+                })
+            };
+            Planned::Elementwise(EwPlan::new(
+                self,
+                EwSpec {
+                    loss: *loss,
+                    n,
+                    weight: broadcast(spec.weight),
+                    pos_weight: broadcast(spec.pos_weight),
+                    reduction: spec.reduction,
+                    upstream_array: spec.upstream == ResidentUpstream::Buffer,
+                    g,
+                    want_grad: spec.want_grad,
+                },
+                n,
+            )?)
+        };
+        let sizes = match &plan {
+            Planned::Rows(p) => p.scratch_sizes(),
+            Planned::Elementwise(p) => p.scratch_sizes(),
+        };
+        let scratch: Vec<(ScratchKind, wgpu::Buffer)> = sizes
+            .into_iter()
+            .map(|(kind, size, usage)| {
+                let b = self.device.create_buffer(&wgpu::BufferDescriptor {
+                    label: Some(&format!("wgpu-loss resident {kind:?}")),
+                    size: size.max(4),
+                    usage,
+                    mapped_at_creation: false,
+                });
+                (kind, b)
+            })
+            .collect();
+        let allocations = scratch.len();
+        let r = ResidentLoss {
+            loss: *loss,
+            spec,
+            rows,
+            cols,
+            plan,
+            scratch,
+            cache: HashMap::new(),
+            allocations,
+        };
+        r.write_constants(&self.queue)?;
+        Ok(r)
+    }
+}
+
+impl ResidentLoss {
+    /// The loss.
+    pub fn loss(&self) -> &Loss {
+        &self.loss
+    }
+
+    /// The shape and options it was planned for.
+    pub fn spec(&self) -> &ResidentSpec {
+        &self.spec
+    }
+
+    /// GPU objects this loss has created: its scratch buffers, and one bind group per dispatch
+    /// for every new set of buffers. Constant after the first step while the buffers stay.
+    pub fn allocations(&self) -> usize {
+        self.allocations
+    }
+
+    /// Elements of the output: 1 (`Mean`, `Sum`), or one per row (row-wise) or per element
+    /// (elementwise) for `None`.
+    pub fn output_len(&self) -> usize {
+        if self.spec.reduction == Reduction::None {
+            self.rows
+        } else {
+            1
+        }
+    }
+
+    fn scratch_buf(&self, kind: ScratchKind) -> Option<&wgpu::Buffer> {
+        self.scratch
+            .iter()
+            .find(|(k, _)| *k == kind)
+            .map(|(_, b)| b)
+    }
+
+    fn missing_scratch() -> Error {
+        Error::Gpu("resident loss without its scratch buffers".into())
+    }
+
+    fn row_scratch<'a>(
+        &'a self,
+        value: Option<Bound<'a>>,
+        weight: Option<Bound<'a>>,
+    ) -> Result<RowScratch<'a>> {
+        let need = |k| self.scratch_buf(k).ok_or_else(Self::missing_scratch);
+        Ok(RowScratch {
+            params: need(ScratchKind::Params)?,
+            partials: need(ScratchKind::Partials)?,
+            class_partials: self.scratch_buf(ScratchKind::ClassPartials),
+            norm: need(ScratchKind::Norm)?,
+            stats: self.scratch_buf(ScratchKind::Stats),
+            domain_error: self.scratch_buf(ScratchKind::DomainError),
+            value,
+            weight,
+        })
+    }
+
+    fn ew_scratch<'a>(&'a self, value: Option<Bound<'a>>) -> Result<EwScratch<'a>> {
+        let need = |k| self.scratch_buf(k).ok_or_else(Self::missing_scratch);
+        Ok(EwScratch {
+            params: need(ScratchKind::Params)?,
+            partials: need(ScratchKind::Partials)?,
+            domain_error: self.scratch_buf(ScratchKind::DomainError),
+            value,
+        })
+    }
+
+    fn write_constants(&self, queue: &wgpu::Queue) -> Result<()> {
+        match &self.plan {
+            Planned::Rows(p) => p.write_constants(queue, &self.row_scratch(None, None)?),
+            Planned::Elementwise(p) => p.write_constants(queue, &self.ew_scratch(None)?),
+        }
+        Ok(())
+    }
+
+    /// Checks one of the caller's arrays: present when needed, `STORAGE`, aligned, in bounds.
+    fn check<'a>(
+        ctx: &GpuContext,
+        what: &'static str,
+        a: Option<GpuArray<'a>>,
+        needed: Option<usize>,
+    ) -> Result<Option<Bound<'a>>> {
+        let (a, elems) = match (a, needed) {
+            (None, None) => return Ok(None),
+            (Some(a), Some(elems)) => (a, elems),
+            (None, Some(_)) => {
+                return Err(bad(what, "required by the planned spec, not given".into()));
+            }
+            (Some(_), None) => {
+                return Err(bad(
+                    what,
+                    "given, but the planned spec does not use it".into(),
+                ));
+            }
+        };
+        if !a.buffer.usage().contains(wgpu::BufferUsages::STORAGE) {
+            return Err(bad(
+                what,
+                format!("needs STORAGE usage, has {:?}", a.buffer.usage()),
+            ));
+        }
+        let align = u64::from(ctx.limits.min_storage_buffer_offset_alignment);
+        if !a.offset.is_multiple_of(align) {
+            return Err(bad(
+                what,
+                format!(
+                    "offset {} is not a multiple of the device's storage offset alignment {align}",
+                    a.offset
+                ),
+            ));
+        }
+        let bytes = elems as u64 * 4;
+        if a.offset + bytes > a.buffer.size() {
+            return Err(bad(
+                what,
+                format!(
+                    "needs {elems} elements ({bytes} bytes) from offset {}, but the buffer has {} bytes",
+                    a.offset,
+                    a.buffer.size()
+                ),
+            ));
+        }
+        Ok(Some(Bound {
+            buffer: a.buffer,
+            offset: a.offset,
+            elems,
+        }))
+    }
+
+    /// Records one step into `encoder`: clears the loss's atomics and adds one compute pass.
+    /// Nothing is submitted, mapped or waited for. Bind groups are built the first time a set
+    /// of buffers is seen and reused after.
+    ///
+    /// # Errors
+    /// [`Error::Buffer`] for a buffer that is missing, not needed, without `STORAGE` usage,
+    /// misaligned or too small; checked before anything is recorded.
+    pub fn record(
+        &mut self,
+        ctx: &GpuContext,
+        encoder: &mut wgpu::CommandEncoder,
+        bufs: &ResidentBuffers<'_>,
+    ) -> Result<()> {
+        let (b, c) = (self.rows, self.cols);
+        let n = b * c;
+        let spec = &self.spec;
+        let on = |cond: bool, elems: usize| cond.then_some(elems);
+        let target_elems = if spec.classes { b } else { n };
+        let pred = Self::check(ctx, "pred", Some(bufs.pred), Some(n))?;
+        let target = Self::check(ctx, "target", Some(bufs.target), Some(target_elems))?;
+        let weight = Self::check(ctx, "weight", bufs.weight, spec.weight)?;
+        let pos_weight = Self::check(ctx, "pos_weight", bufs.pos_weight, spec.pos_weight)?;
+        let upstream = Self::check(
+            ctx,
+            "upstream",
+            bufs.upstream,
+            on(spec.upstream == ResidentUpstream::Buffer, b),
+        )?;
+        let grad = Self::check(ctx, "grad", bufs.grad, on(spec.want_grad, n))?;
+        let output = Self::check(ctx, "output", Some(bufs.output), Some(self.output_len()))?;
+        let (Some(pred), Some(target), Some(output)) = (pred, target, output) else {
+            return Err(bad("pred", "missing".into()));
+        };
+        let key: BufferKey = [
+            Some(bufs.pred),
+            Some(bufs.target),
+            bufs.weight,
+            bufs.pos_weight,
+            bufs.upstream,
+            bufs.grad,
+            Some(bufs.output),
+        ]
+        .iter()
+        .map(|a| a.map(|a| (a.buffer.clone(), a.offset)))
+        .collect();
+        let none = spec.reduction == Reduction::None;
+        let value = (!none).then_some(output);
+        let losses = none.then_some(output);
+        if !self.cache.contains_key(&key) {
+            let dispatches = match &self.plan {
+                Planned::Rows(p) => p.bind(
+                    ctx,
+                    &self.row_scratch(value, weight)?,
+                    &[RowChunkBufs {
+                        pred,
+                        target,
+                        upstream,
+                        grad,
+                        losses,
+                    }],
+                ),
+                Planned::Elementwise(p) => p.bind(
+                    ctx,
+                    &self.ew_scratch(value)?,
+                    &[EwChunkBufs {
+                        pred,
+                        target,
+                        upstream,
+                        grad,
+                        losses,
+                        weight,
+                        pos_weight,
+                    }],
+                ),
+            };
+            if self.cache.len() >= CACHED_BUFFER_SETS {
+                self.cache.clear();
+            }
+            self.allocations += dispatches.len();
+            self.cache.insert(key.clone(), dispatches);
+        }
+        let dispatches = self.cache.get(&key).ok_or_else(Self::missing_scratch)?;
+        match &self.plan {
+            Planned::Rows(p) => p.encode(encoder, &self.row_scratch(None, None)?, dispatches),
+            Planned::Elementwise(p) => p.encode(encoder, &self.ew_scratch(None)?, dispatches),
+        }
+        Ok(())
+    }
+
+    /// Reads back what the last submitted step found: rows counted, and the first row with an
+    /// out-of-range class or the first out-of-domain probability. Blocks until the device is
+    /// idle.
+    ///
+    /// # Errors
+    /// [`Error::Map`] or [`Error::Poll`].
+    pub fn status_blocking(&self, ctx: &GpuContext) -> Result<ResidentStatus> {
+        let mut status = ResidentStatus {
+            counted: self.rows,
+            class_out_of_range: None,
+            out_of_domain: None,
+        };
+        if let Some(stats) = self.scratch_buf(ScratchKind::Stats) {
+            let words = read_words(ctx.device(), ctx.queue(), stats, 0, 2)?;
+            status.class_out_of_range = first_row(words[0]);
+            status.counted = words[1] as usize;
+        }
+        if let Some(err) = self.scratch_buf(ScratchKind::DomainError) {
+            let words = read_words(ctx.device(), ctx.queue(), err, 0, 1)?;
+            status.out_of_domain = first_row(words[0]);
+        }
+        Ok(status)
+    }
+}
+
+/// Copies `len` words of `src` from `offset` into a new staging buffer, submits, and waits.
+fn read_words(
+    device: &wgpu::Device,
+    queue: &wgpu::Queue,
+    src: &wgpu::Buffer,
+    offset: u64,
+    len: usize,
+) -> Result<Vec<u32>> {
+    let reader = ValueReader::new(device, len);
+    let bytes = reader.read_blocking(device, queue, GpuArray::at(src, offset))?;
+    Ok(bytes.iter().map(|v| v.to_bits()).collect())
+}
+
+/// Reads a few f32 values (a loss value, per-row losses) back from a caller's buffer into the
+/// host, through one staging buffer made once. The source buffer needs `COPY_SRC` usage.
+#[derive(Debug)]
+pub struct ValueReader {
+    staging: wgpu::Buffer,
+    len: usize,
+    reads: AtomicUsize,
+}
+
+impl ValueReader {
+    /// A reader of up to `len` f32 values.
+    pub fn new(device: &wgpu::Device, len: usize) -> Self {
+        ValueReader {
+            staging: device.create_buffer(&wgpu::BufferDescriptor {
+                label: Some("wgpu-loss value reader"),
+                size: (len.max(1) as u64 * 4).next_multiple_of(wgpu::COPY_BUFFER_ALIGNMENT),
+                usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+                mapped_at_creation: false,
+            }),
+            len,
+            reads: AtomicUsize::new(0),
+        }
+    }
+
+    /// How many reads this reader has made.
+    pub fn reads(&self) -> usize {
+        self.reads.load(Ordering::Relaxed)
+    }
+
+    /// Records a copy of `len` values of `src` into the reader's staging buffer, into the
+    /// caller's `encoder` (say, at the end of a training step); after submitting it, call
+    /// [`ValueReader::map`].
+    ///
+    /// # Errors
+    /// [`Error::Buffer`] if `src` lacks `COPY_SRC` or is too small.
+    pub fn record_copy(&self, encoder: &mut wgpu::CommandEncoder, src: GpuArray<'_>) -> Result<()> {
+        let bytes = self.len as u64 * 4;
+        if !src.buffer.usage().contains(wgpu::BufferUsages::COPY_SRC) {
+            return Err(bad(
+                "output",
+                format!(
+                    "needs COPY_SRC usage to be read back, has {:?}",
+                    src.buffer.usage()
+                ),
+            ));
+        }
+        if !src.offset.is_multiple_of(4) || src.offset + bytes > src.buffer.size() {
+            return Err(bad(
+                "output",
+                format!(
+                    "cannot read {} values from offset {} of a {}-byte buffer",
+                    self.len,
+                    src.offset,
+                    src.buffer.size()
+                ),
+            ));
+        }
+        let copy = bytes
+            .next_multiple_of(wgpu::COPY_BUFFER_ALIGNMENT)
+            .min(src.buffer.size() - src.offset);
+        encoder.copy_buffer_to_buffer(src.buffer, src.offset, &self.staging, 0, copy);
+        Ok(())
+    }
+
+    /// Maps the staging buffer after the submission holding [`ValueReader::record_copy`];
+    /// the returned future resolves once the device has finished that work. It drives the
+    /// device with non-blocking polls each time it is polled, so it works with any executor
+    /// (it wakes itself until done).
+    pub fn map<'r>(&'r self, device: &'r wgpu::Device) -> ReadFuture<'r> {
+        let (tx, rx) = mpsc::channel();
+        self.staging
+            .slice(..)
+            .map_async(wgpu::MapMode::Read, move |r| {
+                let _ = tx.send(r);
+            });
+        self.reads.fetch_add(1, Ordering::Relaxed);
+        ReadFuture {
+            reader: self,
+            device,
+            rx,
+        }
+    }
+
+    /// [`ValueReader::record_copy`] in an encoder of its own, submitted, then
+    /// [`ValueReader::map`].
+    ///
+    /// # Errors
+    /// As [`ValueReader::record_copy`].
+    pub fn read<'r>(
+        &'r self,
+        device: &'r wgpu::Device,
+        queue: &wgpu::Queue,
+        src: GpuArray<'_>,
+    ) -> Result<ReadFuture<'r>> {
+        let mut encoder = device.create_command_encoder(&wgpu::CommandEncoderDescriptor {
+            label: Some("wgpu-loss value read"),
+        });
+        self.record_copy(&mut encoder, src)?;
+        queue.submit([encoder.finish()]);
+        Ok(self.map(device))
+    }
+
+    /// [`ValueReader::read`], blocking until the values are back.
+    ///
+    /// # Errors
+    /// As [`ValueReader::read`], and [`Error::Poll`].
+    pub fn read_blocking(
+        &self,
+        device: &wgpu::Device,
+        queue: &wgpu::Queue,
+        src: GpuArray<'_>,
+    ) -> Result<Vec<f32>> {
+        let fut = self.read(device, queue, src)?;
+        device.poll(wgpu::PollType::wait_indefinitely())?;
+        pollster::block_on(fut)
+    }
+
+    fn take(&self) -> Result<Vec<f32>> {
+        let data =
+            self.staging.slice(..).get_mapped_range().map_err(|e| {
+                Error::Gpu(format!("mapping the value reader's staging buffer: {e}"))
+            })?;
+        let words: &[f32] = bytemuck::cast_slice(&data);
+        let out = words[..self.len].to_vec();
+        drop(data);
+        self.staging.unmap();
+        Ok(out)
+    }
+}
+
+/// The future of [`ValueReader::read`].
+pub struct ReadFuture<'r> {
+    reader: &'r ValueReader,
+    device: &'r wgpu::Device,
+    rx: mpsc::Receiver<std::result::Result<(), wgpu::BufferAsyncError>>,
+}
+
+impl Future for ReadFuture<'_> {
+    type Output = Result<Vec<f32>>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        match self.rx.try_recv() {
+            Ok(Ok(())) => Poll::Ready(self.reader.take()),
+            Ok(Err(e)) => Poll::Ready(Err(Error::Map(e))),
+            Err(mpsc::TryRecvError::Disconnected) => Poll::Ready(Err(Error::Gpu(
+                "the map callback of the value reader was dropped".into(),
+            ))),
+            Err(mpsc::TryRecvError::Empty) => {
+                if let Err(e) = self.device.poll(wgpu::PollType::Poll) {
+                    return Poll::Ready(Err(Error::Poll(e)));
+                }
+                cx.waker().wake_by_ref();
+                Poll::Pending
+            }
+        }
+    }
+}

@@ -1,0 +1,619 @@
+//! The GPU-resident API (`wgpu_loss::resident`): losses recorded into the caller's encoder
+//! over the caller's buffers, checked against the host path and the CPU reference.
+
+use ndarray::{ArrayD, IxDyn};
+use wgpu::util::DeviceExt;
+use wgpu_loss::resident::{GpuArray, ResidentBuffers, ResidentSpec, ResidentUpstream, ValueReader};
+use wgpu_loss::{Error, GpuContext, Loss, LossArgs, Reduction, Upstream, reference};
+
+use crate::common::{
+    assert_close_within, class_rows, ctx, logits, prob_rows, row_tolerance, seed_for,
+};
+
+const STORAGE_IO: wgpu::BufferUsages = wgpu::BufferUsages::STORAGE
+    .union(wgpu::BufferUsages::COPY_SRC)
+    .union(wgpu::BufferUsages::COPY_DST);
+
+fn upload<T: bytemuck::Pod>(ctx: &GpuContext, label: &str, data: &[T]) -> wgpu::Buffer {
+    ctx.device()
+        .create_buffer_init(&wgpu::util::BufferInitDescriptor {
+            label: Some(label),
+            contents: bytemuck::cast_slice(data),
+            usage: STORAGE_IO,
+        })
+}
+
+fn zeros(ctx: &GpuContext, label: &str, elems: usize) -> wgpu::Buffer {
+    ctx.device().create_buffer(&wgpu::BufferDescriptor {
+        label: Some(label),
+        size: (elems.max(1) * 4) as u64,
+        usage: STORAGE_IO,
+        mapped_at_creation: false,
+    })
+}
+
+fn read(ctx: &GpuContext, buf: &wgpu::Buffer, elems: usize) -> Vec<f32> {
+    ValueReader::new(ctx.device(), elems)
+        .read_blocking(ctx.device(), ctx.queue(), GpuArray::from(buf))
+        .expect("read back")
+}
+
+fn slice<T: Clone>(a: &ArrayD<T>) -> Vec<T> {
+    a.iter().cloned().collect()
+}
+
+/// One recorded step of each row-wise loss and option agrees with the host path's reference
+/// (same tolerances as the host-path tests).
+#[test]
+#[cfg_attr(skip_gpu_tests, ignore)]
+fn one_step_matches_the_reference() {
+    let ctx = ctx();
+    let (b, c) = (37usize, 29usize);
+    let cases: Vec<(Loss, ResidentSpec)> = vec![
+        (
+            Loss::SOFTMAX_CROSS_ENTROPY,
+            ResidentSpec::new(&[b, c]).classes(),
+        ),
+        (
+            Loss::SoftmaxCrossEntropy {
+                label_smoothing: 0.1,
+                z_loss: 1e-3,
+                ignore_index: 3,
+            },
+            ResidentSpec::new(&[b, c]).classes().weight(),
+        ),
+        (
+            Loss::SOFTMAX_CROSS_ENTROPY,
+            ResidentSpec::new(&[b, c])
+                .reduction(Reduction::None)
+                .upstream(ResidentUpstream::Buffer),
+        ),
+        (
+            Loss::COSINE_PROXIMITY,
+            ResidentSpec::new(&[b, c])
+                .reduction(Reduction::Sum)
+                .upstream(ResidentUpstream::Scalar(0.5)),
+        ),
+        (
+            Loss::CategoricalCrossEntropy,
+            ResidentSpec::new(&[b, c]).loss_only(),
+        ),
+    ];
+    for (k, (loss, spec)) in cases.into_iter().enumerate() {
+        let what = format!("resident/{k}/{}/{:?}", loss.name(), spec.reduction);
+        let x = match loss {
+            Loss::CategoricalCrossEntropy => prob_rows(&[b, c], seed_for(&format!("{what}/x"))),
+            _ => logits(&[b, c], seed_for(&format!("{what}/x"))),
+        };
+        let t = prob_rows(&[b, c], seed_for(&format!("{what}/t")));
+        let k_i64 = class_rows(&[b], c, seed_for(&format!("{what}/k")));
+        let k_i32: Vec<i32> = k_i64.iter().map(|&v| v as i32).collect();
+        let w = wgpu_loss::synthetic::uniform(&[c], 0.0, 2.0, seed_for(&format!("{what}/w")));
+        let g = wgpu_loss::synthetic::uniform(&[b], -1.0, 1.0, seed_for(&format!("{what}/g")));
+
+        let mut args = if spec.classes {
+            LossArgs::new(x.view(), k_i64.view())
+        } else {
+            LossArgs::new(x.view(), t.view())
+        }
+        .reduction(spec.reduction);
+        if spec.weight.is_some() {
+            args = args.weight(w.view());
+        }
+        match spec.upstream {
+            ResidentUpstream::Buffer => args = args.upstream(Upstream::Array(g.view())),
+            ResidentUpstream::Scalar(s) => args = args.upstream(Upstream::Scalar(s)),
+            ResidentUpstream::Ones => {}
+        }
+        if !spec.want_grad {
+            args = args.loss_only();
+        }
+        let cpu = reference::compute(&loss, &args).expect("reference");
+
+        let mut r = ctx.resident(&loss, spec.clone()).expect("plan");
+        let pred = upload(ctx, "pred", &slice(&x));
+        let target = if spec.classes {
+            upload(ctx, "classes", &k_i32)
+        } else {
+            upload(ctx, "target", &slice(&t))
+        };
+        let weight = upload(ctx, "weight", &slice(&w));
+        let up = upload(ctx, "upstream", &slice(&g));
+        let grad = zeros(ctx, "grad", b * c);
+        let out = zeros(ctx, "out", r.output_len());
+        let mut bufs = ResidentBuffers::new(&pred, &target, &out);
+        if spec.want_grad {
+            bufs = bufs.grad(&grad);
+        }
+        if spec.weight.is_some() {
+            bufs = bufs.weight(&weight);
+        }
+        if spec.upstream == ResidentUpstream::Buffer {
+            bufs = bufs.upstream(&up);
+        }
+        let mut encoder = ctx.device().create_command_encoder(&Default::default());
+        r.record(ctx, &mut encoder, &bufs).expect("record");
+        ctx.queue().submit([encoder.finish()]);
+
+        let out_v = read(ctx, &out, r.output_len());
+        let gpu = wgpu_loss::LossOutput {
+            value: (spec.reduction != Reduction::None).then(|| out_v[0]),
+            losses: (spec.reduction == Reduction::None)
+                .then(|| ArrayD::from_shape_vec(IxDyn(&[b]), out_v.clone()).unwrap()),
+            grad: spec
+                .want_grad
+                .then(|| ArrayD::from_shape_vec(IxDyn(&[b, c]), read(ctx, &grad, b * c)).unwrap()),
+            counted: r.status_blocking(ctx).expect("status").counted,
+        };
+        assert_close_within(&gpu, &cpu, row_tolerance(&loss, &args), &what);
+    }
+}
+
+/// The acceptance loop: 1000 steps of gradient descent on logits held in the caller's
+/// buffers (the update is the caller's own WGSL kernel, recorded into the same encoders), the
+/// loss never read back until the end, nothing allocated after the first step. The final
+/// logits and loss match the same 1000 steps run with the CPU reference.
+///
+/// Tolerance: each step's GPU gradient differs from the reference's by ≤ 1e-6·max|grad|
+/// (the host-path tolerance), max|grad| ≤ 1/B for a mean of softmax cross entropy, and the
+/// descent map is a contraction at this step size, so the logits drift by at most
+/// steps · lr · 1e-6 / B = 1000 · 0.5 · 1e-6 / 64 ≈ 8e-6; we allow 1e-4.
+#[test]
+#[cfg_attr(skip_gpu_tests, ignore)]
+fn thousand_steps_on_caller_buffers() {
+    let ctx = ctx();
+    let (b, c, steps, lr) = (64usize, 10usize, 1000usize, 0.5f32);
+    let x0 = logits(&[b, c], seed_for("resident/loop/x"));
+    let k = class_rows(&[b], c, seed_for("resident/loop/k"));
+    let k_i32: Vec<i32> = k.iter().map(|&v| v as i32).collect();
+
+    let params = upload(ctx, "logits", &slice(&x0));
+    let classes = upload(ctx, "classes", &k_i32);
+    let grad = zeros(ctx, "grad", b * c);
+    let value = zeros(ctx, "value", 1);
+
+    // The caller's optimiser: x -= lr · grad, one invocation per element.
+    let module = ctx
+        .device()
+        .create_shader_module(wgpu::ShaderModuleDescriptor {
+            label: Some("sgd"),
+            source: wgpu::ShaderSource::Wgsl(
+                format!(
+                    "@group(0) @binding(0) var<storage, read_write> x: array<f32>;
+                     @group(0) @binding(1) var<storage, read> g: array<f32>;
+                     @compute @workgroup_size(64)
+                     fn main(@builtin(global_invocation_id) id: vec3<u32>) {{
+                         if (id.x < arrayLength(&x)) {{ x[id.x] = x[id.x] - {lr:?} * g[id.x]; }}
+                     }}"
+                )
+                .into(),
+            ),
+        });
+    let sgd = ctx
+        .device()
+        .create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+            label: Some("sgd"),
+            layout: None,
+            module: &module,
+            entry_point: Some("main"),
+            compilation_options: Default::default(),
+            cache: None,
+        });
+    let sgd_group = ctx.device().create_bind_group(&wgpu::BindGroupDescriptor {
+        label: Some("sgd"),
+        layout: &sgd.get_bind_group_layout(0),
+        entries: &[
+            wgpu::BindGroupEntry {
+                binding: 0,
+                resource: params.as_entire_binding(),
+            },
+            wgpu::BindGroupEntry {
+                binding: 1,
+                resource: grad.as_entire_binding(),
+            },
+        ],
+    });
+
+    let mut loss = ctx
+        .resident(
+            &Loss::SOFTMAX_CROSS_ENTROPY,
+            ResidentSpec::new(&[b, c]).classes(),
+        )
+        .expect("plan");
+    let reader = ValueReader::new(ctx.device(), 1);
+    let mut after_first = None;
+    for chunk in 0..steps / 10 {
+        // Ten steps per encoder: recording needs no submission in between.
+        let mut encoder = ctx.device().create_command_encoder(&Default::default());
+        for _ in 0..10 {
+            let bufs = ResidentBuffers::new(&params, &classes, &value).grad(&grad);
+            loss.record(ctx, &mut encoder, &bufs).expect("record");
+            let mut pass = encoder.begin_compute_pass(&Default::default());
+            pass.set_pipeline(&sgd);
+            pass.set_bind_group(0, &sgd_group, &[]);
+            pass.dispatch_workgroups((b * c).div_ceil(64) as u32, 1, 1);
+            drop(pass);
+            after_first.get_or_insert(loss.allocations());
+        }
+        ctx.queue().submit([encoder.finish()]);
+        assert_eq!(
+            Some(loss.allocations()),
+            after_first,
+            "allocations grew after the first step (chunk {chunk})"
+        );
+    }
+    assert_eq!(
+        reader.reads(),
+        0,
+        "the loss value was read back during the loop"
+    );
+    // The value of the last step (logits before its update), then the final logits.
+    let gpu_value = reader
+        .read_blocking(ctx.device(), ctx.queue(), GpuArray::from(&value))
+        .expect("read value")[0];
+    let gpu_x = read(ctx, &params, b * c);
+
+    // The same loop on the CPU reference, in f32 like the GPU's update.
+    let mut x = x0.clone();
+    let mut last_value = 0.0f64;
+    let mut first_value = None;
+    for _ in 0..steps {
+        let out = reference::compute(
+            &Loss::SOFTMAX_CROSS_ENTROPY,
+            &LossArgs::new(x.view(), k.view()),
+        )
+        .expect("reference");
+        last_value = out.value.expect("mean");
+        first_value.get_or_insert(last_value);
+        let g = out.grad.expect("grad");
+        x.zip_mut_with(&g, |xi, gi| *xi -= lr * (*gi as f32));
+    }
+    let drift = gpu_x
+        .iter()
+        .zip(x.iter())
+        .fold(0.0f32, |m, (a, b)| m.max((a - b).abs()));
+    assert!(drift <= 1e-4, "final logits differ by {drift:e} > 1e-4");
+    let rel = (f64::from(gpu_value) - last_value).abs() / last_value.abs();
+    assert!(
+        rel <= 1e-4,
+        "final loss: GPU {gpu_value}, reference {last_value}, relative {rel:e}"
+    );
+    let first = first_value.expect("at least one step");
+    assert!(
+        last_value < first / 2.0,
+        "1000 steps of descent should at least halve the loss ({first} -> {last_value})"
+    );
+    assert_eq!(reader.reads(), 1);
+}
+
+/// A class index out of range is reported by the status read, with its row.
+#[test]
+#[cfg_attr(skip_gpu_tests, ignore)]
+fn status_reports_class_out_of_range_and_counted() {
+    let ctx = ctx();
+    let (b, c) = (9usize, 5usize);
+    let x = logits(&[b, c], seed_for("resident/status/x"));
+    let classes: Vec<i32> = vec![0, 1, -100, 2, 3, 7, 4, 9, 0];
+    let mut r = ctx
+        .resident(
+            &Loss::SOFTMAX_CROSS_ENTROPY,
+            ResidentSpec::new(&[b, c]).classes(),
+        )
+        .expect("plan");
+    let (p, t, g, v) = (
+        upload(ctx, "p", &slice(&x)),
+        upload(ctx, "t", &classes),
+        zeros(ctx, "g", b * c),
+        zeros(ctx, "v", 1),
+    );
+    let mut encoder = ctx.device().create_command_encoder(&Default::default());
+    r.record(
+        ctx,
+        &mut encoder,
+        &ResidentBuffers::new(&p, &t, &v).grad(&g),
+    )
+    .expect("record");
+    ctx.queue().submit([encoder.finish()]);
+    let s = r.status_blocking(ctx).expect("status");
+    assert_eq!(s.class_out_of_range, Some(5));
+    assert_eq!(
+        s.counted, 6,
+        "rows 2 (ignored), 5 and 7 (out of range) do not count"
+    );
+    assert_eq!(s.out_of_domain, None);
+}
+
+/// Every bad buffer is refused before anything is recorded, naming the buffer.
+#[test]
+#[cfg_attr(skip_gpu_tests, ignore)]
+fn bad_buffers_are_refused() {
+    let ctx = ctx();
+    let (b, c) = (4usize, 8usize);
+    let spec = ResidentSpec::new(&[b, c]).classes();
+    let mut r = ctx
+        .resident(&Loss::SOFTMAX_CROSS_ENTROPY, spec)
+        .expect("plan");
+    let p = zeros(ctx, "p", b * c);
+    let t = zeros(ctx, "t", b);
+    let g = zeros(ctx, "g", b * c);
+    let v = zeros(ctx, "v", 1);
+    let small = zeros(ctx, "small", b * c - 1);
+    let uniform = ctx.device().create_buffer(&wgpu::BufferDescriptor {
+        label: Some("uniform"),
+        size: (b * c * 4) as u64,
+        usage: wgpu::BufferUsages::UNIFORM,
+        mapped_at_creation: false,
+    });
+    let big = zeros(ctx, "big", 4 * b * c);
+    let cases: Vec<(&str, ResidentBuffers<'_>, &str)> = vec![
+        ("missing grad", ResidentBuffers::new(&p, &t, &v), "grad"),
+        (
+            "unplanned weight",
+            ResidentBuffers::new(&p, &t, &v).grad(&g).weight(&g),
+            "weight",
+        ),
+        (
+            "too small",
+            ResidentBuffers::new(&small, &t, &v).grad(&g),
+            "pred",
+        ),
+        (
+            "no STORAGE usage",
+            ResidentBuffers::new(&uniform, &t, &v).grad(&g),
+            "pred",
+        ),
+        (
+            "misaligned offset",
+            ResidentBuffers::new(GpuArray::at(&big, 4), &t, &v).grad(&g),
+            "pred",
+        ),
+    ];
+    for (what, bufs, buffer) in cases {
+        let mut encoder = ctx.device().create_command_encoder(&Default::default());
+        match r.record(ctx, &mut encoder, &bufs) {
+            Err(Error::Buffer { what: w, reason }) => {
+                assert_eq!(w, buffer, "{what}: {reason}")
+            }
+            other => panic!("{what}: expected Error::Buffer({buffer}), got {other:?}"),
+        }
+    }
+    // An aligned offset into a larger buffer is fine.
+    let align = u64::from(ctx.device().limits().min_storage_buffer_offset_alignment);
+    let mut encoder = ctx.device().create_command_encoder(&Default::default());
+    r.record(
+        ctx,
+        &mut encoder,
+        &ResidentBuffers::new(GpuArray::at(&big, align), &t, &v).grad(&g),
+    )
+    .expect("an aligned offset is accepted");
+}
+
+/// Plans the API cannot serve are refused with the option named.
+#[test]
+#[cfg_attr(skip_gpu_tests, ignore)]
+fn unsupported_plans_are_refused() {
+    let ctx = ctx();
+    let cases: Vec<(Loss, ResidentSpec, &str)> = vec![
+        (Loss::Mse, ResidentSpec::new(&[4, 8]).classes(), "target"),
+        (Loss::Mse, ResidentSpec::new(&[4, 8]).weight(), "weight"),
+        (
+            Loss::Bce,
+            ResidentSpec::new(&[4, 8]).weight_len(5),
+            "weight",
+        ),
+        (
+            Loss::Bce,
+            ResidentSpec::new(&[4, 8]).pos_weight(),
+            "pos_weight",
+        ),
+        (
+            Loss::COSINE_PROXIMITY,
+            ResidentSpec::new(&[4, 8]).classes(),
+            "target",
+        ),
+        (
+            Loss::SoftmaxCrossEntropy {
+                label_smoothing: 0.0,
+                z_loss: 0.0,
+                ignore_index: 1 << 40,
+            },
+            ResidentSpec::new(&[4, 8]).classes(),
+            "ignore_index",
+        ),
+        (
+            Loss::SOFTMAX_CROSS_ENTROPY,
+            ResidentSpec::new(&[4, 8]).upstream(ResidentUpstream::Buffer),
+            "upstream",
+        ),
+    ];
+    for (loss, spec, option) in cases {
+        match ctx.resident(&loss, spec.clone()) {
+            Err(Error::InvalidOption { option: o, .. }) => assert_eq!(o, option, "{spec:?}"),
+            other => panic!("{spec:?}: expected InvalidOption({option}), got {other:?}"),
+        }
+    }
+    assert!(matches!(
+        ctx.resident(&Loss::SOFTMAX_CROSS_ENTROPY, ResidentSpec::new(&[0, 8])),
+        Err(Error::Empty { .. })
+    ));
+}
+
+/// One recorded step of each elementwise loss and option agrees with the reference: broadcast
+/// weights and pos_weight, every reduction, an upstream buffer, loss only.
+#[test]
+#[cfg_attr(skip_gpu_tests, ignore)]
+fn elementwise_step_matches_the_reference() {
+    let ctx = ctx();
+    let shape = [37usize, 29];
+    let n = shape[0] * shape[1];
+    let cases: Vec<(Loss, ResidentSpec)> = vec![
+        (Loss::Mse, ResidentSpec::new(&shape)),
+        (
+            Loss::Mae,
+            ResidentSpec::new(&shape).reduction(Reduction::Sum),
+        ),
+        (
+            Loss::huber(0.7).unwrap(),
+            ResidentSpec::new(&shape)
+                .reduction(Reduction::None)
+                .upstream(ResidentUpstream::Buffer),
+        ),
+        (Loss::Bce, ResidentSpec::new(&shape).weight()),
+        (
+            Loss::BceWithLogits,
+            ResidentSpec::new(&shape)
+                .weight_len(n)
+                .pos_weight()
+                .upstream(ResidentUpstream::Scalar(2.0)),
+        ),
+        (Loss::BceWithLogits, ResidentSpec::new(&shape).loss_only()),
+    ];
+    for (k, (loss, spec)) in cases.into_iter().enumerate() {
+        let what = format!("resident/ew/{k}/{}", loss.name());
+        let batch = wgpu_loss::synthetic::batch(&loss, &shape, seed_for(&what));
+        let w_len = spec.weight.unwrap_or(1);
+        let w_shape: Vec<usize> = if w_len == n {
+            shape.to_vec()
+        } else {
+            vec![w_len]
+        };
+        let w = wgpu_loss::synthetic::uniform(&w_shape, 0.0, 2.0, seed_for(&format!("{what}/w")));
+        let q =
+            wgpu_loss::synthetic::uniform(&[shape[1]], 0.5, 3.0, seed_for(&format!("{what}/q")));
+        let g = wgpu_loss::synthetic::uniform(&shape, -1.0, 1.0, seed_for(&format!("{what}/g")));
+        let mut args =
+            LossArgs::new(batch.pred.view(), batch.target.view()).reduction(spec.reduction);
+        if spec.weight.is_some() {
+            args = args.weight(w.view());
+        }
+        if spec.pos_weight.is_some() {
+            args = args.pos_weight(q.view());
+        }
+        match spec.upstream {
+            ResidentUpstream::Buffer => args = args.upstream(Upstream::Array(g.view())),
+            ResidentUpstream::Scalar(s) => args = args.upstream(Upstream::Scalar(s)),
+            ResidentUpstream::Ones => {}
+        }
+        if !spec.want_grad {
+            args = args.loss_only();
+        }
+        let cpu = reference::compute(&loss, &args).expect("reference");
+
+        let mut r = ctx.resident(&loss, spec.clone()).expect("plan");
+        let (p, t) = (
+            upload(ctx, "p", &slice(&batch.pred)),
+            upload(ctx, "t", &slice(&batch.target)),
+        );
+        let (wb, qb, gb) = (
+            upload(ctx, "w", &slice(&w)),
+            upload(ctx, "q", &slice(&q)),
+            upload(ctx, "g", &slice(&g)),
+        );
+        let grad = zeros(ctx, "grad", n);
+        let out = zeros(ctx, "out", r.output_len());
+        let mut bufs = ResidentBuffers::new(&p, &t, &out);
+        if spec.want_grad {
+            bufs = bufs.grad(&grad);
+        }
+        if spec.weight.is_some() {
+            bufs = bufs.weight(&wb);
+        }
+        if spec.pos_weight.is_some() {
+            bufs = bufs.pos_weight(&qb);
+        }
+        if spec.upstream == ResidentUpstream::Buffer {
+            bufs = bufs.upstream(&gb);
+        }
+        let mut encoder = ctx.device().create_command_encoder(&Default::default());
+        r.record(ctx, &mut encoder, &bufs).expect("record");
+        ctx.queue().submit([encoder.finish()]);
+        let out_v = read(ctx, &out, r.output_len());
+        let none = spec.reduction == Reduction::None;
+        let gpu = wgpu_loss::LossOutput {
+            value: (!none).then(|| out_v[0]),
+            losses: none.then(|| ArrayD::from_shape_vec(IxDyn(&shape), out_v.clone()).unwrap()),
+            grad: spec
+                .want_grad
+                .then(|| ArrayD::from_shape_vec(IxDyn(&shape), read(ctx, &grad, n)).unwrap()),
+            counted: n,
+        };
+        crate::common::assert_close(&gpu, &cpu, &what);
+    }
+}
+
+/// A BCE probability outside [0, 1] is reported by the status read with its index, and the
+/// next clean step clears it (the atomic is reset in the encoder, not by the host).
+#[test]
+#[cfg_attr(skip_gpu_tests, ignore)]
+fn bce_domain_error_in_status_and_cleared_next_step() {
+    let ctx = ctx();
+    let n = 1000usize;
+    let mut p: Vec<f32> = (0..n).map(|i| (i as f32 + 0.5) / n as f32).collect();
+    let t = vec![1.0f32; n];
+    let mut r = ctx
+        .resident(&Loss::Bce, ResidentSpec::new(&[n]))
+        .expect("plan");
+    let (tb, grad, out) = (upload(ctx, "t", &t), zeros(ctx, "g", n), zeros(ctx, "v", 1));
+    for (step, bad) in [(0, Some(617usize)), (1, None)] {
+        if let Some(i) = bad {
+            p[i] = 1.5;
+            p[i + 100] = -0.5;
+        } else {
+            p = (0..n).map(|i| (i as f32 + 0.5) / n as f32).collect();
+        }
+        let pb = upload(ctx, "p", &p);
+        let mut encoder = ctx.device().create_command_encoder(&Default::default());
+        r.record(
+            ctx,
+            &mut encoder,
+            &ResidentBuffers::new(&pb, &tb, &out).grad(&grad),
+        )
+        .expect("record");
+        ctx.queue().submit([encoder.finish()]);
+        let s = r.status_blocking(ctx).expect("status");
+        assert_eq!(s.out_of_domain, bad, "step {step}");
+        assert_eq!(s.counted, n);
+    }
+}
+
+/// The value can be copied out in the training step's own encoder and awaited without any
+/// blocking poll: the future drives the device itself (here under pollster's executor).
+#[test]
+#[cfg_attr(skip_gpu_tests, ignore)]
+fn value_read_in_the_step_encoder_and_awaited() {
+    let ctx = ctx();
+    let (b, c) = (16usize, 7usize);
+    let x = logits(&[b, c], seed_for("resident/await/x"));
+    let k = class_rows(&[b], c, seed_for("resident/await/k"));
+    let k_i32: Vec<i32> = k.iter().map(|&v| v as i32).collect();
+    let want = reference::compute(
+        &Loss::SOFTMAX_CROSS_ENTROPY,
+        &LossArgs::new(x.view(), k.view()),
+    )
+    .expect("reference")
+    .value
+    .expect("mean");
+    let mut r = ctx
+        .resident(
+            &Loss::SOFTMAX_CROSS_ENTROPY,
+            ResidentSpec::new(&[b, c]).classes().loss_only(),
+        )
+        .expect("plan");
+    let (p, t, v) = (
+        upload(ctx, "p", &slice(&x)),
+        upload(ctx, "t", &k_i32),
+        zeros(ctx, "v", 1),
+    );
+    let reader = ValueReader::new(ctx.device(), 1);
+    let mut encoder = ctx.device().create_command_encoder(&Default::default());
+    r.record(ctx, &mut encoder, &ResidentBuffers::new(&p, &t, &v))
+        .expect("record");
+    reader
+        .record_copy(&mut encoder, GpuArray::from(&v))
+        .expect("copy");
+    ctx.queue().submit([encoder.finish()]);
+    let got = pollster::block_on(reader.map(ctx.device())).expect("read")[0];
+    let rel = (f64::from(got) - want).abs() / want;
+    assert!(rel <= 1e-5, "GPU {got}, reference {want}, relative {rel:e}");
+    assert_eq!(reader.reads(), 1);
+}
