@@ -50,9 +50,10 @@ fn main() -> wgpu_loss::Result<()> {
     let args = LossArgs::new(prob.view(), label.view()).weight(w.view());
     let bce = ctx.compute(&Loss::Bce, &args)?;
     let bce_ref = reference::compute(&Loss::Bce, &args)?;
+    let bce_fast = wgpu_loss::cpu::compute(&Loss::Bce, &args)?;
     println!(
-        "bce   value {:?} (reference {:?})",
-        bce.value, bce_ref.value
+        "bce   value {:?} (reference {:?}, fast CPU path {:?})",
+        bce.value, bce_ref.value, bce_fast.value
     );
 
     // BCE with logits, pos_weight 3 for every column, loss only (no gradient computed).
