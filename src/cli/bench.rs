@@ -247,8 +247,8 @@ pub fn run(a: &BenchArgs) -> Result<(), Failure> {
         println!(
             "ceilings (one read + one write): copy kernel {gpu_ceiling:.2} GB/s over {} MiB on the adapter; \
              host copy_from_slice {cpu_ceiling:.2} GB/s over {} MiB",
-            copy.bytes_moved / 2 >> 20,
-            HOST_COPY_BYTES / scale >> 20
+            (copy.bytes_moved / 2) >> 20,
+            (HOST_COPY_BYTES / scale) >> 20
         );
         println!(
             "times: medians of {repeats} runs after a warm-up; GPU = whole call (upload, kernels, readback), \
