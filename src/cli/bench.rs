@@ -337,7 +337,7 @@ pub fn run(a: &BenchArgs) -> Result<(), Failure> {
     Ok(())
 }
 
-/// Throughput against size, one colour per loss; GPU solid with dots, CPU thin; the two
+/// Throughput against size (log2 of the elements), one colour per loss; GPU solid with dots, CPU thin; the two
 /// ceilings as dashed horizontal lines.
 fn plot(
     path: &Path,
@@ -348,15 +348,18 @@ fn plot(
 ) -> Result<(), Box<dyn std::error::Error>> {
     use plotters::prelude::*;
 
-    let xs = records.iter().map(|r| r.elements() as f64);
-    let x_lo = xs.clone().fold(f64::INFINITY, f64::min).max(1.0) / 1.5;
-    let x_hi = xs.fold(1.0, f64::max) * 1.5;
-    let y_hi = records
+    // x is log2 of the elements, so every tick is a power of two.
+    let xs = records.iter().map(|r| (r.elements() as f64).log2());
+    let x_lo = xs.clone().fold(f64::INFINITY, f64::min).floor() - 1.0;
+    let x_hi = xs.fold(x_lo + 2.0, f64::max).ceil() + 1.0;
+    // GB/s spans orders of magnitude (small calls, cache-resident CPU sizes): log scale.
+    let ys = records
         .iter()
         .map(Record::gbps)
         .chain([gpu_ceiling, cpu_ceiling])
-        .fold(0.0, f64::max)
-        * 1.1;
+        .filter(|y| y.is_finite() && *y > 0.0);
+    let y_lo = ys.clone().fold(f64::INFINITY, f64::min).min(1.0) / 1.5;
+    let y_hi = ys.fold(y_lo * 10.0, f64::max) * 1.5;
 
     let root = SVGBackend::new(path, (1000, 640)).into_drawing_area();
     root.fill(&WHITE)?;
@@ -365,12 +368,26 @@ fn plot(
         .margin(12)
         .x_label_area_size(40)
         .y_label_area_size(56)
-        .build_cartesian_2d((x_lo..x_hi).log_scale(), 0.0..y_hi.max(1e-6))?;
+        .build_cartesian_2d(x_lo..x_hi, (y_lo..y_hi).log_scale())?;
     chart
         .configure_mesh()
         .x_desc("elements (prediction)")
-        .y_desc("GB/s of minimum traffic")
-        .x_label_formatter(&|x| format!("2^{:.0}", x.log2()))
+        .y_desc("GB/s of minimum traffic (log scale)")
+        .y_label_formatter(&|y| {
+            if *y >= 1.0 {
+                format!("{y:.0}")
+            } else {
+                format!("{y:.2}")
+            }
+        })
+        .x_labels((x_hi - x_lo) as usize + 1)
+        .x_label_formatter(&|x| {
+            if (x - x.round()).abs() < 1e-6 {
+                format!("2^{}", x.round())
+            } else {
+                String::new()
+            }
+        })
         .draw()?;
 
     for (label, y, color) in [
@@ -400,7 +417,7 @@ fn plot(
             let mut pts: Vec<(f64, f64)> = records
                 .iter()
                 .filter(|r| r.loss == *name && r.path == dev)
-                .map(|r| (r.elements() as f64, r.gbps()))
+                .map(|r| ((r.elements() as f64).log2(), r.gbps()))
                 .collect();
             pts.sort_by(|a, b| a.0.total_cmp(&b.0));
             let style = color.stroke_width(width);
