@@ -1890,3 +1890,98 @@ fn float_class_indices_hint_at_integer_dtype() {
     let template = "--loss softmax-ce --pred {pred.npy} --target {t.npy}";
     rejects(d, "cpu", template, &["{t.npy}", "must be an integer .npy"]);
 }
+
+// ---------------------------------------------------------------------------------------------
+// bench
+// ---------------------------------------------------------------------------------------------
+
+/// `bench --quick` with a loss filter, shrunk by the hidden `--max-elements` so it stays fast:
+/// exits 0, prints the ceilings and one row per loss and size, writes a JSON record per loss,
+/// size and path with positive throughput, and an SVG plot.
+#[test]
+#[cfg_attr(skip_gpu_tests, ignore)]
+fn bench_quick_writes_json_and_plot() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let template = "bench --quick --losses mse,softmax-ce --max-elements 16384 --repeats 2 \
+                    --json {B.json} --plot {P.svg}";
+    let out = run(&argv(d, template, &[]));
+    assert_success(&out, "bench --quick");
+    let text = stdout(&out);
+    for want in ["copy kernel", "host copy_from_slice", "mse", "softmax-ce"] {
+        assert!(text.contains(want), "stdout lacks {want:?}:\n{text}");
+    }
+    let json: Value = serde_json::from_str(&fs::read_to_string(d.join("B.json")).unwrap())
+        .expect("B.json is JSON");
+    let records = json.as_array().expect("a JSON array");
+    // --quick sweeps 2^16 and 2^20 elements for mse, both above the cap, so one size of 16384
+    // is left; one row shape (with fewer rows) for softmax-ce; two paths each.
+    assert_eq!(records.len(), 2 * (1 + 1), "records: {json:#}");
+    for r in records {
+        for field in [
+            "loss",
+            "shape",
+            "path",
+            "adapter",
+            "median_ms",
+            "gbps",
+            "ceiling_gbps",
+        ] {
+            assert!(r.get(field).is_some(), "record lacks {field}: {r}");
+        }
+        assert!(r["gbps"].as_f64().unwrap() > 0.0, "gbps not positive: {r}");
+        assert!(
+            r["ceiling_gbps"].as_f64().unwrap() > 0.0,
+            "ceiling not positive: {r}"
+        );
+        assert!(
+            r["median_ms"].as_f64().unwrap() > 0.0,
+            "time not positive: {r}"
+        );
+        let elements: u64 = r["shape"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_u64().unwrap())
+            .product();
+        assert!(elements <= 16384, "--max-elements not honoured: {r}");
+    }
+    for loss in ["mse", "softmax-ce"] {
+        for path in ["gpu", "cpu"] {
+            assert!(
+                records
+                    .iter()
+                    .any(|r| r["loss"] == loss && r["path"] == path),
+                "no {path} record for {loss}: {json:#}"
+            );
+        }
+    }
+    let svg = fs::read_to_string(d.join("P.svg")).expect("the plot is written");
+    assert!(
+        svg.starts_with("<svg"),
+        "not an SVG: {}",
+        &svg[..svg.len().min(80)]
+    );
+}
+
+/// An unknown loss name is bad input (exit 2), reported before any device is touched.
+#[test]
+fn bench_unknown_loss_is_bad_input() {
+    let out = run(&["bench", "--quick", "--losses", "nope"]);
+    assert_eq!(out.status.code(), Some(2), "stderr:\n{}", stderr(&out));
+    assert!(stderr(&out).contains("nope"), "stderr:\n{}", stderr(&out));
+}
+
+/// An output file in a missing directory is bad input (exit 2), found before any work.
+#[test]
+fn bench_output_directory_missing_is_bad_input() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let out = run(&argv(d, "bench --quick --json {no-such-dir/B.json}", &[]));
+    assert_eq!(out.status.code(), Some(2), "stderr:\n{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("does not exist"),
+        "stderr:\n{}",
+        stderr(&out)
+    );
+}

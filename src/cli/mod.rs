@@ -1,5 +1,6 @@
-//! Argument parsing and the two commands.
+//! Argument parsing and the commands.
 
+mod bench;
 mod compute;
 mod main_job;
 mod npy;
@@ -32,6 +33,9 @@ pub struct Cli {
 enum Command {
     /// Computes one loss over `.npy` inputs.
     Compute(compute::ComputeArgs),
+    /// Times every loss, GPU and CPU, over a sweep of sizes, against the adapter's and the
+    /// host's copy bandwidth measured in the same run.
+    Bench(bench::BenchArgs),
 }
 
 /// The CLI's loss names.
@@ -110,6 +114,7 @@ pub fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Some(Command::Compute(args)) => compute::run(&args),
+        Some(Command::Bench(args)) => bench::run(&args),
         None => main_job::run(&cli.main_job),
     };
     match result {

@@ -7,10 +7,12 @@
 //! every composition with naga, without a GPU, and checks it against [`WORKGROUP_SIZE`],
 //! [`ENTRY_POINT`] and [`Kernel::bindings`].
 
+pub(crate) mod copy;
 pub(crate) mod elementwise;
 pub(crate) mod rows;
 pub(crate) mod staging;
 
+pub use copy::CopyTiming;
 pub use rows::{ELEMENTS_PER_LANE, ROW_REGS, group_for};
 
 use crate::loss::Loss;
@@ -57,6 +59,8 @@ pub mod source {
     pub const ROW_DIVISOR: &str = include_str!("../../shaders/row_divisor.wgsl");
     /// `shaders/reduce_partials.wgsl`: the second pass of every reduction.
     pub const REDUCE_PARTIALS: &str = include_str!("../../shaders/reduce_partials.wgsl");
+    /// `shaders/copy.wgsl`: a vec4 copy, the bandwidth ceiling of `wgpu-loss bench`.
+    pub const COPY: &str = include_str!("../../shaders/copy.wgsl");
 }
 
 /// Which workgroup-sum prelude a kernel is composed with.
@@ -106,6 +110,8 @@ pub enum Kernel {
     ClassCount,
     /// Turns the weight sum of the counted rows into the mean's divisor and scales.
     RowDivisor,
+    /// Copies a buffer (vec4 at a time): the adapter's bandwidth ceiling for benchmarks.
+    Copy,
 }
 
 /// What a binding holds; the host fills each slot with a buffer.
@@ -240,6 +246,12 @@ const CLASS_COUNT_BINDINGS: [Binding; 5] = [
     b(3, Slot::Partials, Access::ReadWrite),
     b(4, Slot::ClassStats, Access::ReadWrite),
 ];
+/// The copy kernel reads the `Pred` slot (source) and writes the `Grad` slot (destination).
+const COPY_BINDINGS: [Binding; 3] = [
+    b(0, Slot::Params, Access::Uniform),
+    b(1, Slot::Pred, Access::Read),
+    b(2, Slot::Grad, Access::ReadWrite),
+];
 const ROW_DIVISOR_BINDINGS: [Binding; 3] = [
     b(0, Slot::Params, Access::Uniform),
     b(1, Slot::Partials, Access::Read),
@@ -248,7 +260,7 @@ const ROW_DIVISOR_BINDINGS: [Binding; 3] = [
 
 impl Kernel {
     /// Every kernel.
-    pub const ALL: [Kernel; 11] = [
+    pub const ALL: [Kernel; 12] = [
         Kernel::Mse,
         Kernel::Mae,
         Kernel::Huber,
@@ -260,6 +272,7 @@ impl Kernel {
         Kernel::CosineProximity,
         Kernel::ClassCount,
         Kernel::RowDivisor,
+        Kernel::Copy,
     ];
 
     /// The kernel that computes `loss`.
@@ -290,6 +303,7 @@ impl Kernel {
             Kernel::CosineProximity => "cosine_proximity",
             Kernel::ClassCount => "class_count",
             Kernel::RowDivisor => "row_divisor",
+            Kernel::Copy => "copy",
         }
     }
 
@@ -329,6 +343,7 @@ impl Kernel {
             ],
             Kernel::ClassCount => &[("shaders/class_count.wgsl", source::CLASS_COUNT)],
             Kernel::RowDivisor => &[("shaders/row_divisor.wgsl", source::ROW_DIVISOR)],
+            Kernel::Copy => &[("shaders/copy.wgsl", source::COPY)],
         }
     }
 
@@ -353,6 +368,7 @@ impl Kernel {
             Kernel::SoftmaxCrossEntropy | Kernel::CosineProximity => &ROWS_BINDINGS,
             Kernel::ClassCount => &CLASS_COUNT_BINDINGS,
             Kernel::RowDivisor => &ROW_DIVISOR_BINDINGS,
+            Kernel::Copy => &COPY_BINDINGS,
         }
     }
 }
