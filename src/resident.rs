@@ -490,6 +490,13 @@ impl ResidentLoss {
         self.allocations
     }
 
+    /// Drops the cached bind groups, and with them this loss's references to the caller's
+    /// buffers (it keeps the last few sets it was given, so their memory is not freed while
+    /// they are cached). The next step rebuilds its bind groups.
+    pub fn forget_buffers(&mut self) {
+        self.cache.clear();
+    }
+
     /// Elements of the output: 1 (`Mean`, `Sum`), or one per row (row-wise) or per element
     /// (elementwise) for `None`.
     pub fn output_len(&self) -> usize {

@@ -616,4 +616,19 @@ fn value_read_in_the_step_encoder_and_awaited() {
     let rel = (f64::from(got) - want).abs() / want;
     assert!(rel <= 1e-5, "GPU {got}, reference {want}, relative {rel:e}");
     assert_eq!(reader.reads(), 1);
+
+    // The same buffers again reuse the bind groups; after forget_buffers they are rebuilt.
+    let before = r.allocations();
+    let mut encoder = ctx.device().create_command_encoder(&Default::default());
+    r.record(ctx, &mut encoder, &ResidentBuffers::new(&p, &t, &v))
+        .expect("record");
+    assert_eq!(r.allocations(), before, "same buffers, no new bind groups");
+    r.forget_buffers();
+    r.record(ctx, &mut encoder, &ResidentBuffers::new(&p, &t, &v))
+        .expect("record");
+    assert!(
+        r.allocations() > before,
+        "forgotten buffers are bound again"
+    );
+    ctx.queue().submit([encoder.finish()]);
 }
