@@ -67,6 +67,17 @@ fn stdout(out: &Output) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
+/// The value at the end of the text output's first line (`...: 1.6666666`).
+fn text_value(first: &str) -> f64 {
+    first
+        .rsplit(": ")
+        .next()
+        .unwrap_or_default()
+        .trim()
+        .parse()
+        .unwrap_or_else(|e| panic!("the first line ends with the value ({e}): {first}"))
+}
+
 fn stderr(out: &Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
@@ -413,13 +424,7 @@ fn text_output_cpu() {
         "first line: {first}"
     );
     // The value 5/3, printed as an f32.
-    let v: f64 = first
-        .rsplit(": ")
-        .next()
-        .unwrap()
-        .trim()
-        .parse()
-        .expect("ends with the value");
+    let v = text_value(first);
     assert_value_close(v, 5.0 / 3.0, "text value");
     assert!(
         text.contains(&format!("gradient written to {}", g.display())),
@@ -1230,13 +1235,7 @@ fn text_output_rows_cpu() {
         first.starts_with("softmax-ce (mean) over 37 rows x 29 columns [37, 29] (36 rows counted)"),
         "first line: {first}"
     );
-    let v: f64 = first
-        .rsplit(": ")
-        .next()
-        .unwrap()
-        .trim()
-        .parse()
-        .expect("ends with the value");
+    let v = text_value(first);
     let want = reference_rows(&r, Reduction::Mean).value.unwrap();
     assert_value_close(v, want, "text value");
 }

@@ -226,17 +226,15 @@ const REDUCE_PARTIALS_BINDINGS: [Binding; 4] = [
     b(2, Slot::Value, Access::ReadWrite),
     b(3, Slot::Norm, Access::Uniform),
 ];
-const ROWS_BINDINGS: [Binding; 9] = [
-    b(0, Slot::Params, Access::Uniform),
-    b(1, Slot::Pred, Access::Read),
-    b(2, Slot::Target, Access::Read),
-    b(3, Slot::Upstream, Access::Read),
-    b(4, Slot::Grad, Access::ReadWrite),
-    b(5, Slot::Losses, Access::ReadWrite),
-    b(6, Slot::Partials, Access::ReadWrite),
-    b(7, Slot::Weight, Access::Read),
-    b(8, Slot::Norm, Access::Uniform),
-];
+/// The row driver's bindings 0..=6 are the elementwise driver's, with `Losses` holding one
+/// loss per row; then the class weights and the scales.
+const ROWS_BINDINGS: [Binding; 9] = concat(
+    ELEMENTWISE_BINDINGS,
+    [
+        b(7, Slot::Weight, Access::Read),
+        b(8, Slot::Norm, Access::Uniform),
+    ],
+);
 const CCE_BINDINGS: [Binding; 10] =
     concat(ROWS_BINDINGS, [b(9, Slot::DomainError, Access::ReadWrite)]);
 const CLASS_COUNT_BINDINGS: [Binding; 5] = [

@@ -42,6 +42,95 @@ fn slice<T: Clone>(a: &ArrayD<T>) -> Vec<T> {
     a.iter().cloned().collect()
 }
 
+/// Host-side inputs of one step (the reference's view of what the buffers hold).
+struct Host<'a> {
+    pred: &'a ArrayD<f32>,
+    /// Float targets, or class indices.
+    target: wgpu_loss::Target<'a>,
+    weight: &'a ArrayD<f32>,
+    pos_weight: &'a ArrayD<f32>,
+    upstream: &'a ArrayD<f32>,
+}
+
+/// The reference's arguments for `spec`: its reduction, weights, upstream and loss-only mode.
+fn reference_args<'a>(spec: &ResidentSpec, h: &Host<'a>) -> LossArgs<'a> {
+    let mut args = LossArgs::new(h.pred.view(), h.target.clone()).reduction(spec.reduction);
+    if spec.weight.is_some() {
+        args = args.weight(h.weight.view());
+    }
+    if spec.pos_weight.is_some() {
+        args = args.pos_weight(h.pos_weight.view());
+    }
+    match spec.upstream {
+        ResidentUpstream::Buffer => args = args.upstream(Upstream::Array(h.upstream.view())),
+        ResidentUpstream::Scalar(s) => args = args.upstream(Upstream::Scalar(s)),
+        ResidentUpstream::Ones => {}
+    }
+    if !spec.want_grad {
+        args = args.loss_only();
+    }
+    args
+}
+
+/// Uploads `h` into fresh buffers, records one step of `r` as its spec asks, submits, and
+/// reads back the output (value or losses shaped `value_shape`), gradient and count.
+fn resident_step(
+    ctx: &GpuContext,
+    r: &mut wgpu_loss::resident::ResidentLoss,
+    h: &Host<'_>,
+    value_shape: &[usize],
+) -> wgpu_loss::LossOutput<f32> {
+    let spec = r.spec().clone();
+    let n = h.pred.len();
+    let pred = upload(ctx, "pred", &slice(h.pred));
+    let target = match &h.target {
+        wgpu_loss::Target::Dense(t) => {
+            upload(ctx, "target", &t.iter().copied().collect::<Vec<f32>>())
+        }
+        wgpu_loss::Target::ClassesI32(k) => {
+            upload(ctx, "classes", &k.iter().copied().collect::<Vec<i32>>())
+        }
+        wgpu_loss::Target::ClassesI64(k) => upload(
+            ctx,
+            "classes",
+            &k.iter().map(|&v| v as i32).collect::<Vec<i32>>(),
+        ),
+    };
+    let (weight, pos_weight, upstream) = (
+        upload(ctx, "weight", &slice(h.weight)),
+        upload(ctx, "pos_weight", &slice(h.pos_weight)),
+        upload(ctx, "upstream", &slice(h.upstream)),
+    );
+    let grad = zeros(ctx, "grad", n);
+    let out = zeros(ctx, "out", r.output_len());
+    let mut bufs = ResidentBuffers::new(&pred, &target, &out);
+    if spec.want_grad {
+        bufs = bufs.grad(&grad);
+    }
+    if spec.weight.is_some() {
+        bufs = bufs.weight(&weight);
+    }
+    if spec.pos_weight.is_some() {
+        bufs = bufs.pos_weight(&pos_weight);
+    }
+    if spec.upstream == ResidentUpstream::Buffer {
+        bufs = bufs.upstream(&upstream);
+    }
+    let mut encoder = ctx.device().create_command_encoder(&Default::default());
+    r.record(ctx, &mut encoder, &bufs).expect("record");
+    ctx.queue().submit([encoder.finish()]);
+    let out_v = read(ctx, &out, r.output_len());
+    let none = spec.reduction == Reduction::None;
+    wgpu_loss::LossOutput {
+        value: (!none).then(|| out_v[0]),
+        losses: none.then(|| ArrayD::from_shape_vec(IxDyn(value_shape), out_v.clone()).unwrap()),
+        grad: spec
+            .want_grad
+            .then(|| ArrayD::from_shape_vec(IxDyn(h.pred.shape()), read(ctx, &grad, n)).unwrap()),
+        counted: r.status_blocking(ctx).expect("status").counted,
+    }
+}
+
 /// One recorded step of each row-wise loss and option agrees with the host path's reference
 /// (same tolerances as the host-path tests).
 #[test]
@@ -87,64 +176,23 @@ fn one_step_matches_the_reference() {
         };
         let t = prob_rows(&[b, c], seed_for(&format!("{what}/t")));
         let k_i64 = class_rows(&[b], c, seed_for(&format!("{what}/k")));
-        let k_i32: Vec<i32> = k_i64.iter().map(|&v| v as i32).collect();
         let w = wgpu_loss::synthetic::uniform(&[c], 0.0, 2.0, seed_for(&format!("{what}/w")));
         let g = wgpu_loss::synthetic::uniform(&[b], -1.0, 1.0, seed_for(&format!("{what}/g")));
-
-        let mut args = if spec.classes {
-            LossArgs::new(x.view(), k_i64.view())
-        } else {
-            LossArgs::new(x.view(), t.view())
-        }
-        .reduction(spec.reduction);
-        if spec.weight.is_some() {
-            args = args.weight(w.view());
-        }
-        match spec.upstream {
-            ResidentUpstream::Buffer => args = args.upstream(Upstream::Array(g.view())),
-            ResidentUpstream::Scalar(s) => args = args.upstream(Upstream::Scalar(s)),
-            ResidentUpstream::Ones => {}
-        }
-        if !spec.want_grad {
-            args = args.loss_only();
-        }
+        let host = Host {
+            pred: &x,
+            target: if spec.classes {
+                k_i64.view().into()
+            } else {
+                t.view().into()
+            },
+            weight: &w,
+            pos_weight: &w,
+            upstream: &g,
+        };
+        let args = reference_args(&spec, &host);
         let cpu = reference::compute(&loss, &args).expect("reference");
-
         let mut r = ctx.resident(&loss, spec.clone()).expect("plan");
-        let pred = upload(ctx, "pred", &slice(&x));
-        let target = if spec.classes {
-            upload(ctx, "classes", &k_i32)
-        } else {
-            upload(ctx, "target", &slice(&t))
-        };
-        let weight = upload(ctx, "weight", &slice(&w));
-        let up = upload(ctx, "upstream", &slice(&g));
-        let grad = zeros(ctx, "grad", b * c);
-        let out = zeros(ctx, "out", r.output_len());
-        let mut bufs = ResidentBuffers::new(&pred, &target, &out);
-        if spec.want_grad {
-            bufs = bufs.grad(&grad);
-        }
-        if spec.weight.is_some() {
-            bufs = bufs.weight(&weight);
-        }
-        if spec.upstream == ResidentUpstream::Buffer {
-            bufs = bufs.upstream(&up);
-        }
-        let mut encoder = ctx.device().create_command_encoder(&Default::default());
-        r.record(ctx, &mut encoder, &bufs).expect("record");
-        ctx.queue().submit([encoder.finish()]);
-
-        let out_v = read(ctx, &out, r.output_len());
-        let gpu = wgpu_loss::LossOutput {
-            value: (spec.reduction != Reduction::None).then(|| out_v[0]),
-            losses: (spec.reduction == Reduction::None)
-                .then(|| ArrayD::from_shape_vec(IxDyn(&[b]), out_v.clone()).unwrap()),
-            grad: spec
-                .want_grad
-                .then(|| ArrayD::from_shape_vec(IxDyn(&[b, c]), read(ctx, &grad, b * c)).unwrap()),
-            counted: r.status_blocking(ctx).expect("status").counted,
-        };
+        let gpu = resident_step(ctx, &mut r, &host, &[b]);
         assert_close_within(&gpu, &cpu, row_tolerance(&loss, &args), &what);
     }
 }
@@ -481,62 +529,17 @@ fn elementwise_step_matches_the_reference() {
         let q =
             wgpu_loss::synthetic::uniform(&[shape[1]], 0.5, 3.0, seed_for(&format!("{what}/q")));
         let g = wgpu_loss::synthetic::uniform(&shape, -1.0, 1.0, seed_for(&format!("{what}/g")));
-        let mut args =
-            LossArgs::new(batch.pred.view(), batch.target.view()).reduction(spec.reduction);
-        if spec.weight.is_some() {
-            args = args.weight(w.view());
-        }
-        if spec.pos_weight.is_some() {
-            args = args.pos_weight(q.view());
-        }
-        match spec.upstream {
-            ResidentUpstream::Buffer => args = args.upstream(Upstream::Array(g.view())),
-            ResidentUpstream::Scalar(s) => args = args.upstream(Upstream::Scalar(s)),
-            ResidentUpstream::Ones => {}
-        }
-        if !spec.want_grad {
-            args = args.loss_only();
-        }
-        let cpu = reference::compute(&loss, &args).expect("reference");
-
-        let mut r = ctx.resident(&loss, spec.clone()).expect("plan");
-        let (p, t) = (
-            upload(ctx, "p", &slice(&batch.pred)),
-            upload(ctx, "t", &slice(&batch.target)),
-        );
-        let (wb, qb, gb) = (
-            upload(ctx, "w", &slice(&w)),
-            upload(ctx, "q", &slice(&q)),
-            upload(ctx, "g", &slice(&g)),
-        );
-        let grad = zeros(ctx, "grad", n);
-        let out = zeros(ctx, "out", r.output_len());
-        let mut bufs = ResidentBuffers::new(&p, &t, &out);
-        if spec.want_grad {
-            bufs = bufs.grad(&grad);
-        }
-        if spec.weight.is_some() {
-            bufs = bufs.weight(&wb);
-        }
-        if spec.pos_weight.is_some() {
-            bufs = bufs.pos_weight(&qb);
-        }
-        if spec.upstream == ResidentUpstream::Buffer {
-            bufs = bufs.upstream(&gb);
-        }
-        let mut encoder = ctx.device().create_command_encoder(&Default::default());
-        r.record(ctx, &mut encoder, &bufs).expect("record");
-        ctx.queue().submit([encoder.finish()]);
-        let out_v = read(ctx, &out, r.output_len());
-        let none = spec.reduction == Reduction::None;
-        let gpu = wgpu_loss::LossOutput {
-            value: (!none).then(|| out_v[0]),
-            losses: none.then(|| ArrayD::from_shape_vec(IxDyn(&shape), out_v.clone()).unwrap()),
-            grad: spec
-                .want_grad
-                .then(|| ArrayD::from_shape_vec(IxDyn(&shape), read(ctx, &grad, n)).unwrap()),
-            counted: n,
+        let host = Host {
+            pred: &batch.pred,
+            target: batch.target.view().into(),
+            weight: &w,
+            pos_weight: &q,
+            upstream: &g,
         };
+        let cpu = reference::compute(&loss, &reference_args(&spec, &host)).expect("reference");
+        let mut r = ctx.resident(&loss, spec.clone()).expect("plan");
+        let gpu = resident_step(ctx, &mut r, &host, &shape);
+        assert_eq!(gpu.counted, n, "{what}: counted");
         crate::common::assert_close(&gpu, &cpu, &what);
     }
 }
