@@ -2,6 +2,8 @@
 //! ([`crate::GpuContext::compute`]) and the CPU reference ([`crate::reference::compute`]).
 //! The formulas are in `shaders/<loss>.wgsl` and `src/reference/<loss>.rs`, and in the README.
 
+use std::borrow::Cow;
+
 use ndarray::{ArrayD, ArrayViewD, IxDyn};
 
 use crate::error::{Error, Result};
@@ -634,5 +636,14 @@ impl<T> LossOutput<T> {
         let to =
             |v: Vec<T>| ArrayD::from_shape_vec(IxDyn(shape), v).expect("length = product of shape");
         (losses.map(to), grad.map(to))
+    }
+}
+
+/// An array's elements in row-major order: borrowed when it is contiguous, copied otherwise.
+/// Every path that hands arrays to kernels (GPU uploads, the fast CPU path) goes through here.
+pub(crate) fn contiguous<'b, T: Copy>(a: &'b ArrayViewD<'_, T>) -> Cow<'b, [T]> {
+    match a.as_slice() {
+        Some(s) => Cow::Borrowed(s),
+        None => Cow::Owned(a.iter().copied().collect()),
     }
 }

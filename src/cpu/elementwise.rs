@@ -4,7 +4,7 @@
 
 use ndarray::ArrayViewD;
 
-use super::{Acc, BLOCK, CHUNK, chunk, chunk_mut, contiguous, run_tasks};
+use super::{Acc, BLOCK, CHUNK, chunk, chunk_mut, contiguous, ordered_sum, run_tasks};
 use super::{bce, bce_with_logits, huber, mae, mse};
 use crate::error::{Error, Result};
 use crate::loss::{Loss, LossArgs, LossOutput, Reduction, Upstream};
@@ -58,21 +58,7 @@ pub(super) fn compute(loss: &Loss, args: &LossArgs<'_>) -> Result<LossOutput<f32
         | Loss::SoftmaxCrossEntropy { .. }
         | Loss::CosineProximity { .. } => return super::rows::compute(loss, args),
     };
-    // Blocks in order: the first block with an offending probability holds the first one.
-    let mut sum = 0.0f64;
-    for s in sums {
-        match s {
-            Ok(s) => sum += s,
-            Err(index) => {
-                return Err(Error::OutOfDomain {
-                    what: "prediction",
-                    index,
-                    value: pred[index],
-                    domain: "[0, 1]",
-                });
-            }
-        }
-    }
+    let sum = ordered_sum(sums, &pred)?;
     let value = (!want_losses).then_some((sum * scale) as f32);
     let (losses, grad) = LossOutput::shape_arrays(
         args.pred.shape(),

@@ -37,12 +37,9 @@ mod mse;
 mod rows;
 mod softmax_cross_entropy;
 
-use std::borrow::Cow;
-
-use ndarray::ArrayViewD;
 use rayon::prelude::*;
 
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::loss::{Loss, LossArgs, LossOutput};
 
 /// Elements per parallel task: a block of the elementwise family, or about the size of a
@@ -95,13 +92,7 @@ pub fn compute(loss: &Loss, args: &LossArgs<'_>) -> Result<LossOutput<f32>> {
     }
 }
 
-/// An array's elements in row-major order: borrowed when it is contiguous, copied otherwise.
-fn contiguous<'b, T: Copy>(a: &'b ArrayViewD<'_, T>) -> Cow<'b, [T]> {
-    match a.as_slice() {
-        Some(s) => Cow::Borrowed(s),
-        None => Cow::Owned(a.iter().copied().collect()),
-    }
-}
+use crate::loss::contiguous;
 
 /// Runs `f` on every task, in parallel where there is more than one, and returns the results
 /// in task order (the order the caller then reduces them in, whatever ran where).
@@ -265,4 +256,25 @@ mod tests {
             }
         }
     }
+}
+
+/// Adds block (or row-group) sums in block order, so the result does not depend on which
+/// thread ran what; the first block holding an out-of-domain probability holds the first one
+/// in row-major order, reported as [`Error::OutOfDomain`].
+fn ordered_sum(sums: Vec<std::result::Result<f64, usize>>, pred: &[f32]) -> Result<f64> {
+    let mut sum = 0.0f64;
+    for s in sums {
+        match s {
+            Ok(s) => sum += s,
+            Err(index) => {
+                return Err(Error::OutOfDomain {
+                    what: "prediction",
+                    index,
+                    value: pred[index],
+                    domain: "[0, 1]",
+                });
+            }
+        }
+    }
+    Ok(sum)
 }

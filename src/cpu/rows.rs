@@ -7,7 +7,7 @@ use std::borrow::Cow;
 use super::categorical_cross_entropy::Cce;
 use super::cosine_proximity::Cosine;
 use super::softmax_cross_entropy::Softmax;
-use super::{BLOCK, contiguous, run_tasks};
+use super::{BLOCK, contiguous, ordered_sum, run_tasks};
 use crate::error::{Error, Result};
 use crate::loss::{Loss, LossArgs, LossOutput, Reduction, Upstream};
 
@@ -112,21 +112,7 @@ pub(super) fn compute(loss: &Loss, args: &LossArgs<'_>) -> Result<LossOutput<f32
         }
         _ => unreachable!("compute only sends row-wise losses here"),
     };
-    // Groups in order: the first group with an offending probability holds the first one.
-    let mut sum = 0.0f64;
-    for s in sums {
-        match s {
-            Ok(s) => sum += s,
-            Err(index) => {
-                return Err(Error::OutOfDomain {
-                    what: "prediction",
-                    index,
-                    value: pred[index],
-                    domain: "[0, 1]",
-                });
-            }
-        }
-    }
+    let sum = ordered_sum(sums, &pred)?;
     let value = match args.reduction {
         Reduction::None => None,
         Reduction::Sum => Some(sum as f32),

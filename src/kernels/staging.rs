@@ -1,23 +1,13 @@
 //! What both kernel families share on the host: buffers taken from the pool for a call, bound
 //! buffer ranges, recorded dispatches, and the tail of a call (submit, scopes, readback).
 
-use std::borrow::Cow;
-
-use ndarray::ArrayViewD;
-
 use std::sync::Arc;
 
 use super::{Kernel, Slot};
 use crate::error::{Error, Result};
 use crate::gpu::{GpuContext, KernelPipeline, Pooled, Readback};
 
-/// An array's elements in row-major order: borrowed when it is contiguous, copied otherwise.
-pub(crate) fn contiguous<'b>(a: &'b ArrayViewD<'_, f32>) -> Cow<'b, [f32]> {
-    match a.as_slice() {
-        Some(s) => Cow::Borrowed(s),
-        None => Cow::Owned(a.iter().copied().collect()),
-    }
-}
+pub(crate) use crate::loss::contiguous;
 
 /// Buffers taken for one call; all go back to the pool at the end.
 #[derive(Default)]
