@@ -61,7 +61,7 @@ fn row_finish(s: vec4<f32>, row: RowCtx) -> RowOut {
     var b = 0.0;
     if (row.cls >= 0) {
         let wc = (1.0 - params.eps) * class_weight(u32(row.cls));
-        let xc = preds[row.start + u32(row.cls)];
+        let xc = pred_at(row.start + u32(row.cls));
         loss = loss + shift(wc, (s.x - xc) + ln_s);
         a = a + wc;
         b = wc;

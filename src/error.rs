@@ -95,6 +95,17 @@ pub enum Error {
         limit: u64,
     },
 
+    /// The device lacks a capability the request needs; `hint` says what to do instead.
+    #[error("{what} is not supported on this device: {reason}. {hint}")]
+    Unsupported {
+        /// What was asked for (`"f16 storage"`).
+        what: &'static str,
+        /// The capability the device lacks.
+        reason: String,
+        /// What to do instead.
+        hint: &'static str,
+    },
+
     /// Mapping a result buffer for reading failed.
     #[error("reading results back from the GPU failed: {0}")]
     Map(#[from] wgpu::BufferAsyncError),

@@ -41,6 +41,7 @@ pub mod synthetic;
 
 pub use error::{Error, Result};
 pub use gpu::{ContextOptions, GpuContext};
+pub use kernels::Dtype;
 pub use loss::{Loss, LossArgs, LossOutput, Reduction, Target, Upstream};
 
 impl GpuContext {

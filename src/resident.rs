@@ -9,9 +9,10 @@
 //! value stays in the caller's buffer; [`ValueReader`] reads it back when wanted (every K
 //! steps), asynchronously or blocking.
 //!
-//! Every loss is covered, on f32 buffers (class indices as i32), each array bound from its
-//! offset, so an input must fit in one storage binding (the host path's chunking does not
-//! apply here).
+//! Every loss is covered, on f32, f16 or bf16 buffers ([`ResidentSpec::dtype`]; class indices
+//! as i32), each array bound from its offset, so an input must fit in one storage binding (the
+//! host path's chunking does not apply here). 16-bit arrays are packed two elements to a word
+//! ([`Dtype`]); the kernels compute in f32 and round the gradient once when they store it.
 //!
 //! ```no_run
 //! use wgpu_loss::resident::{GpuArray, ResidentBuffers, ResidentSpec, ValueReader};
@@ -51,9 +52,11 @@ use crate::gpu::GpuContext;
 use crate::kernels::elementwise::{BroadcastPlan, EwChunkBufs, EwPlan, EwScratch, EwSpec};
 use crate::kernels::rows::{RowChunkBufs, RowPlan, RowScratch, RowSpec};
 use crate::kernels::staging::{Bound, Dispatch, ScratchKind, first_row};
+use crate::kernels::{Dtype, Io};
 use crate::loss::{Loss, Reduction};
 
-/// An array in a caller's buffer: 32-bit elements starting at byte `offset`.
+/// An array in a caller's buffer, starting at byte `offset`: 32-bit elements, or 16-bit ones
+/// packed two to a word (see [`Dtype`]).
 #[derive(Clone, Copy, Debug)]
 pub struct GpuArray<'a> {
     /// The buffer (needs `STORAGE` usage).
@@ -92,8 +95,15 @@ pub enum ResidentUpstream {
 /// The shape and options of a resident loss: what stays the same from step to step.
 ///
 /// # Shapes
-/// `shape` is the prediction's, `[..., C]` (rows = the leading dimensions). Targets are f32
-/// of the same shape, or with [`ResidentSpec::classes`] i32 class indices shaped like the rows.
+/// `shape` is the prediction's, `[..., C]` (rows = the leading dimensions). Targets are of the
+/// same shape and storage as the prediction, or with [`ResidentSpec::classes`] i32 class
+/// indices shaped like the rows.
+///
+/// # Storage
+/// Prediction and dense target are f32 unless [`ResidentSpec::dtype`] says f16 or bf16; the
+/// gradient is stored like them, or as f32 with [`ResidentSpec::grad_dtype`]. 16-bit arrays
+/// are packed two elements to a word, so `n` elements take [`Dtype::bytes`]`(n)` bytes.
+/// Weights, `pos_weight`, upstream gradients and the output are always f32.
 #[derive(Clone, Debug, PartialEq)]
 pub struct ResidentSpec {
     /// The prediction's shape.
@@ -111,6 +121,10 @@ pub struct ResidentSpec {
     pub upstream: ResidentUpstream,
     /// Whether the gradient is written (default true).
     pub want_grad: bool,
+    /// Storage of the prediction and dense target (default f32).
+    pub dtype: Dtype,
+    /// Storage of the gradient (default: as `dtype`); `dtype` or f32.
+    pub grad_dtype: Dtype,
 }
 
 impl ResidentSpec {
@@ -124,6 +138,30 @@ impl ResidentSpec {
             reduction: Reduction::Mean,
             upstream: ResidentUpstream::Ones,
             want_grad: true,
+            dtype: Dtype::F32,
+            grad_dtype: Dtype::F32,
+        }
+    }
+
+    /// Prediction, dense target and gradient stored as `dtype` (f16 and bf16 halve the bytes
+    /// these memory-bound kernels move; arithmetic and accumulation stay f32).
+    pub fn dtype(mut self, dtype: Dtype) -> Self {
+        self.dtype = dtype;
+        self.grad_dtype = dtype;
+        self
+    }
+
+    /// The gradient stored as `grad_dtype`: the input's [`ResidentSpec::dtype`] (the default)
+    /// or [`Dtype::F32`]. Call after [`ResidentSpec::dtype`].
+    pub fn grad_dtype(mut self, grad_dtype: Dtype) -> Self {
+        self.grad_dtype = grad_dtype;
+        self
+    }
+
+    fn io(&self) -> Io {
+        Io {
+            input: self.dtype,
+            grad: self.grad_dtype,
         }
     }
 
@@ -175,9 +213,9 @@ impl ResidentSpec {
 /// The caller's buffers for one step.
 #[derive(Clone, Copy, Debug)]
 pub struct ResidentBuffers<'a> {
-    /// Prediction, f32, `B·C` elements.
+    /// Prediction, `B·C` elements of the planned [`ResidentSpec::dtype`].
     pub pred: GpuArray<'a>,
-    /// Targets: f32 `B·C`, or i32 class indices `B`.
+    /// Targets: `B·C` elements stored like the prediction, or i32 class indices `B`.
     pub target: GpuArray<'a>,
     /// Weight, f32, of the planned length (when planned with one).
     pub weight: Option<GpuArray<'a>>,
@@ -186,7 +224,8 @@ pub struct ResidentBuffers<'a> {
     /// Upstream gradient, f32, one per loss: `B` rows or `N` elements (with
     /// [`ResidentUpstream::Buffer`]).
     pub upstream: Option<GpuArray<'a>>,
-    /// Gradient out, f32, the prediction's size (unless planned loss-only).
+    /// Gradient out, the prediction's size, of the planned [`ResidentSpec::grad_dtype`]
+    /// (unless planned loss-only).
     pub grad: Option<GpuArray<'a>>,
     /// The value out, f32 `[1]` (`Mean`, `Sum`), or the per-row (`B`) or per-element (`N`)
     /// losses (`None`).
@@ -375,11 +414,34 @@ impl GpuContext {
                 ));
             }
         }
-        if n > self.max_chunk_elements {
+        let io = spec.io();
+        if !io.is_supported() {
+            return Err(invalid(
+                "grad_dtype",
+                format!(
+                    "a {} gradient for {} inputs: the gradient is stored as the input or as f32",
+                    io.grad.name(),
+                    io.input.name()
+                ),
+            ));
+        }
+        if io.input == Dtype::F16 && !self.supports_f16() {
+            return Err(Error::Unsupported {
+                what: "f16 storage",
+                reason: "the device cannot run WGSL's pack2x16float/unpack2x16float \
+                         (wgpu DownlevelFlags::SHADER_F16_IN_F32)"
+                    .into(),
+                hint: "Create the device with wgpu::Features::SHADER_F16 (Mesa's Vulkan drivers \
+                       need it for f16 conversions), or store bf16 (Dtype::Bf16), which needs \
+                       nothing",
+            });
+        }
+        let bytes = io.input.bytes(n).max(io.grad.bytes(n));
+        if bytes > self.max_chunk_elements as u64 * 4 {
             return Err(Error::DeviceLimit {
-                what: "elements bound at once by a resident loss",
-                needed: n as u64,
-                limit: self.max_chunk_elements as u64,
+                what: "bytes of one array bound by a resident loss",
+                needed: bytes,
+                limit: self.max_chunk_elements as u64 * 4,
             });
         }
         let g = match spec.upstream {
@@ -413,6 +475,7 @@ impl GpuContext {
                     g,
                     want_grad: spec.want_grad,
                     gpu_ignore,
+                    io,
                 },
                 n,
             )?)
@@ -437,6 +500,7 @@ impl GpuContext {
                     upstream_array: spec.upstream == ResidentUpstream::Buffer,
                     g,
                     want_grad: spec.want_grad,
+                    io,
                 },
                 n,
             )?)
@@ -555,13 +619,14 @@ impl ResidentLoss {
     }
 
     /// Checks one of the caller's arrays: present when needed, `STORAGE`, aligned, in bounds.
+    /// `needed`: the elements and their storage.
     fn check<'a>(
         ctx: &GpuContext,
         what: &'static str,
         a: Option<GpuArray<'a>>,
-        needed: Option<usize>,
+        needed: Option<(usize, Dtype)>,
     ) -> Result<Option<Bound<'a>>> {
-        let (a, elems) = match (a, needed) {
+        let (a, (elems, dtype)) = match (a, needed) {
             (None, None) => return Ok(None),
             (Some(a), Some(elems)) => (a, elems),
             (None, Some(_)) => {
@@ -590,12 +655,13 @@ impl ResidentLoss {
                 ),
             ));
         }
-        let bytes = elems as u64 * 4;
+        let bytes = dtype.bytes(elems);
         if a.offset + bytes > a.buffer.size() {
             return Err(bad(
                 what,
                 format!(
-                    "needs {elems} elements ({bytes} bytes) from offset {}, but the buffer has {} bytes",
+                    "needs {elems} {} elements ({bytes} bytes) from offset {}, but the buffer has {} bytes",
+                    dtype.name(),
                     a.offset,
                     a.buffer.size()
                 ),
@@ -604,7 +670,7 @@ impl ResidentLoss {
         Ok(Some(Bound {
             buffer: a.buffer,
             offset: a.offset,
-            elems,
+            elems: (bytes / 4) as usize,
         }))
     }
 
@@ -624,20 +690,35 @@ impl ResidentLoss {
         let (b, c) = (self.rows, self.cols);
         let n = b * c;
         let spec = &self.spec;
-        let on = |cond: bool, elems: usize| cond.then_some(elems);
-        let target_elems = if spec.classes { b } else { n };
-        let pred = Self::check(ctx, "pred", Some(bufs.pred), Some(n))?;
-        let target = Self::check(ctx, "target", Some(bufs.target), Some(target_elems))?;
-        let weight = Self::check(ctx, "weight", bufs.weight, spec.weight)?;
-        let pos_weight = Self::check(ctx, "pos_weight", bufs.pos_weight, spec.pos_weight)?;
+        let on = |cond: bool, elems: usize, dtype: Dtype| cond.then_some((elems, dtype));
+        let f32s = |len: Option<usize>| len.map(|l| (l, Dtype::F32));
+        let target_need = if spec.classes {
+            (b, Dtype::F32) // i32 words
+        } else {
+            (n, spec.dtype)
+        };
+        let pred = Self::check(ctx, "pred", Some(bufs.pred), Some((n, spec.dtype)))?;
+        let target = Self::check(ctx, "target", Some(bufs.target), Some(target_need))?;
+        let weight = Self::check(ctx, "weight", bufs.weight, f32s(spec.weight))?;
+        let pos_weight = Self::check(ctx, "pos_weight", bufs.pos_weight, f32s(spec.pos_weight))?;
         let upstream = Self::check(
             ctx,
             "upstream",
             bufs.upstream,
-            on(spec.upstream == ResidentUpstream::Buffer, b),
+            on(spec.upstream == ResidentUpstream::Buffer, b, Dtype::F32),
         )?;
-        let grad = Self::check(ctx, "grad", bufs.grad, on(spec.want_grad, n))?;
-        let output = Self::check(ctx, "output", Some(bufs.output), Some(self.output_len()))?;
+        let grad = Self::check(
+            ctx,
+            "grad",
+            bufs.grad,
+            on(spec.want_grad, n, spec.grad_dtype),
+        )?;
+        let output = Self::check(
+            ctx,
+            "output",
+            Some(bufs.output),
+            Some((self.output_len(), Dtype::F32)),
+        )?;
         let (Some(pred), Some(target), Some(output)) = (pred, target, output) else {
             return Err(bad("pred", "missing".into()));
         };

@@ -5,19 +5,31 @@
 use std::collections::BTreeSet;
 
 use naga::valid::{Capabilities, ValidationFlags, Validator};
-use wgpu_loss::kernels::{Access, ENTRY_POINT, Kernel, ReduceFlavor, WORKGROUP_SIZE};
+use wgpu_loss::Dtype;
+use wgpu_loss::kernels::{Access, ENTRY_POINT, Io, Kernel, ReduceFlavor, WORKGROUP_SIZE};
 
 const FLAVORS: [ReduceFlavor; 2] = [ReduceFlavor::Plain, ReduceFlavor::Subgroup];
 
-fn check(kernel: Kernel, flavor: ReduceFlavor) -> Result<(), String> {
-    let src = kernel.source(flavor);
-    let path = format!("{} + {:?} prelude", kernel.name(), flavor);
+fn check(kernel: Kernel, flavor: ReduceFlavor, io: Io) -> Result<(), String> {
+    let src = kernel.source_io(flavor, io);
+    let path = format!(
+        "{} + {:?} prelude, {} in, {} grad",
+        kernel.name(),
+        flavor,
+        io.input.name(),
+        io.grad.name()
+    );
     let module =
         naga::front::wgsl::parse_str(&src).map_err(|e| e.emit_to_string_with_path(&src, &path))?;
-    let caps = match flavor {
+    let mut caps = match flavor {
         ReduceFlavor::Plain => Capabilities::empty(),
         ReduceFlavor::Subgroup => Capabilities::SUBGROUP,
     };
+    // f16 storage uses pack2x16float/unpack2x16float (wgpu: DownlevelFlags::SHADER_F16_IN_F32,
+    // checked by GpuContext::supports_f16); nothing else needs a capability.
+    if io.input == Dtype::F16 {
+        caps |= Capabilities::SHADER_FLOAT16_IN_FLOAT32;
+    }
     Validator::new(ValidationFlags::all(), caps)
         .validate(&module)
         .map_err(|e| e.emit_to_string_with_path(&src, &path))?;
@@ -76,10 +88,20 @@ fn check(kernel: Kernel, flavor: ReduceFlavor) -> Result<(), String> {
 
 #[test]
 fn every_kernel_validates_with_naga_and_matches_the_host() {
-    let failures: Vec<String> = Kernel::ALL
+    let mut compositions = Vec::new();
+    for k in Kernel::ALL {
+        let ios: &[Io] = if k.takes_io() { &Io::ALL } else { &[Io::F32] };
+        for &f in &FLAVORS {
+            for &io in ios {
+                compositions.push((k, f, io));
+            }
+        }
+    }
+    // 8 loss kernels × 2 flavours × 5 storages + 4 others × 2 flavours.
+    assert_eq!(compositions.len(), 8 * 2 * 5 + 4 * 2);
+    let failures: Vec<String> = compositions
         .iter()
-        .flat_map(|&k| FLAVORS.iter().map(move |&f| (k, f)))
-        .filter_map(|(k, f)| check(k, f).err())
+        .filter_map(|&(k, f, io)| check(k, f, io).err())
         .collect();
     assert!(
         failures.is_empty(),
@@ -103,7 +125,8 @@ fn workgroup_size_constant_matches_the_preludes() {
 fn every_shader_file_is_used_by_a_kernel() {
     let mut used: BTreeSet<String> = Kernel::ALL
         .iter()
-        .flat_map(|k| k.parts().iter().map(|(p, _)| p.to_string()))
+        .flat_map(|k| Io::ALL.iter().flat_map(move |&io| k.files(io)))
+        .map(|(p, _)| p.to_string())
         .collect();
     for f in FLAVORS {
         used.insert(f.prelude().0.to_string());

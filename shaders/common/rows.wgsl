@@ -8,7 +8,14 @@
 // ROW_REGS of them in registers), the group combines them in a fixed-order tree in workgroup
 // memory, and each lane then writes its elements' gradient. A row of at most group · ROW_REGS
 // elements is read once; a longer row is read twice (statistics, then gradient), never held in
-// workgroup memory. The loss file that follows this one defines
+// workgroup memory.
+//
+// Composed after an io_*.wgsl file (how p and dense t are stored: units of EPU elements per
+// 32-bit word) and a grad_*.wgsl file (how the gradient is stored). Lanes own whole *units*
+// (words), so with 16-bit storage one lane reads, and writes, both elements of a word. A row
+// whose start is not word-aligned (odd C) shares its first and last words with its
+// neighbours: each row uses only its own elements of those, and grad_packed.wgsl sets its own
+// half of a shared word atomically. The loss file that follows this one defines
 //     fn row_identity() -> vec4<f32>                                   // empty statistics
 //     fn row_push(s: vec4<f32>, row: RowCtx, j: u32, x: f32, t: f32) -> vec4<f32>
 //     fn row_combine(a: vec4<f32>, b: vec4<f32>) -> vec4<f32>           // associative
@@ -52,16 +59,19 @@ const FLAG_WEIGHT: u32 = 16u;
 
 // Elements per lane kept in registers between the statistics and the gradient.
 const ROW_REGS: u32 = 16u;
+// The same, in units (words).
+const UNIT_REGS: u32 = ROW_REGS / EPU;
 
 @group(0) @binding(0) var<uniform> params: Params;
-// [rows · cols] prediction (probabilities for cce, logits for softmax-ce).
-@group(0) @binding(1) var<storage, read> preds: array<f32>;
-// Float targets [rows · cols] as f32 bits, or class indices [rows] as i32 bits (FLAG_CLASSES).
+// [rows · cols] prediction (probabilities for cce, logits for softmax-ce), in units.
+@group(0) @binding(1) var<storage, read> preds: array<u32>;
+// Float targets [rows · cols] stored like the prediction, or class indices [rows] as i32 bits
+// (FLAG_CLASSES).
 @group(0) @binding(2) var<storage, read> targets: array<u32>;
 // [rows] upstream gradient g_r (Reduction::None with an array), else a dummy.
 @group(0) @binding(3) var<storage, read> upstream: array<f32>;
 // [rows · cols] gradient out (FLAG_WRITE_GRAD), else a dummy.
-@group(0) @binding(4) var<storage, read_write> grad: array<f32>;
+@group(0) @binding(4) var<storage, read_write> grad: array<GradSlot>;
 // [rows] per-row losses out (FLAG_WRITE_LOSSES), else a dummy.
 @group(0) @binding(5) var<storage, read_write> losses: array<f32>;
 // [all chunks' workgroups] one partial sum of ℓ_r per workgroup.
@@ -79,11 +89,17 @@ fn is_nan(x: f32) -> bool {
     return (bitcast<u32>(x) & 0x7fffffffu) > 0x7f800000u;
 }
 
-fn target_at(i: u32) -> f32 {
+// Dense targets of unit (word) w; zeros with class-index targets.
+fn target_unit(w: u32) -> Unit {
     if ((params.flags & FLAG_CLASSES) != 0u) {
-        return 0.0;
+        return unit_zero();
     }
-    return bitcast<f32>(targets[i]);
+    return unpack_unit(targets[w]);
+}
+
+// Prediction element i (flat, in this chunk).
+fn pred_at(i: u32) -> f32 {
+    return unit_elem(unpack_unit(preds[i / EPU]), i % EPU);
 }
 
 fn class_weight(j: u32) -> f32 {
@@ -103,6 +119,35 @@ fn scaled_grad(r: RowOut, row: RowCtx, j: u32, x: f32, t: f32, scale: f32) -> f3
         return r.loss;
     }
     return scale * row_grad(r, row, j, x, t);
+}
+
+// Pushes the row's elements of one unit; `at` = the unit's first element counted from the
+// row's first word, so element e is the row's element at + e − lead when that is in [0, C).
+fn push_unit(s: vec4<f32>, row: RowCtx, at: u32, lead: u32, x: Unit, t: Unit) -> vec4<f32> {
+    var r = s;
+    for (var e = 0u; e < EPU; e = e + 1u) {
+        let k = at + e;
+        if (k >= lead && k - lead < params.cols) {
+            r = row_push(r, row, k - lead, unit_elem(x, e), unit_elem(t, e));
+        }
+    }
+    return r;
+}
+
+// Writes the gradient of the row's elements of unit (word) `w`: zeros for a skipped row.
+fn grad_unit(out: RowOut, row: RowCtx, w: u32, at: u32, lead: u32, x: Unit, t: Unit, scale: f32, skip: bool) {
+    var g = unit_zero();
+    var ok = vec2<bool>(false);
+    for (var e = 0u; e < EPU; e = e + 1u) {
+        let k = at + e;
+        if (k >= lead && k - lead < params.cols) {
+            ok[e] = true;
+            if (!skip) {
+                g = unit_with(g, e, scaled_grad(out, row, k - lead, unit_elem(x, e), unit_elem(t, e), scale));
+            }
+        }
+    }
+    write_grad(w, g, ok);
 }
 
 @compute @workgroup_size(WG)
@@ -129,29 +174,36 @@ fn main(lane: Lane, @builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgrou
             }
         }
 
-        // Statistics: the first ROW_REGS elements of this lane stay in registers.
+        // The row's units: words w0 .. w0 + units − 1; element e of unit q is the row's
+        // element q·EPU + e − lead, where lead (0 or 1) is how far into its first word the row
+        // starts. Elements outside [0, C) belong to the neighbouring rows.
+        let lead = row.start % EPU;
+        let w0 = row.start / EPU;
+        let units = (lead + cols + EPU - 1u) / EPU;
+
+        // Statistics: the first UNIT_REGS units of this lane stay in registers.
         var s = row_identity();
-        var xs: array<f32, ROW_REGS>;
-        var ts: array<f32, ROW_REGS>;
+        var xs: array<Unit, UNIT_REGS>;
+        var ts: array<Unit, UNIT_REGS>;
         // A constant trip bound (so compilers can unroll into registers), ended early where a
-        // lane owns fewer elements.
-        let held = min(ROW_REGS, (cols + group - 1u) / group);
-        for (var k = 0u; k < ROW_REGS; k = k + 1u) {
+        // lane owns fewer units.
+        let held = min(UNIT_REGS, (units + group - 1u) / group);
+        for (var k = 0u; k < UNIT_REGS; k = k + 1u) {
             if (k >= held) {
                 break;
             }
-            let j = lig + k * group;
-            if (!skip && j < cols) {
-                let x = preds[row.start + j];
-                let t = target_at(row.start + j);
+            let q = lig + k * group;
+            if (!skip && q < units) {
+                let x = unpack_unit(preds[w0 + q]);
+                let t = target_unit(w0 + q);
                 xs[k] = x;
                 ts[k] = t;
-                s = row_push(s, row, j, x, t);
+                s = push_unit(s, row, q * EPU, lead, x, t);
             }
         }
-        // The rest of a long row; trips ≤ cols / group ≤ 16 384 (checked by the host).
-        for (var j = lig + ROW_REGS * group; !skip && j < cols; j = j + group) {
-            s = row_push(s, row, j, preds[row.start + j], target_at(row.start + j));
+        // The rest of a long row; trips ≤ units / group ≤ 16 384 (checked by the host).
+        for (var q = lig + UNIT_REGS * group; !skip && q < units; q = q + group) {
+            s = push_unit(s, row, q * EPU, lead, unpack_unit(preds[w0 + q]), target_unit(w0 + q));
         }
 
         // Combine the group's statistics: a fixed-order tree, so the same bits every run.
@@ -177,25 +229,17 @@ fn main(lane: Lane, @builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgrou
             if ((params.flags & FLAG_UPSTREAM_ARRAY) != 0u) {
                 scale = scale * upstream[r];
             }
-            for (var k = 0u; k < ROW_REGS; k = k + 1u) {
+            for (var k = 0u; k < UNIT_REGS; k = k + 1u) {
                 if (k >= held) {
                     break;
                 }
-                let j = lig + k * group;
-                if (j < cols) {
-                    var d = 0.0;
-                    if (!skip) {
-                        d = scaled_grad(out, row, j, xs[k], ts[k], scale);
-                    }
-                    grad[row.start + j] = d;
+                let q = lig + k * group;
+                if (q < units) {
+                    grad_unit(out, row, w0 + q, q * EPU, lead, xs[k], ts[k], scale, skip);
                 }
             }
-            for (var j = lig + ROW_REGS * group; j < cols; j = j + group) {
-                var d = 0.0;
-                if (!skip) {
-                    d = scaled_grad(out, row, j, preds[row.start + j], target_at(row.start + j), scale);
-                }
-                grad[row.start + j] = d;
+            for (var q = lig + UNIT_REGS * group; q < units; q = q + group) {
+                grad_unit(out, row, w0 + q, q * EPU, lead, unpack_unit(preds[w0 + q]), target_unit(w0 + q), scale, skip);
             }
         }
         if (live && lig == 0u) {

@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
 
 use crate::error::{Error, Result};
-use crate::kernels::{Access, ENTRY_POINT, Kernel, ReduceFlavor, Slot};
+use crate::kernels::{Access, ENTRY_POINT, Io, Kernel, ReduceFlavor, Slot};
 
 use super::pool::BufferPool;
 
@@ -50,8 +50,10 @@ pub struct GpuContext {
     info: wgpu::AdapterInfo,
     pub(crate) limits: wgpu::Limits,
     flavor: ReduceFlavor,
+    /// Whether WGSL's `pack2x16float`/`unpack2x16float` can be used (f16 storage).
+    f16_storage: bool,
     pub(crate) max_chunk_elements: usize,
-    pipelines: Mutex<HashMap<Kernel, Arc<KernelPipeline>>>,
+    pipelines: Mutex<HashMap<(Kernel, Io), Arc<KernelPipeline>>>,
     dummies: HashMap<Slot, wgpu::Buffer>,
     pub(crate) pool: BufferPool,
 }
@@ -142,11 +144,17 @@ impl GpuContext {
         let adapter = adapters.swap_remove(0);
         let use_subgroups =
             options.subgroups && adapter.features().contains(wgpu::Features::SUBGROUP);
-        let required_features = if use_subgroups {
+        let mut required_features = if use_subgroups {
             wgpu::Features::SUBGROUP
         } else {
             wgpu::Features::empty()
         };
+        // Mesa's Vulkan drivers convert f16 (pack2x16float, used by f16 storage) only with it.
+        required_features |= adapter.features() & wgpu::Features::SHADER_F16;
+        let f16_storage = adapter
+            .get_downlevel_capabilities()
+            .flags
+            .contains(wgpu::DownlevelFlags::SHADER_F16_IN_F32);
         let (device, queue) = adapter
             .request_device(&wgpu::DeviceDescriptor {
                 label: Some("wgpu-loss device"),
@@ -165,6 +173,7 @@ impl GpuContext {
             device,
             queue,
             Some(adapter.get_info()),
+            Some(f16_storage),
             &options,
         ))
     }
@@ -173,17 +182,31 @@ impl GpuContext {
     /// reductions use subgroup operations if the device was created with
     /// `Features::SUBGROUP` and `options.subgroups` is set. The caller's uncaptured-error
     /// handler is left alone; this crate's calls capture their own errors.
+    ///
+    /// f16 storage ([`crate::Dtype::F16`]) is taken as available when the device has
+    /// `Features::SHADER_F16`, or runs on Vulkan, Metal or DX12 outside Mesa's drivers (which
+    /// need that feature for f16 conversions); see [`GpuContext::supports_f16`].
     pub fn from_device(device: wgpu::Device, queue: wgpu::Queue, options: ContextOptions) -> Self {
-        Self::build(device, queue, None, &options)
+        Self::build(device, queue, None, None, &options)
     }
 
     fn build(
         device: wgpu::Device,
         queue: wgpu::Queue,
         info: Option<wgpu::AdapterInfo>,
+        f16_storage: Option<bool>,
         options: &ContextOptions,
     ) -> Self {
         let info = info.unwrap_or_else(|| device.adapter_info());
+        let f16_storage = f16_storage.unwrap_or_else(|| {
+            let mesa = [&info.name, &info.driver, &info.driver_info]
+                .iter()
+                .any(|s| {
+                    s.to_lowercase().contains("mesa") || s.to_lowercase().contains("llvmpipe")
+                });
+            device.features().contains(wgpu::Features::SHADER_F16)
+                || (info.backend != wgpu::Backend::Gl && !mesa)
+        });
         let limits = device.limits();
         let flavor = if options.subgroups && device.features().contains(wgpu::Features::SUBGROUP) {
             ReduceFlavor::Subgroup
@@ -227,6 +250,7 @@ impl GpuContext {
             info,
             limits,
             flavor,
+            f16_storage,
             max_chunk_elements,
             pipelines: Mutex::new(HashMap::new()),
             dummies,
@@ -265,6 +289,12 @@ impl GpuContext {
         )
     }
 
+    /// Whether f16 storage ([`crate::Dtype::F16`]) works here: WGSL's `pack2x16float` and
+    /// `unpack2x16float` (wgpu's `DownlevelFlags::SHADER_F16_IN_F32`). bf16 needs nothing.
+    pub fn supports_f16(&self) -> bool {
+        self.f16_storage
+    }
+
     /// Whether the reductions use subgroup operations.
     pub fn uses_subgroups(&self) -> bool {
         self.flavor == ReduceFlavor::Subgroup
@@ -284,13 +314,20 @@ impl GpuContext {
         &self.dummies[&slot]
     }
 
-    /// The pipeline of `kernel`, built on first use and kept.
+    /// The pipeline of `kernel` on f32 storage, built on first use and kept.
     pub(crate) fn pipeline(&self, kernel: Kernel) -> Result<Arc<KernelPipeline>> {
+        self.pipeline_io(kernel, Io::F32)
+    }
+
+    /// The pipeline of `kernel` for the storage `io` (ignored by kernels that do not take
+    /// it), built on first use and kept.
+    pub(crate) fn pipeline_io(&self, kernel: Kernel, io: Io) -> Result<Arc<KernelPipeline>> {
+        let io = if kernel.takes_io() { io } else { Io::F32 };
         let mut cache = self
             .pipelines
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
-        if let Some(p) = cache.get(&kernel) {
+        if let Some(p) = cache.get(&(kernel, io)) {
             return Ok(Arc::clone(p));
         }
         let storage = kernel
@@ -306,12 +343,21 @@ impl GpuContext {
             });
         }
         let scope = self.device.push_error_scope(wgpu::ErrorFilter::Validation);
-        let label = format!("wgpu-loss {}", kernel.name());
+        let label = if io == Io::F32 {
+            format!("wgpu-loss {}", kernel.name())
+        } else {
+            format!(
+                "wgpu-loss {} ({} in, {} grad)",
+                kernel.name(),
+                io.input.name(),
+                io.grad.name()
+            )
+        };
         let module = self
             .device
             .create_shader_module(wgpu::ShaderModuleDescriptor {
                 label: Some(&label),
-                source: wgpu::ShaderSource::Wgsl(kernel.source(self.flavor).into()),
+                source: wgpu::ShaderSource::Wgsl(kernel.source_io(self.flavor, io).into()),
             });
         let entries: Vec<wgpu::BindGroupLayoutEntry> = kernel
             .bindings()
@@ -355,13 +401,10 @@ impl GpuContext {
                 cache: None,
             });
         if let Some(e) = pollster::block_on(scope.pop()) {
-            return Err(Error::Gpu(format!(
-                "building the {} pipeline: {e}",
-                kernel.name()
-            )));
+            return Err(Error::Gpu(format!("building the {label} pipeline: {e}")));
         }
         let p = Arc::new(KernelPipeline { pipeline, layout });
-        cache.insert(kernel, Arc::clone(&p));
+        cache.insert((kernel, io), Arc::clone(&p));
         Ok(p)
     }
 }

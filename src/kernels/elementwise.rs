@@ -15,7 +15,7 @@ use super::staging::{
     Bound, Dispatch, ScratchKind, Taken, bind_group, contiguous, encode_dispatches, first_row,
     or_dummy,
 };
-use super::{Kernel, Slot, WORKGROUP_SIZE};
+use super::{Io, Kernel, Slot, WORKGROUP_SIZE};
 use crate::error::{Error, Result};
 use crate::gpu::{GpuContext, KernelPipeline};
 use crate::loss::{Loss, LossArgs, LossOutput, Reduction, Upstream};
@@ -145,6 +145,8 @@ pub(crate) struct EwSpec {
     pub upstream_array: bool,
     pub g: f32,
     pub want_grad: bool,
+    /// How p, t and the gradient are stored.
+    pub io: Io,
 }
 
 /// One chunk of at most one storage binding of elements.
@@ -207,9 +209,20 @@ impl EwPlan {
         let mut chunks = Vec::with_capacity(n.div_ceil(chunk_elems));
         let mut partials = 0u64;
         let mut base = 0;
+        let per_word = spec.io.input.per_word();
+        if per_word > 1 && n > chunk_elems {
+            // 16-bit storage is bound whole (the resident API): a chunk boundary could fall
+            // inside a word.
+            return Err(Error::DeviceLimit {
+                what: "16-bit elements bound at once",
+                needed: n as u64,
+                limit: chunk_elems as u64,
+            });
+        }
         while base < n {
             let len = chunk_elems.min(n - base);
-            let workgroups = workgroups_for(len as u32, max_dim)?;
+            // One invocation per unit (word) of the chunk.
+            let workgroups = workgroups_for(len.div_ceil(per_word) as u32, max_dim)?;
             chunks.push(EwChunk {
                 base,
                 len,
@@ -282,7 +295,7 @@ impl EwPlan {
             },
         ));
         Ok(EwPlan {
-            ew_pipe: ctx.pipeline(kernel)?,
+            ew_pipe: ctx.pipeline_io(kernel, spec.io)?,
             fin_pipe: (spec.reduction != Reduction::None)
                 .then(|| ctx.pipeline(Kernel::ReducePartials))
                 .transpose()?,
@@ -435,6 +448,7 @@ pub(crate) fn run(ctx: &GpuContext, loss: &Loss, args: &LossArgs<'_>) -> Result<
             _ => 1.0,
         },
         want_grad: args.want_grad,
+        io: Io::F32,
     };
     let plan = EwPlan::new(ctx, spec, chunk)?;
     let reduce_value = args.reduction != Reduction::None;

@@ -3,9 +3,10 @@
 //!
 //! A kernel's source is composed from pieces, because WGSL has no `#include`:
 //! a reduction prelude ([`ReduceFlavor`]: `shaders/common/reduce.wgsl` or
-//! `shaders/common/reduce_subgroup.wgsl`), then [`Kernel::parts`]. `tests/shaders.rs` validates
-//! every composition with naga, without a GPU, and checks it against [`WORKGROUP_SIZE`],
-//! [`ENTRY_POINT`] and [`Kernel::bindings`].
+//! `shaders/common/reduce_subgroup.wgsl`), for the loss kernels the storage of their arrays
+//! ([`Io`]: `shaders/common/io_{f32,f16,bf16}.wgsl` and `shaders/common/grad_{f32,packed}.wgsl`),
+//! then [`Kernel::parts`]. `tests/shaders.rs` validates every composition with naga, without a
+//! GPU, and checks it against [`WORKGROUP_SIZE`], [`ENTRY_POINT`] and [`Kernel::bindings`].
 
 pub(crate) mod copy;
 pub(crate) mod elementwise;
@@ -29,6 +30,16 @@ pub mod source {
     pub const REDUCE: &str = include_str!("../../shaders/common/reduce.wgsl");
     /// `shaders/common/reduce_subgroup.wgsl`: workgroup sum through subgroup operations.
     pub const REDUCE_SUBGROUP: &str = include_str!("../../shaders/common/reduce_subgroup.wgsl");
+    /// `shaders/common/io_f32.wgsl`: f32 prediction and target storage.
+    pub const IO_F32: &str = include_str!("../../shaders/common/io_f32.wgsl");
+    /// `shaders/common/io_f16.wgsl`: f16 prediction and target storage (packed pairs).
+    pub const IO_F16: &str = include_str!("../../shaders/common/io_f16.wgsl");
+    /// `shaders/common/io_bf16.wgsl`: bf16 prediction and target storage (packed pairs).
+    pub const IO_BF16: &str = include_str!("../../shaders/common/io_bf16.wgsl");
+    /// `shaders/common/grad_f32.wgsl`: an f32 gradient.
+    pub const GRAD_F32: &str = include_str!("../../shaders/common/grad_f32.wgsl");
+    /// `shaders/common/grad_packed.wgsl`: a gradient stored like a 16-bit input.
+    pub const GRAD_PACKED: &str = include_str!("../../shaders/common/grad_packed.wgsl");
     /// `shaders/common/elementwise.wgsl`: the driver of the elementwise family.
     pub const ELEMENTWISE: &str = include_str!("../../shaders/common/elementwise.wgsl");
     /// `shaders/common/weight.wgsl`: the optional per-element weight of the BCE kernels.
@@ -81,6 +92,167 @@ impl ReduceFlavor {
                 "shaders/common/reduce_subgroup.wgsl",
                 source::REDUCE_SUBGROUP,
             ),
+        }
+    }
+}
+
+/// How the elements of a prediction, dense target or gradient array are stored.
+///
+/// 16-bit types are stored as in a `[half::f16]` / `[half::bf16]` array: two elements per
+/// 32-bit word, element `2k` in the low half of word `k`. A buffer of `n` such elements
+/// therefore spans `⌈n / 2⌉` words ([`Dtype::bytes`]); for odd `n` the upper half of the last
+/// word is padding, never read as data and never written. The kernels widen to f32, compute
+/// and accumulate in f32, and round once when they store a 16-bit gradient.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum Dtype {
+    /// IEEE binary32.
+    #[default]
+    F32,
+    /// IEEE binary16: 11 significant bits, largest finite 65504. Converted with WGSL's core
+    /// `pack2x16float`/`unpack2x16float`, so no `SHADER_F16` feature is needed.
+    F16,
+    /// bfloat16, the top half of an f32: 8 significant bits, the f32 range. Rounded to
+    /// nearest even by the kernels' own integer code (the same bits on every device).
+    Bf16,
+}
+
+impl Dtype {
+    /// Elements stored per 32-bit word.
+    pub fn per_word(self) -> usize {
+        match self {
+            Dtype::F32 => 1,
+            Dtype::F16 | Dtype::Bf16 => 2,
+        }
+    }
+
+    /// Bytes that hold `n` elements: `4 · ⌈n / per_word⌉` (a whole number of words, as storage
+    /// bindings need).
+    pub fn bytes(self, n: usize) -> u64 {
+        4 * n.div_ceil(self.per_word()) as u64
+    }
+
+    /// A short name: `"f32"`, `"f16"`, `"bf16"`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Dtype::F32 => "f32",
+            Dtype::F16 => "f16",
+            Dtype::Bf16 => "bf16",
+        }
+    }
+
+    /// `values` rounded to this type (nearest, ties to even; `half`'s conversions) and packed
+    /// into the words a buffer of it holds: `⌈n / per_word⌉` words, the padding half zero.
+    /// Upload these (`bytemuck::cast_slice`) to fill a prediction or target buffer.
+    pub fn pack(self, values: &[f32]) -> Vec<u32> {
+        match self {
+            Dtype::F32 => values.iter().map(|v| v.to_bits()).collect(),
+            Dtype::F16 => pack_pairs(values, |v| half::f16::from_f32(v).to_bits()),
+            Dtype::Bf16 => pack_pairs(values, |v| half::bf16::from_f32(v).to_bits()),
+        }
+    }
+
+    /// The first `n` elements of `words` (a buffer of this type read back), widened to f32.
+    ///
+    /// # Panics
+    /// If `words` holds fewer than `n` elements.
+    pub fn unpack(self, words: &[u32], n: usize) -> Vec<f32> {
+        assert!(
+            words.len() * self.per_word() >= n,
+            "{} words hold fewer than {n} {} elements",
+            words.len(),
+            self.name()
+        );
+        let half_at = |k: usize| (words[k / 2] >> (16 * (k % 2))) as u16;
+        match self {
+            Dtype::F32 => words[..n].iter().map(|&w| f32::from_bits(w)).collect(),
+            Dtype::F16 => (0..n)
+                .map(|k| half::f16::from_bits(half_at(k)).to_f32())
+                .collect(),
+            Dtype::Bf16 => (0..n)
+                .map(|k| half::bf16::from_bits(half_at(k)).to_f32())
+                .collect(),
+        }
+    }
+
+    /// `v` rounded to this type and widened back (what a buffer of it would hold).
+    pub fn round(self, v: f32) -> f32 {
+        match self {
+            Dtype::F32 => v,
+            Dtype::F16 => half::f16::from_f32(v).to_f32(),
+            Dtype::Bf16 => half::bf16::from_f32(v).to_f32(),
+        }
+    }
+
+    /// The storage prelude's file and text (`shaders/common/io_*.wgsl`).
+    pub fn prelude(self) -> (&'static str, &'static str) {
+        match self {
+            Dtype::F32 => ("shaders/common/io_f32.wgsl", source::IO_F32),
+            Dtype::F16 => ("shaders/common/io_f16.wgsl", source::IO_F16),
+            Dtype::Bf16 => ("shaders/common/io_bf16.wgsl", source::IO_BF16),
+        }
+    }
+}
+
+/// 16-bit values packed two to a word, element 2k in the low half of word k.
+fn pack_pairs(values: &[f32], bits: impl Fn(f32) -> u16) -> Vec<u32> {
+    values
+        .chunks(2)
+        .map(|p| u32::from(bits(p[0])) | p.get(1).map_or(0, |&v| u32::from(bits(v)) << 16))
+        .collect()
+}
+
+/// The storage of a loss kernel's arrays: prediction and dense target in `input`, the
+/// gradient in `grad` (either `input` or [`Dtype::F32`]). Everything else (class indices,
+/// weights, upstream gradients, losses, the value) is 32-bit.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct Io {
+    /// Prediction and dense target.
+    pub input: Dtype,
+    /// Gradient.
+    pub grad: Dtype,
+}
+
+impl Io {
+    /// Everything f32.
+    pub const F32: Io = Io {
+        input: Dtype::F32,
+        grad: Dtype::F32,
+    };
+
+    /// Every storage combination the kernels are built for: the gradient as the input, or f32.
+    pub const ALL: [Io; 5] = [
+        Io::F32,
+        Io::same(Dtype::F16),
+        Io {
+            input: Dtype::F16,
+            grad: Dtype::F32,
+        },
+        Io::same(Dtype::Bf16),
+        Io {
+            input: Dtype::Bf16,
+            grad: Dtype::F32,
+        },
+    ];
+
+    /// Input and gradient both of `dtype`.
+    pub const fn same(dtype: Dtype) -> Io {
+        Io {
+            input: dtype,
+            grad: dtype,
+        }
+    }
+
+    /// Whether the kernels are built for this combination (`grad` is `input` or f32).
+    pub fn is_supported(self) -> bool {
+        self.grad == self.input || self.grad == Dtype::F32
+    }
+
+    /// The gradient-store prelude's file and text (`shaders/common/grad_*.wgsl`).
+    pub fn grad_prelude(self) -> (&'static str, &'static str) {
+        if self.grad == Dtype::F32 {
+            ("shaders/common/grad_f32.wgsl", source::GRAD_F32)
+        } else {
+            ("shaders/common/grad_packed.wgsl", source::GRAD_PACKED)
         }
     }
 }
@@ -345,10 +517,43 @@ impl Kernel {
         }
     }
 
-    /// The full WGSL source with the given reduction prelude.
+    /// Whether the kernel reads predictions and targets and writes a gradient, and so is
+    /// built for each [`Io`]; the others ignore it.
+    pub fn takes_io(self) -> bool {
+        matches!(
+            self,
+            Kernel::Mse
+                | Kernel::Mae
+                | Kernel::Huber
+                | Kernel::Bce
+                | Kernel::BceWithLogits
+                | Kernel::CategoricalCrossEntropy
+                | Kernel::SoftmaxCrossEntropy
+                | Kernel::CosineProximity
+        )
+    }
+
+    /// The full WGSL source with the given reduction prelude, for f32 storage.
     pub fn source(self, flavor: ReduceFlavor) -> String {
+        self.source_io(flavor, Io::F32)
+    }
+
+    /// The files composed for `io`, after the reduction prelude: the storage preludes (loss
+    /// kernels only), then [`Kernel::parts`].
+    pub fn files(self, io: Io) -> Vec<(&'static str, &'static str)> {
+        let mut v = Vec::new();
+        if self.takes_io() {
+            v.push(io.input.prelude());
+            v.push(io.grad_prelude());
+        }
+        v.extend_from_slice(self.parts());
+        v
+    }
+
+    /// The full WGSL source with the given reduction prelude and storage.
+    pub fn source_io(self, flavor: ReduceFlavor, io: Io) -> String {
         let mut s = String::from(flavor.prelude().1);
-        for (_, text) in self.parts() {
+        for (_, text) in self.files(io) {
             s.push('\n');
             s.push_str(text);
         }

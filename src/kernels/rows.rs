@@ -21,7 +21,7 @@ use super::staging::{
     Bound, Dispatch, ScratchKind, Taken, bind_group, contiguous, encode_dispatches, first_row,
     or_dummy,
 };
-use super::{Kernel, Slot, WORKGROUP_SIZE};
+use super::{Io, Kernel, Slot, WORKGROUP_SIZE};
 use crate::error::{Error, Result};
 use crate::gpu::{GpuContext, KernelPipeline};
 use crate::loss::{Loss, LossArgs, LossOutput, Reduction, Target, Upstream};
@@ -145,6 +145,8 @@ pub(crate) struct RowSpec {
     pub want_grad: bool,
     /// The value the kernels compare class indices with to ignore them.
     pub gpu_ignore: i32,
+    /// How p, dense t and the gradient are stored.
+    pub io: Io,
 }
 
 /// A row-wise call planned: chunks, workgroups, parameter blocks and pipelines. Built once per
@@ -212,8 +214,21 @@ impl RowPlan {
                 limit: u64::from(u32::MAX) - 1,
             });
         }
-        let group = group_for(cols);
-        let lane_trips = cols.div_ceil(group as usize) as u64;
+        let per_word = spec.io.input.per_word();
+        if per_word > 1 && b * cols > chunk_elems {
+            // 16-bit storage is bound whole (the resident API): a chunk boundary could fall
+            // inside a word.
+            return Err(Error::DeviceLimit {
+                what: "16-bit elements bound at once",
+                needed: (b * cols) as u64,
+                limit: chunk_elems as u64,
+            });
+        }
+        // Lanes own whole words: a row spans at most ⌈(C + per_word − 1) / per_word⌉ of them
+        // (a row may start inside a word).
+        let units = (cols + per_word - 1).div_ceil(per_word);
+        let group = group_for(units * per_word);
+        let lane_trips = units.div_ceil(group as usize) as u64;
         if lane_trips > MAX_LOOP_TRIPS {
             return Err(Error::DeviceLimit {
                 what: "loop trips per lane over one row",
@@ -372,7 +387,7 @@ impl RowPlan {
         );
 
         Ok(RowPlan {
-            row_pipe: ctx.pipeline(kernel)?,
+            row_pipe: ctx.pipeline_io(kernel, spec.io)?,
             count_pipe: spec
                 .classes
                 .then(|| ctx.pipeline(Kernel::ClassCount))
@@ -586,6 +601,7 @@ pub(crate) fn run(ctx: &GpuContext, loss: &Loss, args: &LossArgs<'_>) -> Result<
         },
         want_grad: args.want_grad,
         gpu_ignore,
+        io: Io::F32,
     };
     let plan = RowPlan::new(ctx, spec, ctx.max_chunk_elements)?;
     let reduce_value = args.reduction != Reduction::None;

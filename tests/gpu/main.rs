@@ -16,6 +16,7 @@ mod cosine_proximity;
 mod determinism;
 mod edges;
 mod errors;
+mod half;
 mod huber;
 mod mae;
 mod mse;
