@@ -43,6 +43,7 @@
 use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc;
 use std::task::{Context, Poll};
@@ -51,8 +52,8 @@ use crate::error::{Error, Result};
 use crate::gpu::GpuContext;
 use crate::kernels::elementwise::{BroadcastPlan, EwChunkBufs, EwPlan, EwScratch, EwSpec};
 use crate::kernels::rows::{RowChunkBufs, RowPlan, RowScratch, RowSpec};
-use crate::kernels::staging::{Bound, Dispatch, ScratchKind, first_row};
-use crate::kernels::{Dtype, Io};
+use crate::kernels::staging::{Bound, Dispatch, ScratchKind, bind_group, dispatch_into, first_row};
+use crate::kernels::{Dtype, Io, Kernel};
 use crate::loss::{Loss, Reduction};
 
 /// An array in a caller's buffer, starting at byte `offset`: 32-bit elements, or 16-bit ones
@@ -310,6 +311,8 @@ pub struct ResidentLoss {
     plan: Planned,
     scratch: Vec<(ScratchKind, wgpu::Buffer)>,
     cache: HashMap<BufferKey, Vec<Dispatch>>,
+    /// Zeroing dispatches of the atomics, for `record_in_pass` (built on its first use).
+    clear_dispatches: Option<Vec<Dispatch>>,
     allocations: usize,
 }
 
@@ -530,6 +533,7 @@ impl GpuContext {
             plan,
             scratch,
             cache: HashMap::new(),
+            clear_dispatches: None,
             allocations,
         };
         r.write_constants(&self.queue)?;
@@ -687,6 +691,57 @@ impl ResidentLoss {
         encoder: &mut wgpu::CommandEncoder,
         bufs: &ResidentBuffers<'_>,
     ) -> Result<()> {
+        let key = self.bind_step(ctx, bufs)?;
+        let dispatches = self.cache.get(&key).ok_or_else(Self::missing_scratch)?;
+        match &self.plan {
+            Planned::Rows(p) => p.encode(encoder, &self.row_scratch(None, None)?, dispatches),
+            Planned::Elementwise(p) => p.encode(encoder, &self.ew_scratch(None)?, dispatches),
+        }
+        Ok(())
+    }
+
+    /// As [`ResidentLoss::record`], into a compute pass the caller has open (between its own
+    /// forward and backward dispatches, say). The loss's atomics are zeroed by a first
+    /// one-workgroup dispatch instead of `clear_buffer` (which a pass cannot hold); wgpu orders
+    /// the dispatches of a pass. The pass's pipeline and bind group 0 are left set to the
+    /// loss's last dispatch: set yours again before your next dispatch.
+    ///
+    /// # Errors
+    /// As [`ResidentLoss::record`].
+    pub fn record_in_pass(
+        &mut self,
+        ctx: &GpuContext,
+        pass: &mut wgpu::ComputePass<'_>,
+        bufs: &ResidentBuffers<'_>,
+    ) -> Result<()> {
+        let key = self.bind_step(ctx, bufs)?;
+        if self.clear_dispatches.is_none() {
+            let pipe = ctx.pipeline(Kernel::ClearWords)?;
+            let clears: Vec<Dispatch> = self
+                .scratch
+                .iter()
+                .filter(|(k, _)| matches!(k, ScratchKind::Stats | ScratchKind::DomainError))
+                .map(|(_, buf)| Dispatch {
+                    pipeline: Arc::clone(&pipe),
+                    group: bind_group(ctx, Kernel::ClearWords, &pipe.layout, &|_| {
+                        buf.as_entire_binding()
+                    }),
+                    workgroups: 1,
+                })
+                .collect();
+            self.allocations += clears.len();
+            self.clear_dispatches = Some(clears);
+        }
+        if let Some(clears) = &self.clear_dispatches {
+            dispatch_into(pass, clears);
+        }
+        let dispatches = self.cache.get(&key).ok_or_else(Self::missing_scratch)?;
+        dispatch_into(pass, dispatches);
+        Ok(())
+    }
+
+    /// Validates `bufs` and makes sure their bind groups are cached; returns their key.
+    fn bind_step(&mut self, ctx: &GpuContext, bufs: &ResidentBuffers<'_>) -> Result<BufferKey> {
         let (b, c) = (self.rows, self.cols);
         let n = b * c;
         let spec = &self.spec;
@@ -770,12 +825,7 @@ impl ResidentLoss {
             self.allocations += dispatches.len();
             self.cache.insert(key.clone(), dispatches);
         }
-        let dispatches = self.cache.get(&key).ok_or_else(Self::missing_scratch)?;
-        match &self.plan {
-            Planned::Rows(p) => p.encode(encoder, &self.row_scratch(None, None)?, dispatches),
-            Planned::Elementwise(p) => p.encode(encoder, &self.ew_scratch(None)?, dispatches),
-        }
-        Ok(())
+        Ok(key)
     }
 
     /// Reads back what the last submitted step found: rows counted, and the first row with an

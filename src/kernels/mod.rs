@@ -70,6 +70,8 @@ pub mod source {
     pub const ROW_DIVISOR: &str = include_str!("../../shaders/row_divisor.wgsl");
     /// `shaders/reduce_partials.wgsl`: the second pass of every reduction.
     pub const REDUCE_PARTIALS: &str = include_str!("../../shaders/reduce_partials.wgsl");
+    /// `shaders/clear_words.wgsl`: zeroes a step's atomics inside a compute pass.
+    pub const CLEAR_WORDS: &str = include_str!("../../shaders/clear_words.wgsl");
     /// `shaders/copy.wgsl`: a vec4 copy, the bandwidth ceiling of `wgpu-loss bench`.
     pub const COPY: &str = include_str!("../../shaders/copy.wgsl");
 }
@@ -284,6 +286,8 @@ pub enum Kernel {
     RowDivisor,
     /// Copies a buffer (vec4 at a time): the adapter's bandwidth ceiling for benchmarks.
     Copy,
+    /// Zeroes a step's atomics inside a compute pass (`ResidentLoss::record_in_pass`).
+    ClearWords,
 }
 
 /// What a binding holds; the host fills each slot with a buffer.
@@ -316,6 +320,8 @@ pub enum Slot {
     Norm,
     /// `[2]` atomics of the class pre-pass: first out-of-range row (min), rows counted (sum).
     ClassStats,
+    /// Words zeroed by `ClearWords` (a step's atomics).
+    Atomics,
 }
 
 /// How a binding is declared in WGSL.
@@ -422,6 +428,7 @@ const COPY_BINDINGS: [Binding; 3] = [
     b(1, Slot::Pred, Access::Read),
     b(2, Slot::Grad, Access::ReadWrite),
 ];
+const CLEAR_WORDS_BINDINGS: [Binding; 1] = [b(0, Slot::Atomics, Access::ReadWrite)];
 const ROW_DIVISOR_BINDINGS: [Binding; 3] = [
     b(0, Slot::Params, Access::Uniform),
     b(1, Slot::Partials, Access::Read),
@@ -430,7 +437,7 @@ const ROW_DIVISOR_BINDINGS: [Binding; 3] = [
 
 impl Kernel {
     /// Every kernel.
-    pub const ALL: [Kernel; 12] = [
+    pub const ALL: [Kernel; 13] = [
         Kernel::Mse,
         Kernel::Mae,
         Kernel::Huber,
@@ -443,6 +450,7 @@ impl Kernel {
         Kernel::ClassCount,
         Kernel::RowDivisor,
         Kernel::Copy,
+        Kernel::ClearWords,
     ];
 
     /// The kernel that computes `loss`.
@@ -474,6 +482,7 @@ impl Kernel {
             Kernel::ClassCount => "class_count",
             Kernel::RowDivisor => "row_divisor",
             Kernel::Copy => "copy",
+            Kernel::ClearWords => "clear_words",
         }
     }
 
@@ -514,6 +523,7 @@ impl Kernel {
             Kernel::ClassCount => &[("shaders/class_count.wgsl", source::CLASS_COUNT)],
             Kernel::RowDivisor => &[("shaders/row_divisor.wgsl", source::ROW_DIVISOR)],
             Kernel::Copy => &[("shaders/copy.wgsl", source::COPY)],
+            Kernel::ClearWords => &[("shaders/clear_words.wgsl", source::CLEAR_WORDS)],
         }
     }
 
@@ -572,6 +582,7 @@ impl Kernel {
             Kernel::ClassCount => &CLASS_COUNT_BINDINGS,
             Kernel::RowDivisor => &ROW_DIVISOR_BINDINGS,
             Kernel::Copy => &COPY_BINDINGS,
+            Kernel::ClearWords => &CLEAR_WORDS_BINDINGS,
         }
     }
 }

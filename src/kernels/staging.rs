@@ -193,6 +193,12 @@ pub(crate) fn encode_dispatches(
         label: Some(label),
         timestamp_writes: None,
     });
+    dispatch_into(&mut pass, dispatches);
+}
+
+/// Records `dispatches` in order into an open compute pass (its pipeline and bind group 0 are
+/// left set to the last dispatch's).
+pub(crate) fn dispatch_into(pass: &mut wgpu::ComputePass<'_>, dispatches: &[Dispatch]) {
     for d in dispatches {
         pass.set_pipeline(&d.pipeline.pipeline);
         pass.set_bind_group(0, &d.group, &[]);

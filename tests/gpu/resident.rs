@@ -635,3 +635,88 @@ fn value_read_in_the_step_encoder_and_awaited() {
     );
     ctx.queue().submit([encoder.finish()]);
 }
+
+/// `record_in_pass` (into a compute pass the caller holds open) gives the same bits as
+/// `record`, and zeroes the atomics itself: a step with an out-of-range class (softmax) or an
+/// out-of-domain probability (BCE) is reported, and the next, clean step reports nothing.
+#[test]
+#[cfg_attr(skip_gpu_tests, ignore)]
+fn record_in_pass_matches_record_and_clears_the_atomics() {
+    let ctx = ctx();
+    let (b, c) = (37usize, 29usize);
+    let x = logits(&[b, c], seed_for("in-pass/x"));
+    let good = class_rows(&[b], c, seed_for("in-pass/k"));
+    let mut bad: Vec<i32> = good.iter().map(|&k| k as i32).collect();
+    bad[11] = c as i32 + 5;
+    let good: Vec<i32> = good.iter().map(|&k| k as i32).collect();
+    let p = wgpu_loss::synthetic::uniform(&[b * c], 0.05, 0.95, seed_for("in-pass/p"));
+    let mut p_bad = slice(&p);
+    p_bad[123] = 1.5;
+    let t = wgpu_loss::synthetic::uniform(&[b * c], 0.0, 1.0, seed_for("in-pass/t"));
+
+    // (loss, spec, a step's (pred, target) with an offender, the same without)
+    type Inputs = (Vec<f32>, Vec<u32>);
+    let cases: Vec<(Loss, ResidentSpec, Inputs, Inputs)> = vec![
+        (
+            Loss::SOFTMAX_CROSS_ENTROPY,
+            ResidentSpec::new(&[b, c]).classes(),
+            (slice(&x), bytemuck::cast_slice(&bad).to_vec()),
+            (slice(&x), bytemuck::cast_slice(&good).to_vec()),
+        ),
+        (
+            Loss::Bce,
+            ResidentSpec::new(&[b * c]),
+            (p_bad, bytemuck::cast_slice(&slice(&t)).to_vec()),
+            (slice(&p), bytemuck::cast_slice(&slice(&t)).to_vec()),
+        ),
+    ];
+    for (loss, spec, (pred_bad, target_bad), (pred_ok, target_ok)) in cases {
+        let what = loss.name();
+        let n = b * c;
+        let grad = zeros(ctx, "grad", n);
+        let out = zeros(ctx, "out", 1);
+        let run = |r: &mut wgpu_loss::resident::ResidentLoss,
+                   pred: &[f32],
+                   target: &[u32],
+                   in_pass: bool| {
+            let pred = upload(ctx, "pred", pred);
+            let target = upload(ctx, "target", target);
+            let bufs = ResidentBuffers::new(&pred, &target, &out).grad(&grad);
+            let mut encoder = ctx.device().create_command_encoder(&Default::default());
+            if in_pass {
+                let mut pass = encoder.begin_compute_pass(&Default::default());
+                r.record_in_pass(ctx, &mut pass, &bufs)
+                    .expect("record in pass");
+            } else {
+                r.record(ctx, &mut encoder, &bufs).expect("record");
+            }
+            ctx.queue().submit([encoder.finish()]);
+            let status = r.status_blocking(ctx).expect("status");
+            let bits = |v: Vec<f32>| v.into_iter().map(f32::to_bits).collect::<Vec<u32>>();
+            (bits(read(ctx, &out, 1)), bits(read(ctx, &grad, n)), status)
+        };
+        let mut a = ctx.resident(&loss, spec.clone()).expect("plan");
+        let mut p = ctx.resident(&loss, spec.clone()).expect("plan");
+        let (_, _, s_bad) = run(&mut p, &pred_bad, &target_bad, true);
+        assert!(
+            s_bad.class_out_of_range == Some(11) || s_bad.out_of_domain == Some(123),
+            "{what}: the offender is reported in a pass: {s_bad:?}"
+        );
+        let allocations = p.allocations();
+        let (v_pass, g_pass, s_ok) = run(&mut p, &pred_ok, &target_ok, true);
+        assert_eq!(s_ok.class_out_of_range, None, "{what}: cleared in the pass");
+        assert_eq!(s_ok.out_of_domain, None, "{what}: cleared in the pass");
+        let (v_enc, g_enc, _) = run(&mut a, &pred_ok, &target_ok, false);
+        assert_eq!(v_pass, v_enc, "{what}: value bits, pass vs encoder");
+        assert_eq!(g_pass, g_enc, "{what}: gradient bits, pass vs encoder");
+        // New input buffers each step here, so bind groups are rebuilt; the zeroing dispatches
+        // are not (built once, on the first step in a pass).
+        let grew = p.allocations() - allocations;
+        let (_, _, _) = run(&mut p, &pred_ok, &target_ok, true);
+        assert_eq!(
+            p.allocations() - allocations - grew,
+            grew,
+            "{what}: one bind-group set per step"
+        );
+    }
+}
