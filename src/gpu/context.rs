@@ -142,11 +142,17 @@ impl GpuContext {
         let adapter = adapters.swap_remove(0);
         let use_subgroups =
             options.subgroups && adapter.features().contains(wgpu::Features::SUBGROUP);
-        let required_features = if use_subgroups {
+        let mut required_features = if use_subgroups {
             wgpu::Features::SUBGROUP
         } else {
             wgpu::Features::empty()
         };
+        // Timestamp queries let the benchmarks time kernels on the device's own clock
+        // (`gpu::GpuTimer`); requested only where the adapter has them, and nothing else
+        // depends on them.
+        if adapter.features().contains(wgpu::Features::TIMESTAMP_QUERY) {
+            required_features |= wgpu::Features::TIMESTAMP_QUERY;
+        }
         let (device, queue) = adapter
             .request_device(&wgpu::DeviceDescriptor {
                 label: Some("wgpu-loss device"),
@@ -263,6 +269,16 @@ impl GpuContext {
                 ""
             }
         )
+    }
+
+    /// Whether the device can write timestamp queries (`Features::TIMESTAMP_QUERY`), which
+    /// [`GpuTimer`](super::GpuTimer) uses to time kernels on the device's clock.
+    /// [`GpuContext::new`] requests them where the adapter has them; a context from
+    /// [`GpuContext::from_device`] has them if the caller's device was created with them.
+    pub fn has_timestamps(&self) -> bool {
+        self.device
+            .features()
+            .contains(wgpu::Features::TIMESTAMP_QUERY)
     }
 
     /// Whether the reductions use subgroup operations.
