@@ -2022,7 +2022,8 @@ fn bench_wall_clock_is_reported() {
         "stdout:\n{text}"
     );
     assert!(
-        text.contains("(wall-clock)"),
+        text.lines()
+            .any(|l| l.starts_with("ceilings") && l.contains("(wall-clock,")),
         "copy ceiling method:\n{text}"
     );
     let json: Value = serde_json::from_str(&fs::read_to_string(d.join("B.json")).unwrap())

@@ -11,7 +11,7 @@ use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use approx::assert_relative_eq;
-use wgpu_loss::gpu::{COPY_WORKGROUPS, GpuTimer, KernelStep, TimingMethod};
+use wgpu_loss::gpu::{COPY_VEC4S_PER_LANE, GpuTimer, KernelStep, TimingMethod};
 use wgpu_loss::{ContextOptions, Error, GpuContext, Loss, LossArgs, synthetic};
 
 /// No memory moves 100 TB/s: a duration implying more is a conversion error.
@@ -158,12 +158,12 @@ fn copy_kernel_reports_and_checks_its_grid() {
     };
     assert_eq!(timing.method, expected);
 
-    // One vec4 per lane up to COPY_WORKGROUPS workgroups: 2^18 floats are 256 workgroups.
+    // COPY_VEC4S_PER_LANE vec4s per lane of 256: 2^18 floats (2^16 vec4s) are 64 workgroups
+    // at 4 per lane; 4 floats are one workgroup.
     let copy = ctx.copy_kernel(1 << 18).expect("copy kernel");
-    assert_eq!(copy.workgroups(), 256);
+    assert_eq!(copy.workgroups(), (1 << 16) / (256 * COPY_VEC4S_PER_LANE));
     assert_eq!(copy.bytes_moved(), 2 * 4 * (1 << 18));
-    let big = ctx.copy_kernel(1 << 24).expect("copy kernel");
-    assert_eq!(big.workgroups(), COPY_WORKGROUPS.min(1 << 14));
+    assert_eq!(ctx.copy_kernel(4).expect("copy kernel").workgroups(), 1);
     let copy = copy.with_workgroups(16).expect("16 workgroups, 16 trips");
     assert_eq!(copy.workgroups(), 16);
     let copy = ctx.copy_kernel(1 << 18).expect("copy kernel");

@@ -18,8 +18,11 @@
 //!
 //! Throughput is the effective GB/s of the minimum traffic (4 bytes × (prediction + target +
 //! gradient elements); class-index targets count 4 bytes per row), and that as a percentage of
-//! the ceiling: the WGSL copy kernel for the GPU paths ([`GpuContext::copy_bandwidth`]'s
-//! kernel, one read and one write), a multi-threaded host `copy_from_slice` for the CPU paths.
+//! the ceiling: for the GPU paths the WGSL copy kernel ([`GpuContext::copy_kernel`], 64 MiB,
+//! one read and one write), timed once at the start and then again right before each timed
+//! kernel step, so each point's ceiling is the median of the copies interleaved with it (a
+//! shared machine's speed drifts by up to 2× over minutes; the pairs drift together); for the
+//! CPU paths a multi-threaded host `copy_from_slice`.
 //! For the kernel path, also the percentage of the bound of the passes it runs
 //! ([`KernelStep::pass_bytes`]: long rows are read twice) at the copy kernel's bandwidth.
 //! Ratios `A/B` say how many times faster `A` is than `B` (B's time over A's).
@@ -313,8 +316,7 @@ pub fn run(a: &BenchArgs) -> Result<(), Failure> {
     let scale = if a.quick { 4 } else { 1 };
     let copy_kernel = ctx.copy_kernel(GPU_COPY_ELEMENTS / scale)?;
     let copy = copy_kernel.time(&ctx, &mut timer, repeats.max(5))?;
-    drop(copy_kernel);
-    let gpu_ceiling = copy.gbps();
+    let start_ceiling = copy.gbps();
     bar.inc(1);
     bar.set_message("ceiling: host copy");
     let cpu_ceiling = host_copy_gbps(HOST_COPY_BYTES / scale, repeats.max(3));
@@ -324,10 +326,11 @@ pub fn run(a: &BenchArgs) -> Result<(), Failure> {
         println!("adapter: {adapter}");
         println!("host: {host}");
         println!(
-            "ceilings (one read + one write): copy kernel {gpu_ceiling:.2} GB/s over {} MiB on the adapter \
-             ({}); host copy_from_slice {cpu_ceiling:.2} GB/s over {} MiB",
+            "ceilings (one read + one write): copy kernel {start_ceiling:.2} GB/s over {} MiB on the adapter \
+             ({}, {} workgroups); host copy_from_slice {cpu_ceiling:.2} GB/s over {} MiB",
             (copy.bytes_moved / 2) >> 20,
             method.name(),
+            copy_kernel.workgroups(),
             (HOST_COPY_BYTES / scale) >> 20
         );
         let period = timer
@@ -341,13 +344,16 @@ pub fn run(a: &BenchArgs) -> Result<(), Failure> {
         );
         println!(
             "GB/s counts the minimum traffic (4 B x (pred + target + grad), class targets 4 B per row); \
-             % copy: of the copy kernel; % pass: of the bound of the passes the kernels run (long rows \
-             are read twice); % host: of the host copy; A/B: how many times faster A is than B"
+             copy GB/s: the copy kernel timed alternately with each row's kernel steps (the machine's \
+             speed drifts), the ceiling of that row's % copy; % pass: of the bound of the passes the \
+             kernels run (long rows are read twice); % host: of the host copy; A/B: how many times \
+             faster A is than B"
         );
         println!(
-            "{:<16} {:>12} {:>9} {:>9} {:>6} {:>6} {:>9} {:>6} {:>9} {:>9} {:>6} {:>9} {:>8} {:>8} {:>8}",
+            "{:<16} {:>12} {:>9} {:>9} {:>9} {:>6} {:>6} {:>9} {:>6} {:>9} {:>9} {:>6} {:>9} {:>8} {:>8} {:>8}",
             "loss",
             "shape",
+            "copy GB/s",
             "kern ms",
             "kern GB/s",
             "% copy",
@@ -365,6 +371,7 @@ pub fn run(a: &BenchArgs) -> Result<(), Failure> {
     });
 
     let mut records: Vec<Record> = Vec::new();
+    let mut ceilings: Vec<f64> = Vec::new();
     for (k, (loss, shape)) in points.iter().enumerate() {
         let shape_s = shape
             .iter()
@@ -382,13 +389,22 @@ pub fn run(a: &BenchArgs) -> Result<(), Failure> {
         };
 
         bar.set_message(format!("{} {shape_s}: GPU kernels", loss.name()));
-        let (kern_t, bytes, pass_bytes) = {
+        // Each step is timed right after a copy-kernel dispatch: the pair sees the same
+        // machine, whose speed drifts (a shared host, a software adapter).
+        let (kern_t, bytes, pass_bytes, gpu_ceiling) = {
             let mut step = KernelStep::new(&ctx, loss, &args)?;
+            let mut copies = Vec::with_capacity(repeats + 1);
             let t = median_of(1, repeats, || {
+                copies.push(timer.time(&ctx, |encoder| {
+                    copy_kernel.record(encoder);
+                    Ok(())
+                })?);
                 timer.time(&ctx, |encoder| step.record(&ctx, encoder))
             })?;
-            (t, step.min_bytes(), step.pass_bytes())
+            let ceiling = gbps(copy_kernel.bytes_moved(), median(copies));
+            (t, step.min_bytes(), step.pass_bytes(), ceiling)
         };
+        ceilings.push(gpu_ceiling);
         bar.inc(1);
         bar.set_message(format!("{} {shape_s}: GPU calls", loss.name()));
         let call_t = time(1, repeats, || ctx.compute(loss, &args).map(drop))?;
@@ -439,9 +455,10 @@ pub fn run(a: &BenchArgs) -> Result<(), Failure> {
         };
         bar.suspend(|| {
             println!(
-                "{:<16} {:>12} {:>9.3} {:>9.2} {:>6.1} {:>6.1} {:>9.3} {:>6.1} {:>9.3} {:>9.2} {:>6.1} {:>9.2} {:>8.1} {:>8.2} {:>8.2}",
+                "{:<16} {:>12} {:>9.2} {:>9.3} {:>9.2} {:>6.1} {:>6.1} {:>9.3} {:>6.1} {:>9.3} {:>9.2} {:>6.1} {:>9.2} {:>8.1} {:>8.2} {:>8.2}",
                 loss.name(),
                 shape_s,
+                gpu_ceiling,
                 kern.median.as_secs_f64() * 1e3,
                 kern.gbps(),
                 kern.percent(),
@@ -460,6 +477,17 @@ pub fn run(a: &BenchArgs) -> Result<(), Failure> {
         records.extend([kern, call, cpu, reference]);
     }
     bar.finish_and_clear();
+    ceilings.sort_by(f64::total_cmp);
+    let gpu_ceiling = ceilings
+        .get(ceilings.len() / 2)
+        .copied()
+        .unwrap_or(start_ceiling);
+    if let (Some(lo), Some(hi)) = (ceilings.first(), ceilings.last()) {
+        println!(
+            "copy kernel over the sweep: median {gpu_ceiling:.2} GB/s, from {lo:.2} to {hi:.2} \
+             (start: {start_ceiling:.2})"
+        );
+    }
 
     if let Some(path) = &a.json {
         let arr: Vec<serde_json::Value> = records.iter().map(Record::to_json).collect();
@@ -521,7 +549,7 @@ fn plot(
                 method.name()
             ),
             (KERNEL, CALL),
-            ("copy kernel", gpu_ceiling),
+            ("copy kernel (median over the sweep)", gpu_ceiling),
         ),
         (
             "CPU: fast path (thick) and f64 reference (thin)".to_string(),

@@ -15,4 +15,4 @@ pub(crate) use readback::Readback;
 pub use timing::{GpuTimer, TimingMethod};
 
 /// The copy kernel, the bandwidth ceiling of the benchmarks (`shaders/copy.wgsl`).
-pub use crate::kernels::copy::{COPY_WORKGROUPS, CopyKernel, CopyTiming};
+pub use crate::kernels::copy::{COPY_VEC4S_PER_LANE, CopyKernel, CopyTiming};

@@ -7,8 +7,12 @@
 //! where the device has them (see [`crate::gpu::GpuTimer`]). The traffic counted is one read
 //! and one write of the buffer.
 //!
-//! The grid: [`COPY_WORKGROUPS`] workgroups of 256 lanes in a grid-stride loop, fewer for
-//! small buffers (one vec4 per lane); `docs/TUNING.md` has the measurements.
+//! The grid: enough workgroups of 256 lanes for [`COPY_VEC4S_PER_LANE`] vec4s per lane (a
+//! grid-stride loop of that many trips), at most the device's limit per dimension.
+//! Measured on llvmpipe (2026-11-22, timestamps, each grid timed alternately with the others,
+//! `docs/TUNING.md`): over 64 MiB, 4 vec4s per lane (4096 workgroups) beat 1 (16 384) by
+//! 1.32×, 2 by 1.17×, 8 by 1.14× and 16 by 3.0×; over 16 MiB, 4 beat 1 by 1.24×. The old
+//! rule (one vec4 per lane up to 4096 workgroups) was 4 per lane at 64 MiB, 1 below.
 
 use std::time::Duration;
 
@@ -17,8 +21,8 @@ use super::{Kernel, Slot, WORKGROUP_SIZE};
 use crate::error::{Error, Result};
 use crate::gpu::{GpuContext, GpuTimer, KernelPipeline, TimingMethod};
 
-/// Most workgroups of the copy kernel's grid; the grid-stride loop covers the rest.
-pub const COPY_WORKGROUPS: u32 = 4096;
+/// vec4s each lane copies (grid-stride trips) when the grid is sized by default.
+pub const COPY_VEC4S_PER_LANE: u32 = 4;
 
 /// Mirrors `Params` in `shaders/copy.wgsl`.
 #[repr(C)]
@@ -67,10 +71,11 @@ impl std::fmt::Debug for CopyKernel {
     }
 }
 
-/// The default grid for `n4` vec4s: one per lane up to [`COPY_WORKGROUPS`] workgroups.
+/// The default grid for `n4` vec4s: [`COPY_VEC4S_PER_LANE`] per lane, within the device's
+/// limit (the trip count is checked by [`check_grid`]).
 fn default_workgroups(n4: u32, max_per_dim: u32) -> u32 {
-    n4.div_ceil(WORKGROUP_SIZE)
-        .clamp(1, COPY_WORKGROUPS.min(max_per_dim))
+    n4.div_ceil(WORKGROUP_SIZE * COPY_VEC4S_PER_LANE)
+        .clamp(1, max_per_dim)
 }
 
 /// Checks a grid: within the device's limit, and a grid-stride trip count far below
