@@ -1895,8 +1895,9 @@ fn float_class_indices_hint_at_integer_dtype() {
 // ---------------------------------------------------------------------------------------------
 
 /// `bench --quick` with a loss filter, shrunk by the hidden `--max-elements` so it stays fast:
-/// exits 0, prints the ceilings and one row per loss and size, writes a JSON record per loss,
-/// size and path with positive throughput, and an SVG plot.
+/// exits 0, prints the ceilings, the kernel timing method and one row per loss and size,
+/// writes a JSON record per loss, size and path (kernel step, whole call, fast CPU path,
+/// reference) with positive throughput, and an SVG plot.
 #[test]
 #[cfg_attr(skip_gpu_tests, ignore)]
 fn bench_quick_writes_json_and_plot() {
@@ -1907,21 +1908,37 @@ fn bench_quick_writes_json_and_plot() {
     let out = run(&argv(d, template, &[]));
     assert_success(&out, "bench --quick");
     let text = stdout(&out);
-    for want in ["copy kernel", "host copy_from_slice", "mse", "softmax-ce"] {
+    for want in [
+        "copy kernel",
+        "host copy_from_slice",
+        "kernel timing: ",
+        "kern GB/s",
+        "% pass",
+        "CPU/ref",
+        "mse",
+        "softmax-ce",
+    ] {
         assert!(text.contains(want), "stdout lacks {want:?}:\n{text}");
     }
+    // llvmpipe and every desktop Vulkan driver have timestamp queries; the method is named
+    // either way.
+    assert!(
+        text.contains("kernel timing: timestamps") || text.contains("kernel timing: wall-clock"),
+        "no timing method:\n{text}"
+    );
     let json: Value = serde_json::from_str(&fs::read_to_string(d.join("B.json")).unwrap())
         .expect("B.json is JSON");
     let records = json.as_array().expect("a JSON array");
     // --quick sweeps 2^16 and 2^20 elements for mse, both above the cap, so one size of 16384
-    // is left; one row shape (with fewer rows) for softmax-ce; two paths each.
-    assert_eq!(records.len(), 2 * (1 + 1), "records: {json:#}");
+    // is left; one row shape (with fewer rows) for softmax-ce; four paths each.
+    assert_eq!(records.len(), 4 * (1 + 1), "records: {json:#}");
     for r in records {
         for field in [
             "loss",
             "shape",
             "path",
             "adapter",
+            "timing",
             "median_ms",
             "gbps",
             "ceiling_gbps",
@@ -1944,9 +1961,22 @@ fn bench_quick_writes_json_and_plot() {
             .map(|v| v.as_u64().unwrap())
             .product();
         assert!(elements <= 16384, "--max-elements not honoured: {r}");
+        if r["path"] == "gpu-kernel" {
+            let timing = r["timing"].as_str().unwrap();
+            assert!(
+                timing == "timestamps" || timing == "wall-clock",
+                "kernel timing {timing}: {r}"
+            );
+            let pass = r["pass_bytes"].as_u64().expect("pass_bytes");
+            assert!(pass >= r["bytes"].as_u64().unwrap(), "{r}");
+            assert!(r["percent_of_pass_bound"].as_f64().unwrap() > 0.0, "{r}");
+        } else {
+            assert_eq!(r["timing"], "wall-clock", "{r}");
+            assert!(r.get("pass_bytes").is_none(), "{r}");
+        }
     }
     for loss in ["mse", "softmax-ce"] {
-        for path in ["gpu", "cpu"] {
+        for path in ["gpu-kernel", "gpu", "cpu", "reference"] {
             assert!(
                 records
                     .iter()
@@ -1955,12 +1985,57 @@ fn bench_quick_writes_json_and_plot() {
             );
         }
     }
+    // The kernel step and the whole call move the same minimum traffic.
+    let bytes = |path: &str| {
+        records
+            .iter()
+            .find(|r| r["loss"] == "mse" && r["path"] == path)
+            .map(|r| r["bytes"].as_u64().unwrap())
+    };
+    assert_eq!(bytes("gpu-kernel"), bytes("gpu"));
+    assert_eq!(bytes("gpu-kernel"), Some(12 * 16384));
     let svg = fs::read_to_string(d.join("P.svg")).expect("the plot is written");
     assert!(
         svg.starts_with("<svg"),
         "not an SVG: {}",
         &svg[..svg.len().min(80)]
     );
+    for want in ["GPU: kernel step", "CPU: fast path", "copy kernel"] {
+        assert!(svg.contains(want), "the plot lacks {want:?}");
+    }
+}
+
+/// `--wall-clock` times the kernels by the host clock even where timestamps exist, and says so
+/// on stdout and in the records.
+#[test]
+#[cfg_attr(skip_gpu_tests, ignore)]
+fn bench_wall_clock_is_reported() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let template = "bench --quick --wall-clock --losses mae --max-elements 4096 --repeats 1 \
+                    --json {B.json}";
+    let out = run(&argv(d, template, &[]));
+    assert_success(&out, "bench --wall-clock");
+    let text = stdout(&out);
+    assert!(
+        text.contains("kernel timing: wall-clock"),
+        "stdout:\n{text}"
+    );
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("ceilings") && l.contains("(wall-clock,")),
+        "copy ceiling method:\n{text}"
+    );
+    let json: Value = serde_json::from_str(&fs::read_to_string(d.join("B.json")).unwrap())
+        .expect("B.json is JSON");
+    let records = json.as_array().expect("a JSON array");
+    assert_eq!(records.len(), 4, "records: {json:#}");
+    let kernel = records
+        .iter()
+        .find(|r| r["path"] == "gpu-kernel")
+        .expect("a gpu-kernel record");
+    assert_eq!(kernel["timing"], "wall-clock", "{kernel}");
+    assert!(kernel["median_ms"].as_f64().unwrap() > 0.0, "{kernel}");
 }
 
 /// An unknown loss name is bad input (exit 2), reported before any device is touched.

@@ -1,14 +1,31 @@
-//! `wgpu-loss bench`: GPU against CPU over a sweep of sizes, against the machine's own
-//! ceilings measured in the same run.
+//! `wgpu-loss bench`: the loss kernels, whole GPU calls and the fast CPU path over a sweep of
+//! sizes, against the machine's own ceilings measured in the same run.
 //!
-//! For every loss and size: the median time of a whole GPU call ([`GpuContext::compute`]:
-//! upload, kernels, readback) and of the fast CPU path ([`wgpu_loss::cpu::compute`]), each
-//! after one warm-up; the effective GB/s of the minimum traffic (4 bytes × (prediction +
-//! target + gradient elements); class-index targets count 4 bytes per row); that as a
-//! percentage of its ceiling; and the GPU/CPU speed ratio (CPU time / GPU time, above 1 when
-//! the GPU is faster). The ceilings are a WGSL copy kernel on the adapter
-//! ([`GpuContext::copy_bandwidth`]) and a multi-threaded host `copy_from_slice`, both counting
-//! one read and one write.
+//! For every loss and size, four paths, each the median of `--repeats` runs after one warm-up:
+//! - `gpu-kernel`: one loss-and-gradient step on buffers already on the GPU
+//!   ([`KernelStep`]: the GPU-resident API, `Mean`, planned and bound once per shape), timed by
+//!   a [`GpuTimer`] per step. With timestamp queries (llvmpipe has them) the step is one
+//!   submission of its own: an empty compute pass writing timestamp 0 at its beginning, the
+//!   commands `ResidentLoss::record` adds (its atomics' clears and its one compute pass of
+//!   dispatches), and an empty pass writing timestamp 1 at its end, so the interval covers
+//!   every pass of the step and nothing of the submission or readback. Without timestamps (or
+//!   with `--wall-clock`), the host clock around one submission and a blocking wait. The copy
+//!   kernel is timed the same way, so the two are comparable.
+//! - `gpu`: a whole [`GpuContext::compute`] call (upload, kernels, readback), host clock.
+//! - `cpu`: a whole [`wgpu_loss::cpu::compute`] call (f32, every core), host clock.
+//! - `reference`: the f64 reference ([`wgpu_loss::reference::compute`]), host clock, the
+//!   median of at most 3 runs without warm-up (it is slow and needs none).
+//!
+//! Throughput is the effective GB/s of the minimum traffic (4 bytes × (prediction + target +
+//! gradient elements); class-index targets count 4 bytes per row), and that as a percentage of
+//! the ceiling: for the GPU paths the WGSL copy kernel ([`GpuContext::copy_kernel`], 64 MiB,
+//! one read and one write), timed once at the start and then again right before each timed
+//! kernel step, so each point's ceiling is the median of the copies interleaved with it (a
+//! shared machine's speed drifts by up to 2× over minutes; the pairs drift together); for the
+//! CPU paths a multi-threaded host `copy_from_slice`.
+//! For the kernel path, also the percentage of the bound of the passes it runs
+//! ([`KernelStep::pass_bytes`]: long rows are read twice) at the copy kernel's bandwidth.
+//! Ratios `A/B` say how many times faster `A` is than `B` (B's time over A's).
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -19,7 +36,8 @@ use indicatif::{ProgressBar, ProgressStyle};
 use ndarray::ArrayD;
 use rayon::prelude::*;
 use serde_json::json;
-use wgpu_loss::{GpuContext, Loss, LossArgs, cpu, synthetic};
+use wgpu_loss::gpu::{GpuTimer, KernelStep, TimingMethod};
+use wgpu_loss::{GpuContext, Loss, LossArgs, cpu, reference, synthetic};
 
 use super::{Failure, LossName};
 
@@ -45,6 +63,10 @@ pub struct BenchArgs {
     /// Seed of the synthetic batches.
     #[arg(long, default_value_t = 2026)]
     seed: u64,
+    /// Time the kernels by the host clock around a submission and a wait, even where the
+    /// device has timestamp queries.
+    #[arg(long)]
+    wall_clock: bool,
     /// Caps every size at this many elements (fewer rows for the row-wise shapes); for tests.
     #[arg(long, hide = true)]
     max_elements: Option<usize>,
@@ -60,6 +82,14 @@ const HOST_COPY_BYTES: usize = 256 << 20;
 /// Elements of the copy kernel's buffers (64 MiB), a quarter with `--quick`; capped at one
 /// storage binding.
 const GPU_COPY_ELEMENTS: usize = 1 << 24;
+/// Most timed runs of the f64 reference per point (it is slow; its spread is small).
+const REFERENCE_REPEATS: usize = 3;
+
+/// The paths, in table and plot order.
+const KERNEL: &str = "gpu-kernel";
+const CALL: &str = "gpu";
+const CPU: &str = "cpu";
+const REFERENCE: &str = "reference";
 
 /// One measured point.
 struct Record {
@@ -67,14 +97,27 @@ struct Record {
     shape: Vec<usize>,
     path: &'static str,
     adapter: String,
+    /// `timestamps` (device clock) or `wall-clock` (host clock).
+    timing: &'static str,
     median: Duration,
     bytes: u64,
     ceiling_gbps: f64,
+    /// The traffic of the passes the kernel path runs (`KernelStep::pass_bytes`).
+    pass_bytes: Option<u64>,
 }
 
 impl Record {
     fn gbps(&self) -> f64 {
-        self.bytes as f64 / self.median.as_secs_f64().max(1e-12) / 1e9
+        gbps(self.bytes, self.median)
+    }
+
+    fn percent(&self) -> f64 {
+        100.0 * self.gbps() / self.ceiling_gbps
+    }
+
+    fn percent_of_pass_bound(&self) -> Option<f64> {
+        self.pass_bytes
+            .map(|b| 100.0 * gbps(b, self.median) / self.ceiling_gbps)
     }
 
     fn elements(&self) -> usize {
@@ -82,19 +125,29 @@ impl Record {
     }
 
     fn to_json(&self) -> serde_json::Value {
-        json!({
+        let mut v = json!({
             "loss": self.loss,
             "shape": self.shape,
             "elements": self.elements(),
             "path": self.path,
             "adapter": self.adapter,
+            "timing": self.timing,
             "median_ms": self.median.as_secs_f64() * 1e3,
             "bytes": self.bytes,
             "gbps": self.gbps(),
             "ceiling_gbps": self.ceiling_gbps,
-            "percent_of_ceiling": 100.0 * self.gbps() / self.ceiling_gbps,
-        })
+            "percent_of_ceiling": self.percent(),
+        });
+        if let (Some(b), Some(p)) = (self.pass_bytes, self.percent_of_pass_bound()) {
+            v["pass_bytes"] = json!(b);
+            v["percent_of_pass_bound"] = json!(p);
+        }
+        v
     }
+}
+
+fn gbps(bytes: u64, t: Duration) -> f64 {
+    bytes as f64 / t.as_secs_f64().max(1e-12) / 1e9
 }
 
 fn median(mut v: Vec<Duration>) -> Duration {
@@ -102,16 +155,32 @@ fn median(mut v: Vec<Duration>) -> Duration {
     v[v.len() / 2]
 }
 
-/// The median of `repeats` runs of `f`, after one warm-up run.
-fn time<E>(repeats: usize, mut f: impl FnMut() -> Result<(), E>) -> Result<Duration, E> {
-    f()?;
-    let mut times = Vec::with_capacity(repeats);
-    for _ in 0..repeats.max(1) {
+/// The median of `repeats` runs of `f`, each returning its own duration, after `warmup` runs.
+fn median_of<E>(
+    warmup: usize,
+    repeats: usize,
+    mut f: impl FnMut() -> Result<Duration, E>,
+) -> Result<Duration, E> {
+    for _ in 0..warmup {
+        f()?;
+    }
+    let times = (0..repeats.max(1))
+        .map(|_| f())
+        .collect::<Result<Vec<_>, E>>()?;
+    Ok(median(times))
+}
+
+/// The median host-clock time of `repeats` runs of `f`, after `warmup` runs.
+fn time<E>(
+    warmup: usize,
+    repeats: usize,
+    mut f: impl FnMut() -> Result<(), E>,
+) -> Result<Duration, E> {
+    median_of(warmup, repeats, || {
         let t0 = Instant::now();
         f()?;
-        times.push(t0.elapsed());
-    }
-    Ok(median(times))
+        Ok(t0.elapsed())
+    })
 }
 
 /// Host memory bandwidth: `copy_from_slice` of `bytes` in 1 MiB pieces on every core, median
@@ -121,7 +190,7 @@ fn host_copy_gbps(bytes: usize, repeats: usize) -> f64 {
     let src: Vec<f32> = (0..n).into_par_iter().map(|i| i as f32).collect();
     let mut dst = vec![0.0f32; n];
     const PIECE: usize = 1 << 18;
-    let t = time::<()>(repeats, || {
+    let t = time::<()>(1, repeats, || {
         dst.par_chunks_mut(PIECE)
             .zip(src.par_chunks(PIECE))
             .for_each(|(d, s)| d.copy_from_slice(s));
@@ -129,7 +198,7 @@ fn host_copy_gbps(bytes: usize, repeats: usize) -> f64 {
         Ok(())
     })
     .expect("infallible");
-    2.0 * (n * 4) as f64 / t.as_secs_f64().max(1e-12) / 1e9
+    gbps(2 * (n * 4) as u64, t)
 }
 
 /// The default-option loss behind a CLI name.
@@ -191,6 +260,11 @@ fn check_output(path: &Path) -> Result<(), Failure> {
     Ok(())
 }
 
+/// `a/b` for the table: how many times faster the path of time `a` is than that of `b`.
+fn speedup(faster: Duration, slower: Duration) -> f64 {
+    slower.as_secs_f64() / faster.as_secs_f64().max(1e-12)
+}
+
 pub fn run(a: &BenchArgs) -> Result<(), Failure> {
     let repeats = a.repeats.unwrap_or(if a.quick { 3 } else { 5 });
     if repeats == 0 {
@@ -225,7 +299,13 @@ pub fn run(a: &BenchArgs) -> Result<(), Failure> {
     let ctx = GpuContext::new()?;
     let adapter = ctx.adapter_summary();
     let host = format!("host CPU ({} threads)", rayon::current_num_threads());
-    let bar = ProgressBar::new(2 + 2 * points.len() as u64);
+    let mut timer = if a.wall_clock {
+        GpuTimer::wall_clock()
+    } else {
+        GpuTimer::new(&ctx)
+    };
+    let method = timer.method();
+    let bar = ProgressBar::new(2 + 4 * points.len() as u64);
     bar.set_style(
         ProgressStyle::with_template("{elapsed_precise} [{bar:40}] {pos}/{len} {msg}")
             .expect("a valid template")
@@ -234,8 +314,9 @@ pub fn run(a: &BenchArgs) -> Result<(), Failure> {
 
     bar.set_message("ceiling: copy kernel");
     let scale = if a.quick { 4 } else { 1 };
-    let copy = ctx.copy_bandwidth(GPU_COPY_ELEMENTS / scale, repeats.max(3))?;
-    let gpu_ceiling = copy.gbps();
+    let copy_kernel = ctx.copy_kernel(GPU_COPY_ELEMENTS / scale)?;
+    let copy = copy_kernel.time(&ctx, &mut timer, repeats.max(5))?;
+    let start_ceiling = copy.gbps();
     bar.inc(1);
     bar.set_message("ceiling: host copy");
     let cpu_ceiling = host_copy_gbps(HOST_COPY_BYTES / scale, repeats.max(3));
@@ -245,30 +326,58 @@ pub fn run(a: &BenchArgs) -> Result<(), Failure> {
         println!("adapter: {adapter}");
         println!("host: {host}");
         println!(
-            "ceilings (one read + one write): copy kernel {gpu_ceiling:.2} GB/s over {} MiB on the adapter; \
-             host copy_from_slice {cpu_ceiling:.2} GB/s over {} MiB",
+            "ceilings (one read + one write): copy kernel {start_ceiling:.2} GB/s over {} MiB on the adapter \
+             ({}, {} workgroups); host copy_from_slice {cpu_ceiling:.2} GB/s over {} MiB",
             (copy.bytes_moved / 2) >> 20,
+            method.name(),
+            copy_kernel.workgroups(),
             (HOST_COPY_BYTES / scale) >> 20
         );
+        let period = timer
+            .period_ns()
+            .map_or(String::new(), |p| format!(", {p} ns per tick"));
+        println!("kernel timing: {}: {}{period}", method.name(), method.describe());
         println!(
-            "times: medians of {repeats} runs after a warm-up; GPU = whole call (upload, kernels, readback), \
-             CPU = wgpu_loss::cpu (f32, every core); GB/s counts the minimum traffic \
-             (4 B x (pred + target + grad), class targets 4 B per row); GPU/CPU = CPU time / GPU time"
+            "times: medians of {repeats} runs after a warm-up; kern = one loss step on GPU-resident buffers \
+             (value and gradient); call = a whole GpuContext::compute (upload, kernels, readback); \
+             CPU = wgpu_loss::cpu (f32, every core); ref = the f64 reference (at most {REFERENCE_REPEATS} runs)"
         );
         println!(
-            "{:<16} {:>14} {:>10} {:>9} {:>7} {:>10} {:>9} {:>7} {:>8}",
-            "loss", "shape", "GPU ms", "GPU GB/s", "% copy", "CPU ms", "CPU GB/s", "% host", "GPU/CPU"
+            "GB/s counts the minimum traffic (4 B x (pred + target + grad), class targets 4 B per row); \
+             copy GB/s: the copy kernel timed alternately with each row's kernel steps (the machine's \
+             speed drifts), the ceiling of that row's % copy; % pass: of the bound of the passes the \
+             kernels run (long rows are read twice); % host: of the host copy; A/B: how many times \
+             faster A is than B"
+        );
+        println!(
+            "{:<16} {:>12} {:>9} {:>9} {:>9} {:>6} {:>6} {:>9} {:>6} {:>9} {:>9} {:>6} {:>9} {:>8} {:>8} {:>8}",
+            "loss",
+            "shape",
+            "copy GB/s",
+            "kern ms",
+            "kern GB/s",
+            "% copy",
+            "% pass",
+            "call ms",
+            "% copy",
+            "CPU ms",
+            "CPU GB/s",
+            "% host",
+            "ref ms",
+            "CPU/ref",
+            "kern/CPU",
+            "call/CPU"
         );
     });
 
     let mut records: Vec<Record> = Vec::new();
+    let mut ceilings: Vec<f64> = Vec::new();
     for (k, (loss, shape)) in points.iter().enumerate() {
         let shape_s = shape
             .iter()
             .map(usize::to_string)
             .collect::<Vec<_>>()
             .join("x");
-        bar.set_message(format!("{} {shape_s}", loss.name()));
         let seed = a.seed.wrapping_add(k as u64);
         let batch = synthetic::batch(loss, shape, seed);
         let classes: Option<ArrayD<i64>> = loss
@@ -278,49 +387,107 @@ pub fn run(a: &BenchArgs) -> Result<(), Failure> {
             Some(c) => LossArgs::new(batch.pred.view(), c.view()),
             None => LossArgs::new(batch.pred.view(), batch.target.view()),
         };
-        let n = batch.pred.len();
-        let target_words = classes.as_ref().map_or(n, |c| c.len());
-        let bytes = 4 * (2 * n + target_words) as u64;
 
-        let gpu_t = time(repeats, || ctx.compute(loss, &args).map(drop))?;
+        bar.set_message(format!("{} {shape_s}: GPU kernels", loss.name()));
+        // Each step is timed right after a copy-kernel dispatch: the pair sees the same
+        // machine, whose speed drifts (a shared host, a software adapter).
+        let (kern_t, bytes, pass_bytes, gpu_ceiling) = {
+            let mut step = KernelStep::new(&ctx, loss, &args)?;
+            let mut copies = Vec::with_capacity(repeats + 1);
+            let t = median_of(1, repeats, || {
+                copies.push(timer.time(&ctx, |encoder| {
+                    copy_kernel.record(encoder);
+                    Ok(())
+                })?);
+                timer.time(&ctx, |encoder| step.record(&ctx, encoder))
+            })?;
+            let ceiling = gbps(copy_kernel.bytes_moved(), median(copies));
+            (t, step.min_bytes(), step.pass_bytes(), ceiling)
+        };
+        ceilings.push(gpu_ceiling);
         bar.inc(1);
-        let cpu_t = time(repeats, || cpu::compute(loss, &args).map(drop))?;
+        bar.set_message(format!("{} {shape_s}: GPU calls", loss.name()));
+        let call_t = time(1, repeats, || ctx.compute(loss, &args).map(drop))?;
         bar.inc(1);
-        let gpu = Record {
+        bar.set_message(format!("{} {shape_s}: fast CPU path", loss.name()));
+        let cpu_t = time(1, repeats, || cpu::compute(loss, &args).map(drop))?;
+        bar.inc(1);
+        bar.set_message(format!("{} {shape_s}: f64 reference", loss.name()));
+        let ref_t = time(0, repeats.min(REFERENCE_REPEATS), || {
+            reference::compute(loss, &args).map(drop)
+        })?;
+        bar.inc(1);
+
+        let kern = Record {
             loss: loss.name(),
             shape: shape.clone(),
-            path: "gpu",
+            path: KERNEL,
             adapter: adapter.clone(),
-            median: gpu_t,
+            timing: method.name(),
+            median: kern_t,
             bytes,
             ceiling_gbps: gpu_ceiling,
+            pass_bytes: Some(pass_bytes),
+        };
+        let call = Record {
+            path: CALL,
+            timing: TimingMethod::WallClock.name(),
+            median: call_t,
+            pass_bytes: None,
+            shape: shape.clone(),
+            adapter: adapter.clone(),
+            ..kern
         };
         let cpu = Record {
-            path: "cpu",
+            path: CPU,
             adapter: host.clone(),
             median: cpu_t,
             ceiling_gbps: cpu_ceiling,
             shape: shape.clone(),
-            ..gpu
+            ..call
+        };
+        let reference = Record {
+            path: REFERENCE,
+            median: ref_t,
+            shape: shape.clone(),
+            adapter: host.clone(),
+            ..cpu
         };
         bar.suspend(|| {
             println!(
-                "{:<16} {:>14} {:>10.3} {:>9.2} {:>7.1} {:>10.3} {:>9.2} {:>7.1} {:>8.2}",
+                "{:<16} {:>12} {:>9.2} {:>9.3} {:>9.2} {:>6.1} {:>6.1} {:>9.3} {:>6.1} {:>9.3} {:>9.2} {:>6.1} {:>9.2} {:>8.1} {:>8.2} {:>8.2}",
                 loss.name(),
                 shape_s,
-                gpu.median.as_secs_f64() * 1e3,
-                gpu.gbps(),
-                100.0 * gpu.gbps() / gpu_ceiling,
+                gpu_ceiling,
+                kern.median.as_secs_f64() * 1e3,
+                kern.gbps(),
+                kern.percent(),
+                kern.percent_of_pass_bound().unwrap_or(f64::NAN),
+                call.median.as_secs_f64() * 1e3,
+                call.percent(),
                 cpu.median.as_secs_f64() * 1e3,
                 cpu.gbps(),
-                100.0 * cpu.gbps() / cpu_ceiling,
-                cpu.median.as_secs_f64() / gpu.median.as_secs_f64().max(1e-12),
+                cpu.percent(),
+                reference.median.as_secs_f64() * 1e3,
+                speedup(cpu.median, reference.median),
+                speedup(kern.median, cpu.median),
+                speedup(call.median, cpu.median),
             )
         });
-        records.push(gpu);
-        records.push(cpu);
+        records.extend([kern, call, cpu, reference]);
     }
     bar.finish_and_clear();
+    ceilings.sort_by(f64::total_cmp);
+    let gpu_ceiling = ceilings
+        .get(ceilings.len() / 2)
+        .copied()
+        .unwrap_or(start_ceiling);
+    if let (Some(lo), Some(hi)) = (ceilings.first(), ceilings.last()) {
+        println!(
+            "copy kernel over the sweep: median {gpu_ceiling:.2} GB/s, from {lo:.2} to {hi:.2} \
+             (start: {start_ceiling:.2})"
+        );
+    }
 
     if let Some(path) = &a.json {
         let arr: Vec<serde_json::Value> = records.iter().map(Record::to_json).collect();
@@ -330,19 +497,22 @@ pub fn run(a: &BenchArgs) -> Result<(), Failure> {
         println!("records written to {}", path.display());
     }
     if let Some(path) = &a.plot {
-        plot(path, &records, &adapter, gpu_ceiling, cpu_ceiling)
+        plot(path, &records, &adapter, method, gpu_ceiling, cpu_ceiling)
             .map_err(|e| Failure::runtime(format!("{}: {e}", path.display())))?;
         println!("plot written to {}", path.display());
     }
     Ok(())
 }
 
-/// Throughput against size (log2 of the elements), one colour per loss; GPU solid with dots, CPU thin; the two
-/// ceilings as dashed horizontal lines.
+/// Throughput against size (log2 of the elements), one colour per loss, in two panels with a
+/// shared log-scale GB/s axis: the GPU (kernel path thick with dots, whole calls thin) under the
+/// copy kernel's ceiling, and the CPU (fast path thick with dots, the reference thin) under
+/// the host copy's. Ceilings are dashed.
 fn plot(
     path: &Path,
     records: &[Record],
     adapter: &str,
+    method: TimingMethod,
     gpu_ceiling: f64,
     cpu_ceiling: f64,
 ) -> Result<(), Box<dyn std::error::Error>> {
@@ -361,81 +531,95 @@ fn plot(
     let y_lo = ys.clone().fold(f64::INFINITY, f64::min).min(1.0) / 1.5;
     let y_hi = ys.fold(y_lo * 10.0, f64::max) * 1.5;
 
-    let root = SVGBackend::new(path, (1000, 640)).into_drawing_area();
-    root.fill(&WHITE)?;
-    let mut chart = ChartBuilder::on(&root)
-        .caption(format!("wgpu-loss bench: {adapter}"), ("sans-serif", 18))
-        .margin(12)
-        .x_label_area_size(40)
-        .y_label_area_size(56)
-        .build_cartesian_2d(x_lo..x_hi, (y_lo..y_hi).log_scale())?;
-    chart
-        .configure_mesh()
-        .x_desc("elements (prediction)")
-        .y_desc("GB/s of minimum traffic (log scale)")
-        .y_label_formatter(&|y| {
-            if *y >= 1.0 {
-                format!("{y:.0}")
-            } else {
-                format!("{y:.2}")
-            }
-        })
-        .x_labels((x_hi - x_lo) as usize + 1)
-        .x_label_formatter(&|x| {
-            if (x - x.round()).abs() < 1e-6 {
-                format!("2^{}", x.round())
-            } else {
-                String::new()
-            }
-        })
-        .draw()?;
-
-    for (label, y, color) in [
-        ("GPU copy kernel", gpu_ceiling, BLACK),
-        ("host copy", cpu_ceiling, RGBColor(128, 128, 128)),
-    ] {
-        chart
-            .draw_series(DashedLineSeries::new(
-                [(x_lo, y), (x_hi, y)],
-                6,
-                4,
-                color.stroke_width(1),
-            ))?
-            .label(format!("{label} {y:.1} GB/s"))
-            .legend(move |(x, y)| PathElement::new([(x, y), (x + 20, y)], color));
-    }
-
     let mut names: Vec<&str> = Vec::new();
     for r in records {
         if !names.contains(&r.loss) {
             names.push(r.loss);
         }
     }
-    for (i, name) in names.iter().enumerate() {
-        let color = Palette99::pick(i).to_rgba();
-        for (dev, width) in [("gpu", 3), ("cpu", 1)] {
-            let mut pts: Vec<(f64, f64)> = records
-                .iter()
-                .filter(|r| r.loss == *name && r.path == dev)
-                .map(|r| ((r.elements() as f64).log2(), r.gbps()))
-                .collect();
-            pts.sort_by(|a, b| a.0.total_cmp(&b.0));
-            let style = color.stroke_width(width);
-            chart
-                .draw_series(LineSeries::new(pts.clone(), style))?
-                .label(format!("{name} {}", dev.to_uppercase()))
-                .legend(move |(x, y)| PathElement::new([(x, y), (x + 20, y)], style));
-            if dev == "gpu" {
-                chart.draw_series(pts.iter().map(|&p| Circle::new(p, 3, color.filled())))?;
+
+    let root = SVGBackend::new(path, (1400, 680)).into_drawing_area();
+    root.fill(&WHITE)?;
+    let root = root.titled(&format!("wgpu-loss bench: {adapter}"), ("sans-serif", 20))?;
+    let panels = root.split_evenly((1, 2));
+    let sides = [
+        (
+            format!(
+                "GPU: kernel step ({}, thick) and whole call (thin)",
+                method.name()
+            ),
+            (KERNEL, CALL),
+            ("copy kernel (median over the sweep)", gpu_ceiling),
+        ),
+        (
+            "CPU: fast path (thick) and f64 reference (thin)".to_string(),
+            (CPU, REFERENCE),
+            ("host copy", cpu_ceiling),
+        ),
+    ];
+    for (panel, (title, (thick, thin), (ceiling_name, ceiling))) in panels.iter().zip(sides) {
+        let mut chart = ChartBuilder::on(panel)
+            .caption(title, ("sans-serif", 16))
+            .margin(12)
+            .x_label_area_size(40)
+            .y_label_area_size(56)
+            .build_cartesian_2d(x_lo..x_hi, (y_lo..y_hi).log_scale())?;
+        chart
+            .configure_mesh()
+            .x_desc("elements (prediction)")
+            .y_desc("GB/s of minimum traffic (log scale)")
+            .y_label_formatter(&|y| {
+                if *y >= 1.0 {
+                    format!("{y:.0}")
+                } else {
+                    format!("{y:.2}")
+                }
+            })
+            .x_labels((x_hi - x_lo) as usize + 1)
+            .x_label_formatter(&|x| {
+                if (x - x.round()).abs() < 1e-6 {
+                    format!("2^{}", x.round())
+                } else {
+                    String::new()
+                }
+            })
+            .draw()?;
+        chart
+            .draw_series(DashedLineSeries::new(
+                [(x_lo, ceiling), (x_hi, ceiling)],
+                6,
+                4,
+                BLACK.stroke_width(1),
+            ))?
+            .label(format!("{ceiling_name} {ceiling:.1} GB/s"))
+            .legend(|(x, y)| PathElement::new([(x, y), (x + 20, y)], BLACK));
+        for (i, name) in names.iter().enumerate() {
+            let color = Palette99::pick(i).to_rgba();
+            for (dev, width) in [(thick, 3), (thin, 1)] {
+                let mut pts: Vec<(f64, f64)> = records
+                    .iter()
+                    .filter(|r| r.loss == *name && r.path == dev)
+                    .map(|r| ((r.elements() as f64).log2(), r.gbps()))
+                    .filter(|p| p.1.is_finite() && p.1 > 0.0)
+                    .collect();
+                pts.sort_by(|a, b| a.0.total_cmp(&b.0));
+                let style = color.stroke_width(width);
+                let series = chart.draw_series(LineSeries::new(pts.clone(), style))?;
+                if dev == thick {
+                    series
+                        .label(name.to_string())
+                        .legend(move |(x, y)| PathElement::new([(x, y), (x + 20, y)], style));
+                    chart.draw_series(pts.iter().map(|&p| Circle::new(p, 3, color.filled())))?;
+                }
             }
         }
+        chart
+            .configure_series_labels()
+            .background_style(WHITE.mix(0.8))
+            .border_style(BLACK)
+            .position(SeriesLabelPosition::LowerRight)
+            .draw()?;
     }
-    chart
-        .configure_series_labels()
-        .background_style(WHITE.mix(0.8))
-        .border_style(BLACK)
-        .position(SeriesLabelPosition::UpperLeft)
-        .draw()?;
     root.present()?;
     Ok(())
 }

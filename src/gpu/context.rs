@@ -155,6 +155,12 @@ impl GpuContext {
             .get_downlevel_capabilities()
             .flags
             .contains(wgpu::DownlevelFlags::SHADER_F16_IN_F32);
+        // Timestamp queries let the benchmarks time kernels on the device's own clock
+        // (`gpu::GpuTimer`); requested only where the adapter has them, and nothing else
+        // depends on them.
+        if adapter.features().contains(wgpu::Features::TIMESTAMP_QUERY) {
+            required_features |= wgpu::Features::TIMESTAMP_QUERY;
+        }
         let (device, queue) = adapter
             .request_device(&wgpu::DeviceDescriptor {
                 label: Some("wgpu-loss device"),
@@ -293,6 +299,16 @@ impl GpuContext {
     /// `unpack2x16float` (wgpu's `DownlevelFlags::SHADER_F16_IN_F32`). bf16 needs nothing.
     pub fn supports_f16(&self) -> bool {
         self.f16_storage
+    }
+
+    /// Whether the device can write timestamp queries (`Features::TIMESTAMP_QUERY`), which
+    /// [`GpuTimer`](super::GpuTimer) uses to time kernels on the device's clock.
+    /// [`GpuContext::new`] requests them where the adapter has them; a context from
+    /// [`GpuContext::from_device`] has them if the caller's device was created with them.
+    pub fn has_timestamps(&self) -> bool {
+        self.device
+            .features()
+            .contains(wgpu::Features::TIMESTAMP_QUERY)
     }
 
     /// Whether the reductions use subgroup operations.

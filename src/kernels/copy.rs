@@ -1,16 +1,28 @@
 //! Host side of the copy kernel (`shaders/copy.wgsl`): the adapter's memory bandwidth, the
 //! ceiling `wgpu-loss bench` compares the loss kernels with.
 //!
-//! Timing is by whole submissions: one dispatch, submitted, then a blocking wait for the
-//! device, per repeat; the median is reported. The traffic counted is one read and one write
-//! of the buffer.
+//! [`GpuContext::copy_kernel`] sets the kernel up once (buffers filled, bind group built);
+//! [`CopyKernel::record`] records one dispatch into an encoder, so the kernel is timed exactly
+//! like the losses: by a [`GpuTimer`] around the recorded commands, with timestamp queries
+//! where the device has them (see [`crate::gpu::GpuTimer`]). The traffic counted is one read
+//! and one write of the buffer.
+//!
+//! The grid: enough workgroups of 256 lanes for [`COPY_VEC4S_PER_LANE`] vec4s per lane (a
+//! grid-stride loop of that many trips), at most the device's limit per dimension.
+//! Measured on llvmpipe (2026-11-22, timestamps, each grid timed alternately with the others,
+//! `docs/TUNING.md`): over 64 MiB, 4 vec4s per lane (4096 workgroups) beat 1 (16 384) by
+//! 1.32×, 2 by 1.17×, 8 by 1.14× and 16 by 3.0×; over 16 MiB, 4 beat 1 by 1.24×. The old
+//! rule (one vec4 per lane up to 4096 workgroups) was 4 per lane at 64 MiB, 1 below.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use super::elementwise::workgroups_for;
-use super::{Kernel, Slot};
+use super::elementwise::MAX_LOOP_TRIPS;
+use super::{Kernel, Slot, WORKGROUP_SIZE};
 use crate::error::{Error, Result};
-use crate::gpu::GpuContext;
+use crate::gpu::{GpuContext, GpuTimer, KernelPipeline, TimingMethod};
+
+/// vec4s each lane copies (grid-stride trips) when the grid is sized by default.
+pub const COPY_VEC4S_PER_LANE: u32 = 4;
 
 /// Mirrors `Params` in `shaders/copy.wgsl`.
 #[repr(C)]
@@ -25,8 +37,10 @@ struct CopyParams {
 pub struct CopyTiming {
     /// Bytes read plus bytes written by one dispatch.
     pub bytes_moved: u64,
-    /// Median time of one dispatch (submission to completion).
+    /// Median time of one dispatch.
     pub median: Duration,
+    /// How it was timed.
+    pub method: TimingMethod,
 }
 
 impl CopyTiming {
@@ -36,20 +50,134 @@ impl CopyTiming {
     }
 }
 
-impl GpuContext {
-    /// Times the copy kernel over `elements` f32 values (rounded down to a multiple of 4 and
-    /// capped at one storage binding), `repeats` times after one warm-up; see [`CopyTiming`].
+/// The copy kernel over buffers of its own, ready to record; built by
+/// [`GpuContext::copy_kernel`].
+pub struct CopyKernel {
+    pipeline: std::sync::Arc<KernelPipeline>,
+    group: wgpu::BindGroup,
+    n4: u32,
+    workgroups: u32,
+    max_per_dim: u32,
+    // Kept alive with the bind group.
+    _buffers: [wgpu::Buffer; 3],
+}
+
+impl std::fmt::Debug for CopyKernel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CopyKernel")
+            .field("vec4s", &self.n4)
+            .field("workgroups", &self.workgroups)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The default grid for `n4` vec4s: [`COPY_VEC4S_PER_LANE`] per lane, within the device's
+/// limit (the trip count is checked by [`check_grid`]).
+fn default_workgroups(n4: u32, max_per_dim: u32) -> u32 {
+    n4.div_ceil(WORKGROUP_SIZE * COPY_VEC4S_PER_LANE)
+        .clamp(1, max_per_dim)
+}
+
+/// Checks a grid: within the device's limit, and a grid-stride trip count far below
+/// llvmpipe's silent 65 535-iteration cap.
+fn check_grid(n4: u32, workgroups: u32, max_per_dim: u32) -> Result<()> {
+    if workgroups == 0 || workgroups > max_per_dim {
+        return Err(Error::DeviceLimit {
+            what: "copy kernel workgroups per dimension",
+            needed: u64::from(workgroups),
+            limit: u64::from(max_per_dim),
+        });
+    }
+    let trips = u64::from(n4).div_ceil(u64::from(workgroups) * u64::from(WORKGROUP_SIZE));
+    if trips > MAX_LOOP_TRIPS {
+        return Err(Error::DeviceLimit {
+            what: "grid-stride loop trips per invocation",
+            needed: trips,
+            limit: MAX_LOOP_TRIPS,
+        });
+    }
+    Ok(())
+}
+
+impl CopyKernel {
+    /// Bytes read plus bytes written by one dispatch.
+    pub fn bytes_moved(&self) -> u64 {
+        2 * 16 * u64::from(self.n4)
+    }
+
+    /// The workgroups of one dispatch.
+    pub fn workgroups(&self) -> u32 {
+        self.workgroups
+    }
+
+    /// The same kernel with a grid of `workgroups` (for tuning).
     ///
     /// # Errors
-    /// [`Error::Empty`] for fewer than 4 elements; [`Error::Gpu`] or a device error if the
-    /// dispatch fails.
-    pub fn copy_bandwidth(&self, elements: usize, repeats: usize) -> Result<CopyTiming> {
+    /// [`Error::DeviceLimit`] for 0 or more than the device allows, or a grid so small that
+    /// the grid-stride loop would run more than `MAX_LOOP_TRIPS` times.
+    pub fn with_workgroups(mut self, workgroups: u32) -> Result<Self> {
+        check_grid(self.n4, workgroups, self.max_per_dim)?;
+        self.workgroups = workgroups;
+        Ok(self)
+    }
+
+    /// The median of `repeats` dispatches timed by `timer`, after one warm-up.
+    ///
+    /// # Errors
+    /// As [`GpuTimer::time`].
+    pub fn time(
+        &self,
+        ctx: &GpuContext,
+        timer: &mut GpuTimer,
+        repeats: usize,
+    ) -> Result<CopyTiming> {
+        let mut once = || {
+            timer.time(ctx, |encoder| {
+                self.record(encoder);
+                Ok(())
+            })
+        };
+        once()?;
+        let mut times = (0..repeats.max(1))
+            .map(|_| once())
+            .collect::<Result<Vec<_>>>()?;
+        times.sort();
+        Ok(CopyTiming {
+            bytes_moved: self.bytes_moved(),
+            median: times[times.len() / 2],
+            method: timer.method(),
+        })
+    }
+
+    /// Records one dispatch (one compute pass) into `encoder`.
+    pub fn record(&self, encoder: &mut wgpu::CommandEncoder) {
+        let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
+            label: Some("wgpu-loss copy"),
+            timestamp_writes: None,
+        });
+        pass.set_pipeline(&self.pipeline.pipeline);
+        pass.set_bind_group(0, &self.group, &[]);
+        pass.dispatch_workgroups(self.workgroups, 1, 1);
+    }
+}
+
+impl GpuContext {
+    /// Sets up the copy kernel over `elements` f32 values (rounded down to a multiple of 4 and
+    /// capped at one storage binding): a source filled with non-zero values, a destination,
+    /// and the bind group. Waits for the upload.
+    ///
+    /// # Errors
+    /// [`Error::Empty`] for fewer than 4 elements; [`Error::Gpu`] if the setup fails.
+    pub fn copy_kernel(&self, elements: usize) -> Result<CopyKernel> {
         let n4 = (elements.min(self.max_chunk_elements) / 4) as u32;
         if n4 == 0 {
             return Err(Error::Empty {
                 shape: vec![elements],
             });
         }
+        let max_per_dim = self.limits.max_compute_workgroups_per_dimension;
+        let workgroups = default_workgroups(n4, max_per_dim);
+        check_grid(n4, workgroups, max_per_dim)?;
         let pipeline = self.pipeline(Kernel::Copy)?;
         let bytes = u64::from(n4) * 16;
         let scope = self.device.push_error_scope(wgpu::ErrorFilter::Validation);
@@ -102,40 +230,29 @@ impl GpuContext {
             layout: &pipeline.layout,
             entries: &entries,
         });
-        let workgroups = workgroups_for(n4, self.limits.max_compute_workgroups_per_dimension)?;
         if let Some(e) = pollster::block_on(scope.pop()) {
             return Err(Error::Gpu(format!("setting up the copy kernel: {e}")));
         }
-        let run = || -> Result<Duration> {
-            let mut encoder = self
-                .device
-                .create_command_encoder(&wgpu::CommandEncoderDescriptor {
-                    label: Some("wgpu-loss copy"),
-                });
-            {
-                let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
-                    label: Some("wgpu-loss copy"),
-                    timestamp_writes: None,
-                });
-                pass.set_pipeline(&pipeline.pipeline);
-                pass.set_bind_group(0, &group, &[]);
-                pass.dispatch_workgroups(workgroups, 1, 1);
-            }
-            let t0 = Instant::now();
-            self.queue.submit([encoder.finish()]);
-            self.device.poll(wgpu::PollType::wait_indefinitely())?;
-            Ok(t0.elapsed())
-        };
-        // Warm-up: the upload above, and the first run of the pipeline.
+        self.queue.submit(std::iter::empty());
         self.device.poll(wgpu::PollType::wait_indefinitely())?;
-        run()?;
-        let mut times = (0..repeats.max(1))
-            .map(|_| run())
-            .collect::<Result<Vec<_>>>()?;
-        times.sort();
-        Ok(CopyTiming {
-            bytes_moved: 2 * bytes,
-            median: times[times.len() / 2],
+        Ok(CopyKernel {
+            pipeline,
+            group,
+            n4,
+            workgroups,
+            max_per_dim,
+            _buffers: [src, dst, params],
         })
+    }
+
+    /// Times the copy kernel over `elements` f32 values (see [`GpuContext::copy_kernel`]),
+    /// `repeats` times after one warm-up, with a [`GpuTimer`] (timestamps where the device
+    /// has them); see [`CopyTiming`].
+    ///
+    /// # Errors
+    /// As [`GpuContext::copy_kernel`] and [`GpuTimer::time`].
+    pub fn copy_bandwidth(&self, elements: usize, repeats: usize) -> Result<CopyTiming> {
+        let copy = self.copy_kernel(elements)?;
+        copy.time(self, &mut GpuTimer::new(self), repeats)
     }
 }

@@ -1,0 +1,231 @@
+//! [`KernelStep`]: one loss-and-gradient step over buffers already on the GPU, for timing the
+//! kernels alone (`wgpu-loss bench`'s `gpu-kernel` path and the criterion benches).
+//!
+//! The prediction and target are uploaded once, into buffers of the step's own, with a
+//! gradient buffer and a value buffer; the loss is planned once through the GPU-resident API
+//! ([`GpuContext::resident`], `Mean`, with the gradient). [`KernelStep::record`] then records
+//! one step ([`ResidentLoss::record`]: the clears of its atomics and one compute pass with every
+//! dispatch) and nothing else, so a [`GpuTimer`](super::GpuTimer) around it times exactly the
+//! work of a training step's loss.
+//!
+//! A resident loss binds each array whole, so an input larger than one storage binding is
+//! split, as [`GpuContext::compute`] splits it, into chunks of whole rows (elements, for the
+//! elementwise family) of at most [`GpuContext::max_chunk_elements`], each a resident loss over
+//! buffers of its own, all recorded into the same encoder. Each chunk's value is then the mean
+//! over its chunk (the traffic is the same).
+
+use crate::error::{Error, Result};
+use crate::kernels::{ROW_REGS, group_for};
+use crate::loss::{Loss, LossArgs, Target, contiguous};
+use crate::resident::{GpuArray, ResidentBuffers, ResidentLoss, ResidentSpec, ValueReader};
+
+use super::GpuContext;
+
+/// The target's elements as uploaded.
+enum Targets {
+    Dense(Vec<f32>),
+    Classes(Vec<i32>),
+}
+
+/// One chunk's resident loss and buffers.
+struct Chunk {
+    loss: ResidentLoss,
+    pred: wgpu::Buffer,
+    target: wgpu::Buffer,
+    grad: wgpu::Buffer,
+    value: wgpu::Buffer,
+}
+
+/// A loss step over GPU-resident buffers; see the [module docs](self).
+pub struct KernelStep {
+    chunks: Vec<Chunk>,
+    rows: usize,
+    cols: usize,
+    classes: bool,
+    row_wise: bool,
+}
+
+impl std::fmt::Debug for KernelStep {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KernelStep")
+            .field("rows", &self.rows)
+            .field("cols", &self.cols)
+            .field("classes", &self.classes)
+            .field("chunks", &self.chunks.len())
+            .finish_non_exhaustive()
+    }
+}
+
+fn storage(ctx: &GpuContext, label: &str, bytes: &[u8]) -> wgpu::Buffer {
+    use wgpu::util::DeviceExt;
+    ctx.device
+        .create_buffer_init(&wgpu::util::BufferInitDescriptor {
+            label: Some(label),
+            contents: bytes,
+            usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_DST,
+        })
+}
+
+fn zeroed(ctx: &GpuContext, label: &str, elems: usize) -> wgpu::Buffer {
+    ctx.device.create_buffer(&wgpu::BufferDescriptor {
+        label: Some(label),
+        size: (elems as u64 * 4).max(4),
+        usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC,
+        mapped_at_creation: false,
+    })
+}
+
+impl KernelStep {
+    /// Uploads `args.pred` and `args.target` (f32, or class indices, stored as i32) and plans
+    /// `loss` over them: `Mean`, upstream 1, with the gradient. Weights, the reduction and the
+    /// upstream gradient of `args` are not used.
+    ///
+    /// # Errors
+    /// What [`LossArgs::validate`] rejects; [`Error::InvalidOption`] for a class index outside
+    /// i32; [`Error::DeviceLimit`] for a row longer than one storage binding; what
+    /// [`GpuContext::resident`] returns; [`Error::Gpu`] if creating the buffers fails.
+    pub fn new(ctx: &GpuContext, loss: &Loss, args: &LossArgs<'_>) -> Result<Self> {
+        let args = LossArgs::new(args.pred.clone(), args.target.clone());
+        args.validate(loss)?;
+        let shape = args.pred.shape().to_vec();
+        let n: usize = shape.iter().product();
+        let row_wise = loss.is_row_wise();
+        let cols = if row_wise {
+            shape.last().copied().unwrap_or(1).max(1)
+        } else {
+            1
+        };
+        let rows = n / cols;
+        let max = ctx.max_chunk_elements();
+        if cols > max {
+            return Err(Error::DeviceLimit {
+                what: "row elements bound at once by a resident loss",
+                needed: cols as u64,
+                limit: max as u64,
+            });
+        }
+        let pred = contiguous(&args.pred);
+        let target = match &args.target {
+            Target::Dense(t) => Targets::Dense(contiguous(t).into_owned()),
+            Target::ClassesI32(c) => Targets::Classes(contiguous(c).into_owned()),
+            Target::ClassesI64(c) => Targets::Classes(
+                c.iter()
+                    .map(|&k| {
+                        i32::try_from(k).map_err(|_| Error::InvalidOption {
+                            option: "target",
+                            reason: format!("class index {k} does not fit in i32"),
+                        })
+                    })
+                    .collect::<Result<Vec<i32>>>()?,
+            ),
+        };
+        let rows_per_chunk = (max / cols).max(1);
+        let scope = ctx.device.push_error_scope(wgpu::ErrorFilter::OutOfMemory);
+        let mut chunks = Vec::with_capacity(rows.div_ceil(rows_per_chunk));
+        let mut row0 = 0;
+        while row0 < rows {
+            let r = rows_per_chunk.min(rows - row0);
+            let (e0, e1) = (row0 * cols, (row0 + r) * cols);
+            let chunk_shape = if row_wise { vec![r, cols] } else { vec![r] };
+            let mut spec = ResidentSpec::new(&chunk_shape);
+            let target_buf = match &target {
+                Targets::Dense(t) => storage(
+                    ctx,
+                    "wgpu-loss step target",
+                    bytemuck::cast_slice(&t[e0..e1]),
+                ),
+                Targets::Classes(c) => {
+                    spec = spec.classes();
+                    storage(
+                        ctx,
+                        "wgpu-loss step classes",
+                        bytemuck::cast_slice(&c[row0..row0 + r]),
+                    )
+                }
+            };
+            chunks.push(Chunk {
+                loss: ctx.resident(loss, spec)?,
+                pred: storage(
+                    ctx,
+                    "wgpu-loss step pred",
+                    bytemuck::cast_slice(&pred[e0..e1]),
+                ),
+                target: target_buf,
+                grad: zeroed(ctx, "wgpu-loss step grad", e1 - e0),
+                value: zeroed(ctx, "wgpu-loss step value", 1),
+            });
+            row0 += r;
+        }
+        if let Some(e) = pollster::block_on(scope.pop()) {
+            return Err(Error::Gpu(format!("creating the step's buffers: {e}")));
+        }
+        Ok(KernelStep {
+            chunks,
+            rows,
+            cols,
+            classes: matches!(target, Targets::Classes(_)),
+            row_wise,
+        })
+    }
+
+    /// Records one step of every chunk into `encoder`.
+    ///
+    /// # Errors
+    /// What [`ResidentLoss::record`] returns (nothing, for the buffers made here).
+    pub fn record(&mut self, ctx: &GpuContext, encoder: &mut wgpu::CommandEncoder) -> Result<()> {
+        for c in &mut self.chunks {
+            let bufs = ResidentBuffers::new(&c.pred, &c.target, &c.value).grad(&c.grad);
+            c.loss.record(ctx, encoder, &bufs)?;
+        }
+        Ok(())
+    }
+
+    /// Reads back the loss value of the last submitted step, one per chunk (each the mean
+    /// over its chunk), waiting for the device.
+    ///
+    /// # Errors
+    /// [`Error::Map`], [`Error::Poll`].
+    pub fn values(&self, ctx: &GpuContext) -> Result<Vec<f32>> {
+        let reader = ValueReader::new(&ctx.device, 1);
+        let mut out = Vec::with_capacity(self.chunks.len());
+        for c in &self.chunks {
+            let v = reader.read_blocking(&ctx.device, &ctx.queue, GpuArray::from(&c.value))?;
+            out.extend(v);
+        }
+        Ok(out)
+    }
+
+    /// Chunks (resident losses) recorded per step: 1 unless the input is larger than one
+    /// storage binding.
+    pub fn chunks(&self) -> usize {
+        self.chunks.len()
+    }
+
+    /// The minimum traffic of a step in bytes: the prediction and target read once, the
+    /// gradient written once, 4 bytes each (class indices: 4 bytes per row).
+    pub fn min_bytes(&self) -> u64 {
+        let n = (self.rows * self.cols) as u64;
+        let target = if self.classes { self.rows as u64 } else { n };
+        4 * (2 * n + target)
+    }
+
+    /// The traffic of the passes a step actually runs, in bytes: [`KernelStep::min_bytes`],
+    /// plus, for rows longer than a lane group holds in registers (`group · ROW_REGS`, 4096 for
+    /// the longest groups), the second read of the rest of each row (prediction, and float
+    /// targets) for the gradient, plus the class-index pre-pass's read of the classes. The
+    /// bound a kernel can reach is this traffic at the copy kernel's bandwidth.
+    pub fn pass_bytes(&self) -> u64 {
+        let n = (self.rows * self.cols) as u64;
+        if !self.row_wise {
+            return self.min_bytes();
+        }
+        let held = group_for(self.cols) as usize * ROW_REGS as usize;
+        let reread = (self.rows * self.cols.saturating_sub(held)) as u64;
+        let target = if self.classes {
+            2 * self.rows as u64
+        } else {
+            n + reread
+        };
+        4 * ((n + reread) + target + n)
+    }
+}
