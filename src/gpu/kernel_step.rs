@@ -15,7 +15,7 @@
 //! over its chunk (the traffic is the same).
 
 use crate::error::{Error, Result};
-use crate::kernels::{ROW_REGS, group_for};
+use crate::kernels::{Dtype, ROW_REGS, group_for};
 use crate::loss::{Loss, LossArgs, Target, contiguous};
 use crate::resident::{GpuArray, ResidentBuffers, ResidentLoss, ResidentSpec, ValueReader};
 
@@ -43,6 +43,7 @@ pub struct KernelStep {
     cols: usize,
     classes: bool,
     row_wise: bool,
+    dtype: Dtype,
 }
 
 impl std::fmt::Debug for KernelStep {
@@ -85,6 +86,20 @@ impl KernelStep {
     /// i32; [`Error::DeviceLimit`] for a row longer than one storage binding; what
     /// [`GpuContext::resident`] returns; [`Error::Gpu`] if creating the buffers fails.
     pub fn new(ctx: &GpuContext, loss: &Loss, args: &LossArgs<'_>) -> Result<Self> {
+        Self::with_dtype(ctx, loss, args, Dtype::F32)
+    }
+
+    /// As [`KernelStep::new`], with the prediction, dense target and gradient stored as
+    /// `dtype` ([`ResidentSpec::dtype`]; the inputs are rounded to it when uploaded).
+    ///
+    /// # Errors
+    /// As [`KernelStep::new`]; [`Error::Unsupported`] for f16 where the device lacks it.
+    pub fn with_dtype(
+        ctx: &GpuContext,
+        loss: &Loss,
+        args: &LossArgs<'_>,
+        dtype: Dtype,
+    ) -> Result<Self> {
         let args = LossArgs::new(args.pred.clone(), args.target.clone());
         args.validate(loss)?;
         let shape = args.pred.shape().to_vec();
@@ -127,12 +142,12 @@ impl KernelStep {
             let r = rows_per_chunk.min(rows - row0);
             let (e0, e1) = (row0 * cols, (row0 + r) * cols);
             let chunk_shape = if row_wise { vec![r, cols] } else { vec![r] };
-            let mut spec = ResidentSpec::new(&chunk_shape);
+            let mut spec = ResidentSpec::new(&chunk_shape).dtype(dtype);
             let target_buf = match &target {
                 Targets::Dense(t) => storage(
                     ctx,
                     "wgpu-loss step target",
-                    bytemuck::cast_slice(&t[e0..e1]),
+                    bytemuck::cast_slice(&dtype.pack(&t[e0..e1])),
                 ),
                 Targets::Classes(c) => {
                     spec = spec.classes();
@@ -148,10 +163,14 @@ impl KernelStep {
                 pred: storage(
                     ctx,
                     "wgpu-loss step pred",
-                    bytemuck::cast_slice(&pred[e0..e1]),
+                    bytemuck::cast_slice(&dtype.pack(&pred[e0..e1])),
                 ),
                 target: target_buf,
-                grad: zeroed(ctx, "wgpu-loss step grad", e1 - e0),
+                grad: zeroed(
+                    ctx,
+                    "wgpu-loss step grad",
+                    (e1 - e0).div_ceil(dtype.per_word()),
+                ),
                 value: zeroed(ctx, "wgpu-loss step value", 1),
             });
             row0 += r;
@@ -165,6 +184,7 @@ impl KernelStep {
             cols,
             classes: matches!(target, Targets::Classes(_)),
             row_wise,
+            dtype,
         })
     }
 
@@ -201,12 +221,28 @@ impl KernelStep {
         self.chunks.len()
     }
 
+    /// The storage of the prediction, dense target and gradient.
+    pub fn dtype(&self) -> Dtype {
+        self.dtype
+    }
+
+    /// Bytes per element of the prediction, dense target and gradient.
+    fn elem_bytes(&self) -> u64 {
+        4 / self.dtype.per_word() as u64
+    }
+
     /// The minimum traffic of a step in bytes: the prediction and target read once, the
-    /// gradient written once, 4 bytes each (class indices: 4 bytes per row).
+    /// gradient written once, 4 bytes each (2 for f16 and bf16; class indices: 4 bytes per
+    /// row).
     pub fn min_bytes(&self) -> u64 {
         let n = (self.rows * self.cols) as u64;
-        let target = if self.classes { self.rows as u64 } else { n };
-        4 * (2 * n + target)
+        let e = self.elem_bytes();
+        let target = if self.classes {
+            4 * self.rows as u64
+        } else {
+            e * n
+        };
+        2 * e * n + target
     }
 
     /// The traffic of the passes a step actually runs, in bytes: [`KernelStep::min_bytes`],
@@ -221,11 +257,12 @@ impl KernelStep {
         }
         let held = group_for(self.cols) as usize * ROW_REGS as usize;
         let reread = (self.rows * self.cols.saturating_sub(held)) as u64;
+        let e = self.elem_bytes();
         let target = if self.classes {
-            2 * self.rows as u64
+            4 * 2 * self.rows as u64
         } else {
-            n + reread
+            e * (n + reread)
         };
-        4 * ((n + reread) + target + n)
+        e * (n + reread) + target + e * n
     }
 }
