@@ -528,7 +528,8 @@ fn plot(
         .map(Record::gbps)
         .chain([gpu_ceiling, cpu_ceiling])
         .filter(|y| y.is_finite() && *y > 0.0);
-    let y_lo = ys.clone().fold(f64::INFINITY, f64::min).min(1.0) / 1.5;
+    // A decade of room below the lowest point holds the legends.
+    let y_lo = ys.clone().fold(f64::INFINITY, f64::min).min(1.0) / 12.0;
     let y_hi = ys.fold(y_lo * 10.0, f64::max) * 1.5;
 
     let mut names: Vec<&str> = Vec::new();
