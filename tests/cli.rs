@@ -2038,6 +2038,43 @@ fn bench_wall_clock_is_reported() {
     assert!(kernel["median_ms"].as_f64().unwrap() > 0.0, "{kernel}");
 }
 
+/// `--dtype bf16` runs the kernel path on bf16 storage: its records say so and count 2 bytes
+/// per element (half the f32 call's), while the other paths stay f32.
+#[test]
+#[cfg_attr(skip_gpu_tests, ignore)]
+fn bench_dtype_bf16_halves_the_kernel_traffic() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let template = "bench --quick --dtype bf16 --losses mse --max-elements 4097 --repeats 1 \
+                    --json {B.json}";
+    let out = run(&argv(d, template, &[]));
+    assert_success(&out, "bench --dtype bf16");
+    assert!(stdout(&out).contains("stored as bf16"), "{}", stdout(&out));
+    let json: Value = serde_json::from_str(&fs::read_to_string(d.join("B.json")).unwrap())
+        .expect("B.json is JSON");
+    let records = json.as_array().expect("a JSON array");
+    let by_path = |p: &str| {
+        records
+            .iter()
+            .find(|r| r["path"] == p)
+            .unwrap_or_else(|| panic!("a {p} record: {json:#}"))
+    };
+    let (kernel, call) = (by_path("gpu-kernel"), by_path("gpu"));
+    assert_eq!(kernel["dtype"], "bf16", "{kernel}");
+    assert_eq!(call["dtype"], "f32", "{call}");
+    assert_eq!(kernel["elements"], 4097);
+    assert_eq!(kernel["bytes"], 6 * 4097, "{kernel}");
+    assert_eq!(call["bytes"], 12 * 4097, "{call}");
+}
+
+/// An unknown `--dtype` is bad input (exit 2).
+#[test]
+fn bench_unknown_dtype_is_bad_input() {
+    let out = run(&["bench", "--quick", "--dtype", "f8"]);
+    assert_eq!(out.status.code(), Some(2), "stderr:\n{}", stderr(&out));
+    assert!(stderr(&out).contains("f8"), "stderr:\n{}", stderr(&out));
+}
+
 /// An unknown loss name is bad input (exit 2), reported before any device is touched.
 #[test]
 fn bench_unknown_loss_is_bad_input() {

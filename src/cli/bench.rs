@@ -37,7 +37,7 @@ use ndarray::ArrayD;
 use rayon::prelude::*;
 use serde_json::json;
 use wgpu_loss::gpu::{GpuTimer, KernelStep, TimingMethod};
-use wgpu_loss::{GpuContext, Loss, LossArgs, cpu, reference, synthetic};
+use wgpu_loss::{Dtype, GpuContext, Loss, LossArgs, cpu, reference, synthetic};
 
 use super::{Failure, LossName};
 
@@ -67,6 +67,10 @@ pub struct BenchArgs {
     /// device has timestamp queries.
     #[arg(long)]
     wall_clock: bool,
+    /// Storage of the kernel path's prediction, dense target and gradient (the inputs are
+    /// rounded to it); the other paths stay f32. f16 and bf16 halve the bytes moved.
+    #[arg(long, value_enum, default_value_t = DtypeName::F32)]
+    dtype: DtypeName,
     /// Caps every size at this many elements (fewer rows for the row-wise shapes); for tests.
     #[arg(long, hide = true)]
     max_elements: Option<usize>,
@@ -91,6 +95,27 @@ const CALL: &str = "gpu";
 const CPU: &str = "cpu";
 const REFERENCE: &str = "reference";
 
+/// The storage types the kernel path can use (`--dtype`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum DtypeName {
+    /// IEEE binary32.
+    F32,
+    /// IEEE binary16, two per word.
+    F16,
+    /// bfloat16, two per word.
+    Bf16,
+}
+
+impl DtypeName {
+    fn dtype(self) -> Dtype {
+        match self {
+            DtypeName::F32 => Dtype::F32,
+            DtypeName::F16 => Dtype::F16,
+            DtypeName::Bf16 => Dtype::Bf16,
+        }
+    }
+}
+
 /// One measured point.
 struct Record {
     loss: &'static str,
@@ -99,6 +124,8 @@ struct Record {
     adapter: String,
     /// `timestamps` (device clock) or `wall-clock` (host clock).
     timing: &'static str,
+    /// Storage of the prediction, dense target and gradient.
+    dtype: &'static str,
     median: Duration,
     bytes: u64,
     ceiling_gbps: f64,
@@ -132,6 +159,7 @@ impl Record {
             "path": self.path,
             "adapter": self.adapter,
             "timing": self.timing,
+            "dtype": self.dtype,
             "median_ms": self.median.as_secs_f64() * 1e3,
             "bytes": self.bytes,
             "gbps": self.gbps(),
@@ -305,6 +333,7 @@ pub fn run(a: &BenchArgs) -> Result<(), Failure> {
         GpuTimer::new(&ctx)
     };
     let method = timer.method();
+    let dtype = a.dtype.dtype();
     let bar = ProgressBar::new(2 + 4 * points.len() as u64);
     bar.set_style(
         ProgressStyle::with_template("{elapsed_precise} [{bar:40}] {pos}/{len} {msg}")
@@ -339,11 +368,12 @@ pub fn run(a: &BenchArgs) -> Result<(), Failure> {
         println!("kernel timing: {}: {}{period}", method.name(), method.describe());
         println!(
             "times: medians of {repeats} runs after a warm-up; kern = one loss step on GPU-resident buffers \
-             (value and gradient); call = a whole GpuContext::compute (upload, kernels, readback); \
-             CPU = wgpu_loss::cpu (f32, every core); ref = the f64 reference (at most {REFERENCE_REPEATS} runs)"
+             (value and gradient; p, t and gradient stored as {}); call = a whole GpuContext::compute (upload, kernels, readback); \
+             CPU = wgpu_loss::cpu (f32, every core); ref = the f64 reference (at most {REFERENCE_REPEATS} runs)",
+            dtype.name()
         );
         println!(
-            "GB/s counts the minimum traffic (4 B x (pred + target + grad), class targets 4 B per row); \
+            "GB/s counts the minimum traffic (4 B x (pred + target + grad), 2 B for f16/bf16 kernels, class targets 4 B per row); \
              copy GB/s: the copy kernel timed alternately with each row's kernel steps (the machine's \
              speed drifts), the ceiling of that row's % copy; % pass: of the bound of the passes the \
              kernels run (long rows are read twice); % host: of the host copy; A/B: how many times \
@@ -392,7 +422,7 @@ pub fn run(a: &BenchArgs) -> Result<(), Failure> {
         // Each step is timed right after a copy-kernel dispatch: the pair sees the same
         // machine, whose speed drifts (a shared host, a software adapter).
         let (kern_t, bytes, pass_bytes, gpu_ceiling) = {
-            let mut step = KernelStep::new(&ctx, loss, &args)?;
+            let mut step = KernelStep::with_dtype(&ctx, loss, &args, dtype)?;
             let mut copies = Vec::with_capacity(repeats + 1);
             let t = median_of(1, repeats, || {
                 copies.push(timer.time(&ctx, |encoder| {
@@ -424,14 +454,19 @@ pub fn run(a: &BenchArgs) -> Result<(), Failure> {
             path: KERNEL,
             adapter: adapter.clone(),
             timing: method.name(),
+            dtype: dtype.name(),
             median: kern_t,
             bytes,
             ceiling_gbps: gpu_ceiling,
             pass_bytes: Some(pass_bytes),
         };
+        let n = batch.pred.len() as u64;
+        let f32_bytes = 4 * (2 * n + classes.as_ref().map_or(n, |c| c.len() as u64));
         let call = Record {
             path: CALL,
             timing: TimingMethod::WallClock.name(),
+            dtype: Dtype::F32.name(),
+            bytes: f32_bytes,
             median: call_t,
             pass_bytes: None,
             shape: shape.clone(),

@@ -20,8 +20,8 @@ use crate::error::{Error, Result};
 use crate::gpu::{GpuContext, KernelPipeline};
 use crate::loss::{Loss, LossArgs, LossOutput, Reduction, Upstream};
 
-/// Most workgroups one chunk's dispatch uses; the grid-stride loop covers the rest.
-/// 4096 keeps llvmpipe's threads busy (a copy kernel ran 4.6× faster with 4096 than 256).
+/// Most workgroups one chunk's dispatch uses on a GPU; the grid-stride loop covers the rest.
+/// (CPU adapters size the grid by [`CPU_ELEMENTS_PER_LANE`] instead.)
 pub const MAX_WORKGROUPS_PER_CHUNK: u32 = 4096;
 
 /// Most trips of any kernel loop. llvmpipe silently ends a loop after 65 535 iterations, so
@@ -63,12 +63,24 @@ pub(crate) const FLAG_WRITE_GRAD: u32 = 1;
 pub(crate) const FLAG_WRITE_LOSSES: u32 = 2;
 pub(crate) const FLAG_UPSTREAM_ARRAY: u32 = 4;
 
+/// Elements (units, for 16-bit storage) each lane of an elementwise dispatch aims to handle on
+/// a CPU adapter (llvmpipe): a workgroup costs about 2 µs to start there, and a grid-stride
+/// loop of 8 trips amortises it while keeping few concurrent streams per lane
+/// (`docs/TUNING.md`: 1.6–2.0× faster than one element per lane up to 4096 workgroups, from
+/// 2^16 to 2^25 elements). GPUs keep one element per lane.
+pub const CPU_ELEMENTS_PER_LANE: u32 = 8;
+
 /// Workgroups for a chunk of `n` elements: one element per invocation up to
 /// [`MAX_WORKGROUPS_PER_CHUNK`], then a grid-stride loop.
 pub(crate) fn workgroups_for(n: u32, max_per_dim: u32) -> Result<u32> {
+    grid_for(n, max_per_dim, 1, MAX_WORKGROUPS_PER_CHUNK)
+}
+
+/// Workgroups for `n` elements at `per_lane` elements per invocation, at most `max_wg`.
+fn grid_for(n: u32, max_per_dim: u32, per_lane: u32, max_wg: u32) -> Result<u32> {
     let wg = n
-        .div_ceil(WORKGROUP_SIZE)
-        .clamp(1, MAX_WORKGROUPS_PER_CHUNK.min(max_per_dim));
+        .div_ceil(WORKGROUP_SIZE * per_lane)
+        .clamp(1, max_wg.min(max_per_dim));
     let trips = u64::from(n).div_ceil(u64::from(wg) * u64::from(WORKGROUP_SIZE));
     if trips > MAX_LOOP_TRIPS {
         return Err(Error::DeviceLimit {
@@ -206,6 +218,11 @@ impl EwPlan {
             });
         }
         let max_dim = ctx.limits.max_compute_workgroups_per_dimension;
+        let (per_lane, max_wg) = if ctx.adapter_info().device_type == wgpu::DeviceType::Cpu {
+            (CPU_ELEMENTS_PER_LANE, u32::MAX)
+        } else {
+            (1, MAX_WORKGROUPS_PER_CHUNK)
+        };
         let mut chunks = Vec::with_capacity(n.div_ceil(chunk_elems));
         let mut partials = 0u64;
         let mut base = 0;
@@ -222,7 +239,7 @@ impl EwPlan {
         while base < n {
             let len = chunk_elems.min(n - base);
             // One invocation per unit (word) of the chunk.
-            let workgroups = workgroups_for(len.div_ceil(per_word) as u32, max_dim)?;
+            let workgroups = grid_for(len.div_ceil(per_word) as u32, max_dim, per_lane, max_wg)?;
             chunks.push(EwChunk {
                 base,
                 len,
