@@ -163,6 +163,7 @@ impl ResidentSpec {
         Io {
             input: self.dtype,
             grad: self.grad_dtype,
+            vec4: false,
         }
     }
 

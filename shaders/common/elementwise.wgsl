@@ -29,10 +29,10 @@ const FLAG_WRITE_LOSSES: u32 = 2u;
 const FLAG_UPSTREAM_ARRAY: u32 = 4u;
 
 @group(0) @binding(0) var<uniform> params: Params;
-// [n] prediction (probabilities for BCE, logits for BCE with logits), ⌈n / EPU⌉ words.
-@group(0) @binding(1) var<storage, read> preds: array<u32>;
+// [n] prediction (probabilities for BCE, logits for BCE with logits), ⌈n / EPU⌉ Words.
+@group(0) @binding(1) var<storage, read> preds: array<Word>;
 // [n] target, stored like the prediction.
-@group(0) @binding(2) var<storage, read> targets: array<u32>;
+@group(0) @binding(2) var<storage, read> targets: array<Word>;
 // [n] upstream gradient g_i (Reduction::None with an array), else a 1-element dummy.
 @group(0) @binding(3) var<storage, read> upstream: array<f32>;
 // [n] gradient out, g · ∂ℓ_i/∂p_i (FLAG_WRITE_GRAD), else a 1-element dummy.
@@ -62,7 +62,7 @@ fn main(lane: Lane, @builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgrou
         let pu = unpack_unit(preds[u]);
         let tu = unpack_unit(targets[u]);
         var gu = unit_zero();
-        var ok = vec2<bool>(false);
+        var ok: Mask;
         for (var e = 0u; e < EPU; e = e + 1u) {
             let i = u * EPU + e;
             if (i < params.n) {

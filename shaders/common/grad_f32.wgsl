@@ -2,13 +2,13 @@
 // Defines, for the drivers (elementwise.wgsl, rows.wgsl), which declare
 // `grad: array<GradSlot>`:
 //     alias GradSlot
-//     fn write_grad(u: u32, g: Unit, ok: vec2<bool>)   // the gradient of unit u (a word of
+//     fn write_grad(u: u32, g: Unit, ok: Mask)   // the gradient of unit u (a word of
 //                                                      // the input); element e only if ok[e]
 // grad_packed.wgsl defines the same for a gradient stored like the input (f16, bf16).
 
 alias GradSlot = f32;
 
-fn write_grad(u: u32, g: Unit, ok: vec2<bool>) {
+fn write_grad(u: u32, g: Unit, ok: Mask) {
     for (var e = 0u; e < EPU; e = e + 1u) {
         if (ok[e]) {
             grad[u * EPU + e] = unit_elem(g, e);

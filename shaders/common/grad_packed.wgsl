@@ -10,7 +10,7 @@
 
 alias GradSlot = atomic<u32>;
 
-fn write_grad(u: u32, g: Unit, ok: vec2<bool>) {
+fn write_grad(u: u32, g: Unit, ok: Mask) {
     let w = pack_unit(g);
     if (ok.x && ok.y) {
         atomicStore(&grad[u], w);

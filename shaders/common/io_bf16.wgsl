@@ -6,7 +6,9 @@
 
 const EPU: u32 = 2u;
 
+alias Word = u32;
 alias Unit = vec2<f32>;
+alias Mask = vec2<bool>;
 
 fn unpack_unit(w: u32) -> Unit {
     return vec2<f32>(bitcast<f32>(w << 16u), bitcast<f32>(w & 0xffff0000u));

@@ -10,7 +10,9 @@
 
 const EPU: u32 = 2u;
 
+alias Word = u32;
 alias Unit = vec2<f32>;
+alias Mask = vec2<bool>;
 
 fn unpack_unit(w: u32) -> Unit {
     return unpack2x16float(w);

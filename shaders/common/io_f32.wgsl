@@ -1,22 +1,26 @@
 // Storage of the prediction and target arrays: f32, one element per 32-bit word.
 //
 // Every loss kernel's driver (elementwise.wgsl, rows.wgsl) reads its prediction and dense
-// target as `array<u32>` words and works on *units*: the elements of one word. This file and
-// io_f16.wgsl / io_bf16.wgsl define the same items, one per storage type:
-//     const EPU: u32                                   // elements per unit (word)
+// target as `array<Word>` and works on *units*: the elements of one Word. This file and
+// io_f32x4.wgsl / io_f16.wgsl / io_bf16.wgsl define the same items, one per storage type:
+//     const EPU: u32                                   // elements per unit (Word)
+//     alias Word                                       // what a binding's element is
 //     alias Unit                                       // a unit's values, widened to f32
-//     fn unpack_unit(w: u32) -> Unit
+//     alias Mask                                       // one bool per element of a unit
+//     fn unpack_unit(w: Word) -> Unit
 //     fn unit_elem(x: Unit, e: u32) -> f32             // element e < EPU of a unit
 //     fn unit_with(x: Unit, e: u32, v: f32) -> Unit    // x with element e set to v
 //     fn unit_zero() -> Unit
-//     fn pack_unit(x: Unit) -> u32                     // the word that stores x
+//     fn pack_unit(x: Unit) -> Word                     // the word that stores x
 // Host side: `Dtype` in src/kernels/mod.rs picks the file.
 
 const EPU: u32 = 1u;
 
+alias Word = u32;
 alias Unit = f32;
+alias Mask = vec2<bool>;
 
-fn unpack_unit(w: u32) -> Unit {
+fn unpack_unit(w: Word) -> Unit {
     return bitcast<f32>(w);
 }
 
@@ -32,6 +36,6 @@ fn unit_zero() -> Unit {
     return 0.0;
 }
 
-fn pack_unit(x: Unit) -> u32 {
+fn pack_unit(x: Unit) -> Word {
     return bitcast<u32>(x);
 }

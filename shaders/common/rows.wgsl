@@ -137,7 +137,7 @@ fn push_unit(s: vec4<f32>, row: RowCtx, at: u32, lead: u32, x: Unit, t: Unit) ->
 // Writes the gradient of the row's elements of unit (word) `w`: zeros for a skipped row.
 fn grad_unit(out: RowOut, row: RowCtx, w: u32, at: u32, lead: u32, x: Unit, t: Unit, scale: f32, skip: bool) {
     var g = unit_zero();
-    var ok = vec2<bool>(false);
+    var ok: Mask;
     for (var e = 0u; e < EPU; e = e + 1u) {
         let k = at + e;
         if (k >= lead && k - lead < params.cols) {

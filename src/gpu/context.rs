@@ -363,10 +363,11 @@ impl GpuContext {
             format!("wgpu-loss {}", kernel.name())
         } else {
             format!(
-                "wgpu-loss {} ({} in, {} grad)",
+                "wgpu-loss {} ({} in, {} grad{})",
                 kernel.name(),
                 io.input.name(),
-                io.grad.name()
+                io.grad.name(),
+                if io.vec4 { ", vec4" } else { "" }
             )
         };
         let module = self

@@ -70,6 +70,11 @@ pub(crate) const FLAG_UPSTREAM_ARRAY: u32 = 4;
 /// 2^16 to 2^25 elements). GPUs keep one element per lane.
 pub const CPU_ELEMENTS_PER_LANE: u32 = 8;
 
+/// vec4 units each lane aims to handle on a CPU adapter when the arrays are moved a vec4 at a
+/// time (`docs/TUNING.md`: 4 vec4 trips per lane was the best grid, 1.1–1.3× faster than 2
+/// or 8).
+pub const CPU_VEC4S_PER_LANE: u32 = 4;
+
 /// Workgroups for a chunk of `n` elements: one element per invocation up to
 /// [`MAX_WORKGROUPS_PER_CHUNK`], then a grid-stride loop.
 pub(crate) fn workgroups_for(n: u32, max_per_dim: u32) -> Result<u32> {
@@ -218,16 +223,25 @@ impl EwPlan {
             });
         }
         let max_dim = ctx.limits.max_compute_workgroups_per_dimension;
-        let (per_lane, max_wg) = if ctx.adapter_info().device_type == wgpu::DeviceType::Cpu {
-            (CPU_ELEMENTS_PER_LANE, u32::MAX)
+        // All-f32 arrays whose every chunk is a whole number of vec4s move 16 bytes per lane
+        // per array per trip (`docs/TUNING.md`: 1.2–1.27× on llvmpipe).
+        let io = if spec.io == Io::F32 && n.is_multiple_of(4) && chunk_elems.is_multiple_of(4) {
+            Io::F32X4
         } else {
-            (1, MAX_WORKGROUPS_PER_CHUNK)
+            spec.io
+        };
+        let cpu = ctx.adapter_info().device_type == wgpu::DeviceType::Cpu;
+        let (per_lane, max_wg) = match (cpu, io.vec4) {
+            (true, true) => (CPU_VEC4S_PER_LANE, u32::MAX),
+            (true, false) => (CPU_ELEMENTS_PER_LANE, u32::MAX),
+            (false, _) => (1, MAX_WORKGROUPS_PER_CHUNK),
         };
         let mut chunks = Vec::with_capacity(n.div_ceil(chunk_elems));
         let mut partials = 0u64;
         let mut base = 0;
-        let per_word = spec.io.input.per_word();
-        if per_word > 1 && n > chunk_elems {
+        // Elements per unit (per invocation per trip): 4 for vec4, 2 for 16-bit words.
+        let per_word = if io.vec4 { 4 } else { io.input.per_word() };
+        if io.input.per_word() > 1 && n > chunk_elems {
             // 16-bit storage is bound whole (the resident API): a chunk boundary could fall
             // inside a word.
             return Err(Error::DeviceLimit {
@@ -312,7 +326,7 @@ impl EwPlan {
             },
         ));
         Ok(EwPlan {
-            ew_pipe: ctx.pipeline_io(kernel, spec.io)?,
+            ew_pipe: ctx.pipeline_io(kernel, io)?,
             fin_pipe: (spec.reduction != Reduction::None)
                 .then(|| ctx.pipeline(Kernel::ReducePartials))
                 .transpose()?,

@@ -36,6 +36,10 @@ pub mod source {
     pub const IO_F16: &str = include_str!("../../shaders/common/io_f16.wgsl");
     /// `shaders/common/io_bf16.wgsl`: bf16 prediction and target storage (packed pairs).
     pub const IO_BF16: &str = include_str!("../../shaders/common/io_bf16.wgsl");
+    /// `shaders/common/io_f32x4.wgsl`: f32 prediction and target storage, vec4 at a time.
+    pub const IO_F32X4: &str = include_str!("../../shaders/common/io_f32x4.wgsl");
+    /// `shaders/common/grad_f32x4.wgsl`: an f32 gradient stored a vec4 at a time.
+    pub const GRAD_F32X4: &str = include_str!("../../shaders/common/grad_f32x4.wgsl");
     /// `shaders/common/grad_f32.wgsl`: an f32 gradient.
     pub const GRAD_F32: &str = include_str!("../../shaders/common/grad_f32.wgsl");
     /// `shaders/common/grad_packed.wgsl`: a gradient stored like a 16-bit input.
@@ -205,35 +209,37 @@ fn pack_pairs(values: &[f32], bits: impl Fn(f32) -> u16) -> Vec<u32> {
 
 /// The storage of a loss kernel's arrays: prediction and dense target in `input`, the
 /// gradient in `grad` (either `input` or [`Dtype::F32`]). Everything else (class indices,
-/// weights, upstream gradients, losses, the value) is 32-bit.
+/// weights, upstream gradients, losses, the value) is 32-bit. `vec4`: all-f32 arrays moved
+/// four elements at a time (the elementwise family, where every length is a multiple of 4).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub struct Io {
     /// Prediction and dense target.
     pub input: Dtype,
     /// Gradient.
     pub grad: Dtype,
+    /// vec4 loads and stores (f32 only; lengths a multiple of 4).
+    pub vec4: bool,
 }
 
 impl Io {
     /// Everything f32.
-    pub const F32: Io = Io {
+    pub const F32: Io = Io::same(Dtype::F32);
+
+    /// Everything f32, moved a vec4 at a time.
+    pub const F32X4: Io = Io {
         input: Dtype::F32,
         grad: Dtype::F32,
+        vec4: true,
     };
 
     /// Every storage combination the kernels are built for: the gradient as the input, or f32.
-    pub const ALL: [Io; 5] = [
+    pub const ALL: [Io; 6] = [
         Io::F32,
+        Io::F32X4,
         Io::same(Dtype::F16),
-        Io {
-            input: Dtype::F16,
-            grad: Dtype::F32,
-        },
+        Io::with_f32_grad(Dtype::F16),
         Io::same(Dtype::Bf16),
-        Io {
-            input: Dtype::Bf16,
-            grad: Dtype::F32,
-        },
+        Io::with_f32_grad(Dtype::Bf16),
     ];
 
     /// Input and gradient both of `dtype`.
@@ -241,17 +247,40 @@ impl Io {
         Io {
             input: dtype,
             grad: dtype,
+            vec4: false,
         }
     }
 
-    /// Whether the kernels are built for this combination (`grad` is `input` or f32).
+    /// Input of `dtype`, f32 gradient.
+    pub const fn with_f32_grad(dtype: Dtype) -> Io {
+        Io {
+            input: dtype,
+            grad: Dtype::F32,
+            vec4: false,
+        }
+    }
+
+    /// Whether the kernels are built for this combination (`grad` is `input` or f32; vec4 only
+    /// for f32).
     pub fn is_supported(self) -> bool {
-        self.grad == self.input || self.grad == Dtype::F32
+        (self.grad == self.input || self.grad == Dtype::F32)
+            && (!self.vec4 || (self.input == Dtype::F32 && self.grad == Dtype::F32))
+    }
+
+    /// The input-storage prelude's file and text (`shaders/common/io_*.wgsl`).
+    pub fn input_prelude(self) -> (&'static str, &'static str) {
+        if self.vec4 {
+            ("shaders/common/io_f32x4.wgsl", source::IO_F32X4)
+        } else {
+            self.input.prelude()
+        }
     }
 
     /// The gradient-store prelude's file and text (`shaders/common/grad_*.wgsl`).
     pub fn grad_prelude(self) -> (&'static str, &'static str) {
-        if self.grad == Dtype::F32 {
+        if self.vec4 {
+            ("shaders/common/grad_f32x4.wgsl", source::GRAD_F32X4)
+        } else if self.grad == Dtype::F32 {
             ("shaders/common/grad_f32.wgsl", source::GRAD_F32)
         } else {
             ("shaders/common/grad_packed.wgsl", source::GRAD_PACKED)
@@ -548,12 +577,33 @@ impl Kernel {
         self.source_io(flavor, Io::F32)
     }
 
+    /// The storages the kernel is built for: every [`Io`] for the elementwise family, all but
+    /// vec4 for the row-wise family, f32 for the others.
+    pub fn ios(self) -> &'static [Io] {
+        const ROWS: [Io; 5] = [
+            Io::F32,
+            Io::same(Dtype::F16),
+            Io::with_f32_grad(Dtype::F16),
+            Io::same(Dtype::Bf16),
+            Io::with_f32_grad(Dtype::Bf16),
+        ];
+        match self {
+            Kernel::Mse | Kernel::Mae | Kernel::Huber | Kernel::Bce | Kernel::BceWithLogits => {
+                &Io::ALL
+            }
+            Kernel::CategoricalCrossEntropy
+            | Kernel::SoftmaxCrossEntropy
+            | Kernel::CosineProximity => &ROWS,
+            _ => &[Io::F32],
+        }
+    }
+
     /// The files composed for `io`, after the reduction prelude: the storage preludes (loss
     /// kernels only), then [`Kernel::parts`].
     pub fn files(self, io: Io) -> Vec<(&'static str, &'static str)> {
         let mut v = Vec::new();
         if self.takes_io() {
-            v.push(io.input.prelude());
+            v.push(io.input_prelude());
             v.push(io.grad_prelude());
         }
         v.extend_from_slice(self.parts());
