@@ -1,8 +1,9 @@
 // Storage of the prediction and target arrays: bfloat16 (the top 16 bits of an f32), two
 // elements per 32-bit word, element 2k in the low half of word k (the little-endian layout of
-// a `[bf16]` array). Defines the items listed in io_f32.wgsl. Unpacking is exact (a shift);
-// packing rounds to nearest, ties to even, in integer arithmetic, so it gives the same bits
-// on every device: overflow rounds to ±∞, NaN stays a quiet NaN of the same sign.
+// a `[bf16]` array). Defines the items listed in io_f32.wgsl, with io_vector.wgsl (composed
+// right after). Unpacking is exact (a shift); packing rounds to nearest, ties to even, in
+// integer arithmetic, so it gives the same bits on every device: overflow rounds to ±∞, NaN
+// stays a quiet NaN of the same sign.
 
 const EPU: u32 = 2u;
 
@@ -12,20 +13,6 @@ alias Mask = vec2<bool>;
 
 fn unpack_unit(w: u32) -> Unit {
     return vec2<f32>(bitcast<f32>(w << 16u), bitcast<f32>(w & 0xffff0000u));
-}
-
-fn unit_elem(x: Unit, e: u32) -> f32 {
-    return x[e];
-}
-
-fn unit_with(x: Unit, e: u32, v: f32) -> Unit {
-    var y = x;
-    y[e] = v;
-    return y;
-}
-
-fn unit_zero() -> Unit {
-    return vec2<f32>(0.0);
 }
 
 // The bf16 bits of x, rounded to nearest even.

@@ -1,7 +1,8 @@
 // Storage of the prediction and target arrays: IEEE binary16 (f16), two elements per 32-bit
 // word, element 2k in the low half of word k (the little-endian layout of a `[f16]` array).
-// Defines the items listed in io_f32.wgsl. WGSL's core pack2x16float/unpack2x16float do the
-// conversions, so no `enable f16` (wgpu's SHADER_F16) is needed: f16 runs on every adapter.
+// Defines the items listed in io_f32.wgsl, with io_vector.wgsl (composed right after). WGSL's
+// core pack2x16float/unpack2x16float do the conversions, so no `enable f16` (wgpu's
+// SHADER_F16 shader arithmetic) is needed.
 //
 // Writing: each half is rounded by the device's conversion (round to nearest even on the
 // GPUs we know; a truncating one is within the tests' one-ulp tolerance). WGSL leaves an
@@ -16,20 +17,6 @@ alias Mask = vec2<bool>;
 
 fn unpack_unit(w: u32) -> Unit {
     return unpack2x16float(w);
-}
-
-fn unit_elem(x: Unit, e: u32) -> f32 {
-    return x[e];
-}
-
-fn unit_with(x: Unit, e: u32, v: f32) -> Unit {
-    var y = x;
-    y[e] = v;
-    return y;
-}
-
-fn unit_zero() -> Unit {
-    return vec2<f32>(0.0);
 }
 
 // The f16 bits of x when the conversion cannot be trusted with it (NaN, beyond the range),

@@ -1,7 +1,8 @@
 // Storage of the prediction and target arrays: f32, read and written four at a time (vec4
-// loads and stores). Defines the items listed in io_f32.wgsl. Used by the elementwise driver
-// only, and only where every bound length is a multiple of 4 (the host checks; `Io::F32X4`),
-// so every unit is whole: each lane moves 16 contiguous bytes per array per trip.
+// loads and stores). Defines the items listed in io_f32.wgsl, with io_vector.wgsl (composed
+// right after). Used by the elementwise driver only, and only where every bound length is a
+// multiple of 4 (the host checks; `Io::F32X4`), so every unit is whole: each lane moves 16
+// contiguous bytes per array per trip.
 
 const EPU: u32 = 4u;
 
@@ -11,20 +12,6 @@ alias Mask = vec4<bool>;
 
 fn unpack_unit(w: Word) -> Unit {
     return bitcast<vec4<f32>>(w);
-}
-
-fn unit_elem(x: Unit, e: u32) -> f32 {
-    return x[e];
-}
-
-fn unit_with(x: Unit, e: u32, v: f32) -> Unit {
-    var y = x;
-    y[e] = v;
-    return y;
-}
-
-fn unit_zero() -> Unit {
-    return vec4<f32>(0.0);
 }
 
 fn pack_unit(x: Unit) -> Word {

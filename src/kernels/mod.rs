@@ -36,6 +36,8 @@ pub mod source {
     pub const IO_F16: &str = include_str!("../../shaders/common/io_f16.wgsl");
     /// `shaders/common/io_bf16.wgsl`: bf16 prediction and target storage (packed pairs).
     pub const IO_BF16: &str = include_str!("../../shaders/common/io_bf16.wgsl");
+    /// `shaders/common/io_vector.wgsl`: element access of the vector units (f16, bf16, f32×4).
+    pub const IO_VECTOR: &str = include_str!("../../shaders/common/io_vector.wgsl");
     /// `shaders/common/io_f32x4.wgsl`: f32 prediction and target storage, vec4 at a time.
     pub const IO_F32X4: &str = include_str!("../../shaders/common/io_f32x4.wgsl");
     /// `shaders/common/grad_f32x4.wgsl`: an f32 gradient stored a vec4 at a time.
@@ -267,13 +269,19 @@ impl Io {
             && (!self.vec4 || (self.input == Dtype::F32 && self.grad == Dtype::F32))
     }
 
-    /// The input-storage prelude's file and text (`shaders/common/io_*.wgsl`).
-    pub fn input_prelude(self) -> (&'static str, &'static str) {
-        if self.vec4 {
+    /// The input-storage preludes' files and texts: `shaders/common/io_*.wgsl`, and
+    /// `io_vector.wgsl` after those whose unit is a vector.
+    pub fn input_preludes(self) -> Vec<(&'static str, &'static str)> {
+        let first = if self.vec4 {
             ("shaders/common/io_f32x4.wgsl", source::IO_F32X4)
         } else {
             self.input.prelude()
+        };
+        let mut v = vec![first];
+        if self.vec4 || self.input != Dtype::F32 {
+            v.push(("shaders/common/io_vector.wgsl", source::IO_VECTOR));
         }
+        v
     }
 
     /// The gradient-store prelude's file and text (`shaders/common/grad_*.wgsl`).
@@ -603,7 +611,7 @@ impl Kernel {
     pub fn files(self, io: Io) -> Vec<(&'static str, &'static str)> {
         let mut v = Vec::new();
         if self.takes_io() {
-            v.push(io.input_prelude());
+            v.extend(io.input_preludes());
             v.push(io.grad_prelude());
         }
         v.extend_from_slice(self.parts());
