@@ -347,8 +347,10 @@ impl GpuContext {
     /// [`Error::InvalidOption`] for options the loss does not take or that are out of range
     /// (class indices for a loss with float targets, a weight of a length that is not a
     /// trailing part of the shape, an `ignore_index` outside i32, an upstream buffer without
-    /// `Reduction::None`), [`Error::Empty`], [`Error::DeviceLimit`] when the prediction does
-    /// not fit in one storage binding; pipeline errors.
+    /// `Reduction::None`, a `grad_dtype` that is neither the input's nor f32),
+    /// [`Error::Unsupported`] for f16 storage where [`GpuContext::supports_f16`] is false,
+    /// [`Error::Empty`], [`Error::DeviceLimit`] when an array does not fit in one storage
+    /// binding; pipeline errors.
     pub fn resident(&self, loss: &Loss, spec: ResidentSpec) -> Result<ResidentLoss> {
         loss.validate()?;
         let shape = &spec.shape;
