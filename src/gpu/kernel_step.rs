@@ -36,7 +36,23 @@ struct Chunk {
     value: wgpu::Buffer,
 }
 
-/// A loss step over GPU-resident buffers; see the [module docs](self).
+/// A loss step over GPU-resident buffers.
+///
+/// [`KernelStep`]: one loss-and-gradient step over buffers already on the GPU, for timing the
+/// kernels alone (`wgpu-loss bench`'s `gpu-kernel` path and the criterion benches).
+///
+/// The prediction and target are uploaded once, into buffers of the step's own, with a
+/// gradient buffer and a value buffer; the loss is planned once through the GPU-resident API
+/// ([`GpuContext::resident`], `Mean`, with the gradient). [`KernelStep::record`] then records
+/// one step ([`ResidentLoss::record`]: the clears of its atomics and one compute pass with every
+/// dispatch) and nothing else, so a [`GpuTimer`](super::GpuTimer) around it times exactly the
+/// work of a training step's loss.
+///
+/// A resident loss binds each array whole, so an input larger than one storage binding is
+/// split, as [`GpuContext::compute`] splits it, into chunks of whole rows (elements, for the
+/// elementwise family) of at most [`GpuContext::max_chunk_elements`], each a resident loss over
+/// buffers of its own, all recorded into the same encoder. Each chunk's value is then the mean
+/// over its chunk (the traffic is the same).
 pub struct KernelStep {
     chunks: Vec<Chunk>,
     rows: usize,

@@ -96,7 +96,39 @@ struct Stamps {
 /// Bytes of the two resolved timestamps.
 const STAMP_BYTES: u64 = 2 * std::mem::size_of::<u64>() as u64;
 
-/// Times recorded GPU work, one submission at a time; see the [module docs](self).
+/// Times recorded GPU work, one submission at a time, for benchmarks.
+///
+/// With `Features::TIMESTAMP_QUERY` (which [`GpuContext::new`] requests where the adapter has
+/// it), the work is bracketed by two timestamps written on the device's own clock: an empty
+/// compute pass that writes timestamp 0 at its beginning, the caller's commands, and an empty
+/// compute pass that writes timestamp 1 at its end, all in one encoder and one submission. The
+/// two timestamps are resolved into a buffer, copied to a mappable one, read back, and
+/// converted with [`wgpu::Queue::get_timestamp_period`] (nanoseconds per tick). Pass-boundary
+/// timestamps need only `TIMESTAMP_QUERY` (not `TIMESTAMP_QUERY_INSIDE_ENCODERS`, which
+/// WebGPU lacks); on Vulkan wgpu writes both at `BOTTOM_OF_PIPE`, so timestamp 0 is taken once
+/// the work submitted before has finished, and timestamp 1 once the caller's commands have.
+/// Submission, scheduling and the readback are outside the interval.
+///
+/// Without the feature (a [`GpuContext::from_device`] device created without it, or a backend
+/// without timestamps), or with [`GpuTimer::wall_clock`], the timer waits for the device to be
+/// idle, then measures the host's clock around one submission and a blocking wait for it: an
+/// upper bound that includes the submission and wake-up latency (tens of microseconds), which
+/// matters only for small kernels. [`GpuTimer::method`] says which is in use.
+///
+/// ```no_run
+/// use wgpu_loss::gpu::GpuTimer;
+/// use wgpu_loss::GpuContext;
+///
+/// let ctx = GpuContext::new()?;
+/// let copy = ctx.copy_kernel(1 << 22)?;
+/// let mut timer = GpuTimer::new(&ctx);
+/// let t = timer.time(&ctx, |encoder| {
+///     copy.record(encoder);
+///     Ok(())
+/// })?;
+/// eprintln!("copy: {t:?} ({})", timer.method());
+/// # Ok::<(), wgpu_loss::Error>(())
+/// ```
 pub struct GpuTimer {
     stamps: Option<Stamps>,
 }
@@ -177,7 +209,7 @@ impl GpuTimer {
     }
 
     /// Records what `record` puts into a fresh encoder, submits it alone, waits for it, and
-    /// returns the time the device took (see the [module docs](self) for what is inside the
+    /// returns the time the device took (see [`GpuTimer`] for what is inside the
     /// interval). Blocks until the device is done.
     ///
     /// # Errors
