@@ -1,4 +1,4 @@
-// Categorical cross entropy on probabilities, composed after common/rows.wgsl.
+// Categorical cross entropy on probabilities, composed after common/rows.wgsl + common/nan.wgsl.
 // CPU reference: src/reference/categorical_cross_entropy.rs.
 //   ℓ_r = −Σ_j t_j · max(ln p_j, −100)      ∂ℓ_r/∂p_j = −t_j / max(p_j, 1e-12)
 // Rows are not renormalised (Keras renormalises). A probability outside [0, 1] is an error:
@@ -8,10 +8,11 @@
 // atomicMax so that a buffer cleared to zero means "none".
 @group(0) @binding(9) var<storage, read_write> domain_error: atomic<u32>;
 
-// max(ln p, −100), keeping NaN.
+// max(ln p, −100), keeping NaN (common/nan.wgsl: a driver may turn the select into a `max`
+// that drops it).
 fn clamped_log(p: f32) -> f32 {
     let l = log(p);
-    return select(l, -100.0, l < -100.0);
+    return keep_nan(p, select(l, -100.0, l < -100.0));
 }
 
 fn row_identity() -> vec4<f32> {
@@ -34,5 +35,5 @@ fn row_finish(s: vec4<f32>, row: RowCtx) -> RowOut {
 }
 
 fn row_grad(r: RowOut, row: RowCtx, j: u32, p: f32, t: f32) -> f32 {
-    return -t / select(p, 1e-12, p < 1e-12);
+    return -t / keep_nan(p, select(p, 1e-12, p < 1e-12));
 }

@@ -2096,3 +2096,81 @@ fn bench_output_directory_missing_is_bad_input() {
         stderr(&out)
     );
 }
+
+/// `--sizes` and `--rows` replace the default sweep: exactly the shapes asked for, in order,
+/// odd sizes and a row length that is not a multiple of the workgroup included; the GPU
+/// call's record carries its agreement with the f64 reference, and stdout the worst of it.
+#[test]
+#[cfg_attr(skip_gpu_tests, ignore)]
+fn bench_sizes_and_rows_replace_the_sweep() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let template = "bench --losses mse,cosine --sizes 257,1000 --rows 3x7,2X300 --repeats 1 \
+                    --json {B.json}";
+    let out = run(&argv(d, template, &[]));
+    assert_success(&out, "bench --sizes --rows");
+    let text = stdout(&out);
+    assert!(
+        text.contains("check: the GPU call's value and gradient against the f64 reference"),
+        "stdout:\n{text}"
+    );
+    let json: Value = serde_json::from_str(&fs::read_to_string(d.join("B.json")).unwrap())
+        .expect("B.json is JSON");
+    let records = json.as_array().expect("a JSON array");
+    let shapes = |loss: &str| -> Vec<Vec<u64>> {
+        records
+            .iter()
+            .filter(|r| r["loss"] == loss && r["path"] == "gpu-kernel")
+            .map(|r| {
+                r["shape"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|v| v.as_u64().unwrap())
+                    .collect()
+            })
+            .collect()
+    };
+    assert_eq!(shapes("mse"), vec![vec![257], vec![1000]], "{json:#}");
+    assert_eq!(shapes("cosine"), vec![vec![3, 7], vec![2, 300]], "{json:#}");
+    for r in records {
+        let checked = r.get("value_rel_err").is_some() && r.get("grad_max_err").is_some();
+        assert_eq!(
+            checked,
+            r["path"] == "gpu",
+            "only the GPU call is checked: {r}"
+        );
+        if checked {
+            // f32 sums of at most 1000 terms against f64: far inside the bench's 1e-3 flag.
+            assert!(r["value_rel_err"].as_f64().unwrap() < 1e-5, "{r}");
+            assert!(r["grad_max_err"].as_f64().unwrap() < 1e-5, "{r}");
+        }
+    }
+}
+
+/// Malformed `--rows` and `--sizes` are bad input (exit 2), each with its reason, before any
+/// device is touched.
+#[test]
+fn bench_bad_sizes_and_rows_are_bad_input() {
+    for (flag, value, want) in [
+        ("--rows", "4096", "no `x`"),
+        ("--rows", "0x5", "a dimension is 0"),
+        ("--rows", "4x", "not a row shape"),
+        ("--rows", "axb", "not a row shape"),
+        ("--sizes", "0", "at least 1 element"),
+        ("--sizes", "2^20", "not an element count"),
+    ] {
+        let out = run(&["bench", flag, value]);
+        assert_eq!(
+            out.status.code(),
+            Some(2),
+            "{flag} {value}: stderr:\n{}",
+            stderr(&out)
+        );
+        assert!(
+            stderr(&out).contains(want),
+            "{flag} {value}: stderr lacks {want:?}:\n{}",
+            stderr(&out)
+        );
+    }
+}

@@ -37,7 +37,7 @@ use ndarray::ArrayD;
 use rayon::prelude::*;
 use serde_json::json;
 use wgpu_loss::gpu::{GpuTimer, KernelStep, TimingMethod};
-use wgpu_loss::{Dtype, GpuContext, Loss, LossArgs, cpu, reference, synthetic};
+use wgpu_loss::{Dtype, GpuContext, Loss, LossArgs, LossOutput, cpu, reference, synthetic};
 
 use super::{Failure, LossName};
 
@@ -71,9 +71,47 @@ pub struct BenchArgs {
     /// rounded to it); the other paths stay f32. f16 and bf16 halve the bytes moved.
     #[arg(long, value_enum, default_value_t = DtypeName::F32)]
     dtype: DtypeName,
+    /// Elementwise sizes to sweep instead of the default 2^10..2^26 (2^16, 2^20 with
+    /// --quick), comma-separated element counts.
+    #[arg(long, value_delimiter = ',', value_parser = parse_size)]
+    sizes: Vec<usize>,
+    /// Row-wise shapes to sweep instead of the default 4096x1000, 1024x32000, 256x128256
+    /// (128x8192 with --quick), comma-separated `BxC` (rows x classes), e.g. 4096x128256.
+    #[arg(long, value_delimiter = ',', value_parser = parse_row_shape)]
+    rows: Vec<[usize; 2]>,
     /// Caps every size at this many elements (fewer rows for the row-wise shapes); for tests.
     #[arg(long, hide = true)]
     max_elements: Option<usize>,
+}
+
+/// `--sizes`: a positive element count.
+fn parse_size(s: &str) -> Result<usize, String> {
+    match s.trim().parse::<usize>() {
+        Ok(0) => Err("a size must be at least 1 element".into()),
+        Ok(n) => Ok(n),
+        Err(e) => Err(format!("`{s}` is not an element count: {e}")),
+    }
+}
+
+/// `--rows`: `BxC`, both at least 1.
+fn parse_row_shape(s: &str) -> Result<[usize; 2], String> {
+    let bad = |why: &str| format!("`{s}` is not a row shape BxC (e.g. 4096x128256): {why}");
+    let (b, c) = s
+        .trim()
+        .split_once(['x', 'X'])
+        .ok_or_else(|| bad("no `x`"))?;
+    let dim = |d: &str| {
+        d.parse::<usize>()
+            .map_err(|e| bad(&e.to_string()))
+            .and_then(|n| {
+                if n == 0 {
+                    Err(bad("a dimension is 0"))
+                } else {
+                    Ok(n)
+                }
+            })
+    };
+    Ok([dim(b)?, dim(c)?])
 }
 
 /// Row-wise shapes `[B, C]` of the full sweep: an image classifier, a language-model head,
@@ -83,9 +121,16 @@ const ROW_SHAPES: [[usize; 2]; 3] = [[4096, 1000], [1024, 32_000], [256, 128_256
 const QUICK_ROW_SHAPE: [usize; 2] = [128, 8192];
 /// Bytes of the host copy ceiling (source and destination each); a quarter with `--quick`.
 const HOST_COPY_BYTES: usize = 256 << 20;
-/// Elements of the copy kernel's buffers (64 MiB), a quarter with `--quick`; capped at one
-/// storage binding.
-const GPU_COPY_ELEMENTS: usize = 1 << 24;
+/// Elements of the copy kernel's buffers (256 MiB: well past a discrete GPU's last-level
+/// cache, 50 MiB on an H100), a sixteenth with `--quick`; capped at one storage binding
+/// (128 MiB on llvmpipe).
+const GPU_COPY_ELEMENTS: usize = 1 << 26;
+/// Windows of the spin-up before each point's kernel steps (see [`spin_up`]): at least
+/// `SPIN_WINDOWS.0`, at most `SPIN_WINDOWS.1`, each of `SPIN_WINDOW`.
+const SPIN_WINDOWS: (usize, usize) = (2, 20);
+const SPIN_WINDOW: Duration = Duration::from_millis(100);
+/// The spin-up stops once a window's median copy time is within this of the previous one's.
+const SPIN_STEADY: f64 = 0.02;
 /// Most timed runs of the f64 reference per point (it is slow; its spread is small).
 const REFERENCE_REPEATS: usize = 3;
 
@@ -131,6 +176,67 @@ struct Record {
     ceiling_gbps: f64,
     /// The traffic of the passes the kernel path runs (`KernelStep::pass_bytes`).
     pass_bytes: Option<u64>,
+    /// For the `gpu` path: how far its result is from the f64 reference's.
+    check: Option<Agreement>,
+}
+
+/// Above this, the bench warns that the GPU call and the reference disagree. A sanity flag,
+/// not the tests' tolerance: f32 tree sums of up to 2^29 terms stay within about 1e-5.
+const AGREEMENT: f64 = 1e-3;
+
+/// How far a GPU result is from the reference's: the value's relative error and the
+/// gradient's largest absolute error over its largest magnitude (NaN where either is NaN).
+#[derive(Clone, Copy, Debug, Default)]
+struct Agreement {
+    value: f64,
+    grad: f64,
+}
+
+impl Agreement {
+    fn of(gpu: &LossOutput<f32>, reference: &LossOutput<f64>) -> Self {
+        let value = match (gpu.value, reference.value) {
+            (Some(g), Some(r)) => (f64::from(g) - r).abs() / r.abs().max(f64::MIN_POSITIVE),
+            _ => 0.0,
+        };
+        let grad = match (&gpu.grad, &reference.grad) {
+            (Some(g), Some(r)) => {
+                let (err, scale) = g
+                    .as_slice_memory_order()
+                    .zip(r.as_slice_memory_order())
+                    .map(|(g, r)| {
+                        g.par_iter()
+                            .zip(r.par_iter())
+                            .map(|(&g, &r)| ((f64::from(g) - r).abs(), r.abs()))
+                            .reduce(|| (0.0, 0.0), |a, b| (nan_max(a.0, b.0), a.1.max(b.1)))
+                    })
+                    .unwrap_or((f64::NAN, 1.0));
+                err / scale.max(f64::MIN_POSITIVE)
+            }
+            _ => 0.0,
+        };
+        Agreement { value, grad }
+    }
+
+    fn within(&self, tol: f64) -> bool {
+        self.value <= tol && self.grad <= tol
+    }
+
+    /// The worse of the two in each part, NaN winning.
+    fn max(self, other: Self) -> Self {
+        Agreement {
+            value: nan_max(self.value, other.value),
+            grad: nan_max(self.grad, other.grad),
+        }
+    }
+}
+
+/// `a.max(b)`, except that NaN wins (a disagreement must not vanish in a maximum).
+fn nan_max(a: f64, b: f64) -> f64 {
+    if a.is_nan() || b.is_nan() {
+        f64::NAN
+    } else {
+        a.max(b)
+    }
 }
 
 impl Record {
@@ -166,6 +272,10 @@ impl Record {
             "ceiling_gbps": self.ceiling_gbps,
             "percent_of_ceiling": self.percent(),
         });
+        if let Some(c) = self.check {
+            v["value_rel_err"] = json!(c.value);
+            v["grad_max_err"] = json!(c.grad);
+        }
         if let (Some(b), Some(p)) = (self.pass_bytes, self.percent_of_pass_bound()) {
             v["pass_bytes"] = json!(b);
             v["percent_of_pass_bound"] = json!(p);
@@ -196,6 +306,39 @@ fn median_of<E>(
         .map(|_| f())
         .collect::<Result<Vec<_>, E>>()?;
     Ok(median(times))
+}
+
+/// Keeps the GPU busy with the copy kernel, untimed, until its speed is steady: a GPU left
+/// idle while the host ran the previous point's CPU paths lowers its clocks (an H100 under
+/// Vulkan dropped its SM clock from 1980 to 345 MHz within a second, and the copy kernel's
+/// bandwidth from 2.8 to 1.6 TB/s). Runs windows of [`SPIN_WINDOW`] until one's median copy
+/// time is within [`SPIN_STEADY`] of the previous window's, between the bounds of
+/// [`SPIN_WINDOWS`] (0.2 to 2 s).
+fn spin_up(
+    ctx: &GpuContext,
+    timer: &mut GpuTimer,
+    copy: &wgpu_loss::gpu::CopyKernel,
+) -> wgpu_loss::Result<()> {
+    let mut last: Option<Duration> = None;
+    for k in 0..SPIN_WINDOWS.1 {
+        let t0 = Instant::now();
+        let mut times = Vec::new();
+        while t0.elapsed() < SPIN_WINDOW || times.is_empty() {
+            times.push(timer.time(ctx, |encoder| {
+                copy.record(encoder);
+                Ok(())
+            })?);
+        }
+        let now = median(times);
+        if let Some(prev) = last
+            && k + 1 >= SPIN_WINDOWS.0
+            && (now.as_secs_f64() / prev.as_secs_f64() - 1.0).abs() <= SPIN_STEADY
+        {
+            break;
+        }
+        last = Some(now);
+    }
+    Ok(())
 }
 
 /// The median host-clock time of `repeats` runs of `f`, after `warmup` runs.
@@ -241,11 +384,13 @@ fn loss_of(name: LossName) -> Loss {
         .expect("every CLI loss name is a default loss")
 }
 
-/// The shapes swept for `loss`.
-fn shapes(loss: &Loss, quick: bool, cap: Option<usize>) -> Vec<Vec<usize>> {
-    let cap = cap.unwrap_or(usize::MAX).max(1);
+/// The shapes swept for `loss`: `--sizes` / `--rows` where given, else the defaults.
+fn shapes(loss: &Loss, a: &BenchArgs) -> Vec<Vec<usize>> {
+    let cap = a.max_elements.unwrap_or(usize::MAX).max(1);
     if loss.is_row_wise() {
-        let rows: &[[usize; 2]] = if quick {
+        let rows: &[[usize; 2]] = if !a.rows.is_empty() {
+            &a.rows
+        } else if a.quick {
             &[QUICK_ROW_SHAPE]
         } else {
             &ROW_SHAPES
@@ -254,14 +399,15 @@ fn shapes(loss: &Loss, quick: bool, cap: Option<usize>) -> Vec<Vec<usize>> {
             .map(|&[b, c]| vec![b.min((cap / c).max(1)), c])
             .collect()
     } else {
-        let exps: &[u32] = if quick {
-            &[16, 20]
+        let sizes: Vec<usize> = if !a.sizes.is_empty() {
+            a.sizes.clone()
+        } else if a.quick {
+            vec![1 << 16, 1 << 20]
         } else {
-            &[10, 12, 14, 16, 18, 20, 22, 24, 26]
+            (10..=26).step_by(2).map(|e| 1usize << e).collect()
         };
-        let mut v: Vec<Vec<usize>> = exps
-            .iter()
-            .map(|&e| 1usize << e)
+        let mut v: Vec<Vec<usize>> = sizes
+            .into_iter()
             .filter(|&n| n <= cap)
             .map(|n| vec![n])
             .collect();
@@ -317,11 +463,7 @@ pub fn run(a: &BenchArgs) -> Result<(), Failure> {
     };
     let points: Vec<(Loss, Vec<usize>)> = losses
         .iter()
-        .flat_map(|l| {
-            shapes(l, a.quick, a.max_elements)
-                .into_iter()
-                .map(move |s| (*l, s))
-        })
+        .flat_map(|l| shapes(l, a).into_iter().map(move |s| (*l, s)))
         .collect();
 
     let ctx = GpuContext::new()?;
@@ -343,7 +485,7 @@ pub fn run(a: &BenchArgs) -> Result<(), Failure> {
 
     bar.set_message("ceiling: copy kernel");
     let scale = if a.quick { 4 } else { 1 };
-    let copy_kernel = ctx.copy_kernel(GPU_COPY_ELEMENTS / scale)?;
+    let copy_kernel = ctx.copy_kernel(GPU_COPY_ELEMENTS / (scale * scale))?;
     let copy = copy_kernel.time(&ctx, &mut timer, repeats.max(5))?;
     let start_ceiling = copy.gbps();
     bar.inc(1);
@@ -402,6 +544,7 @@ pub fn run(a: &BenchArgs) -> Result<(), Failure> {
 
     let mut records: Vec<Record> = Vec::new();
     let mut ceilings: Vec<f64> = Vec::new();
+    let mut worst = Agreement::default();
     for (k, (loss, shape)) in points.iter().enumerate() {
         let shape_s = shape
             .iter()
@@ -423,6 +566,9 @@ pub fn run(a: &BenchArgs) -> Result<(), Failure> {
         // machine, whose speed drifts (a shared host, a software adapter).
         let (kern_t, bytes, pass_bytes, gpu_ceiling) = {
             let mut step = KernelStep::with_dtype(&ctx, loss, &args, dtype)?;
+            // The host has just spent up to seconds on the previous point's CPU paths, with
+            // the GPU idle: bring its clocks back up before timing it.
+            spin_up(&ctx, &mut timer, &copy_kernel)?;
             let mut copies = Vec::with_capacity(repeats + 1);
             let t = median_of(1, repeats, || {
                 copies.push(timer.time(&ctx, |encoder| {
@@ -437,16 +583,38 @@ pub fn run(a: &BenchArgs) -> Result<(), Failure> {
         ceilings.push(gpu_ceiling);
         bar.inc(1);
         bar.set_message(format!("{} {shape_s}: GPU calls", loss.name()));
-        let call_t = time(1, repeats, || ctx.compute(loss, &args).map(drop))?;
+        let mut call_out = None;
+        let call_t = time(1, repeats, || {
+            call_out = Some(ctx.compute(loss, &args)?);
+            Ok::<(), wgpu_loss::Error>(())
+        })?;
         bar.inc(1);
         bar.set_message(format!("{} {shape_s}: fast CPU path", loss.name()));
         let cpu_t = time(1, repeats, || cpu::compute(loss, &args).map(drop))?;
         bar.inc(1);
         bar.set_message(format!("{} {shape_s}: f64 reference", loss.name()));
+        let mut ref_out = None;
         let ref_t = time(0, repeats.min(REFERENCE_REPEATS), || {
-            reference::compute(loss, &args).map(drop)
+            ref_out = Some(reference::compute(loss, &args)?);
+            Ok::<(), wgpu_loss::Error>(())
         })?;
         bar.inc(1);
+        let check = call_out
+            .zip(ref_out)
+            .map(|(g, r)| Agreement::of(&g, &r))
+            .unwrap_or_default();
+        if !check.within(AGREEMENT) {
+            bar.suspend(|| {
+                eprintln!(
+                    "warning: {} {shape_s}: the GPU call and the f64 reference disagree: value {:.3e} \
+                     relative, gradient {:.3e} of its largest magnitude",
+                    loss.name(),
+                    check.value,
+                    check.grad
+                )
+            });
+        }
+        worst = worst.max(check);
 
         let kern = Record {
             loss: loss.name(),
@@ -459,6 +627,7 @@ pub fn run(a: &BenchArgs) -> Result<(), Failure> {
             bytes,
             ceiling_gbps: gpu_ceiling,
             pass_bytes: Some(pass_bytes),
+            check: None,
         };
         let n = batch.pred.len() as u64;
         let f32_bytes = 4 * (2 * n + classes.as_ref().map_or(n, |c| c.len() as u64));
@@ -471,6 +640,7 @@ pub fn run(a: &BenchArgs) -> Result<(), Failure> {
             pass_bytes: None,
             shape: shape.clone(),
             adapter: adapter.clone(),
+            check: Some(check),
             ..kern
         };
         let cpu = Record {
@@ -479,6 +649,7 @@ pub fn run(a: &BenchArgs) -> Result<(), Failure> {
             median: cpu_t,
             ceiling_gbps: cpu_ceiling,
             shape: shape.clone(),
+            check: None,
             ..call
         };
         let reference = Record {
@@ -512,6 +683,17 @@ pub fn run(a: &BenchArgs) -> Result<(), Failure> {
         records.extend([kern, call, cpu, reference]);
     }
     bar.finish_and_clear();
+    println!(
+        "check: the GPU call's value and gradient against the f64 reference at every point: worst \
+         value {:.2e} relative, gradient {:.2e} of its largest magnitude{}",
+        worst.value,
+        worst.grad,
+        if worst.within(AGREEMENT) {
+            String::new()
+        } else {
+            format!(" (over {AGREEMENT:.0e}: see the warnings above)")
+        }
+    );
     ceilings.sort_by(f64::total_cmp);
     let gpu_ceiling = ceilings
         .get(ceilings.len() / 2)

@@ -60,6 +60,8 @@ pub mod source {
     pub const BCE: &str = include_str!("../../shaders/bce.wgsl");
     /// `shaders/bce_with_logits.wgsl`.
     pub const BCE_WITH_LOGITS: &str = include_str!("../../shaders/bce_with_logits.wgsl");
+    /// `shaders/common/nan.wgsl`: NaN tests by bits, for the loss files that clamp.
+    pub const NAN: &str = include_str!("../../shaders/common/nan.wgsl");
     /// `shaders/common/rows.wgsl`: the driver of the row-wise family.
     pub const ROWS: &str = include_str!("../../shaders/common/rows.wgsl");
     /// `shaders/categorical_cross_entropy.wgsl`.
@@ -528,11 +530,12 @@ impl Kernel {
         const EW: (&str, &str) = ("shaders/common/elementwise.wgsl", source::ELEMENTWISE);
         const W: (&str, &str) = ("shaders/common/weight.wgsl", source::WEIGHT);
         const ROWS: (&str, &str) = ("shaders/common/rows.wgsl", source::ROWS);
+        const NAN: (&str, &str) = ("shaders/common/nan.wgsl", source::NAN);
         match self {
             Kernel::Mse => &[EW, ("shaders/mse.wgsl", source::MSE)],
             Kernel::Mae => &[EW, ("shaders/mae.wgsl", source::MAE)],
             Kernel::Huber => &[EW, ("shaders/huber.wgsl", source::HUBER)],
-            Kernel::Bce => &[EW, W, ("shaders/bce.wgsl", source::BCE)],
+            Kernel::Bce => &[EW, W, NAN, ("shaders/bce.wgsl", source::BCE)],
             Kernel::BceWithLogits => &[
                 EW,
                 W,
@@ -541,6 +544,7 @@ impl Kernel {
             Kernel::ReducePartials => &[("shaders/reduce_partials.wgsl", source::REDUCE_PARTIALS)],
             Kernel::CategoricalCrossEntropy => &[
                 ROWS,
+                NAN,
                 (
                     "shaders/categorical_cross_entropy.wgsl",
                     source::CATEGORICAL_CROSS_ENTROPY,
