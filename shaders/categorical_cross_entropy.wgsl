@@ -1,4 +1,4 @@
-// Categorical cross entropy on probabilities, composed after common/rows.wgsl + common/nan.wgsl.
+// Categorical cross entropy on probabilities, composed after common/nan.wgsl + common/rows.wgsl.
 // CPU reference: src/reference/categorical_cross_entropy.rs.
 //   ℓ_r = −Σ_j t_j · max(ln p_j, −100)      ∂ℓ_r/∂p_j = −t_j / max(p_j, 1e-12)
 // Rows are not renormalised (Keras renormalises). A probability outside [0, 1] is an error:

@@ -4,7 +4,7 @@
 // and `targets` once, writes the gradient (and the per-element losses for Reduction::None)
 // and one partial sum per workgroup. `reduce_partials.wgsl` then adds the partials.
 // Composed after an io_*.wgsl file (how p and t are stored: the unit of EPU elements per
-// word) and a grad_*.wgsl file (how the gradient is stored). Each invocation handles whole
+// word), a grad_*.wgsl file (how the gradient is stored) and nan.wgsl. Each invocation handles whole
 // units, so no two invocations write the same word. The loss file that follows defines
 //     fn loss_and_grad(i: u32, p: f32, t: f32) -> vec2<f32>   // (ℓ, ∂ℓ/∂p) of element i
 // Host side: src/kernels/elementwise.rs (`ElementwiseParams` mirrors `Params`).
@@ -24,6 +24,10 @@ struct Params {
     _pad1: u32,
 }
 
+// Four units per trip in the main loop (set by the host: GPUs yes, software adapters no, and
+// never with io_f32x4.wgsl, whose lanes already move 16 bytes per array per trip).
+override UNROLL: bool = false;
+
 const FLAG_WRITE_GRAD: u32 = 1u;
 const FLAG_WRITE_LOSSES: u32 = 2u;
 const FLAG_UPSTREAM_ARRAY: u32 = 4u;
@@ -42,53 +46,73 @@ const FLAG_UPSTREAM_ARRAY: u32 = 4u;
 // [all chunks' workgroups] one partial sum of ℓ per workgroup.
 @group(0) @binding(6) var<storage, read_write> partials: array<f32>;
 
-// NaN test on the bits: WGSL lets compilers assume floats are never NaN, so `x != x` may fold away.
-fn is_nan(x: f32) -> bool {
-    return (bitcast<u32>(x) & 0x7fffffffu) > 0x7f800000u;
-}
-
 fn broadcast_at(len: u32, phase: u32, i: u32) -> u32 {
     return (phase + i) % len;
+}
+
+// The loss sum `acc` after unit u's elements (whose values are pu, tu), in element order;
+// writes their gradient and per-element losses.
+fn unit_step(acc_in: f32, u: u32, pu: Unit, tu: Unit) -> f32 {
+    var acc = acc_in;
+    var gu = unit_zero();
+    var ok: Mask;
+    for (var e = 0u; e < EPU; e = e + 1u) {
+        let i = u * EPU + e;
+        if (i < params.n) {
+            let p = unit_elem(pu, e);
+            let t = unit_elem(tu, e);
+            var lg = loss_and_grad(i, p, t);
+            if (is_nan(p) || is_nan(t)) {
+                lg = vec2<f32>(bitcast<f32>(0x7fc00000u));
+            }
+            acc = acc + lg.x;
+            if ((params.flags & FLAG_WRITE_LOSSES) != 0u) {
+                losses[i] = lg.x;
+            }
+            if ((params.flags & FLAG_WRITE_GRAD) != 0u) {
+                var g = params.grad_scale;
+                if ((params.flags & FLAG_UPSTREAM_ARRAY) != 0u) {
+                    g = g * upstream[i];
+                }
+                gu = unit_with(gu, e, g * lg.y);
+                ok[e] = true;
+            }
+        }
+    }
+    if ((params.flags & FLAG_WRITE_GRAD) != 0u) {
+        write_grad(u, gu, ok);
+    }
+    return acc;
 }
 
 @compute @workgroup_size(WG)
 fn main(lane: Lane, @builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     // Grid-stride loop over units (words). The host sizes the grid so the trip count stays
     // far below 65 535 (llvmpipe silently ends longer loops): see `plan_chunk` in elementwise.rs.
+    // With UNROLL, four of a lane's units per trip, all eight loads issued before any is used,
+    // so each lane keeps four times the bytes in flight (a GPU's bandwidth needs that much
+    // memory-level parallelism); the units are still summed in the lane's order u, u + stride,
+    // ..., so the result is the same bits as one unit per trip.
     let stride = nwg.x * WG;
     let units = (params.n + EPU - 1u) / EPU;
     var acc = 0.0;
-    for (var u = wid.x * WG + lane.index; u < units; u = u + stride) {
-        let pu = unpack_unit(preds[u]);
-        let tu = unpack_unit(targets[u]);
-        var gu = unit_zero();
-        var ok: Mask;
-        for (var e = 0u; e < EPU; e = e + 1u) {
-            let i = u * EPU + e;
-            if (i < params.n) {
-                let p = unit_elem(pu, e);
-                let t = unit_elem(tu, e);
-                var lg = loss_and_grad(i, p, t);
-                if (is_nan(p) || is_nan(t)) {
-                    lg = vec2<f32>(bitcast<f32>(0x7fc00000u));
-                }
-                acc = acc + lg.x;
-                if ((params.flags & FLAG_WRITE_LOSSES) != 0u) {
-                    losses[i] = lg.x;
-                }
-                if ((params.flags & FLAG_WRITE_GRAD) != 0u) {
-                    var g = params.grad_scale;
-                    if ((params.flags & FLAG_UPSTREAM_ARRAY) != 0u) {
-                        g = g * upstream[i];
-                    }
-                    gu = unit_with(gu, e, g * lg.y);
-                    ok[e] = true;
-                }
-            }
-        }
-        if ((params.flags & FLAG_WRITE_GRAD) != 0u) {
-            write_grad(u, gu, ok);
-        }
+    var u = wid.x * WG + lane.index;
+    for (; UNROLL && u + 3u * stride < units; u = u + 4u * stride) {
+        let p0 = preds[u];
+        let p1 = preds[u + stride];
+        let p2 = preds[u + 2u * stride];
+        let p3 = preds[u + 3u * stride];
+        let t0 = targets[u];
+        let t1 = targets[u + stride];
+        let t2 = targets[u + 2u * stride];
+        let t3 = targets[u + 3u * stride];
+        acc = unit_step(acc, u, unpack_unit(p0), unpack_unit(t0));
+        acc = unit_step(acc, u + stride, unpack_unit(p1), unpack_unit(t1));
+        acc = unit_step(acc, u + 2u * stride, unpack_unit(p2), unpack_unit(t2));
+        acc = unit_step(acc, u + 3u * stride, unpack_unit(p3), unpack_unit(t3));
+    }
+    for (; u < units; u = u + stride) {
+        acc = unit_step(acc, u, unpack_unit(preds[u]), unpack_unit(targets[u]));
     }
     let total = workgroup_sum(acc, lane);
     if (lane.index == 0u) {

@@ -51,6 +51,9 @@ struct RowOut {
     k: vec3<f32>,
 }
 
+// Four units per trip in the long-row loops (set by the host: GPUs yes, software adapters no).
+override UNROLL: bool = false;
+
 const FLAG_WRITE_GRAD: u32 = 1u;
 const FLAG_WRITE_LOSSES: u32 = 2u;
 const FLAG_UPSTREAM_ARRAY: u32 = 4u;
@@ -83,11 +86,6 @@ const UNIT_REGS: u32 = ROW_REGS / EPU;
 @group(0) @binding(8) var<uniform> norm: vec4<f32>;
 
 var<workgroup> row_scratch: array<vec4<f32>, WG>;
-
-// NaN test on the bits: WGSL lets compilers assume floats are never NaN, so `x != x` may fold away.
-fn is_nan(x: f32) -> bool {
-    return (bitcast<u32>(x) & 0x7fffffffu) > 0x7f800000u;
-}
 
 // Dense targets of unit (word) w; zeros with class-index targets.
 fn target_unit(w: u32) -> Unit {
@@ -187,6 +185,8 @@ fn main(lane: Lane, @builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgrou
         var ts: array<Unit, UNIT_REGS>;
         // A constant trip bound (so compilers can unroll into registers), ended early where a
         // lane owns fewer units.
+        // All of these loads are issued before the first is used (memory-level parallelism),
+        // then pushed in the same order as loaded.
         let held = min(UNIT_REGS, (units + group - 1u) / group);
         for (var k = 0u; k < UNIT_REGS; k = k + 1u) {
             if (k >= held) {
@@ -194,15 +194,37 @@ fn main(lane: Lane, @builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgrou
             }
             let q = lig + k * group;
             if (!skip && q < units) {
-                let x = unpack_unit(preds[w0 + q]);
-                let t = target_unit(w0 + q);
-                xs[k] = x;
-                ts[k] = t;
-                s = push_unit(s, row, q * EPU, lead, x, t);
+                xs[k] = unpack_unit(preds[w0 + q]);
+                ts[k] = target_unit(w0 + q);
             }
         }
-        // The rest of a long row; trips ≤ units / group ≤ 16 384 (checked by the host).
-        for (var q = lig + UNIT_REGS * group; !skip && q < units; q = q + group) {
+        for (var k = 0u; k < UNIT_REGS; k = k + 1u) {
+            if (k >= held) {
+                break;
+            }
+            let q = lig + k * group;
+            if (!skip && q < units) {
+                s = push_unit(s, row, q * EPU, lead, xs[k], ts[k]);
+            }
+        }
+        // The rest of a long row (with UNROLL, four units per trip with their loads issued
+        // together); trips ≤ units / group ≤ 16 384 (checked by the host).
+        var q = lig + UNIT_REGS * group;
+        for (; UNROLL && !skip && q + 3u * group < units; q = q + 4u * group) {
+            let x0 = preds[w0 + q];
+            let x1 = preds[w0 + q + group];
+            let x2 = preds[w0 + q + 2u * group];
+            let x3 = preds[w0 + q + 3u * group];
+            let t0 = target_unit(w0 + q);
+            let t1 = target_unit(w0 + q + group);
+            let t2 = target_unit(w0 + q + 2u * group);
+            let t3 = target_unit(w0 + q + 3u * group);
+            s = push_unit(s, row, q * EPU, lead, unpack_unit(x0), t0);
+            s = push_unit(s, row, (q + group) * EPU, lead, unpack_unit(x1), t1);
+            s = push_unit(s, row, (q + 2u * group) * EPU, lead, unpack_unit(x2), t2);
+            s = push_unit(s, row, (q + 3u * group) * EPU, lead, unpack_unit(x3), t3);
+        }
+        for (; !skip && q < units; q = q + group) {
             s = push_unit(s, row, q * EPU, lead, unpack_unit(preds[w0 + q]), target_unit(w0 + q));
         }
 
@@ -238,7 +260,23 @@ fn main(lane: Lane, @builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgrou
                     grad_unit(out, row, w0 + q, q * EPU, lead, xs[k], ts[k], scale, skip);
                 }
             }
-            for (var q = lig + UNIT_REGS * group; q < units; q = q + group) {
+            // The rest, with UNROLL four units per trip as above.
+            var q = lig + UNIT_REGS * group;
+            for (; UNROLL && q + 3u * group < units; q = q + 4u * group) {
+                let x0 = preds[w0 + q];
+                let x1 = preds[w0 + q + group];
+                let x2 = preds[w0 + q + 2u * group];
+                let x3 = preds[w0 + q + 3u * group];
+                let t0 = target_unit(w0 + q);
+                let t1 = target_unit(w0 + q + group);
+                let t2 = target_unit(w0 + q + 2u * group);
+                let t3 = target_unit(w0 + q + 3u * group);
+                grad_unit(out, row, w0 + q, q * EPU, lead, unpack_unit(x0), t0, scale, skip);
+                grad_unit(out, row, w0 + q + group, (q + group) * EPU, lead, unpack_unit(x1), t1, scale, skip);
+                grad_unit(out, row, w0 + q + 2u * group, (q + 2u * group) * EPU, lead, unpack_unit(x2), t2, scale, skip);
+                grad_unit(out, row, w0 + q + 3u * group, (q + 3u * group) * EPU, lead, unpack_unit(x3), t3, scale, skip);
+            }
+            for (; q < units; q = q + group) {
                 grad_unit(out, row, w0 + q, q * EPU, lead, unpack_unit(preds[w0 + q]), target_unit(w0 + q), scale, skip);
             }
         }

@@ -37,7 +37,9 @@ use ndarray::ArrayD;
 use rayon::prelude::*;
 use serde_json::json;
 use wgpu_loss::gpu::{GpuTimer, KernelStep, TimingMethod};
-use wgpu_loss::{Dtype, GpuContext, Loss, LossArgs, LossOutput, cpu, reference, synthetic};
+use wgpu_loss::{
+    ContextOptions, Dtype, GpuContext, Loss, LossArgs, LossOutput, cpu, reference, synthetic,
+};
 
 use super::{Failure, LossName};
 
@@ -82,6 +84,9 @@ pub struct BenchArgs {
     /// Caps every size at this many elements (fewer rows for the row-wise shapes); for tests.
     #[arg(long, hide = true)]
     max_elements: Option<usize>,
+    /// Forces the kernels' main-loop shape (`ContextOptions::unroll`); for tuning.
+    #[arg(long, hide = true)]
+    unroll: Option<bool>,
 }
 
 /// `--sizes`: a positive element count.
@@ -466,7 +471,10 @@ pub fn run(a: &BenchArgs) -> Result<(), Failure> {
         .flat_map(|l| shapes(l, a).into_iter().map(move |s| (*l, s)))
         .collect();
 
-    let ctx = GpuContext::new()?;
+    let ctx = GpuContext::with_options(ContextOptions {
+        unroll: a.unroll,
+        ..Default::default()
+    })?;
     let adapter = ctx.adapter_summary();
     let host = format!("host CPU ({} threads)", rayon::current_num_threads());
     let mut timer = if a.wall_clock {

@@ -60,7 +60,8 @@ pub mod source {
     pub const BCE: &str = include_str!("../../shaders/bce.wgsl");
     /// `shaders/bce_with_logits.wgsl`.
     pub const BCE_WITH_LOGITS: &str = include_str!("../../shaders/bce_with_logits.wgsl");
-    /// `shaders/common/nan.wgsl`: NaN tests by bits, for the loss files that clamp.
+    /// `shaders/common/nan.wgsl`: NaN tests by bits, for the drivers and the loss files that
+    /// clamp.
     pub const NAN: &str = include_str!("../../shaders/common/nan.wgsl");
     /// `shaders/common/rows.wgsl`: the driver of the row-wise family.
     pub const ROWS: &str = include_str!("../../shaders/common/rows.wgsl");
@@ -532,25 +533,27 @@ impl Kernel {
         const ROWS: (&str, &str) = ("shaders/common/rows.wgsl", source::ROWS);
         const NAN: (&str, &str) = ("shaders/common/nan.wgsl", source::NAN);
         match self {
-            Kernel::Mse => &[EW, ("shaders/mse.wgsl", source::MSE)],
-            Kernel::Mae => &[EW, ("shaders/mae.wgsl", source::MAE)],
-            Kernel::Huber => &[EW, ("shaders/huber.wgsl", source::HUBER)],
-            Kernel::Bce => &[EW, W, NAN, ("shaders/bce.wgsl", source::BCE)],
+            Kernel::Mse => &[NAN, EW, ("shaders/mse.wgsl", source::MSE)],
+            Kernel::Mae => &[NAN, EW, ("shaders/mae.wgsl", source::MAE)],
+            Kernel::Huber => &[NAN, EW, ("shaders/huber.wgsl", source::HUBER)],
+            Kernel::Bce => &[NAN, EW, W, ("shaders/bce.wgsl", source::BCE)],
             Kernel::BceWithLogits => &[
+                NAN,
                 EW,
                 W,
                 ("shaders/bce_with_logits.wgsl", source::BCE_WITH_LOGITS),
             ],
             Kernel::ReducePartials => &[("shaders/reduce_partials.wgsl", source::REDUCE_PARTIALS)],
             Kernel::CategoricalCrossEntropy => &[
-                ROWS,
                 NAN,
+                ROWS,
                 (
                     "shaders/categorical_cross_entropy.wgsl",
                     source::CATEGORICAL_CROSS_ENTROPY,
                 ),
             ],
             Kernel::SoftmaxCrossEntropy => &[
+                NAN,
                 ROWS,
                 (
                     "shaders/softmax_cross_entropy.wgsl",
@@ -558,6 +561,7 @@ impl Kernel {
                 ),
             ],
             Kernel::CosineProximity => &[
+                NAN,
                 ROWS,
                 ("shaders/cosine_proximity.wgsl", source::COSINE_PROXIMITY),
             ],

@@ -63,6 +63,23 @@ pub fn plain_ctx() -> &'static GpuContext {
     })
 }
 
+/// A context whose loss kernels take the other main-loop shape than the adapter's default
+/// (`ContextOptions::unroll`: four units per trip on GPUs, one on software adapters), so both
+/// shapes run on every machine.
+pub fn unroll_flipped_ctx() -> &'static GpuContext {
+    static C: OnceLock<GpuContext> = OnceLock::new();
+    C.get_or_init(|| {
+        let cpu = ctx().adapter_info().device_type == wgpu::DeviceType::Cpu;
+        make(
+            ContextOptions {
+                unroll: Some(cpu),
+                ..Default::default()
+            },
+            "flipped unroll",
+        )
+    })
+}
+
 /// Chunk size of [`chunked_ctx`]: not a multiple of 64 or of the row lengths the tests use,
 /// so chunk boundaries fall mid-row and broadcast phases are non-zero.
 pub const SMALL_CHUNK: usize = 1000;
