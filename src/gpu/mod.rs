@@ -4,14 +4,14 @@
 mod context;
 mod kernel_step;
 mod pool;
-mod readback;
+pub(crate) mod readback;
 mod timing;
 
 pub(crate) use context::KernelPipeline;
 pub use context::{ContextOptions, GpuContext};
 pub use kernel_step::KernelStep;
 pub(crate) use pool::Pooled;
-pub(crate) use readback::Readback;
+pub(crate) use readback::{Readback, Upload};
 pub use timing::{GpuTimer, TimingMethod};
 
 /// The copy kernel, the bandwidth ceiling of the benchmarks (`shaders/copy.wgsl`).

@@ -12,8 +12,8 @@ use std::sync::Arc;
 use ndarray::ArrayViewD;
 
 use super::staging::{
-    Bound, Dispatch, ScratchKind, Taken, bind_group, contiguous, encode_dispatches, first_row,
-    or_dummy,
+    Bound, Dispatch, ReadInto, Results, ScratchKind, Taken, bind_group, contiguous,
+    encode_dispatches, first_row, or_dummy,
 };
 use super::{Io, Kernel, Slot, WORKGROUP_SIZE};
 use crate::error::{Error, Result};
@@ -487,6 +487,7 @@ pub(crate) fn run(ctx: &GpuContext, loss: &Loss, args: &LossArgs<'_>) -> Result<
 
     let scopes = ctx.open_scopes();
     let mut taken = Taken::default();
+    let mut uploads = Vec::new();
     use wgpu::BufferUsages as U;
     let mut kinds = Vec::new();
     for (kind, size, usage) in plan.scratch_sizes() {
@@ -496,12 +497,20 @@ pub(crate) fn run(ctx: &GpuContext, loss: &Loss, args: &LossArgs<'_>) -> Result<
         ));
     }
     let value_idx = ctx.scratch(&mut taken, "wgpu-loss value", 4, U::STORAGE | U::COPY_SRC);
-    let whole = |b: &Broadcast<'_>, taken: &mut Taken, label: &str| match b {
-        Broadcast::Whole(d) => Some((ctx.upload(taken, label, d), d.len())),
-        _ => None,
-    };
-    let whole_weight = whole(&weight, &mut taken, "wgpu-loss weight");
-    let whole_pos_weight = whole(&pos_weight, &mut taken, "wgpu-loss pos_weight");
+    // A broadcast input bound whole: uploaded once. Labels: weight, pos_weight.
+    let mut whole = [None, None];
+    for ((b, label), slot) in [
+        (&weight, "wgpu-loss weight"),
+        (&pos_weight, "wgpu-loss pos_weight"),
+    ]
+    .into_iter()
+    .zip(&mut whole)
+    {
+        if let Broadcast::Whole(d) = b {
+            *slot = Some((ctx.upload(&mut taken, &mut uploads, label, d), d.len()));
+        }
+    }
+    let [whole_weight, whole_pos_weight] = whole;
     struct ChunkIdx {
         pred: usize,
         target: usize,
@@ -514,25 +523,65 @@ pub(crate) fn run(ctx: &GpuContext, loss: &Loss, args: &LossArgs<'_>) -> Result<
     let mut idx = Vec::with_capacity(plan.chunks().len());
     for ch in plan.chunks() {
         let range = ch.base..ch.base + ch.len;
-        let full = |b: &Broadcast<'_>, taken: &mut Taken, label: &str| match b {
-            Broadcast::Full(d) => Some((ctx.upload(taken, label, &d[range.clone()]), ch.len)),
-            _ => None,
-        };
+        let pred_i = ctx.upload(
+            &mut taken,
+            &mut uploads,
+            "wgpu-loss pred",
+            &pred[range.clone()],
+        );
+        let target_i = ctx.upload(
+            &mut taken,
+            &mut uploads,
+            "wgpu-loss target",
+            &target[range.clone()],
+        );
+        let upstream_i = upstream.as_ref().map(|u| {
+            ctx.upload(
+                &mut taken,
+                &mut uploads,
+                "wgpu-loss upstream",
+                &u[range.clone()],
+            )
+        });
+        // A broadcast input as long as the prediction: chunked alongside it.
+        let mut full = [None, None];
+        for ((b, label), slot) in [
+            (&weight, "wgpu-loss weight"),
+            (&pos_weight, "wgpu-loss pos_weight"),
+        ]
+        .into_iter()
+        .zip(&mut full)
+        {
+            if let Broadcast::Full(d) = b {
+                *slot = Some((
+                    ctx.upload(&mut taken, &mut uploads, label, &d[range.clone()]),
+                    ch.len,
+                ));
+            }
+        }
+        let [full_weight, full_pos_weight] = full;
+        let weight_i = full_weight.or(whole_weight);
+        let pos_weight_i = full_pos_weight.or(whole_pos_weight);
         let out = |taken: &mut Taken, label: &str| {
             ctx.scratch(taken, label, ch.len as u64 * 4, U::STORAGE | U::COPY_SRC)
         };
         idx.push(ChunkIdx {
-            pred: ctx.upload(&mut taken, "wgpu-loss pred", &pred[range.clone()]),
-            target: ctx.upload(&mut taken, "wgpu-loss target", &target[range.clone()]),
-            upstream: upstream
-                .as_ref()
-                .map(|u| ctx.upload(&mut taken, "wgpu-loss upstream", &u[range.clone()])),
+            pred: pred_i,
+            target: target_i,
+            upstream: upstream_i,
             grad: args.want_grad.then(|| out(&mut taken, "wgpu-loss grad")),
             losses: write_losses.then(|| out(&mut taken, "wgpu-loss losses")),
-            weight: full(&weight, &mut taken, "wgpu-loss weight").or(whole_weight),
-            pos_weight: full(&pos_weight, &mut taken, "wgpu-loss pos_weight").or(whole_pos_weight),
+            weight: weight_i,
+            pos_weight: pos_weight_i,
         });
     }
+    let mut encoder = ctx
+        .device
+        .create_command_encoder(&wgpu::CommandEncoderDescriptor {
+            label: Some("wgpu-loss elementwise"),
+        });
+    // The uploads' copies come first in the encoder, before the compute pass.
+    ctx.write_uploads(&mut encoder, uploads, &mut taken.0)?;
 
     let buf = |i: usize| &taken.0[i].buffer;
     let of = |k: ScratchKind| kinds.iter().find(|(kk, _)| *kk == k).map(|&(_, i)| buf(i));
@@ -564,34 +613,35 @@ pub(crate) fn run(ctx: &GpuContext, loss: &Loss, args: &LossArgs<'_>) -> Result<
         .collect();
     plan.write_constants(&ctx.queue, &scratch);
     let dispatches = plan.bind(ctx, &scratch, &chunk_bufs);
-    let mut encoder = ctx
-        .device
-        .create_command_encoder(&wgpu::CommandEncoderDescriptor {
-            label: Some("wgpu-loss elementwise"),
-        });
     plan.encode(&mut encoder, &scratch, &dispatches);
 
     // Readbacks, in a fixed order: value, domain error, then per chunk grad and losses.
-    let mut readbacks = Vec::new();
+    let mut results = Results::new(args.want_grad.then_some(n), write_losses.then_some(n));
     if reduce_value {
-        readbacks.push(ctx.record_readback(&mut encoder, buf(value_idx), 4));
+        results.record(ctx, &mut encoder, buf(value_idx), 4, ReadInto::Words);
     }
     if let Some(e) = scratch.domain_error {
-        readbacks.push(ctx.record_readback(&mut encoder, e, 4));
+        results.record(ctx, &mut encoder, e, 4, ReadInto::Words);
     }
     for (ch, ix) in plan.chunks().iter().zip(&idx) {
-        for i in [ix.grad, ix.losses].into_iter().flatten() {
-            readbacks.push(ctx.record_readback(&mut encoder, buf(i), ch.len as u64 * 4));
+        let size = ch.len as u64 * 4;
+        if let Some(i) = ix.grad {
+            results.record(ctx, &mut encoder, buf(i), size, ReadInto::Grad);
+        }
+        if let Some(i) = ix.losses {
+            results.record(ctx, &mut encoder, buf(i), size, ReadInto::Losses);
         }
     }
     let has_err = scratch.domain_error.is_some();
-    let mut results = ctx
-        .finish_call(encoder, scopes, readbacks, taken)?
-        .into_iter();
-    let mut next = || results.next().unwrap_or_default();
-    let value = reduce_value.then(|| next().first().map_or(f32::NAN, |&b| f32::from_bits(b)));
+    ctx.finish_call(encoder, scopes, taken, &mut results)?;
+    let value = reduce_value.then(|| {
+        results
+            .next_words()
+            .first()
+            .map_or(f32::NAN, |&b| f32::from_bits(b))
+    });
     if has_err {
-        if let Some(index) = first_row(next().first().copied().unwrap_or(0)) {
+        if let Some(index) = first_row(results.next_words().first().copied().unwrap_or(0)) {
             return Err(Error::OutOfDomain {
                 what: "prediction",
                 index,
@@ -600,13 +650,7 @@ pub(crate) fn run(ctx: &GpuContext, loss: &Loss, args: &LossArgs<'_>) -> Result<
             });
         }
     }
-    let mut grad = args.want_grad.then(|| Vec::with_capacity(n));
-    let mut losses = write_losses.then(|| Vec::with_capacity(n));
-    for _ in plan.chunks() {
-        for out in [grad.as_mut(), losses.as_mut()].into_iter().flatten() {
-            out.extend(next().into_iter().map(f32::from_bits));
-        }
-    }
+    let Results { grad, losses, .. } = results;
     let (losses, grad) = LossOutput::shape_arrays(args.pred.shape(), losses, grad);
     Ok(LossOutput {
         value,

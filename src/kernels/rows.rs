@@ -18,8 +18,8 @@ use std::sync::Arc;
 
 use super::elementwise::{FLAG_SCALE_FROM_NORM, FinalizeParams, MAX_LOOP_TRIPS, workgroups_for};
 use super::staging::{
-    Bound, Dispatch, ScratchKind, Taken, bind_group, contiguous, encode_dispatches, first_row,
-    or_dummy,
+    Bound, Dispatch, ReadInto, Results, ScratchKind, Taken, bind_group, contiguous,
+    encode_dispatches, first_row, or_dummy,
 };
 use super::{Io, Kernel, Slot, WORKGROUP_SIZE};
 use crate::error::{Error, Result};
@@ -120,8 +120,8 @@ fn gpu_classes(target: &Target<'_>, cols: usize, ignore: i64) -> (Vec<i32>, i32)
         }
     };
     let v = match target {
-        Target::ClassesI32(a) => a.iter().map(|&c| map(i64::from(c))).collect(),
-        Target::ClassesI64(a) => a.iter().map(|&c| map(c)).collect(),
+        Target::ClassesI32(a) => contiguous(a).iter().map(|&c| map(i64::from(c))).collect(),
+        Target::ClassesI64(a) => contiguous(a).iter().map(|&c| map(c)).collect(),
         Target::Dense(_) => Vec::new(),
     };
     (v, gpu_ignore)
@@ -616,6 +616,7 @@ pub(crate) fn run(ctx: &GpuContext, loss: &Loss, args: &LossArgs<'_>) -> Result<
 
     let scopes = ctx.open_scopes();
     let mut taken = Taken::default();
+    let mut uploads = Vec::new();
     use wgpu::BufferUsages as U;
     let mut kinds = Vec::new();
     for (kind, size, usage) in plan.scratch_sizes() {
@@ -627,7 +628,7 @@ pub(crate) fn run(ctx: &GpuContext, loss: &Loss, args: &LossArgs<'_>) -> Result<
     let value_idx = ctx.scratch(&mut taken, "wgpu-loss value", 4, U::STORAGE | U::COPY_SRC);
     let weight_idx = weight
         .as_ref()
-        .map(|w| ctx.upload(&mut taken, "wgpu-loss class weight", w));
+        .map(|w| ctx.upload(&mut taken, &mut uploads, "wgpu-loss class weight", w));
     struct ChunkIdx {
         pred: usize,
         target: (usize, usize),
@@ -641,20 +642,40 @@ pub(crate) fn run(ctx: &GpuContext, loss: &Loss, args: &LossArgs<'_>) -> Result<
         let elems = ch.row0 * cols..(ch.row0 + ch.rows) * cols;
         let target = match &dense_target {
             Some(t) => (
-                ctx.upload(&mut taken, "wgpu-loss target", &t[elems.clone()]),
+                ctx.upload(
+                    &mut taken,
+                    &mut uploads,
+                    "wgpu-loss target",
+                    &t[elems.clone()],
+                ),
                 elems.len(),
             ),
             None => (
-                ctx.upload(&mut taken, "wgpu-loss classes", &class_data[rows.clone()]),
+                ctx.upload(
+                    &mut taken,
+                    &mut uploads,
+                    "wgpu-loss classes",
+                    &class_data[rows.clone()],
+                ),
                 rows.len(),
             ),
         };
         idx.push(ChunkIdx {
-            pred: ctx.upload(&mut taken, "wgpu-loss pred", &pred[elems.clone()]),
+            pred: ctx.upload(
+                &mut taken,
+                &mut uploads,
+                "wgpu-loss pred",
+                &pred[elems.clone()],
+            ),
             target,
-            upstream: upstream
-                .as_ref()
-                .map(|u| ctx.upload(&mut taken, "wgpu-loss upstream", &u[rows.clone()])),
+            upstream: upstream.as_ref().map(|u| {
+                ctx.upload(
+                    &mut taken,
+                    &mut uploads,
+                    "wgpu-loss upstream",
+                    &u[rows.clone()],
+                )
+            }),
             grad: args.want_grad.then(|| {
                 ctx.scratch(
                     &mut taken,
@@ -674,6 +695,13 @@ pub(crate) fn run(ctx: &GpuContext, loss: &Loss, args: &LossArgs<'_>) -> Result<
         });
     }
 
+    let mut encoder = ctx
+        .device
+        .create_command_encoder(&wgpu::CommandEncoderDescriptor {
+            label: Some("wgpu-loss rows"),
+        });
+    // The uploads' copies come first in the encoder, before the compute pass.
+    ctx.write_uploads(&mut encoder, uploads, &mut taken.0)?;
     let buf = |i: usize| &taken.0[i].buffer;
     let of = |k: ScratchKind| kinds.iter().find(|(kk, _)| *kk == k).map(|&(_, i)| buf(i));
     let (Some(params), Some(partials), Some(norm)) = (
@@ -707,42 +735,44 @@ pub(crate) fn run(ctx: &GpuContext, loss: &Loss, args: &LossArgs<'_>) -> Result<
         .collect();
     plan.write_constants(&ctx.queue, &scratch);
     let dispatches = plan.bind(ctx, &scratch, &chunk_bufs);
-    let mut encoder = ctx
-        .device
-        .create_command_encoder(&wgpu::CommandEncoderDescriptor {
-            label: Some("wgpu-loss rows"),
-        });
     plan.encode(&mut encoder, &scratch, &dispatches);
 
     // Readbacks, in a fixed order: value, class stats, domain error, then per chunk grad and
     // losses.
-    let mut readbacks = Vec::new();
+    let mut results = Results::new(
+        args.want_grad.then_some(b * cols),
+        write_losses.then_some(b),
+    );
     if reduce_value {
-        readbacks.push(ctx.record_readback(&mut encoder, buf(value_idx), 4));
+        results.record(ctx, &mut encoder, buf(value_idx), 4, ReadInto::Words);
     }
     if let Some(s) = scratch.stats {
-        readbacks.push(ctx.record_readback(&mut encoder, s, 8));
+        results.record(ctx, &mut encoder, s, 8, ReadInto::Words);
     }
     if let Some(e) = scratch.domain_error {
-        readbacks.push(ctx.record_readback(&mut encoder, e, 4));
+        results.record(ctx, &mut encoder, e, 4, ReadInto::Words);
     }
     for (ch, ix) in plan.chunks().iter().zip(&idx) {
         if let Some(i) = ix.grad {
-            readbacks.push(ctx.record_readback(&mut encoder, buf(i), (ch.rows * cols) as u64 * 4));
+            let size = (ch.rows * cols) as u64 * 4;
+            results.record(ctx, &mut encoder, buf(i), size, ReadInto::Grad);
         }
         if let Some(i) = ix.losses {
-            readbacks.push(ctx.record_readback(&mut encoder, buf(i), ch.rows as u64 * 4));
+            let size = ch.rows as u64 * 4;
+            results.record(ctx, &mut encoder, buf(i), size, ReadInto::Losses);
         }
     }
     let has_err = scratch.domain_error.is_some();
-    let mut results = ctx
-        .finish_call(encoder, scopes, readbacks, taken)?
-        .into_iter();
-    let mut next = || results.next().unwrap_or_default();
-    let value = reduce_value.then(|| next().first().map_or(f32::NAN, |&b| f32::from_bits(b)));
+    ctx.finish_call(encoder, scopes, taken, &mut results)?;
+    let value = reduce_value.then(|| {
+        results
+            .next_words()
+            .first()
+            .map_or(f32::NAN, |&b| f32::from_bits(b))
+    });
     let mut counted = b;
     if classes {
-        let stats = next();
+        let stats = results.next_words();
         if let Some(row) = first_row(stats.first().copied().unwrap_or(0)) {
             return Err(Error::ClassOutOfRange {
                 row,
@@ -753,7 +783,7 @@ pub(crate) fn run(ctx: &GpuContext, loss: &Loss, args: &LossArgs<'_>) -> Result<
         counted = stats.get(1).copied().unwrap_or(0) as usize;
     }
     if has_err {
-        if let Some(row) = first_row(next().first().copied().unwrap_or(0)) {
+        if let Some(row) = first_row(results.next_words().first().copied().unwrap_or(0)) {
             let start = row * cols;
             let (j, &value) = pred[start..start + cols]
                 .iter()
@@ -768,13 +798,7 @@ pub(crate) fn run(ctx: &GpuContext, loss: &Loss, args: &LossArgs<'_>) -> Result<
             });
         }
     }
-    let mut grad = args.want_grad.then(|| Vec::with_capacity(b * cols));
-    let mut losses = write_losses.then(|| Vec::with_capacity(b));
-    for _ in plan.chunks() {
-        for out in [grad.as_mut(), losses.as_mut()].into_iter().flatten() {
-            out.extend(next().into_iter().map(f32::from_bits));
-        }
-    }
+    let Results { grad, losses, .. } = results;
     let (_, grad) = LossOutput::shape_arrays(args.pred.shape(), None, grad);
     let (losses, _) = LossOutput::<f32>::shape_arrays(args.row_shape(), losses, None);
     Ok(LossOutput {

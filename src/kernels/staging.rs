@@ -1,12 +1,14 @@
 //! What both kernel families share on the host: buffers taken from the pool for a call, bound
 //! buffer ranges, recorded dispatches, and the tail of a call (submit, scopes, readback).
 
+use std::collections::VecDeque;
 use std::sync::Arc;
 
 use super::{Kernel, Slot};
 use crate::error::{Error, Result};
-use crate::gpu::{GpuContext, KernelPipeline, Pooled, Readback};
+use crate::gpu::{GpuContext, KernelPipeline, Pooled, Readback, Upload};
 
+use crate::gpu::readback::{extend_f32, words};
 pub(crate) use crate::loss::contiguous;
 
 /// Buffers taken for one call; all go back to the pool at the end.
@@ -14,11 +16,15 @@ pub(crate) use crate::loss::contiguous;
 pub(crate) struct Taken(pub(crate) Vec<Pooled>);
 
 impl GpuContext {
-    pub(crate) fn upload<T: bytemuck::Pod>(
+    /// Takes a storage buffer for `data` and stages the upload of `data` into it (see
+    /// [`GpuContext::stage_upload`]); [`GpuContext::write_uploads`] copies every staged upload
+    /// in. Returns the buffer's index in `taken`.
+    pub(crate) fn upload<'d, T: bytemuck::Pod>(
         &self,
         taken: &mut Taken,
+        uploads: &mut Vec<Upload<'d>>,
         label: &str,
-        data: &[T],
+        data: &'d [T],
     ) -> usize {
         let bytes: &[u8] = bytemuck::cast_slice(data);
         let p = self.pool.take(
@@ -28,9 +34,10 @@ impl GpuContext {
             wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_DST,
             self.limits.max_buffer_size,
         );
-        self.queue.write_buffer(&p.buffer, 0, bytes);
         taken.0.push(p);
-        taken.0.len() - 1
+        let dst = taken.0.len() - 1;
+        uploads.push(self.stage_upload(dst, bytes));
+        dst
     }
 
     pub(crate) fn scratch(
@@ -67,8 +74,8 @@ impl GpuContext {
         }
     }
 
-    /// Submits `encoder`, closes the call's error scopes, reads back `readbacks` (as u32
-    /// words, in order) and gives every taken buffer back to the pool, whatever happens.
+    /// Submits `encoder`, closes the call's error scopes, reads back what `results` recorded
+    /// into it, and gives every taken buffer back to the pool, whatever happens.
     ///
     /// # Errors
     /// [`Error::Gpu`] for a validation or out-of-memory error in the call; the readback's
@@ -77,21 +84,97 @@ impl GpuContext {
         &self,
         encoder: wgpu::CommandEncoder,
         scopes: Scopes,
-        readbacks: Vec<Readback>,
         taken: Taken,
-    ) -> Result<Vec<Vec<u32>>> {
+        results: &mut Results,
+    ) -> Result<()> {
         self.queue.submit([encoder.finish()]);
         // Scopes close in the reverse order of opening.
         let oom = pollster::block_on(scopes.oom.pop());
         let validation = pollster::block_on(scopes.validation.pop());
-        let results = self.finish_readbacks::<u32>(readbacks);
+        let readbacks = std::mem::take(&mut results.readbacks);
+        let read = self.finish_readbacks(readbacks, &mut |i, bytes| results.take(i, bytes));
         for p in taken.0 {
             self.pool.give_back(p);
         }
         if let Some(e) = validation.or(oom) {
             return Err(Error::Gpu(e.to_string()));
         }
-        results
+        read
+    }
+}
+
+/// What one readback of a call becomes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum ReadInto {
+    /// A few words (the value, atomics): kept, in order, for [`Results::next_words`].
+    Words,
+    /// The next chunk of the gradient, appended to [`Results::grad`].
+    Grad,
+    /// The next chunk of the losses, appended to [`Results::losses`].
+    Losses,
+}
+
+/// The readbacks of one call and where each goes. The gradient and the losses are copied
+/// straight from the mapped staging buffers into the output vectors (allocated once, at their
+/// full length), chunk after chunk, so a call makes no intermediate copy of them.
+pub(crate) struct Results {
+    readbacks: Vec<Readback>,
+    into: Vec<ReadInto>,
+    /// The small readbacks, in the order they were recorded.
+    words: VecDeque<Vec<u32>>,
+    /// The gradient, if asked for.
+    pub(crate) grad: Option<Vec<f32>>,
+    /// The per-element or per-row losses, if asked for.
+    pub(crate) losses: Option<Vec<f32>>,
+}
+
+impl Results {
+    /// Results with room for a gradient of `grad` elements and `losses` losses.
+    pub(crate) fn new(grad: Option<usize>, losses: Option<usize>) -> Self {
+        Results {
+            readbacks: Vec::new(),
+            into: Vec::new(),
+            words: VecDeque::new(),
+            grad: grad.map(Vec::with_capacity),
+            losses: losses.map(Vec::with_capacity),
+        }
+    }
+
+    /// Records a readback of the first `size` bytes of `src` into `encoder`, going `into`.
+    pub(crate) fn record(
+        &mut self,
+        ctx: &GpuContext,
+        encoder: &mut wgpu::CommandEncoder,
+        src: &wgpu::Buffer,
+        size: u64,
+        into: ReadInto,
+    ) {
+        self.readbacks.push(ctx.record_readback(encoder, src, size));
+        self.into.push(into);
+    }
+
+    /// The next small readback, in the order they were recorded (empty once they are all
+    /// taken, or if the call failed).
+    pub(crate) fn next_words(&mut self) -> Vec<u32> {
+        self.words.pop_front().unwrap_or_default()
+    }
+
+    /// Takes the mapped bytes of readback `i`.
+    fn take(&mut self, i: usize, bytes: &[u8]) {
+        match self.into.get(i) {
+            Some(ReadInto::Words) => self.words.push_back(words(bytes)),
+            Some(ReadInto::Grad) => {
+                if let Some(g) = self.grad.as_mut() {
+                    extend_f32(g, bytes);
+                }
+            }
+            Some(ReadInto::Losses) => {
+                if let Some(l) = self.losses.as_mut() {
+                    extend_f32(l, bytes);
+                }
+            }
+            None => {}
+        }
     }
 }
 

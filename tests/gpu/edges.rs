@@ -1,7 +1,7 @@
 //! Edge shapes and values: NaN and Inf, higher rank, non-contiguous views.
 
 use ndarray::{ArrayD, Axis};
-use wgpu_loss::{Loss, LossArgs, Reduction, synthetic};
+use wgpu_loss::{Loss, LossArgs, Reduction, Upstream, synthetic};
 
 use crate::common::{check_args, ctx, elementwise_losses, seed_for};
 
@@ -116,5 +116,34 @@ fn non_contiguous_views() {
             &LossArgs::new(ps, ts),
             &format!("{what}/strided"),
         );
+    }
+}
+
+/// Uploads and readbacks of several MiB that are not a whole number of the 1 MiB pieces the
+/// host copies are split into across threads, elementwise (three uploads, two readbacks) and
+/// row-wise. Each shape runs twice with different data, so the second call reuses the first's
+/// pooled staging buffers: an element the host copies missed would hold a stale value.
+#[test]
+#[cfg_attr(skip_gpu_tests, ignore)]
+fn large_transfers_with_a_partial_last_piece() {
+    // 6 000 004 bytes per array: five whole pieces and a remainder.
+    let n = 1_500_001;
+    for run in ["first", "second"] {
+        let what = format!("large transfers/mse/none/{run}");
+        let b = synthetic::batch(&Loss::Mse, &[n], seed_for(&what));
+        let g = synthetic::uniform(&[n], -2.0, 2.0, seed_for(&format!("{what}/g")));
+        let args = LossArgs::new(b.pred.view(), b.target.view())
+            .reduction(Reduction::None)
+            .upstream(Upstream::Array(g.view()));
+        check_args(ctx(), &Loss::Mse, &args, &what);
+    }
+    // 37 rows of 40 009 logits: 5 921 332 bytes per array.
+    let shape = [37usize, 40_009];
+    let loss = Loss::SOFTMAX_CROSS_ENTROPY;
+    for run in ["first", "second"] {
+        let what = format!("large transfers/softmax-ce/{run}");
+        let b = synthetic::batch(&loss, &shape, seed_for(&what));
+        let args = LossArgs::new(b.pred.view(), b.target.view());
+        check_args(ctx(), &loss, &args, &what);
     }
 }
