@@ -22,8 +22,8 @@ pub struct ContextOptions {
     pub max_chunk_elements: Option<usize>,
     /// Whether the loss kernels' main loops take four units (words) per trip with their loads
     /// issued together, for memory-level parallelism. Default `None`: yes on GPUs, no on
-    /// software adapters (device type `Cpu`), where it halved the elementwise kernels' speed
-    /// on llvmpipe. Never for all-f32 elementwise calls on vec4 storage, whose lanes already
+    /// software adapters (device type `Cpu`), where it cost the elementwise kernels a third of
+    /// their speed on llvmpipe. Never for all-f32 elementwise calls on vec4 storage, whose lanes already
     /// move 16 bytes per array per trip (there it cost 3–9% on an H100; it made long rows
     /// 1.7–1.8× faster). The results are the same bits either way (the same additions in the
     /// same order).
@@ -433,11 +433,7 @@ impl GpuContext {
                 module: &module,
                 entry_point: Some(ENTRY_POINT),
                 compilation_options: wgpu::PipelineCompilationOptions {
-                    constants: if kernel.takes_io() {
-                        &unroll
-                    } else {
-                        &[]
-                    },
+                    constants: if kernel.takes_io() { &unroll } else { &[] },
                     ..Default::default()
                 },
                 cache: None,
