@@ -53,7 +53,11 @@ fn unrolled_loops_give_the_same_bits() {
     let elementwise: [&[usize]; 3] = [&[1], &[300_007], &[1 << 20]];
     let rows: [&[usize]; 3] = [&[3, 7], &[5, 70_001], &[2, 262_144]];
     for loss in Loss::ALL_DEFAULT {
-        let shapes = if loss.is_row_wise() { rows } else { elementwise };
+        let shapes = if loss.is_row_wise() {
+            rows
+        } else {
+            elementwise
+        };
         for shape in shapes {
             for reduction in [Reduction::Mean, Reduction::None] {
                 let what = format!("unroll/{}/{shape:?}/{}", loss.name(), reduction.name());
