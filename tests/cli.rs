@@ -2174,3 +2174,35 @@ fn bench_bad_sizes_and_rows_are_bad_input() {
         );
     }
 }
+
+/// The hidden tuning flag `--unroll` forces the kernels' main-loop shape: either runs, and
+/// the GPU call still agrees with the reference (the check line has no warning); anything but
+/// a boolean is bad input.
+#[test]
+#[cfg_attr(skip_gpu_tests, ignore)]
+fn bench_unroll_flag_runs_both_shapes() {
+    for value in ["true", "false"] {
+        let out = run(&[
+            "bench",
+            "--unroll",
+            value,
+            "--losses",
+            "bce,softmax-ce",
+            "--sizes",
+            "70001",
+            "--rows",
+            "3x30001",
+            "--repeats",
+            "1",
+        ]);
+        assert_success(&out, &format!("bench --unroll {value}"));
+        assert!(
+            !stderr(&out).contains("disagree"),
+            "--unroll {value}: {}",
+            stderr(&out)
+        );
+        assert!(stdout(&out).contains("check: "), "{}", stdout(&out));
+    }
+    let out = run(&["bench", "--unroll", "maybe"]);
+    assert_eq!(out.status.code(), Some(2), "stderr:\n{}", stderr(&out));
+}

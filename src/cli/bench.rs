@@ -849,3 +849,46 @@ fn plot(
     root.present()?;
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ndarray::ArrayD;
+
+    fn out<T>(value: Option<T>, grad: Option<Vec<T>>) -> LossOutput<T> {
+        LossOutput {
+            value,
+            losses: None,
+            grad: grad.map(|g| ArrayD::from_shape_vec(vec![g.len()], g).unwrap()),
+            counted: 1,
+        }
+    }
+
+    /// The value's error is relative to the reference's; the gradient's is the largest
+    /// absolute error over the reference's largest magnitude.
+    #[test]
+    fn agreement_measures_value_and_gradient() {
+        let a = Agreement::of(
+            &out(Some(2.002f32), Some(vec![1.0, -4.0, 0.5])),
+            &out(Some(2.0f64), Some(vec![1.0, -4.0, 0.25])),
+        );
+        assert!((a.value - 1e-3).abs() < 1e-6, "{a:?}");
+        assert!((a.grad - 0.25 / 4.0).abs() < 1e-12, "{a:?}");
+        assert!(!a.within(AGREEMENT));
+        let same = Agreement::of(&out(Some(3.0f32), None), &out(Some(3.0f64), None));
+        assert!(same.within(0.0), "{same:?}");
+    }
+
+    /// A NaN where the reference has a number is a disagreement, and survives the maximum
+    /// over points.
+    #[test]
+    fn agreement_nan_is_never_within() {
+        let a = Agreement::of(
+            &out(Some(1.0f32), Some(vec![f32::NAN, 1.0])),
+            &out(Some(1.0f64), Some(vec![0.5, 1.0])),
+        );
+        assert!(a.grad.is_nan() && !a.within(1.0), "{a:?}");
+        let worst = Agreement::default().max(a).max(Agreement::default());
+        assert!(worst.grad.is_nan(), "{worst:?}");
+    }
+}
