@@ -634,12 +634,7 @@ pub(crate) fn run(ctx: &GpuContext, loss: &Loss, args: &LossArgs<'_>) -> Result<
     }
     let has_err = scratch.domain_error.is_some();
     ctx.finish_call(encoder, scopes, taken, &mut results)?;
-    let value = reduce_value.then(|| {
-        results
-            .next_words()
-            .first()
-            .map_or(f32::NAN, |&b| f32::from_bits(b))
-    });
+    let value = reduce_value.then(|| results.next_value());
     if has_err {
         if let Some(index) = first_row(results.next_words().first().copied().unwrap_or(0)) {
             return Err(Error::OutOfDomain {

@@ -764,12 +764,7 @@ pub(crate) fn run(ctx: &GpuContext, loss: &Loss, args: &LossArgs<'_>) -> Result<
     }
     let has_err = scratch.domain_error.is_some();
     ctx.finish_call(encoder, scopes, taken, &mut results)?;
-    let value = reduce_value.then(|| {
-        results
-            .next_words()
-            .first()
-            .map_or(f32::NAN, |&b| f32::from_bits(b))
-    });
+    let value = reduce_value.then(|| results.next_value());
     let mut counted = b;
     if classes {
         let stats = results.next_words();

@@ -159,6 +159,13 @@ impl Results {
         self.words.pop_front().unwrap_or_default()
     }
 
+    /// The next small readback as the loss value: its first word's f32 (NaN if it is empty).
+    pub(crate) fn next_value(&mut self) -> f32 {
+        self.next_words()
+            .first()
+            .map_or(f32::NAN, |&b| f32::from_bits(b))
+    }
+
     /// Takes the mapped bytes of readback `i`.
     fn take(&mut self, i: usize, bytes: &[u8]) {
         match self.into.get(i) {
