@@ -1181,3 +1181,149 @@ fn class_out_of_range_is_the_first_row() {
     );
     assert_eq!(out.counted, 2);
 }
+
+// ---------------------------------------------------------------------------------------------
+// compute_into: the gradient into the caller's buffer, the same bits as compute.
+// ---------------------------------------------------------------------------------------------
+
+/// `cpu::compute_into` into a buffer full of garbage (NaN) gives exactly the bits of
+/// `cpu::compute`: value, losses, counted, and the gradient in the buffer.
+#[track_caller]
+fn same_bits_into(loss: &Loss, args: &LossArgs<'_>, what: &str) {
+    let want = bits(&cpu::compute(loss, args).unwrap());
+    let mut grad = ArrayD::<f32>::from_elem(args.pred.shape(), f32::NAN);
+    let mut out = cpu::compute_into(loss, args, grad.view_mut()).unwrap();
+    assert!(
+        out.grad.is_none(),
+        "{what}: compute_into returns no gradient"
+    );
+    out.grad = Some(grad);
+    assert_eq!(bits(&out), want, "{what}");
+}
+
+#[test]
+fn compute_into_gives_the_bits_of_compute_elementwise() {
+    for loss in elementwise_losses() {
+        for n in [1, 63, 255, 4097, 70_001] {
+            for reduction in REDUCTIONS {
+                let what = format!("into/{}/{}/{n}", loss.name(), reduction.name());
+                let b = synthetic::batch(&loss, &[n], seed_for(&what));
+                let args = LossArgs::new(b.pred.view(), b.target.view()).reduction(reduction);
+                same_bits_into(&loss, &args, &what);
+            }
+        }
+    }
+    // Broadcast weights, pos_weight, an upstream array, rank 2 and rank 0.
+    let what = "into/weights";
+    let b = synthetic::batch(&Loss::BceWithLogits, &[301, 7], seed_for(what));
+    let w = synthetic::uniform(&[7], 0.0, 2.0, 5);
+    let u = synthetic::uniform(&[301, 7], -1.0, 1.0, 6);
+    let args = LossArgs::new(b.pred.view(), b.target.view())
+        .weight(w.view())
+        .pos_weight(w.view());
+    same_bits_into(&Loss::BceWithLogits, &args, what);
+    let args = args
+        .reduction(Reduction::None)
+        .upstream(Upstream::Array(u.view()));
+    same_bits_into(&Loss::BceWithLogits, &args, what);
+    let p = ArrayD::from_elem(IxDyn(&[]), 0.25f32);
+    let t = ArrayD::from_elem(IxDyn(&[]), 1.0f32);
+    same_bits_into(
+        &Loss::Bce,
+        &LossArgs::new(p.view(), t.view()),
+        "into/rank 0",
+    );
+}
+
+#[test]
+fn compute_into_gives_the_bits_of_compute_row_wise() {
+    for kind in [
+        Kind::Cce,
+        Kind::SoftmaxProbs,
+        Kind::SoftmaxI64,
+        Kind::SoftmaxI32,
+        Kind::Cosine,
+    ] {
+        for (b, c) in [(1, 1), (7, 3), (65, 33), (131, 1000), (3, 32000)] {
+            for reduction in REDUCTIONS {
+                let what = format!("into/{kind:?}/{b}x{c}/{}", reduction.name());
+                let d = RowData::new(kind, b, c, &what);
+                same_bits_into(&d.loss, &d.args().reduction(reduction), &what);
+            }
+        }
+    }
+    // Ignored rows (their gradient is 0, whatever the buffer held), and every row ignored
+    // (D = 0: the whole gradient 0).
+    let x = logits(&[9, 33], 11);
+    let mut k = class_rows(&[9], 33, 12);
+    for r in [0, 4, 8] {
+        k[r] = -100;
+    }
+    for reduction in REDUCTIONS {
+        let what = format!("into/ignored/{}", reduction.name());
+        let args = LossArgs::new(x.view(), k.view()).reduction(reduction);
+        same_bits_into(&Loss::SOFTMAX_CROSS_ENTROPY, &args, &what);
+    }
+    let none = ArrayD::<i64>::from_elem(IxDyn(&[9]), -100);
+    let args = LossArgs::new(x.view(), none.view());
+    same_bits_into(&Loss::SOFTMAX_CROSS_ENTROPY, &args, "into/all ignored");
+}
+
+/// A gradient view that is not contiguous is written element by element, the same values.
+#[test]
+fn compute_into_a_strided_view() {
+    for loss in [Loss::Mse, Loss::SOFTMAX_CROSS_ENTROPY] {
+        let x = logits(&[40, 17], 3);
+        let t = prob_rows(&[40, 17], 4);
+        let args = LossArgs::new(x.view(), t.view());
+        let want = cpu::compute(&loss, &args).unwrap();
+        let mut big = ArrayD::<f32>::from_elem(IxDyn(&[17, 80]), f32::NAN);
+        let mut grad = big.slice_each_axis_mut(|ax| {
+            ndarray::Slice::new(0, None, if ax.axis.index() == 1 { 2 } else { 1 })
+        });
+        grad.swap_axes(0, 1);
+        let out = cpu::compute_into(&loss, &args, grad.view_mut()).unwrap();
+        assert_eq!(out.value.map(f32::to_bits), want.value.map(f32::to_bits));
+        let got: Vec<u32> = grad.iter().map(|v| v.to_bits()).collect();
+        let want: Vec<u32> = want.grad.unwrap().iter().map(|v| v.to_bits()).collect();
+        assert_eq!(got, want, "{}", loss.name());
+    }
+}
+
+/// A gradient of the wrong shape is `ShapeMismatch` (`what: "grad"`), loss-only arguments
+/// `InvalidOption`, argument errors the same as compute's; none touches the buffer.
+#[test]
+fn compute_into_errors() {
+    let b = synthetic::batch(&Loss::Mse, &[4, 5], 1);
+    let args = LossArgs::new(b.pred.view(), b.target.view());
+    for shape in [&[5, 4][..], &[20], &[4, 5, 1], &[4, 6]] {
+        let mut grad = ArrayD::<f32>::from_elem(IxDyn(shape), 7.0);
+        let err = cpu::compute_into(&Loss::Mse, &args, grad.view_mut()).unwrap_err();
+        match &err {
+            Error::ShapeMismatch {
+                what: "grad",
+                expected,
+                got,
+            } => {
+                assert_eq!(expected, &[4, 5]);
+                assert_eq!(got, shape);
+            }
+            e => panic!("{shape:?}: expected ShapeMismatch for grad, got {e:?}"),
+        }
+        assert!(grad.iter().all(|&v| v == 7.0));
+    }
+    let mut grad = ArrayD::<f32>::from_elem(IxDyn(&[4, 5]), 7.0);
+    let err = cpu::compute_into(&Loss::Mse, &args.clone().loss_only(), grad.view_mut());
+    assert!(
+        matches!(err, Err(Error::InvalidOption { option: "grad", .. })),
+        "{err:?}"
+    );
+    // An argument error comes first, and is compute's.
+    let t = ArrayD::<f32>::zeros(IxDyn(&[4, 4]));
+    let bad = LossArgs::new(b.pred.view(), t.view());
+    let want = format!("{:?}", cpu::compute(&Loss::Mse, &bad).unwrap_err());
+    let mut wrong = ArrayD::<f32>::from_elem(IxDyn(&[3]), 7.0);
+    let got = cpu::compute_into(&Loss::Mse, &bad, wrong.view_mut()).unwrap_err();
+    assert_eq!(format!("{got:?}"), want);
+    assert!(grad.iter().chain(&wrong).all(|&v| v == 7.0));
+}

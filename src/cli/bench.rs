@@ -12,7 +12,11 @@
 //!   with `--wall-clock`), the host clock around one submission and a blocking wait. The copy
 //!   kernel is timed the same way, so the two are comparable.
 //! - `gpu`: a whole [`GpuContext::compute`] call (upload, kernels, readback), host clock.
-//! - `cpu`: a whole [`wgpu_loss::cpu::compute`] call (f32, every core), host clock.
+//! - `cpu`: a whole [`wgpu_loss::cpu::compute_into`] call (f32, every core), host clock, the
+//!   gradient written into an array allocated once per point (as the kernel path's buffers
+//!   are): a fresh gradient ([`wgpu_loss::cpu::compute`]) would also time the operating
+//!   system mapping in and zeroing its pages, about as long as the loss itself at 2^24
+//!   elements and more.
 //! - `reference`: the f64 reference ([`wgpu_loss::reference::compute`]), host clock, the
 //!   median of at most 3 runs without warm-up (it is slow and needs none).
 //!
@@ -519,7 +523,7 @@ pub fn run(a: &BenchArgs) -> Result<(), Failure> {
         println!(
             "times: medians of {repeats} runs after a warm-up; kern = one loss step on GPU-resident buffers \
              (value and gradient; p, t and gradient stored as {}); call = a whole GpuContext::compute (upload, kernels, readback); \
-             CPU = wgpu_loss::cpu (f32, every core); ref = the f64 reference (at most {REFERENCE_REPEATS} runs)",
+             CPU = wgpu_loss::cpu::compute_into (f32, every core, into a gradient array allocated once per row); ref = the f64 reference (at most {REFERENCE_REPEATS} runs)",
             dtype.name()
         );
         println!(
@@ -598,7 +602,12 @@ pub fn run(a: &BenchArgs) -> Result<(), Failure> {
         })?;
         bar.inc(1);
         bar.set_message(format!("{} {shape_s}: fast CPU path", loss.name()));
-        let cpu_t = time(1, repeats, || cpu::compute(loss, &args).map(drop))?;
+        // The gradient buffer is allocated once per point, as the kernel path's.
+        let mut cpu_grad = ArrayD::<f32>::zeros(batch.pred.shape());
+        let cpu_t = time(1, repeats, || {
+            cpu::compute_into(loss, &args, cpu_grad.view_mut()).map(drop)
+        })?;
+        drop(cpu_grad);
         bar.inc(1);
         bar.set_message(format!("{} {shape_s}: f64 reference", loss.name()));
         let mut ref_out = None;

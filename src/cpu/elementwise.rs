@@ -9,8 +9,14 @@ use super::{bce, bce_with_logits, huber, mae, mse};
 use crate::error::{Error, Result};
 use crate::loss::{Loss, LossArgs, LossOutput, Reduction, Upstream};
 
-/// Elementwise [`super::compute`], after [`LossArgs::validate`] has passed.
-pub(super) fn compute(loss: &Loss, args: &LossArgs<'_>) -> Result<LossOutput<f32>> {
+/// Elementwise [`super::compute`], after [`LossArgs::validate`] has passed: the gradient
+/// into `into` where given (the prediction's length, `args.want_grad` true), else into a fresh
+/// array returned in the output.
+pub(super) fn compute(
+    loss: &Loss,
+    args: &LossArgs<'_>,
+    into: Option<&mut [f32]>,
+) -> Result<LossOutput<f32>> {
     let n = args.len();
     let Some(target) = args.target.dense() else {
         return Err(Error::InvalidOption {
@@ -41,10 +47,18 @@ pub(super) fn compute(loss: &Loss, args: &LossArgs<'_>) -> Result<LossOutput<f32
         c: (g * scale) as f32,
     };
     let want_losses = args.reduction == Reduction::None;
-    let mut grad = vec![0.0f32; if args.want_grad { n } else { 0 }];
+    let fresh = into.is_none();
+    let mut own = Vec::new();
+    let grad: &mut [f32] = match into {
+        Some(g) => g,
+        None => {
+            own = vec![0.0f32; if args.want_grad { n } else { 0 }];
+            &mut own
+        }
+    };
     let mut losses = vec![0.0f32; if want_losses { n } else { 0 }];
     let outputs = Outputs {
-        grad: &mut grad,
+        grad,
         losses: &mut losses,
     };
     let sums = match *loss {
@@ -56,14 +70,16 @@ pub(super) fn compute(loss: &Loss, args: &LossArgs<'_>) -> Result<LossOutput<f32
         Loss::BceWithLogits => dispatch::<_, false>(BceWithLogits, &inputs, outputs),
         Loss::CategoricalCrossEntropy
         | Loss::SoftmaxCrossEntropy { .. }
-        | Loss::CosineProximity { .. } => return super::rows::compute(loss, args),
+        | Loss::CosineProximity { .. } => {
+            unreachable!("super::compute sends row-wise losses to rows::compute")
+        }
     };
     let sum = ordered_sum(sums, &pred)?;
     let value = (!want_losses).then_some((sum * scale) as f32);
     let (losses, grad) = LossOutput::shape_arrays(
         args.pred.shape(),
         want_losses.then_some(losses),
-        args.want_grad.then_some(grad),
+        (args.want_grad && fresh).then_some(own),
     );
     Ok(LossOutput {
         value,

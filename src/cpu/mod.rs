@@ -37,6 +37,7 @@ mod mse;
 mod rows;
 mod softmax_cross_entropy;
 
+use ndarray::ArrayViewMutD;
 use rayon::prelude::*;
 
 use crate::error::{Error, Result};
@@ -86,9 +87,79 @@ pub const BLOCK: usize = 1 << 16;
 pub fn compute(loss: &Loss, args: &LossArgs<'_>) -> Result<LossOutput<f32>> {
     args.validate(loss)?;
     if loss.is_row_wise() {
-        rows::compute(loss, args)
+        rows::compute(loss, args, None)
     } else {
-        elementwise::compute(loss, args)
+        elementwise::compute(loss, args, None)
+    }
+}
+
+/// [`compute`] with the gradient written into the caller's `grad` instead of a fresh array:
+/// the same value, per-element or per-row losses and gradient, bit for bit, with
+/// [`LossOutput::grad`] `None`.
+///
+/// A fresh gradient is a fresh allocation, and the operating system maps its pages in (and
+/// zeroes them) on first touch, inside the timed loop; for the elementwise losses at 2^24
+/// elements and more that costs about as much as the loss itself. A training loop that keeps
+/// its gradient buffer from step to step pays it once. The formulas are those of [`Loss`],
+/// the semantics those of [`crate::reference::compute`], as for [`compute`].
+///
+/// `grad` may hold anything: every element is written (0 for an ignored row, and everywhere
+/// when the mean's divisor `D` is 0). A view that is not contiguous in row-major order is
+/// written through a temporary array.
+///
+/// # Shapes
+/// As [`LossArgs`]; `grad` has the prediction's shape.
+///
+/// # Errors
+/// Those of [`compute`], in the same order; then [`crate::Error::InvalidOption`] for loss-only
+/// arguments (`args.want_grad` false: use [`compute`]) and [`crate::Error::ShapeMismatch`]
+/// (`what: "grad"`) for a `grad` not shaped like the prediction. Both of these leave `grad`
+/// untouched, as does every error of [`LossArgs::validate`] and the class-index range check;
+/// after an [`crate::Error::OutOfDomain`] its contents are unspecified.
+///
+/// ```
+/// use ndarray::ArrayD;
+/// use wgpu_loss::{Loss, LossArgs, cpu};
+///
+/// let pred = ArrayD::<f32>::from_elem(vec![4, 1000], 0.5);
+/// let target = ArrayD::<f32>::zeros(vec![4, 1000]);
+/// let mut grad = ArrayD::<f32>::zeros(vec![4, 1000]); // allocated once, reused every step
+/// let out = cpu::compute_into(&Loss::Mse, &LossArgs::new(pred.view(), target.view()), grad.view_mut())?;
+/// assert_eq!(out.value, Some(0.25));
+/// assert_eq!(out.grad, None);
+/// assert_eq!(grad[[0, 0]], 2.0 * 0.5 / 4000.0);
+/// # Ok::<(), wgpu_loss::Error>(())
+/// ```
+pub fn compute_into(
+    loss: &Loss,
+    args: &LossArgs<'_>,
+    mut grad: ArrayViewMutD<'_, f32>,
+) -> Result<LossOutput<f32>> {
+    args.validate(loss)?;
+    if !args.want_grad {
+        return Err(Error::InvalidOption {
+            option: "grad",
+            reason: "loss-only arguments compute no gradient to write; call cpu::compute".into(),
+        });
+    }
+    if grad.shape() != args.pred.shape() {
+        return Err(Error::ShapeMismatch {
+            what: "grad",
+            expected: args.pred.shape().to_vec(),
+            got: grad.shape().to_vec(),
+        });
+    }
+    let Some(slice) = grad.as_slice_mut() else {
+        let mut out = compute(loss, args)?;
+        if let Some(g) = out.grad.take() {
+            grad.assign(&g);
+        }
+        return Ok(out);
+    };
+    if loss.is_row_wise() {
+        rows::compute(loss, args, Some(slice))
+    } else {
+        elementwise::compute(loss, args, Some(slice))
     }
 }
 

@@ -30,8 +30,14 @@ pub(super) trait RowKernel: Sync {
     fn row(&self, row: &Row<'_>, grad: &mut [f32]) -> Result<f64, usize>;
 }
 
-/// Row-wise [`super::compute`], after [`LossArgs::validate`] has passed.
-pub(super) fn compute(loss: &Loss, args: &LossArgs<'_>) -> Result<LossOutput<f32>> {
+/// Row-wise [`super::compute`], after [`LossArgs::validate`] has passed: the gradient into
+/// `into` where given (the prediction's length, `args.want_grad` true), else into a fresh
+/// array returned in the output.
+pub(super) fn compute(
+    loss: &Loss,
+    args: &LossArgs<'_>,
+    into: Option<&mut [f32]>,
+) -> Result<LossOutput<f32>> {
     let (b, c) = args.rows_cols();
     let ignore_index = match *loss {
         Loss::SoftmaxCrossEntropy { ignore_index, .. } => Some(ignore_index),
@@ -79,7 +85,21 @@ pub(super) fn compute(loss: &Loss, args: &LossArgs<'_>) -> Result<LossOutput<f32
 
     let want_losses = args.reduction == Reduction::None;
     let want_grad = args.want_grad && !zero_grad;
-    let mut grad = vec![0.0f32; if args.want_grad { b * c } else { 0 }];
+    let fresh = into.is_none();
+    let mut own = Vec::new();
+    let grad: &mut [f32] = match into {
+        Some(g) => {
+            // A fresh gradient starts as zeros; the caller's may hold anything.
+            if zero_grad {
+                g.fill(0.0);
+            }
+            g
+        }
+        None => {
+            own = vec![0.0f32; if args.want_grad { b * c } else { 0 }];
+            &mut own
+        }
+    };
     let mut losses = vec![0.0f32; if want_losses { b } else { 0 }];
     let data = Data {
         c,
@@ -90,7 +110,7 @@ pub(super) fn compute(loss: &Loss, args: &LossArgs<'_>) -> Result<LossOutput<f32
         factor: &factor,
     };
     let out = Outputs {
-        grad: if want_grad { &mut grad } else { &mut [] },
+        grad: if want_grad { grad } else { &mut [] },
         losses: &mut losses,
     };
     let sums = match *loss {
@@ -119,8 +139,11 @@ pub(super) fn compute(loss: &Loss, args: &LossArgs<'_>) -> Result<LossOutput<f32
         Reduction::Mean if divisor == 0.0 => Some(0.0),
         Reduction::Mean => Some((sum / divisor) as f32),
     };
-    let (_, grad) =
-        LossOutput::shape_arrays(args.pred.shape(), None, args.want_grad.then_some(grad));
+    let (_, grad) = LossOutput::shape_arrays(
+        args.pred.shape(),
+        None,
+        (args.want_grad && fresh).then_some(own),
+    );
     let (losses, _) =
         LossOutput::<f32>::shape_arrays(args.row_shape(), want_losses.then_some(losses), None);
     Ok(LossOutput {
@@ -223,7 +246,14 @@ fn group<K: RowKernel>(
     let mut sum = 0.0f64;
     for r in range {
         let cls = match data.classes {
-            Some(cls) if Some(cls[r]) == data.ignore_index => continue,
+            Some(cls) if Some(cls[r]) == data.ignore_index => {
+                // An ignored row's gradient is 0 (a fresh gradient is zeros already, a
+                // caller's may hold anything).
+                if !grad.is_empty() {
+                    grad[(r - r0) * c..(r - r0 + 1) * c].fill(0.0);
+                }
+                continue;
+            }
             Some(cls) => Some(cls[r] as usize),
             None => None,
         };
