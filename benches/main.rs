@@ -13,7 +13,8 @@
 //! it; the sum of the iterations' times is reported. The method is printed at the start.
 //! The `gpu` timing is of a whole `GpuContext::compute` call (upload, kernels, readback): it
 //! returns only after the device has finished, so no queue time is hidden. The CPU timings are
-//! of whole `cpu::compute` and `reference::compute` calls (all threads of rayon's global pool;
+//! of whole `cpu::compute_into` calls (the gradient written into an array allocated once per
+//! size) and `reference::compute` calls (all threads of rayon's global pool;
 //! `RAYON_NUM_THREADS` sets their number).
 //! Run with `cargo bench`; set `WGPU_ADAPTER_NAME` to choose the adapter.
 
@@ -65,8 +66,13 @@ fn losses(c: &mut Criterion) {
             group.bench_with_input(BenchmarkId::new("gpu", n), &args, |bench, args| {
                 bench.iter(|| ctx.compute(&loss, args).expect("GPU call"))
             });
+            // The gradient array is allocated once, as the kernel step's buffers are (and as
+            // `wgpu-loss bench` does): a fresh one per call costs its page faults.
+            let mut grad = ndarray::ArrayD::<f32>::zeros(args.pred.shape());
             group.bench_with_input(BenchmarkId::new("cpu", n), &args, |bench, args| {
-                bench.iter(|| cpu::compute(&loss, args).expect("fast CPU call"))
+                bench.iter(|| {
+                    cpu::compute_into(&loss, args, grad.view_mut()).expect("fast CPU call")
+                })
             });
             group.bench_with_input(BenchmarkId::new("reference", n), &args, |bench, args| {
                 bench.iter(|| reference::compute(&loss, args).expect("reference call"))
