@@ -55,6 +55,11 @@ fn main() -> wgpu_loss::Result<()> {
         "bce   value {:?} (reference {:?}, fast CPU path {:?})",
         bce.value, bce_ref.value, bce_fast.value
     );
+    // In a loop, keep the gradient array and let the fast path write into it (same bits).
+    let mut grad = ArrayD::<f32>::zeros(prob.shape());
+    let into = wgpu_loss::cpu::compute_into(&Loss::Bce, &args, grad.view_mut())?;
+    assert_eq!(into.value, bce_fast.value);
+    assert_eq!(Some(&grad), bce_fast.grad.as_ref());
 
     // BCE with logits, pos_weight 3 for every column, loss only (no gradient computed).
     let logits: ArrayD<f32> = array![[2.0f32, -1.0, 0.0], [-3.0, 0.5, 8.0]].into_dyn();
