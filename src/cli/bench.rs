@@ -427,22 +427,6 @@ fn shapes(loss: &Loss, a: &BenchArgs) -> Vec<Vec<usize>> {
     }
 }
 
-/// Output files are checked before any work: their directory must exist.
-fn check_output(path: &Path) -> Result<(), Failure> {
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d,
-        _ => Path::new("."),
-    };
-    if !dir.is_dir() {
-        return Err(Failure::input(format!(
-            "{}: cannot write: directory {} does not exist",
-            path.display(),
-            dir.display()
-        )));
-    }
-    Ok(())
-}
-
 /// `a/b` for the table: how many times faster the path of time `a` is than that of `b`.
 fn speedup(faster: Duration, slower: Duration) -> f64 {
     slower.as_secs_f64() / faster.as_secs_f64().max(1e-12)
@@ -457,7 +441,7 @@ pub fn run(a: &BenchArgs) -> Result<(), Failure> {
         return Err(Failure::input("--max-elements must be at least 1"));
     }
     for p in a.json.iter().chain(&a.plot) {
-        check_output(p)?;
+        super::check_output(p)?;
     }
     let losses: Vec<Loss> = if a.losses.is_empty() {
         Loss::ALL_DEFAULT.to_vec()

@@ -93,17 +93,7 @@ fn check_outputs(a: &ComputeArgs) -> Result<(), Failure> {
         }
     }
     for path in outs {
-        let dir = match path.parent() {
-            Some(d) if !d.as_os_str().is_empty() => d,
-            _ => std::path::Path::new("."),
-        };
-        if !dir.is_dir() {
-            return Err(Failure::input(format!(
-                "{}: cannot write: directory {} does not exist",
-                path.display(),
-                dir.display()
-            )));
-        }
+        super::check_output(path)?;
     }
     Ok(())
 }

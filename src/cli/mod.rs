@@ -125,3 +125,19 @@ pub fn main() -> ExitCode {
         }
     }
 }
+
+/// An output file is checked before any work: its directory must exist (bad input, exit 2).
+pub(crate) fn check_output(path: &std::path::Path) -> Result<(), Failure> {
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => std::path::Path::new("."),
+    };
+    if !dir.is_dir() {
+        return Err(Failure::input(format!(
+            "{}: cannot write: directory {} does not exist",
+            path.display(),
+            dir.display()
+        )));
+    }
+    Ok(())
+}
