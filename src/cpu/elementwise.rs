@@ -235,6 +235,11 @@ where
         .collect();
     run_tasks(tasks, |(start, g, l)| {
         #[cfg(target_arch = "x86_64")]
+        if super::avx512() {
+            // SAFETY: the CPU has these AVX-512 subsets, checked just above.
+            return unsafe { block_avx512::<F, G, L, U, CHECK>(f, inputs, start, g, l) };
+        }
+        #[cfg(target_arch = "x86_64")]
         if super::avx2() {
             // SAFETY: the CPU has AVX2, checked just above.
             return unsafe { block_avx2::<F, G, L, U, CHECK>(f, inputs, start, g, l) };
@@ -249,6 +254,22 @@ where
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2")]
 fn block_avx2<F, const G: bool, const L: bool, const U: bool, const CHECK: bool>(
+    f: &F,
+    inputs: &Inputs<'_>,
+    start: usize,
+    grad: &mut [f32],
+    losses: &mut [f32],
+) -> Result<f64, usize>
+where
+    F: Element,
+{
+    block::<F, G, L, U, CHECK>(f, inputs, start, grad, losses)
+}
+
+/// [`block`] compiled for AVX-512 (see [`super::avx512`]): bit-identical to [`block_avx2`].
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,avx512f,avx512vl,avx512bw,avx512dq")]
+fn block_avx512<F, const G: bool, const L: bool, const U: bool, const CHECK: bool>(
     f: &F,
     inputs: &Inputs<'_>,
     start: usize,

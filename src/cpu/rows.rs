@@ -206,6 +206,11 @@ fn groups<K: RowKernel>(kernel: &K, data: &Data<'_>, out: Outputs<'_>) -> Vec<Re
         .collect();
     run_tasks(tasks, |(range, g, l)| {
         #[cfg(target_arch = "x86_64")]
+        if super::avx512() {
+            // SAFETY: the CPU has these AVX-512 subsets, checked just above.
+            return unsafe { group_avx512(kernel, data, range, g, l) };
+        }
+        #[cfg(target_arch = "x86_64")]
         if super::avx2() {
             // SAFETY: the CPU has AVX2, checked just above.
             return unsafe { group_avx2(kernel, data, range, g, l) };
@@ -220,6 +225,19 @@ fn groups<K: RowKernel>(kernel: &K, data: &Data<'_>, out: Outputs<'_>) -> Vec<Re
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2")]
 fn group_avx2<K: RowKernel>(
+    kernel: &K,
+    data: &Data<'_>,
+    range: std::ops::Range<usize>,
+    grad: &mut [f32],
+    losses: &mut [f32],
+) -> Result<f64, usize> {
+    group(kernel, data, range, grad, losses)
+}
+
+/// [`group`] compiled for AVX-512 (see [`super::avx512`]): bit-identical to [`group_avx2`].
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,avx512f,avx512vl,avx512bw,avx512dq")]
+fn group_avx512<K: RowKernel>(
     kernel: &K,
     data: &Data<'_>,
     range: std::ops::Range<usize>,
