@@ -12,7 +12,9 @@
 //!   is decided per element), and with `exp` and `ln` written as branch-free polynomials
 //!   (`src/cpu/math.rs`; the standard library's call libm one element at a time), so LLVM
 //!   emits SIMD. On x86-64 CPUs with AVX2 the same loops run compiled for AVX2 (8 lanes
-//!   instead of SSE2's 4), chosen at run time; no FMA is used, so both give the same bits.
+//!   instead of SSE2's 4), and with AVX-512 (F, VL, BW, DQ) compiled for that (32 vector
+//!   registers: the polynomial `exp`/`ln` no longer reload their constants), chosen at run
+//!   time; no FMA is used, so all three give the same bits.
 //! - **Accurate accumulation**: a chunk's terms are summed in f32 over 8 lanes of 8 terms,
 //!   then in f64; a block's or row's sum is an f64.
 //! - **Deterministic**: the work is cut into blocks of [`BLOCK`] elements (elementwise family)
