@@ -47,7 +47,7 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use wgpu::util::DeviceExt;
 use wgpu_loss::resident::{GpuArray, ResidentBuffers, ResidentLoss, ResidentSpec, ValueReader};
-use wgpu_loss::{GpuContext, Loss, LossArgs, reference};
+use wgpu_loss::{ClassType, GpuContext, Loss, LossArgs, reference};
 
 // ---------------------------------------------------------------------------------------------
 // The task, the model and the schedule
@@ -580,7 +580,7 @@ fn run() -> Result<(), Box<dyn Error>> {
     let mlp = GpuMlp::new(device, &bufs);
     let mut loss = ctx.resident(
         &Loss::SOFTMAX_CROSS_ENTROPY,
-        ResidentSpec::new(&[N, K]).classes(),
+        ResidentSpec::new(&[N, K]).classes(ClassType::I32),
     )?;
     let reader = ValueReader::new(device, 1);
     let read_loss = || -> wgpu_loss::Result<f32> {

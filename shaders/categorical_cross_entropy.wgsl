@@ -1,8 +1,12 @@
-// Categorical cross entropy on probabilities, composed after common/nan.wgsl + common/rows.wgsl.
-// CPU reference: src/reference/categorical_cross_entropy.rs.
+// Categorical cross entropy on probabilities, composed after common/nan.wgsl + common/log.wgsl
+// + common/rows.wgsl. CPU reference: src/reference/categorical_cross_entropy.rs.
 //   ℓ_r = −Σ_j t_j · max(ln p_j, −100)      ∂ℓ_r/∂p_j = −t_j / max(p_j, 1e-12)
-// Rows are not renormalised (Keras renormalises). A probability outside [0, 1] is an error:
-// the first offending row is recorded and the host reports its first offending element.
+// Rows are not renormalised (Keras renormalises). ln p is common/log.wgsl's, accurate for
+// every p (near 1, and subnormal p that the adapter would flush). A probability outside
+// [0, 1] (tested on its bits) is an error: the first offending row is recorded and the host
+// reports its first offending element.
+
+alias Stats = vec4<f32>;
 
 // [1] u32::MAX − (the smallest global row with a probability outside [0, 1]), kept with
 // atomicMax so that a buffer cleared to zero means "none".
@@ -11,26 +15,26 @@
 // max(ln p, −100), keeping NaN (common/nan.wgsl: a driver may turn the select into a `max`
 // that drops it).
 fn clamped_log(p: f32) -> f32 {
-    let l = log(p);
+    let l = ln_f32(p);
     return keep_nan(p, select(l, -100.0, l < -100.0));
 }
 
-fn row_identity() -> vec4<f32> {
-    return vec4<f32>(0.0);
+fn row_identity() -> Stats {
+    return Stats(0.0);
 }
 
-fn row_push(s: vec4<f32>, row: RowCtx, j: u32, p: f32, t: f32) -> vec4<f32> {
-    if (p < 0.0 || p > 1.0) {
+fn row_push(s: Stats, row: RowCtx, j: u32, p: f32, t: f32) -> Stats {
+    if (outside_unit_interval(bitcast<u32>(p))) {
         atomicMax(&domain_error, 0xffffffffu - row.row);
     }
-    return vec4<f32>(s.x + t * clamped_log(p), 0.0, 0.0, 0.0);
+    return Stats(s.x + t * clamped_log(p), 0.0, 0.0, 0.0);
 }
 
-fn row_combine(a: vec4<f32>, b: vec4<f32>) -> vec4<f32> {
+fn row_combine(a: Stats, b: Stats) -> Stats {
     return a + b;
 }
 
-fn row_finish(s: vec4<f32>, row: RowCtx) -> RowOut {
+fn row_finish(s: Stats, row: RowCtx) -> RowOut {
     return RowOut(-s.x, vec3<f32>(0.0));
 }
 

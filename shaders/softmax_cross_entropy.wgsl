@@ -1,5 +1,6 @@
 // Softmax cross entropy from logits x (PyTorch `cross_entropy`), composed after
-// common/rows.wgsl. CPU reference: src/reference/softmax_cross_entropy.rs.
+// common/nan.wgsl + common/log.wgsl + common/rows.wgsl + common/classes.wgsl.
+// CPU reference: src/reference/softmax_cross_entropy.rs.
 //
 // Statistics s = (m, S, d, tw), combined online so a row is never held whole:
 //   m  = the running maximum of the row,  S = Σ_j exp(x_j − m),
@@ -12,6 +13,14 @@
 //   ∂ℓ/∂x_j = A s_j − wt_j [− (1 − ε) w_c [j = c]],  A = tw [+ (1 − ε) w_c] [+ 2λ lse]
 // Every term is non-negative, so nothing cancels. A zero weight contributes 0 even against
 // x = −∞ (never 0 · ∞). The identity uses −F32_MAX, not −∞, so no ∞ − ∞ arises.
+// ln S is common/log.wgsl's `ln_f32`: S is near 1 for a confident row, where WGSL's `log` has
+// only an absolute 2^-21, and ℓ ≈ ln S is then small.
+// IEEE semantics as the reference: a row with a NaN or a +∞ logit (S is then NaN: a +∞ logit
+// sets it so), or whose logits are all −∞ (S = 0), has loss NaN and a NaN gradient; a −∞
+// logit among finite ones is an ordinary logit with s_j = 0 (a target weight on it gives
+// ℓ = +∞).
+
+alias Stats = vec4<f32>;
 
 const F32_MAX: f32 = 3.40282347e+38;
 
@@ -28,12 +37,15 @@ fn shift(wt: f32, delta: f32) -> f32 {
     return select(wt * delta, 0.0, wt == 0.0);
 }
 
-fn row_identity() -> vec4<f32> {
-    return vec4<f32>(-F32_MAX, 0.0, 0.0, 0.0);
+fn row_identity() -> Stats {
+    return Stats(-F32_MAX, 0.0, 0.0, 0.0);
 }
 
-fn row_push(s: vec4<f32>, row: RowCtx, j: u32, x: f32, t: f32) -> vec4<f32> {
+fn row_push(s: Stats, row: RowCtx, j: u32, x: f32, t: f32) -> Stats {
     let wt = dense_weight(j, t);
+    if (bitcast<u32>(x) == 0x7f800000u) {
+        return Stats(s.x, bitcast<f32>(0x7fc00000u), s.z, s.w); // +∞: the row is NaN
+    }
     if (x > s.x) {
         // A new maximum: rescale what was summed against the old one.
         return vec4<f32>(x, s.y * exp(s.x - x) + 1.0, s.z + shift(s.w, s.x - x), s.w + wt);
@@ -42,19 +54,22 @@ fn row_push(s: vec4<f32>, row: RowCtx, j: u32, x: f32, t: f32) -> vec4<f32> {
 }
 
 // `v`'s sums taken against a maximum m ≥ v.x.
-fn against(v: vec4<f32>, m: f32) -> vec4<f32> {
-    return vec4<f32>(m, v.y * exp(v.x - m), v.z + shift(v.w, v.x - m), v.w);
+fn against(v: Stats, m: f32) -> Stats {
+    return Stats(m, v.y * exp(v.x - m), v.z + shift(v.w, v.x - m), v.w);
 }
 
-fn row_combine(a: vec4<f32>, b: vec4<f32>) -> vec4<f32> {
+fn row_combine(a: Stats, b: Stats) -> Stats {
     let m = max(a.x, b.x);
     let ra = against(a, m);
     let rb = against(b, m);
-    return vec4<f32>(m, ra.y + rb.y, ra.z + rb.z, ra.w + rb.w);
+    return Stats(m, ra.y + rb.y, ra.z + rb.z, ra.w + rb.w);
 }
 
-fn row_finish(s: vec4<f32>, row: RowCtx) -> RowOut {
-    let ln_s = log(s.y);
+fn row_finish(s: Stats, row: RowCtx) -> RowOut {
+    if (is_nan(s.y) || is_nan(s.w) || s.y == 0.0) {
+        return RowOut(bitcast<f32>(0x7fc00000u), vec3<f32>(0.0));
+    }
+    let ln_s = ln_f32(s.y);
     let lse = s.x + ln_s;
     var loss = shift(s.w, ln_s) - s.z;
     var a = s.w;

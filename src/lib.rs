@@ -41,7 +41,7 @@ pub mod synthetic;
 
 pub use error::{Error, Result};
 pub use gpu::{ContextOptions, GpuContext};
-pub use kernels::Dtype;
+pub use kernels::{ClassType, Dtype};
 pub use loss::{Loss, LossArgs, LossOutput, Reduction, Target, Upstream};
 
 impl GpuContext {
@@ -62,6 +62,7 @@ impl GpuContext {
     /// for inputs of 2^32 − 1 elements or more; [`Error::Gpu`], [`Error::Map`] and
     /// [`Error::Poll`] when the device fails.
     pub fn compute(&self, loss: &Loss, args: &LossArgs<'_>) -> Result<LossOutput<f32>> {
+        let _serial = self.exclusive();
         if loss.is_row_wise() {
             kernels::rows::run(self, loss, args)
         } else {

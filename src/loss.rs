@@ -230,7 +230,7 @@ impl Loss {
     }
 
     /// Whether the loss accepts class-index targets ([`Target::ClassesI32`],
-    /// [`Target::ClassesI64`]).
+    /// [`Target::ClassesI64`], [`Target::ClassesU32`]).
     pub fn takes_classes(&self) -> bool {
         matches!(self, Loss::SoftmaxCrossEntropy { .. })
     }
@@ -244,7 +244,8 @@ impl Loss {
 /// The target of a loss: floats shaped like the prediction, or class indices (softmax cross
 /// entropy), one per row.
 ///
-/// `From` conversions let [`LossArgs::new`] take an `ArrayViewD` of `f32`, `i32` or `i64`.
+/// `From` conversions let [`LossArgs::new`] take an `ArrayViewD` of `f32`, `i32`, `i64` or
+/// `u32`.
 #[derive(Clone, Debug)]
 pub enum Target<'a> {
     /// Float targets, the prediction's shape (probabilities for the cross entropies).
@@ -254,6 +255,8 @@ pub enum Target<'a> {
     ClassesI32(ArrayViewD<'a, i32>),
     /// As [`Target::ClassesI32`], in i64 (PyTorch's `long`).
     ClassesI64(ArrayViewD<'a, i64>),
+    /// As [`Target::ClassesI32`], in u32 (a negative `ignore_index` matches no id).
+    ClassesU32(ArrayViewD<'a, u32>),
 }
 
 impl<'a> Target<'a> {
@@ -263,6 +266,7 @@ impl<'a> Target<'a> {
             Target::Dense(a) => a.shape(),
             Target::ClassesI32(a) => a.shape(),
             Target::ClassesI64(a) => a.shape(),
+            Target::ClassesU32(a) => a.shape(),
         }
     }
 
@@ -285,6 +289,28 @@ impl<'a> Target<'a> {
             Target::Dense(_) => Vec::new(),
             Target::ClassesI32(a) => a.iter().map(|&c| i64::from(c)).collect(),
             Target::ClassesI64(a) => a.iter().copied().collect(),
+            Target::ClassesU32(a) => a.iter().map(|&c| i64::from(c)).collect(),
+        }
+    }
+
+    /// The class index of flat row `row`, widened to i64 (`None` for float targets or a row
+    /// beyond the end).
+    pub fn class_at(&self, row: usize) -> Option<i64> {
+        match self {
+            Target::Dense(_) => None,
+            Target::ClassesI32(a) => a.iter().nth(row).map(|&c| i64::from(c)),
+            Target::ClassesI64(a) => a.iter().nth(row).copied(),
+            Target::ClassesU32(a) => a.iter().nth(row).map(|&c| i64::from(c)),
+        }
+    }
+
+    /// The integer type of class-index targets (`None` for float targets).
+    pub fn class_type(&self) -> Option<crate::ClassType> {
+        match self {
+            Target::Dense(_) => None,
+            Target::ClassesI32(_) => Some(crate::ClassType::I32),
+            Target::ClassesI64(_) => Some(crate::ClassType::I64),
+            Target::ClassesU32(_) => Some(crate::ClassType::U32),
         }
     }
 
@@ -294,6 +320,7 @@ impl<'a> Target<'a> {
             Target::Dense(_) => "f32",
             Target::ClassesI32(_) => "i32",
             Target::ClassesI64(_) => "i64",
+            Target::ClassesU32(_) => "u32",
         }
     }
 }
@@ -313,6 +340,12 @@ impl<'a> From<ArrayViewD<'a, i32>> for Target<'a> {
 impl<'a> From<ArrayViewD<'a, i64>> for Target<'a> {
     fn from(a: ArrayViewD<'a, i64>) -> Self {
         Target::ClassesI64(a)
+    }
+}
+
+impl<'a> From<ArrayViewD<'a, u32>> for Target<'a> {
+    fn from(a: ArrayViewD<'a, u32>) -> Self {
+        Target::ClassesU32(a)
     }
 }
 
@@ -521,6 +554,7 @@ impl<'a> LossArgs<'a> {
                 });
             }
             check_broadcast_weight("weight", Some(w), classes, true, loss)?;
+            check_weight_sums(loss, w, &self.target)?;
         }
         check_broadcast_weight("pos_weight", self.pos_weight.as_ref(), shape, false, loss)?;
         self.validate_upstream(self.row_shape())
@@ -606,6 +640,52 @@ fn check_broadcast_weight(
         return Err(Error::InvalidOption {
             option,
             reason: format!("{option} element {index} is {value}; weights must be finite and >= 0"),
+        });
+    }
+    Ok(())
+}
+
+/// The sums of class weights the kernels form in f32 must be finite: `W = Σ_j w_j` (label
+/// smoothing's term) and, for class-index targets, the mean's divisor `D = Σ_r w_{c_r}` over
+/// the rows that count (ids outside `[0, C)` are left to the range check). Summed here in f64.
+fn check_weight_sums(loss: &Loss, w: &ArrayViewD<'_, f32>, target: &Target<'_>) -> Result<()> {
+    let limit = f64::from(f32::MAX);
+    let total: f64 = w.iter().map(|&v| f64::from(v)).sum();
+    if total > limit {
+        return Err(Error::InvalidOption {
+            option: "weight",
+            reason: format!(
+                "the class weights sum to {total:e}, beyond the largest f32 ({limit:e}); the \
+                 kernels sum them in f32: scale them down (the mean does not change)"
+            ),
+        });
+    }
+    let (Loss::SoftmaxCrossEntropy { ignore_index, .. }, Some(_)) = (loss, target.class_type())
+    else {
+        return Ok(());
+    };
+    let w = contiguous(w);
+    let c = w.len() as i64;
+    let mut d = 0.0f64;
+    let mut add = |k: i64| {
+        if k != *ignore_index && (0..c).contains(&k) {
+            d += f64::from(w[k as usize]);
+        }
+    };
+    match target {
+        Target::ClassesI32(a) => a.iter().for_each(|&k| add(i64::from(k))),
+        Target::ClassesI64(a) => a.iter().for_each(|&k| add(k)),
+        Target::ClassesU32(a) => a.iter().for_each(|&k| add(i64::from(k))),
+        Target::Dense(_) => {}
+    }
+    if d > limit {
+        return Err(Error::InvalidOption {
+            option: "weight",
+            reason: format!(
+                "the class weights of the rows' targets sum to {d:e} (the mean's divisor), \
+                 beyond the largest f32 ({limit:e}): scale the weights down (the mean does not \
+                 change)"
+            ),
         });
     }
     Ok(())

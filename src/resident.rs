@@ -10,20 +10,21 @@
 //! steps), asynchronously or blocking.
 //!
 //! Every loss is covered, on f32, f16 or bf16 buffers ([`ResidentSpec::dtype`]; class indices
-//! as i32), each array bound from its offset, so an input must fit in one storage binding (the
+//! as i32, i64 or u32, [`ResidentSpec::classes`]), each array bound from its offset, so an input must fit in one storage binding (the
 //! host path's chunking does not apply here). 16-bit arrays are packed two elements to a word
 //! ([`Dtype`]); the kernels compute in f32 and round the gradient once when they store it.
 //!
 //! ```no_run
 //! use wgpu_loss::resident::{GpuArray, ResidentBuffers, ResidentSpec, ValueReader};
-//! use wgpu_loss::{GpuContext, Loss};
+//! use wgpu_loss::{ClassType, GpuContext, Loss};
 //!
 //! # fn buffers(ctx: &GpuContext) -> (wgpu::Buffer, wgpu::Buffer, wgpu::Buffer, wgpu::Buffer) { unimplemented!() }
 //! let ctx = GpuContext::new()?;                 // or GpuContext::from_device(device, queue, ..)
 //! // Logits [64, 10] f32, class indices [64] i32, gradient [64, 10] f32, loss value [1] f32:
 //! // the caller's STORAGE buffers.
 //! let (logits, classes, grad, value) = buffers(&ctx);
-//! let mut loss = ctx.resident(&Loss::SOFTMAX_CROSS_ENTROPY, ResidentSpec::new(&[64, 10]).classes())?;
+//! let spec = ResidentSpec::new(&[64, 10]).classes(ClassType::I32);
+//! let mut loss = ctx.resident(&Loss::SOFTMAX_CROSS_ENTROPY, spec)?;
 //! let reader = ValueReader::new(ctx.device(), 1);
 //! for step in 0..1000 {
 //!     let mut encoder = ctx.device().create_command_encoder(&Default::default());
@@ -53,7 +54,7 @@ use crate::gpu::GpuContext;
 use crate::kernels::elementwise::{BroadcastPlan, EwChunkBufs, EwPlan, EwScratch, EwSpec};
 use crate::kernels::rows::{RowChunkBufs, RowPlan, RowScratch, RowSpec};
 use crate::kernels::staging::{Bound, Dispatch, ScratchKind, bind_group, dispatch_into, first_row};
-use crate::kernels::{Dtype, Io, Kernel};
+use crate::kernels::{ClassType, Dtype, Io, Kernel};
 use crate::loss::{Loss, Reduction};
 
 /// An array in a caller's buffer, starting at byte `offset`: 32-bit elements, or 16-bit ones
@@ -97,8 +98,8 @@ pub enum ResidentUpstream {
 ///
 /// # Shapes
 /// `shape` is the prediction's, `[..., C]` (rows = the leading dimensions). Targets are of the
-/// same shape and storage as the prediction, or with [`ResidentSpec::classes`] i32 class
-/// indices shaped like the rows.
+/// same shape and storage as the prediction, or with [`ResidentSpec::classes`] class indices
+/// (i32, i64 or u32, as planned) shaped like the rows.
 ///
 /// # Storage
 /// Prediction and dense target are f32 unless [`ResidentSpec::dtype`] says f16 or bf16; the
@@ -109,8 +110,8 @@ pub enum ResidentUpstream {
 pub struct ResidentSpec {
     /// The prediction's shape.
     pub shape: Vec<usize>,
-    /// Class-index targets (i32) instead of float targets.
-    pub classes: bool,
+    /// Class-index targets, and their integer type, instead of float targets.
+    pub classes: Option<ClassType>,
     /// Length of the weight, if one is bound: class weights `[C]` (softmax cross entropy), or
     /// a per-element weight broadcast from a trailing part of the shape (BCE losses).
     pub weight: Option<usize>,
@@ -133,7 +134,7 @@ impl ResidentSpec {
     pub fn new(shape: &[usize]) -> Self {
         ResidentSpec {
             shape: shape.to_vec(),
-            classes: false,
+            classes: None,
             weight: None,
             pos_weight: None,
             reduction: Reduction::Mean,
@@ -167,9 +168,11 @@ impl ResidentSpec {
         }
     }
 
-    /// Class-index targets (i32, one per row).
-    pub fn classes(mut self) -> Self {
-        self.classes = true;
+    /// Class-index targets, one per row, of type `class_type`: the buffer's bytes are read as
+    /// that type, so it must be the type the buffer holds (PyTorch's class tensors are
+    /// [`ClassType::I64`]). Each id is range-checked as the integer it is.
+    pub fn classes(mut self, class_type: ClassType) -> Self {
+        self.classes = Some(class_type);
         self
     }
 
@@ -217,7 +220,8 @@ impl ResidentSpec {
 pub struct ResidentBuffers<'a> {
     /// Prediction, `B·C` elements of the planned [`ResidentSpec::dtype`].
     pub pred: GpuArray<'a>,
-    /// Targets: `B·C` elements stored like the prediction, or i32 class indices `B`.
+    /// Targets: `B·C` elements stored like the prediction, or `B` class indices of the
+    /// planned [`ClassType`].
     pub target: GpuArray<'a>,
     /// Weight, f32, of the planned length (when planned with one).
     pub weight: Option<GpuArray<'a>>,
@@ -346,12 +350,13 @@ impl GpuContext {
     /// # Errors
     /// [`Error::InvalidOption`] for options the loss does not take or that are out of range
     /// (class indices for a loss with float targets, a weight of a length that is not a
-    /// trailing part of the shape, an `ignore_index` outside i32, an upstream buffer without
+    /// trailing part of the shape, an upstream buffer without
     /// `Reduction::None`, a `grad_dtype` that is neither the input's nor f32),
     /// [`Error::Unsupported`] for f16 storage where [`GpuContext::supports_f16`] is false,
     /// [`Error::Empty`], [`Error::DeviceLimit`] when an array does not fit in one storage
     /// binding; pipeline errors.
     pub fn resident(&self, loss: &Loss, spec: ResidentSpec) -> Result<ResidentLoss> {
+        let _serial = self.exclusive();
         loss.validate()?;
         let shape = &spec.shape;
         let n: usize = shape.iter().product();
@@ -372,7 +377,7 @@ impl GpuContext {
         } else {
             (n, 1)
         };
-        if spec.classes && !loss.takes_classes() {
+        if spec.classes.is_some() && !loss.takes_classes() {
             return Err(invalid(
                 "target",
                 format!("the {} loss takes float targets", loss.name()),
@@ -455,17 +460,8 @@ impl GpuContext {
             _ => 1.0,
         };
         let plan = if row_wise {
-            let gpu_ignore = match *loss {
-                Loss::SoftmaxCrossEntropy { ignore_index, .. } => i32::try_from(ignore_index)
-                    .map_err(|_| {
-                        invalid(
-                            "ignore_index",
-                            format!(
-                                "class-index buffers are i32, so ignore_index must fit in i32, \
-                                 got {ignore_index}"
-                            ),
-                        )
-                    })?,
+            let ignore_index = match *loss {
+                Loss::SoftmaxCrossEntropy { ignore_index, .. } => ignore_index,
                 _ => -100,
             };
             Planned::Rows(RowPlan::new(
@@ -480,7 +476,7 @@ impl GpuContext {
                     upstream_array: spec.upstream == ResidentUpstream::Buffer,
                     g,
                     want_grad: spec.want_grad,
-                    gpu_ignore,
+                    ignore_index,
                     io,
                 },
                 n,
@@ -625,6 +621,60 @@ impl ResidentLoss {
         Ok(())
     }
 
+    /// The bytes each of the caller's arrays takes from its offset, in the order of
+    /// [`ResidentBuffers`]' fields: pred, target, weight, pos_weight, upstream, grad, output
+    /// (0 for one the plan does not use).
+    fn binding_bytes(&self) -> [u64; 7] {
+        let (b, n) = (self.rows, self.rows * self.cols);
+        let spec = &self.spec;
+        let f32s = |len: usize| Dtype::F32.bytes(len);
+        [
+            spec.dtype.bytes(n),
+            match spec.classes {
+                Some(c) => c.bytes(b),
+                None => spec.dtype.bytes(n),
+            },
+            spec.weight.map_or(0, f32s),
+            spec.pos_weight.map_or(0, f32s),
+            if spec.upstream == ResidentUpstream::Buffer {
+                f32s(b)
+            } else {
+                0
+            },
+            if spec.want_grad {
+                spec.grad_dtype.bytes(n)
+            } else {
+                0
+            },
+            f32s(self.output_len()),
+        ]
+    }
+
+    /// A target buffer error, with what the planned target is and how to plan the other kind.
+    fn with_target_hint(&self, e: Error) -> Error {
+        let Error::Buffer { what, reason } = e else {
+            return e;
+        };
+        let hint = match self.spec.classes {
+            Some(c) => format!(
+                " (planned as {} class ids, {} bytes each: `.classes({c:?})`; a buffer of \
+                 another integer type needs that type in the spec)",
+                c.name(),
+                c.words_per_id() * 4
+            ),
+            None if self.loss.takes_classes() => format!(
+                " (planned as {} float targets shaped like the prediction; class ids need \
+                 `.classes(ClassType::I32)` or `I64`/`U32` in the spec)",
+                self.spec.dtype.name()
+            ),
+            None => String::new(),
+        };
+        Error::Buffer {
+            what,
+            reason: reason + &hint,
+        }
+    }
+
     /// Checks one of the caller's arrays: present when needed, `STORAGE`, aligned, in bounds.
     /// `needed`: the elements and their storage.
     fn check<'a>(
@@ -687,7 +737,10 @@ impl ResidentLoss {
     ///
     /// # Errors
     /// [`Error::Buffer`] for a buffer that is missing, not needed, without `STORAGE` usage,
-    /// misaligned or too small; checked before anything is recorded.
+    /// misaligned or too small (a target buffer's message says how the target was planned:
+    /// float targets, or class ids of which [`ClassType`]), and for bindings that would alias:
+    /// `grad` or `output` in a buffer that is also bound as an input, or `grad` and `output`
+    /// overlapping. All checked before anything is recorded.
     pub fn record(
         &mut self,
         ctx: &GpuContext,
@@ -750,13 +803,13 @@ impl ResidentLoss {
         let spec = &self.spec;
         let on = |cond: bool, elems: usize, dtype: Dtype| cond.then_some((elems, dtype));
         let f32s = |len: Option<usize>| len.map(|l| (l, Dtype::F32));
-        let target_need = if spec.classes {
-            (b, Dtype::F32) // i32 words
-        } else {
-            (n, spec.dtype)
+        let target_need = match spec.classes {
+            Some(c) => (b * c.words_per_id() as usize, Dtype::F32), // words
+            None => (n, spec.dtype),
         };
         let pred = Self::check(ctx, "pred", Some(bufs.pred), Some((n, spec.dtype)))?;
-        let target = Self::check(ctx, "target", Some(bufs.target), Some(target_need))?;
+        let target = Self::check(ctx, "target", Some(bufs.target), Some(target_need))
+            .map_err(|e| self.with_target_hint(e))?;
         let weight = Self::check(ctx, "weight", bufs.weight, f32s(spec.weight))?;
         let pos_weight = Self::check(ctx, "pos_weight", bufs.pos_weight, f32s(spec.pos_weight))?;
         let upstream = Self::check(
@@ -780,6 +833,7 @@ impl ResidentLoss {
         let (Some(pred), Some(target), Some(output)) = (pred, target, output) else {
             return Err(bad("pred", "missing".into()));
         };
+        check_aliasing(bufs, &self.binding_bytes())?;
         let key: BufferKey = [
             Some(bufs.pred),
             Some(bufs.target),
@@ -838,6 +892,7 @@ impl ResidentLoss {
     /// # Errors
     /// [`Error::Map`] or [`Error::Poll`].
     pub fn status_blocking(&self, ctx: &GpuContext) -> Result<ResidentStatus> {
+        let _serial = ctx.exclusive();
         let mut status = ResidentStatus {
             counted: self.rows,
             class_out_of_range: None,
@@ -854,6 +909,79 @@ impl ResidentLoss {
         }
         Ok(status)
     }
+}
+
+/// The names of [`ResidentBuffers`]' arrays, in the order of [`ResidentLoss::binding_bytes`],
+/// and whether the loss writes each.
+const BINDINGS: [(&str, bool); 7] = [
+    ("pred", false),
+    ("target", false),
+    ("weight", false),
+    ("pos_weight", false),
+    ("upstream", false),
+    ("grad", true),
+    ("output", true),
+];
+
+/// Refuses bindings that would alias: a buffer the loss writes (grad, output) bound as anything
+/// it reads (wgpu forbids one buffer as read-only and read-write storage in one dispatch; the
+/// error would only surface in the caller's `encoder.finish()`), and two written arrays whose
+/// byte ranges overlap. Read-only arrays may share a buffer.
+fn check_aliasing(bufs: &ResidentBuffers<'_>, bytes: &[u64; 7]) -> Result<()> {
+    let arrays = [
+        Some(bufs.pred),
+        Some(bufs.target),
+        bufs.weight,
+        bufs.pos_weight,
+        bufs.upstream,
+        bufs.grad,
+        Some(bufs.output),
+    ];
+    let bound: Vec<(&'static str, bool, GpuArray<'_>, u64)> = arrays
+        .iter()
+        .zip(BINDINGS)
+        .zip(bytes)
+        .filter_map(|((a, (name, writes)), &len)| a.map(|a| (name, writes, a, len)))
+        .collect();
+    for (i, &(name_a, writes_a, a, len_a)) in bound.iter().enumerate() {
+        for &(name_b, writes_b, b, len_b) in &bound[i + 1..] {
+            if a.buffer != b.buffer || !(writes_a || writes_b) {
+                continue;
+            }
+            let (what, other) = if writes_b {
+                (name_b, name_a)
+            } else {
+                (name_a, name_b)
+            };
+            if writes_a && writes_b {
+                let overlap = a.offset < b.offset.saturating_add(len_b)
+                    && b.offset < a.offset.saturating_add(len_a);
+                if overlap {
+                    return Err(bad(
+                        what,
+                        format!(
+                            "its bytes {}..{} overlap those of {other} ({}..{}) in the same \
+                             buffer: give each output its own range",
+                            b.offset,
+                            b.offset.saturating_add(len_b),
+                            a.offset,
+                            a.offset.saturating_add(len_a)
+                        ),
+                    ));
+                }
+                continue;
+            }
+            return Err(bad(
+                what,
+                format!(
+                    "is the buffer {other} is bound from: the loss writes {what} and reads \
+                     {other}, and wgpu forbids one buffer bound for reading and writing in \
+                     one dispatch (whatever the offsets); give {what} a buffer of its own"
+                ),
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// Copies `len` words of `src` from `offset` into a new staging buffer, submits, and waits.

@@ -15,9 +15,13 @@
 //!   element is computed independently in f32 with a handful of operations, so its error is a
 //!   few f32 ulps (ε_f32 ≈ 6e-8) of the largest magnitude, about 8 ulps of headroom.
 //!
+//! `--device cpu` is the fast multi-threaded f32 path (`wgpu_loss::cpu`), compared with the
+//! reference within the same tolerances; `--device reference` is the f64 reference itself,
+//! rounded once to f32, and where a test runs it the results must equal the reference's.
+//!
 //! GPU tests carry `#[cfg_attr(skip_gpu_tests, ignore)]` (set by build.rs when
-//! `WGPU_LOSS_SKIP_GPU_TESTS=1`); tests that use `--device cpu`, or fail before any device is
-//! touched, need no GPU.
+//! `WGPU_LOSS_SKIP_GPU_TESTS=1`); tests that use `--device cpu` or `--device reference`, or
+//! fail before any device is touched, need no GPU.
 //!
 //! Command lines are written as templates (see `argv`): `{NAME}` stands for the file `NAME` in
 //! the test's temporary directory, e.g. `--pred {pred.npy} --grad-out {G.npy}`.
@@ -246,7 +250,8 @@ fn assert_matches_reference(j: &Value, grad: &Path, want: &LossOutput<f64>, what
     assert_array_close(&read_f32(grad), want_grad, &format!("{what} gradient"));
 }
 
-/// `device` and `adapter` of a JSON result: a non-empty adapter name on the gpu, null on the cpu.
+/// `device` and `adapter` of a JSON result: a non-empty adapter name on the gpu, null on the
+/// cpu and the reference.
 fn assert_device(j: &Value, device: &str) {
     assert_eq!(j["device"], device);
     match device {
@@ -255,7 +260,11 @@ fn assert_device(j: &Value, device: &str) {
             "adapter must be a non-empty string on the gpu: {}",
             j["adapter"]
         ),
-        _ => assert_eq!(j["adapter"], Value::Null, "adapter must be null on the cpu"),
+        _ => assert_eq!(
+            j["adapter"],
+            Value::Null,
+            "adapter must be null on the {device}"
+        ),
     }
 }
 
@@ -402,25 +411,26 @@ fn json_fields(device: &str, seed: u64) {
 checks! {
     gpu json_mse_analytic_gpu: json_mse_analytic("gpu");
     cpu json_mse_analytic_cpu: json_mse_analytic("cpu");
+    cpu json_mse_analytic_reference: json_mse_analytic("reference");
     gpu json_fields_gpu: json_fields("gpu", 101);
     cpu json_fields_cpu: json_fields("cpu", 102);
+    cpu json_fields_reference: json_fields("reference", 102);
 }
 
-/// Without --json: one human line with the loss, reduction, element count, shape and value,
-/// and a line saying where the gradient went.
-#[test]
-fn text_output_cpu() {
+/// Without --json: one human line with the loss, reduction, element count, shape, where it
+/// ran (`on` starts the device's words) and value, and a line saying where the gradient went.
+fn text_output(device: &str, on: &str) {
     let dir = tempfile::tempdir().unwrap();
     let (d, g) = (dir.path(), dir.path().join("g.npy"));
     small_mse_pair(d);
     let template =
-        "compute --loss mse --pred {p.npy} --target {t.npy} --device cpu --grad-out {g.npy}";
-    let out = run(&argv(d, template, &[]));
+        "compute --loss mse --pred {p.npy} --target {t.npy} --device {device} --grad-out {g.npy}";
+    let out = run(&argv(d, template, &[("device", device)]));
     assert_success(&out, "text output");
     let text = stdout(&out);
     let first = text.lines().next().unwrap_or_default();
     assert!(
-        first.starts_with("mse (mean) over 3 elements [3]"),
+        first.starts_with(&format!("mse (mean) over 3 elements [3] on {on}")),
         "first line: {first}"
     );
     // The value 5/3, printed as an f32.
@@ -431,6 +441,11 @@ fn text_output_cpu() {
         "{text}"
     );
     assert!(g.exists());
+}
+
+checks! {
+    cpu text_output_cpu: text_output("cpu", "the CPU (fast f32 path, ");
+    cpu text_output_reference: text_output("reference", "the CPU reference (f64): ");
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -606,8 +621,8 @@ fn bce_with_logits_pos_weight_and_weight() {
 
 /// Runs `loss` on `device` on pred.npy and target.npy in `dir` (not f32), which the CLI
 /// converts to f32 as `pred` and `target`: shape, value and gradient against the reference
-/// run on the converted values, and on the cpu (the reference itself, rounded once to f32)
-/// a gradient equal to the reference's rounded to f32.
+/// run on the converted values, and on the reference device (the reference itself, rounded
+/// once to f32) a gradient equal to the reference's rounded to f32.
 fn check_converted(
     dir: &Path,
     device: &str,
@@ -621,7 +636,7 @@ fn check_converted(
     let want = reference_out(loss, pred, target, None, None, Reduction::Mean);
     assert_eq!(j["shape"], serde_json::json!([37, 29]));
     assert_matches_reference(&j, &dir.join("G.npy"), &want, "converted input");
-    if device == "cpu" {
+    if device == "reference" {
         assert_eq!(
             read_f32(&dir.join("G.npy")),
             want.grad.unwrap().mapv(|v| v as f32)
@@ -661,14 +676,18 @@ fn f16_input(device: &str, seed: u64) {
 checks! {
     gpu f64_input_gpu: f64_input("gpu", 501);
     cpu f64_input_cpu: f64_input("cpu", 502);
+    cpu f64_input_reference: f64_input("reference", 502);
     gpu f16_input_gpu: f16_input("gpu", 503);
     cpu f16_input_cpu: f16_input("cpu", 504);
+    cpu f16_input_reference: f16_input("reference", 504);
 }
 
 // ---------------------------------------------------------------------------------------------
-// 6. --device cpu against the gpu
+// 6. --device gpu and --device cpu against --device reference
 // ---------------------------------------------------------------------------------------------
 
+/// Every loss on the three devices: the gpu's and the fast cpu path's value and gradient
+/// against the reference device's.
 #[test]
 #[cfg_attr(skip_gpu_tests, ignore)]
 fn cpu_and_gpu_agree_every_loss() {
@@ -678,19 +697,22 @@ fn cpu_and_gpu_agree_every_loss() {
         let template = loss_flag(loss)
             + " --pred {pred.npy} --target {target.npy} --device {device} --grad-out {g}";
         let mut results = Vec::new();
-        for device in ["gpu", "cpu"] {
+        for device in ["gpu", "cpu", "reference"] {
             let g = dir.path().join(format!("G-{device}.npy"));
             let j = compute_json(dir.path(), &template, &[("device", device), ("g", s(&g))]);
             assert_eq!(j["device"], device);
             results.push((j["value"].as_f64().unwrap(), read_f32(&g)));
         }
-        let (gpu, cpu) = (&results[0], &results[1]);
-        assert_value_close(gpu.0, cpu.0, &format!("{} gpu vs cpu", loss.name()));
-        assert_array_close(
-            &gpu.1,
-            &cpu.1.mapv(f64::from),
-            &format!("{} gradient gpu vs cpu", loss.name()),
-        );
+        let want = &results[2];
+        for (device, got) in ["gpu", "cpu"].iter().zip(&results) {
+            let name = loss.name();
+            assert_value_close(got.0, want.0, &format!("{name} {device} vs reference"));
+            assert_array_close(
+                &got.1,
+                &want.1.mapv(f64::from),
+                &format!("{name} gradient {device} vs reference"),
+            );
+        }
     }
 }
 
@@ -1079,32 +1101,44 @@ fn softmax_ce_single_row(device: &str, seed: u64) {
 checks! {
     gpu softmax_ce_int64_gpu: softmax_ce_indices("gpu", "i64", &SHAPE, 1101);
     cpu softmax_ce_int64_cpu: softmax_ce_indices("cpu", "i64", &SHAPE, 1102);
+    cpu softmax_ce_int64_reference: softmax_ce_indices("reference", "i64", &SHAPE, 1102);
     gpu softmax_ce_int32_gpu: softmax_ce_indices("gpu", "i32", &SHAPE, 1103);
     cpu softmax_ce_int32_cpu: softmax_ce_indices("cpu", "i32", &SHAPE, 1104);
+    cpu softmax_ce_int32_reference: softmax_ce_indices("reference", "i32", &SHAPE, 1104);
     gpu softmax_ce_int64_rank3_gpu: softmax_ce_indices("gpu", "i64", &RANK3, 1105);
     cpu softmax_ce_int32_rank3_cpu: softmax_ce_indices("cpu", "i32", &RANK3, 1106);
+    cpu softmax_ce_int32_rank3_reference: softmax_ce_indices("reference", "i32", &RANK3, 1106);
     gpu softmax_ce_all_options_int64_gpu: softmax_ce_all_options("gpu", "i64", 1107);
     gpu softmax_ce_all_options_int32_gpu: softmax_ce_all_options("gpu", "i32", 1108);
     cpu softmax_ce_all_options_cpu: softmax_ce_all_options("cpu", "i64", 1109);
+    cpu softmax_ce_all_options_reference: softmax_ce_all_options("reference", "i64", 1109);
     gpu softmax_ce_ignore_index_zero_gpu: softmax_ce_ignore_index_zero("gpu", 1110);
     cpu softmax_ce_ignore_index_zero_cpu: softmax_ce_ignore_index_zero("cpu", 1111);
+    cpu softmax_ce_ignore_index_zero_reference: softmax_ce_ignore_index_zero("reference", 1111);
     gpu softmax_ce_every_row_ignored_gpu: softmax_ce_every_row_ignored("gpu", 1112);
     cpu softmax_ce_every_row_ignored_cpu: softmax_ce_every_row_ignored("cpu", 1113);
+    cpu softmax_ce_every_row_ignored_reference: softmax_ce_every_row_ignored("reference", 1113);
     gpu softmax_ce_probabilities_gpu: softmax_ce_probabilities("gpu", &SHAPE, 1114);
     cpu softmax_ce_probabilities_cpu: softmax_ce_probabilities("cpu", &SHAPE, 1115);
+    cpu softmax_ce_probabilities_reference: softmax_ce_probabilities("reference", &SHAPE, 1115);
     gpu softmax_ce_probabilities_rank3_gpu: softmax_ce_probabilities("gpu", &RANK3, 1116);
     gpu softmax_ce_every_int_dtype_gpu: softmax_ce_every_int_dtype("gpu", 1117);
     cpu softmax_ce_every_int_dtype_cpu: softmax_ce_every_int_dtype("cpu", 1118);
+    cpu softmax_ce_every_int_dtype_reference: softmax_ce_every_int_dtype("reference", 1118);
     gpu softmax_ce_single_row_gpu: softmax_ce_single_row("gpu", 1119);
     cpu softmax_ce_single_row_cpu: softmax_ce_single_row("cpu", 1120);
+    cpu softmax_ce_single_row_reference: softmax_ce_single_row("reference", 1120);
     gpu cce_gpu: dense_rows("gpu", &Rows::dense(Loss::CategoricalCrossEntropy, &SHAPE, 1121));
     cpu cce_cpu: dense_rows("cpu", &Rows::dense(Loss::CategoricalCrossEntropy, &SHAPE, 1122));
+    cpu cce_reference: dense_rows("reference", &Rows::dense(Loss::CategoricalCrossEntropy, &SHAPE, 1122));
     gpu cce_rank3_gpu: dense_rows("gpu", &Rows::dense(Loss::CategoricalCrossEntropy, &RANK3, 1123));
     gpu cosine_gpu: dense_rows("gpu", &Rows::dense(Loss::COSINE_PROXIMITY, &SHAPE, 1124));
     cpu cosine_cpu: dense_rows("cpu", &Rows::dense(Loss::COSINE_PROXIMITY, &SHAPE, 1125));
+    cpu cosine_reference: dense_rows("reference", &Rows::dense(Loss::COSINE_PROXIMITY, &SHAPE, 1125));
     gpu cosine_rank3_gpu: dense_rows("gpu", &Rows::dense(Loss::COSINE_PROXIMITY, &RANK3, 1126));
     gpu cosine_eps_gpu: cosine_eps("gpu", 1127);
     cpu cosine_eps_cpu: cosine_eps("cpu", 1128);
+    cpu cosine_eps_reference: cosine_eps("reference", 1128);
 }
 
 /// Runs `r` with reduction none on the gpu, then the cpu; returns each one's JSON, per-row
@@ -1209,12 +1243,16 @@ fn softmax_ce_ignore_index_beyond_i32(device: &str, seed: u64) {
 checks! {
     gpu softmax_ce_large_logits_gpu: softmax_ce_large_logits("gpu", 1151);
     cpu softmax_ce_large_logits_cpu: softmax_ce_large_logits("cpu", 1152);
+    cpu softmax_ce_large_logits_reference: softmax_ce_large_logits("reference", 1152);
     gpu softmax_ce_minus_inf_logit_gpu: softmax_ce_minus_inf_logit("gpu", 1153);
     cpu softmax_ce_minus_inf_logit_cpu: softmax_ce_minus_inf_logit("cpu", 1154);
+    cpu softmax_ce_minus_inf_logit_reference: softmax_ce_minus_inf_logit("reference", 1154);
     gpu cosine_zero_row_gpu: cosine_zero_row("gpu", 1155);
     cpu cosine_zero_row_cpu: cosine_zero_row("cpu", 1156);
+    cpu cosine_zero_row_reference: cosine_zero_row("reference", 1156);
     gpu softmax_ce_ignore_index_beyond_i32_gpu: softmax_ce_ignore_index_beyond_i32("gpu", 1157);
     cpu softmax_ce_ignore_index_beyond_i32_cpu: softmax_ce_ignore_index_beyond_i32("cpu", 1158);
+    cpu softmax_ce_ignore_index_beyond_i32_reference: softmax_ce_ignore_index_beyond_i32("reference", 1158);
 }
 
 /// The text line of a row-wise loss: rows, columns, shape and the rows counted.
@@ -1240,7 +1278,8 @@ fn text_output_rows_cpu() {
     assert_value_close(v, want, "text value");
 }
 
-/// cce, softmax-ce (class indices) and cosine agree between `--device gpu` and `--device cpu`.
+/// cce, softmax-ce (class indices) and cosine agree between `--device gpu` and `--device cpu`
+/// (the fast path; each is also checked against the reference by `check_rows`).
 #[test]
 #[cfg_attr(skip_gpu_tests, ignore)]
 fn cpu_and_gpu_agree_row_wise() {
@@ -1262,8 +1301,8 @@ fn cpu_and_gpu_agree_row_wise() {
 
 // ---------------------------------------------------------------------------------------------
 // 7. Errors: exit 2, one line on stderr naming the file, no output file left behind.
-// Each case runs on the cpu (no GPU needed) and on the gpu (GPU-only code paths: validation
-// inside `GpuContext::compute`, the BCE domain check in the kernel).
+// Each case runs on the cpu and the reference (no GPU needed) and on the gpu (GPU-only code
+// paths: validation inside `GpuContext::compute`, the BCE domain check in the kernel).
 // ---------------------------------------------------------------------------------------------
 
 /// Asserts exit `code`, a single-line stderr containing every string of `needles`, and that
@@ -1335,7 +1374,8 @@ fn ce_in(d: &Path, seed: u64, shape: &[usize], set: &[(usize, i64)], dtype: &str
 
 /// Error cases, `NAME(d) { SETUP } "ARGS" => [NEEDLES];`: SETUP writes the inputs into the
 /// temporary directory `d`, then `rejects(d, device, ARGS, NEEDLES)`. Each becomes a function
-/// `NAME(device)` and the tests `errors_cpu::NAME` and `errors_gpu::NAME`.
+/// `NAME(device)` and the tests `errors_cpu::NAME`, `errors_reference::NAME` and
+/// `errors_gpu::NAME`.
 macro_rules! error_tests {
     ($($(#[$doc:meta])* $name:ident($d:ident) $setup:block $args:literal
         => [$($needle:literal),* $(,)?];)*) => {
@@ -1350,6 +1390,9 @@ macro_rules! error_tests {
         )*
         mod errors_cpu {
             $( #[test] fn $name() { super::$name("cpu"); } )*
+        }
+        mod errors_reference {
+            $( #[test] fn $name() { super::$name("reference"); } )*
         }
         mod errors_gpu {
             $( #[test] #[cfg_attr(skip_gpu_tests, ignore)] fn $name() { super::$name("gpu"); } )*
@@ -1799,17 +1842,22 @@ fn no_matching_adapter() {
         "no-such-adapter-xyz",
     ];
     assert_rejected(&out, 1, &needles, &[&d.join("G.npy")]);
-    // The same variable does not matter for the cpu.
-    let out = run_with_env(&argv(d, &format!("{io} --device cpu"), &[]), &env);
-    assert_success(&out, "--device cpu ignores WGPU_ADAPTER_NAME");
+    // The same variable does not matter for the cpu paths.
+    for device in ["cpu", "reference"] {
+        let out = run_with_env(&argv(d, &format!("{io} --device {device}"), &[]), &env);
+        assert_success(
+            &out,
+            &format!("--device {device} ignores WGPU_ADAPTER_NAME"),
+        );
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
 // Non-finite inputs, and a known bug (ignored until fixed).
 // ---------------------------------------------------------------------------------------------
 
-/// A NaN or an infinity in the prediction: the value is NaN/inf (JSON null) on the cpu, and
-/// must be on the gpu too, never a finite number (a reduction that drops or flushes
+/// A NaN or an infinity in the prediction: the value is NaN/inf (JSON null) on the reference
+/// and the fast cpu path, and must be on the gpu too, never a finite number (a reduction that drops or flushes
 /// non-finite terms would print a plausible wrong loss).
 #[test]
 #[cfg_attr(skip_gpu_tests, ignore)]
@@ -1820,7 +1868,7 @@ fn non_finite_input_value_is_null_on_gpu_and_cpu() {
     for bad in [f32::NAN, f32::INFINITY] {
         let pv = ArrayD::from_shape_vec(IxDyn(&[3]), vec![0.25, bad, 0.5]).unwrap();
         write_f32(d, "p.npy", &pv);
-        for device in ["cpu", "gpu"] {
+        for device in ["cpu", "reference", "gpu"] {
             let template = "--loss mae --pred {p.npy} --target {t.npy} --device {device}";
             let j = compute_json(d, template, &[("device", device)]);
             let value = &j["value"];

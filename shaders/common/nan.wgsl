@@ -1,7 +1,8 @@
-// NaN tests for the drivers (elementwise.wgsl, rows.wgsl, composed after this file) and the
-// loss files that clamp where the driver cannot see it (categorical_cross_entropy.wgsl: a
-// row's loss must come out NaN; the elementwise driver makes any element with a NaN input NaN
-// itself).
+// Tests by bits, for the drivers (elementwise.wgsl, rows.wgsl, composed after this file) and
+// the loss files: NaN tests for the loss files that clamp where the driver cannot see it
+// (categorical_cross_entropy.wgsl: a row's loss must come out NaN; the elementwise driver
+// makes any element with a NaN input NaN itself), and the probability-domain test of bce.wgsl
+// and categorical_cross_entropy.wgsl.
 //
 // Vulkan lets a driver assume floats are never NaN unless the shader asks for
 // SignedZeroInfNanPreserve, which WGSL cannot: NVIDIA's driver then turns
@@ -19,4 +20,11 @@ fn is_nan(x: f32) -> bool {
 // `clamped` where `x` is a number, `x` itself (a NaN) where it is not.
 fn keep_nan(x: f32, clamped: f32) -> f32 {
     return select(clamped, x, is_nan(x));
+}
+
+// Whether the f32 of bits `b` is outside [0, 1]: a negative number other than −0 (a negative
+// subnormal included, which an adapter that flushes subnormals would compare as −0), or a
+// number above 1, +∞ included. NaN is not outside.
+fn outside_unit_interval(b: u32) -> bool {
+    return (b > 0x80000000u && b <= 0xff800000u) || (b > 0x3f800000u && b <= 0x7f800000u);
 }

@@ -15,11 +15,14 @@
 // (words), so with 16-bit storage one lane reads, and writes, both elements of a word. A row
 // whose start is not word-aligned (odd C) shares its first and last words with its
 // neighbours: each row uses only its own elements of those, and grad_packed.wgsl sets its own
-// half of a shared word atomically. The loss file that follows this one defines
-//     fn row_identity() -> vec4<f32>                                   // empty statistics
-//     fn row_push(s: vec4<f32>, row: RowCtx, j: u32, x: f32, t: f32) -> vec4<f32>
-//     fn row_combine(a: vec4<f32>, b: vec4<f32>) -> vec4<f32>           // associative
-//     fn row_finish(s: vec4<f32>, row: RowCtx) -> RowOut               // ℓ_r and coefficients
+// half of a shared word atomically. Class-index targets are decoded by common/classes.wgsl
+// (composed after this file), which reads them through `class_word`. The loss file that
+// follows defines
+//     alias Stats = ...   (or a struct)                             // a row's statistics
+//     fn row_identity() -> Stats                                    // empty statistics
+//     fn row_push(s: Stats, row: RowCtx, j: u32, x: f32, t: f32) -> Stats
+//     fn row_combine(a: Stats, b: Stats) -> Stats                   // associative
+//     fn row_finish(s: Stats, row: RowCtx) -> RowOut                // ℓ_r and coefficients
 //     fn row_grad(r: RowOut, row: RowCtx, j: u32, x: f32, t: f32) -> f32  // ∂ℓ_r/∂x_rj
 // Host side: src/kernels/rows.rs (`RowParams` mirrors `Params`).
 
@@ -31,11 +34,11 @@ struct Params {
     partial_base: u32, // index in `partials` of this chunk's first workgroup sum
     flags: u32,        // FLAG_* below
     row_base: u32,     // global index of this chunk's row 0 (for error reports)
-    ignore_index: i32, // class-index targets equal to this are ignored
+    ignore_lo: u32,    // ignore_index as an i64: its low word,
     eps: f32,          // softmax: label smoothing ε; cosine: the norm floor ε
     z_loss: f32,       // softmax: z-loss coefficient λ
+    ignore_hi: u32,    // and its high word (class ids equal to it are ignored)
     _pad0: u32,
-    _pad1: u32,
 }
 
 // Where a row starts and what it is.
@@ -59,6 +62,9 @@ const FLAG_WRITE_LOSSES: u32 = 2u;
 const FLAG_UPSTREAM_ARRAY: u32 = 4u;
 const FLAG_CLASSES: u32 = 8u;
 const FLAG_WEIGHT: u32 = 16u;
+// With FLAG_CLASSES: the class ids are i64 (two words each, low first), or u32; else i32.
+const FLAG_CLASSES_I64: u32 = 32u;
+const FLAG_CLASSES_U32: u32 = 64u;
 
 // Elements per lane kept in registers between the statistics and the gradient.
 const ROW_REGS: u32 = 16u;
@@ -68,8 +74,8 @@ const UNIT_REGS: u32 = ROW_REGS / EPU;
 @group(0) @binding(0) var<uniform> params: Params;
 // [rows · cols] prediction (probabilities for cce, logits for softmax-ce), in units.
 @group(0) @binding(1) var<storage, read> preds: array<u32>;
-// Float targets [rows · cols] stored like the prediction, or class indices [rows] as i32 bits
-// (FLAG_CLASSES).
+// Float targets [rows · cols] stored like the prediction, or class ids [rows] (FLAG_CLASSES):
+// i32, u32, or i64 as two words each (FLAG_CLASSES_I64, FLAG_CLASSES_U32).
 @group(0) @binding(2) var<storage, read> targets: array<u32>;
 // [rows] upstream gradient g_r (Reduction::None with an array), else a dummy.
 @group(0) @binding(3) var<storage, read> upstream: array<f32>;
@@ -85,7 +91,12 @@ const UNIT_REGS: u32 = ROW_REGS / EPU;
 // A non-zero flag (D = 0 for a mean) makes every gradient element exactly 0.
 @group(0) @binding(8) var<uniform> norm: vec4<f32>;
 
-var<workgroup> row_scratch: array<vec4<f32>, WG>;
+var<workgroup> row_scratch: array<Stats, WG>;
+
+// Word i of the class ids (common/classes.wgsl decodes them).
+fn class_word(i: u32) -> u32 {
+    return targets[i];
+}
 
 // Dense targets of unit (word) w; zeros with class-index targets.
 fn target_unit(w: u32) -> Unit {
@@ -121,7 +132,7 @@ fn scaled_grad(r: RowOut, row: RowCtx, j: u32, x: f32, t: f32, scale: f32) -> f3
 
 // Pushes the row's elements of one unit; `at` = the unit's first element counted from the
 // row's first word, so element e is the row's element at + e − lead when that is in [0, C).
-fn push_unit(s: vec4<f32>, row: RowCtx, at: u32, lead: u32, x: Unit, t: Unit) -> vec4<f32> {
+fn push_unit(s: Stats, row: RowCtx, at: u32, lead: u32, x: Unit, t: Unit) -> Stats {
     var r = s;
     for (var e = 0u; e < EPU; e = e + 1u) {
         let k = at + e;
@@ -164,12 +175,10 @@ fn main(lane: Lane, @builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgrou
         var row = RowCtx(r * cols, params.row_base + r, -1);
         var skip = !live;
         if (live && classes) {
-            row.cls = bitcast<i32>(targets[r]);
             // Ignored, or out of range (class_count.wgsl reports it): loss 0, gradient 0.
-            skip = row.cls == params.ignore_index || row.cls < 0 || u32(row.cls) >= cols;
-            if (skip) {
-                row.cls = -1;
-            }
+            let c = class_of(r, params.flags, cols, vec2<u32>(params.ignore_lo, params.ignore_hi));
+            skip = c < 0;
+            row.cls = select(c, -1, skip);
         }
 
         // The row's units: words w0 .. w0 + units − 1; element e of unit q is the row's

@@ -30,8 +30,12 @@
 //! For the kernel path, also the percentage of the bound of the passes it runs
 //! ([`KernelStep::pass_bytes`]: long rows are read twice) at the copy kernel's bandwidth.
 //! Ratios `A/B` say how many times faster `A` is than `B` (B's time over A's).
+//!
+//! [`prepare`] checks everything that can fail on bad input before any work, without a GPU:
+//! the repeats, every point's size against one GPU call and the sweep's peak memory against
+//! the machine's, and the `--json` / `--plot` outputs, whose temporary files it creates
+//! ([`super::output`]); [`execute`] runs the sweep and commits the outputs at the end.
 
-use std::fs;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -45,7 +49,11 @@ use wgpu_loss::{
     ContextOptions, Dtype, GpuContext, Loss, LossArgs, LossOutput, cpu, reference, synthetic,
 };
 
-use super::{Failure, LossName};
+use super::output::{self, Outputs};
+use super::{
+    BASE_BYTES, BYTES_PER_ELEMENT, Failure, LossName, MAX_ELEMENTS, MAX_REPEATS, check_count,
+    check_memory, row_elements,
+};
 
 #[derive(clap::Args, Debug)]
 pub struct BenchArgs {
@@ -57,7 +65,7 @@ pub struct BenchArgs {
     #[arg(long, value_enum, value_delimiter = ',')]
     losses: Vec<LossName>,
     /// Timed runs per loss, size and path, after one warm-up; the median is reported
-    /// (default 5, 3 with --quick).
+    /// (default 5, 3 with --quick; at most 1000000).
     #[arg(long)]
     repeats: Option<usize>,
     /// Write the records as a JSON array here.
@@ -78,11 +86,12 @@ pub struct BenchArgs {
     #[arg(long, value_enum, default_value_t = DtypeName::F32)]
     dtype: DtypeName,
     /// Elementwise sizes to sweep instead of the default 2^10..2^26 (2^16, 2^20 with
-    /// --quick), comma-separated element counts.
+    /// --quick), comma-separated element counts (each fewer than 2^32 - 1).
     #[arg(long, value_delimiter = ',', value_parser = parse_size)]
     sizes: Vec<usize>,
     /// Row-wise shapes to sweep instead of the default 4096x1000, 1024x32000, 256x128256
-    /// (128x8192 with --quick), comma-separated `BxC` (rows x classes), e.g. 4096x128256.
+    /// (128x8192 with --quick), comma-separated `BxC` (rows x classes), e.g. 4096x128256
+    /// (B x C fewer than 2^32 - 1).
     #[arg(long, value_delimiter = ',', value_parser = parse_row_shape)]
     rows: Vec<[usize; 2]>,
     /// Caps every size at this many elements (fewer rows for the row-wise shapes); for tests.
@@ -432,16 +441,53 @@ fn speedup(faster: Duration, slower: Duration) -> f64 {
     slower.as_secs_f64() / faster.as_secs_f64().max(1e-12)
 }
 
-pub fn run(a: &BenchArgs) -> Result<(), Failure> {
-    let repeats = a.repeats.unwrap_or(if a.quick { 3 } else { 5 });
-    if repeats == 0 {
-        return Err(Failure::input("--repeats must be at least 1"));
+/// Host bytes per row of a row-wise point beyond its elements (class indices, their upload,
+/// the reference's per-row values).
+const BYTES_PER_ROW: u64 = 32;
+
+/// The checked sweep: what [`execute`] runs.
+pub(crate) struct Prepared {
+    /// Timed runs per loss, size and path.
+    repeats: usize,
+    /// Every loss and shape of the sweep, in order, each within one GPU call.
+    points: Vec<(Loss, Vec<usize>)>,
+    /// `--json` then `--plot`, those given, with their temporary files.
+    outputs: Outputs,
+    /// The index of `--json` in `outputs`.
+    json_k: Option<usize>,
+    /// The index of `--plot` in `outputs`.
+    plot_k: Option<usize>,
+}
+
+/// The flag that asked for `shape` (`--sizes N`, `--rows BxC`), or the default sweep's point.
+fn point_name(loss: &Loss, shape: &[usize], a: &BenchArgs) -> String {
+    let s = shape
+        .iter()
+        .map(usize::to_string)
+        .collect::<Vec<_>>()
+        .join("x");
+    match (loss.is_row_wise(), a.rows.is_empty(), a.sizes.is_empty()) {
+        (true, false, _) => format!("--rows {s}"),
+        (false, _, false) => format!("--sizes {s}"),
+        _ => format!("bench point {} {s}", loss.name()),
     }
+}
+
+/// Everything that can fail on bad input, before any work and without a GPU: `--repeats` and
+/// `--max-elements` at least 1 (and the repeats at most [`MAX_REPEATS`]); every point within
+/// one GPU call ([`MAX_ELEMENTS`], no overflow); the sweep's peak host memory (its largest
+/// point, plus the copy ceilings' buffers) within what the machine has; the outputs checked
+/// and their temporary files created.
+pub(crate) fn prepare(a: &BenchArgs) -> Result<Prepared, Failure> {
+    let repeats = a.repeats.unwrap_or(if a.quick { 3 } else { 5 });
+    check_count(
+        "--repeats",
+        repeats,
+        MAX_REPEATS as u64,
+        "timed runs per loss, size and path",
+    )?;
     if a.max_elements == Some(0) {
         return Err(Failure::input("--max-elements must be at least 1"));
-    }
-    for p in a.json.iter().chain(&a.plot) {
-        super::check_output(p)?;
     }
     let losses: Vec<Loss> = if a.losses.is_empty() {
         Loss::ALL_DEFAULT.to_vec()
@@ -458,11 +504,76 @@ pub fn run(a: &BenchArgs) -> Result<(), Failure> {
         .iter()
         .flat_map(|l| shapes(l, a).into_iter().map(move |s| (*l, s)))
         .collect();
+    let mut largest: Option<(String, u64)> = None;
+    for (loss, shape) in &points {
+        let name = point_name(loss, shape, a);
+        let (rows, n) = match shape[..] {
+            [b, c] if loss.is_row_wise() => (b as u64, row_elements(&name, b, c)?),
+            _ => {
+                let n = shape.iter().product::<usize>() as u64;
+                if n > MAX_ELEMENTS {
+                    return Err(Failure::input(format!(
+                        "{name}: at most {MAX_ELEMENTS} elements (the GPU path takes fewer than \
+                         2^32 - 1 elements per call)"
+                    )));
+                }
+                (0, n)
+            }
+        };
+        // n < 2^32 and rows ≤ n: no overflow below.
+        let bytes = n * BYTES_PER_ELEMENT + rows * BYTES_PER_ROW;
+        if largest.as_ref().is_none_or(|l| bytes > l.1) {
+            largest = Some((name, bytes));
+        }
+    }
+    if let Some((name, bytes)) = largest {
+        let scale = if a.quick { 4 } else { 1 };
+        let ceilings = 2 * (4 * GPU_COPY_ELEMENTS / (scale * scale) + HOST_COPY_BYTES / scale);
+        check_memory(&name, "bench", bytes + ceilings as u64 + BASE_BYTES)?;
+    }
+    let mut outs: Vec<(&str, &Path)> = Vec::new();
+    let json_k = a.json.as_deref().map(|p| {
+        outs.push(("--json", p));
+        outs.len() - 1
+    });
+    let plot_k = a.plot.as_deref().map(|p| {
+        outs.push(("--plot", p));
+        outs.len() - 1
+    });
+    let outputs = output::plan(&outs, &[])?;
+    Ok(Prepared {
+        repeats,
+        points,
+        outputs,
+        json_k,
+        plot_k,
+    })
+}
 
+/// `bench`: [`prepare`], then [`execute`].
+pub fn run(a: &BenchArgs) -> Result<(), Failure> {
+    let p = prepare(a)?;
+    execute(a, p)
+}
+
+/// Runs the sweep, prints the table, writes and commits `--json` and `--plot`.
+pub(crate) fn execute(a: &BenchArgs, mut p: Prepared) -> Result<(), Failure> {
+    let (repeats, points) = (p.repeats, std::mem::take(&mut p.points));
     let ctx = GpuContext::with_options(ContextOptions {
         unroll: a.unroll,
         ..Default::default()
     })?;
+    // A row must fit one storage binding of this adapter (known only now).
+    let binding = ctx.max_chunk_elements();
+    if let Some((loss, shape)) = points
+        .iter()
+        .find(|(l, s)| l.is_row_wise() && s.last().is_some_and(|&c| c > binding))
+    {
+        return Err(Failure::input(format!(
+            "{}: a row longer than one storage binding of this adapter ({binding} elements)",
+            point_name(loss, shape, a)
+        )));
+    }
     let adapter = ctx.adapter_summary();
     let host = format!("host CPU ({} threads)", rayon::current_num_threads());
     let mut timer = if a.wall_clock {
@@ -707,16 +818,23 @@ pub fn run(a: &BenchArgs) -> Result<(), Failure> {
         );
     }
 
-    if let Some(path) = &a.json {
+    if let Some(s) = p.json_k.and_then(|k| p.outputs.get(k)) {
         let arr: Vec<serde_json::Value> = records.iter().map(Record::to_json).collect();
         let text = serde_json::to_string_pretty(&arr).map_err(Failure::runtime)?;
-        fs::write(path, text + "\n")
+        s.write_bytes((text + "\n").as_bytes())?;
+    }
+    if let (Some(k), Some(path)) = (p.plot_k, &a.plot) {
+        let svg = plot(&records, &adapter, method, gpu_ceiling, cpu_ceiling)
             .map_err(|e| Failure::runtime(format!("{}: {e}", path.display())))?;
+        if let Some(s) = p.outputs.get(k) {
+            s.write_bytes(svg.as_bytes())?;
+        }
+    }
+    output::commit(p.outputs)?;
+    if let Some(path) = &a.json {
         println!("records written to {}", path.display());
     }
     if let Some(path) = &a.plot {
-        plot(path, &records, &adapter, method, gpu_ceiling, cpu_ceiling)
-            .map_err(|e| Failure::runtime(format!("{}: {e}", path.display())))?;
         println!("plot written to {}", path.display());
     }
     Ok(())
@@ -725,9 +843,22 @@ pub fn run(a: &BenchArgs) -> Result<(), Failure> {
 /// Throughput against size (log2 of the elements), one colour per loss, in two panels with a
 /// shared log-scale GB/s axis: the GPU (kernel path thick with dots, whole calls thin) under the
 /// copy kernel's ceiling, and the CPU (fast path thick with dots, the reference thin) under
-/// the host copy's. Ceilings are dashed.
+/// the host copy's. Ceilings are dashed. Returns the SVG's text.
 fn plot(
-    path: &Path,
+    records: &[Record],
+    adapter: &str,
+    method: TimingMethod,
+    gpu_ceiling: f64,
+    cpu_ceiling: f64,
+) -> Result<String, Box<dyn std::error::Error>> {
+    let mut svg = String::new();
+    draw(&mut svg, records, adapter, method, gpu_ceiling, cpu_ceiling)?;
+    Ok(svg)
+}
+
+/// [`plot`]'s drawing, into `svg`.
+fn draw(
+    svg: &mut String,
     records: &[Record],
     adapter: &str,
     method: TimingMethod,
@@ -757,7 +888,7 @@ fn plot(
         }
     }
 
-    let root = SVGBackend::new(path, (1400, 680)).into_drawing_area();
+    let root = SVGBackend::with_string(svg, (1400, 680)).into_drawing_area();
     root.fill(&WHITE)?;
     let root = root.titled(&format!("wgpu-loss bench: {adapter}"), ("sans-serif", 20))?;
     let panels = root.split_evenly((1, 2));

@@ -1,13 +1,20 @@
-//! `wgpu-loss compute`: one loss over `.npy` inputs, on the GPU or the CPU reference.
+//! `wgpu-loss compute`: one loss over `.npy` inputs, on the GPU, the fast CPU path or the
+//! f64 CPU reference.
+//!
+//! [`prepare`] does everything that can fail on bad input, without a GPU: the options, the
+//! outputs (checked and their temporary files created, see [`super::output`]), the inputs
+//! read and checked against each other and the loss; [`execute`] then does the work and
+//! commits the outputs.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use clap::ValueEnum;
 use ndarray::ArrayD;
 use serde_json::json;
 use wgpu_loss::{Error, GpuContext, Loss, LossArgs, LossOutput, Reduction, reference};
 
-use super::npy::{self, Staged, TargetData};
+use super::npy::{self, TargetData};
+use super::output::{self, Outputs};
 use super::{Failure, LossName, ReductionName};
 
 #[derive(clap::Args, Debug)]
@@ -59,7 +66,8 @@ pub struct ComputeArgs {
     /// here (`.npy`, f32; needs --reduction none).
     #[arg(long)]
     loss_out: Option<PathBuf>,
-    /// Where to compute: the GPU, or the f64 CPU reference.
+    /// Where to compute: the GPU, the fast multi-threaded f32 CPU path, or the f64 CPU
+    /// reference.
     #[arg(long, value_enum, default_value = "gpu")]
     device: DeviceName,
     /// Print one JSON object instead of text.
@@ -67,10 +75,37 @@ pub struct ComputeArgs {
     json: bool,
 }
 
+/// The `--device` names.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 enum DeviceName {
+    /// The GPU, through wgpu (`GpuContext::compute`).
     Gpu,
+    /// The fast CPU path: f32, every core (`wgpu_loss::cpu::compute`).
     Cpu,
+    /// The f64 CPU reference (`wgpu_loss::reference::compute`), rounded once to f32.
+    Reference,
+}
+
+impl DeviceName {
+    /// The JSON `device` field.
+    fn name(self) -> &'static str {
+        match self {
+            DeviceName::Gpu => "gpu",
+            DeviceName::Cpu => "cpu",
+            DeviceName::Reference => "reference",
+        }
+    }
+
+    /// Host bytes per element a call needs beyond its inputs: the gradient and per-element
+    /// losses (f32), the reference's f64 copies, the GPU call's uploads and readback (in host
+    /// memory on a software adapter).
+    fn bytes_per_element(self) -> u64 {
+        match self {
+            DeviceName::Gpu => 32,
+            DeviceName::Cpu => 8,
+            DeviceName::Reference => 24,
+        }
+    }
 }
 
 /// An f32 as JSON, printed with its shortest exact decimal form; NaN and ±inf become null.
@@ -78,24 +113,6 @@ fn json_f32(v: f32) -> serde_json::Value {
     v.to_string()
         .parse::<f64>()
         .map_or(serde_json::Value::Null, |x| json!(x))
-}
-
-/// Output paths are checked before any work: distinct, and in a directory that exists.
-fn check_outputs(a: &ComputeArgs) -> Result<(), Failure> {
-    let outs: Vec<&PathBuf> = [&a.grad_out, &a.loss_out].into_iter().flatten().collect();
-    if let [g, l] = outs[..] {
-        let same = std::path::absolute(g).ok() == std::path::absolute(l).ok();
-        if same {
-            return Err(Failure::input(format!(
-                "{}: --grad-out and --loss-out name the same file",
-                g.display()
-            )));
-        }
-    }
-    for path in outs {
-        super::check_output(path)?;
-    }
-    Ok(())
 }
 
 /// Rejects an option given to a loss that does not take it.
@@ -166,7 +183,117 @@ fn loss_from(a: &ComputeArgs) -> Result<Loss, Failure> {
     Ok(loss)
 }
 
-pub fn run(a: &ComputeArgs) -> Result<(), Failure> {
+/// The inputs as read.
+pub(crate) struct Inputs {
+    /// `--pred`.
+    pred: ArrayD<f32>,
+    /// `--target`.
+    target: TargetData,
+    /// `--weight` or `--class-weight`.
+    weight: Option<ArrayD<f32>>,
+    /// `--pos-weight`.
+    pos_weight: Option<ArrayD<f32>>,
+}
+
+impl Inputs {
+    /// The library's arguments over these inputs.
+    fn args(&self, reduction: Reduction, want_grad: bool) -> LossArgs<'_> {
+        let target_view: wgpu_loss::Target<'_> = match &self.target {
+            TargetData::F32(t) => t.view().into(),
+            TargetData::I32(t) => t.view().into(),
+            TargetData::I64(t) => t.view().into(),
+        };
+        let mut args = LossArgs::new(self.pred.view(), target_view).reduction(reduction);
+        if let Some(w) = &self.weight {
+            args = args.weight(w.view());
+        }
+        if let Some(q) = &self.pos_weight {
+            args = args.pos_weight(q.view());
+        }
+        if !want_grad {
+            args = args.loss_only();
+        }
+        args
+    }
+}
+
+/// Everything `compute` needs, checked: what [`execute`] runs.
+pub(crate) struct Prepared {
+    /// The loss with its options, validated.
+    loss: Loss,
+    /// `--reduction`.
+    reduction: Reduction,
+    /// The inputs, checked against the loss.
+    inputs: Inputs,
+    /// `--grad-out` then `--loss-out`, those given, with their temporary files.
+    outputs: Outputs,
+    /// The index of `--grad-out` in `outputs`.
+    grad_k: Option<usize>,
+    /// The index of `--loss-out` in `outputs`.
+    loss_k: Option<usize>,
+}
+
+/// Library errors, with the file they concern.
+fn with_file(
+    a: &ComputeArgs,
+    loss: &Loss,
+    target: &TargetData,
+    args: &LossArgs<'_>,
+    e: Error,
+) -> Failure {
+    let path = match &e {
+        Error::ShapeMismatch { what: "target", .. }
+        | Error::InvalidOption {
+            option: "target", ..
+        }
+        | Error::ClassOutOfRange { .. } => Some(&a.target),
+        Error::ShapeMismatch { what: "weight", .. }
+        | Error::InvalidOption {
+            option: "weight", ..
+        } => a.weight.as_ref().or(a.class_weight.as_ref()),
+        Error::ShapeMismatch {
+            what: "pos_weight", ..
+        }
+        | Error::InvalidOption {
+            option: "pos_weight",
+            ..
+        } => a.pos_weight.as_ref(),
+        Error::OutOfDomain { .. }
+        | Error::Empty { .. }
+        | Error::InvalidOption { option: "pred", .. } => Some(&a.pred),
+        _ => None,
+    };
+    // A hint the library cannot give: float targets shaped like class indices. (A uint64
+    // class beyond int64 never gets here: the reader refuses it.)
+    let hint = match (&e, target) {
+        (Error::ShapeMismatch { what: "target", .. }, TargetData::F32(t))
+            if t.shape() == args.row_shape() && loss.takes_classes() =>
+        {
+            Some(format!(
+                "{e} (class indices must be an integer .npy, int32 or int64; float targets \
+                 are probabilities shaped like the prediction)"
+            ))
+        }
+        _ => None,
+    };
+    let mut f = Failure::from(e);
+    if let Some(h) = hint {
+        f.message = h;
+    }
+    if let Some(p) = path {
+        f.message = format!("{}: {}", p.display(), f.message);
+    }
+    f
+}
+
+/// Everything that can fail on bad input, in order, before any work and without a GPU: the
+/// loss and its options; the outputs (an input, the same file twice, a directory, a missing
+/// or read-only folder, a read-only file: see [`super::output`]), whose temporary files are
+/// created here; the inputs, read; their shapes and options against the loss
+/// (`LossArgs::validate`); the elements against what the device takes and what memory holds.
+/// The probability-domain and class-range checks need the data's pass and stay in
+/// [`execute`].
+pub(crate) fn prepare(a: &ComputeArgs) -> Result<Prepared, Failure> {
     let loss = loss_from(a)?;
     let reduction: Reduction = a.reduction.into();
     if a.loss_out.is_some() && reduction != Reduction::None {
@@ -174,7 +301,27 @@ pub fn run(a: &ComputeArgs) -> Result<(), Failure> {
             "--loss-out writes per-element (or per-row) losses, which need --reduction none",
         ));
     }
-    check_outputs(a)?;
+    let mut outs: Vec<(&str, &Path)> = Vec::new();
+    let grad_k = a.grad_out.as_deref().map(|p| {
+        outs.push(("--grad-out", p));
+        outs.len() - 1
+    });
+    let loss_k = a.loss_out.as_deref().map(|p| {
+        outs.push(("--loss-out", p));
+        outs.len() - 1
+    });
+    let ins: Vec<(&str, &Path)> = [
+        ("--pred", Some(&a.pred)),
+        ("--target", Some(&a.target)),
+        ("--weight", a.weight.as_ref()),
+        ("--pos-weight", a.pos_weight.as_ref()),
+        ("--class-weight", a.class_weight.as_ref()),
+    ]
+    .into_iter()
+    .filter_map(|(f, p)| p.map(|p| (f, p.as_path())))
+    .collect();
+    let outputs = output::plan(&outs, &ins)?;
+
     let read = |p: &PathBuf| npy::read_f32(p).map_err(Failure::input);
     let pred = read(&a.pred)?;
     let target = npy::read_target(&a.target).map_err(Failure::input)?;
@@ -191,76 +338,54 @@ pub fn run(a: &ComputeArgs) -> Result<(), Failure> {
             a.target.display()
         )));
     }
-    let target_view: wgpu_loss::Target<'_> = match &target {
-        TargetData::F32(t) => t.view().into(),
-        TargetData::I32(t) => t.view().into(),
-        TargetData::I64(t) | TargetData::U64 { clamped: t, .. } => t.view().into(),
+    let inputs = Inputs {
+        pred,
+        target,
+        weight,
+        pos_weight,
     };
+    {
+        let args = inputs.args(reduction, a.grad_out.is_some());
+        args.validate(&loss)
+            .map_err(|e| with_file(a, &loss, &inputs.target, &args, e))?;
+    }
+    let n = inputs.pred.len() as u64;
+    if a.device == DeviceName::Gpu && n > super::MAX_ELEMENTS {
+        return Err(Failure::input(format!(
+            "{}: {n} elements; the GPU path takes at most {} per call (--device cpu takes more)",
+            a.pred.display(),
+            super::MAX_ELEMENTS
+        )));
+    }
+    let needed = n.saturating_mul(a.device.bytes_per_element());
+    super::check_memory(
+        &a.pred.display().to_string(),
+        &format!("{} call on {n} elements", a.device.name()),
+        needed,
+    )?;
+    Ok(Prepared {
+        loss,
+        reduction,
+        inputs,
+        outputs,
+        grad_k,
+        loss_k,
+    })
+}
 
-    let mut args = LossArgs::new(pred.view(), target_view).reduction(reduction);
-    if let Some(w) = &weight {
-        args = args.weight(w.view());
-    }
-    if let Some(q) = &pos_weight {
-        args = args.pos_weight(q.view());
-    }
-    if a.grad_out.is_none() {
-        args = args.loss_only();
-    }
-    // Library errors, with the file they concern.
-    let with_file = |e: Error| -> Failure {
-        let path = match &e {
-            Error::ShapeMismatch { what: "target", .. }
-            | Error::InvalidOption {
-                option: "target", ..
-            }
-            | Error::ClassOutOfRange { .. } => Some(&a.target),
-            Error::ShapeMismatch { what: "weight", .. }
-            | Error::InvalidOption {
-                option: "weight", ..
-            } => a.weight.as_ref().or(a.class_weight.as_ref()),
-            Error::ShapeMismatch {
-                what: "pos_weight", ..
-            }
-            | Error::InvalidOption {
-                option: "pos_weight",
-                ..
-            } => a.pos_weight.as_ref(),
-            Error::OutOfDomain { .. }
-            | Error::Empty { .. }
-            | Error::InvalidOption { option: "pred", .. } => Some(&a.pred),
-            _ => None,
-        };
-        // Hints the library cannot give: a uint64 class beyond i64 (reported as read), and
-        // float targets shaped like class indices.
-        let hint = match (&e, &target) {
-            (Error::ClassOutOfRange { row, classes, .. }, TargetData::U64 { original, .. }) => {
-                original.iter().nth(*row).map(|v| {
-                    format!(
-                        "target class {v} of row {row} is outside [0, {classes}) and is not the \
-                     ignore_index"
-                    )
-                })
-            }
-            (Error::ShapeMismatch { what: "target", .. }, TargetData::F32(t))
-                if t.shape() == args.row_shape() && loss.takes_classes() =>
-            {
-                Some(format!(
-                    "{e} (class indices must be an integer .npy, int32 or int64; float targets \
-                     are probabilities shaped like the prediction)"
-                ))
-            }
-            _ => None,
-        };
-        let mut f = Failure::from(e);
-        if let Some(h) = hint {
-            f.message = h;
-        }
-        if let Some(p) = path {
-            f.message = format!("{}: {}", p.display(), f.message);
-        }
-        f
-    };
+/// `compute`: [`prepare`], then [`execute`].
+pub fn run(a: &ComputeArgs) -> Result<(), Failure> {
+    let p = prepare(a)?;
+    execute(a, p)
+}
+
+/// Computes the loss on the device asked for, writes and commits the outputs, prints the
+/// result.
+pub(crate) fn execute(a: &ComputeArgs, mut p: Prepared) -> Result<(), Failure> {
+    let (loss, reduction) = (p.loss, p.reduction);
+    let args = p.inputs.args(reduction, p.grad_k.is_some());
+    let target = &p.inputs.target;
+    let with_file = |e: Error| with_file(a, &loss, target, &args, e);
 
     let (out, adapter): (LossOutput<f32>, Option<String>) = match a.device {
         DeviceName::Gpu => {
@@ -269,6 +394,10 @@ pub fn run(a: &ComputeArgs) -> Result<(), Failure> {
             (out, Some(ctx.adapter_summary()))
         }
         DeviceName::Cpu => {
+            let out = wgpu_loss::cpu::compute(&loss, &args).map_err(with_file)?;
+            (out, None)
+        }
+        DeviceName::Reference => {
             let out = reference::compute(&loss, &args).map_err(with_file)?;
             let f = |x: ArrayD<f64>| x.mapv(|v| v as f32);
             let out = LossOutput {
@@ -281,28 +410,23 @@ pub fn run(a: &ComputeArgs) -> Result<(), Failure> {
         }
     };
 
-    // Write every output to a temporary file first; rename only when all succeeded.
-    let mut staged = Vec::new();
-    if let (Some(path), Some(g)) = (&a.grad_out, &out.grad) {
-        staged.push(Staged::write(path, g).map_err(Failure::runtime)?);
+    // Every output into its temporary file; renamed into place only when all are written.
+    for (k, arr) in [(p.grad_k, &out.grad), (p.loss_k, &out.losses)] {
+        if let (Some(k), Some(arr)) = (k, arr)
+            && let Some(s) = p.outputs.get(k)
+        {
+            s.write_npy(arr)?;
+        }
     }
-    if let (Some(path), Some(l)) = (&a.loss_out, &out.losses) {
-        staged.push(Staged::write(path, l).map_err(Failure::runtime)?);
-    }
-    for s in staged {
-        s.commit().map_err(Failure::runtime)?;
-    }
+    output::commit(p.outputs)?;
 
-    let device = match a.device {
-        DeviceName::Gpu => "gpu",
-        DeviceName::Cpu => "cpu",
-    };
+    let pred = &p.inputs.pred;
     let rows = loss.is_row_wise().then(|| args.rows_cols());
     if a.json {
         let obj = json!({
             "loss": loss.name(),
             "reduction": reduction.name(),
-            "device": device,
+            "device": a.device.name(),
             "adapter": adapter,
             "elements": pred.len(),
             "shape": pred.shape(),
@@ -315,7 +439,14 @@ pub fn run(a: &ComputeArgs) -> Result<(), Failure> {
         });
         println!("{obj}");
     } else {
-        let on = adapter.unwrap_or_else(|| "the CPU reference (f64)".into());
+        let on = match a.device {
+            DeviceName::Gpu => adapter.unwrap_or_default(),
+            DeviceName::Cpu => format!(
+                "the CPU (fast f32 path, {} threads)",
+                rayon::current_num_threads()
+            ),
+            DeviceName::Reference => "the CPU reference (f64)".into(),
+        };
         let (over, each) = match rows {
             Some((b, c)) => (
                 format!(

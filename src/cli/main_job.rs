@@ -6,13 +6,19 @@
 //! over `--rows` × `--classes` logits with class-index targets (a language-model head);
 //! categorical cross entropy over `--rows` × 1000 probabilities (an image classifier);
 //! cosine proximity over `--rows` × 768 features (sentence embeddings).
+//!
+//! [`prepare`] checks every size before any work (and without a GPU): each at least 1, every
+//! batch within what one GPU call indexes, the job's peak memory within what the machine has.
 
 use std::time::{Duration, Instant};
 
 use ndarray::ArrayD;
 use wgpu_loss::{GpuContext, Loss, LossArgs, synthetic};
 
-use super::Failure;
+use super::{
+    BASE_BYTES, BYTES_PER_ELEMENT, Failure, MAX_ELEMENTS, MAX_REPEATS, check_count, check_memory,
+    row_elements,
+};
 
 /// Loss value: relative error bound of an f32 tree reduction against the f64 reference.
 pub const VALUE_RTOL: f64 = 1e-5;
@@ -21,19 +27,20 @@ pub const GRAD_RTOL: f64 = 1e-6;
 
 #[derive(clap::Args, Debug)]
 pub struct MainJobArgs {
-    /// Elements per loss in the built-in batch.
+    /// Elements per loss in the built-in batch (fewer than 2^32 - 1: one GPU call).
     #[arg(long, default_value_t = 1 << 22)]
     elements: usize,
     /// Seed of the synthetic batch.
     #[arg(long, default_value_t = 2026)]
     seed: u64,
-    /// Rows of the row-wise losses' batches.
+    /// Rows of the row-wise losses' batches (rows x classes, x 1000 and x 768 must each stay
+    /// under 2^32 - 1 elements).
     #[arg(long, default_value_t = 4096)]
     rows: usize,
     /// Classes per row of softmax cross entropy (class-index targets).
     #[arg(long, default_value_t = 32_000)]
     classes: usize,
-    /// Timed runs per loss and path; the median is reported.
+    /// Timed runs per loss and path (1 to 1000000); the median is reported.
     #[arg(long, default_value_t = 5)]
     repeats: usize,
 }
@@ -59,17 +66,85 @@ fn timed<T>(repeats: usize, mut f: impl FnMut() -> T) -> (T, Duration) {
     (last.expect("at least one run"), median(times))
 }
 
+/// Host bytes per row beyond its elements: the class indices (i64), their GPU upload and the
+/// reference's per-row values.
+const BYTES_PER_ROW: u64 = 32;
+
+/// The main job's checked sizes: what [`execute`] runs.
+pub(crate) struct Plan {
+    /// `--elements`.
+    elements: usize,
+    /// `--rows`.
+    rows: usize,
+    /// `--classes`.
+    classes: usize,
+    /// `--repeats`.
+    repeats: usize,
+    /// `--seed`.
+    seed: u64,
+}
+
+/// Checks every size of the main job before any work, without a GPU: `--elements`, `--rows`,
+/// `--classes` and `--repeats` at least 1; the elementwise batch, `--rows` × `--classes`,
+/// `--rows` × 1000 and `--rows` × 768 each within one GPU call ([`MAX_ELEMENTS`], no
+/// overflow); the peak host memory of the largest loss within what the machine has.
+pub(crate) fn prepare(a: &MainJobArgs) -> Result<Plan, Failure> {
+    let why = "the GPU path takes fewer than 2^32 - 1 elements per call";
+    let elements = check_count("--elements", a.elements, MAX_ELEMENTS, why)?;
+    let rows = check_count("--rows", a.rows, MAX_ELEMENTS, why)?;
+    let classes = check_count("--classes", a.classes, MAX_ELEMENTS, why)?;
+    let repeats = check_count(
+        "--repeats",
+        a.repeats,
+        MAX_REPEATS as u64,
+        "timed runs per loss and path",
+    )?;
+    let rows_classes = format!("--rows {rows} --classes {classes}");
+    let sce = row_elements(&rows_classes, rows, classes)?;
+    let rows_flag = format!("--rows {rows}");
+    let cce = row_elements(&format!("{rows_flag} (cce)"), rows, CCE_CLASSES)?;
+    let cosine = row_elements(&format!("{rows_flag} (cosine)"), rows, COSINE_FEATURES)?;
+    // The losses run one after the other: the peak is the largest one's.
+    let elementwise = format!("--elements {elements}");
+    let (what, n) = [
+        (&elementwise, elements as u64),
+        (&rows_classes, sce),
+        (&rows_flag, cce.max(cosine)),
+    ]
+    .into_iter()
+    .fold((&elementwise, 0u64), |m, x| if x.1 > m.1 { x } else { m });
+    let needed = n
+        .checked_mul(BYTES_PER_ELEMENT)
+        .and_then(|b| b.checked_add((rows as u64).checked_mul(BYTES_PER_ROW)?))
+        .and_then(|b| b.checked_add(BASE_BYTES))
+        .unwrap_or(u64::MAX);
+    check_memory(what, "main job", needed)?;
+    Ok(Plan {
+        elements,
+        rows,
+        classes,
+        repeats,
+        seed: a.seed,
+    })
+}
+
+/// The main job: [`prepare`], then [`execute`].
 pub fn run(a: &MainJobArgs) -> Result<(), Failure> {
-    for (flag, v) in [
-        ("--elements", a.elements),
-        ("--rows", a.rows),
-        ("--classes", a.classes),
-    ] {
-        if v == 0 {
-            return Err(Failure::input(format!("{flag} must be at least 1")));
-        }
-    }
+    execute(&prepare(a)?)
+}
+
+/// Runs every loss on the GPU, the fast CPU path and the reference; prints the table.
+pub(crate) fn execute(a: &Plan) -> Result<(), Failure> {
     let ctx = GpuContext::new()?;
+    // A row must fit one storage binding of this adapter (known only now).
+    let binding = ctx.max_chunk_elements();
+    if a.classes > binding {
+        return Err(Failure::input(format!(
+            "--classes {}: a row longer than one storage binding of this adapter ({binding} \
+             elements)",
+            a.classes
+        )));
+    }
     println!("adapter: {}", ctx.adapter_summary());
     println!(
         "batch: {} elements per elementwise loss; softmax-ce {} x {} (class indices), cce {} x {CCE_CLASSES}, \

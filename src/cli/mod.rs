@@ -4,7 +4,10 @@ mod bench;
 mod compute;
 mod main_job;
 mod npy;
+mod output;
 
+use std::fs;
+use std::path::Path;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
@@ -74,12 +77,16 @@ impl From<ReductionName> for wgpu_loss::Reduction {
 }
 
 /// A failure with its exit code: 2 for bad input, 1 for everything else.
+#[derive(Debug)]
 pub struct Failure {
+    /// The process's exit code.
     pub code: u8,
+    /// One line, printed after `wgpu-loss: error: `.
     pub message: String,
 }
 
 impl Failure {
+    /// Bad input: exit 2.
     pub fn input(message: impl std::fmt::Display) -> Self {
         Failure {
             code: 2,
@@ -87,6 +94,7 @@ impl Failure {
         }
     }
 
+    /// Any other failure: exit 1.
     pub fn runtime(message: impl std::fmt::Display) -> Self {
         Failure {
             code: 1,
@@ -110,6 +118,8 @@ impl From<wgpu_loss::Error> for Failure {
     }
 }
 
+/// Parses the command line, runs the command, prints a failure as one line and returns its
+/// exit code.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
@@ -126,18 +136,149 @@ pub fn main() -> ExitCode {
     }
 }
 
-/// An output file is checked before any work: its directory must exist (bad input, exit 2).
-pub(crate) fn check_output(path: &std::path::Path) -> Result<(), Failure> {
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d,
-        _ => std::path::Path::new("."),
-    };
-    if !dir.is_dir() {
+/// The most elements one GPU call takes: fewer than 2^32 − 1 (the kernels index in u32).
+pub(crate) const MAX_ELEMENTS: u64 = u32::MAX as u64 - 1;
+
+/// The most timed runs per loss and path a command accepts.
+pub(crate) const MAX_REPEATS: usize = 1_000_000;
+
+/// Host bytes per element of the largest loss of the main job or a bench point, at its peak:
+/// the prediction and target (8), the GPU call's buffers and readback, which a software
+/// adapter keeps in host memory, with its pool (about 24), the GPU result's gradient (4), the
+/// f64 reference's gradient and working copies (about 16) and the fast CPU path's gradient (4).
+/// Measured on llvmpipe: 46 to 66 bytes per element.
+pub(crate) const BYTES_PER_ELEMENT: u64 = 64;
+
+/// Host bytes the process needs whatever the sizes (the GPU driver, the binary), measured:
+/// about 100 MiB on llvmpipe.
+pub(crate) const BASE_BYTES: u64 = 128 << 20;
+
+/// `--flag N`: checks a user count against `[1, max]`, naming the flag and the reason.
+pub(crate) fn check_count(flag: &str, value: usize, max: u64, why: &str) -> Result<usize, Failure> {
+    if value == 0 {
+        return Err(Failure::input(format!("{flag} must be at least 1")));
+    }
+    if value as u64 > max {
         return Err(Failure::input(format!(
-            "{}: cannot write: directory {} does not exist",
-            path.display(),
-            dir.display()
+            "{flag} {value}: at most {max} ({why})"
         )));
     }
-    Ok(())
+    Ok(value)
+}
+
+/// `rows × cols` elements of one call, checked against overflow and [`MAX_ELEMENTS`];
+/// `what` names the flags for the message (`--rows 4096 --classes 32000`).
+pub(crate) fn row_elements(what: &str, rows: usize, cols: usize) -> Result<u64, Failure> {
+    let n = (rows as u64).checked_mul(cols as u64).ok_or_else(|| {
+        Failure::input(format!(
+            "{what}: {rows} x {cols} elements overflow a 64-bit count"
+        ))
+    })?;
+    if n > MAX_ELEMENTS {
+        return Err(Failure::input(format!(
+            "{what}: {rows} x {cols} = {n} elements in one call; the GPU path takes at most \
+             {MAX_ELEMENTS}"
+        )));
+    }
+    Ok(n)
+}
+
+/// Bytes as GiB for a message: one decimal, or a mantissa and exponent past 10^5.
+fn gib(bytes: u64) -> String {
+    let g = bytes as f64 / f64::from(1u32 << 30);
+    if g >= 1e5 {
+        format!("{g:.1e}")
+    } else {
+        format!("{g:.1}")
+    }
+}
+
+/// Refuses a job whose estimated peak host memory (`needed` bytes) exceeds what the machine
+/// has available ([`memory_available`]); passes where that cannot be read.
+pub(crate) fn check_memory(what: &str, job: &str, needed: u64) -> Result<(), Failure> {
+    match memory_available() {
+        Some(avail) if needed > avail => Err(Failure::input(format!(
+            "{what}: the {job} would need {} GiB of memory, this machine has {} GiB available",
+            gib(needed),
+            gib(avail)
+        ))),
+        _ => Ok(()),
+    }
+}
+
+/// The memory available to this process, in bytes: `MemAvailable` of `/proc/meminfo`, lowered
+/// to what a cgroup memory limit leaves (v2 `memory.max − memory.current`, v1
+/// `memory.limit_in_bytes − memory.usage_in_bytes`, the inactive page cache counted as free,
+/// over the process's cgroup and its ancestors), and to `WGPU_LOSS_MEMORY_AVAILABLE` (bytes; for tests: it can only lower the
+/// figure). `None` where none of these can be read (not Linux).
+pub(crate) fn memory_available() -> Option<u64> {
+    let meminfo = fs::read_to_string("/proc/meminfo").ok().and_then(|text| {
+        text.lines()
+            .find_map(|l| l.strip_prefix("MemAvailable:"))
+            .and_then(|v| v.trim().strip_suffix("kB"))
+            .and_then(|kb| kb.trim().parse::<u64>().ok())
+            .and_then(|kb| kb.checked_mul(1024))
+    });
+    let override_ = std::env::var("WGPU_LOSS_MEMORY_AVAILABLE")
+        .ok()
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    [meminfo, cgroup_available(), override_]
+        .into_iter()
+        .flatten()
+        .min()
+}
+
+/// The reclaimable page cache of a cgroup: `inactive_file` (v2) or `total_inactive_file`
+/// (v1) of its `memory.stat`.
+fn inactive_file(stat: &Path) -> Option<u64> {
+    let text = fs::read_to_string(stat).ok()?;
+    let value = |key: &str| {
+        text.lines().find_map(|l| {
+            let (k, v) = l.split_once(' ')?;
+            (k == key).then(|| v.trim().parse::<u64>().ok()).flatten()
+        })
+    };
+    value("total_inactive_file").or_else(|| value("inactive_file"))
+}
+
+/// What the process's cgroup memory limits leave, the tightest over its cgroup and ancestors.
+fn cgroup_available() -> Option<u64> {
+    let groups = fs::read_to_string("/proc/self/cgroup").ok()?;
+    let read = |p: &Path| -> Option<u64> { fs::read_to_string(p).ok()?.trim().parse().ok() };
+    // Limits this large mean "none" (v1 writes 2^63 rounded down to a page).
+    let none = 1u64 << 62;
+    let mut best: Option<u64> = None;
+    for line in groups.lines() {
+        let mut parts = line.splitn(3, ':');
+        let (Some(_), Some(controllers), Some(path)) = (parts.next(), parts.next(), parts.next())
+        else {
+            continue;
+        };
+        let (root, limit_file, usage_file) = if controllers.is_empty() {
+            ("/sys/fs/cgroup", "memory.max", "memory.current")
+        } else if controllers.split(',').any(|c| c == "memory") {
+            (
+                "/sys/fs/cgroup/memory",
+                "memory.limit_in_bytes",
+                "memory.usage_in_bytes",
+            )
+        } else {
+            continue;
+        };
+        let mut dir = Some(Path::new(path));
+        while let Some(d) = dir {
+            let base = Path::new(root).join(d.strip_prefix("/").unwrap_or(d));
+            if let (Some(limit), Some(usage)) =
+                (read(&base.join(limit_file)), read(&base.join(usage_file)))
+                && limit < none
+            {
+                // The usage counts the page cache; its inactive part is reclaimed on demand.
+                let cache = inactive_file(&base.join("memory.stat")).unwrap_or(0);
+                let left = limit.saturating_sub(usage.saturating_sub(cache));
+                best = Some(best.map_or(left, |b| b.min(left)));
+            }
+            dir = d.parent();
+        }
+    }
+    best
 }

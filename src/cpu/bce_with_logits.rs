@@ -11,15 +11,16 @@ use super::math::{exp, ln_1p};
 /// ```
 ///
 /// One `exp`, of `−|x| ≤ 0`, serves both `softplus(−x)` and `σ(x)` (`1/(1 + e)` for `x ≥ 0`,
-/// `e/(1 + e)` below): nothing overflows for any finite logit.
+/// `e/(1 + e)` below): nothing overflows for any finite logit. The loss is evaluated as
+/// `w [lw ln(1 + e) + ((1 − t) x if x ≥ 0, else −q t x)]`, the same value without the
+/// cancellation of `(1 − t) x` against `lw · (−x)` for confident negative logits (see the
+/// reference).
 #[inline(always)]
 pub(super) fn loss_and_grad(x: f32, t: f32, w: f32, q: f32) -> (f32, f32) {
     let lw = 1.0 + (q - 1.0) * t;
     let e = exp(-x.abs());
-    let softplus_neg = ln_1p(e) + if x < 0.0 { -x } else { 0.0 };
+    // (1 − t) x + lw · max(−x, 0), without the cancellation of its two terms for x < 0.
+    let linear = if x >= 0.0 { (1.0 - t) * x } else { -q * t * x };
     let sigmoid = if x >= 0.0 { 1.0 } else { e } / (1.0 + e);
-    (
-        w * ((1.0 - t) * x + lw * softplus_neg),
-        w * (lw * sigmoid - q * t),
-    )
+    (w * (lw * ln_1p(e) + linear), w * (lw * sigmoid - q * t))
 }

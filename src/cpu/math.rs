@@ -101,6 +101,20 @@ pub(crate) fn ln(x: f32) -> f32 {
     }
 }
 
+/// `ln(1 − p)` for `p ≤ 1`, to about 1 ulp, even where `1 − p` rounds (small `p`):
+/// `u = 1 − p` rounded and its rounding error `c = (1 − u) − p`, exact by Fast2Sum, give
+/// `ln(1 − p) = ln u + ln(1 + c/u) ≈ ln u + c/u` (`c = 0` wherever `1 − p` is exact, `p ≥ ½`
+/// among them, which also keeps `ln(1 − 1) = −∞` from becoming `−∞ + 0/0`).
+#[inline(always)]
+pub(crate) fn ln_1m(p: f32) -> f32 {
+    let u = 1.0 - p;
+    let c = (1.0 - u) - p;
+    let l = ln(u);
+    // c is 0 where u is 0, and the division discarded; give it a safe divisor.
+    let v = l + c / if c == 0.0 { 1.0 } else { u };
+    if c == 0.0 { l } else { v }
+}
+
 /// `ln(1 + y)` for `y ≥ 0`, accurate for small `y` where `1 + y` rounds: `ln(u) · y / (u − 1)`
 /// with `u = 1 + y` corrects the rounding of `u` (Goldberg's trick; `y` itself where `u = 1`).
 #[inline(always)]
@@ -160,6 +174,24 @@ mod tests {
         // A subnormal: ln(2^-140).
         let tiny = f32::from_bits(1 << 9);
         assert!(ulps(ln(tiny), -140.0 * std::f64::consts::LN_2).abs() <= 1.0);
+    }
+
+    #[test]
+    fn ln_1m_is_within_two_ulp() {
+        let mut worst = 0.0f64;
+        for i in 0..1_000_000u32 {
+            // Every binade of p up to ½, and densely below 1.
+            for p in [f32::from_bits(1 + i * 1063), 1.0 - i as f32 * 5.96e-8] {
+                if p > 0.0 && p < 1.0 {
+                    worst = worst.max(ulps(ln_1m(p), (-f64::from(p)).ln_1p()).abs());
+                }
+            }
+        }
+        assert!(worst <= 2.0, "worst {worst} ulp");
+        assert_eq!(ln_1m(0.0), 0.0);
+        assert_eq!(ln_1m(1.0), f32::NEG_INFINITY);
+        assert_eq!(ln_1m(1e-10), -1e-10);
+        assert!(ln_1m(f32::NAN).is_nan());
     }
 
     #[test]

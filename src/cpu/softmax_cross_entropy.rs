@@ -154,6 +154,11 @@ impl<'a> Softmax<'a> {
             CONST => self.tw_const,
             _ => 0.0,
         };
+        if s.is_nan() || s < 1.0 || tw.is_nan() {
+            // S is NaN (a NaN or +∞ logit: ∞ − ∞) or 0 (every logit −∞), or a target is NaN:
+            // the row is NaN, as in the reference, even where a zero weight would hide it.
+            return f64::NAN;
+        }
         let ln_s = s.ln();
         let m64 = f64::from(m);
         let lse = m64 + ln_s;

@@ -2,7 +2,7 @@
 //! reusable buffers. All loss calls go through it.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use crate::error::{Error, Result};
 use crate::kernels::{Access, ENTRY_POINT, Io, Kernel, ReduceFlavor, Slot};
@@ -28,6 +28,10 @@ pub struct ContextOptions {
     /// 1.7–1.8× faster). The results are the same bits either way (the same additions in the
     /// same order).
     pub unroll: Option<bool>,
+    /// The backends [`GpuContext::with_options`] looks for adapters on (default `None`: all,
+    /// or those `WGPU_BACKEND` names). `Some(wgpu::Backends::GL)` picks OpenGL, say, where
+    /// Vulkan would otherwise be preferred. Ignored by [`GpuContext::from_device`].
+    pub backends: Option<wgpu::Backends>,
 }
 
 impl Default for ContextOptions {
@@ -36,6 +40,7 @@ impl Default for ContextOptions {
             subgroups: true,
             max_chunk_elements: None,
             unroll: None,
+            backends: None,
         }
     }
 }
@@ -52,7 +57,9 @@ pub(crate) struct KernelPipeline {
 ///
 /// Create one with [`GpuContext::new`] (finds an adapter) or [`GpuContext::from_device`]
 /// (your own device and queue), then call [`GpuContext::compute`]. A context is `Send + Sync`:
-/// threads may share it.
+/// threads may share it. On the OpenGL backend, whose one GL context wgpu locks with a
+/// timeout (it panics when a thread waits more than 6 s for it), the context's calls run one
+/// at a time; on the others they run concurrently.
 pub struct GpuContext {
     pub(crate) device: wgpu::Device,
     pub(crate) queue: wgpu::Queue,
@@ -67,6 +74,9 @@ pub struct GpuContext {
     pipelines: Mutex<HashMap<(Kernel, Io), Arc<KernelPipeline>>>,
     dummies: HashMap<Slot, wgpu::Buffer>,
     pub(crate) pool: BufferPool,
+    /// Held for the whole of each call that touches the device, where the backend needs calls
+    /// serialised ([`GpuContext::exclusive`]); `None` elsewhere.
+    serial: Option<Mutex<()>>,
 }
 
 impl std::fmt::Debug for GpuContext {
@@ -116,8 +126,11 @@ impl GpuContext {
     }
 
     async fn create(options: ContextOptions) -> Result<Self> {
-        let instance =
-            wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle_from_env());
+        let mut descriptor = wgpu::InstanceDescriptor::new_without_display_handle_from_env();
+        if let Some(backends) = options.backends {
+            descriptor.backends = backends;
+        }
+        let instance = wgpu::Instance::new(descriptor);
         let mut adapters: Vec<wgpu::Adapter> = instance
             .enumerate_adapters(wgpu::Backends::all())
             .await
@@ -264,9 +277,15 @@ impl GpuContext {
         let unroll = options
             .unroll
             .unwrap_or(info.device_type != wgpu::DeviceType::Cpu);
+        // wgpu-hal's GL backend shares one GL context between threads behind a lock it waits
+        // for at most 6 s, then panics ("Could not lock adapter context"): a call waiting for
+        // the GPU holds it that long on a slow adapter. Serialising this context's calls keeps
+        // every wait on our own lock, which has no timeout.
+        let serial = (info.backend == wgpu::Backend::Gl).then(|| Mutex::new(()));
         GpuContext {
             device,
             queue,
+            serial,
             info,
             limits,
             flavor,
@@ -339,6 +358,20 @@ impl GpuContext {
     /// Drops the buffers kept for reuse, giving their memory back to the device.
     pub fn release_buffers(&self) {
         self.pool.clear();
+    }
+
+    /// A guard that serialises the calls of this context on backends that need it (OpenGL);
+    /// `None` (no lock) elsewhere. Taken once per public call that touches the device, for the
+    /// whole call, and never while already held (it is not reentrant).
+    pub(crate) fn exclusive(&self) -> Option<MutexGuard<'_, ()>> {
+        self.serial
+            .as_ref()
+            .map(|m| m.lock().unwrap_or_else(PoisonError::into_inner))
+    }
+
+    /// Whether this context's calls run one at a time (OpenGL; see [`GpuContext`]).
+    pub fn serialises_calls(&self) -> bool {
+        self.serial.is_some()
     }
 
     pub(crate) fn dummy(&self, slot: Slot) -> &wgpu::Buffer {

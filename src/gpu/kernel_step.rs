@@ -15,7 +15,7 @@
 //! over its chunk (the traffic is the same).
 
 use crate::error::{Error, Result};
-use crate::kernels::{Dtype, ROW_REGS, group_for};
+use crate::kernels::{ClassType, Dtype, ROW_REGS, group_for};
 use crate::loss::{Loss, LossArgs, Target, contiguous};
 use crate::resident::{GpuArray, ResidentBuffers, ResidentLoss, ResidentSpec, ValueReader};
 
@@ -24,7 +24,8 @@ use super::GpuContext;
 /// The target's elements as uploaded.
 enum Targets {
     Dense(Vec<f32>),
-    Classes(Vec<i32>),
+    /// Class ids as the words a buffer of them holds, and their type.
+    Classes(Vec<u32>, ClassType),
 }
 
 /// One chunk's resident loss and buffers.
@@ -138,17 +139,15 @@ impl KernelStep {
         let pred = contiguous(&args.pred);
         let target = match &args.target {
             Target::Dense(t) => Targets::Dense(contiguous(t).into_owned()),
-            Target::ClassesI32(c) => Targets::Classes(contiguous(c).into_owned()),
-            Target::ClassesI64(c) => Targets::Classes(
-                c.iter()
-                    .map(|&k| {
-                        i32::try_from(k).map_err(|_| Error::InvalidOption {
-                            option: "target",
-                            reason: format!("class index {k} does not fit in i32"),
-                        })
-                    })
-                    .collect::<Result<Vec<i32>>>()?,
+            Target::ClassesI32(c) => Targets::Classes(
+                bytemuck::cast_slice(&contiguous(c)).to_vec(),
+                ClassType::I32,
             ),
+            Target::ClassesI64(c) => Targets::Classes(
+                bytemuck::cast_slice(&contiguous(c)).to_vec(),
+                ClassType::I64,
+            ),
+            Target::ClassesU32(c) => Targets::Classes(contiguous(c).into_owned(), ClassType::U32),
         };
         let rows_per_chunk = (max / cols).max(1);
         let scope = ctx.device.push_error_scope(wgpu::ErrorFilter::OutOfMemory);
@@ -165,12 +164,13 @@ impl KernelStep {
                     "wgpu-loss step target",
                     bytemuck::cast_slice(&dtype.pack(&t[e0..e1])),
                 ),
-                Targets::Classes(c) => {
-                    spec = spec.classes();
+                Targets::Classes(c, class_type) => {
+                    spec = spec.classes(*class_type);
+                    let per_id = class_type.words_per_id() as usize;
                     storage(
                         ctx,
                         "wgpu-loss step classes",
-                        bytemuck::cast_slice(&c[row0..row0 + r]),
+                        bytemuck::cast_slice(&c[row0 * per_id..(row0 + r) * per_id]),
                     )
                 }
             };
@@ -198,7 +198,7 @@ impl KernelStep {
             chunks,
             rows,
             cols,
-            classes: matches!(target, Targets::Classes(_)),
+            classes: matches!(target, Targets::Classes(..)),
             row_wise,
             dtype,
         })

@@ -220,6 +220,7 @@ impl GpuTimer {
         ctx: &GpuContext,
         record: impl FnOnce(&mut wgpu::CommandEncoder) -> Result<()>,
     ) -> Result<Duration> {
+        let _serial = ctx.exclusive();
         let device = &ctx.device;
         let scope = device.push_error_scope(wgpu::ErrorFilter::Validation);
         let mut encoder = device.create_command_encoder(&wgpu::CommandEncoderDescriptor {

@@ -169,6 +169,7 @@ impl GpuContext {
     /// # Errors
     /// [`Error::Empty`] for fewer than 4 elements; [`Error::Gpu`] if the setup fails.
     pub fn copy_kernel(&self, elements: usize) -> Result<CopyKernel> {
+        let _serial = self.exclusive();
         let n4 = (elements.min(self.max_chunk_elements) / 4) as u32;
         if n4 == 0 {
             return Err(Error::Empty {

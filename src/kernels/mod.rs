@@ -61,8 +61,14 @@ pub mod source {
     /// `shaders/bce_with_logits.wgsl`.
     pub const BCE_WITH_LOGITS: &str = include_str!("../../shaders/bce_with_logits.wgsl");
     /// `shaders/common/nan.wgsl`: NaN tests by bits, for the drivers and the loss files that
-    /// clamp.
+    /// clamp, and the probability-domain test by bits.
     pub const NAN: &str = include_str!("../../shaders/common/nan.wgsl");
+    /// `shaders/common/log.wgsl`: `ln`, `ln(1 − p)`, `ln(1 + y)` and `exp` accurate to about
+    /// 1 ulp relative, from the argument's bits (subnormals included).
+    pub const LOG: &str = include_str!("../../shaders/common/log.wgsl");
+    /// `shaders/common/classes.wgsl`: class-index targets (i32, u32, i64) decoded and
+    /// range-checked exactly.
+    pub const CLASSES: &str = include_str!("../../shaders/common/classes.wgsl");
     /// `shaders/common/rows.wgsl`: the driver of the row-wise family.
     pub const ROWS: &str = include_str!("../../shaders/common/rows.wgsl");
     /// `shaders/categorical_cross_entropy.wgsl`.
@@ -200,6 +206,44 @@ impl Dtype {
             Dtype::F32 => ("shaders/common/io_f32.wgsl", source::IO_F32),
             Dtype::F16 => ("shaders/common/io_f16.wgsl", source::IO_F16),
             Dtype::Bf16 => ("shaders/common/io_bf16.wgsl", source::IO_BF16),
+        }
+    }
+}
+
+/// The integer type of class-index targets, as a GPU buffer holds them (little-endian): part of
+/// a plan ([`crate::resident::ResidentSpec::classes`]), since a buffer's contents have no type
+/// the kernels could see. Every id is compared exactly, as the integer it is, with
+/// `ignore_index` and with `[0, C)`: an i64 id of 2^32 + 3 is out of range, not class 3.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ClassType {
+    /// `i32`, one word per id.
+    I32,
+    /// `i64` (PyTorch's `long`), two words per id, low word first.
+    I64,
+    /// `u32`, one word per id. A negative `ignore_index` (the default −100) matches no u32 id.
+    U32,
+}
+
+impl ClassType {
+    /// Bytes of `n` ids.
+    pub fn bytes(self, n: usize) -> u64 {
+        n as u64 * self.words_per_id() * 4
+    }
+
+    /// 32-bit words per id: 2 for i64, else 1.
+    pub fn words_per_id(self) -> u64 {
+        match self {
+            ClassType::I64 => 2,
+            ClassType::I32 | ClassType::U32 => 1,
+        }
+    }
+
+    /// `"i32"`, `"i64"` or `"u32"`.
+    pub fn name(self) -> &'static str {
+        match self {
+            ClassType::I32 => "i32",
+            ClassType::I64 => "i64",
+            ClassType::U32 => "u32",
         }
     }
 }
@@ -532,13 +576,16 @@ impl Kernel {
         const W: (&str, &str) = ("shaders/common/weight.wgsl", source::WEIGHT);
         const ROWS: (&str, &str) = ("shaders/common/rows.wgsl", source::ROWS);
         const NAN: (&str, &str) = ("shaders/common/nan.wgsl", source::NAN);
+        const LOG: (&str, &str) = ("shaders/common/log.wgsl", source::LOG);
+        const CLASSES: (&str, &str) = ("shaders/common/classes.wgsl", source::CLASSES);
         match self {
             Kernel::Mse => &[NAN, EW, ("shaders/mse.wgsl", source::MSE)],
             Kernel::Mae => &[NAN, EW, ("shaders/mae.wgsl", source::MAE)],
             Kernel::Huber => &[NAN, EW, ("shaders/huber.wgsl", source::HUBER)],
-            Kernel::Bce => &[NAN, EW, W, ("shaders/bce.wgsl", source::BCE)],
+            Kernel::Bce => &[NAN, LOG, EW, W, ("shaders/bce.wgsl", source::BCE)],
             Kernel::BceWithLogits => &[
                 NAN,
+                LOG,
                 EW,
                 W,
                 ("shaders/bce_with_logits.wgsl", source::BCE_WITH_LOGITS),
@@ -546,7 +593,9 @@ impl Kernel {
             Kernel::ReducePartials => &[("shaders/reduce_partials.wgsl", source::REDUCE_PARTIALS)],
             Kernel::CategoricalCrossEntropy => &[
                 NAN,
+                LOG,
                 ROWS,
+                CLASSES,
                 (
                     "shaders/categorical_cross_entropy.wgsl",
                     source::CATEGORICAL_CROSS_ENTROPY,
@@ -554,7 +603,9 @@ impl Kernel {
             ],
             Kernel::SoftmaxCrossEntropy => &[
                 NAN,
+                LOG,
                 ROWS,
+                CLASSES,
                 (
                     "shaders/softmax_cross_entropy.wgsl",
                     source::SOFTMAX_CROSS_ENTROPY,
@@ -563,9 +614,10 @@ impl Kernel {
             Kernel::CosineProximity => &[
                 NAN,
                 ROWS,
+                CLASSES,
                 ("shaders/cosine_proximity.wgsl", source::COSINE_PROXIMITY),
             ],
-            Kernel::ClassCount => &[("shaders/class_count.wgsl", source::CLASS_COUNT)],
+            Kernel::ClassCount => &[CLASSES, ("shaders/class_count.wgsl", source::CLASS_COUNT)],
             Kernel::RowDivisor => &[("shaders/row_divisor.wgsl", source::ROW_DIVISOR)],
             Kernel::Copy => &[("shaders/copy.wgsl", source::COPY)],
             Kernel::ClearWords => &[("shaders/clear_words.wgsl", source::CLEAR_WORDS)],

@@ -21,7 +21,7 @@ use super::staging::{
     Bound, Dispatch, ReadInto, Results, ScratchKind, Taken, bind_group, contiguous,
     encode_dispatches, first_row, or_dummy,
 };
-use super::{Io, Kernel, Slot, WORKGROUP_SIZE};
+use super::{ClassType, Io, Kernel, Slot, WORKGROUP_SIZE};
 use crate::error::{Error, Result};
 use crate::gpu::{GpuContext, KernelPipeline};
 use crate::loss::{Loss, LossArgs, LossOutput, Reduction, Target, Upstream};
@@ -51,10 +51,11 @@ struct RowParams {
     partial_base: u32,
     flags: u32,
     row_base: u32,
-    ignore_index: i32,
+    ignore_lo: u32,
     eps: f32,
     z_loss: f32,
-    _pad: [u32; 2],
+    ignore_hi: u32,
+    _pad: u32,
 }
 
 /// Mirrors `Params` in `shaders/class_count.wgsl`.
@@ -63,11 +64,12 @@ struct RowParams {
 struct ClassParams {
     rows: u32,
     cols: u32,
-    ignore_index: i32,
+    ignore_lo: u32,
     flags: u32,
     row_base: u32,
     partial_base: u32,
-    _pad: [u32; 2],
+    ignore_hi: u32,
+    _pad: u32,
 }
 
 /// Mirrors `Params` in `shaders/row_divisor.wgsl`.
@@ -84,6 +86,8 @@ const FLAG_WRITE_LOSSES: u32 = 2;
 const FLAG_UPSTREAM_ARRAY: u32 = 4;
 const FLAG_CLASSES: u32 = 8;
 const FLAG_WEIGHT: u32 = 16;
+const FLAG_CLASSES_I64: u32 = 32;
+const FLAG_CLASSES_U32: u32 = 64;
 
 /// Lanes per row for rows of `cols` elements: the power of two nearest above
 /// `cols / ELEMENTS_PER_LANE`, at most a workgroup.
@@ -104,27 +108,21 @@ pub(crate) struct RowChunk {
     class_partial_base: u32,
 }
 
-/// Class indices as the kernels read them: i32, with `ignore_index` mapped to the value the
-/// kernels compare against and every other value outside `[0, C)` mapped to a negative value
-/// that is not it (so an i64 index beyond i32 is still reported, not wrapped into range).
-fn gpu_classes(target: &Target<'_>, cols: usize, ignore: i64) -> (Vec<i32>, i32) {
-    let gpu_ignore = i32::try_from(ignore).unwrap_or(-1);
-    let bad = if gpu_ignore == -1 { -2 } else { -1 };
-    let map = |c: i64| -> i32 {
-        if c == ignore {
-            gpu_ignore
-        } else if (0..cols as i64).contains(&c) {
-            c as i32
-        } else {
-            bad
+/// Class-index targets as the kernels read them: the caller's ids as they are (i32, u32, or
+/// i64 as two words each), borrowed when contiguous; `common/classes.wgsl` decodes them.
+fn class_words<'b>(target: &'b Target<'_>) -> Cow<'b, [u32]> {
+    fn words<T: bytemuck::Pod>(c: Cow<'_, [T]>) -> Cow<'_, [u32]> {
+        match c {
+            Cow::Borrowed(s) => Cow::Borrowed(bytemuck::cast_slice(s)),
+            Cow::Owned(v) => Cow::Owned(bytemuck::cast_slice(&v).to_vec()),
         }
-    };
-    let v = match target {
-        Target::ClassesI32(a) => contiguous(a).iter().map(|&c| map(i64::from(c))).collect(),
-        Target::ClassesI64(a) => contiguous(a).iter().map(|&c| map(c)).collect(),
-        Target::Dense(_) => Vec::new(),
-    };
-    (v, gpu_ignore)
+    }
+    match target {
+        Target::ClassesI32(a) => words(contiguous(a)),
+        Target::ClassesI64(a) => words(contiguous(a)),
+        Target::ClassesU32(a) => words(contiguous(a)),
+        Target::Dense(_) => Cow::Borrowed(&[]),
+    }
 }
 
 /// A row-wise call without its buffers: the loss, the shape and every option.
@@ -133,8 +131,8 @@ pub(crate) struct RowSpec {
     pub loss: Loss,
     pub rows: usize,
     pub cols: usize,
-    /// Class-index targets (i32 words), else float targets.
-    pub classes: bool,
+    /// Class-index targets and their type, else float targets.
+    pub classes: Option<ClassType>,
     /// Class weights bound.
     pub weight: bool,
     pub reduction: Reduction,
@@ -143,8 +141,8 @@ pub(crate) struct RowSpec {
     /// The scalar upstream gradient.
     pub g: f32,
     pub want_grad: bool,
-    /// The value the kernels compare class indices with to ignore them.
-    pub gpu_ignore: i32,
+    /// Class ids equal to this are ignored (compared as i64).
+    pub ignore_index: i64,
     /// How p, dense t and the gradient are stored.
     pub io: Io,
 }
@@ -266,7 +264,7 @@ impl RowPlan {
                     limit: MAX_LOOP_TRIPS,
                 });
             }
-            let class_workgroups = if spec.classes {
+            let class_workgroups = if spec.classes.is_some() {
                 workgroups_for(rows as u32, max_dim)?
             } else {
                 0
@@ -294,7 +292,7 @@ impl RowPlan {
         }
 
         let reduce_value = spec.reduction != Reduction::None;
-        let divisor_on_gpu = spec.classes && spec.reduction == Reduction::Mean;
+        let divisor_on_gpu = spec.classes.is_some() && spec.reduction == Reduction::Mean;
         let g = spec.g;
         // (D, gradient scale, value scale, zero flag) when D is known here; else row_divisor
         // computes it on the GPU.
@@ -317,9 +315,15 @@ impl RowPlan {
         if spec.upstream_array && spec.want_grad {
             flags |= FLAG_UPSTREAM_ARRAY;
         }
-        if spec.classes {
-            flags |= FLAG_CLASSES;
+        match spec.classes {
+            Some(ClassType::I32) => flags |= FLAG_CLASSES,
+            Some(ClassType::I64) => flags |= FLAG_CLASSES | FLAG_CLASSES_I64,
+            Some(ClassType::U32) => flags |= FLAG_CLASSES | FLAG_CLASSES_U32,
+            None => {}
         }
+        // ignore_index as the two words of an i64.
+        let ignore = spec.ignore_index as u64;
+        let (ignore_lo, ignore_hi) = (ignore as u32, (ignore >> 32) as u32);
         if spec.weight {
             flags |= FLAG_WEIGHT;
         }
@@ -345,14 +349,15 @@ impl RowPlan {
                     partial_base: ch.partial_base,
                     flags,
                     row_base: ch.row0 as u32,
-                    ignore_index: spec.gpu_ignore,
+                    ignore_lo,
                     eps: if kernel == Kernel::CosineProximity {
                         eps
                     } else {
                         label_smoothing
                     },
                     z_loss,
-                    _pad: [0; 2],
+                    ignore_hi,
+                    _pad: 0,
                 }),
             );
             put(
@@ -360,11 +365,12 @@ impl RowPlan {
                 bytemuck::bytes_of(&ClassParams {
                     rows: ch.rows as u32,
                     cols: cols as u32,
-                    ignore_index: spec.gpu_ignore,
-                    flags: flags & FLAG_WEIGHT,
+                    ignore_lo,
+                    flags: flags & (FLAG_WEIGHT | FLAG_CLASSES_I64 | FLAG_CLASSES_U32),
                     row_base: ch.row0 as u32,
                     partial_base: ch.class_partial_base,
-                    _pad: [0; 2],
+                    ignore_hi,
+                    _pad: 0,
                 }),
             );
         }
@@ -390,6 +396,7 @@ impl RowPlan {
             row_pipe: ctx.pipeline_io(kernel, spec.io)?,
             count_pipe: spec
                 .classes
+                .is_some()
                 .then(|| ctx.pipeline(Kernel::ClassCount))
                 .transpose()?,
             divisor_pipe: divisor_on_gpu
@@ -425,7 +432,7 @@ impl RowPlan {
             (ScratchKind::Partials, self.partials * 4, U::STORAGE),
             (ScratchKind::Norm, 16, U::STORAGE | U::UNIFORM | U::COPY_DST),
         ];
-        if self.spec.classes {
+        if self.spec.classes.is_some() {
             v.push((
                 ScratchKind::ClassPartials,
                 self.class_partials * 4,
@@ -577,16 +584,14 @@ pub(crate) fn run(ctx: &GpuContext, loss: &Loss, args: &LossArgs<'_>) -> Result<
             limit: u64::from(u32::MAX) - 1,
         });
     }
-    let classes = args.target.is_classes();
+    let classes = args.target.class_type();
     let ignore_index = match *loss {
         Loss::SoftmaxCrossEntropy { ignore_index, .. } => ignore_index,
         _ => -100,
     };
-    let (class_data, gpu_ignore) = if classes {
-        gpu_classes(&args.target, cols, ignore_index)
-    } else {
-        (Vec::new(), 0)
-    };
+    let class_data = class_words(&args.target);
+    // 32-bit words per class id (2 for i64).
+    let per_id = classes.map_or(1, |c| c.words_per_id() as usize);
     let spec = RowSpec {
         loss: *loss,
         rows: b,
@@ -600,7 +605,7 @@ pub(crate) fn run(ctx: &GpuContext, loss: &Loss, args: &LossArgs<'_>) -> Result<
             _ => 1.0,
         },
         want_grad: args.want_grad,
-        gpu_ignore,
+        ignore_index,
         io: Io::F32,
     };
     let plan = RowPlan::new(ctx, spec, ctx.max_chunk_elements)?;
@@ -655,9 +660,9 @@ pub(crate) fn run(ctx: &GpuContext, loss: &Loss, args: &LossArgs<'_>) -> Result<
                     &mut taken,
                     &mut uploads,
                     "wgpu-loss classes",
-                    &class_data[rows.clone()],
+                    &class_data[rows.start * per_id..rows.end * per_id],
                 ),
-                rows.len(),
+                rows.len() * per_id,
             ),
         };
         idx.push(ChunkIdx {
@@ -766,12 +771,12 @@ pub(crate) fn run(ctx: &GpuContext, loss: &Loss, args: &LossArgs<'_>) -> Result<
     ctx.finish_call(encoder, scopes, taken, &mut results)?;
     let value = reduce_value.then(|| results.next_value());
     let mut counted = b;
-    if classes {
+    if classes.is_some() {
         let stats = results.next_words();
         if let Some(row) = first_row(stats.first().copied().unwrap_or(0)) {
             return Err(Error::ClassOutOfRange {
                 row,
-                class: args.target.classes().get(row).copied().unwrap_or(-1),
+                class: args.target.class_at(row).unwrap_or(-1),
                 classes: cols,
             });
         }

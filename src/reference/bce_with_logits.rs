@@ -8,10 +8,16 @@
 /// ```
 ///
 /// `ln(1 + e^(−|x|)) + max(−x, 0)` is `softplus(−x) = −ln σ(x)`, written so that `exp` only
-/// ever sees a non-positive argument (PyTorch's form): no overflow for any finite logit.
+/// ever sees a non-positive argument (PyTorch's form): no overflow for any finite logit. The
+/// loss is evaluated as the same value without cancellation, both terms `≥ 0` for `t ∈ [0, 1]`,
+/// `q ≥ 0` (even f64 loses every digit of `−80 + (80 + e^-80)`):
+///
+/// ```text
+/// ℓ = w [(1 + (q − 1) t) ln(1 + e^(−|x|)) + ((1 − t) x if x ≥ 0, else −q t x)]
+/// ```
 pub fn loss_and_grad(x: f64, t: f64, w: f64, q: f64) -> (f64, f64) {
     let lw = 1.0 + (q - 1.0) * t;
-    let softplus_neg = (-x.abs()).exp().ln_1p() + (-x).max(0.0);
+    let linear = if x >= 0.0 { (1.0 - t) * x } else { -q * t * x };
     let sigmoid = if x >= 0.0 {
         1.0 / (1.0 + (-x).exp())
     } else {
@@ -19,7 +25,7 @@ pub fn loss_and_grad(x: f64, t: f64, w: f64, q: f64) -> (f64, f64) {
         e / (1.0 + e)
     };
     (
-        w * ((1.0 - t) * x + lw * softplus_neg),
+        w * (lw * (-x.abs()).exp().ln_1p() + linear),
         w * (lw * sigmoid - q * t),
     )
 }

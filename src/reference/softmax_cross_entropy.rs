@@ -26,11 +26,14 @@ pub enum RowTarget<'a> {
 ///     ℓ_r += λ lse²,   ∂ℓ_r/∂x_j += 2 λ lse s_j
 /// ```
 ///
+/// Each `lse − x_j` is formed as `(m − x_j) + ln Σ_k exp(x_k − m)`, never as a difference of
+/// two large numbers: a uniform row of logits 1e20 has loss `ln C`, not `1e20 − 1e20 = 0`.
 /// A term whose weight (`w_j t'_j`, `(ε/C) w_j`, `(1 − ε) w_c` or `λ`) is exactly 0 contributes
 /// 0 even where `x_j = −∞` (never `0 · ∞ = NaN`): a row of `−∞` logits but one finite, with
-/// its target on the finite one, has loss 0 and a finite gradient. `ln(softmax)` is never
-/// formed. If any `x_j` (or probability target `t_j`) is NaN, the loss and every gradient
-/// entry are NaN.
+/// its target on the finite one, has loss 0 and a finite gradient; a target weight on a `−∞`
+/// logit gives loss `+∞`. `ln(softmax)` is never formed. If any `x_j` (or probability target
+/// `t_j`) is NaN, any `x_j` is `+∞`, or every `x_j` is `−∞`, the loss and every gradient entry
+/// are NaN (as PyTorch's `log_softmax` makes them).
 ///
 /// # Panics
 /// If a class index is not below `C` (the caller checks the range), or `t`/`w` is shorter
@@ -56,14 +59,19 @@ pub fn loss_and_grad(
 
     // lse with the row maximum subtracted.
     let m = x.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    if m.is_infinite() {
+        // A +∞ logit (∞ − ∞ in every form of the softmax), or no finite logit at all.
+        return super::nan_row(c);
+    }
     let mut sum_exp = 0.0f64;
     for &xj in x {
         sum_exp += (xj - m).exp();
     }
-    let lse = m + sum_exp.ln();
+    let ln_s = sum_exp.ln();
+    let lse = m + ln_s;
     let s: Vec<f64> = x.iter().map(|&xj| (xj - m).exp() / sum_exp).collect();
-    // One term `a · (lse − x_j)`, 0 when its weight `a` is 0.
-    let term = |a: f64, xj: f64| if a == 0.0 { 0.0 } else { a * (lse - xj) };
+    // One term `a · (lse − x_j)`, as `a · ((m − x_j) + ln S)`; 0 when its weight `a` is 0.
+    let term = |a: f64, xj: f64| if a == 0.0 { 0.0 } else { a * ((m - xj) + ln_s) };
 
     let (mut loss, mut grad) = match target {
         RowTarget::Probs(t) => {

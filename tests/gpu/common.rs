@@ -604,3 +604,183 @@ impl RowBatch {
 pub fn elementwise_losses() -> impl Iterator<Item = Loss> {
     Loss::ALL_DEFAULT.into_iter().filter(|l| !l.is_row_wise())
 }
+
+// ---- Accuracy in ulps ------------------------------------------------------------------------
+
+/// The per-element tolerance of the accuracy tests (`tests/gpu/accuracy.rs`, `tests/cpu.rs`), in
+/// f32 ulps of the reference's value.
+pub const ULPS: f64 = 4.0;
+
+/// The size of one f32 ulp at `v` (of a normal number; 2^-149 below).
+pub fn ulp(v: f64) -> f64 {
+    let a = v.abs();
+    if a < f64::from(f32::MIN_POSITIVE) {
+        return 2f64.powi(-149);
+    }
+    2f64.powi(a.log2().floor() as i32 - 23)
+}
+
+/// Asserts every element of `gpu` within [`ULPS`] ulps of `want`, naming the worst one, and
+/// returns the worst error in ulps. A result below the smallest normal f32 may be flushed to 0
+/// by the adapter (llvmpipe flushes every subnormal result): there the tolerance is 2^-126
+/// absolute.
+pub fn assert_ulps(gpu: &ArrayD<f32>, want: &ArrayD<f64>, inputs: &[f32], what: &str) -> f64 {
+    let mut worst = (0.0f64, 0usize);
+    for (i, (&g, &w)) in gpu.iter().zip(want.iter()).enumerate() {
+        let g = f64::from(g);
+        if w.is_infinite() || w.is_nan() {
+            assert!(
+                g == w || (w.is_nan() && g.is_nan()),
+                "{what}: input {:e}: GPU {g:e}, reference {w:e}",
+                inputs[i]
+            );
+            continue;
+        }
+        let err = (g - w).abs();
+        if w.abs() < f64::from(f32::MIN_POSITIVE) && err <= f64::from(f32::MIN_POSITIVE) {
+            continue; // a subnormal result the adapter may flush
+        }
+        let u = err / ulp(w);
+        if u > worst.0 {
+            worst = (u, i);
+        }
+    }
+    let (u, i) = worst;
+    assert!(
+        u <= ULPS,
+        "{what}: input {:e} (bits {:#010x}): GPU {:e}, reference {:e}: {u:.1} ulp > {ULPS}",
+        inputs[i],
+        inputs[i].to_bits(),
+        gpu.as_slice().expect("standard layout")[i],
+        want.as_slice().expect("standard layout")[i],
+    );
+    u
+}
+
+/// Probabilities covering every binade of f32 in [2^-149, 1]: 64 seeded mantissas per binade
+/// (the subnormal range by its bit patterns), the 2^14 floats just below 1, those around ½,
+/// and 0 and 1 exactly.
+pub fn probabilities() -> Vec<f32> {
+    let mut state = seed_for("accuracy/probabilities") | 1;
+    let mut next = || {
+        // xorshift64
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state
+    };
+    let mut p = vec![0.0f32, 1.0, f32::from_bits(1), f32::from_bits(0x007f_ffff)];
+    for _ in 0..4096 {
+        p.push(f32::from_bits((next() as u32) & 0x007f_ffff)); // subnormal
+    }
+    for e in 1..127u32 {
+        for _ in 0..64 {
+            p.push(f32::from_bits((e << 23) | (next() as u32 & 0x007f_ffff)));
+        }
+    }
+    let one = 1.0f32.to_bits();
+    let half = 0.5f32.to_bits();
+    for k in 1..=1u32 << 14 {
+        p.push(f32::from_bits(one - k));
+        p.push(f32::from_bits(half - k));
+        p.push(f32::from_bits(half + k));
+    }
+    p
+}
+
+// ---- Edge cases shared by the GPU and CPU tests ------------------------------------------------
+
+/// Cosine proximity rows at every scale, `(p, t)` of shape `[12, 50]`: U(−3, 3) rows scaled so
+/// that unscaled f32 sums of squares overflow (elements of 1e20, 3e37, one element of 2e19 in an
+/// ordinary row) or underflow (1e-20 against 1e20, 1e-25 with both below ε), mixed (1e25 against
+/// 1e-25), and ordinary rows between. The loss does not depend on the scale of p or of t.
+pub fn cosine_scale_rows(seed: u64) -> (ArrayD<f32>, ArrayD<f32>) {
+    let (b, c) = (12usize, 50usize);
+    let mut p = synthetic::uniform(&[b, c], -3.0, 3.0, seed);
+    let mut t = synthetic::uniform(&[b, c], -3.0, 3.0, seed ^ 0x5eed);
+    let scales: [(f32, f32); 12] = [
+        (1.0, 1.0),
+        (1e20, 1.0),
+        (1.0, 1e20),
+        (3e37, 3e37),
+        (1e-20, 1e20),
+        (1e25, 1e-25),
+        (1e-25, 1e-25),
+        (1e-18, 1.0),
+        (1.0, 1.0),
+        (1e19, 1e19),
+        (1.0, 1.0),
+        (1e30, 1e-30),
+    ];
+    for (r, (sp, st)) in scales.into_iter().enumerate() {
+        for j in 0..c {
+            p[[r, j]] *= sp;
+            t[[r, j]] *= st;
+        }
+    }
+    // An ordinary row with one element of 2e19 (its square, 4e38, overflows f32).
+    p[[8, 7]] = 2e19;
+    t[[10, 3]] = -2e19;
+    (p, t)
+}
+
+/// Softmax cross entropy rows with infinite logits, `(x, classes, probabilities)` of 8 rows of 6:
+/// 0 a +∞ logit off the target, 1 +∞ on the target, 2 every logit −∞, 3 −∞ on the target
+/// (ℓ = +∞, a finite gradient), 4 −∞ off the target (finite), 5 ordinary, 6 both +∞ and −∞,
+/// 7 a NaN logit. Rows 0, 1, 2, 6 and 7 are NaN (as in PyTorch's `log_softmax`), loss and
+/// gradient.
+pub fn infinite_logit_rows(seed: u64) -> (ArrayD<f32>, ArrayD<i64>, ArrayD<f32>) {
+    let (b, c) = (8usize, 6usize);
+    let mut x = logits(&[b, c], seed);
+    let classes = ndarray::arr1(&[2i64, 1, 0, 4, 3, 5, 0, 2]).into_dyn();
+    let mut t = ArrayD::<f32>::zeros(IxDyn(&[b, c]));
+    for r in 0..b {
+        t[[r, classes[[r]] as usize]] = 1.0;
+    }
+    let inf = f32::INFINITY;
+    x[[0, 0]] = inf;
+    x[[1, 1]] = inf;
+    for j in 0..c {
+        x[[2, j]] = -inf;
+    }
+    x[[3, 4]] = -inf;
+    x[[4, 0]] = -inf;
+    x[[6, 1]] = inf;
+    x[[6, 2]] = -inf;
+    x[[7, 5]] = f32::NAN;
+    (x, classes, t)
+}
+
+/// The rows of [`infinite_logit_rows`] whose loss and gradient are NaN.
+pub const NAN_LOGIT_ROWS: [usize; 5] = [0, 1, 2, 6, 7];
+
+/// Asserts the NaN pattern of [`infinite_logit_rows`]: the rows of [`NAN_LOGIT_ROWS`] NaN in
+/// loss and gradient, row 3's loss +∞ (and row 4's too with label smoothing, which weights its
+/// −∞ logit) with a finite gradient, the others finite.
+pub fn assert_infinite_logit_pattern(out: &LossOutput<f32>, smoothing: bool, what: &str) {
+    let (l, g) = (
+        out.losses.as_ref().expect("losses"),
+        out.grad.as_ref().expect("grad"),
+    );
+    for r in 0..l.len() {
+        let row = g.index_axis(ndarray::Axis(0), r);
+        if NAN_LOGIT_ROWS.contains(&r) {
+            assert!(
+                l[r].is_nan() && row.iter().all(|v| v.is_nan()),
+                "{what}: row {r}: loss {}, gradient {row:?}: want NaN",
+                l[r]
+            );
+        } else {
+            let want_inf = r == 3 || (smoothing && r == 4);
+            assert!(
+                (l[r] == f32::INFINITY) == want_inf && (want_inf || l[r].is_finite()),
+                "{what}: row {r}: loss {}",
+                l[r]
+            );
+            assert!(
+                row.iter().all(|v| v.is_finite()),
+                "{what}: row {r}: {row:?}"
+            );
+        }
+    }
+}

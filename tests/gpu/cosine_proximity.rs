@@ -4,7 +4,7 @@
 use ndarray::{ArrayD, Axis, IxDyn};
 use wgpu_loss::{Error, Loss, LossArgs, Reduction, synthetic};
 
-use crate::common::{REDUCTIONS, check_args, ctx, matrix_rows, seed_for};
+use crate::common::{REDUCTIONS, check_args, cosine_scale_rows, ctx, matrix_rows, seed_for};
 
 const COS: Loss = Loss::COSINE_PROXIMITY;
 
@@ -192,4 +192,37 @@ fn eps_must_be_finite_and_positive() {
             "{eps}: {e:?}"
         );
     }
+}
+
+/// Rows at every scale ([`cosine_scale_rows`]: elements of 1e20, 3e37, one of 2e19 in an
+/// ordinary row, 1e-20 against 1e20, ...): the loss does not depend on the scale of p or t, so
+/// the scaled one-pass sums agree with the reference everywhere, where unscaled f32 sums of
+/// squares overflowed (an element of 1.8e19 gave loss 0) or underflowed. Each row in a call of
+/// its own, so a row's tolerance is its own scale's.
+#[test]
+#[cfg_attr(skip_gpu_tests, ignore)]
+fn every_scale_agrees_with_the_reference() {
+    let (p, t) = cosine_scale_rows(seed_for("cosine/scales"));
+    for r in 0..p.shape()[0] {
+        let pr = p.slice_axis(Axis(0), ndarray::Slice::from(r..r + 1));
+        let tr = t.slice_axis(Axis(0), ndarray::Slice::from(r..r + 1));
+        for reduction in REDUCTIONS {
+            let what = format!("cosine/scales/row {r}/{}", reduction.name());
+            let args = LossArgs::new(pr.clone(), tr.clone()).reduction(reduction);
+            let out = check_args(ctx(), &COS, &args, &what);
+            if let Some(v) = out.value {
+                assert!(v.is_finite(), "{what}: {v}");
+            }
+        }
+    }
+    // The row, by value: p = t with one element of 2e19 has cos = 1, not 0.
+    let mut q = synthetic::uniform(&[1, 50], -3.0, 3.0, seed_for("cosine/scales/same"));
+    q[[0, 7]] = 2e19;
+    let args = LossArgs::new(q.view(), q.view()).reduction(Reduction::Sum);
+    let v = ctx()
+        .compute(&COS, &args)
+        .expect("GPU")
+        .value
+        .expect("value");
+    assert!((v + 1.0).abs() <= 1e-6, "cos(p, p) = {} != 1", -v);
 }

@@ -16,8 +16,8 @@ use ndarray::{ArrayD, IxDyn};
 use wgpu::util::DeviceExt;
 use wgpu_loss::resident::{GpuArray, ResidentBuffers, ResidentLoss, ResidentSpec, ValueReader};
 use wgpu_loss::{
-    ContextOptions, Dtype, Error, GpuContext, Loss, LossArgs, LossOutput, Reduction, reference,
-    synthetic,
+    ClassType, ContextOptions, Dtype, Error, GpuContext, Loss, LossArgs, LossOutput, Reduction,
+    reference, synthetic,
 };
 
 use crate::common::{
@@ -150,7 +150,7 @@ fn check_case(
         .grad_dtype(grad)
         .reduction(reduction);
     if matches!(target, RowTarget::Classes(_)) {
-        spec = spec.classes();
+        spec = spec.classes(ClassType::I32);
     }
     let mut r = ctx
         .resident(loss, spec)

@@ -8,6 +8,7 @@
 #[macro_use]
 mod common;
 
+mod accuracy;
 mod bce;
 mod bce_with_logits;
 mod categorical_cross_entropy;
@@ -23,6 +24,7 @@ mod mse;
 mod resident;
 mod rows;
 mod softmax_cross_entropy;
+mod threads;
 mod upstream;
 
 /// Prints the adapter the GPU tests run on (shown with `--show-output`).

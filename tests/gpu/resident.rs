@@ -4,7 +4,7 @@
 use ndarray::{ArrayD, IxDyn};
 use wgpu::util::DeviceExt;
 use wgpu_loss::resident::{GpuArray, ResidentBuffers, ResidentSpec, ResidentUpstream, ValueReader};
-use wgpu_loss::{Error, GpuContext, Loss, LossArgs, Reduction, Upstream, reference};
+use wgpu_loss::{ClassType, Error, GpuContext, Loss, LossArgs, Reduction, Upstream, reference};
 
 use crate::common::{
     assert_close_within, class_rows, ctx, logits, prob_rows, row_tolerance, seed_for,
@@ -90,11 +90,12 @@ fn resident_step(
         wgpu_loss::Target::ClassesI32(k) => {
             upload(ctx, "classes", &k.iter().copied().collect::<Vec<i32>>())
         }
-        wgpu_loss::Target::ClassesI64(k) => upload(
-            ctx,
-            "classes",
-            &k.iter().map(|&v| v as i32).collect::<Vec<i32>>(),
-        ),
+        wgpu_loss::Target::ClassesI64(k) => {
+            upload(ctx, "classes", &k.iter().copied().collect::<Vec<i64>>())
+        }
+        wgpu_loss::Target::ClassesU32(k) => {
+            upload(ctx, "classes", &k.iter().copied().collect::<Vec<u32>>())
+        }
     };
     let (weight, pos_weight, upstream) = (
         upload(ctx, "weight", &slice(h.weight)),
@@ -141,7 +142,7 @@ fn one_step_matches_the_reference() {
     let cases: Vec<(Loss, ResidentSpec)> = vec![
         (
             Loss::SOFTMAX_CROSS_ENTROPY,
-            ResidentSpec::new(&[b, c]).classes(),
+            ResidentSpec::new(&[b, c]).classes(ClassType::I32),
         ),
         (
             Loss::SoftmaxCrossEntropy {
@@ -149,7 +150,15 @@ fn one_step_matches_the_reference() {
                 z_loss: 1e-3,
                 ignore_index: 3,
             },
-            ResidentSpec::new(&[b, c]).classes().weight(),
+            ResidentSpec::new(&[b, c]).classes(ClassType::I64).weight(),
+        ),
+        (
+            Loss::SoftmaxCrossEntropy {
+                label_smoothing: 0.0,
+                z_loss: 0.0,
+                ignore_index: 5,
+            },
+            ResidentSpec::new(&[b, c]).classes(ClassType::U32),
         ),
         (
             Loss::SOFTMAX_CROSS_ENTROPY,
@@ -176,14 +185,17 @@ fn one_step_matches_the_reference() {
         };
         let t = prob_rows(&[b, c], seed_for(&format!("{what}/t")));
         let k_i64 = class_rows(&[b], c, seed_for(&format!("{what}/k")));
+        let k_i32 = k_i64.mapv(|v| v as i32);
+        let k_u32 = k_i64.mapv(|v| v as u32);
         let w = wgpu_loss::synthetic::uniform(&[c], 0.0, 2.0, seed_for(&format!("{what}/w")));
         let g = wgpu_loss::synthetic::uniform(&[b], -1.0, 1.0, seed_for(&format!("{what}/g")));
         let host = Host {
             pred: &x,
-            target: if spec.classes {
-                k_i64.view().into()
-            } else {
-                t.view().into()
+            target: match spec.classes {
+                Some(ClassType::I32) => k_i32.view().into(),
+                Some(ClassType::I64) => k_i64.view().into(),
+                Some(ClassType::U32) => k_u32.view().into(),
+                None => t.view().into(),
             },
             weight: &w,
             pos_weight: &w,
@@ -265,7 +277,7 @@ fn thousand_steps_on_caller_buffers() {
     let mut loss = ctx
         .resident(
             &Loss::SOFTMAX_CROSS_ENTROPY,
-            ResidentSpec::new(&[b, c]).classes(),
+            ResidentSpec::new(&[b, c]).classes(ClassType::I32),
         )
         .expect("plan");
     let reader = ValueReader::new(ctx.device(), 1);
@@ -345,7 +357,7 @@ fn status_reports_class_out_of_range_and_counted() {
     let mut r = ctx
         .resident(
             &Loss::SOFTMAX_CROSS_ENTROPY,
-            ResidentSpec::new(&[b, c]).classes(),
+            ResidentSpec::new(&[b, c]).classes(ClassType::I32),
         )
         .expect("plan");
     let (p, t, g, v) = (
@@ -377,7 +389,7 @@ fn status_reports_class_out_of_range_and_counted() {
 fn bad_buffers_are_refused() {
     let ctx = ctx();
     let (b, c) = (4usize, 8usize);
-    let spec = ResidentSpec::new(&[b, c]).classes();
+    let spec = ResidentSpec::new(&[b, c]).classes(ClassType::I32);
     let mut r = ctx
         .resident(&Loss::SOFTMAX_CROSS_ENTROPY, spec)
         .expect("plan");
@@ -442,7 +454,11 @@ fn bad_buffers_are_refused() {
 fn unsupported_plans_are_refused() {
     let ctx = ctx();
     let cases: Vec<(Loss, ResidentSpec, &str)> = vec![
-        (Loss::Mse, ResidentSpec::new(&[4, 8]).classes(), "target"),
+        (
+            Loss::Mse,
+            ResidentSpec::new(&[4, 8]).classes(ClassType::I32),
+            "target",
+        ),
         (Loss::Mse, ResidentSpec::new(&[4, 8]).weight(), "weight"),
         (
             Loss::Bce,
@@ -456,17 +472,8 @@ fn unsupported_plans_are_refused() {
         ),
         (
             Loss::COSINE_PROXIMITY,
-            ResidentSpec::new(&[4, 8]).classes(),
+            ResidentSpec::new(&[4, 8]).classes(ClassType::I32),
             "target",
-        ),
-        (
-            Loss::SoftmaxCrossEntropy {
-                label_smoothing: 0.0,
-                z_loss: 0.0,
-                ignore_index: 1 << 40,
-            },
-            ResidentSpec::new(&[4, 8]).classes(),
-            "ignore_index",
         ),
         (
             Loss::SOFTMAX_CROSS_ENTROPY,
@@ -599,7 +606,9 @@ fn value_read_in_the_step_encoder_and_awaited() {
     let mut r = ctx
         .resident(
             &Loss::SOFTMAX_CROSS_ENTROPY,
-            ResidentSpec::new(&[b, c]).classes().loss_only(),
+            ResidentSpec::new(&[b, c])
+                .classes(ClassType::I32)
+                .loss_only(),
         )
         .expect("plan");
     let (p, t, v) = (
@@ -659,7 +668,7 @@ fn record_in_pass_matches_record_and_clears_the_atomics() {
     let cases: Vec<(Loss, ResidentSpec, Inputs, Inputs)> = vec![
         (
             Loss::SOFTMAX_CROSS_ENTROPY,
-            ResidentSpec::new(&[b, c]).classes(),
+            ResidentSpec::new(&[b, c]).classes(ClassType::I32),
             (slice(&x), bytemuck::cast_slice(&bad).to_vec()),
             (slice(&x), bytemuck::cast_slice(&good).to_vec()),
         ),
@@ -718,5 +727,172 @@ fn record_in_pass_matches_record_and_clears_the_atomics() {
             grew,
             "{what}: one bind-group set per step"
         );
+    }
+}
+
+/// The case: a PyTorch-style i64 class buffer. Planned as i64 it is read as i64 (the
+/// class-index type is part of the plan; an i32 plan read its words as ids 3, 0, 1, 0, ... and
+/// gave a wrong loss without an error): the loss matches the reference, an id of 2^32 + 1 is
+/// out of range (not class 1), and an `ignore_index` of 2^40 is honoured.
+#[test]
+#[cfg_attr(skip_gpu_tests, ignore)]
+fn i64_class_buffers_are_read_as_i64() {
+    let ctx = ctx();
+    let (b, c) = (8usize, 5usize);
+    let x = logits(&[b, c], seed_for("resident/i64/x"));
+    let big = 1i64 << 40;
+    let loss = Loss::SoftmaxCrossEntropy {
+        label_smoothing: 0.0,
+        z_loss: 0.0,
+        ignore_index: big,
+    };
+    let k = ndarray::arr1(&[3i64, 0, 1, big, 4, 2, 0, 1]).into_dyn();
+    let mut r = ctx
+        .resident(&loss, ResidentSpec::new(&[b, c]).classes(ClassType::I64))
+        .expect("plan");
+    let host = Host {
+        pred: &x,
+        target: k.view().into(),
+        weight: &x,
+        pos_weight: &x,
+        upstream: &x,
+    };
+    let gpu = resident_step(ctx, &mut r, &host, &[b]);
+    let want = reference::compute(&loss, &LossArgs::new(x.view(), k.view())).expect("reference");
+    assert_close_within(&gpu, &want, Default::default(), "resident/i64");
+    assert_eq!(gpu.counted, 7, "the row of 2^40 is ignored");
+
+    // 2^32 + 1 in row 6: out of range, reported by the status read.
+    let mut bad = k.clone();
+    bad[[6]] = (1i64 << 32) + 1;
+    let (p, t, g, v) = (
+        upload(ctx, "p", &slice(&x)),
+        upload(ctx, "t", &slice(&bad)),
+        zeros(ctx, "g", b * c),
+        zeros(ctx, "v", 1),
+    );
+    let mut encoder = ctx.device().create_command_encoder(&Default::default());
+    r.record(
+        ctx,
+        &mut encoder,
+        &ResidentBuffers::new(&p, &t, &v).grad(&g),
+    )
+    .expect("record");
+    ctx.queue().submit([encoder.finish()]);
+    let s = r.status_blocking(ctx).expect("status");
+    assert_eq!(s.class_out_of_range, Some(6));
+}
+
+/// Bindings that would alias are an `Error::Buffer` naming the written one, before anything is
+/// recorded (wgpu would only fail in the caller's `encoder.finish()`): the gradient or the
+/// output in an input's buffer, whatever the offsets, and the gradient and output overlapping.
+/// Inputs sharing a buffer, and outputs in disjoint ranges of one buffer, are fine.
+#[test]
+#[cfg_attr(skip_gpu_tests, ignore)]
+fn aliasing_bindings_are_refused() {
+    let ctx = ctx();
+    let (b, c) = (4usize, 64usize);
+    let n = b * c;
+    let mut r = ctx
+        .resident(&Loss::Mse, ResidentSpec::new(&[b, c]))
+        .expect("plan");
+    let align = u64::from(ctx.device().limits().min_storage_buffer_offset_alignment);
+    let x = logits(&[b, c], seed_for("resident/alias/x"));
+    let p = upload(ctx, "p", &slice(&x));
+    let t = upload(ctx, "t", &slice(&x));
+    // Room for two arrays of n at aligned offsets.
+    let second = (n as u64 * 4).next_multiple_of(align);
+    let big = zeros(ctx, "big", 2 * second as usize / 4);
+    let (g, v) = (zeros(ctx, "g", n), zeros(ctx, "v", 1));
+    let refused: Vec<(&str, ResidentBuffers<'_>, &str)> = vec![
+        (
+            "grad is pred",
+            ResidentBuffers::new(&p, &t, &v).grad(&p),
+            "grad",
+        ),
+        (
+            "grad is target",
+            ResidentBuffers::new(&p, &t, &v).grad(&t),
+            "grad",
+        ),
+        (
+            "output is pred",
+            ResidentBuffers::new(&p, &t, &p).grad(&g),
+            "output",
+        ),
+        (
+            "grad in pred's buffer, another range",
+            ResidentBuffers::new(GpuArray::at(&big, 0), &t, &v).grad(GpuArray::at(&big, second)),
+            "grad",
+        ),
+        (
+            "output overlaps grad",
+            ResidentBuffers::new(&p, &t, GpuArray::at(&g, align)).grad(&g),
+            "output",
+        ),
+    ];
+    for (what, bufs, name) in refused {
+        let mut encoder = ctx.device().create_command_encoder(&Default::default());
+        match r.record(ctx, &mut encoder, &bufs) {
+            Err(Error::Buffer { what: w, reason }) => {
+                assert_eq!(w, name, "{what}: {reason}");
+                assert!(!reason.contains('\n'), "{what}: one line: {reason}");
+            }
+            other => panic!("{what}: expected Error::Buffer({name}), got {other:?}"),
+        }
+    }
+    let accepted: Vec<(&str, ResidentBuffers<'_>)> = vec![
+        ("pred is target", ResidentBuffers::new(&p, &p, &v).grad(&g)),
+        (
+            "grad and output in disjoint ranges",
+            ResidentBuffers::new(&p, &t, GpuArray::at(&big, second)).grad(GpuArray::at(&big, 0)),
+        ),
+    ];
+    for (what, bufs) in accepted {
+        let scope = ctx.device().push_error_scope(wgpu::ErrorFilter::Validation);
+        let mut encoder = ctx.device().create_command_encoder(&Default::default());
+        r.record(ctx, &mut encoder, &bufs)
+            .unwrap_or_else(|e| panic!("{what}: {e}"));
+        ctx.queue().submit([encoder.finish()]);
+        let err = pollster::block_on(scope.pop());
+        assert!(err.is_none(), "{what}: wgpu: {err:?}");
+    }
+}
+
+/// A target buffer of the wrong size says how the target was planned and how to plan the other
+/// kind: float targets (class ids need `.classes(..)`), or class ids of which type.
+#[test]
+#[cfg_attr(skip_gpu_tests, ignore)]
+fn target_errors_name_the_planned_target() {
+    let ctx = ctx();
+    let (b, c) = (4usize, 8usize);
+    let (p, g, v) = (
+        zeros(ctx, "p", b * c),
+        zeros(ctx, "g", b * c),
+        zeros(ctx, "v", 1),
+    );
+    let ids32 = zeros(ctx, "ids", b);
+    for (spec, needle) in [
+        (ResidentSpec::new(&[b, c]), ".classes(ClassType::I32)"),
+        (
+            ResidentSpec::new(&[b, c]).classes(ClassType::I64),
+            "i64 class ids, 8 bytes each",
+        ),
+    ] {
+        let mut r = ctx
+            .resident(&Loss::SOFTMAX_CROSS_ENTROPY, spec.clone())
+            .expect("plan");
+        let mut encoder = ctx.device().create_command_encoder(&Default::default());
+        match r.record(
+            ctx,
+            &mut encoder,
+            &ResidentBuffers::new(&p, &ids32, &v).grad(&g),
+        ) {
+            Err(Error::Buffer {
+                what: "target",
+                reason,
+            }) => assert!(reason.contains(needle), "{spec:?}: {reason}"),
+            other => panic!("{spec:?}: expected Error::Buffer(target), got {other:?}"),
+        }
     }
 }

@@ -6,8 +6,8 @@ use ndarray::{ArrayD, Axis, IxDyn};
 use wgpu_loss::{Error, GpuContext, Loss, LossArgs, LossOutput, Reduction, Upstream, reference};
 
 use crate::common::{
-    REDUCTIONS, VALUE_RTOL, check_args, chunked_ctx, class_rows, ctx, logits, matrix_rows,
-    one_hot_rows, prob_rows, seed_for,
+    REDUCTIONS, VALUE_RTOL, assert_infinite_logit_pattern, check_args, chunked_ctx, class_rows,
+    ctx, infinite_logit_rows, logits, matrix_rows, one_hot_rows, prob_rows, seed_for,
 };
 
 const SCE: Loss = Loss::SOFTMAX_CROSS_ENTROPY;
@@ -197,8 +197,8 @@ fn custom_ignore_index_that_is_a_valid_class() {
     options_case(sce(0.1, 1e-3, 0), 300, 31, true);
 }
 
-/// `ignore_index` beyond i32 (the GPU sees i32 indices): rows equal to it are ignored, and a
-/// row of −1 (which the host must not confuse with it) is out of range.
+/// `ignore_index` beyond i32 (the GPU compares class ids and `ignore_index` as i64): rows equal
+/// to it are ignored, and a row of −1 is out of range.
 #[test]
 #[cfg_attr(skip_gpu_tests, ignore)]
 fn ignore_index_beyond_i32() {
@@ -799,4 +799,129 @@ fn one_long_row() {
             check_args(ctx(), &SCE, &with_probs, &format!("{what}/probs"));
         }
     }
+}
+
+/// Infinite logits as the reference (and PyTorch's `log_softmax`) define them
+/// ([`infinite_logit_rows`]): a +∞ logit, or a row of −∞, makes its row NaN (loss and
+/// gradient), also where a class weight of 0 on the target would hide it; a −∞ logit among
+/// finite ones is ordinary (ℓ = +∞ where it is the target, with a finite gradient). For class
+/// and probability targets, with and without smoothing and z-loss.
+#[test]
+#[cfg_attr(skip_gpu_tests, ignore)]
+fn infinite_logits_follow_ieee_semantics() {
+    let (x, k, t) = infinite_logit_rows(seed_for("softmax-ce/inf"));
+    let mut w = ArrayD::from_elem(IxDyn(&[6]), 1.5f32);
+    w[[2]] = 0.0; // row 0's target class
+    for loss in [SCE, sce(0.1, 1e-3, -100)] {
+        for weight in [false, true] {
+            for classes in [true, false] {
+                let what = format!("softmax-ce/inf/{loss:?}/weight={weight}/classes={classes}");
+                let mut args = if classes {
+                    LossArgs::new(x.view(), k.view())
+                } else {
+                    LossArgs::new(x.view(), t.view())
+                }
+                .reduction(Reduction::None);
+                if weight {
+                    args = args.weight(w.view());
+                }
+                let out = check_args(ctx(), &loss, &args, &what);
+                let smoothing = matches!(loss, Loss::SoftmaxCrossEntropy { label_smoothing, .. } if label_smoothing > 0.0);
+                assert_infinite_logit_pattern(&out, smoothing, &what);
+            }
+        }
+    }
+}
+
+/// A uniform row of huge logits has loss ln C (every term is (m − x_j) + ln S, never the
+/// difference of two numbers of 1e20), on the GPU and in the reference, whose f64 gave
+/// 1e20 + ln C − 1e20 = 0.
+#[test]
+#[cfg_attr(skip_gpu_tests, ignore)]
+fn uniform_rows_of_huge_logits_give_ln_c() {
+    for v in [1e20f32, -1e20, 3e38, -3e38] {
+        for c in [7usize, 1000] {
+            let x = ArrayD::from_elem(IxDyn(&[3, c]), v);
+            let k = ndarray::arr1(&[0i64, 3, (c - 1) as i64]).into_dyn();
+            let args = LossArgs::new(x.view(), k.view()).reduction(Reduction::None);
+            let what = format!("softmax-ce/uniform {v:e}/C={c}");
+            let want = (c as f64).ln();
+            let r = reference::compute(&SCE, &args).expect("reference");
+            for &l in r.losses.as_ref().expect("losses") {
+                assert!(
+                    (l - want).abs() <= 1e-12 * want,
+                    "{what}: reference {l} != ln C"
+                );
+            }
+            let out = check_args(ctx(), &SCE, &args, &what);
+            for &l in out.losses.as_ref().expect("losses") {
+                assert!(
+                    (f64::from(l) - want).abs() <= 1e-6 * want,
+                    "{what}: GPU {l} != ln C"
+                );
+            }
+        }
+    }
+}
+
+/// Class weights whose sums overflow f32 are refused before any work, naming the weight: their
+/// total W (smoothing's term), and the mean's divisor D over the rows' targets.
+#[test]
+#[cfg_attr(skip_gpu_tests, ignore)]
+fn class_weights_overflowing_f32_are_refused() {
+    let x = logits(&[4, 3], seed_for("softmax-ce/weight overflow"));
+    let k = ndarray::arr1(&[0i64, 0, 0, -100]).into_dyn();
+    let total = ndarray::arr1(&[3e38f32, 3e38, 1.0]).into_dyn();
+    let divisor = ndarray::arr1(&[2e38f32, 1.0, 1.0]).into_dyn();
+    for (w, needle) in [(&total, "sum to"), (&divisor, "mean's divisor")] {
+        let args = LossArgs::new(x.view(), k.view()).weight(w.view());
+        let results = [
+            ("gpu", ctx().compute(&SCE, &args).map(|_| ())),
+            ("cpu", wgpu_loss::cpu::compute(&SCE, &args).map(|_| ())),
+            ("reference", reference::compute(&SCE, &args).map(|_| ())),
+        ];
+        for (path, r) in results {
+            match r {
+                Err(Error::InvalidOption {
+                    option: "weight",
+                    reason,
+                }) => assert!(reason.contains(needle), "{path}: {reason}"),
+                other => panic!("{path}: expected InvalidOption(weight), got {other:?}"),
+            }
+        }
+    }
+    // The same weights with the overflowing class never a target: accepted.
+    let k = ndarray::arr1(&[1i64, 2, 1, -100]).into_dyn();
+    let args = LossArgs::new(x.view(), k.view()).weight(divisor.view());
+    check_args(
+        ctx(),
+        &SCE,
+        &args,
+        "softmax-ce/weight overflow/unused class",
+    );
+}
+
+/// Class ids of every integer type on the host path: i32, i64 and u32 give the same result; a
+/// u32 id never matches a negative `ignore_index`, and one of 2^32 − 1 is out of range (not −1).
+#[test]
+#[cfg_attr(skip_gpu_tests, ignore)]
+fn class_ids_of_every_integer_type() {
+    let (b, c) = (37usize, 29usize);
+    let x = logits(&[b, c], seed_for("softmax-ce/int types/x"));
+    let k = class_rows(&[b], c, seed_for("softmax-ce/int types/k"));
+    let (k32, ku) = (k.mapv(|v| v as i32), k.mapv(|v| v as u32));
+    let loss = sce(0.1, 0.0, 3);
+    let base = check_args(ctx(), &loss, &LossArgs::new(x.view(), k.view()), "i64");
+    for (name, args) in [
+        ("i32", LossArgs::new(x.view(), k32.view())),
+        ("u32", LossArgs::new(x.view(), ku.view())),
+    ] {
+        let out = check_args(ctx(), &loss, &args, name);
+        assert_eq!(out.value, base.value, "{name}: the same bits as i64");
+        assert_eq!(out.grad, base.grad, "{name}");
+    }
+    let mut ku = ku;
+    ku[[4]] = u32::MAX;
+    let args = LossArgs::new(x.view(), ku.view());
+    expect_out_of_range(ctx(), &SCE, &args, 4, i64::from(u32::MAX));
 }
