@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Makes sure wgpu finds a Vulkan driver on Linux: installs Mesa's software Vulkan driver
-# (llvmpipe, package mesa-vulkan-drivers) and the Vulkan loader when no driver is present.
+# (llvmpipe, package mesa-vulkan-drivers) and the Vulkan loader when no driver is present, and
+# Mesa's OpenGL driver through EGL (for the GL-backend test) when it is missing.
 # On macOS and Windows wgpu uses Metal or DX12 and nothing is installed.
 set -euo pipefail
 
@@ -26,20 +27,33 @@ have_driver() {
     [[ "$libs" == *libvulkan.so.1* ]]
 }
 
-if have_driver; then
-    echo "setup: a Vulkan driver is present"
+# Mesa's OpenGL driver (EGL + llvmpipe), for the test of a context shared by threads on
+# wgpu's GL backend (tests/gpu/threads.rs); nothing else uses it.
+have_gl() {
+    local libs
+    libs="$(ldconfig -p 2>/dev/null || true)"
+    [[ "$libs" == *libEGL_mesa.so.0* && "$libs" == *libEGL.so.1* ]]
+}
+
+missing=()
+have_driver || missing+=(mesa-vulkan-drivers libvulkan1)
+have_gl || missing+=(libegl1 libegl-mesa0 libgl1-mesa-dri)
+if [ "${#missing[@]}" -eq 0 ]; then
+    echo "setup: a Vulkan driver and Mesa's OpenGL driver are present"
     exit 0
 fi
 if ! command -v apt-get >/dev/null 2>&1; then
-    echo "setup: no Vulkan driver found, and no apt-get to install one: install your" \
-        "distribution's Mesa Vulkan drivers (Debian/Ubuntu: mesa-vulkan-drivers) or a GPU driver" >&2
+    echo "setup: missing ${missing[*]}, and no apt-get to install them: install your" \
+        "distribution's Mesa Vulkan and EGL drivers (Debian/Ubuntu: mesa-vulkan-drivers" \
+        "libegl-mesa0) or a GPU driver" >&2
     exit 1
 fi
 sudo=""
 if [ "$(id -u)" -ne 0 ]; then sudo="sudo"; fi
-echo "setup: no Vulkan driver found; installing Mesa's software Vulkan driver (mesa-vulkan-drivers)"
+echo "setup: installing Mesa's software drivers: ${missing[*]}"
 export DEBIAN_FRONTEND=noninteractive
 $sudo apt-get update -qq
-$sudo apt-get install -y -qq --no-install-recommends mesa-vulkan-drivers libvulkan1 >/dev/null
+$sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 have_driver || { echo "setup: mesa-vulkan-drivers installed, but no Vulkan driver is visible" >&2; exit 1; }
-echo "setup: Mesa's software Vulkan driver installed"
+have_gl || { echo "setup: Mesa's EGL installed, but libEGL_mesa is not visible" >&2; exit 1; }
+echo "setup: Mesa's software Vulkan and OpenGL drivers installed"

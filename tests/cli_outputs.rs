@@ -621,3 +621,39 @@ fn main_job_memory_beyond_available() {
         &["--sizes 100000000: the bench would need "],
     );
 }
+
+/// A `.npy` of 2^30 f32 (4 GiB, a sparse file here) with 1 GiB of memory available is refused
+/// from its header alone, before a byte of its data is read or allocated (it was read whole
+/// first, and sized after).
+#[test]
+fn compute_input_beyond_available_memory() {
+    let dir = tempfile::tempdir().unwrap();
+    let n: u64 = 1 << 30;
+    let mut header = format!("{{'descr': '<f4', 'fortran_order': False, 'shape': ({n},), }}");
+    while (10 + header.len() + 1) % 64 != 0 {
+        header.push(' ');
+    }
+    header.push('\n');
+    let path = dir.path().join("big.npy");
+    let mut f = fs::File::create(&path).unwrap();
+    f.write_all(b"\x93NUMPY\x01\x00").unwrap();
+    f.write_all(&(header.len() as u16).to_le_bytes()).unwrap();
+    f.write_all(header.as_bytes()).unwrap();
+    f.set_len(10 + header.len() as u64 + 4 * n).unwrap();
+    drop(f);
+    let env = [("WGPU_LOSS_MEMORY_AVAILABLE", "1073741824")];
+    for device in ["cpu", "reference"] {
+        let args = [
+            "compute", "--loss", "mse", "--pred", "big.npy", "--target", "big.npy", "--device",
+            device,
+        ];
+        let (out, took) = run_limited(&args, &env, Some(dir.path()), FAST);
+        assert_rejected(
+            &out,
+            2,
+            &["big.npy", "1073741824 elements", "1.0 GiB available"],
+        );
+        assert!(took < FAST, "{device}: took {took:?}");
+    }
+    assert_listing(dir.path(), &["big.npy"]);
+}

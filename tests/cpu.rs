@@ -33,7 +33,10 @@ use wgpu_loss::{
     Error, Loss, LossArgs, LossOutput, Reduction, Upstream, cpu, reference, synthetic,
 };
 
-use common::{class_rows, cosine_scales, finite_max, logits, prob_rows, seed_for};
+use common::{
+    assert_infinite_logit_pattern, assert_ulps, class_rows, cosine_scale_rows, cosine_scales,
+    finite_max, infinite_logit_rows, logits, prob_rows, probabilities, seed_for,
+};
 
 /// Loss value: relative tolerance (see the module docs).
 const VALUE_RTOL: f64 = 1e-5;
@@ -1326,4 +1329,136 @@ fn compute_into_errors() {
     let got = cpu::compute_into(&Loss::Mse, &bad, wrong.view_mut()).unwrap_err();
     assert_eq!(format!("{got:?}"), want);
     assert!(grad.iter().chain(&wrong).all(|&v| v == 7.0));
+}
+
+// ---- Accuracy, scales and infinities (as the GPU tests of the same names) ------------------
+
+/// BCE with t = 1 and t = 0 and categorical cross entropy: `ln p` and `ln(1 − p)` within 4 ulp
+/// of the reference over every binade of p in [2^-149, 1] ([`common::probabilities`]); the
+/// fast path's `ln(1 − p)` is `math::ln_1m`, exact where `1 − p` rounds.
+#[test]
+fn logs_within_4_ulp_over_every_binade() {
+    let p = probabilities();
+    let n = p.len();
+    let pred = ArrayD::from_shape_vec(vec![n], p.clone()).unwrap();
+    for t in [1.0f32, 0.0] {
+        let target = ArrayD::from_elem(vec![n], t);
+        let args = LossArgs::new(pred.view(), target.view())
+            .reduction(Reduction::None)
+            .loss_only();
+        let got = cpu::compute(&Loss::Bce, &args).unwrap();
+        let want = reference::compute(&Loss::Bce, &args).unwrap();
+        assert_ulps(
+            got.losses.as_ref().unwrap(),
+            want.losses.as_ref().unwrap(),
+            &p,
+            &format!("cpu bce t = {t}"),
+        );
+    }
+    let rows = pred.into_shape_with_order(vec![n, 1]).unwrap();
+    let ones = ArrayD::from_elem(vec![n, 1], 1.0f32);
+    let args = LossArgs::new(rows.view(), ones.view())
+        .reduction(Reduction::None)
+        .loss_only();
+    let got = cpu::compute(&Loss::CategoricalCrossEntropy, &args).unwrap();
+    let want = reference::compute(&Loss::CategoricalCrossEntropy, &args).unwrap();
+    assert_ulps(
+        got.losses.as_ref().unwrap(),
+        want.losses.as_ref().unwrap(),
+        &p,
+        "cpu cce",
+    );
+}
+
+/// BCE with logits of confident predictions (ℓ ≈ e^(−|x|), for t = 1 with x ≥ 0 and t = 0 with
+/// x ≤ 0) within 4 ulp for |x| up to 87: no cancellation of `(1 − t) x` against `−x`.
+#[test]
+fn bce_with_logits_confident_within_4_ulp() {
+    let xs: Vec<f32> = (0..87 * 64)
+        .map(|k| k as f32 / 64.0 + 1.0 / 128.0)
+        .collect();
+    for (t, sign) in [(1.0f32, 1.0f32), (0.0, -1.0)] {
+        let x: Vec<f32> = xs.iter().map(|&v| sign * v).collect();
+        let pred = ArrayD::from_shape_vec(vec![x.len()], x.clone()).unwrap();
+        let target = ArrayD::from_elem(vec![x.len()], t);
+        let args = LossArgs::new(pred.view(), target.view())
+            .reduction(Reduction::None)
+            .loss_only();
+        let got = cpu::compute(&Loss::BceWithLogits, &args).unwrap();
+        let want = reference::compute(&Loss::BceWithLogits, &args).unwrap();
+        assert_ulps(
+            got.losses.as_ref().unwrap(),
+            want.losses.as_ref().unwrap(),
+            &x,
+            &format!("cpu bce-with-logits t = {t}"),
+        );
+    }
+}
+
+/// Cosine proximity at every scale ([`common::cosine_scale_rows`]), each row in a call of its
+/// own: f32 sums of squares that would overflow or underflow are taken again in f64.
+#[test]
+fn cosine_every_scale_agrees_with_the_reference() {
+    let (p, t) = cosine_scale_rows(seed_for("cpu/cosine/scales"));
+    for r in 0..p.shape()[0] {
+        let pr = p.slice_axis(Axis(0), ndarray::Slice::from(r..r + 1));
+        let tr = t.slice_axis(Axis(0), ndarray::Slice::from(r..r + 1));
+        for reduction in REDUCTIONS {
+            let args = LossArgs::new(pr.clone(), tr.clone()).reduction(reduction);
+            check(
+                &Loss::COSINE_PROXIMITY,
+                &args,
+                &format!("cpu/cosine/scales/row {r}/{}", reduction.name()),
+            );
+        }
+    }
+}
+
+/// Infinite logits ([`common::infinite_logit_rows`]): the reference's NaN rows, also under a
+/// zero class weight, for class and probability targets, with and without smoothing.
+#[test]
+fn infinite_logits_follow_ieee_semantics() {
+    let (x, k, t) = infinite_logit_rows(seed_for("cpu/softmax-ce/inf"));
+    let mut w = ArrayD::from_elem(IxDyn(&[6]), 1.5f32);
+    w[[2]] = 0.0;
+    for (loss, smoothing) in [(sce(0.0, 0.0, -100), false), (sce(0.1, 1e-3, -100), true)] {
+        for weight in [false, true] {
+            for classes in [true, false] {
+                let what =
+                    format!("cpu/inf/smoothing={smoothing}/weight={weight}/classes={classes}");
+                let mut args = if classes {
+                    LossArgs::new(x.view(), k.view())
+                } else {
+                    LossArgs::new(x.view(), t.view())
+                }
+                .reduction(Reduction::None);
+                if weight {
+                    args = args.weight(w.view());
+                }
+                let out = check(&loss, &args, &what);
+                assert_infinite_logit_pattern(&out, smoothing, &what);
+            }
+        }
+    }
+}
+
+/// u32 class ids give the bits of i64 ids; one of 2^32 − 1 is out of range.
+#[test]
+fn u32_class_ids() {
+    let (b, c) = (300usize, 50usize);
+    let x = logits(&[b, c], seed_for("cpu/u32/x"));
+    let k = class_rows(&[b], c, seed_for("cpu/u32/k"));
+    let mut ku = k.mapv(|v| v as u32);
+    let loss = sce(0.1, 0.0, 3);
+    let base = check(&loss, &LossArgs::new(x.view(), k.view()), "cpu/i64");
+    let out = check(&loss, &LossArgs::new(x.view(), ku.view()), "cpu/u32");
+    assert_eq!(out.value, base.value);
+    assert_eq!(out.grad, base.grad);
+    ku[[7]] = u32::MAX;
+    match cpu::compute(&loss, &LossArgs::new(x.view(), ku.view())) {
+        Err(Error::ClassOutOfRange { row: 7, class, .. }) => {
+            assert_eq!(class, i64::from(u32::MAX))
+        }
+        other => panic!("expected ClassOutOfRange at row 7, got {other:?}"),
+    }
 }

@@ -1233,3 +1233,91 @@ fn row_wise_reference_errors() {
         }
     ));
 }
+
+/// The reference is exact where f64 arithmetic written naively is not: a uniform row of huge
+/// logits has loss ln C (its terms are `(m − x_j) + ln S`; `lse − x_j` gave 1e20 + ln C − 1e20
+/// = 0); BCE's `ln(1 − p)` of a subnormal or tiny p is −p (`1 − 1e-40` rounds to 1 in f64); BCE
+/// with logits of x = −80, t = 0 is e^-80 (`−80 + (80 + e^-80)` loses it in f64).
+#[test]
+fn exact_where_naive_f64_is_not() {
+    for v in [1e20f32, -3e38, 3e38] {
+        let x = arr(&[2, 1000], vec![v; 2000]);
+        let k = ndarray::arr1(&[0i64, 999]).into_dyn();
+        let out = reference::compute(
+            &Loss::SOFTMAX_CROSS_ENTROPY,
+            &LossArgs::new(x.view(), k.view()).reduction(Reduction::None),
+        )
+        .unwrap();
+        for &l in out.losses.as_ref().unwrap() {
+            assert!(
+                (l - 1000f64.ln()).abs() < 1e-12,
+                "uniform {v:e}: {l} != ln 1000"
+            );
+        }
+    }
+    let p = arr(&[3], vec![1e-40, 1e-30, 3e-8]);
+    let t = arr(&[3], vec![0.0; 3]);
+    let out = reference::compute(
+        &Loss::Bce,
+        &LossArgs::new(p.view(), t.view()).reduction(Reduction::None),
+    )
+    .unwrap();
+    for (&l, &pi) in out.losses.as_ref().unwrap().iter().zip(&p) {
+        let want = -(-f64::from(pi)).ln_1p();
+        assert!(
+            (l - want).abs() <= 1e-15 * want,
+            "bce p = {pi:e}: {l:e} != {want:e}"
+        );
+    }
+    let x = arr(&[2], vec![-80.0, 80.0]);
+    let t = arr(&[2], vec![0.0, 1.0]);
+    let out = reference::compute(
+        &Loss::BceWithLogits,
+        &LossArgs::new(x.view(), t.view()).reduction(Reduction::None),
+    )
+    .unwrap();
+    let want = (-80f64).exp().ln_1p();
+    for &l in out.losses.as_ref().unwrap() {
+        assert!(
+            (l - want).abs() <= 1e-15 * want,
+            "bce-with-logits: {l:e} != {want:e}"
+        );
+    }
+}
+
+/// Infinite logits make a row NaN exactly where PyTorch's `log_softmax` does: a +∞ logit, or a
+/// row of −∞ (also under a zero class weight); a −∞ logit among finite ones is ordinary.
+#[test]
+fn infinite_logits_in_the_reference() {
+    let inf = f32::INFINITY;
+    let x = arr(
+        &[4, 3],
+        vec![
+            inf, 0.0, 1.0, -inf, -inf, -inf, -inf, 0.5, 1.0, 0.0, -inf, 2.0,
+        ],
+    );
+    let k = ndarray::arr1(&[1i64, 0, 0, 2]).into_dyn();
+    let w = arr(&[3], vec![1.0, 0.0, 1.0]);
+    let out = reference::compute(
+        &Loss::SOFTMAX_CROSS_ENTROPY,
+        &LossArgs::new(x.view(), k.view())
+            .weight(w.view())
+            .reduction(Reduction::None),
+    )
+    .unwrap();
+    let (l, g) = (out.losses.unwrap(), out.grad.unwrap());
+    assert!(l[[0]].is_nan() && l[[1]].is_nan(), "{l:?}");
+    assert_eq!(l[[2]], f64::INFINITY, "the target's logit is −∞");
+    assert!(l[[3]].is_finite());
+    for r in 0..4 {
+        let nan = r < 2;
+        for j in 0..3 {
+            assert_eq!(
+                g[[r, j]].is_nan(),
+                nan,
+                "gradient [{r}, {j}] = {}",
+                g[[r, j]]
+            );
+        }
+    }
+}

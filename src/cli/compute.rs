@@ -322,6 +322,25 @@ pub(crate) fn prepare(a: &ComputeArgs) -> Result<Prepared, Failure> {
     .collect();
     let outputs = output::plan(&outs, &ins)?;
 
+    // Sized from the prediction's header before anything is read or allocated.
+    let n = npy::peek_shape(&a.pred)
+        .map_err(Failure::input)?
+        .iter()
+        .fold(1u64, |n, &d| n.saturating_mul(d as u64));
+    if a.device == DeviceName::Gpu && n > super::MAX_ELEMENTS {
+        return Err(Failure::input(format!(
+            "{}: {n} elements; the GPU path takes at most {} per call (--device cpu takes more)",
+            a.pred.display(),
+            super::MAX_ELEMENTS
+        )));
+    }
+    // The inputs as f32 (prediction and target), then what the call needs on top.
+    let needed = n.saturating_mul(8 + a.device.bytes_per_element());
+    super::check_memory(
+        &a.pred.display().to_string(),
+        &format!("{} call on {n} elements", a.device.name()),
+        needed,
+    )?;
     let read = |p: &PathBuf| npy::read_f32(p).map_err(Failure::input);
     let pred = read(&a.pred)?;
     let target = npy::read_target(&a.target).map_err(Failure::input)?;
@@ -349,20 +368,6 @@ pub(crate) fn prepare(a: &ComputeArgs) -> Result<Prepared, Failure> {
         args.validate(&loss)
             .map_err(|e| with_file(a, &loss, &inputs.target, &args, e))?;
     }
-    let n = inputs.pred.len() as u64;
-    if a.device == DeviceName::Gpu && n > super::MAX_ELEMENTS {
-        return Err(Failure::input(format!(
-            "{}: {n} elements; the GPU path takes at most {} per call (--device cpu takes more)",
-            a.pred.display(),
-            super::MAX_ELEMENTS
-        )));
-    }
-    let needed = n.saturating_mul(a.device.bytes_per_element());
-    super::check_memory(
-        &a.pred.display().to_string(),
-        &format!("{} call on {n} elements", a.device.name()),
-        needed,
-    )?;
     Ok(Prepared {
         loss,
         reduction,

@@ -825,13 +825,8 @@ fn open_nonblocking(path: &Path) -> io::Result<fs::File> {
 }
 
 /// Checks that `path` is a regular file (before and after opening it), reads its preamble and
-/// header, checks them and the data's size, then reads the data (`decode`) and checks that
-/// nothing follows it.
-fn read_file<T>(
-    path: &Path,
-    want: Want,
-    decode: impl FnOnce(&Plan, &mut dyn Read) -> Result<T, String>,
-) -> Result<T, FileError> {
+/// header, and checks them and the data's size: the open file, its first bytes and the plan.
+fn open_planned(path: &Path, want: Want) -> Result<(fs::File, Vec<u8>, Plan), FileError> {
     let cannot = |e: io::Error| err(path, format!("cannot read: {e}"));
     let meta = fs::metadata(path).map_err(cannot)?;
     if !meta.is_file() {
@@ -856,6 +851,16 @@ fn read_file<T>(
     file.read_exact(&mut prefix)
         .map_err(|e| err(path, read_problem(e)))?;
     let p = plan(&prefix, total, want).map_err(|e| err(path, e))?;
+    Ok((file, prefix, p))
+}
+
+/// [`open_planned`], then reads the data (`decode`) and checks that nothing follows it.
+fn read_file<T>(
+    path: &Path,
+    want: Want,
+    decode: impl FnOnce(&Plan, &mut dyn Read) -> Result<T, String>,
+) -> Result<T, FileError> {
+    let (mut file, prefix, p) = open_planned(path, want)?;
     let rest = prefix.get(p.data_start..).unwrap_or_default();
     let value = decode(&p, &mut rest.chain(&mut file)).map_err(|e| err(path, e))?;
     let mut one = [0u8; 1];
@@ -867,6 +872,13 @@ fn read_file<T>(
         )),
         Err(e) => Err(err(path, read_problem(e))),
     }
+}
+
+/// The shape of the float `.npy` file at `path`, from its header alone (at most
+/// [`MAX_HEADER_LEN`] bytes are read), with every check [`read_f32`] makes before it reads the
+/// data: for sizing a job before anything is allocated.
+pub fn peek_shape(path: &Path) -> Result<Vec<usize>, FileError> {
+    open_planned(path, Want::Floats).map(|(_, _, p)| p.shape)
 }
 
 /// Reads a `.npy` file of float32, float64 or float16 (any byte order, C or Fortran order) as
