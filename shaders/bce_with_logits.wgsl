@@ -1,6 +1,7 @@
 // Binary cross entropy with logits x, optional weight w and pos_weight q (default 1):
 //   ℓ = w [(1 − t) x + (1 + (q − 1) t) (ln(1 + e^(−|x|)) + max(−x, 0))]
-//   ∂ℓ/∂x = w [(1 + (q − 1) t) σ(x) − q t]
+//   ∂ℓ/∂x = w [(1 + (q − 1) t) σ(x) − q t], evaluated as w [(1 − t) − lw σ(−x)] for x ≥ 0 (the
+//   same value: σ(20) − 1 is −2.1e-9, not 0)
 // ln(1 + e^(−|x|)) + max(−x, 0) is softplus(−x) written so that exp never overflows. It is
 // evaluated as the same value without cancellation (both terms ≥ 0 for t ∈ [0, 1], q ≥ 0):
 //   ℓ = w [(1 + (q − 1) t) ln(1 + e^(−|x|)) + ((1 − t) x if x ≥ 0, else −q t x)]
@@ -22,14 +23,23 @@ fn pos_weight_at(i: u32) -> f32 {
     return pos_weight[broadcast_at(params.q_len, params.q_phase, i)];
 }
 
+// a · v, and 0 where a is 0 even if v is infinite: a term of weight 0 contributes nothing, so
+// an infinite logit gives the loss's limit (0, or +∞ where a target weighs on it), never
+// 0 · ∞ = NaN.
+fn weighted(a: f32, v: f32) -> f32 {
+    return select(a * v, 0.0, a == 0.0);
+}
+
 fn loss_and_grad(i: u32, x: f32, t: f32) -> vec2<f32> {
     let w = weight_at(i);
     let q = pos_weight_at(i);
     let lw = 1.0 + (q - 1.0) * t;
     let e = exp_accurate(-abs(x));
-    let linear = select(-q * t * x, (1.0 - t) * x, x >= 0.0);
-    let sigmoid = select(e / (1.0 + e), 1.0 / (1.0 + e), x >= 0.0);
-    let loss = w * (lw * ln_1p(e) + linear);
-    let g = w * (lw * sigmoid - q * t);
+    let linear = select(weighted(-q * t, x), weighted(1.0 - t, x), x >= 0.0);
+    // lw σ(x) − q t without σ(x) − 1's cancellation: with f = e/(1 + e) = σ(−|x|), it is
+    // (1 − t) − lw f for x ≥ 0 (σ = 1 − f) and lw f − q t below.
+    let f = e / (1.0 + e);
+    let loss = weighted(w, lw * ln_1p(e) + linear);
+    let g = w * select(lw * f - q * t, (1.0 - t) - lw * f, x >= 0.0);
     return vec2<f32>(loss, g);
 }

@@ -19,11 +19,22 @@ fn clamped_log(p: f32) -> f32 {
     return keep_nan(p, select(l, -100.0, l < -100.0));
 }
 
+// No scan before the pushes (common/rows.wgsl).
+const ROW_SCANS: bool = false;
+
+fn row_scan(s: Stats, x: f32, t: f32) -> Stats {
+    return s;
+}
+
+fn row_scanned(s: Stats) -> Stats {
+    return s;
+}
+
 fn row_identity() -> Stats {
     return Stats(0.0);
 }
 
-fn row_push(s: Stats, row: RowCtx, j: u32, p: f32, t: f32) -> Stats {
+fn row_push(s: Stats, row: RowCtx, j: u32, p: f32, t: f32, scanned: bool) -> Stats {
     if (outside_unit_interval(bitcast<u32>(p))) {
         atomicMax(&domain_error, 0xffffffffu - row.row);
     }
@@ -35,7 +46,7 @@ fn row_combine(a: Stats, b: Stats) -> Stats {
 }
 
 fn row_finish(s: Stats, row: RowCtx) -> RowOut {
-    return RowOut(-s.x, vec3<f32>(0.0));
+    return RowOut(-s.x, vec4<f32>(0.0));
 }
 
 fn row_grad(r: RowOut, row: RowCtx, j: u32, p: f32, t: f32) -> f32 {

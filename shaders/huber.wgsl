@@ -1,7 +1,8 @@
 // Huber loss with threshold δ = params.delta > 0, d = p − t:
 //   ℓ = ½ d²              if |d| ≤ δ,   else δ (|d| − ½ δ)
 //   ∂ℓ/∂p = d             if |d| ≤ δ,   else δ sign(d)
-// CPU reference: src/reference/huber.rs. Composed after common/elementwise.wgsl.
+// CPU reference: src/reference/huber.rs. Composed after common/nan.wgsl +
+// common/elementwise.wgsl.
 
 fn loss_and_grad(i: u32, p: f32, t: f32) -> vec2<f32> {
     let d = p - t;
@@ -10,5 +11,6 @@ fn loss_and_grad(i: u32, p: f32, t: f32) -> vec2<f32> {
     if (a <= delta) {
         return vec2<f32>(0.5 * d * d, d);
     }
-    return vec2<f32>(delta * (a - 0.5 * delta), delta * sign(d));
+    // d NaN (p − t = ∞ − ∞) lands here: the gradient keeps it (sign(NaN) may be 0).
+    return vec2<f32>(delta * (a - 0.5 * delta), keep_nan(d, delta * sign(d)));
 }

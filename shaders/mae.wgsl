@@ -1,7 +1,9 @@
 // Mean absolute error (L1).  ℓ = |p − t|,  ∂ℓ/∂p = sign(p − t), 0 at 0.
-// CPU reference: src/reference/mae.rs. Composed after common/elementwise.wgsl.
+// CPU reference: src/reference/mae.rs. Composed after common/nan.wgsl +
+// common/elementwise.wgsl.
 
 fn loss_and_grad(i: u32, p: f32, t: f32) -> vec2<f32> {
     let d = p - t;
-    return vec2<f32>(abs(d), sign(d));
+    // sign(NaN) may be 0: a NaN difference (p − t = ∞ − ∞) keeps its NaN.
+    return vec2<f32>(abs(d), keep_nan(d, sign(d)));
 }

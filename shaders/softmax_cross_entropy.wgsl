@@ -2,8 +2,8 @@
 // common/nan.wgsl + common/log.wgsl + common/rows.wgsl + common/classes.wgsl.
 // CPU reference: src/reference/softmax_cross_entropy.rs.
 //
-// Statistics s = (m, S, d, tw), combined online so a row is never held whole:
-//   m  = the running maximum of the row,  S = Σ_j exp(x_j − m),
+// Statistics s = (m, S − 1, d, tw), combined online so a row is never held whole:
+//   m  = the running maximum of the row,  S = Σ_j exp(x_j − m) ≥ 1,
 //   d  = Σ_j wt_j (x_j − m) ≤ 0,           tw = Σ_j wt_j,
 // with wt_j the weight of class j in the row's "dense" part:
 //   probability targets:  wt_j = w_j ((1 − ε) t_j + ε/C)
@@ -11,10 +11,12 @@
 // Then, with lse = m + ln S:
 //   ℓ = Σ_j wt_j (lse − x_j) [+ (1 − ε) w_c (lse − x_c)] [+ λ lse²] = tw ln S − d [+ ...]
 //   ∂ℓ/∂x_j = A s_j − wt_j [− (1 − ε) w_c [j = c]],  A = tw [+ (1 − ε) w_c] [+ 2λ lse]
+// (the target class's entry formed without the cancellation of s_c − 1: see row_grad)
 // Every term is non-negative, so nothing cancels. A zero weight contributes 0 even against
 // x = −∞ (never 0 · ∞). The identity uses −F32_MAX, not −∞, so no ∞ − ∞ arises.
-// ln S is common/log.wgsl's `ln_f32`: S is near 1 for a confident row, where WGSL's `log` has
-// only an absolute 2^-21, and ℓ ≈ ln S is then small.
+// The statistics keep S − 1, the sum without the maximum's own exp(0) = 1, and ln S is
+// common/log.wgsl's ln(1 + (S − 1)): a confident row has S near 1 and ℓ ≈ S − 1 small, which
+// an f32 S would round away (1 + 1e-8 = 1) and WGSL's `log` (2^-21 absolute near 1) lose.
 // IEEE semantics as the reference: a row with a NaN or a +∞ logit (S is then NaN: a +∞ logit
 // sets it so), or whose logits are all −∞ (S = 0), has loss NaN and a NaN gradient; a −∞
 // logit among finite ones is an ordinary logit with s_j = 0 (a target weight on it gives
@@ -37,62 +39,85 @@ fn shift(wt: f32, delta: f32) -> f32 {
     return select(wt * delta, 0.0, wt == 0.0);
 }
 
-fn row_identity() -> Stats {
-    return Stats(-F32_MAX, 0.0, 0.0, 0.0);
+// No scan before the pushes (common/rows.wgsl).
+const ROW_SCANS: bool = false;
+
+fn row_scan(s: Stats, x: f32, t: f32) -> Stats {
+    return s;
 }
 
-fn row_push(s: Stats, row: RowCtx, j: u32, x: f32, t: f32) -> Stats {
+fn row_scanned(s: Stats) -> Stats {
+    return s;
+}
+
+// S = 0: S − 1 = −1.
+fn row_identity() -> Stats {
+    return Stats(-F32_MAX, -1.0, 0.0, 0.0);
+}
+
+fn row_push(s: Stats, row: RowCtx, j: u32, x: f32, t: f32, scanned: bool) -> Stats {
     let wt = dense_weight(j, t);
     if (bitcast<u32>(x) == 0x7f800000u) {
         return Stats(s.x, bitcast<f32>(0x7fc00000u), s.z, s.w); // +∞: the row is NaN
     }
     if (x > s.x) {
-        // A new maximum: rescale what was summed against the old one.
-        return vec4<f32>(x, s.y * exp(s.x - x) + 1.0, s.z + shift(s.w, s.x - x), s.w + wt);
+        // A new maximum: the old S, rescaled, joins the rest; the new maximum is the 1.
+        return Stats(x, (s.y + 1.0) * exp(s.x - x), s.z + shift(s.w, s.x - x), s.w + wt);
     }
-    return vec4<f32>(s.x, s.y + exp(x - s.x), s.z + shift(wt, x - s.x), s.w + wt);
+    return Stats(s.x, s.y + exp(x - s.x), s.z + shift(wt, x - s.x), s.w + wt);
 }
 
-// `v`'s sums taken against a maximum m ≥ v.x.
-fn against(v: Stats, m: f32) -> Stats {
-    return Stats(m, v.y * exp(v.x - m), v.z + shift(v.w, v.x - m), v.w);
+// `hi` and `lo` combined, hi.x ≥ lo.x: hi's maximum stays the 1, lo's whole S (its S − 1,
+// plus 1) joins the rest, rescaled.
+fn combine_ordered(hi: Stats, lo: Stats) -> Stats {
+    let delta = lo.x - hi.x;
+    return Stats(
+        hi.x,
+        hi.y + (lo.y + 1.0) * exp(delta),
+        hi.z + lo.z + shift(lo.w, delta),
+        hi.w + lo.w,
+    );
 }
 
 fn row_combine(a: Stats, b: Stats) -> Stats {
-    let m = max(a.x, b.x);
-    let ra = against(a, m);
-    let rb = against(b, m);
-    return Stats(m, ra.y + rb.y, ra.z + rb.z, ra.w + rb.w);
+    if (b.x > a.x) {
+        return combine_ordered(b, a);
+    }
+    return combine_ordered(a, b);
 }
 
 fn row_finish(s: Stats, row: RowCtx) -> RowOut {
-    if (is_nan(s.y) || is_nan(s.w) || s.y == 0.0) {
-        return RowOut(bitcast<f32>(0x7fc00000u), vec3<f32>(0.0));
+    if (is_nan(s.y) || is_nan(s.w) || s.y == -1.0) {
+        return RowOut(bitcast<f32>(0x7fc00000u), vec4<f32>(0.0));
     }
-    let ln_s = ln_f32(s.y);
+    let big_s = 1.0 + s.y;
+    // ln S = ln(1 + (S − 1)), S − 1 ∈ [0, C − 1].
+    let ln_s = select(ln_f32(big_s), ln_1p(s.y), s.y <= 1.0);
     let lse = s.x + ln_s;
     var loss = shift(s.w, ln_s) - s.z;
-    var a = s.w;
-    var b = 0.0;
+    // A = b + wc: b the dense part and the z-loss's, wc the target class's (1 − ε) w_c.
+    var b = s.w;
+    var wc = 0.0;
     if (row.cls >= 0) {
-        let wc = (1.0 - params.eps) * class_weight(u32(row.cls));
+        wc = (1.0 - params.eps) * class_weight(u32(row.cls));
         let xc = pred_at(row.start + u32(row.cls));
         loss = loss + shift(wc, (s.x - xc) + ln_s);
-        a = a + wc;
-        b = wc;
     }
     if (params.z_loss != 0.0) {
         loss = loss + params.z_loss * lse * lse;
-        a = a + 2.0 * params.z_loss * lse;
+        b = b + 2.0 * params.z_loss * lse;
     }
-    // k = (m, A / S, (1 − ε) w_c)
-    return RowOut(loss, vec3<f32>(s.x, a / s.y, b));
+    // k = (m, b / S, wc / S, S − 1)
+    return RowOut(loss, vec4<f32>(s.x, b / big_s, wc / big_s, s.y));
 }
 
+// ∂ℓ/∂x_j = (b + wc) e_j / S − wt_j, and for the target class wc (e_c/S − 1) written as
+// −wc ((1 − e_c) + (S − 1)) / S: for a confident row (e_c = 1) that is −wc (S − 1)/S, not the
+// difference 1/S − 1 that an f32 S rounds to 0.
 fn row_grad(r: RowOut, row: RowCtx, j: u32, x: f32, t: f32) -> f32 {
-    var d = r.k.y * exp(x - r.k.x) - dense_weight(j, t);
+    let e = exp(x - r.k.x);
     if (i32(j) == row.cls) {
-        d = d - r.k.z;
+        return r.k.y * e - r.k.z * ((1.0 - e) + r.k.w) - dense_weight(j, t);
     }
-    return d;
+    return (r.k.y + r.k.z) * e - dense_weight(j, t);
 }

@@ -1462,3 +1462,85 @@ fn u32_class_ids() {
         other => panic!("expected ClassOutOfRange at row 7, got {other:?}"),
     }
 }
+
+/// Infinite elementwise inputs ([`common::infinite_elementwise_cases`]): NaN for `∞ − ∞`, the
+/// limit for BCE with logits, as the reference.
+#[test]
+fn infinite_elementwise_inputs() {
+    for (loss, p, t, w) in common::infinite_elementwise_cases() {
+        let what = format!("cpu/inf/{}", loss.name());
+        let mut args = LossArgs::new(p.view(), t.view()).reduction(Reduction::None);
+        if let Some(w) = &w {
+            args = args.weight(w.view());
+        }
+        let out = check(&loss, &args, &what);
+        common::assert_infinite_elementwise(&loss, &out, &p, &t, w.as_ref(), &what);
+    }
+}
+
+/// Confident softmax rows ([`common::confident_rows`], 8 classes, a up to 80): the loss
+/// ln(1 + 7 e^(−a)) to 4 ulp plus the polynomial `exp`'s 2, where an f32 S would round it to
+/// 0; and BCE with logits' gradient σ(x) − 1 = −σ(−x) of confident logits, to 4 ulp.
+#[test]
+fn confident_losses_and_gradients_keep_their_digits() {
+    let c = 8usize;
+    let a: Vec<f32> = (0..=1600).map(|k| k as f32 * 0.05).collect();
+    let x = common::confident_rows(&a, c);
+    let classes = ArrayD::<i64>::zeros(vec![a.len()]);
+    let args = LossArgs::new(x.view(), classes.view())
+        .reduction(Reduction::None)
+        .loss_only();
+    let got = cpu::compute(&Loss::SOFTMAX_CROSS_ENTROPY, &args).unwrap();
+    for (r, &l) in got.losses.as_ref().unwrap().iter().enumerate() {
+        let exact = ((c - 1) as f64 * (-f64::from(a[r])).exp()).ln_1p();
+        assert!(
+            (f64::from(l) - exact).abs() <= 6.0 * common::ulp(exact),
+            "row {r} (a = {}): {l:e} != {exact:e}",
+            a[r]
+        );
+    }
+    let args = LossArgs::new(x.view(), classes.view()).reduction(Reduction::Sum);
+    let grad = cpu::compute(&Loss::SOFTMAX_CROSS_ENTROPY, &args)
+        .unwrap()
+        .grad
+        .unwrap();
+    for (r, &ar) in a.iter().enumerate() {
+        let e = (-f64::from(ar)).exp();
+        let s = 1.0 + (c - 1) as f64 * e;
+        for (j, exact) in [(0, -((c - 1) as f64) * e / s), (c - 1, e / s)] {
+            let g = f64::from(grad[[r, j]]);
+            assert!(
+                (g - exact).abs() <= 6.0 * common::ulp(exact),
+                "row {r} (a = {ar}), gradient [{j}]: {g:e} != {exact:e}"
+            );
+        }
+    }
+    let xs: Vec<f32> = (0..87 * 64)
+        .map(|k| k as f32 / 64.0 + 1.0 / 128.0)
+        .collect();
+    let pred = ArrayD::from_shape_vec(vec![xs.len()], xs.clone()).unwrap();
+    let ones = ArrayD::from_elem(vec![xs.len()], 1.0f32);
+    let args = LossArgs::new(pred.view(), ones.view()).reduction(Reduction::Sum);
+    let got = cpu::compute(&Loss::BceWithLogits, &args).unwrap();
+    let want = reference::compute(&Loss::BceWithLogits, &args).unwrap();
+    assert_ulps(
+        got.grad.as_ref().unwrap(),
+        want.grad.as_ref().unwrap(),
+        &xs,
+        "cpu bce-with-logits gradient",
+    );
+}
+
+/// Cosine proximity over rows of one feature: cos = ±1 and the gradient exactly 0 (the two
+/// terms cancel exactly), as the reference.
+#[test]
+fn cosine_of_one_feature() {
+    let p = synthetic::uniform(&[257, 1], -3.0, 3.0, seed_for("cpu/cosine/C=1/p"));
+    let t = synthetic::uniform(&[257, 1], -3.0, 3.0, seed_for("cpu/cosine/C=1/t"));
+    let args = LossArgs::new(p.view(), t.view()).reduction(Reduction::None);
+    let out = check(&Loss::COSINE_PROXIMITY, &args, "cpu/cosine/C=1");
+    assert!(out.grad.unwrap().iter().all(|&g| g == 0.0));
+    for (&l, (&pi, &ti)) in out.losses.unwrap().iter().zip(p.iter().zip(&t)) {
+        assert_eq!(l, -(pi * ti).signum());
+    }
+}

@@ -20,7 +20,11 @@
 // follows defines
 //     alias Stats = ...   (or a struct)                             // a row's statistics
 //     fn row_identity() -> Stats                                    // empty statistics
-//     fn row_push(s: Stats, row: RowCtx, j: u32, x: f32, t: f32) -> Stats
+//     const ROW_SCANS: bool   // whether the lane's held elements are scanned before any push:
+//     fn row_scan(s: Stats, x: f32, t: f32) -> Stats                // each held element, then
+//     fn row_scanned(s: Stats) -> Stats                             // once (cosine's scales)
+//     fn row_push(s: Stats, row: RowCtx, j: u32, x: f32, t: f32, scanned: bool) -> Stats
+//                                          // scanned: row_scan has seen this element
 //     fn row_combine(a: Stats, b: Stats) -> Stats                   // associative
 //     fn row_finish(s: Stats, row: RowCtx) -> RowOut                // ℓ_r and coefficients
 //     fn row_grad(r: RowOut, row: RowCtx, j: u32, x: f32, t: f32) -> f32  // ∂ℓ_r/∂x_rj
@@ -48,10 +52,10 @@ struct RowCtx {
     cls: i32,   // class-index target, or -1 for float targets
 }
 
-// A finished row: its loss and three coefficients its gradient needs.
+// A finished row: its loss and four coefficients its gradient needs.
 struct RowOut {
     loss: f32,
-    k: vec3<f32>,
+    k: vec4<f32>,
 }
 
 // Four units per trip in the long-row loops (set by the host: GPUs yes, software adapters no).
@@ -132,12 +136,25 @@ fn scaled_grad(r: RowOut, row: RowCtx, j: u32, x: f32, t: f32, scale: f32) -> f3
 
 // Pushes the row's elements of one unit; `at` = the unit's first element counted from the
 // row's first word, so element e is the row's element at + e − lead when that is in [0, C).
-fn push_unit(s: Stats, row: RowCtx, at: u32, lead: u32, x: Unit, t: Unit) -> Stats {
+// `scanned`: row_scan has seen these elements (the lane's held units).
+fn push_unit(s: Stats, row: RowCtx, at: u32, lead: u32, x: Unit, t: Unit, scanned: bool) -> Stats {
     var r = s;
     for (var e = 0u; e < EPU; e = e + 1u) {
         let k = at + e;
         if (k >= lead && k - lead < params.cols) {
-            r = row_push(r, row, k - lead, unit_elem(x, e), unit_elem(t, e));
+            r = row_push(r, row, k - lead, unit_elem(x, e), unit_elem(t, e), scanned);
+        }
+    }
+    return r;
+}
+
+// Scans the row's elements of one unit (row_scan), as push_unit pushes them.
+fn scan_unit(s: Stats, at: u32, lead: u32, x: Unit, t: Unit) -> Stats {
+    var r = s;
+    for (var e = 0u; e < EPU; e = e + 1u) {
+        let k = at + e;
+        if (k >= lead && k - lead < params.cols) {
+            r = row_scan(r, unit_elem(x, e), unit_elem(t, e));
         }
     }
     return r;
@@ -207,13 +224,27 @@ fn main(lane: Lane, @builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgrou
                 ts[k] = target_unit(w0 + q);
             }
         }
+        // A loss that scans (ROW_SCANS, a constant) sees the held elements first: cosine sets
+        // its scales from them, so that pushing them needs no check.
+        if (ROW_SCANS) {
+            for (var k = 0u; k < UNIT_REGS; k = k + 1u) {
+                if (k >= held) {
+                    break;
+                }
+                let q = lig + k * group;
+                if (!skip && q < units) {
+                    s = scan_unit(s, q * EPU, lead, xs[k], ts[k]);
+                }
+            }
+            s = row_scanned(s);
+        }
         for (var k = 0u; k < UNIT_REGS; k = k + 1u) {
             if (k >= held) {
                 break;
             }
             let q = lig + k * group;
             if (!skip && q < units) {
-                s = push_unit(s, row, q * EPU, lead, xs[k], ts[k]);
+                s = push_unit(s, row, q * EPU, lead, xs[k], ts[k], true);
             }
         }
         // The rest of a long row (with UNROLL, four units per trip with their loads issued
@@ -228,13 +259,13 @@ fn main(lane: Lane, @builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgrou
             let t1 = target_unit(w0 + q + group);
             let t2 = target_unit(w0 + q + 2u * group);
             let t3 = target_unit(w0 + q + 3u * group);
-            s = push_unit(s, row, q * EPU, lead, unpack_unit(x0), t0);
-            s = push_unit(s, row, (q + group) * EPU, lead, unpack_unit(x1), t1);
-            s = push_unit(s, row, (q + 2u * group) * EPU, lead, unpack_unit(x2), t2);
-            s = push_unit(s, row, (q + 3u * group) * EPU, lead, unpack_unit(x3), t3);
+            s = push_unit(s, row, q * EPU, lead, unpack_unit(x0), t0, false);
+            s = push_unit(s, row, (q + group) * EPU, lead, unpack_unit(x1), t1, false);
+            s = push_unit(s, row, (q + 2u * group) * EPU, lead, unpack_unit(x2), t2, false);
+            s = push_unit(s, row, (q + 3u * group) * EPU, lead, unpack_unit(x3), t3, false);
         }
         for (; !skip && q < units; q = q + group) {
-            s = push_unit(s, row, q * EPU, lead, unpack_unit(preds[w0 + q]), target_unit(w0 + q));
+            s = push_unit(s, row, q * EPU, lead, unpack_unit(preds[w0 + q]), target_unit(w0 + q), false);
         }
 
         // Combine the group's statistics: a fixed-order tree, so the same bits every run.
@@ -251,7 +282,7 @@ fn main(lane: Lane, @builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgrou
             workgroupBarrier(); // everyone has read before the next trip overwrites
         }
 
-        var out = RowOut(0.0, vec3<f32>(0.0));
+        var out = RowOut(0.0, vec4<f32>(0.0));
         if (!skip) {
             out = row_finish(s, row);
         }

@@ -2,6 +2,7 @@
 //! `src/reference/bce_with_logits.rs`.
 
 use super::math::{exp, ln_1p};
+use super::shift;
 
 /// `(ℓ, ∂ℓ/∂x)` for one element, logit `x`, target `t`, weight `w`, `pos_weight` `q`:
 ///
@@ -20,7 +21,18 @@ pub(super) fn loss_and_grad(x: f32, t: f32, w: f32, q: f32) -> (f32, f32) {
     let lw = 1.0 + (q - 1.0) * t;
     let e = exp(-x.abs());
     // (1 − t) x + lw · max(−x, 0), without the cancellation of its two terms for x < 0.
-    let linear = if x >= 0.0 { (1.0 - t) * x } else { -q * t * x };
-    let sigmoid = if x >= 0.0 { 1.0 } else { e } / (1.0 + e);
-    (w * (lw * ln_1p(e) + linear), w * (lw * sigmoid - q * t))
+    let linear = if x >= 0.0 {
+        shift(1.0 - t, x)
+    } else {
+        shift(-q * t, x)
+    };
+    // lw σ(x) − q t as (1 − t) − lw f for x ≥ 0 and lw f − q t below, f = e/(1 + e) = σ(−|x|):
+    // no cancellation of σ(x) − 1 for confident logits.
+    let f = e / (1.0 + e);
+    let g = if x >= 0.0 {
+        (1.0 - t) - lw * f
+    } else {
+        lw * f - q * t
+    };
+    (shift(w, lw * ln_1p(e) + linear), w * g)
 }

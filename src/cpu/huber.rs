@@ -14,6 +14,10 @@ pub(super) fn loss_and_grad(p: f32, t: f32, delta: f32) -> (f32, f32) {
     if a <= delta {
         (0.5 * d * d, d)
     } else {
-        (delta * (a - 0.5 * delta), delta.copysign(d))
+        // d NaN (p − t = ∞ − ∞) lands here; copysign would make it ±δ: keep the NaN.
+        (
+            delta * (a - 0.5 * delta),
+            if d.is_nan() { d } else { delta.copysign(d) },
+        )
     }
 }

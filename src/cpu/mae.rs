@@ -9,6 +9,8 @@ pub(super) fn loss_and_grad(p: f32, t: f32) -> (f32, f32) {
         1.0
     } else if d < 0.0 {
         -1.0
+    } else if d.is_nan() {
+        d // p − t is NaN (∞ − ∞): NaN propagates to the gradient
     } else {
         0.0
     };

@@ -103,16 +103,16 @@ pub(crate) fn ln(x: f32) -> f32 {
 
 /// `ln(1 − p)` for `p ≤ 1`, to about 1 ulp, even where `1 − p` rounds (small `p`):
 /// `u = 1 − p` rounded and its rounding error `c = (1 − u) − p`, exact by Fast2Sum, give
-/// `ln(1 − p) = ln u + ln(1 + c/u) ≈ ln u + c/u` (`c = 0` wherever `1 − p` is exact, `p ≥ ½`
-/// among them, which also keeps `ln(1 − 1) = −∞` from becoming `−∞ + 0/0`).
+/// `ln(1 − p) = ln u + ln(1 + c/u) ≈ ln u + c/u`, with `1/u = 1/(1 − d)` taken as
+/// `1 + d + d²` (`d = 1 − u`; the `d³` left out is negligible against the size of the
+/// correction, `|c| ≤ 2^-25`, relative to `ln u`), so no division. `c = 0` wherever `1 − p` is
+/// exact (`p ≥ ½` among them), so `ln(1 − 1) = −∞ + 0` stays `−∞`.
 #[inline(always)]
 pub(crate) fn ln_1m(p: f32) -> f32 {
     let u = 1.0 - p;
-    let c = (1.0 - u) - p;
-    let l = ln(u);
-    // c is 0 where u is 0, and the division discarded; give it a safe divisor.
-    let v = l + c / if c == 0.0 { 1.0 } else { u };
-    if c == 0.0 { l } else { v }
+    let d = 1.0 - u;
+    let c = d - p;
+    ln(u) + c * (1.0 + d * (1.0 + d))
 }
 
 /// `ln(1 + y)` for `y ≥ 0`, accurate for small `y` where `1 + y` rounds: `ln(u) · y / (u − 1)`

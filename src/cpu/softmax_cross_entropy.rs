@@ -108,23 +108,33 @@ impl<'a> Softmax<'a> {
         let whole = c - c % CHUNK;
         let m = max(x);
 
-        // Sweep 2: e_j (into the gradient), S, d, tw.
+        // Sweep 2: e_j (into the gradient), S, d, tw. S is summed as S − 1: the exp(0) = 1 of
+        // the elements at the maximum are counted apart (`ties`), so that ln S = ln_1p(S − 1)
+        // keeps a confident row's small loss, which 1 + 1e-9 in an f32 lane sum would lose.
         let (mut s_acc, mut d_acc, mut tw_acc) = (Acc::default(), Acc::default(), Acc::default());
-        let (mut e_buf, mut d_buf, mut tw_buf) =
-            ([0.0f32; CHUNK], [0.0f32; CHUNK], [0.0f32; CHUNK]);
+        let (mut e_buf, mut r_buf, mut d_buf, mut tw_buf) = (
+            [0.0f32; CHUNK],
+            [0.0f32; CHUNK],
+            [0.0f32; CHUNK],
+            [0.0f32; CHUNK],
+        );
+        let mut ties = 0u32;
         for a in (0..whole).step_by(CHUNK) {
             let (xc, tc, wc) = (chunk(x, a), chunk(t, a), chunk(w, a));
             let ec = if G { chunk_mut(grad, a) } else { &mut e_buf };
             for i in 0..CHUNK {
                 let v = xc[i] - m;
-                ec[i] = exp(v);
+                let e = exp(v);
+                ec[i] = e;
+                r_buf[i] = if v == 0.0 { 0.0 } else { e };
+                ties += u32::from(v == 0.0);
                 if KIND != NONE {
                     let wt = self.dense::<W, KIND>(wc[i], tc[i]);
                     d_buf[i] = shift(wt, v);
                     tw_buf[i] = wt;
                 }
             }
-            s_acc.add_chunk(ec);
+            s_acc.add_chunk(&r_buf);
             if KIND != NONE {
                 d_acc.add_chunk(&d_buf);
             }
@@ -138,7 +148,11 @@ impl<'a> Softmax<'a> {
             if G {
                 grad[j] = e;
             }
-            s_acc.add(e);
+            if v == 0.0 {
+                ties += 1;
+            } else {
+                s_acc.add(e);
+            }
             if KIND != NONE {
                 let wt = self.dense::<W, KIND>(w[j], t[j]);
                 d_acc.add(shift(wt, v));
@@ -146,8 +160,10 @@ impl<'a> Softmax<'a> {
             }
         }
 
-        // The row's loss and the gradient's coefficients, in f64.
-        let s = s_acc.total();
+        // The row's loss and the gradient's coefficients, in f64. S − 1 = (ties − 1) + the rest
+        // (no ties: every logit −∞, or a NaN maximum).
+        let rest = f64::from(ties) - 1.0 + s_acc.total();
+        let s = 1.0 + rest;
         let d = d_acc.total();
         let tw = match KIND {
             PROBS => tw_acc.total(),
@@ -159,7 +175,7 @@ impl<'a> Softmax<'a> {
             // the row is NaN, as in the reference, even where a zero weight would hide it.
             return f64::NAN;
         }
-        let ln_s = s.ln();
+        let ln_s = rest.ln_1p();
         let m64 = f64::from(m);
         let lse = m64 + ln_s;
         let mut loss = shift64(tw, ln_s) - d;
@@ -175,9 +191,11 @@ impl<'a> Softmax<'a> {
             big_a += 2.0 * self.z_loss * lse;
         }
 
-        // Sweep 3: f · ∂ℓ/∂x_j = (f A/S) e_j − f wt_j [− f wc [j = c]].
+        // Sweep 3: f · ∂ℓ/∂x_j = (f A/S) e_j − f wt_j, and the target class's entry apart.
         if G {
             let f = row.f;
+            // e_c, before sweep 3 turns it into the target's gradient.
+            let e_cls = row.cls.map(|cls| f64::from(grad[cls]));
             let k = (f64::from(f) * big_a / s) as f32;
             for a in (0..whole).step_by(CHUNK) {
                 let (tc, wc) = (chunk(t, a), chunk(w, a));
@@ -197,8 +215,16 @@ impl<'a> Softmax<'a> {
                     k * grad[j] - f * self.dense::<W, KIND>(w[j], t[j])
                 };
             }
-            if let Some(cls) = row.cls {
-                grad[cls] -= (f64::from(f) * wc) as f32;
+            if let (Some(cls), Some(e)) = (row.cls, e_cls) {
+                // f ((A − wc) e_c/S − wc ((1 − e_c) + (S − 1))/S − wt_c): wc (e_c/S − 1) without
+                // the cancellation of 1/S − 1 (a confident row's S − 1 is far below S's ulp).
+                let wt = if KIND == NONE {
+                    0.0
+                } else {
+                    f64::from(self.dense::<W, KIND>(w[cls], t[cls]))
+                };
+                let d = (big_a - wc) * e / s - wc * ((1.0 - e) + rest) / s - wt;
+                grad[cls] = (f64::from(f) * d) as f32;
             }
         }
         loss

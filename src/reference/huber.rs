@@ -11,6 +11,7 @@ pub fn loss_and_grad(p: f64, t: f64, delta: f64) -> (f64, f64) {
     if d.abs() <= delta {
         (0.5 * d * d, d)
     } else {
+        // d NaN (p − t = ∞ − ∞) lands here: signum(NaN) is NaN, so the gradient is NaN.
         (delta * (d.abs() - 0.5 * delta), delta * d.signum())
     }
 }

@@ -7,6 +7,8 @@ pub fn loss_and_grad(p: f64, t: f64) -> (f64, f64) {
         1.0
     } else if d < 0.0 {
         -1.0
+    } else if d.is_nan() {
+        d // p − t is NaN (∞ − ∞): NaN propagates to the gradient
     } else {
         0.0
     };

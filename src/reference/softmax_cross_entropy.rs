@@ -63,11 +63,17 @@ pub fn loss_and_grad(
         // A +∞ logit (∞ − ∞ in every form of the softmax), or no finite logit at all.
         return super::nan_row(c);
     }
-    let mut sum_exp = 0.0f64;
-    for &xj in x {
-        sum_exp += (xj - m).exp();
+    // S = 1 + Σ of the others, the first maximum's exp(0) = 1 left out of the sum, so that
+    // ln S = ln_1p(rest) keeps a confident row's small loss (1 + 2e-17 would round to 1).
+    let top = x.iter().position(|&xj| xj == m).unwrap_or(0);
+    let mut rest = 0.0f64;
+    for (j, &xj) in x.iter().enumerate() {
+        if j != top {
+            rest += (xj - m).exp();
+        }
     }
-    let ln_s = sum_exp.ln();
+    let sum_exp = 1.0 + rest;
+    let ln_s = rest.ln_1p();
     let lse = m + ln_s;
     let s: Vec<f64> = x.iter().map(|&xj| (xj - m).exp() / sum_exp).collect();
     // One term `a · (lse − x_j)`, as `a · ((m − x_j) + ln S)`; 0 when its weight `a` is 0.
@@ -97,10 +103,14 @@ pub fn loss_and_grad(
                 smooth += term(eps / cf * weight(j), xj);
             }
             let loss = term(wc, x[cls]) + smooth;
+            // s_c − 1 = −(S − e_c)/S = −((1 − e_c) + rest)/S: a confident row's target entry
+            // keeps its digits (1/S − 1 is 0 in f64 once S − 1 < 1e-16).
+            let e_c = (x[cls] - m).exp();
+            let s_c_minus_1 = -((1.0 - e_c) + rest) / sum_exp;
             let grad = (0..c)
                 .map(|j| {
-                    let onehot = if j == cls { 1.0 } else { 0.0 };
-                    wc * (s[j] - onehot) + eps / cf * (big_w * s[j] - weight(j))
+                    let ds = if j == cls { s_c_minus_1 } else { s[j] };
+                    wc * ds + eps / cf * (big_w * s[j] - weight(j))
                 })
                 .collect::<Vec<_>>();
             (loss, grad)

@@ -12,7 +12,9 @@
 use ndarray::ArrayD;
 use wgpu_loss::{Loss, LossArgs, Reduction, reference};
 
-use crate::common::{ULPS, assert_ulps, ctx, probabilities, seed_for, ulp};
+use crate::common::{
+    ULPS, assert_ulps, assert_ulps_within, confident_rows, ctx, probabilities, seed_for, ulp,
+};
 
 /// BCE on probabilities with t = 1 (ℓ = −ln p) and t = 0 (ℓ = −ln(1 − p)): both logarithms
 /// within 4 ulp over every p in [2^-149, 1] (clamped at 100 where ln p < −100).
@@ -140,21 +142,19 @@ fn bce_with_logits_confident_within_4_ulp() {
     }
 }
 
-/// Softmax cross entropy of confident rows: logits (0, −a) against class 0, so
-/// ℓ = ln S, S = 1 + e^(−a), small for large a; the GPU's ln S is accurate near S = 1 (WGSL's
-/// `log` is only 2^-21 absolute there), so ℓ is as good as the f32 S allows: S's rounding
-/// (2^-24 absolute, as S ∈ [1, 2)), WGSL's `exp` of the other logit (3 + 2a ulp of e^(−a)),
-/// and 4 ulp of ℓ.
+/// Softmax cross entropy of confident rows: logits (0, −a, ..., −a) over 8 classes against class
+/// 0, so ℓ = ln(1 + 7 e^(−a)), about 7 e^(−a) for large a. The kernels keep S − 1 apart from
+/// the maximum's 1 and take ln(1 + (S − 1)) accurately, so ℓ keeps its relative accuracy to
+/// a = 80 (ℓ = 1.3e-34), where an f32 S = 1 + 7 e^(−a) rounds to 1 from a = 19 on (PyTorch's
+/// float32 gives 0 there). Tolerance: 4 ulp, plus WGSL's `exp` of the other logits, 3 + 2a ulp
+/// (the specification's bound; llvmpipe's is much smaller). The gradient likewise.
 #[test]
 #[cfg_attr(skip_gpu_tests, ignore)]
 fn softmax_ce_confident_rows_are_accurate() {
-    let a: Vec<f32> = (0..800).map(|k| k as f32 * 0.05).collect();
-    let b = a.len();
-    let mut x = ArrayD::<f32>::zeros(vec![b, 2]);
-    for (r, &ar) in a.iter().enumerate() {
-        x[[r, 1]] = -ar;
-    }
-    let classes = ArrayD::<i64>::zeros(vec![b]);
+    let c = 8usize;
+    let a: Vec<f32> = (0..=1600).map(|k| k as f32 * 0.05).collect();
+    let x = confident_rows(&a, c);
+    let classes = ArrayD::<i64>::zeros(vec![a.len()]);
     let args = LossArgs::new(x.view(), classes.view())
         .reduction(Reduction::None)
         .loss_only();
@@ -163,13 +163,67 @@ fn softmax_ce_confident_rows_are_accurate() {
         .expect("GPU");
     let want = reference::compute(&Loss::SOFTMAX_CROSS_ENTROPY, &args).expect("reference");
     let (g, w) = (gpu.losses.expect("losses"), want.losses.expect("losses"));
-    let u = 2f64.powi(-24);
     for (r, (&g, &w)) in g.iter().zip(w.iter()).enumerate() {
         let ar = f64::from(a[r]);
-        let tol = u + (3.0 + 2.0 * ar) * u * (-ar).exp() + ULPS * ulp(w);
+        let exact = ((c - 1) as f64 * (-ar).exp()).ln_1p();
         assert!(
-            (f64::from(g) - w).abs() <= tol,
-            "row {r} (a = {ar}): GPU {g:e}, reference {w:e}, |diff| > {tol:e}"
+            (w - exact).abs() <= 1e-15 * exact,
+            "row {r} (a = {ar}): reference {w:e}, exact {exact:e}"
         );
+        let tol = (ULPS + 3.0 + 2.0 * ar) * ulp(exact);
+        assert!(
+            (f64::from(g) - exact).abs() <= tol,
+            "row {r} (a = {ar}): GPU {g:e}, exact {exact:e}, |diff| > {tol:e}"
+        );
+    }
+    // The gradient (Sum): s_j = e^(−a)/S off the target, and s_c − 1 = −7 e^(−a)/S on it, which
+    // 1/S − 1 would give as 0 once 7 e^(−a) is below S's ulp (a ≥ 19).
+    let args = LossArgs::new(x.view(), classes.view()).reduction(Reduction::Sum);
+    let grad = ctx()
+        .compute(&Loss::SOFTMAX_CROSS_ENTROPY, &args)
+        .expect("GPU")
+        .grad
+        .expect("grad");
+    for (r, &ar) in a.iter().enumerate() {
+        let ar = f64::from(ar);
+        let e = (-ar).exp();
+        let s = 1.0 + (c - 1) as f64 * e;
+        for (j, exact) in [(0, -((c - 1) as f64) * e / s), (c - 1, e / s)] {
+            let g = f64::from(grad[[r, j]]);
+            let tol = (ULPS + 3.0 + 2.0 * ar) * ulp(exact);
+            assert!(
+                (g - exact).abs() <= tol,
+                "row {r} (a = {ar}), gradient [{j}]: GPU {g:e}, exact {exact:e}"
+            );
+        }
+    }
+}
+
+/// BCE with logits' gradient of confident logits, `σ(x) − 1 = −σ(−x)` for t = 1 and x ≥ 0
+/// (and `σ(x)` for t = 0, x ≤ 0), within 8 ulp for |x| up to 87: it is formed without the
+/// cancellation that gives 0 from x = 17 on (as PyTorch's float32 does). 8 ulp: the accurate
+/// `exp` (1), WGSL's division (2.5) and the products and differences around them.
+#[test]
+#[cfg_attr(skip_gpu_tests, ignore)]
+fn bce_with_logits_confident_gradient() {
+    let xs: Vec<f32> = (0..87 * 64)
+        .map(|k| k as f32 / 64.0 + 1.0 / 128.0)
+        .collect();
+    for (t, sign) in [(1.0f32, 1.0f32), (0.0, -1.0)] {
+        let x: Vec<f32> = xs.iter().map(|&v| sign * v).collect();
+        let n = x.len();
+        let pred = ArrayD::from_shape_vec(vec![n], x.clone()).expect("shape");
+        let target = ArrayD::from_elem(vec![n], t);
+        let args = LossArgs::new(pred.view(), target.view()).reduction(Reduction::Sum);
+        let gpu = ctx().compute(&Loss::BceWithLogits, &args).expect("GPU");
+        let want = reference::compute(&Loss::BceWithLogits, &args).expect("reference");
+        let worst = assert_ulps_within(
+            gpu.grad.as_ref().expect("grad"),
+            want.grad.as_ref().expect("grad"),
+            &x,
+            8.0,
+            &format!("bce-with-logits gradient t = {t}"),
+        );
+        println!("bce-with-logits gradient, t = {t}: worst {worst:.2} ulp over {n} logits");
     }
 }

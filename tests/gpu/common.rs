@@ -625,6 +625,17 @@ pub fn ulp(v: f64) -> f64 {
 /// by the adapter (llvmpipe flushes every subnormal result): there the tolerance is 2^-126
 /// absolute.
 pub fn assert_ulps(gpu: &ArrayD<f32>, want: &ArrayD<f64>, inputs: &[f32], what: &str) -> f64 {
+    assert_ulps_within(gpu, want, inputs, ULPS, what)
+}
+
+/// [`assert_ulps`] with a tolerance of `ulps` instead of [`ULPS`].
+pub fn assert_ulps_within(
+    gpu: &ArrayD<f32>,
+    want: &ArrayD<f64>,
+    inputs: &[f32],
+    ulps: f64,
+    what: &str,
+) -> f64 {
     let mut worst = (0.0f64, 0usize);
     for (i, (&g, &w)) in gpu.iter().zip(want.iter()).enumerate() {
         let g = f64::from(g);
@@ -647,8 +658,8 @@ pub fn assert_ulps(gpu: &ArrayD<f32>, want: &ArrayD<f64>, inputs: &[f32], what: 
     }
     let (u, i) = worst;
     assert!(
-        u <= ULPS,
-        "{what}: input {:e} (bits {:#010x}): GPU {:e}, reference {:e}: {u:.1} ulp > {ULPS}",
+        u <= ulps,
+        "{what}: input {:e} (bits {:#010x}): GPU {:e}, reference {:e}: {u:.1} ulp > {ulps}",
         inputs[i],
         inputs[i].to_bits(),
         gpu.as_slice().expect("standard layout")[i],
@@ -783,4 +794,84 @@ pub fn assert_infinite_logit_pattern(out: &LossOutput<f32>, smoothing: bool, wha
             );
         }
     }
+}
+
+/// Infinite inputs of the elementwise family, `(loss, p, t, w)` (reduction none; `w` the weight
+/// of the BCE losses, or `None`): `p = t = ±∞` for MSE, MAE and Huber (`p − t` is NaN: loss and
+/// gradient NaN, whatever `sign` does with it) beside `p = ∞, t = 0`; BCE with logits of `±∞`
+/// against `t ∈ {0, ½, 1}` with weights 1 and 0, whose loss is the limit (0, or +∞ where a
+/// target weighs on the infinite side), never `∞ − ∞ = NaN`. Checked by
+/// [`assert_infinite_elementwise`].
+pub fn infinite_elementwise_cases() -> Vec<(Loss, ArrayD<f32>, ArrayD<f32>, Option<ArrayD<f32>>)> {
+    let inf = f32::INFINITY;
+    let a = |v: &[f32]| ndarray::arr1(v).into_dyn();
+    let mut cases = Vec::new();
+    for loss in [Loss::Mse, Loss::Mae, Loss::Huber { delta: 1.5 }] {
+        cases.push((
+            loss,
+            a(&[inf, -inf, inf, 1.0]),
+            a(&[inf, -inf, 0.0, 0.0]),
+            None,
+        ));
+    }
+    let x = a(&[inf, inf, inf, -inf, -inf, -inf, inf, -inf]);
+    let t = a(&[0.0, 0.5, 1.0, 0.0, 0.5, 1.0, 0.0, 1.0]);
+    let w = a(&[1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 0.0, 0.0]);
+    cases.push((Loss::BceWithLogits, x, t, Some(w)));
+    cases
+}
+
+/// Asserts the results [`infinite_elementwise_cases`] promise (see there).
+pub fn assert_infinite_elementwise(
+    loss: &Loss,
+    out: &LossOutput<f32>,
+    p: &ArrayD<f32>,
+    t: &ArrayD<f32>,
+    w: Option<&ArrayD<f32>>,
+    what: &str,
+) {
+    let (l, g) = (
+        out.losses.as_ref().expect("losses"),
+        out.grad.as_ref().expect("grad"),
+    );
+    for k in 0..p.len() {
+        let (pk, tk) = (p[[k]], t[[k]]);
+        if *loss == Loss::BceWithLogits {
+            let wk = w.map_or(1.0, |w| w[[k]]);
+            // The limit: +∞ where a target weighs on the infinite side, else 0.
+            let weighs = if pk > 0.0 { tk < 1.0 } else { tk > 0.0 };
+            let want = if wk != 0.0 && weighs {
+                f32::INFINITY
+            } else {
+                0.0
+            };
+            assert_eq!(l[[k]], want, "{what}: x = {pk}, t = {tk}, w = {wk}: loss");
+            assert!(
+                g[[k]].is_finite(),
+                "{what}: x = {pk}, t = {tk}: gradient {}",
+                g[[k]]
+            );
+        } else if (pk - tk).is_nan() {
+            assert!(
+                l[[k]].is_nan() && g[[k]].is_nan(),
+                "{what}: p = t = {pk}: loss {}, gradient {}: want NaN",
+                l[[k]],
+                g[[k]]
+            );
+        } else {
+            assert!(!g[[k]].is_nan(), "{what}: p = {pk}, t = {tk}: gradient NaN");
+        }
+    }
+}
+
+/// Softmax cross entropy rows of `c` logits (0, −a, ..., −a), one per `a`: confident rows whose
+/// loss against class 0 is ln(1 + (c − 1) e^(−a)).
+pub fn confident_rows(a: &[f32], c: usize) -> ArrayD<f32> {
+    let mut x = ArrayD::<f32>::zeros(IxDyn(&[a.len(), c]));
+    for (r, &ar) in a.iter().enumerate() {
+        for j in 1..c {
+            x[[r, j]] = -ar;
+        }
+    }
+    x
 }

@@ -226,3 +226,31 @@ fn every_scale_agrees_with_the_reference() {
         .expect("value");
     assert!((v + 1.0).abs() <= 1e-6, "cos(p, p) = {} != 1", -v);
 }
+
+/// Rows of one feature: cos = ±1 and the gradient exactly 0, where rounding left an ulp of
+/// 1/(‖p‖‖t‖) of the two cancelling terms (PyTorch's float32 gives 0).
+#[test]
+#[cfg_attr(skip_gpu_tests, ignore)]
+fn one_feature_rows_have_zero_gradient() {
+    let p = synthetic::uniform(&[257, 1], -3.0, 3.0, seed_for("cosine/C=1/p"));
+    let t = synthetic::uniform(&[257, 1], -3.0, 3.0, seed_for("cosine/C=1/t"));
+    for reduction in REDUCTIONS {
+        let args = LossArgs::new(p.view(), t.view()).reduction(reduction);
+        let out = check_args(
+            ctx(),
+            &COS,
+            &args,
+            &format!("cosine/C=1/{}", reduction.name()),
+        );
+        assert!(
+            out.grad.unwrap().iter().all(|&g| g == 0.0),
+            "{}",
+            reduction.name()
+        );
+        if let Some(l) = out.losses {
+            for (&l, (&pi, &ti)) in l.iter().zip(p.iter().zip(&t)) {
+                assert_eq!(l, -(pi * ti).signum());
+            }
+        }
+    }
+}

@@ -3,7 +3,10 @@
 use ndarray::{ArrayD, Axis};
 use wgpu_loss::{Loss, LossArgs, Reduction, Upstream, synthetic};
 
-use crate::common::{check_args, ctx, elementwise_losses, seed_for};
+use crate::common::{
+    assert_infinite_elementwise, check_args, ctx, elementwise_losses, infinite_elementwise_cases,
+    seed_for,
+};
 
 /// A NaN in the prediction or the target propagates to the value, to its own per-element loss
 /// and gradient, and to nothing else (the row-wise family: `rows::nan_poisons_its_row_only`).
@@ -145,5 +148,22 @@ fn large_transfers_with_a_partial_last_piece() {
         let b = synthetic::batch(&loss, &shape, seed_for(&what));
         let args = LossArgs::new(b.pred.view(), b.target.view());
         check_args(ctx(), &loss, &args, &what);
+    }
+}
+
+/// Infinite inputs ([`infinite_elementwise_cases`]): `∞ − ∞` is NaN in loss and gradient for
+/// MSE, MAE and Huber (the GPU's `sign(NaN)` gave a gradient of 0); BCE with logits of `±∞`
+/// gives the loss's limit, never NaN.
+#[test]
+#[cfg_attr(skip_gpu_tests, ignore)]
+fn infinite_inputs_give_nan_or_the_limit() {
+    for (loss, p, t, w) in infinite_elementwise_cases() {
+        let what = format!("inf/{}", loss.name());
+        let mut args = LossArgs::new(p.view(), t.view()).reduction(Reduction::None);
+        if let Some(w) = &w {
+            args = args.weight(w.view());
+        }
+        let out = check_args(ctx(), &loss, &args, &what);
+        assert_infinite_elementwise(&loss, &out, &p, &t, w.as_ref(), &what);
     }
 }
