@@ -233,6 +233,11 @@ pub(crate) struct Prepared {
     loss_k: Option<usize>,
 }
 
+/// A path for a message: control characters escaped, so that the message stays one line.
+fn shown(p: &Path) -> String {
+    npy::escape_controls(&p.display().to_string())
+}
+
 /// Library errors, with the file they concern.
 fn with_file(
     a: &ComputeArgs,
@@ -281,7 +286,7 @@ fn with_file(
         f.message = h;
     }
     if let Some(p) = path {
-        f.message = format!("{}: {}", p.display(), f.message);
+        f.message = format!("{}: {}", shown(p), f.message);
     }
     f
 }
@@ -289,8 +294,10 @@ fn with_file(
 /// Everything that can fail on bad input, in order, before any work and without a GPU: the
 /// loss and its options; the outputs (an input, the same file twice, a directory, a missing
 /// or read-only folder, a read-only file: see [`super::output`]), whose temporary files are
-/// created here; the inputs, read; their shapes and options against the loss
-/// (`LossArgs::validate`); the elements against what the device takes and what memory holds.
+/// created here; the prediction's elements (from its header) against what the device takes
+/// and what memory holds, and every other input's (from its header) against the
+/// prediction's; the inputs, read; their shapes and options against the loss
+/// (`LossArgs::validate`).
 /// The probability-domain and class-range checks need the data's pass and stay in
 /// [`execute`].
 pub(crate) fn prepare(a: &ComputeArgs) -> Result<Prepared, Failure> {
@@ -330,17 +337,54 @@ pub(crate) fn prepare(a: &ComputeArgs) -> Result<Prepared, Failure> {
     if a.device == DeviceName::Gpu && n > super::MAX_ELEMENTS {
         return Err(Failure::input(format!(
             "{}: {n} elements; the GPU path takes at most {} per call (--device cpu takes more)",
-            a.pred.display(),
+            shown(&a.pred),
             super::MAX_ELEMENTS
         )));
     }
     // The inputs as f32 (prediction and target), then what the call needs on top.
     let needed = n.saturating_mul(8 + a.device.bytes_per_element());
     super::check_memory(
-        &a.pred.display().to_string(),
+        &shown(&a.pred),
         &format!("{} call on {n} elements", a.device.name()),
         needed,
     )?;
+    // Every other input holds at most as many elements as the prediction (it is shaped like
+    // it, or like a part of it): checked from the headers, so that none is read whole before
+    // its shape is refused. An empty prediction is always refused (`Error::Empty`), so its
+    // other inputs are held to one element (a scalar weight), whatever its dimensions.
+    let most = n.max(1);
+    let others = [
+        (a.weight.as_ref(), "--weight"),
+        (a.pos_weight.as_ref(), "--pos-weight"),
+        (a.class_weight.as_ref(), "--class-weight"),
+    ];
+    for (p, flag) in [(Some(&a.target), "--target")].into_iter().chain(others) {
+        let Some(p) = p else { continue };
+        let shape = if flag == "--target" {
+            npy::peek_target_shape(p)
+        } else {
+            npy::peek_shape(p)
+        }
+        .map_err(Failure::input)?;
+        let m = shape.iter().fold(1u64, |m, &d| m.saturating_mul(d as u64));
+        if m > most {
+            return Err(Failure::input(npy::FileError {
+                path: p.clone(),
+                problem: if n == 0 {
+                    format!(
+                        "it has {m} elements, and the prediction {} is empty",
+                        a.pred.display()
+                    )
+                } else {
+                    format!(
+                        "it has {m} elements, more than a {flag} of the prediction {} can have \
+                         (at most {n})",
+                        a.pred.display()
+                    )
+                },
+            }));
+        }
+    }
     let read = |p: &PathBuf| npy::read_f32(p).map_err(Failure::input);
     let pred = read(&a.pred)?;
     let target = npy::read_target(&a.target).map_err(Failure::input)?;
@@ -354,7 +398,7 @@ pub(crate) fn prepare(a: &ComputeArgs) -> Result<Prepared, Failure> {
     if a.ignore_index.is_some() && matches!(target, TargetData::F32(_)) {
         return Err(Failure::input(format!(
             "{}: --ignore-index applies to integer class-index targets, and these are floats",
-            a.target.display()
+            shown(&a.target)
         )));
     }
     let inputs = Inputs {

@@ -136,6 +136,44 @@ pub fn main() -> ExitCode {
     }
 }
 
+/// What the checking half of a command produced ([`check_only`]): what its work half would
+/// run, with the outputs' temporary files, which are removed when this is dropped.
+#[allow(
+    dead_code,
+    reason = "the entry point of the fuzzer (fuzz/) and of tests/fuzz_regressions.rs"
+)]
+pub(crate) enum Checked {
+    /// `compute`: [`compute::prepare`]'s result.
+    Compute(Box<compute::Prepared>),
+    /// `bench`: [`bench::prepare`]'s result.
+    Bench(bench::Prepared),
+    /// No command (the main job): [`main_job::prepare`]'s result.
+    MainJob(main_job::Plan),
+}
+
+/// Parses `argv` (the program's name first) as [`main`] does, then runs only the checking
+/// half of the command it names (`compute::prepare`, `bench::prepare` or
+/// `main_job::prepare`): never a GPU, never the work, nothing printed. A usage error (and
+/// `--help`, `--version`) is clap's error, the outer `Err`; a refusal is the inner one.
+#[allow(
+    dead_code,
+    reason = "the entry point of the fuzzer (fuzz/) and of tests/fuzz_regressions.rs"
+)]
+pub(crate) fn check_only<I, T>(argv: I) -> Result<Result<Checked, Failure>, clap::Error>
+where
+    I: IntoIterator<Item = T>,
+    T: Into<std::ffi::OsString> + Clone,
+{
+    let cli = Cli::try_parse_from(argv)?;
+    Ok(match cli.command {
+        Some(Command::Compute(args)) => {
+            compute::prepare(&args).map(|p| Checked::Compute(Box::new(p)))
+        }
+        Some(Command::Bench(args)) => bench::prepare(&args).map(Checked::Bench),
+        None => main_job::prepare(&cli.main_job).map(Checked::MainJob),
+    })
+}
+
 /// The most elements one GPU call takes: fewer than 2^32 − 1 (the kernels index in u32).
 pub(crate) const MAX_ELEMENTS: u64 = u32::MAX as u64 - 1;
 

@@ -58,8 +58,9 @@ fn err(path: &Path, problem: impl Into<String>) -> FileError {
 // ---------------------------------------------------------------------------------------------
 
 /// `s` with every control character escaped (`\x1b`, `\u{85}`), so that it prints as one
-/// line and moves no cursor. Everything else, backslashes included, is kept.
-fn escape_controls(s: &str) -> String {
+/// line and moves no cursor. Everything else, backslashes included, is kept. (Also for the
+/// paths that the commands' messages quote.)
+pub(crate) fn escape_controls(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for c in s.chars() {
         if c.is_control() {
@@ -879,6 +880,12 @@ fn read_file<T>(
 /// data: for sizing a job before anything is allocated.
 pub fn peek_shape(path: &Path) -> Result<Vec<usize>, FileError> {
     open_planned(path, Want::Floats).map(|(_, _, p)| p.shape)
+}
+
+/// The shape of the target `.npy` file at `path` (floats or class indices), from its header
+/// alone, with every check [`read_target`] makes before it reads the data.
+pub fn peek_target_shape(path: &Path) -> Result<Vec<usize>, FileError> {
+    open_planned(path, Want::Target).map(|(_, _, p)| p.shape)
 }
 
 /// Reads a `.npy` file of float32, float64 or float16 (any byte order, C or Fortran order) as

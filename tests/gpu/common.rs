@@ -796,13 +796,16 @@ pub fn assert_infinite_logit_pattern(out: &LossOutput<f32>, smoothing: bool, wha
     }
 }
 
+/// One case of [`infinite_elementwise_cases`]: `(loss, p, t, w)`.
+pub type InfiniteCase = (Loss, ArrayD<f32>, ArrayD<f32>, Option<ArrayD<f32>>);
+
 /// Infinite inputs of the elementwise family, `(loss, p, t, w)` (reduction none; `w` the weight
 /// of the BCE losses, or `None`): `p = t = ±∞` for MSE, MAE and Huber (`p − t` is NaN: loss and
 /// gradient NaN, whatever `sign` does with it) beside `p = ∞, t = 0`; BCE with logits of `±∞`
 /// against `t ∈ {0, ½, 1}` with weights 1 and 0, whose loss is the limit (0, or +∞ where a
 /// target weighs on the infinite side), never `∞ − ∞ = NaN`. Checked by
 /// [`assert_infinite_elementwise`].
-pub fn infinite_elementwise_cases() -> Vec<(Loss, ArrayD<f32>, ArrayD<f32>, Option<ArrayD<f32>>)> {
+pub fn infinite_elementwise_cases() -> Vec<InfiniteCase> {
     let inf = f32::INFINITY;
     let a = |v: &[f32]| ndarray::arr1(v).into_dyn();
     let mut cases = Vec::new();
