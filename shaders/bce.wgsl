@@ -9,8 +9,12 @@
 // the host turns it into Error::OutOfDomain. The test is on p's bits, so a negative subnormal
 // is outside even where the adapter flushes it to −0. NaN is not "outside": it propagates (the
 // driver makes an element with a NaN input NaN, whatever a driver's `max` does with it).
-// CPU reference: src/reference/bce.rs. Composed after common/nan.wgsl + common/log.wgsl +
-// common/elementwise.wgsl + common/weight.wgsl.
+// CPU reference: src/reference/bce.rs. The hooks of common/elementwise.wgsl.
+
+#import common/elementwise.wgsl
+#import common/weight.wgsl
+#import common/log.wgsl
+#import common/nan.wgsl
 
 // [1] u32::MAX − (the smallest global index whose p is outside [0, 1]); 0 when there is none.
 @group(0) @binding(8) var<storage, read_write> domain_error: array<atomic<u32>>;

@@ -10,8 +10,12 @@
 // ℓ is about e^(−|x|), so e^(−|x|) and ln(1 + ·) are common/log.wgsl's, accurate to about
 // 1 ulp (WGSL's `exp` is 3 + 2|x| ulp, its `log` only 2^-21 absolute near 1).
 // CPU reference: src/reference/bce_with_logits.rs.
-// Composed after common/nan.wgsl + common/log.wgsl + common/elementwise.wgsl +
-// common/weight.wgsl.
+// The hooks of common/elementwise.wgsl.
+
+#import common/elementwise.wgsl
+#import common/weight.wgsl
+#import common/log.wgsl
+#import common/nan.wgsl
 
 // [q_len] pos_weight, broadcast along the trailing dimensions; a 1-element dummy when q_len = 0.
 @group(0) @binding(8) var<storage, read> pos_weight: array<f32>;

@@ -1,10 +1,13 @@
-// Categorical cross entropy on probabilities, composed after common/nan.wgsl + common/log.wgsl
-// + common/rows.wgsl. CPU reference: src/reference/categorical_cross_entropy.rs.
+// Categorical cross entropy on probabilities: the hooks of common/rows.wgsl.
+// CPU reference: src/reference/categorical_cross_entropy.rs.
 //   ℓ_r = −Σ_j t_j · max(ln p_j, −100)      ∂ℓ_r/∂p_j = −t_j / max(p_j, 1e-12)
 // Rows are not renormalised (Keras renormalises). ln p is common/log.wgsl's, accurate for
 // every p (near 1, and subnormal p that the adapter would flush). A probability outside
 // [0, 1] (tested on its bits) is an error: the first offending row is recorded and the host
 // reports its first offending element.
+
+#import common/rows.wgsl
+#import common/log.wgsl
 
 alias Stats = vec4<f32>;
 

@@ -3,8 +3,11 @@
 // One partial sum of weights per workgroup (added by row_divisor.wgsl in a fixed order);
 // the count and the first out-of-range row are integer atomics, exact in any order. Both start
 // from a buffer cleared to zero, so a step recorded into an encoder needs no host write.
-// Composed after common/classes.wgsl, which decodes the ids (i32, u32 or i64).
+// common/classes.wgsl decodes the ids (i32, u32 or i64) through `class_word`, defined here.
 // Host side: src/kernels/rows.rs (`ClassParams` mirrors `Params`).
+
+#import <reduce>
+#import common/classes.wgsl
 
 struct Params {
     rows: u32,         // rows (class indices) in this chunk

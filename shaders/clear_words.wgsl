@@ -3,6 +3,8 @@
 // `ResidentLoss::record_in_pass` (src/resident.rs) as the step's first dispatch; wgpu orders it
 // before the dispatches that update the atomics. One workgroup; the buffers hold ≤ WG words.
 
+#import <reduce>
+
 @group(0) @binding(0) var<storage, read_write> words: array<u32>;
 
 @compute @workgroup_size(WG)

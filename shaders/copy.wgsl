@@ -1,7 +1,9 @@
 // Copy kernel: `dst = src`, four floats at a time. Not a loss: `wgpu-loss bench` times it to
 // measure the adapter's memory bandwidth, the ceiling the loss kernels are compared with.
-// Composed after the reduction prelude (for `WG` and `Lane`; it does not reduce).
+// Imports the reduction prelude for `WG` and `Lane` (it does not reduce).
 // Host side: src/kernels/copy.rs (`CopyParams` mirrors `Params`).
+
+#import <reduce>
 
 struct Params {
     n4: u32, // vec4 elements to copy; `src` and `dst` hold at least this many

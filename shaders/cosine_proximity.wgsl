@@ -1,4 +1,4 @@
-// Cosine proximity (Keras `CosineSimilarity`), composed after common/rows.wgsl.
+// Cosine proximity (Keras `CosineSimilarity`): the hooks of common/rows.wgsl.
 // CPU reference: src/reference/cosine_proximity.rs.
 //   cos_r = p·t / (max(‖p‖, ε) max(‖t‖, ε)),  ℓ_r = −cos_r
 //   ∂ℓ_r/∂p_j = −t_j / (max(‖p‖, ε) max(‖t‖, ε)) + cos_r p_j / ‖p‖²   if ‖p‖ > ε
@@ -23,6 +23,8 @@
 //   cos = (a / P) / T,   1/max(‖p‖, ε) = ip / P,   1/max(‖t‖, ε) = it / T
 //   ∂ℓ_r/∂p_j = rp (c' (p_j rp) − t_j rt),  rp = ip / P, rt = it / T, c' = cos if ‖p‖ > ε else 0
 // where every factor is formed without overflow or needless underflow.
+
+#import common/rows.wgsl
 
 struct Stats {
     // (Σ (p ip)(t it), Σ (p ip)², Σ (t it)²)

@@ -1,8 +1,9 @@
 // Huber loss with threshold δ = params.delta > 0, d = p − t:
 //   ℓ = ½ d²              if |d| ≤ δ,   else δ (|d| − ½ δ)
 //   ∂ℓ/∂p = d             if |d| ≤ δ,   else δ sign(d)
-// CPU reference: src/reference/huber.rs. Composed after common/nan.wgsl +
-// common/elementwise.wgsl.
+// CPU reference: src/reference/huber.rs. The hooks of common/elementwise.wgsl.
+
+#import common/elementwise.wgsl
 
 fn loss_and_grad(i: u32, p: f32, t: f32) -> vec2<f32> {
     let d = p - t;

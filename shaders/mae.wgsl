@@ -1,6 +1,7 @@
 // Mean absolute error (L1).  ℓ = |p − t|,  ∂ℓ/∂p = sign(p − t), 0 at 0.
-// CPU reference: src/reference/mae.rs. Composed after common/nan.wgsl +
-// common/elementwise.wgsl.
+// CPU reference: src/reference/mae.rs. The hooks of common/elementwise.wgsl.
+
+#import common/elementwise.wgsl
 
 fn loss_and_grad(i: u32, p: f32, t: f32) -> vec2<f32> {
     let d = p - t;

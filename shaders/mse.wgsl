@@ -1,5 +1,7 @@
 // Mean squared error.  ℓ = (p − t)²,  ∂ℓ/∂p = 2 (p − t).
-// CPU reference: src/reference/mse.rs. Composed after common/elementwise.wgsl.
+// CPU reference: src/reference/mse.rs. The hooks of common/elementwise.wgsl.
+
+#import common/elementwise.wgsl
 
 fn loss_and_grad(i: u32, p: f32, t: f32) -> vec2<f32> {
     let d = p - t;

@@ -3,6 +3,8 @@
 // (1/D for Mean, 1 for Sum; from `norm` when D was computed on the GPU). Host side:
 // src/kernels/elementwise.rs and rows.rs (`FinalizeParams` mirrors `Params`).
 
+#import <reduce>
+
 struct Params {
     count: u32,  // partial sums to add
     scale: f32,  // 1/D for Reduction::Mean, 1 for Reduction::Sum

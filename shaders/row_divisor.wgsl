@@ -6,6 +6,8 @@
 //   the gradient are exactly 0, even where a row's loss is NaN (PyTorch gives NaN here).
 // Host side: src/kernels/rows.rs (`DivisorParams` mirrors `Params`).
 
+#import <reduce>
+
 struct Params {
     count: u32, // partial sums to add
     g: f32,     // the scalar upstream gradient

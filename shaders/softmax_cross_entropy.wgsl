@@ -1,5 +1,5 @@
-// Softmax cross entropy from logits x (PyTorch `cross_entropy`), composed after
-// common/nan.wgsl + common/log.wgsl + common/rows.wgsl + common/classes.wgsl.
+// Softmax cross entropy from logits x (PyTorch `cross_entropy`): the hooks of
+// common/rows.wgsl.
 // CPU reference: src/reference/softmax_cross_entropy.rs.
 //
 // Statistics s = (m, S − 1, d, tw), combined online so a row is never held whole:
@@ -21,6 +21,9 @@
 // sets it so), or whose logits are all −∞ (S = 0), has loss NaN and a NaN gradient; a −∞
 // logit among finite ones is an ordinary logit with s_j = 0 (a target weight on it gives
 // ℓ = +∞).
+
+#import common/rows.wgsl
+#import common/log.wgsl
 
 alias Stats = vec4<f32>;
 

@@ -46,12 +46,14 @@ pub use loss::{Loss, LossArgs, LossOutput, Reduction, Target, Upstream};
 
 impl GpuContext {
     /// Computes `loss` on the GPU: the value (`Mean`, `Sum`) or per-element losses (`None`),
-    /// and the gradient unless `args.want_grad` is false. Inputs are uploaded, every chunk is
-    /// dispatched, and the results are read back before this returns.
+    /// and the gradient unless `args.want_grad` is false. The inputs stream through the GPU
+    /// in chunks (each chunk's upload overlapping the previous chunk's kernels and readback),
+    /// and the results are read back before this returns. A call holds its host arrays plus
+    /// [`ContextOptions::memory_budget`] bytes of chunk buffers (256 MiB by default), however
+    /// large the inputs, so inputs larger than the GPU's memory run.
     ///
     /// The value is reduced on the GPU in a fixed order: the same inputs give bit-identical
-    /// values and gradients on the same device. Inputs larger than one storage binding are
-    /// processed as successive chunks.
+    /// values and gradients on the same device with the same options.
     ///
     /// # Shapes
     /// As [`LossArgs`]; the outputs have the prediction's shape.

@@ -11,7 +11,9 @@ use wgpu_loss::kernels::{Access, ENTRY_POINT, Io, Kernel, ReduceFlavor, WORKGROU
 const FLAVORS: [ReduceFlavor; 2] = [ReduceFlavor::Plain, ReduceFlavor::Subgroup];
 
 fn check(kernel: Kernel, flavor: ReduceFlavor, io: Io) -> Result<(), String> {
-    let src = kernel.source_io(flavor, io);
+    let src = kernel
+        .source_io(flavor, io)
+        .map_err(|e| format!("{}: {e}", kernel.name()))?;
     let path = format!(
         "{} + {:?} prelude, {} in, {} grad",
         kernel.name(),
@@ -122,13 +124,15 @@ fn workgroup_size_constant_matches_the_preludes() {
 /// Every `.wgsl` file under shaders/ is part of some kernel (no dead or unvalidated shader).
 #[test]
 fn every_shader_file_is_used_by_a_kernel() {
-    let mut used: BTreeSet<String> = Kernel::ALL
-        .iter()
-        .flat_map(|k| k.ios().iter().flat_map(move |&io| k.files(io)))
-        .map(|(p, _)| p.to_string())
-        .collect();
-    for f in FLAVORS {
-        used.insert(f.prelude().0.to_string());
+    let mut used: BTreeSet<String> = BTreeSet::new();
+    for k in Kernel::ALL {
+        for &io in k.ios() {
+            for f in FLAVORS {
+                for (p, _) in k.files(f, io).expect("the kernel composes") {
+                    used.insert(p.to_string());
+                }
+            }
+        }
     }
     let root = env!("CARGO_MANIFEST_DIR");
     let mut on_disk = BTreeSet::new();
@@ -164,4 +168,103 @@ fn row_regs_constant_matches_the_row_driver() {
     let text = include_str!("../shaders/common/rows.wgsl");
     let line = format!("const ROW_REGS: u32 = {}u;", wgpu_loss::kernels::ROW_REGS);
     assert!(text.contains(&line), "rows.wgsl does not declare `{line}`");
+}
+
+/// Every `#import` of every shader file names a file or a slot, and every file's own imports
+/// come before it in every composition (the order [`Kernel::files`] promises), with no file
+/// twice.
+#[test]
+fn imports_resolve_and_come_first() {
+    use wgpu_loss::kernels::{SHADER_FILES, imports};
+    for (path, text) in SHADER_FILES {
+        for name in imports(text) {
+            let known = matches!(name, "<reduce>" | "<io>" | "<grad>")
+                || SHADER_FILES
+                    .iter()
+                    .any(|(p, _)| p.strip_prefix("shaders/") == Some(name));
+            assert!(known, "{path}: `#import {name}` names no file");
+        }
+    }
+    for k in Kernel::ALL {
+        for &io in k.ios() {
+            for f in FLAVORS {
+                let files = k.files(f, io).expect("the kernel composes");
+                let paths: Vec<&str> = files.iter().map(|(p, _)| *p).collect();
+                assert_eq!(
+                    paths.last().copied(),
+                    Some(k.root().0),
+                    "{}: its own file comes last",
+                    k.name()
+                );
+                let unique: BTreeSet<&str> = paths.iter().copied().collect();
+                assert_eq!(unique.len(), paths.len(), "{}: a file twice", k.name());
+                for (i, (_, text)) in files.iter().enumerate() {
+                    for name in imports(text).filter(|n| !n.starts_with('<')) {
+                        let at = paths
+                            .iter()
+                            .position(|p| p.strip_prefix("shaders/") == Some(name))
+                            .expect("imported file composed");
+                        assert!(at < i, "{}: {name} after its importer", k.name());
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The slots resolve by variant: the subgroup prelude only in the subgroup flavour, a 16-bit
+/// store only for 16-bit gradients, vec4 storage only for vec4.
+#[test]
+fn slots_follow_the_variant() {
+    let has = |k: Kernel, f: ReduceFlavor, io: Io, file: &str| {
+        k.files(f, io)
+            .expect("the kernel composes")
+            .iter()
+            .any(|(p, _)| p.ends_with(file))
+    };
+    assert!(has(
+        Kernel::Mse,
+        ReduceFlavor::Subgroup,
+        Io::F32,
+        "reduce_subgroup.wgsl"
+    ));
+    assert!(!has(
+        Kernel::Mse,
+        ReduceFlavor::Plain,
+        Io::F32,
+        "reduce_subgroup.wgsl"
+    ));
+    assert!(has(
+        Kernel::Mse,
+        ReduceFlavor::Plain,
+        Io::F32X4,
+        "io_f32x4.wgsl"
+    ));
+    assert!(has(
+        Kernel::Mse,
+        ReduceFlavor::Plain,
+        Io::F32X4,
+        "io_vector.wgsl"
+    ));
+    assert!(!has(
+        Kernel::Mse,
+        ReduceFlavor::Plain,
+        Io::F32,
+        "io_vector.wgsl"
+    ));
+    let bf16 = Io::same(Dtype::Bf16);
+    assert!(has(
+        Kernel::SoftmaxCrossEntropy,
+        ReduceFlavor::Plain,
+        bf16,
+        "grad_packed.wgsl"
+    ));
+    assert!(has(
+        Kernel::SoftmaxCrossEntropy,
+        ReduceFlavor::Plain,
+        Io::with_f32_grad(Dtype::Bf16),
+        "grad_f32.wgsl"
+    ));
+    assert!(!Kernel::Copy.takes_io());
+    assert!(Kernel::CosineProximity.takes_io());
 }

@@ -2,10 +2,10 @@
 // pre-pass (class_count.wgsl), each of which defines `fn class_word(i: u32) -> u32`, word i of
 // its class-id binding. Class ids are i32, u32, or i64 stored as two words (low first, the
 // little-endian layout of an `[i64]` array), as the flags say (FLAG_CLASSES_I64,
-// FLAG_CLASSES_U32 of the composing file). Every id is compared exactly, as the 64-bit
+// FLAG_CLASSES_U32 of the importing file). Every id is compared exactly, as the 64-bit
 // integer it is, with `ignore_index` (an i64, given as its two words) and with [0, C): an id
 // that is neither, 2^32 + 3 or −1 say, is out of range, never wrapped or clamped into it.
-// Host side: `ClassType` in src/resident.rs, `RowPlan` in src/kernels/rows.rs.
+// Host side: `ClassType` in src/kernels/mod.rs, `RowPlan` in src/kernels/rows.rs.
 
 // What `class_of` returns for an ignored row, and for an id outside [0, C).
 const CLASS_IGNORED: i32 = -1;

@@ -3,11 +3,17 @@
 // One dispatch per chunk (a range of at most one storage binding of elements) reads `preds`
 // and `targets` once, writes the gradient (and the per-element losses for Reduction::None)
 // and one partial sum per workgroup. `reduce_partials.wgsl` then adds the partials.
-// Composed after an io_*.wgsl file (how p and t are stored: the unit of EPU elements per
-// word), a grad_*.wgsl file (how the gradient is stored) and nan.wgsl. Each invocation handles whole
-// units, so no two invocations write the same word. The loss file that follows defines
+// Imports the storage slots: `<io>`, an io_*.wgsl file (how p and t are stored: the unit of
+// EPU elements per word), and `<grad>`, a grad_*.wgsl file (how the gradient is stored). Each
+// invocation handles whole units, so no two invocations write the same word. The loss file
+// that imports this one defines
 //     fn loss_and_grad(i: u32, p: f32, t: f32) -> vec2<f32>   // (ℓ, ∂ℓ/∂p) of element i
 // Host side: src/kernels/elementwise.rs (`ElementwiseParams` mirrors `Params`).
+
+#import <reduce>
+#import <io>
+#import <grad>
+#import common/nan.wgsl
 
 struct Params {
     n: u32,            // elements in this chunk; every [n] binding below holds exactly n
@@ -88,7 +94,8 @@ fn unit_step(acc_in: f32, u: u32, pu: Unit, tu: Unit) -> f32 {
 @compute @workgroup_size(WG)
 fn main(lane: Lane, @builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     // Grid-stride loop over units (words). The host sizes the grid so the trip count stays
-    // far below 65 535 (llvmpipe silently ends longer loops): see `plan_chunk` in elementwise.rs.
+    // far below 65 535 (llvmpipe silently ends longer loops): see `grid_for` in
+    // src/kernels/elementwise.rs.
     // With UNROLL, four of a lane's units per trip, all eight loads issued before any is used,
     // so each lane keeps four times the bytes in flight (a GPU's bandwidth needs that much
     // memory-level parallelism); the units are still summed in the lane's order u, u + stride,

@@ -1,9 +1,10 @@
 // Storage of the prediction and target arrays: bfloat16 (the top 16 bits of an f32), two
 // elements per 32-bit word, element 2k in the low half of word k (the little-endian layout of
-// a `[bf16]` array). Defines the items listed in io_f32.wgsl, with io_vector.wgsl (composed
-// right after). Unpacking is exact (a shift); packing rounds to nearest, ties to even, in
+// a `[bf16]` array). Defines the items listed in io_f32.wgsl, with io_vector.wgsl (imported). Unpacking is exact (a shift); packing rounds to nearest, ties to even, in
 // integer arithmetic, so it gives the same bits on every device: overflow rounds to ±∞, NaN
 // stays a quiet NaN of the same sign.
+
+#import common/io_vector.wgsl
 
 const EPU: u32 = 2u;
 

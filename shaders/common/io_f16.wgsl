@@ -1,6 +1,6 @@
 // Storage of the prediction and target arrays: IEEE binary16 (f16), two elements per 32-bit
 // word, element 2k in the low half of word k (the little-endian layout of a `[f16]` array).
-// Defines the items listed in io_f32.wgsl, with io_vector.wgsl (composed right after). WGSL's
+// Defines the items listed in io_f32.wgsl, with io_vector.wgsl (imported). WGSL's
 // core pack2x16float/unpack2x16float do the conversions, so no `enable f16` (wgpu's
 // SHADER_F16 shader arithmetic) is needed.
 //
@@ -8,6 +8,8 @@
 // GPUs we know; a truncating one is within the tests' one-ulp tolerance). WGSL leaves an
 // out-of-range or NaN input to pack2x16float undefined, so those are written here explicitly:
 // NaN → the quiet NaN 0x7e00, |x| ≥ 65520 (which rounds past the largest f16, 65504) → ±∞.
+
+#import common/io_vector.wgsl
 
 const EPU: u32 = 2u;
 

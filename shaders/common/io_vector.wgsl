@@ -1,5 +1,5 @@
 // The element access of a vector `Unit` (io_f16.wgsl, io_bf16.wgsl: vec2<f32>; io_f32x4.wgsl:
-// vec4<f32>), composed right after the storage file that defines `Unit`. io_f32.wgsl, whose
+// vec4<f32>), imported by the storage file that defines `Unit`. io_f32.wgsl, whose
 // Unit is a scalar, defines these itself.
 
 fn unit_elem(x: Unit, e: u32) -> f32 {

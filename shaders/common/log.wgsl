@@ -63,9 +63,24 @@ fn ln_f32(x: f32) -> f32 {
     return ln_bits(bitcast<u32>(x));
 }
 
+// ln x for x = +0 (−∞) or a positive normal number, as `ln_bits` without its subnormal
+// normalisation and its NaN and ∞ cases: for `ln_one_minus` and `ln_1p`, whose u = 1 ∓ p is
+// never subnormal (it is 0 or at least 2^-24), whose NaN the drivers propagate themselves,
+// and whose other arguments (p outside [0, 1], an infinite y) are not used. About a tenth of
+// the instructions of `ln_bits` fewer, on the kernels that take two logs per element.
+fn ln_normal(x: f32) -> f32 {
+    let b = bitcast<u32>(x);
+    let m1 = bitcast<f32>((b & 0x007fffffu) | 0x3f800000u);
+    let big = m1 > SQRT_TWO;
+    let m = select(m1, 0.5 * m1, big);
+    let e = i32(b >> 23u) - select(127, 126, big);
+    return select(ln_reduced(f32(e), m - 1.0), bitcast<f32>(0xff800000u), b == 0u);
+}
+
 // ln(1 − p) for p ≤ 1 (a probability), to about 1 ulp: for p ≥ ½, 1 − p is exact (Sterbenz);
 // below, u = 1 − p rounded and its rounding error c = (1 − p) − u give
-// ln(1 − p) = ln u + ln(1 + c/u) ≈ ln u + c/u. So ln(1 − 1e-10) is −1e-10, not 0. NaN gives NaN.
+// ln(1 − p) = ln u + ln(1 + c/u) ≈ ln u + c/u. So ln(1 − 1e-10) is −1e-10, not 0. A NaN p gives
+// an unspecified number (the drivers make such an element NaN themselves).
 // Branch-free, as `ln_bits`.
 //
 // c is Fast2Sum's error term, d − p with d = 1 − u (exact), and must not be written as
@@ -81,7 +96,7 @@ fn ln_one_minus(p: f32) -> f32 {
     // c/u, as c (1 + d + d²): 1/u = 1/(1 − d), and the d³ left out is negligible against the
     // size of the correction (|c| ≤ 2^-25) relative to ln u (≥ d in size).
     let c = d - p;
-    let l = ln_f32(u);
+    let l = ln_normal(u);
     return select(l + c * (1.0 + d * (1.0 + d)), l, p >= 0.5);
 }
 
@@ -93,7 +108,7 @@ fn ln_1p(y: f32) -> f32 {
     let ub = bitcast<u32>(u);
     let d = select(f32(ub & 0x007fffffu) * 0x1p-23, 1.0, ub >= 0x40000000u);
     let c = y - d;
-    return ln_f32(u) + c / u;
+    return ln_normal(u) + c / u;
 }
 
 // e^x for x ≤ 0, to about 1 ulp while the result is a normal number (x ≥ −87.33; below, 0):

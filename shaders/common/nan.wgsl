@@ -1,4 +1,4 @@
-// Tests by bits, for the drivers (elementwise.wgsl, rows.wgsl, composed after this file) and
+// Tests by bits, for the drivers (elementwise.wgsl, rows.wgsl, which import this file) and
 // the loss files: NaN tests for the loss files that clamp where the driver cannot see it
 // (categorical_cross_entropy.wgsl: a row's loss must come out NaN; the elementwise driver
 // makes any element with a NaN input NaN itself), and the probability-domain test of bce.wgsl

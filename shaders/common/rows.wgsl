@@ -10,14 +10,14 @@
 // elements is read once; a longer row is read twice (statistics, then gradient), never held in
 // workgroup memory.
 //
-// Composed after an io_*.wgsl file (how p and dense t are stored: units of EPU elements per
-// 32-bit word) and a grad_*.wgsl file (how the gradient is stored). Lanes own whole *units*
+// Imports the storage slots `<io>` (how p and dense t are stored: units of EPU elements per
+// 32-bit word) and `<grad>` (how the gradient is stored). Lanes own whole *units*
 // (words), so with 16-bit storage one lane reads, and writes, both elements of a word. A row
 // whose start is not word-aligned (odd C) shares its first and last words with its
 // neighbours: each row uses only its own elements of those, and grad_packed.wgsl sets its own
 // half of a shared word atomically. Class-index targets are decoded by common/classes.wgsl
-// (composed after this file), which reads them through `class_word`. The loss file that
-// follows defines
+// (imported), which reads them through `class_word`, defined here. The loss file that imports
+// this one defines
 //     alias Stats = ...   (or a struct)                             // a row's statistics
 //     fn row_identity() -> Stats                                    // empty statistics
 //     const ROW_SCANS: bool   // whether the lane's held elements are scanned before any push:
@@ -29,6 +29,12 @@
 //     fn row_finish(s: Stats, row: RowCtx) -> RowOut                // ℓ_r and coefficients
 //     fn row_grad(r: RowOut, row: RowCtx, j: u32, x: f32, t: f32) -> f32  // ∂ℓ_r/∂x_rj
 // Host side: src/kernels/rows.rs (`RowParams` mirrors `Params`).
+
+#import <reduce>
+#import <io>
+#import <grad>
+#import common/nan.wgsl
+#import common/classes.wgsl
 
 struct Params {
     rows: u32,         // rows in this chunk

@@ -1,6 +1,8 @@
 // The optional per-element weight of the BCE kernels (bce.wgsl, bce_with_logits.wgsl).
 // Follows common/elementwise.wgsl, which defines `params` and `broadcast_at`.
 
+#import common/elementwise.wgsl
+
 // [w_len] weight, broadcast along the trailing dimensions; a 1-element dummy when w_len = 0.
 @group(0) @binding(7) var<storage, read> weight: array<f32>;
 

@@ -97,13 +97,23 @@ impl DeviceName {
     }
 
     /// Host bytes per element a call needs beyond its inputs: the gradient and per-element
-    /// losses (f32), the reference's f64 copies, the GPU call's uploads and readback (in host
-    /// memory on a software adapter).
+    /// losses (f32), the reference's f64 copies. The GPU call's chunk buffers (in host memory
+    /// on a software adapter) are [`GpuContext::memory_budget`]'s, a fixed amount
+    /// ([`DeviceName::fixed_bytes`]).
     fn bytes_per_element(self) -> u64 {
         match self {
-            DeviceName::Gpu => 32,
+            DeviceName::Gpu => 8,
             DeviceName::Cpu => 8,
             DeviceName::Reference => 24,
+        }
+    }
+
+    /// Host bytes a call needs whatever its size: the GPU call's chunk buffers
+    /// ([`wgpu_loss::gpu::DEFAULT_MEMORY_BUDGET`]).
+    fn fixed_bytes(self) -> u64 {
+        match self {
+            DeviceName::Gpu => wgpu_loss::gpu::DEFAULT_MEMORY_BUDGET,
+            DeviceName::Cpu | DeviceName::Reference => 0,
         }
     }
 }
@@ -342,7 +352,9 @@ pub(crate) fn prepare(a: &ComputeArgs) -> Result<Prepared, Failure> {
         )));
     }
     // The inputs as f32 (prediction and target), then what the call needs on top.
-    let needed = n.saturating_mul(8 + a.device.bytes_per_element());
+    let needed = n
+        .saturating_mul(8 + a.device.bytes_per_element())
+        .saturating_add(a.device.fixed_bytes());
     super::check_memory(
         &shown(&a.pred),
         &format!("{} call on {n} elements", a.device.name()),

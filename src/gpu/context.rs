@@ -28,6 +28,14 @@ pub struct ContextOptions {
     /// 1.7–1.8× faster). The results are the same bits either way (the same additions in the
     /// same order).
     pub unroll: Option<bool>,
+    /// Bytes of chunk buffers a host-array call ([`GpuContext::compute`]) holds at once, device
+    /// and staging buffers together (default 256 MiB). The inputs stream through two sets of
+    /// chunk buffers sized to fit (a power of two of elements, at least 64, and at least one
+    /// row of a row-wise loss), so a call's memory is its host arrays plus this, whatever
+    /// their size, and inputs larger than the device's memory run. Smaller budgets mean more,
+    /// smaller submissions. The chunking changes how the value's partial sums are grouped, so
+    /// different budgets may give values that differ in the last bits (each is deterministic).
+    pub memory_budget: Option<u64>,
     /// The backends [`GpuContext::with_options`] looks for adapters on (default `None`: all,
     /// or those `WGPU_BACKEND` names). `Some(wgpu::Backends::GL)` picks OpenGL, say, where
     /// Vulkan would otherwise be preferred. Ignored by [`GpuContext::from_device`].
@@ -39,11 +47,15 @@ impl Default for ContextOptions {
         ContextOptions {
             subgroups: true,
             max_chunk_elements: None,
+            memory_budget: None,
             unroll: None,
             backends: None,
         }
     }
 }
+
+/// [`ContextOptions::memory_budget`]'s default.
+pub const DEFAULT_MEMORY_BUDGET: u64 = 256 << 20;
 
 /// A kernel's pipeline and bind-group layout, built once per context.
 pub(crate) struct KernelPipeline {
@@ -71,6 +83,7 @@ pub struct GpuContext {
     /// The loss drivers' `UNROLL` override ([`ContextOptions::unroll`]).
     unroll: bool,
     pub(crate) max_chunk_elements: usize,
+    memory_budget: u64,
     pipelines: Mutex<HashMap<(Kernel, Io), Arc<KernelPipeline>>>,
     dummies: HashMap<Slot, wgpu::Buffer>,
     pub(crate) pool: BufferPool,
@@ -292,6 +305,7 @@ impl GpuContext {
             f16_storage,
             unroll,
             max_chunk_elements,
+            memory_budget: options.memory_budget.unwrap_or(DEFAULT_MEMORY_BUDGET),
             pipelines: Mutex::new(HashMap::new()),
             dummies,
             pool: BufferPool::default(),
@@ -355,6 +369,27 @@ impl GpuContext {
         self.max_chunk_elements
     }
 
+    /// Bytes of chunk buffers a host-array call holds at once (see
+    /// [`ContextOptions::memory_budget`]).
+    pub fn memory_budget(&self) -> u64 {
+        self.memory_budget
+    }
+
+    /// Elements per chunk of a host-array call whose streams move `bytes_per_element` bytes
+    /// per element in all (inputs and outputs): the largest power of two whose chunk buffers
+    /// (two slots, a device and a staging buffer per stream) fit the memory budget, at least
+    /// 64, at most [`GpuContext::max_chunk_elements`].
+    pub(crate) fn stream_chunk_elements(&self, bytes_per_element: f64) -> usize {
+        let per_element = bytes_per_element * (2 * super::stream::RING_SLOTS) as f64;
+        let fit = (self.memory_budget as f64 / per_element.max(1.0)) as usize;
+        let pow = if fit < 64 {
+            64
+        } else {
+            1usize << (usize::BITS - 1 - fit.leading_zeros())
+        };
+        pow.min(self.max_chunk_elements)
+    }
+
     /// Drops the buffers kept for reuse, giving their memory back to the device.
     pub fn release_buffers(&self) {
         self.pool.clear();
@@ -406,6 +441,7 @@ impl GpuContext {
                 limit: u64::from(self.limits.max_storage_buffers_per_shader_stage),
             });
         }
+        let source = kernel.source_io(self.flavor, io)?;
         let scope = self.device.push_error_scope(wgpu::ErrorFilter::Validation);
         let label = if io == Io::F32 {
             format!("wgpu-loss {}", kernel.name())
@@ -422,7 +458,7 @@ impl GpuContext {
             .device
             .create_shader_module(wgpu::ShaderModuleDescriptor {
                 label: Some(&label),
-                source: wgpu::ShaderSource::Wgsl(kernel.source_io(self.flavor, io).into()),
+                source: wgpu::ShaderSource::Wgsl(source.into()),
             });
         let entries: Vec<wgpu::BindGroupLayoutEntry> = kernel
             .bindings()

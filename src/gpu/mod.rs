@@ -5,13 +5,13 @@ mod context;
 mod kernel_step;
 mod pool;
 pub(crate) mod readback;
+pub(crate) mod stream;
 mod timing;
 
 pub(crate) use context::KernelPipeline;
-pub use context::{ContextOptions, GpuContext};
+pub use context::{ContextOptions, DEFAULT_MEMORY_BUDGET, GpuContext};
 pub use kernel_step::KernelStep;
 pub(crate) use pool::Pooled;
-pub(crate) use readback::{Readback, Upload};
 pub use timing::{GpuTimer, TimingMethod};
 
 /// The copy kernel, the bandwidth ceiling of the benchmarks (`shaders/copy.wgsl`).

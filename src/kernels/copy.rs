@@ -257,3 +257,17 @@ impl GpuContext {
         copy.time(self, &mut GpuTimer::new(self), repeats)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    /// `CopyParams` against `Params` in `shaders/copy.wgsl`.
+    #[test]
+    fn mirror_matches_the_shader() {
+        super::super::mirror::check(
+            super::Kernel::Copy,
+            &[("n4", std::mem::offset_of!(super::CopyParams, n4))],
+            std::mem::size_of::<super::CopyParams>(),
+            &[],
+        );
+    }
+}

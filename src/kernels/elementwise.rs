@@ -12,11 +12,12 @@ use std::sync::Arc;
 use ndarray::ArrayViewD;
 
 use super::staging::{
-    Bound, Dispatch, ReadInto, Results, ScratchKind, Taken, bind_group, contiguous,
-    encode_dispatches, first_row, or_dummy,
+    Bound, Dispatch, ScratchKind, Taken, bind_group, closing_dispatch, contiguous,
+    encode_dispatches, first_f32, first_row, or_dummy,
 };
 use super::{Io, Kernel, Slot, WORKGROUP_SIZE};
 use crate::error::{Error, Result};
+use crate::gpu::stream::{Call, Outputs, Sink, Step};
 use crate::gpu::{GpuContext, KernelPipeline};
 use crate::loss::{Loss, LossArgs, LossOutput, Reduction, Upstream};
 
@@ -368,66 +369,89 @@ impl EwPlan {
         queue.write_buffer(scratch.params, 0, &self.params);
     }
 
-    /// The bind groups of one call over `chunks` (one per plan chunk).
+    /// The bind groups of one call over `chunks` (one per plan chunk): every chunk's
+    /// dispatch, then the closing reduction.
     pub(crate) fn bind(
         &self,
         ctx: &GpuContext,
         scratch: &EwScratch<'_>,
         chunks: &[EwChunkBufs<'_>],
     ) -> Vec<Dispatch> {
-        let stride = self.stride;
-        let params_at = |slot: u64, size: usize| {
-            wgpu::BindingResource::Buffer(wgpu::BufferBinding {
-                buffer: scratch.params,
-                offset: slot * stride,
-                size: wgpu::BufferSize::new(size as u64),
-            })
-        };
-        let mut out = Vec::with_capacity(chunks.len() + 1);
-        for (c, (ch, bf)) in self.chunks.iter().zip(chunks).enumerate() {
-            let group = bind_group(ctx, self.kernel, &self.ew_pipe.layout, &|slot| match slot {
-                Slot::Params => params_at(c as u64, std::mem::size_of::<ElementwiseParams>()),
-                Slot::Pred => bf.pred.resource(),
-                Slot::Target => bf.target.resource(),
-                Slot::Upstream => or_dummy(ctx, bf.upstream, Slot::Upstream),
-                Slot::Grad => or_dummy(ctx, bf.grad, Slot::Grad),
-                Slot::Losses => or_dummy(ctx, bf.losses, Slot::Losses),
-                Slot::Partials => scratch.partials.as_entire_binding(),
-                Slot::Weight => or_dummy(ctx, bf.weight, Slot::Weight),
-                Slot::PosWeight => or_dummy(ctx, bf.pos_weight, Slot::PosWeight),
-                Slot::DomainError => match scratch.domain_error {
-                    Some(e) => e.as_entire_binding(),
-                    None => ctx.dummy(Slot::DomainError).as_entire_binding(),
-                },
-                // Not bindings of the elementwise kernels.
-                _ => ctx.dummy(Slot::Norm).as_entire_binding(),
-            });
-            out.push(Dispatch {
-                pipeline: Arc::clone(&self.ew_pipe),
-                group,
-                workgroups: ch.workgroups,
-            });
-        }
-        if let (Some(fin), Some(value)) = (&self.fin_pipe, scratch.value) {
-            let at = self.chunks.len() as u64;
-            let group = bind_group(
-                ctx,
-                Kernel::ReducePartials,
-                &fin.layout,
-                &|slot| match slot {
-                    Slot::Params => params_at(at, std::mem::size_of::<FinalizeParams>()),
-                    Slot::Partials => scratch.partials.as_entire_binding(),
-                    Slot::Value => value.resource(),
-                    _ => ctx.dummy(Slot::Norm).as_entire_binding(),
-                },
-            );
-            out.push(Dispatch {
-                pipeline: Arc::clone(fin),
-                group,
-                workgroups: 1,
-            });
-        }
+        let mut out: Vec<Dispatch> = chunks
+            .iter()
+            .enumerate()
+            .map(|(c, bf)| self.bind_chunk(ctx, scratch, c, bf))
+            .collect();
+        out.extend(self.bind_closing(ctx, scratch));
         out
+    }
+
+    fn params_at<'b>(
+        &self,
+        scratch: &EwScratch<'b>,
+        slot: u64,
+        size: usize,
+    ) -> wgpu::BindingResource<'b> {
+        wgpu::BindingResource::Buffer(wgpu::BufferBinding {
+            buffer: scratch.params,
+            offset: slot * self.stride,
+            size: wgpu::BufferSize::new(size as u64),
+        })
+    }
+
+    /// The dispatch of chunk `c` over its buffers.
+    pub(crate) fn bind_chunk(
+        &self,
+        ctx: &GpuContext,
+        scratch: &EwScratch<'_>,
+        c: usize,
+        bf: &EwChunkBufs<'_>,
+    ) -> Dispatch {
+        let group = bind_group(ctx, self.kernel, &self.ew_pipe.layout, &|slot| match slot {
+            Slot::Params => {
+                self.params_at(scratch, c as u64, std::mem::size_of::<ElementwiseParams>())
+            }
+            Slot::Pred => bf.pred.resource(),
+            Slot::Target => bf.target.resource(),
+            Slot::Upstream => or_dummy(ctx, bf.upstream, Slot::Upstream),
+            Slot::Grad => or_dummy(ctx, bf.grad, Slot::Grad),
+            Slot::Losses => or_dummy(ctx, bf.losses, Slot::Losses),
+            Slot::Partials => scratch.partials.as_entire_binding(),
+            Slot::Weight => or_dummy(ctx, bf.weight, Slot::Weight),
+            Slot::PosWeight => or_dummy(ctx, bf.pos_weight, Slot::PosWeight),
+            Slot::DomainError => match scratch.domain_error {
+                Some(e) => e.as_entire_binding(),
+                None => ctx.dummy(Slot::DomainError).as_entire_binding(),
+            },
+            // Not bindings of the elementwise kernels.
+            _ => ctx.dummy(Slot::Norm).as_entire_binding(),
+        });
+        Dispatch {
+            pipeline: Arc::clone(&self.ew_pipe),
+            group,
+            workgroups: self.chunks[c].workgroups,
+        }
+    }
+
+    /// The closing reduction of the partial sums into the value (none for `Reduction::None`).
+    pub(crate) fn bind_closing(
+        &self,
+        ctx: &GpuContext,
+        scratch: &EwScratch<'_>,
+    ) -> Option<Dispatch> {
+        let (Some(fin), Some(value)) = (&self.fin_pipe, scratch.value) else {
+            return None;
+        };
+        let at = self.chunks.len() as u64;
+        let params = self.params_at(scratch, at, std::mem::size_of::<FinalizeParams>());
+        Some(closing_dispatch(
+            ctx,
+            fin,
+            params,
+            scratch.partials,
+            value,
+            None,
+        ))
     }
 
     /// Records one call: clears the domain-error atomic, then one compute pass.
@@ -442,7 +466,9 @@ impl EwPlan {
     }
 }
 
-/// Runs an elementwise loss on host arrays: uploads, records the plan, reads the results back.
+/// Runs an elementwise loss on host arrays: the plan's chunks streamed through
+/// [`GpuContext::stream`] (inputs in, gradient and losses out), then the value and the domain
+/// check read back.
 pub(crate) fn run(ctx: &GpuContext, loss: &Loss, args: &LossArgs<'_>) -> Result<LossOutput<f32>> {
     args.validate(loss)?;
     let n = args.len();
@@ -454,19 +480,33 @@ pub(crate) fn run(ctx: &GpuContext, loss: &Loss, args: &LossArgs<'_>) -> Result<
             limit: u64::from(u32::MAX) - 1,
         });
     }
-    let chunk = ctx.max_chunk_elements;
     let pred = contiguous(&args.pred);
     // validate() admits only float targets for the elementwise family.
     let target = match args.target.dense() {
         Some(t) => contiguous(t),
         None => return Err(Error::Gpu("elementwise loss given class indices".into())),
     };
-    let weight = Broadcast::new(args.weight.as_ref(), n, chunk);
-    let pos_weight = Broadcast::new(args.pos_weight.as_ref(), n, chunk);
     let upstream = match &args.upstream {
         Upstream::Array(g) if args.want_grad => Some(contiguous(g)),
         _ => None,
     };
+    let write_losses = args.reduction == Reduction::None;
+    // Chunks sized for the streams of 4 bytes per element: p, t, and each optional one,
+    // counting a broadcast weight as one when it is too long to bind whole (it is expanded).
+    let chunk_for = |limit: usize| {
+        let full = |w: Option<&ArrayViewD<'_, f32>>| w.is_some_and(|w| w.len() > limit);
+        let streams = 2
+            + usize::from(upstream.is_some())
+            + usize::from(full(args.weight.as_ref()))
+            + usize::from(full(args.pos_weight.as_ref()))
+            + usize::from(args.want_grad)
+            + usize::from(write_losses);
+        ctx.stream_chunk_elements(4.0 * streams as f64)
+    };
+    let first = chunk_for(n - 1);
+    let chunk = chunk_for(first);
+    let weight = Broadcast::new(args.weight.as_ref(), n, chunk);
+    let pos_weight = Broadcast::new(args.pos_weight.as_ref(), n, chunk);
     let spec = EwSpec {
         loss: *loss,
         n,
@@ -483,12 +523,9 @@ pub(crate) fn run(ctx: &GpuContext, loss: &Loss, args: &LossArgs<'_>) -> Result<
     };
     let plan = EwPlan::new(ctx, spec, chunk)?;
     let reduce_value = args.reduction != Reduction::None;
-    let write_losses = args.reduction == Reduction::None;
 
-    let scopes = ctx.open_scopes();
-    let mut taken = Taken::default();
-    let mut uploads = Vec::new();
     use wgpu::BufferUsages as U;
+    let mut taken = Taken::default();
     let mut kinds = Vec::new();
     for (kind, size, usage) in plan.scratch_sizes() {
         kinds.push((
@@ -497,92 +534,21 @@ pub(crate) fn run(ctx: &GpuContext, loss: &Loss, args: &LossArgs<'_>) -> Result<
         ));
     }
     let value_idx = ctx.scratch(&mut taken, "wgpu-loss value", 4, U::STORAGE | U::COPY_SRC);
-    // A broadcast input bound whole: uploaded once. Labels: weight, pos_weight.
+    // A broadcast input bound whole: written once, before the first step.
     let mut whole = [None, None];
-    for ((b, label), slot) in [
-        (&weight, "wgpu-loss weight"),
-        (&pos_weight, "wgpu-loss pos_weight"),
-    ]
-    .into_iter()
-    .zip(&mut whole)
-    {
+    for (b, slot) in [&weight, &pos_weight].into_iter().zip(&mut whole) {
         if let Broadcast::Whole(d) = b {
-            *slot = Some((ctx.upload(&mut taken, &mut uploads, label, d), d.len()));
-        }
-    }
-    let [whole_weight, whole_pos_weight] = whole;
-    struct ChunkIdx {
-        pred: usize,
-        target: usize,
-        upstream: Option<usize>,
-        grad: Option<usize>,
-        losses: Option<usize>,
-        weight: Option<(usize, usize)>,
-        pos_weight: Option<(usize, usize)>,
-    }
-    let mut idx = Vec::with_capacity(plan.chunks().len());
-    for ch in plan.chunks() {
-        let range = ch.base..ch.base + ch.len;
-        let pred_i = ctx.upload(
-            &mut taken,
-            &mut uploads,
-            "wgpu-loss pred",
-            &pred[range.clone()],
-        );
-        let target_i = ctx.upload(
-            &mut taken,
-            &mut uploads,
-            "wgpu-loss target",
-            &target[range.clone()],
-        );
-        let upstream_i = upstream.as_ref().map(|u| {
-            ctx.upload(
+            let bytes: &[u8] = bytemuck::cast_slice(d);
+            let i = ctx.scratch(
                 &mut taken,
-                &mut uploads,
-                "wgpu-loss upstream",
-                &u[range.clone()],
-            )
-        });
-        // A broadcast input as long as the prediction: chunked alongside it.
-        let mut full = [None, None];
-        for ((b, label), slot) in [
-            (&weight, "wgpu-loss weight"),
-            (&pos_weight, "wgpu-loss pos_weight"),
-        ]
-        .into_iter()
-        .zip(&mut full)
-        {
-            if let Broadcast::Full(d) = b {
-                *slot = Some((
-                    ctx.upload(&mut taken, &mut uploads, label, &d[range.clone()]),
-                    ch.len,
-                ));
-            }
+                "wgpu-loss broadcast weight",
+                bytes.len() as u64,
+                U::STORAGE | U::COPY_DST,
+            );
+            ctx.queue.write_buffer(&taken.0[i].buffer, 0, bytes);
+            *slot = Some((i, d.len()));
         }
-        let [full_weight, full_pos_weight] = full;
-        let weight_i = full_weight.or(whole_weight);
-        let pos_weight_i = full_pos_weight.or(whole_pos_weight);
-        let out = |taken: &mut Taken, label: &str| {
-            ctx.scratch(taken, label, ch.len as u64 * 4, U::STORAGE | U::COPY_SRC)
-        };
-        idx.push(ChunkIdx {
-            pred: pred_i,
-            target: target_i,
-            upstream: upstream_i,
-            grad: args.want_grad.then(|| out(&mut taken, "wgpu-loss grad")),
-            losses: write_losses.then(|| out(&mut taken, "wgpu-loss losses")),
-            weight: weight_i,
-            pos_weight: pos_weight_i,
-        });
     }
-    let mut encoder = ctx
-        .device
-        .create_command_encoder(&wgpu::CommandEncoderDescriptor {
-            label: Some("wgpu-loss elementwise"),
-        });
-    // The uploads' copies come first in the encoder, before the compute pass.
-    ctx.write_uploads(&mut encoder, uploads, &mut taken.0)?;
-
     let buf = |i: usize| &taken.0[i].buffer;
     let of = |k: ScratchKind| kinds.iter().find(|(kk, _)| *kk == k).map(|&(_, i)| buf(i));
     let (Some(params), Some(partials)) = (of(ScratchKind::Params), of(ScratchKind::Partials))
@@ -597,46 +563,84 @@ pub(crate) fn run(ctx: &GpuContext, loss: &Loss, args: &LossArgs<'_>) -> Result<
         domain_error: of(ScratchKind::DomainError),
         value: reduce_value.then(|| Bound::whole(buf(value_idx), 1)),
     };
-    let chunk_bufs: Vec<EwChunkBufs<'_>> = plan
+    plan.write_constants(&ctx.queue, &scratch);
+
+    // Each step's inputs: p, t, then the optional ones, at fixed positions.
+    let mut at = 2;
+    let mut next = |present: bool| {
+        present.then(|| {
+            at += 1;
+            at - 1
+        })
+    };
+    let up_at = next(upstream.is_some());
+    let full_at = |b: &Broadcast<'_>| matches!(b, Broadcast::Full(_));
+    let w_at = next(full_at(&weight));
+    let q_at = next(full_at(&pos_weight));
+    let grad_at = args.want_grad.then_some(0);
+    let losses_at = write_losses.then_some(usize::from(args.want_grad));
+    fn bytes(d: &[f32]) -> &[u8] {
+        bytemuck::cast_slice(d)
+    }
+    let steps: Vec<Step<'_>> = plan
         .chunks()
         .iter()
-        .zip(&idx)
-        .map(|(ch, ix)| EwChunkBufs {
-            pred: Bound::whole(buf(ix.pred), ch.len),
-            target: Bound::whole(buf(ix.target), ch.len),
-            upstream: ix.upstream.map(|i| Bound::whole(buf(i), ch.len)),
-            grad: ix.grad.map(|i| Bound::whole(buf(i), ch.len)),
-            losses: ix.losses.map(|i| Bound::whole(buf(i), ch.len)),
-            weight: ix.weight.map(|(i, len)| Bound::whole(buf(i), len)),
-            pos_weight: ix.pos_weight.map(|(i, len)| Bound::whole(buf(i), len)),
+        .map(|ch| {
+            let r = ch.base..ch.base + ch.len;
+            let mut inputs = vec![bytes(&pred[r.clone()]), bytes(&target[r.clone()])];
+            inputs.extend(upstream.as_ref().map(|u| bytes(&u[r.clone()])));
+            for b in [&weight, &pos_weight] {
+                if let Broadcast::Full(d) = b {
+                    inputs.push(bytes(&d[r.clone()]));
+                }
+            }
+            let size = ch.len as u64 * 4;
+            let mut outputs = Vec::new();
+            if args.want_grad {
+                outputs.push((size, Sink::Grad));
+            }
+            if write_losses {
+                outputs.push((size, Sink::Losses));
+            }
+            Step { inputs, outputs }
         })
         .collect();
-    plan.write_constants(&ctx.queue, &scratch);
-    let dispatches = plan.bind(ctx, &scratch, &chunk_bufs);
-    plan.encode(&mut encoder, &scratch, &dispatches);
-
-    // Readbacks, in a fixed order: value, domain error, then per chunk grad and losses.
-    let mut results = Results::new(args.want_grad.then_some(n), write_losses.then_some(n));
+    let whole_bound = |w: Option<(usize, usize)>| w.map(|(i, len)| Bound::whole(buf(i), len));
+    let mut record = |c: usize, ins: &[Bound<'_>], outs: &[Bound<'_>]| {
+        let bufs = EwChunkBufs {
+            pred: ins[0],
+            target: ins[1],
+            upstream: up_at.map(|i| ins[i]),
+            grad: grad_at.map(|i| outs[i]),
+            losses: losses_at.map(|i| outs[i]),
+            weight: w_at.map(|i| ins[i]).or(whole_bound(whole[0])),
+            pos_weight: q_at.map(|i| ins[i]).or(whole_bound(whole[1])),
+        };
+        vec![plan.bind_chunk(ctx, &scratch, c, &bufs)]
+    };
+    let clears: Vec<&wgpu::Buffer> = scratch.domain_error.into_iter().collect();
+    let mut words_of = Vec::new();
     if reduce_value {
-        results.record(ctx, &mut encoder, buf(value_idx), 4, ReadInto::Words);
+        words_of.push((buf(value_idx), 4));
     }
     if let Some(e) = scratch.domain_error {
-        results.record(ctx, &mut encoder, e, 4, ReadInto::Words);
+        words_of.push((e, 4));
     }
-    for (ch, ix) in plan.chunks().iter().zip(&idx) {
-        let size = ch.len as u64 * 4;
-        if let Some(i) = ix.grad {
-            results.record(ctx, &mut encoder, buf(i), size, ReadInto::Grad);
-        }
-        if let Some(i) = ix.losses {
-            results.record(ctx, &mut encoder, buf(i), size, ReadInto::Losses);
-        }
-    }
+    let mut out = Outputs::new(args.want_grad.then_some(n), write_losses.then_some(n));
+    let call = Call {
+        label: plan.kernel.name(),
+        clears: &clears,
+        steps,
+        closing: plan.bind_closing(ctx, &scratch).into_iter().collect(),
+        words: &words_of,
+    };
+    let words = ctx.stream(call, &mut record, &mut out);
     let has_err = scratch.domain_error.is_some();
-    ctx.finish_call(encoder, scopes, taken, &mut results)?;
-    let value = reduce_value.then(|| results.next_value());
+    ctx.give_back(taken);
+    let mut words = words?.into_iter();
+    let value = reduce_value.then(|| first_f32(words.next()));
     if has_err {
-        if let Some(index) = first_row(results.next_words().first().copied().unwrap_or(0)) {
+        if let Some(index) = first_row(words.next().and_then(|w| w.first().copied()).unwrap_or(0)) {
             return Err(Error::OutOfDomain {
                 what: "prediction",
                 index,
@@ -645,12 +649,59 @@ pub(crate) fn run(ctx: &GpuContext, loss: &Loss, args: &LossArgs<'_>) -> Result<
             });
         }
     }
-    let Results { grad, losses, .. } = results;
-    let (losses, grad) = LossOutput::shape_arrays(args.pred.shape(), losses, grad);
+    let (losses, grad) = LossOutput::shape_arrays(args.pred.shape(), out.losses, out.grad);
     Ok(LossOutput {
         value,
         losses,
         grad,
         counted: n,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::mem::{offset_of, size_of};
+
+    use super::*;
+
+    /// `ElementwiseParams`, `FinalizeParams` and the flags against the WGSL they mirror.
+    #[test]
+    fn mirrors_match_the_shaders() {
+        let members = [
+            ("n", offset_of!(ElementwiseParams, n)),
+            ("partial_base", offset_of!(ElementwiseParams, partial_base)),
+            ("flags", offset_of!(ElementwiseParams, flags)),
+            ("index_base", offset_of!(ElementwiseParams, index_base)),
+            ("w_len", offset_of!(ElementwiseParams, w_len)),
+            ("w_phase", offset_of!(ElementwiseParams, w_phase)),
+            ("q_len", offset_of!(ElementwiseParams, q_len)),
+            ("q_phase", offset_of!(ElementwiseParams, q_phase)),
+            ("grad_scale", offset_of!(ElementwiseParams, grad_scale)),
+            ("delta", offset_of!(ElementwiseParams, delta)),
+        ];
+        let flags = [
+            ("FLAG_WRITE_GRAD", FLAG_WRITE_GRAD),
+            ("FLAG_WRITE_LOSSES", FLAG_WRITE_LOSSES),
+            ("FLAG_UPSTREAM_ARRAY", FLAG_UPSTREAM_ARRAY),
+        ];
+        for k in [
+            Kernel::Mse,
+            Kernel::Mae,
+            Kernel::Huber,
+            Kernel::Bce,
+            Kernel::BceWithLogits,
+        ] {
+            super::super::mirror::check(k, &members, size_of::<ElementwiseParams>(), &flags);
+        }
+        super::super::mirror::check(
+            Kernel::ReducePartials,
+            &[
+                ("count", offset_of!(FinalizeParams, count)),
+                ("scale", offset_of!(FinalizeParams, scale)),
+                ("flags", offset_of!(FinalizeParams, flags)),
+            ],
+            size_of::<FinalizeParams>(),
+            &[("FLAG_SCALE_FROM_NORM", FLAG_SCALE_FROM_NORM)],
+        );
+    }
 }

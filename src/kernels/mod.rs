@@ -1,17 +1,25 @@
 //! The kernel registry: every WGSL shader the crate runs, compiled in with `include_str!`
-//! (never read at run time), and the bindings each kernel expects.
+//! (never read at run time), how each kernel's source is composed, and the bindings each
+//! kernel expects.
 //!
-//! A kernel's source is composed from pieces, because WGSL has no `#include`:
-//! a reduction prelude ([`ReduceFlavor`]: `shaders/common/reduce.wgsl` or
-//! `shaders/common/reduce_subgroup.wgsl`), for the loss kernels the storage of their arrays
-//! ([`Io`]: `shaders/common/io_{f32,f16,bf16}.wgsl` and `shaders/common/grad_{f32,packed}.wgsl`),
-//! then [`Kernel::parts`]. `tests/shaders.rs` validates every composition with naga, without a
-//! GPU, and checks it against [`WORKGROUP_SIZE`], [`ENTRY_POINT`] and [`Kernel::bindings`].
+//! WGSL has no `#include`, so the shader files say what they are made of: a line
+//! `#import common/nan.wgsl` names another file (relative to `shaders/`), and `#import
+//! <reduce>`, `#import <io>` and `#import <grad>` name the variant slots the host fills: the
+//! workgroup-sum prelude ([`ReduceFlavor`]), the storage of the prediction and target and the
+//! store of the gradient ([`Io`]). A kernel's source is its own file ([`Kernel::root`]) and
+//! everything it imports, each file once, every file after the files it imports
+//! ([`Kernel::files`]); the `#import` lines become comments. `tests/shaders.rs` validates every
+//! composition with naga, without a GPU, and checks it against [`WORKGROUP_SIZE`],
+//! [`ENTRY_POINT`], [`Kernel::bindings`], and the Rust mirrors of every `Params` struct and
+//! flag.
 
 pub(crate) mod copy;
 pub(crate) mod elementwise;
 pub(crate) mod rows;
 pub(crate) mod staging;
+
+#[cfg(test)]
+pub(crate) mod mirror;
 
 pub use copy::CopyTiming;
 pub use rows::{ELEMENTS_PER_LANE, ROW_REGS, group_for};
@@ -89,6 +97,70 @@ pub mod source {
     pub const CLEAR_WORDS: &str = include_str!("../../shaders/clear_words.wgsl");
     /// `shaders/copy.wgsl`: a vec4 copy, the bandwidth ceiling of `wgpu-loss bench`.
     pub const COPY: &str = include_str!("../../shaders/copy.wgsl");
+}
+
+/// Every shader file, by its path from the crate root, with its text: what `#import` lines
+/// resolve against.
+pub const SHADER_FILES: [(&str, &str); 29] = [
+    ("shaders/common/reduce.wgsl", source::REDUCE),
+    (
+        "shaders/common/reduce_subgroup.wgsl",
+        source::REDUCE_SUBGROUP,
+    ),
+    ("shaders/common/io_f32.wgsl", source::IO_F32),
+    ("shaders/common/io_f16.wgsl", source::IO_F16),
+    ("shaders/common/io_bf16.wgsl", source::IO_BF16),
+    ("shaders/common/io_vector.wgsl", source::IO_VECTOR),
+    ("shaders/common/io_f32x4.wgsl", source::IO_F32X4),
+    ("shaders/common/grad_f32x4.wgsl", source::GRAD_F32X4),
+    ("shaders/common/grad_f32.wgsl", source::GRAD_F32),
+    ("shaders/common/grad_packed.wgsl", source::GRAD_PACKED),
+    ("shaders/common/elementwise.wgsl", source::ELEMENTWISE),
+    ("shaders/common/weight.wgsl", source::WEIGHT),
+    ("shaders/common/nan.wgsl", source::NAN),
+    ("shaders/common/log.wgsl", source::LOG),
+    ("shaders/common/classes.wgsl", source::CLASSES),
+    ("shaders/common/rows.wgsl", source::ROWS),
+    ("shaders/mse.wgsl", source::MSE),
+    ("shaders/mae.wgsl", source::MAE),
+    ("shaders/huber.wgsl", source::HUBER),
+    ("shaders/bce.wgsl", source::BCE),
+    ("shaders/bce_with_logits.wgsl", source::BCE_WITH_LOGITS),
+    (
+        "shaders/categorical_cross_entropy.wgsl",
+        source::CATEGORICAL_CROSS_ENTROPY,
+    ),
+    (
+        "shaders/softmax_cross_entropy.wgsl",
+        source::SOFTMAX_CROSS_ENTROPY,
+    ),
+    ("shaders/cosine_proximity.wgsl", source::COSINE_PROXIMITY),
+    ("shaders/class_count.wgsl", source::CLASS_COUNT),
+    ("shaders/row_divisor.wgsl", source::ROW_DIVISOR),
+    ("shaders/reduce_partials.wgsl", source::REDUCE_PARTIALS),
+    ("shaders/clear_words.wgsl", source::CLEAR_WORDS),
+    ("shaders/copy.wgsl", source::COPY),
+];
+
+/// The `#import` lines of a shader file's text, in order: what each names (a path relative to
+/// `shaders/`, or a slot `<reduce>`, `<io>`, `<grad>`).
+pub fn imports(text: &str) -> impl Iterator<Item = &str> {
+    text.lines()
+        .filter_map(|l| l.trim().strip_prefix("#import "))
+        .map(str::trim)
+}
+
+/// The file (path from the crate root) and text an import names, for `flavor` and `io`.
+fn resolve(name: &str, flavor: ReduceFlavor, io: Io) -> Option<(&'static str, &'static str)> {
+    match name {
+        "<reduce>" => Some(flavor.prelude()),
+        "<io>" => Some(io.input_prelude()),
+        "<grad>" => Some(io.grad_prelude()),
+        _ => SHADER_FILES
+            .iter()
+            .find(|(p, _)| p.strip_prefix("shaders/") == Some(name))
+            .copied(),
+    }
 }
 
 /// Which workgroup-sum prelude a kernel is composed with.
@@ -316,19 +388,14 @@ impl Io {
             && (!self.vec4 || (self.input == Dtype::F32 && self.grad == Dtype::F32))
     }
 
-    /// The input-storage preludes' files and texts: `shaders/common/io_*.wgsl`, and
-    /// `io_vector.wgsl` after those whose unit is a vector.
-    pub fn input_preludes(self) -> Vec<(&'static str, &'static str)> {
-        let first = if self.vec4 {
+    /// The input-storage prelude's file and text (`shaders/common/io_*.wgsl`; those whose
+    /// unit is a vector import `io_vector.wgsl`).
+    pub fn input_prelude(self) -> (&'static str, &'static str) {
+        if self.vec4 {
             ("shaders/common/io_f32x4.wgsl", source::IO_F32X4)
         } else {
             self.input.prelude()
-        };
-        let mut v = vec![first];
-        if self.vec4 || self.input != Dtype::F32 {
-            v.push(("shaders/common/io_vector.wgsl", source::IO_VECTOR));
         }
-        v
     }
 
     /// The gradient-store prelude's file and text (`shaders/common/grad_*.wgsl`).
@@ -570,78 +637,32 @@ impl Kernel {
         }
     }
 
-    /// The files (relative to the crate root) and texts composed after the reduction prelude.
-    pub fn parts(self) -> &'static [(&'static str, &'static str)] {
-        const EW: (&str, &str) = ("shaders/common/elementwise.wgsl", source::ELEMENTWISE);
-        const W: (&str, &str) = ("shaders/common/weight.wgsl", source::WEIGHT);
-        const ROWS: (&str, &str) = ("shaders/common/rows.wgsl", source::ROWS);
-        const NAN: (&str, &str) = ("shaders/common/nan.wgsl", source::NAN);
-        const LOG: (&str, &str) = ("shaders/common/log.wgsl", source::LOG);
-        const CLASSES: (&str, &str) = ("shaders/common/classes.wgsl", source::CLASSES);
-        match self {
-            Kernel::Mse => &[NAN, EW, ("shaders/mse.wgsl", source::MSE)],
-            Kernel::Mae => &[NAN, EW, ("shaders/mae.wgsl", source::MAE)],
-            Kernel::Huber => &[NAN, EW, ("shaders/huber.wgsl", source::HUBER)],
-            Kernel::Bce => &[NAN, LOG, EW, W, ("shaders/bce.wgsl", source::BCE)],
-            Kernel::BceWithLogits => &[
-                NAN,
-                LOG,
-                EW,
-                W,
-                ("shaders/bce_with_logits.wgsl", source::BCE_WITH_LOGITS),
-            ],
-            Kernel::ReducePartials => &[("shaders/reduce_partials.wgsl", source::REDUCE_PARTIALS)],
-            Kernel::CategoricalCrossEntropy => &[
-                NAN,
-                LOG,
-                ROWS,
-                CLASSES,
-                (
-                    "shaders/categorical_cross_entropy.wgsl",
-                    source::CATEGORICAL_CROSS_ENTROPY,
-                ),
-            ],
-            Kernel::SoftmaxCrossEntropy => &[
-                NAN,
-                LOG,
-                ROWS,
-                CLASSES,
-                (
-                    "shaders/softmax_cross_entropy.wgsl",
-                    source::SOFTMAX_CROSS_ENTROPY,
-                ),
-            ],
-            Kernel::CosineProximity => &[
-                NAN,
-                ROWS,
-                CLASSES,
-                ("shaders/cosine_proximity.wgsl", source::COSINE_PROXIMITY),
-            ],
-            Kernel::ClassCount => &[CLASSES, ("shaders/class_count.wgsl", source::CLASS_COUNT)],
-            Kernel::RowDivisor => &[("shaders/row_divisor.wgsl", source::ROW_DIVISOR)],
-            Kernel::Copy => &[("shaders/copy.wgsl", source::COPY)],
-            Kernel::ClearWords => &[("shaders/clear_words.wgsl", source::CLEAR_WORDS)],
-        }
+    /// The kernel's own file, relative to the crate root (`shaders/<name>.wgsl`): its entry
+    /// point, and the imports its composition follows from.
+    pub fn root(self) -> (&'static str, &'static str) {
+        let want = format!("shaders/{}.wgsl", self.name());
+        SHADER_FILES
+            .iter()
+            .find(|(p, _)| *p == want)
+            .copied()
+            .unwrap_or(("", ""))
     }
 
-    /// Whether the kernel reads predictions and targets and writes a gradient, and so is
-    /// built for each [`Io`]; the others ignore it.
+    /// Whether the kernel reads predictions and targets and writes a gradient (its composition
+    /// imports `<io>`), and so is built for each [`Io`]; the others ignore it.
     pub fn takes_io(self) -> bool {
-        matches!(
-            self,
-            Kernel::Mse
-                | Kernel::Mae
-                | Kernel::Huber
-                | Kernel::Bce
-                | Kernel::BceWithLogits
-                | Kernel::CategoricalCrossEntropy
-                | Kernel::SoftmaxCrossEntropy
-                | Kernel::CosineProximity
-        )
+        self.files(ReduceFlavor::Plain, Io::F32).is_ok_and(|files| {
+            files
+                .iter()
+                .any(|(_, text)| imports(text).any(|i| i == "<io>"))
+        })
     }
 
     /// The full WGSL source with the given reduction prelude, for f32 storage.
-    pub fn source(self, flavor: ReduceFlavor) -> String {
+    ///
+    /// # Errors
+    /// As [`Kernel::files`].
+    pub fn source(self, flavor: ReduceFlavor) -> crate::Result<String> {
         self.source_io(flavor, Io::F32)
     }
 
@@ -666,26 +687,77 @@ impl Kernel {
         }
     }
 
-    /// The files composed for `io`, after the reduction prelude: the storage preludes (loss
-    /// kernels only), then [`Kernel::parts`].
-    pub fn files(self, io: Io) -> Vec<(&'static str, &'static str)> {
-        let mut v = Vec::new();
-        if self.takes_io() {
-            v.extend(io.input_preludes());
-            v.push(io.grad_prelude());
+    /// The files of the kernel's composition for `flavor` and `io`, each once, each after the
+    /// files it imports, the kernel's own file last: `(path from the crate root, text)`.
+    ///
+    /// # Errors
+    /// [`crate::Error::Gpu`] for an import that names no file or makes a cycle (a bug in the
+    /// shaders, which `tests/shaders.rs` would have caught).
+    pub fn files(
+        self,
+        flavor: ReduceFlavor,
+        io: Io,
+    ) -> crate::Result<Vec<(&'static str, &'static str)>> {
+        fn visit(
+            file: (&'static str, &'static str),
+            flavor: ReduceFlavor,
+            io: Io,
+            open: &mut Vec<&'static str>,
+            out: &mut Vec<(&'static str, &'static str)>,
+        ) -> crate::Result<()> {
+            if out.iter().any(|(p, _)| *p == file.0) {
+                return Ok(());
+            }
+            if open.contains(&file.0) {
+                return Err(crate::Error::Gpu(format!(
+                    "shader imports form a cycle: {} imports {} again",
+                    open.join(" -> "),
+                    file.0
+                )));
+            }
+            open.push(file.0);
+            for name in imports(file.1) {
+                let dep = resolve(name, flavor, io).ok_or_else(|| {
+                    crate::Error::Gpu(format!("{}: `#import {name}` names no shader file", file.0))
+                })?;
+                visit(dep, flavor, io, open, out)?;
+            }
+            open.pop();
+            out.push(file);
+            Ok(())
         }
-        v.extend_from_slice(self.parts());
-        v
+        let root = self.root();
+        if root.0.is_empty() {
+            return Err(crate::Error::Gpu(format!(
+                "no shader file shaders/{}.wgsl",
+                self.name()
+            )));
+        }
+        let mut out = Vec::new();
+        visit(root, flavor, io, &mut Vec::new(), &mut out)?;
+        Ok(out)
     }
 
-    /// The full WGSL source with the given reduction prelude and storage.
-    pub fn source_io(self, flavor: ReduceFlavor, io: Io) -> String {
-        let mut s = String::from(flavor.prelude().1);
-        for (_, text) in self.files(io) {
+    /// The full WGSL source with the given reduction prelude and storage: [`Kernel::files`]
+    /// joined, each `#import` line turned into a comment.
+    ///
+    /// # Errors
+    /// As [`Kernel::files`].
+    pub fn source_io(self, flavor: ReduceFlavor, io: Io) -> crate::Result<String> {
+        let mut s = String::new();
+        for (path, text) in self.files(flavor, io)? {
+            s.push_str("// ---- ");
+            s.push_str(path);
             s.push('\n');
-            s.push_str(text);
+            for line in text.lines() {
+                if line.trim_start().starts_with("#import ") {
+                    s.push_str("// ");
+                }
+                s.push_str(line);
+                s.push('\n');
+            }
         }
-        s
+        Ok(s)
     }
 
     /// The kernel's bindings, all in `@group(0)`.

@@ -18,11 +18,12 @@ use std::sync::Arc;
 
 use super::elementwise::{FLAG_SCALE_FROM_NORM, FinalizeParams, MAX_LOOP_TRIPS, workgroups_for};
 use super::staging::{
-    Bound, Dispatch, ReadInto, Results, ScratchKind, Taken, bind_group, contiguous,
-    encode_dispatches, first_row, or_dummy,
+    Bound, Dispatch, ScratchKind, Taken, bind_group, closing_dispatch, contiguous,
+    encode_dispatches, first_f32, first_row, or_dummy,
 };
 use super::{ClassType, Io, Kernel, Slot, WORKGROUP_SIZE};
 use crate::error::{Error, Result};
+use crate::gpu::stream::{Call, Outputs, Sink, Step};
 use crate::gpu::{GpuContext, KernelPipeline};
 use crate::loss::{Loss, LossArgs, LossOutput, Reduction, Target, Upstream};
 
@@ -461,100 +462,153 @@ impl RowPlan {
         queue.write_buffer(scratch.norm, 0, bytemuck::cast_slice(&self.norm));
     }
 
-    /// The bind groups of one call over `chunks` (one per plan chunk).
+    /// The bind groups of one call over `chunks` (one per plan chunk): the class pre-pass
+    /// and the divisor (class-index targets), every chunk's rows, the closing reduction.
     pub(crate) fn bind(
         &self,
         ctx: &GpuContext,
         scratch: &RowScratch<'_>,
         chunks: &[RowChunkBufs<'_>],
     ) -> Vec<Dispatch> {
-        let n = self.chunks.len() as u64;
-        let stride = self.stride;
-        let params_at = |slot: u64, size: usize| {
-            wgpu::BindingResource::Buffer(wgpu::BufferBinding {
-                buffer: scratch.params,
-                offset: slot * stride,
-                size: wgpu::BufferSize::new(size as u64),
-            })
-        };
-        let or_dummy = |o, slot| or_dummy(ctx, o, slot);
-        let mut out = Vec::new();
-        if let (Some(p), Some(cp), Some(stats)) =
-            (&self.count_pipe, scratch.class_partials, scratch.stats)
-        {
-            for (c, (ch, bf)) in self.chunks.iter().zip(chunks).enumerate() {
-                let group = bind_group(ctx, Kernel::ClassCount, &p.layout, &|slot| match slot {
-                    Slot::Params => params_at(n + c as u64, std::mem::size_of::<ClassParams>()),
-                    Slot::Target => bf.target.resource(),
-                    Slot::Weight => or_dummy(scratch.weight, Slot::Weight),
-                    Slot::Partials => cp.as_entire_binding(),
-                    _ => stats.as_entire_binding(),
-                });
-                out.push(Dispatch {
-                    pipeline: Arc::clone(p),
-                    group,
-                    workgroups: ch.class_workgroups,
-                });
-            }
-            if let Some(d) = &self.divisor_pipe {
-                let group = bind_group(ctx, Kernel::RowDivisor, &d.layout, &|slot| match slot {
-                    Slot::Params => params_at(2 * n, std::mem::size_of::<DivisorParams>()),
-                    Slot::Partials => cp.as_entire_binding(),
-                    _ => scratch.norm.as_entire_binding(),
-                });
-                out.push(Dispatch {
-                    pipeline: Arc::clone(d),
-                    group,
-                    workgroups: 1,
-                });
-            }
+        let mut out: Vec<Dispatch> = chunks
+            .iter()
+            .enumerate()
+            .filter_map(|(c, bf)| self.bind_count(ctx, scratch, c, bf.target))
+            .collect();
+        out.extend(self.bind_divisor(ctx, scratch));
+        for (c, bf) in chunks.iter().enumerate() {
+            out.push(self.bind_rows(ctx, scratch, c, bf));
         }
-        for (c, (ch, bf)) in self.chunks.iter().zip(chunks).enumerate() {
-            let group = bind_group(
-                ctx,
-                self.kernel,
-                &self.row_pipe.layout,
-                &|slot| match slot {
-                    Slot::Params => params_at(c as u64, std::mem::size_of::<RowParams>()),
-                    Slot::Pred => bf.pred.resource(),
-                    Slot::Target => bf.target.resource(),
-                    Slot::Upstream => or_dummy(bf.upstream, Slot::Upstream),
-                    Slot::Grad => or_dummy(bf.grad, Slot::Grad),
-                    Slot::Losses => or_dummy(bf.losses, Slot::Losses),
-                    Slot::Partials => scratch.partials.as_entire_binding(),
-                    Slot::Weight => or_dummy(scratch.weight, Slot::Weight),
-                    Slot::Norm => scratch.norm.as_entire_binding(),
-                    _ => match scratch.domain_error {
-                        Some(e) => e.as_entire_binding(),
-                        None => ctx.dummy(Slot::DomainError).as_entire_binding(),
-                    },
-                },
-            );
-            out.push(Dispatch {
-                pipeline: Arc::clone(&self.row_pipe),
-                group,
-                workgroups: ch.workgroups,
-            });
-        }
-        if let (Some(fin), Some(value)) = (&self.fin_pipe, scratch.value) {
-            let group = bind_group(
-                ctx,
-                Kernel::ReducePartials,
-                &fin.layout,
-                &|slot| match slot {
-                    Slot::Params => params_at(2 * n + 1, std::mem::size_of::<FinalizeParams>()),
-                    Slot::Partials => scratch.partials.as_entire_binding(),
-                    Slot::Value => value.resource(),
-                    _ => scratch.norm.as_entire_binding(),
-                },
-            );
-            out.push(Dispatch {
-                pipeline: Arc::clone(fin),
-                group,
-                workgroups: 1,
-            });
-        }
+        out.extend(self.bind_closing(ctx, scratch));
         out
+    }
+
+    fn params_at<'b>(
+        &self,
+        scratch: &RowScratch<'b>,
+        slot: u64,
+        size: usize,
+    ) -> wgpu::BindingResource<'b> {
+        wgpu::BindingResource::Buffer(wgpu::BufferBinding {
+            buffer: scratch.params,
+            offset: slot * self.stride,
+            size: wgpu::BufferSize::new(size as u64),
+        })
+    }
+
+    /// Whether the call has the class pre-pass (class-index targets).
+    pub(crate) fn counts_classes(&self) -> bool {
+        self.count_pipe.is_some()
+    }
+
+    /// The class pre-pass over chunk `c`'s class ids (`None` without class-index targets).
+    pub(crate) fn bind_count(
+        &self,
+        ctx: &GpuContext,
+        scratch: &RowScratch<'_>,
+        c: usize,
+        target: Bound<'_>,
+    ) -> Option<Dispatch> {
+        let (Some(p), Some(cp), Some(stats)) =
+            (&self.count_pipe, scratch.class_partials, scratch.stats)
+        else {
+            return None;
+        };
+        let n = self.chunks.len() as u64;
+        let group = bind_group(ctx, Kernel::ClassCount, &p.layout, &|slot| match slot {
+            Slot::Params => {
+                self.params_at(scratch, n + c as u64, std::mem::size_of::<ClassParams>())
+            }
+            Slot::Target => target.resource(),
+            Slot::Weight => or_dummy(ctx, scratch.weight, Slot::Weight),
+            Slot::Partials => cp.as_entire_binding(),
+            _ => stats.as_entire_binding(),
+        });
+        Some(Dispatch {
+            pipeline: Arc::clone(p),
+            group,
+            workgroups: self.chunks[c].class_workgroups,
+        })
+    }
+
+    /// The divisor of the mean from the counted weight, after the whole pre-pass (`None`
+    /// unless class-index targets are averaged).
+    pub(crate) fn bind_divisor(
+        &self,
+        ctx: &GpuContext,
+        scratch: &RowScratch<'_>,
+    ) -> Option<Dispatch> {
+        let (Some(d), Some(cp)) = (&self.divisor_pipe, scratch.class_partials) else {
+            return None;
+        };
+        let n = self.chunks.len() as u64;
+        let group = bind_group(ctx, Kernel::RowDivisor, &d.layout, &|slot| match slot {
+            Slot::Params => self.params_at(scratch, 2 * n, std::mem::size_of::<DivisorParams>()),
+            Slot::Partials => cp.as_entire_binding(),
+            _ => scratch.norm.as_entire_binding(),
+        });
+        Some(Dispatch {
+            pipeline: Arc::clone(d),
+            group,
+            workgroups: 1,
+        })
+    }
+
+    /// The row dispatch of chunk `c` over its buffers.
+    pub(crate) fn bind_rows(
+        &self,
+        ctx: &GpuContext,
+        scratch: &RowScratch<'_>,
+        c: usize,
+        bf: &RowChunkBufs<'_>,
+    ) -> Dispatch {
+        let or_dummy = |o, slot| or_dummy(ctx, o, slot);
+        let group = bind_group(
+            ctx,
+            self.kernel,
+            &self.row_pipe.layout,
+            &|slot| match slot {
+                Slot::Params => self.params_at(scratch, c as u64, std::mem::size_of::<RowParams>()),
+                Slot::Pred => bf.pred.resource(),
+                Slot::Target => bf.target.resource(),
+                Slot::Upstream => or_dummy(bf.upstream, Slot::Upstream),
+                Slot::Grad => or_dummy(bf.grad, Slot::Grad),
+                Slot::Losses => or_dummy(bf.losses, Slot::Losses),
+                Slot::Partials => scratch.partials.as_entire_binding(),
+                Slot::Weight => or_dummy(scratch.weight, Slot::Weight),
+                Slot::Norm => scratch.norm.as_entire_binding(),
+                _ => match scratch.domain_error {
+                    Some(e) => e.as_entire_binding(),
+                    None => ctx.dummy(Slot::DomainError).as_entire_binding(),
+                },
+            },
+        );
+        Dispatch {
+            pipeline: Arc::clone(&self.row_pipe),
+            group,
+            workgroups: self.chunks[c].workgroups,
+        }
+    }
+
+    /// The closing reduction of the partial sums into the value (none for `Reduction::None`).
+    pub(crate) fn bind_closing(
+        &self,
+        ctx: &GpuContext,
+        scratch: &RowScratch<'_>,
+    ) -> Option<Dispatch> {
+        let (Some(fin), Some(value)) = (&self.fin_pipe, scratch.value) else {
+            return None;
+        };
+        let n = self.chunks.len() as u64;
+        let params = self.params_at(scratch, 2 * n + 1, std::mem::size_of::<FinalizeParams>());
+        Some(closing_dispatch(
+            ctx,
+            fin,
+            params,
+            scratch.partials,
+            value,
+            Some(scratch.norm),
+        ))
     }
 
     /// Records one call: clears the atomics, then one compute pass with every dispatch.
@@ -572,7 +626,10 @@ impl RowPlan {
     }
 }
 
-/// Runs a row-wise loss on host arrays: uploads, records the plan, reads the results back.
+/// Runs a row-wise loss on host arrays: with class-index targets, the class pre-pass streamed
+/// over every chunk's ids first (the mean's divisor needs them all); then the plan's chunks
+/// streamed through [`GpuContext::stream`] (inputs in, gradient and losses out); then the
+/// value and the checks read back.
 pub(crate) fn run(ctx: &GpuContext, loss: &Loss, args: &LossArgs<'_>) -> Result<LossOutput<f32>> {
     args.validate(loss)?;
     let (b, cols) = args.rows_cols();
@@ -592,6 +649,19 @@ pub(crate) fn run(ctx: &GpuContext, loss: &Loss, args: &LossArgs<'_>) -> Result<
     let class_data = class_words(&args.target);
     // 32-bit words per class id (2 for i64).
     let per_id = classes.map_or(1, |c| c.words_per_id() as usize);
+    let write_losses = args.reduction == Reduction::None;
+    let upstream = match &args.upstream {
+        Upstream::Array(g) if args.want_grad => Some(contiguous(g)),
+        _ => None,
+    };
+    // Chunk buffers for p, the target, the gradient (per element) and the per-row streams.
+    let per_row = per_id * usize::from(classes.is_some())
+        + usize::from(upstream.is_some())
+        + usize::from(write_losses);
+    let per_element = 1 + usize::from(classes.is_none()) + usize::from(args.want_grad);
+    let chunk = ctx
+        .stream_chunk_elements(4.0 * (per_element as f64 + per_row as f64 / cols as f64))
+        .max(cols);
     let spec = RowSpec {
         loss: *loss,
         rows: b,
@@ -608,21 +678,14 @@ pub(crate) fn run(ctx: &GpuContext, loss: &Loss, args: &LossArgs<'_>) -> Result<
         ignore_index,
         io: Io::F32,
     };
-    let plan = RowPlan::new(ctx, spec, ctx.max_chunk_elements)?;
+    let plan = RowPlan::new(ctx, spec, chunk.min(ctx.max_chunk_elements))?;
     let reduce_value = args.reduction != Reduction::None;
-    let write_losses = args.reduction == Reduction::None;
     let pred = contiguous(&args.pred);
     let dense_target: Option<Cow<'_, [f32]>> = args.target.dense().map(contiguous);
     let weight = args.weight.as_ref().map(contiguous);
-    let upstream = match &args.upstream {
-        Upstream::Array(g) if args.want_grad => Some(contiguous(g)),
-        _ => None,
-    };
 
-    let scopes = ctx.open_scopes();
-    let mut taken = Taken::default();
-    let mut uploads = Vec::new();
     use wgpu::BufferUsages as U;
+    let mut taken = Taken::default();
     let mut kinds = Vec::new();
     for (kind, size, usage) in plan.scratch_sizes() {
         kinds.push((
@@ -631,82 +694,17 @@ pub(crate) fn run(ctx: &GpuContext, loss: &Loss, args: &LossArgs<'_>) -> Result<
         ));
     }
     let value_idx = ctx.scratch(&mut taken, "wgpu-loss value", 4, U::STORAGE | U::COPY_SRC);
-    let weight_idx = weight
-        .as_ref()
-        .map(|w| ctx.upload(&mut taken, &mut uploads, "wgpu-loss class weight", w));
-    struct ChunkIdx {
-        pred: usize,
-        target: (usize, usize),
-        upstream: Option<usize>,
-        grad: Option<usize>,
-        losses: Option<usize>,
-    }
-    let mut idx = Vec::with_capacity(plan.chunks().len());
-    for ch in plan.chunks() {
-        let rows = ch.row0..ch.row0 + ch.rows;
-        let elems = ch.row0 * cols..(ch.row0 + ch.rows) * cols;
-        let target = match &dense_target {
-            Some(t) => (
-                ctx.upload(
-                    &mut taken,
-                    &mut uploads,
-                    "wgpu-loss target",
-                    &t[elems.clone()],
-                ),
-                elems.len(),
-            ),
-            None => (
-                ctx.upload(
-                    &mut taken,
-                    &mut uploads,
-                    "wgpu-loss classes",
-                    &class_data[rows.start * per_id..rows.end * per_id],
-                ),
-                rows.len() * per_id,
-            ),
-        };
-        idx.push(ChunkIdx {
-            pred: ctx.upload(
-                &mut taken,
-                &mut uploads,
-                "wgpu-loss pred",
-                &pred[elems.clone()],
-            ),
-            target,
-            upstream: upstream.as_ref().map(|u| {
-                ctx.upload(
-                    &mut taken,
-                    &mut uploads,
-                    "wgpu-loss upstream",
-                    &u[rows.clone()],
-                )
-            }),
-            grad: args.want_grad.then(|| {
-                ctx.scratch(
-                    &mut taken,
-                    "wgpu-loss grad",
-                    elems.len() as u64 * 4,
-                    U::STORAGE | U::COPY_SRC,
-                )
-            }),
-            losses: write_losses.then(|| {
-                ctx.scratch(
-                    &mut taken,
-                    "wgpu-loss losses",
-                    rows.len() as u64 * 4,
-                    U::STORAGE | U::COPY_SRC,
-                )
-            }),
-        });
-    }
-
-    let mut encoder = ctx
-        .device
-        .create_command_encoder(&wgpu::CommandEncoderDescriptor {
-            label: Some("wgpu-loss rows"),
-        });
-    // The uploads' copies come first in the encoder, before the compute pass.
-    ctx.write_uploads(&mut encoder, uploads, &mut taken.0)?;
+    let weight_idx = weight.as_ref().map(|w| {
+        let bytes: &[u8] = bytemuck::cast_slice(w);
+        let i = ctx.scratch(
+            &mut taken,
+            "wgpu-loss class weight",
+            bytes.len() as u64,
+            U::STORAGE | U::COPY_DST,
+        );
+        ctx.queue.write_buffer(&taken.0[i].buffer, 0, bytes);
+        i
+    });
     let buf = |i: usize| &taken.0[i].buffer;
     let of = |k: ScratchKind| kinds.iter().find(|(kk, _)| *kk == k).map(|&(_, i)| buf(i));
     let (Some(params), Some(partials), Some(norm)) = (
@@ -726,53 +724,102 @@ pub(crate) fn run(ctx: &GpuContext, loss: &Loss, args: &LossArgs<'_>) -> Result<
         value: reduce_value.then(|| Bound::whole(buf(value_idx), 1)),
         weight: weight_idx.map(|i| Bound::whole(buf(i), cols)),
     };
-    let chunk_bufs: Vec<RowChunkBufs<'_>> = plan
-        .chunks()
-        .iter()
-        .zip(&idx)
-        .map(|(ch, ix)| RowChunkBufs {
-            pred: Bound::whole(buf(ix.pred), ch.rows * cols),
-            target: Bound::whole(buf(ix.target.0), ix.target.1),
-            upstream: ix.upstream.map(|i| Bound::whole(buf(i), ch.rows)),
-            grad: ix.grad.map(|i| Bound::whole(buf(i), ch.rows * cols)),
-            losses: ix.losses.map(|i| Bound::whole(buf(i), ch.rows)),
-        })
-        .collect();
     plan.write_constants(&ctx.queue, &scratch);
-    let dispatches = plan.bind(ctx, &scratch, &chunk_bufs);
-    plan.encode(&mut encoder, &scratch, &dispatches);
 
-    // Readbacks, in a fixed order: value, class stats, domain error, then per chunk grad and
-    // losses.
-    let mut results = Results::new(
+    // The steps: with class ids, one pre-pass step per chunk (its ids), then one row step per
+    // chunk: p, the target (floats or ids), the upstream rows; out the gradient and losses.
+    fn bytes(d: &[f32]) -> &[u8] {
+        bytemuck::cast_slice(d)
+    }
+    let ids = |rows: &std::ops::Range<usize>| -> &[u8] {
+        bytemuck::cast_slice(&class_data[rows.start * per_id..rows.end * per_id])
+    };
+    let chunks = plan.chunks();
+    let pre = if plan.counts_classes() {
+        chunks.len()
+    } else {
+        0
+    };
+    let mut steps: Vec<Step<'_>> = Vec::with_capacity(pre + chunks.len());
+    for ch in chunks.iter().take(pre) {
+        steps.push(Step {
+            inputs: vec![ids(&(ch.row0..ch.row0 + ch.rows))],
+            outputs: Vec::new(),
+        });
+    }
+    for ch in chunks {
+        let rows = ch.row0..ch.row0 + ch.rows;
+        let elems = ch.row0 * cols..(ch.row0 + ch.rows) * cols;
+        let target = match &dense_target {
+            Some(t) => bytes(&t[elems.clone()]),
+            None => ids(&rows),
+        };
+        let mut inputs = vec![bytes(&pred[elems.clone()]), target];
+        inputs.extend(upstream.as_ref().map(|u| bytes(&u[rows.clone()])));
+        let mut outputs = Vec::new();
+        if args.want_grad {
+            outputs.push((elems.len() as u64 * 4, Sink::Grad));
+        }
+        if write_losses {
+            outputs.push((rows.len() as u64 * 4, Sink::Losses));
+        }
+        steps.push(Step { inputs, outputs });
+    }
+    let grad_at = args.want_grad.then_some(0);
+    let losses_at = write_losses.then_some(usize::from(args.want_grad));
+    let mut record = |k: usize, ins: &[Bound<'_>], outs: &[Bound<'_>]| {
+        if k < pre {
+            let mut v: Vec<Dispatch> = plan
+                .bind_count(ctx, &scratch, k, ins[0])
+                .into_iter()
+                .collect();
+            if k + 1 == pre {
+                v.extend(plan.bind_divisor(ctx, &scratch));
+            }
+            return v;
+        }
+        let bufs = RowChunkBufs {
+            pred: ins[0],
+            target: ins[1],
+            upstream: upstream.is_some().then(|| ins[2]),
+            grad: grad_at.map(|i| outs[i]),
+            losses: losses_at.map(|i| outs[i]),
+        };
+        vec![plan.bind_rows(ctx, &scratch, k - pre, &bufs)]
+    };
+    let clears: Vec<&wgpu::Buffer> = [scratch.stats, scratch.domain_error]
+        .into_iter()
+        .flatten()
+        .collect();
+    let mut words_of = Vec::new();
+    if reduce_value {
+        words_of.push((buf(value_idx), 4));
+    }
+    if let Some(s) = scratch.stats {
+        words_of.push((s, 8));
+    }
+    if let Some(e) = scratch.domain_error {
+        words_of.push((e, 4));
+    }
+    let mut out = Outputs::new(
         args.want_grad.then_some(b * cols),
         write_losses.then_some(b),
     );
-    if reduce_value {
-        results.record(ctx, &mut encoder, buf(value_idx), 4, ReadInto::Words);
-    }
-    if let Some(s) = scratch.stats {
-        results.record(ctx, &mut encoder, s, 8, ReadInto::Words);
-    }
-    if let Some(e) = scratch.domain_error {
-        results.record(ctx, &mut encoder, e, 4, ReadInto::Words);
-    }
-    for (ch, ix) in plan.chunks().iter().zip(&idx) {
-        if let Some(i) = ix.grad {
-            let size = (ch.rows * cols) as u64 * 4;
-            results.record(ctx, &mut encoder, buf(i), size, ReadInto::Grad);
-        }
-        if let Some(i) = ix.losses {
-            let size = ch.rows as u64 * 4;
-            results.record(ctx, &mut encoder, buf(i), size, ReadInto::Losses);
-        }
-    }
+    let call = Call {
+        label: plan.kernel.name(),
+        clears: &clears,
+        steps,
+        closing: plan.bind_closing(ctx, &scratch).into_iter().collect(),
+        words: &words_of,
+    };
+    let words = ctx.stream(call, &mut record, &mut out);
     let has_err = scratch.domain_error.is_some();
-    ctx.finish_call(encoder, scopes, taken, &mut results)?;
-    let value = reduce_value.then(|| results.next_value());
+    ctx.give_back(taken);
+    let mut words = words?.into_iter();
+    let value = reduce_value.then(|| first_f32(words.next()));
     let mut counted = b;
     if classes.is_some() {
-        let stats = results.next_words();
+        let stats = words.next().unwrap_or_default();
         if let Some(row) = first_row(stats.first().copied().unwrap_or(0)) {
             return Err(Error::ClassOutOfRange {
                 row,
@@ -783,7 +830,7 @@ pub(crate) fn run(ctx: &GpuContext, loss: &Loss, args: &LossArgs<'_>) -> Result<
         counted = stats.get(1).copied().unwrap_or(0) as usize;
     }
     if has_err {
-        if let Some(row) = first_row(results.next_words().first().copied().unwrap_or(0)) {
+        if let Some(row) = first_row(words.next().and_then(|w| w.first().copied()).unwrap_or(0)) {
             let start = row * cols;
             let (j, &value) = pred[start..start + cols]
                 .iter()
@@ -798,13 +845,76 @@ pub(crate) fn run(ctx: &GpuContext, loss: &Loss, args: &LossArgs<'_>) -> Result<
             });
         }
     }
-    let Results { grad, losses, .. } = results;
-    let (_, grad) = LossOutput::shape_arrays(args.pred.shape(), None, grad);
-    let (losses, _) = LossOutput::<f32>::shape_arrays(args.row_shape(), losses, None);
+    let (_, grad) = LossOutput::shape_arrays(args.pred.shape(), None, out.grad);
+    let (losses, _) = LossOutput::<f32>::shape_arrays(args.row_shape(), out.losses, None);
     Ok(LossOutput {
         value,
         losses,
         grad,
         counted,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::mem::{offset_of, size_of};
+
+    use super::*;
+
+    /// `RowParams`, `ClassParams`, `DivisorParams` and the flags against the WGSL they mirror.
+    #[test]
+    fn mirrors_match_the_shaders() {
+        let members = [
+            ("rows", offset_of!(RowParams, rows)),
+            ("cols", offset_of!(RowParams, cols)),
+            ("group", offset_of!(RowParams, group)),
+            ("row_iters", offset_of!(RowParams, row_iters)),
+            ("partial_base", offset_of!(RowParams, partial_base)),
+            ("flags", offset_of!(RowParams, flags)),
+            ("row_base", offset_of!(RowParams, row_base)),
+            ("ignore_lo", offset_of!(RowParams, ignore_lo)),
+            ("eps", offset_of!(RowParams, eps)),
+            ("z_loss", offset_of!(RowParams, z_loss)),
+            ("ignore_hi", offset_of!(RowParams, ignore_hi)),
+        ];
+        let flags = [
+            ("FLAG_WRITE_GRAD", FLAG_WRITE_GRAD),
+            ("FLAG_WRITE_LOSSES", FLAG_WRITE_LOSSES),
+            ("FLAG_UPSTREAM_ARRAY", FLAG_UPSTREAM_ARRAY),
+            ("FLAG_CLASSES", FLAG_CLASSES),
+            ("FLAG_WEIGHT", FLAG_WEIGHT),
+            ("FLAG_CLASSES_I64", FLAG_CLASSES_I64),
+            ("FLAG_CLASSES_U32", FLAG_CLASSES_U32),
+        ];
+        for k in [
+            Kernel::CategoricalCrossEntropy,
+            Kernel::SoftmaxCrossEntropy,
+            Kernel::CosineProximity,
+        ] {
+            super::super::mirror::check(k, &members, size_of::<RowParams>(), &flags);
+        }
+        super::super::mirror::check(
+            Kernel::ClassCount,
+            &[
+                ("rows", offset_of!(ClassParams, rows)),
+                ("cols", offset_of!(ClassParams, cols)),
+                ("ignore_lo", offset_of!(ClassParams, ignore_lo)),
+                ("flags", offset_of!(ClassParams, flags)),
+                ("row_base", offset_of!(ClassParams, row_base)),
+                ("partial_base", offset_of!(ClassParams, partial_base)),
+                ("ignore_hi", offset_of!(ClassParams, ignore_hi)),
+            ],
+            size_of::<ClassParams>(),
+            &flags[4..],
+        );
+        super::super::mirror::check(
+            Kernel::RowDivisor,
+            &[
+                ("count", offset_of!(DivisorParams, count)),
+                ("g", offset_of!(DivisorParams, g)),
+            ],
+            size_of::<DivisorParams>(),
+            &[],
+        );
+    }
 }

@@ -30,7 +30,7 @@ pub const ARRAY_RTOL: f64 = 1e-6;
 /// loop of several trips), 2^22 (4096 workgroups × 4 trips each).
 pub const SIZES: [usize; 7] = [1, 255, 256, 257, 4097, 1_000_003, 1 << 22];
 
-fn make(options: ContextOptions, what: &str) -> GpuContext {
+pub fn make(options: ContextOptions, what: &str) -> GpuContext {
     match GpuContext::with_options(options) {
         Ok(c) => {
             eprintln!("GPU tests ({what}) run on: {}", c.adapter_summary());

@@ -24,6 +24,7 @@ mod mse;
 mod resident;
 mod rows;
 mod softmax_cross_entropy;
+mod streaming;
 mod threads;
 mod upstream;
 
