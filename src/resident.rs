@@ -51,9 +51,11 @@ use std::task::{Context, Poll};
 
 use crate::error::{Error, Result};
 use crate::gpu::GpuContext;
-use crate::kernels::elementwise::{BroadcastPlan, EwChunkBufs, EwPlan, EwScratch, EwSpec};
-use crate::kernels::rows::{RowChunkBufs, RowPlan, RowScratch, RowSpec};
-use crate::kernels::staging::{Bound, Dispatch, ScratchKind, bind_group, dispatch_into, first_row};
+use crate::kernels::elementwise::{BroadcastPlan, EwChunkBufs, EwPlan, EwSpec};
+use crate::kernels::rows::{RowChunkBufs, RowPlan, RowSpec};
+use crate::kernels::staging::{
+    Bound, Dispatch, Scratch, ScratchRefs, bind_group, dispatch_into, first_row,
+};
 use crate::kernels::{ClassType, Dtype, Io, Kernel};
 use crate::loss::{Loss, Reduction};
 
@@ -314,7 +316,7 @@ pub struct ResidentLoss {
     rows: usize,
     cols: usize,
     plan: Planned,
-    scratch: Vec<(ScratchKind, wgpu::Buffer)>,
+    scratch: Scratch<wgpu::Buffer>,
     cache: HashMap<BufferKey, Vec<Dispatch>>,
     /// Zeroing dispatches of the atomics, for `record_in_pass` (built on its first use).
     clear_dispatches: Option<Vec<Dispatch>>,
@@ -507,22 +509,18 @@ impl GpuContext {
                 n,
             )?)
         };
-        let sizes = match &plan {
-            Planned::Rows(p) => p.scratch_sizes(),
-            Planned::Elementwise(p) => p.scratch_sizes(),
-        };
-        let scratch: Vec<(ScratchKind, wgpu::Buffer)> = sizes
-            .into_iter()
-            .map(|(kind, size, usage)| {
-                let b = self.device.create_buffer(&wgpu::BufferDescriptor {
-                    label: Some(&format!("wgpu-loss resident {kind:?}")),
-                    size: size.max(4),
-                    usage,
-                    mapped_at_creation: false,
-                });
-                (kind, b)
+        let mut alloc = |label: &'static str, size: u64, usage: wgpu::BufferUsages| {
+            self.device.create_buffer(&wgpu::BufferDescriptor {
+                label: Some(label),
+                size: size.max(4),
+                usage,
+                mapped_at_creation: false,
             })
-            .collect();
+        };
+        let scratch = match &plan {
+            Planned::Rows(p) => p.scratch(&mut alloc),
+            Planned::Elementwise(p) => p.scratch(&mut alloc),
+        };
         let allocations = scratch.len();
         let r = ResidentLoss {
             loss: *loss,
@@ -574,49 +572,15 @@ impl ResidentLoss {
         }
     }
 
-    fn scratch_buf(&self, kind: ScratchKind) -> Option<&wgpu::Buffer> {
-        self.scratch
-            .iter()
-            .find(|(k, _)| *k == kind)
-            .map(|(_, b)| b)
-    }
-
     fn missing_scratch() -> Error {
-        Error::Gpu("resident loss without its scratch buffers".into())
-    }
-
-    fn row_scratch<'a>(
-        &'a self,
-        value: Option<Bound<'a>>,
-        weight: Option<Bound<'a>>,
-    ) -> Result<RowScratch<'a>> {
-        let need = |k| self.scratch_buf(k).ok_or_else(Self::missing_scratch);
-        Ok(RowScratch {
-            params: need(ScratchKind::Params)?,
-            partials: need(ScratchKind::Partials)?,
-            class_partials: self.scratch_buf(ScratchKind::ClassPartials),
-            norm: need(ScratchKind::Norm)?,
-            stats: self.scratch_buf(ScratchKind::Stats),
-            domain_error: self.scratch_buf(ScratchKind::DomainError),
-            value,
-            weight,
-        })
-    }
-
-    fn ew_scratch<'a>(&'a self, value: Option<Bound<'a>>) -> Result<EwScratch<'a>> {
-        let need = |k| self.scratch_buf(k).ok_or_else(Self::missing_scratch);
-        Ok(EwScratch {
-            params: need(ScratchKind::Params)?,
-            partials: need(ScratchKind::Partials)?,
-            domain_error: self.scratch_buf(ScratchKind::DomainError),
-            value,
-        })
+        Error::Gpu("resident loss without its bind groups".into())
     }
 
     fn write_constants(&self, queue: &wgpu::Queue) -> Result<()> {
+        let refs = self.scratch.refs(None);
         match &self.plan {
-            Planned::Rows(p) => p.write_constants(queue, &self.row_scratch(None, None)?),
-            Planned::Elementwise(p) => p.write_constants(queue, &self.ew_scratch(None)?),
+            Planned::Rows(p) => p.write_constants(queue, &refs),
+            Planned::Elementwise(p) => p.write_constants(queue, &refs),
         }
         Ok(())
     }
@@ -749,9 +713,10 @@ impl ResidentLoss {
     ) -> Result<()> {
         let key = self.bind_step(ctx, bufs)?;
         let dispatches = self.cache.get(&key).ok_or_else(Self::missing_scratch)?;
+        let refs: ScratchRefs<'_> = self.scratch.refs(None);
         match &self.plan {
-            Planned::Rows(p) => p.encode(encoder, &self.row_scratch(None, None)?, dispatches),
-            Planned::Elementwise(p) => p.encode(encoder, &self.ew_scratch(None)?, dispatches),
+            Planned::Rows(p) => p.encode(encoder, &refs, dispatches),
+            Planned::Elementwise(p) => p.encode(encoder, &refs, dispatches),
         }
         Ok(())
     }
@@ -775,9 +740,10 @@ impl ResidentLoss {
             let pipe = ctx.pipeline(Kernel::ClearWords)?;
             let clears: Vec<Dispatch> = self
                 .scratch
-                .iter()
-                .filter(|(k, _)| matches!(k, ScratchKind::Stats | ScratchKind::DomainError))
-                .map(|(_, buf)| Dispatch {
+                .refs(None)
+                .atomics()
+                .into_iter()
+                .map(|buf| Dispatch {
                     pipeline: Arc::clone(&pipe),
                     group: bind_group(ctx, Kernel::ClearWords, &pipe.layout, &|_| {
                         buf.as_entire_binding()
@@ -850,21 +816,23 @@ impl ResidentLoss {
         let value = (!none).then_some(output);
         let losses = none.then_some(output);
         if !self.cache.contains_key(&key) {
+            let refs = self.scratch.refs(value);
             let dispatches = match &self.plan {
                 Planned::Rows(p) => p.bind(
                     ctx,
-                    &self.row_scratch(value, weight)?,
+                    &refs,
                     &[RowChunkBufs {
                         pred,
                         target,
                         upstream,
                         grad,
                         losses,
+                        weight,
                     }],
                 ),
                 Planned::Elementwise(p) => p.bind(
                     ctx,
-                    &self.ew_scratch(value)?,
+                    &refs,
                     &[EwChunkBufs {
                         pred,
                         target,
@@ -898,12 +866,12 @@ impl ResidentLoss {
             class_out_of_range: None,
             out_of_domain: None,
         };
-        if let Some(stats) = self.scratch_buf(ScratchKind::Stats) {
+        if let Some(stats) = &self.scratch.stats {
             let words = read_words(ctx.device(), ctx.queue(), stats, 0, 2)?;
             status.class_out_of_range = first_row(words[0]);
             status.counted = words[1] as usize;
         }
-        if let Some(err) = self.scratch_buf(ScratchKind::DomainError) {
+        if let Some(err) = &self.scratch.domain_error {
             let words = read_words(ctx.device(), ctx.queue(), err, 0, 1)?;
             status.out_of_domain = first_row(words[0]);
         }

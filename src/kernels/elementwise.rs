@@ -11,13 +11,14 @@ use std::sync::Arc;
 
 use ndarray::ArrayViewD;
 
+use super::host::{self, HostPlan};
 use super::staging::{
-    Bound, Dispatch, ScratchKind, Taken, bind_group, closing_dispatch, contiguous,
-    encode_dispatches, first_f32, first_row, or_dummy,
+    Alloc, AsBuffer, Bound, Dispatch, Scratch, ScratchRefs, bind_group, closing_dispatch,
+    contiguous, encode_dispatches, or_dummy,
 };
 use super::{Io, Kernel, Slot, WORKGROUP_SIZE};
 use crate::error::{Error, Result};
-use crate::gpu::stream::{Call, Outputs, Sink, Step};
+use crate::gpu::stream::{Outputs, Sink, Step};
 use crate::gpu::{GpuContext, KernelPipeline};
 use crate::loss::{Loss, LossArgs, LossOutput, Reduction, Upstream};
 
@@ -177,6 +178,7 @@ pub(crate) struct EwChunk {
 
 /// An elementwise call planned: chunks, workgroups, parameter blocks and pipelines.
 pub(crate) struct EwPlan {
+    spec: EwSpec,
     kernel: Kernel,
     chunks: Vec<EwChunk>,
     partials: u64,
@@ -195,16 +197,6 @@ pub(crate) struct EwChunkBufs<'a> {
     pub losses: Option<Bound<'a>>,
     pub weight: Option<Bound<'a>>,
     pub pos_weight: Option<Bound<'a>>,
-}
-
-/// The call's own buffers.
-pub(crate) struct EwScratch<'a> {
-    pub params: &'a wgpu::Buffer,
-    pub partials: &'a wgpu::Buffer,
-    /// `[1]` domain error (BCE).
-    pub domain_error: Option<&'a wgpu::Buffer>,
-    /// `[1]` the value (Mean, Sum).
-    pub value: Option<Bound<'a>>,
 }
 
 impl EwPlan {
@@ -331,6 +323,7 @@ impl EwPlan {
             fin_pipe: (spec.reduction != Reduction::None)
                 .then(|| ctx.pipeline(Kernel::ReducePartials))
                 .transpose()?,
+            spec,
             kernel,
             chunks,
             partials,
@@ -343,29 +336,20 @@ impl EwPlan {
         &self.chunks
     }
 
-    /// The scratch buffers this plan needs: what, size in bytes, usage.
-    pub(crate) fn scratch_sizes(&self) -> Vec<(ScratchKind, u64, wgpu::BufferUsages)> {
-        use wgpu::BufferUsages as U;
-        let mut v = vec![
-            (
-                ScratchKind::Params,
-                self.params.len() as u64,
-                U::UNIFORM | U::COPY_DST,
-            ),
-            (ScratchKind::Partials, self.partials * 4, U::STORAGE),
-        ];
-        if self.kernel == Kernel::Bce {
-            v.push((
-                ScratchKind::DomainError,
-                4,
-                U::STORAGE | U::COPY_DST | U::COPY_SRC,
-            ));
-        }
-        v
+    /// The plan's scratch buffers, each made by `alloc`.
+    pub(crate) fn scratch<B: AsBuffer>(&self, alloc: &mut Alloc<'_, B>) -> Scratch<B> {
+        Scratch::new(
+            alloc,
+            self.params.len() as u64,
+            self.partials,
+            false,
+            None,
+            self.kernel == Kernel::Bce,
+        )
     }
 
     /// Writes the parameter blocks through the queue (effective at the next submission).
-    pub(crate) fn write_constants(&self, queue: &wgpu::Queue, scratch: &EwScratch<'_>) {
+    pub(crate) fn write_constants(&self, queue: &wgpu::Queue, scratch: &ScratchRefs<'_>) {
         queue.write_buffer(scratch.params, 0, &self.params);
     }
 
@@ -374,7 +358,7 @@ impl EwPlan {
     pub(crate) fn bind(
         &self,
         ctx: &GpuContext,
-        scratch: &EwScratch<'_>,
+        scratch: &ScratchRefs<'_>,
         chunks: &[EwChunkBufs<'_>],
     ) -> Vec<Dispatch> {
         let mut out: Vec<Dispatch> = chunks
@@ -388,7 +372,7 @@ impl EwPlan {
 
     fn params_at<'b>(
         &self,
-        scratch: &EwScratch<'b>,
+        scratch: &ScratchRefs<'b>,
         slot: u64,
         size: usize,
     ) -> wgpu::BindingResource<'b> {
@@ -403,7 +387,7 @@ impl EwPlan {
     pub(crate) fn bind_chunk(
         &self,
         ctx: &GpuContext,
-        scratch: &EwScratch<'_>,
+        scratch: &ScratchRefs<'_>,
         c: usize,
         bf: &EwChunkBufs<'_>,
     ) -> Dispatch {
@@ -437,7 +421,7 @@ impl EwPlan {
     pub(crate) fn bind_closing(
         &self,
         ctx: &GpuContext,
-        scratch: &EwScratch<'_>,
+        scratch: &ScratchRefs<'_>,
     ) -> Option<Dispatch> {
         let (Some(fin), Some(value)) = (&self.fin_pipe, scratch.value) else {
             return None;
@@ -458,11 +442,82 @@ impl EwPlan {
     pub(crate) fn encode(
         &self,
         encoder: &mut wgpu::CommandEncoder,
-        scratch: &EwScratch<'_>,
+        scratch: &ScratchRefs<'_>,
         dispatches: &[Dispatch],
     ) {
-        let clears: Vec<&wgpu::Buffer> = scratch.domain_error.into_iter().collect();
-        encode_dispatches(encoder, self.kernel.name(), &clears, dispatches);
+        encode_dispatches(encoder, self.kernel.name(), &scratch.atomics(), dispatches);
+    }
+}
+
+impl HostPlan for EwPlan {
+    fn label(&self) -> &'static str {
+        self.kernel.name()
+    }
+
+    fn scratch_in<B: AsBuffer>(&self, alloc: &mut Alloc<'_, B>) -> Scratch<B> {
+        self.scratch(alloc)
+    }
+
+    fn write_constants(&self, queue: &wgpu::Queue, scratch: &ScratchRefs<'_>) {
+        EwPlan::write_constants(self, queue, scratch);
+    }
+
+    fn reduces(&self) -> bool {
+        self.fin_pipe.is_some()
+    }
+
+    /// Inputs `[p, t, upstream?, weight?, pos_weight?]` (the broadcast ones as long as p),
+    /// outputs `[grad?, losses?]`; bound whole `[weight?, pos_weight?]` (the shorter ones).
+    fn record_step(
+        &self,
+        ctx: &GpuContext,
+        scratch: &ScratchRefs<'_>,
+        whole: &[Bound<'_>],
+        k: usize,
+        ins: &[Bound<'_>],
+        outs: &[Bound<'_>],
+    ) -> Vec<Dispatch> {
+        let mut ins = ins.iter().copied();
+        let mut whole = whole.iter().copied();
+        let mut outs = outs.iter().copied();
+        let (pred, target) = (ins.next(), ins.next());
+        let upstream = if self.spec.upstream_array {
+            ins.next()
+        } else {
+            None
+        };
+        let mut broadcast = |plan: Option<BroadcastPlan>| match plan {
+            Some(BroadcastPlan::Full) => ins.next(),
+            Some(BroadcastPlan::Whole(_)) => whole.next(),
+            None => None,
+        };
+        let weight = broadcast(self.spec.weight);
+        let pos_weight = broadcast(self.spec.pos_weight);
+        let (Some(pred), Some(target)) = (pred, target) else {
+            return Vec::new();
+        };
+        let bufs = EwChunkBufs {
+            pred,
+            target,
+            upstream,
+            grad: if self.spec.want_grad {
+                outs.next()
+            } else {
+                None
+            },
+            losses: if self.spec.reduction == Reduction::None {
+                outs.next()
+            } else {
+                None
+            },
+            weight,
+            pos_weight,
+        };
+        vec![self.bind_chunk(ctx, scratch, k, &bufs)]
+    }
+
+    fn closing(&self, ctx: &GpuContext, scratch: &ScratchRefs<'_>) -> Option<Dispatch> {
+        self.bind_closing(ctx, scratch)
     }
 }
 
@@ -522,66 +577,12 @@ pub(crate) fn run(ctx: &GpuContext, loss: &Loss, args: &LossArgs<'_>) -> Result<
         io: Io::F32,
     };
     let plan = EwPlan::new(ctx, spec, chunk)?;
-    let reduce_value = args.reduction != Reduction::None;
-
-    use wgpu::BufferUsages as U;
-    let mut taken = Taken::default();
-    let mut kinds = Vec::new();
-    for (kind, size, usage) in plan.scratch_sizes() {
-        kinds.push((
-            kind,
-            ctx.scratch(&mut taken, "wgpu-loss scratch", size, usage),
-        ));
-    }
-    let value_idx = ctx.scratch(&mut taken, "wgpu-loss value", 4, U::STORAGE | U::COPY_SRC);
-    // A broadcast input bound whole: written once, before the first step.
-    let mut whole = [None, None];
-    for (b, slot) in [&weight, &pos_weight].into_iter().zip(&mut whole) {
-        if let Broadcast::Whole(d) = b {
-            let bytes: &[u8] = bytemuck::cast_slice(d);
-            let i = ctx.scratch(
-                &mut taken,
-                "wgpu-loss broadcast weight",
-                bytes.len() as u64,
-                U::STORAGE | U::COPY_DST,
-            );
-            ctx.queue.write_buffer(&taken.0[i].buffer, 0, bytes);
-            *slot = Some((i, d.len()));
-        }
-    }
-    let buf = |i: usize| &taken.0[i].buffer;
-    let of = |k: ScratchKind| kinds.iter().find(|(kk, _)| *kk == k).map(|&(_, i)| buf(i));
-    let (Some(params), Some(partials)) = (of(ScratchKind::Params), of(ScratchKind::Partials))
-    else {
-        return Err(Error::Gpu(
-            "elementwise plan without its scratch buffers".into(),
-        ));
-    };
-    let scratch = EwScratch {
-        params,
-        partials,
-        domain_error: of(ScratchKind::DomainError),
-        value: reduce_value.then(|| Bound::whole(buf(value_idx), 1)),
-    };
-    plan.write_constants(&ctx.queue, &scratch);
-
-    // Each step's inputs: p, t, then the optional ones, at fixed positions.
-    let mut at = 2;
-    let mut next = |present: bool| {
-        present.then(|| {
-            at += 1;
-            at - 1
-        })
-    };
-    let up_at = next(upstream.is_some());
-    let full_at = |b: &Broadcast<'_>| matches!(b, Broadcast::Full(_));
-    let w_at = next(full_at(&weight));
-    let q_at = next(full_at(&pos_weight));
-    let grad_at = args.want_grad.then_some(0);
-    let losses_at = write_losses.then_some(usize::from(args.want_grad));
+    let write_losses = args.reduction == Reduction::None;
     fn bytes(d: &[f32]) -> &[u8] {
         bytemuck::cast_slice(d)
     }
+    // Each step's inputs: p, t, the upstream rows, the broadcast inputs as long as p (the
+    // order `record_step` reads them in); the shorter broadcast inputs are bound whole.
     let steps: Vec<Step<'_>> = plan
         .chunks()
         .iter()
@@ -605,50 +606,24 @@ pub(crate) fn run(ctx: &GpuContext, loss: &Loss, args: &LossArgs<'_>) -> Result<
             Step { inputs, outputs }
         })
         .collect();
-    let whole_bound = |w: Option<(usize, usize)>| w.map(|(i, len)| Bound::whole(buf(i), len));
-    let mut record = |c: usize, ins: &[Bound<'_>], outs: &[Bound<'_>]| {
-        let bufs = EwChunkBufs {
-            pred: ins[0],
-            target: ins[1],
-            upstream: up_at.map(|i| ins[i]),
-            grad: grad_at.map(|i| outs[i]),
-            losses: losses_at.map(|i| outs[i]),
-            weight: w_at.map(|i| ins[i]).or(whole_bound(whole[0])),
-            pos_weight: q_at.map(|i| ins[i]).or(whole_bound(whole[1])),
-        };
-        vec![plan.bind_chunk(ctx, &scratch, c, &bufs)]
-    };
-    let clears: Vec<&wgpu::Buffer> = scratch.domain_error.into_iter().collect();
-    let mut words_of = Vec::new();
-    if reduce_value {
-        words_of.push((buf(value_idx), 4));
-    }
-    if let Some(e) = scratch.domain_error {
-        words_of.push((e, 4));
-    }
+    let whole: Vec<&[u8]> = [&weight, &pos_weight]
+        .into_iter()
+        .filter_map(|b| match b {
+            Broadcast::Whole(d) => Some(bytes(d)),
+            _ => None,
+        })
+        .collect();
     let mut out = Outputs::new(args.want_grad.then_some(n), write_losses.then_some(n));
-    let call = Call {
-        label: plan.kernel.name(),
-        clears: &clears,
-        steps,
-        closing: plan.bind_closing(ctx, &scratch).into_iter().collect(),
-        words: &words_of,
-    };
-    let words = ctx.stream(call, &mut record, &mut out);
-    let has_err = scratch.domain_error.is_some();
-    ctx.give_back(taken);
-    let mut words = words?.into_iter();
-    let value = reduce_value.then(|| first_f32(words.next()));
-    if has_err {
-        if let Some(index) = first_row(words.next().and_then(|w| w.first().copied()).unwrap_or(0)) {
-            return Err(Error::OutOfDomain {
-                what: "prediction",
-                index,
-                value: pred.get(index).copied().unwrap_or(f32::NAN),
-                domain: "[0, 1]",
-            });
-        }
+    let found = host::run(ctx, &plan, &whole, steps, &mut out)?;
+    if let Some(index) = found.out_of_domain {
+        return Err(Error::OutOfDomain {
+            what: "prediction",
+            index,
+            value: pred.get(index).copied().unwrap_or(f32::NAN),
+            domain: "[0, 1]",
+        });
     }
+    let value = found.value;
     let (losses, grad) = LossOutput::shape_arrays(args.pred.shape(), out.losses, out.grad);
     Ok(LossOutput {
         value,

@@ -15,6 +15,7 @@
 
 pub(crate) mod copy;
 pub(crate) mod elementwise;
+pub(crate) mod host;
 pub(crate) mod rows;
 pub(crate) mod staging;
 

@@ -17,13 +17,14 @@ use std::borrow::Cow;
 use std::sync::Arc;
 
 use super::elementwise::{FLAG_SCALE_FROM_NORM, FinalizeParams, MAX_LOOP_TRIPS, workgroups_for};
+use super::host::{self, HostPlan};
 use super::staging::{
-    Bound, Dispatch, ScratchKind, Taken, bind_group, closing_dispatch, contiguous,
-    encode_dispatches, first_f32, first_row, or_dummy,
+    Alloc, AsBuffer, Bound, Dispatch, Scratch, ScratchRefs, bind_group, closing_dispatch,
+    contiguous, encode_dispatches, or_dummy,
 };
 use super::{ClassType, Io, Kernel, Slot, WORKGROUP_SIZE};
 use crate::error::{Error, Result};
-use crate::gpu::stream::{Call, Outputs, Sink, Step};
+use crate::gpu::stream::{Outputs, Sink, Step};
 use crate::gpu::{GpuContext, KernelPipeline};
 use crate::loss::{Loss, LossArgs, LossOutput, Reduction, Target, Upstream};
 
@@ -172,21 +173,7 @@ pub(crate) struct RowChunkBufs<'a> {
     pub upstream: Option<Bound<'a>>,
     pub grad: Option<Bound<'a>>,
     pub losses: Option<Bound<'a>>,
-}
-
-/// The call's own buffers: parameters, partial sums, scales, atomics, and where the value goes.
-pub(crate) struct RowScratch<'a> {
-    pub params: &'a wgpu::Buffer,
-    pub partials: &'a wgpu::Buffer,
-    pub class_partials: Option<&'a wgpu::Buffer>,
-    pub norm: &'a wgpu::Buffer,
-    /// `[2]` class stats (class-index targets).
-    pub stats: Option<&'a wgpu::Buffer>,
-    /// `[1]` domain error (categorical cross entropy).
-    pub domain_error: Option<&'a wgpu::Buffer>,
-    /// `[1]` the value (Mean, Sum).
-    pub value: Option<Bound<'a>>,
-    /// `[C]` class weights.
+    /// `[C]` class weights (the same for every chunk).
     pub weight: Option<Bound<'a>>,
 }
 
@@ -421,45 +408,25 @@ impl RowPlan {
         &self.chunks
     }
 
-    /// The scratch buffers this plan needs: what, size in bytes, usage.
-    pub(crate) fn scratch_sizes(&self) -> Vec<(ScratchKind, u64, wgpu::BufferUsages)> {
-        use wgpu::BufferUsages as U;
-        let mut v = vec![
-            (
-                ScratchKind::Params,
-                self.params.len() as u64,
-                U::UNIFORM | U::COPY_DST,
-            ),
-            (ScratchKind::Partials, self.partials * 4, U::STORAGE),
-            (ScratchKind::Norm, 16, U::STORAGE | U::UNIFORM | U::COPY_DST),
-        ];
-        if self.spec.classes.is_some() {
-            v.push((
-                ScratchKind::ClassPartials,
-                self.class_partials * 4,
-                U::STORAGE,
-            ));
-            v.push((
-                ScratchKind::Stats,
-                8,
-                U::STORAGE | U::COPY_DST | U::COPY_SRC,
-            ));
-        }
-        if self.kernel == Kernel::CategoricalCrossEntropy {
-            v.push((
-                ScratchKind::DomainError,
-                4,
-                U::STORAGE | U::COPY_DST | U::COPY_SRC,
-            ));
-        }
-        v
+    /// The plan's scratch buffers, each made by `alloc`.
+    pub(crate) fn scratch<B: AsBuffer>(&self, alloc: &mut Alloc<'_, B>) -> Scratch<B> {
+        Scratch::new(
+            alloc,
+            self.params.len() as u64,
+            self.partials,
+            true,
+            self.spec.classes.is_some().then_some(self.class_partials),
+            self.kernel == Kernel::CategoricalCrossEntropy,
+        )
     }
 
     /// Writes the constant scratch contents (parameters, host-known scales) through the queue;
     /// they take effect at the next submission.
-    pub(crate) fn write_constants(&self, queue: &wgpu::Queue, scratch: &RowScratch<'_>) {
+    pub(crate) fn write_constants(&self, queue: &wgpu::Queue, scratch: &ScratchRefs<'_>) {
         queue.write_buffer(scratch.params, 0, &self.params);
-        queue.write_buffer(scratch.norm, 0, bytemuck::cast_slice(&self.norm));
+        if let Some(norm) = scratch.norm {
+            queue.write_buffer(norm, 0, bytemuck::cast_slice(&self.norm));
+        }
     }
 
     /// The bind groups of one call over `chunks` (one per plan chunk): the class pre-pass
@@ -467,13 +434,13 @@ impl RowPlan {
     pub(crate) fn bind(
         &self,
         ctx: &GpuContext,
-        scratch: &RowScratch<'_>,
+        scratch: &ScratchRefs<'_>,
         chunks: &[RowChunkBufs<'_>],
     ) -> Vec<Dispatch> {
         let mut out: Vec<Dispatch> = chunks
             .iter()
             .enumerate()
-            .filter_map(|(c, bf)| self.bind_count(ctx, scratch, c, bf.target))
+            .filter_map(|(c, bf)| self.bind_count(ctx, scratch, c, bf.target, bf.weight))
             .collect();
         out.extend(self.bind_divisor(ctx, scratch));
         for (c, bf) in chunks.iter().enumerate() {
@@ -485,7 +452,7 @@ impl RowPlan {
 
     fn params_at<'b>(
         &self,
-        scratch: &RowScratch<'b>,
+        scratch: &ScratchRefs<'b>,
         slot: u64,
         size: usize,
     ) -> wgpu::BindingResource<'b> {
@@ -505,9 +472,10 @@ impl RowPlan {
     pub(crate) fn bind_count(
         &self,
         ctx: &GpuContext,
-        scratch: &RowScratch<'_>,
+        scratch: &ScratchRefs<'_>,
         c: usize,
         target: Bound<'_>,
+        weight: Option<Bound<'_>>,
     ) -> Option<Dispatch> {
         let (Some(p), Some(cp), Some(stats)) =
             (&self.count_pipe, scratch.class_partials, scratch.stats)
@@ -520,7 +488,7 @@ impl RowPlan {
                 self.params_at(scratch, n + c as u64, std::mem::size_of::<ClassParams>())
             }
             Slot::Target => target.resource(),
-            Slot::Weight => or_dummy(ctx, scratch.weight, Slot::Weight),
+            Slot::Weight => or_dummy(ctx, weight, Slot::Weight),
             Slot::Partials => cp.as_entire_binding(),
             _ => stats.as_entire_binding(),
         });
@@ -536,7 +504,7 @@ impl RowPlan {
     pub(crate) fn bind_divisor(
         &self,
         ctx: &GpuContext,
-        scratch: &RowScratch<'_>,
+        scratch: &ScratchRefs<'_>,
     ) -> Option<Dispatch> {
         let (Some(d), Some(cp)) = (&self.divisor_pipe, scratch.class_partials) else {
             return None;
@@ -545,7 +513,10 @@ impl RowPlan {
         let group = bind_group(ctx, Kernel::RowDivisor, &d.layout, &|slot| match slot {
             Slot::Params => self.params_at(scratch, 2 * n, std::mem::size_of::<DivisorParams>()),
             Slot::Partials => cp.as_entire_binding(),
-            _ => scratch.norm.as_entire_binding(),
+            _ => scratch
+                .norm
+                .unwrap_or(ctx.dummy(Slot::Norm))
+                .as_entire_binding(),
         });
         Some(Dispatch {
             pipeline: Arc::clone(d),
@@ -558,7 +529,7 @@ impl RowPlan {
     pub(crate) fn bind_rows(
         &self,
         ctx: &GpuContext,
-        scratch: &RowScratch<'_>,
+        scratch: &ScratchRefs<'_>,
         c: usize,
         bf: &RowChunkBufs<'_>,
     ) -> Dispatch {
@@ -575,8 +546,11 @@ impl RowPlan {
                 Slot::Grad => or_dummy(bf.grad, Slot::Grad),
                 Slot::Losses => or_dummy(bf.losses, Slot::Losses),
                 Slot::Partials => scratch.partials.as_entire_binding(),
-                Slot::Weight => or_dummy(scratch.weight, Slot::Weight),
-                Slot::Norm => scratch.norm.as_entire_binding(),
+                Slot::Weight => or_dummy(bf.weight, Slot::Weight),
+                Slot::Norm => scratch
+                    .norm
+                    .unwrap_or(ctx.dummy(Slot::Norm))
+                    .as_entire_binding(),
                 _ => match scratch.domain_error {
                     Some(e) => e.as_entire_binding(),
                     None => ctx.dummy(Slot::DomainError).as_entire_binding(),
@@ -594,7 +568,7 @@ impl RowPlan {
     pub(crate) fn bind_closing(
         &self,
         ctx: &GpuContext,
-        scratch: &RowScratch<'_>,
+        scratch: &ScratchRefs<'_>,
     ) -> Option<Dispatch> {
         let (Some(fin), Some(value)) = (&self.fin_pipe, scratch.value) else {
             return None;
@@ -607,7 +581,7 @@ impl RowPlan {
             params,
             scratch.partials,
             value,
-            Some(scratch.norm),
+            scratch.norm,
         ))
     }
 
@@ -615,14 +589,98 @@ impl RowPlan {
     pub(crate) fn encode(
         &self,
         encoder: &mut wgpu::CommandEncoder,
-        scratch: &RowScratch<'_>,
+        scratch: &ScratchRefs<'_>,
         dispatches: &[Dispatch],
     ) {
-        let clears: Vec<&wgpu::Buffer> = [scratch.stats, scratch.domain_error]
-            .into_iter()
-            .flatten()
-            .collect();
-        encode_dispatches(encoder, self.kernel.name(), &clears, dispatches);
+        encode_dispatches(encoder, self.kernel.name(), &scratch.atomics(), dispatches);
+    }
+}
+
+impl RowPlan {
+    /// Steps of the class pre-pass that come before the row steps (one per chunk with
+    /// class-index targets, else none).
+    pub(crate) fn pre_steps(&self) -> usize {
+        if self.counts_classes() {
+            self.chunks.len()
+        } else {
+            0
+        }
+    }
+}
+
+impl HostPlan for RowPlan {
+    fn label(&self) -> &'static str {
+        self.kernel.name()
+    }
+
+    fn scratch_in<B: AsBuffer>(&self, alloc: &mut Alloc<'_, B>) -> Scratch<B> {
+        self.scratch(alloc)
+    }
+
+    fn write_constants(&self, queue: &wgpu::Queue, scratch: &ScratchRefs<'_>) {
+        RowPlan::write_constants(self, queue, scratch);
+    }
+
+    fn reduces(&self) -> bool {
+        self.fin_pipe.is_some()
+    }
+
+    /// Pre-pass steps: inputs `[ids]`; row steps: inputs `[p, target, upstream?]`, outputs
+    /// `[grad?, losses?]`; bound whole `[class weights?]`.
+    fn record_step(
+        &self,
+        ctx: &GpuContext,
+        scratch: &ScratchRefs<'_>,
+        whole: &[Bound<'_>],
+        k: usize,
+        ins: &[Bound<'_>],
+        outs: &[Bound<'_>],
+    ) -> Vec<Dispatch> {
+        let weight = whole.first().copied();
+        let pre = self.pre_steps();
+        if k < pre {
+            let Some(&ids) = ins.first() else {
+                return Vec::new();
+            };
+            let mut v: Vec<Dispatch> = self
+                .bind_count(ctx, scratch, k, ids, weight)
+                .into_iter()
+                .collect();
+            if k + 1 == pre {
+                v.extend(self.bind_divisor(ctx, scratch));
+            }
+            return v;
+        }
+        let mut ins = ins.iter().copied();
+        let mut outs = outs.iter().copied();
+        let (Some(pred), Some(target)) = (ins.next(), ins.next()) else {
+            return Vec::new();
+        };
+        let bufs = RowChunkBufs {
+            pred,
+            target,
+            upstream: if self.spec.upstream_array && self.spec.want_grad {
+                ins.next()
+            } else {
+                None
+            },
+            grad: if self.spec.want_grad {
+                outs.next()
+            } else {
+                None
+            },
+            losses: if self.spec.reduction == Reduction::None {
+                outs.next()
+            } else {
+                None
+            },
+            weight,
+        };
+        vec![self.bind_rows(ctx, scratch, k - pre, &bufs)]
+    }
+
+    fn closing(&self, ctx: &GpuContext, scratch: &ScratchRefs<'_>) -> Option<Dispatch> {
+        self.bind_closing(ctx, scratch)
     }
 }
 
@@ -679,55 +737,13 @@ pub(crate) fn run(ctx: &GpuContext, loss: &Loss, args: &LossArgs<'_>) -> Result<
         io: Io::F32,
     };
     let plan = RowPlan::new(ctx, spec, chunk.min(ctx.max_chunk_elements))?;
-    let reduce_value = args.reduction != Reduction::None;
     let pred = contiguous(&args.pred);
     let dense_target: Option<Cow<'_, [f32]>> = args.target.dense().map(contiguous);
     let weight = args.weight.as_ref().map(contiguous);
 
-    use wgpu::BufferUsages as U;
-    let mut taken = Taken::default();
-    let mut kinds = Vec::new();
-    for (kind, size, usage) in plan.scratch_sizes() {
-        kinds.push((
-            kind,
-            ctx.scratch(&mut taken, "wgpu-loss row scratch", size, usage),
-        ));
-    }
-    let value_idx = ctx.scratch(&mut taken, "wgpu-loss value", 4, U::STORAGE | U::COPY_SRC);
-    let weight_idx = weight.as_ref().map(|w| {
-        let bytes: &[u8] = bytemuck::cast_slice(w);
-        let i = ctx.scratch(
-            &mut taken,
-            "wgpu-loss class weight",
-            bytes.len() as u64,
-            U::STORAGE | U::COPY_DST,
-        );
-        ctx.queue.write_buffer(&taken.0[i].buffer, 0, bytes);
-        i
-    });
-    let buf = |i: usize| &taken.0[i].buffer;
-    let of = |k: ScratchKind| kinds.iter().find(|(kk, _)| *kk == k).map(|&(_, i)| buf(i));
-    let (Some(params), Some(partials), Some(norm)) = (
-        of(ScratchKind::Params),
-        of(ScratchKind::Partials),
-        of(ScratchKind::Norm),
-    ) else {
-        return Err(Error::Gpu("row plan without its scratch buffers".into()));
-    };
-    let scratch = RowScratch {
-        params,
-        partials,
-        class_partials: of(ScratchKind::ClassPartials),
-        norm,
-        stats: of(ScratchKind::Stats),
-        domain_error: of(ScratchKind::DomainError),
-        value: reduce_value.then(|| Bound::whole(buf(value_idx), 1)),
-        weight: weight_idx.map(|i| Bound::whole(buf(i), cols)),
-    };
-    plan.write_constants(&ctx.queue, &scratch);
-
     // The steps: with class ids, one pre-pass step per chunk (its ids), then one row step per
-    // chunk: p, the target (floats or ids), the upstream rows; out the gradient and losses.
+    // chunk: p, the target (floats or ids), the upstream rows; out the gradient and losses
+    // (the order `record_step` reads them in). The class weights are bound whole.
     fn bytes(d: &[f32]) -> &[u8] {
         bytemuck::cast_slice(d)
     }
@@ -735,11 +751,7 @@ pub(crate) fn run(ctx: &GpuContext, loss: &Loss, args: &LossArgs<'_>) -> Result<
         bytemuck::cast_slice(&class_data[rows.start * per_id..rows.end * per_id])
     };
     let chunks = plan.chunks();
-    let pre = if plan.counts_classes() {
-        chunks.len()
-    } else {
-        0
-    };
+    let pre = plan.pre_steps();
     let mut steps: Vec<Step<'_>> = Vec::with_capacity(pre + chunks.len());
     for ch in chunks.iter().take(pre) {
         steps.push(Step {
@@ -765,86 +777,34 @@ pub(crate) fn run(ctx: &GpuContext, loss: &Loss, args: &LossArgs<'_>) -> Result<
         }
         steps.push(Step { inputs, outputs });
     }
-    let grad_at = args.want_grad.then_some(0);
-    let losses_at = write_losses.then_some(usize::from(args.want_grad));
-    let mut record = |k: usize, ins: &[Bound<'_>], outs: &[Bound<'_>]| {
-        if k < pre {
-            let mut v: Vec<Dispatch> = plan
-                .bind_count(ctx, &scratch, k, ins[0])
-                .into_iter()
-                .collect();
-            if k + 1 == pre {
-                v.extend(plan.bind_divisor(ctx, &scratch));
-            }
-            return v;
-        }
-        let bufs = RowChunkBufs {
-            pred: ins[0],
-            target: ins[1],
-            upstream: upstream.is_some().then(|| ins[2]),
-            grad: grad_at.map(|i| outs[i]),
-            losses: losses_at.map(|i| outs[i]),
-        };
-        vec![plan.bind_rows(ctx, &scratch, k - pre, &bufs)]
-    };
-    let clears: Vec<&wgpu::Buffer> = [scratch.stats, scratch.domain_error]
-        .into_iter()
-        .flatten()
-        .collect();
-    let mut words_of = Vec::new();
-    if reduce_value {
-        words_of.push((buf(value_idx), 4));
-    }
-    if let Some(s) = scratch.stats {
-        words_of.push((s, 8));
-    }
-    if let Some(e) = scratch.domain_error {
-        words_of.push((e, 4));
-    }
+    let whole: Vec<&[u8]> = weight.as_deref().map(bytes).into_iter().collect();
     let mut out = Outputs::new(
         args.want_grad.then_some(b * cols),
         write_losses.then_some(b),
     );
-    let call = Call {
-        label: plan.kernel.name(),
-        clears: &clears,
-        steps,
-        closing: plan.bind_closing(ctx, &scratch).into_iter().collect(),
-        words: &words_of,
-    };
-    let words = ctx.stream(call, &mut record, &mut out);
-    let has_err = scratch.domain_error.is_some();
-    ctx.give_back(taken);
-    let mut words = words?.into_iter();
-    let value = reduce_value.then(|| first_f32(words.next()));
-    let mut counted = b;
-    if classes.is_some() {
-        let stats = words.next().unwrap_or_default();
-        if let Some(row) = first_row(stats.first().copied().unwrap_or(0)) {
-            return Err(Error::ClassOutOfRange {
-                row,
-                class: args.target.class_at(row).unwrap_or(-1),
-                classes: cols,
-            });
-        }
-        counted = stats.get(1).copied().unwrap_or(0) as usize;
+    let found = host::run(ctx, &plan, &whole, steps, &mut out)?;
+    if let Some(row) = found.class_out_of_range {
+        return Err(Error::ClassOutOfRange {
+            row,
+            class: args.target.class_at(row).unwrap_or(-1),
+            classes: cols,
+        });
     }
-    if has_err {
-        if let Some(row) = first_row(words.next().and_then(|w| w.first().copied()).unwrap_or(0)) {
-            let start = row * cols;
-            let (j, &value) = pred[start..start + cols]
-                .iter()
-                .enumerate()
-                .find(|(_, p)| **p < 0.0 || **p > 1.0)
-                .unwrap_or((0, &f32::NAN));
-            return Err(Error::OutOfDomain {
-                what: "prediction",
-                index: start + j,
-                value,
-                domain: "[0, 1]",
-            });
-        }
+    if let Some(row) = found.out_of_domain {
+        let start = row * cols;
+        let (j, &value) = pred[start..start + cols]
+            .iter()
+            .enumerate()
+            .find(|(_, p)| **p < 0.0 || **p > 1.0)
+            .unwrap_or((0, &f32::NAN));
+        return Err(Error::OutOfDomain {
+            what: "prediction",
+            index: start + j,
+            value,
+            domain: "[0, 1]",
+        });
     }
+    let (value, counted) = (found.value, found.counted.unwrap_or(b));
     let (_, grad) = LossOutput::shape_arrays(args.pred.shape(), None, out.grad);
     let (losses, _) = LossOutput::<f32>::shape_arrays(args.row_shape(), out.losses, None);
     Ok(LossOutput {

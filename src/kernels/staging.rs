@@ -1,5 +1,5 @@
-//! What both kernel families share on the host: the scratch buffers a call takes from the
-//! pool, and binding and recording helpers. The host-array path's transfers and submissions
+//! What both kernel families share on the host: their typed scratch ([`Scratch`]), and
+//! binding and recording helpers. The host-array path's transfers and submissions
 //! are [`GpuContext::stream`]'s (`src/gpu/stream.rs`).
 
 use std::sync::Arc;
@@ -10,47 +10,126 @@ use crate::gpu::{GpuContext, KernelPipeline, Pooled};
 pub(crate) use crate::gpu::stream::{Bound, Dispatch};
 pub(crate) use crate::loss::contiguous;
 
-/// Scratch buffers taken for one call; all go back to the pool at the end.
-#[derive(Default)]
-pub(crate) struct Taken(pub(crate) Vec<Pooled>);
+/// A buffer a plan's scratch can be made of: one of its own ([`wgpu::Buffer`], the resident
+/// API) or one taken from the pool ([`Pooled`], the host-array path).
+pub(crate) trait AsBuffer {
+    fn buffer(&self) -> &wgpu::Buffer;
+}
 
-impl GpuContext {
-    /// Takes a scratch buffer of `size` bytes from the pool into `taken`; returns its index.
-    pub(crate) fn scratch(
-        &self,
-        taken: &mut Taken,
-        label: &str,
-        size: u64,
-        usage: wgpu::BufferUsages,
-    ) -> usize {
-        let p = self.pool.take(
-            &self.device,
-            label,
-            size,
-            usage,
-            self.limits.max_buffer_size,
-        );
-        taken.0.push(p);
-        taken.0.len() - 1
-    }
-
-    /// Gives a call's scratch buffers back to the pool.
-    pub(crate) fn give_back(&self, taken: Taken) {
-        for p in taken.0 {
-            self.pool.give_back(p);
-        }
+impl AsBuffer for wgpu::Buffer {
+    fn buffer(&self) -> &wgpu::Buffer {
+        self
     }
 }
 
-/// A scratch buffer a plan asks for (`RowPlan::scratch_sizes`, `EwPlan::scratch_sizes`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum ScratchKind {
-    Params,
-    Partials,
-    ClassPartials,
-    Norm,
-    Stats,
-    DomainError,
+impl AsBuffer for Pooled {
+    fn buffer(&self) -> &wgpu::Buffer {
+        &self.buffer
+    }
+}
+
+/// The buffers a planned call owns besides the arrays it reads and writes, by what they hold
+/// (both families; the row-wise ones only in row-wise plans).
+pub(crate) struct Scratch<B> {
+    /// The uniform parameter blocks: one per chunk (and per pass), then the closing ones.
+    pub params: B,
+    /// One partial sum per workgroup of the loss dispatches.
+    pub partials: B,
+    /// Row-wise: the scales `(D, g/D, 1/D, zero flag)`, a uniform.
+    pub norm: Option<B>,
+    /// Class-index targets: the pre-pass's partial weight sums.
+    pub class_partials: Option<B>,
+    /// Class-index targets: the first out-of-range row and the rows counted (atomics).
+    pub stats: Option<B>,
+    /// BCE and categorical cross entropy: the first out-of-domain index (an atomic).
+    pub domain_error: Option<B>,
+}
+
+/// What [`Scratch::new`] asks for, per buffer: a label, a size in bytes and a usage.
+pub(crate) type Alloc<'f, B> = dyn FnMut(&'static str, u64, wgpu::BufferUsages) -> B + 'f;
+
+impl<B: AsBuffer> Scratch<B> {
+    /// The scratch of a plan with `params` bytes of parameter blocks and `partials` partial
+    /// sums, with the optional buffers it uses.
+    pub(crate) fn new(
+        alloc: &mut Alloc<'_, B>,
+        params: u64,
+        partials: u64,
+        rows: bool,
+        class_partials: Option<u64>,
+        domain_error: bool,
+    ) -> Self {
+        use wgpu::BufferUsages as U;
+        let atomics = U::STORAGE | U::COPY_DST | U::COPY_SRC;
+        Scratch {
+            params: alloc("wgpu-loss params", params, U::UNIFORM | U::COPY_DST),
+            partials: alloc("wgpu-loss partials", (partials * 4).max(4), U::STORAGE),
+            norm: rows.then(|| alloc("wgpu-loss norm", 16, U::STORAGE | U::UNIFORM | U::COPY_DST)),
+            class_partials: class_partials
+                .map(|n| alloc("wgpu-loss class partials", (n * 4).max(4), U::STORAGE)),
+            stats: class_partials.map(|_| alloc("wgpu-loss class stats", 8, atomics)),
+            domain_error: domain_error.then(|| alloc("wgpu-loss domain error", 4, atomics)),
+        }
+    }
+
+    /// The buffers, bound with the call's `value` output where it has one.
+    pub(crate) fn refs<'a>(&'a self, value: Option<Bound<'a>>) -> ScratchRefs<'a> {
+        ScratchRefs {
+            params: self.params.buffer(),
+            partials: self.partials.buffer(),
+            norm: self.norm.as_ref().map(AsBuffer::buffer),
+            class_partials: self.class_partials.as_ref().map(AsBuffer::buffer),
+            stats: self.stats.as_ref().map(AsBuffer::buffer),
+            domain_error: self.domain_error.as_ref().map(AsBuffer::buffer),
+            value,
+        }
+    }
+
+    /// Every buffer, for giving them back.
+    pub(crate) fn into_buffers(self) -> impl Iterator<Item = B> {
+        [self.params, self.partials]
+            .into_iter()
+            .chain(self.norm)
+            .chain(self.class_partials)
+            .chain(self.stats)
+            .chain(self.domain_error)
+    }
+
+    /// How many buffers there are.
+    pub(crate) fn len(&self) -> usize {
+        2 + [
+            self.norm.is_some(),
+            self.class_partials.is_some(),
+            self.stats.is_some(),
+            self.domain_error.is_some(),
+        ]
+        .iter()
+        .filter(|&&b| b)
+        .count()
+    }
+}
+
+/// A call's scratch as the bind functions see it, with the value it writes.
+#[derive(Clone, Copy)]
+pub(crate) struct ScratchRefs<'a> {
+    pub params: &'a wgpu::Buffer,
+    pub partials: &'a wgpu::Buffer,
+    pub norm: Option<&'a wgpu::Buffer>,
+    pub class_partials: Option<&'a wgpu::Buffer>,
+    pub stats: Option<&'a wgpu::Buffer>,
+    pub domain_error: Option<&'a wgpu::Buffer>,
+    /// `[1]` the value (Mean, Sum).
+    pub value: Option<Bound<'a>>,
+}
+
+impl<'a> ScratchRefs<'a> {
+    /// The atomics every step starts from zero: class stats, domain error.
+    pub(crate) fn atomics(&self) -> Vec<&'a wgpu::Buffer> {
+        [self.stats, self.domain_error]
+            .into_iter()
+            .flatten()
+            .collect()
+    }
 }
 
 /// `o` bound, or the placeholder of `slot`.
