@@ -36,7 +36,7 @@ fn losses(c: &mut Criterion) {
         timer.method(),
         timer.method().describe()
     );
-    for loss in Loss::ALL_DEFAULT {
+    for loss in Loss::all_default() {
         let mut group = c.benchmark_group(loss.name());
         group.sample_size(10);
         for log2 in [16u32, 20, 22] {

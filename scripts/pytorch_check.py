@@ -6,7 +6,7 @@ per-row losses of `--reduction none`), on `--device gpu`, `--device cpu` (the fa
 and `--device reference` (the f64 reference rounded to f32), is compared with an oracle:
 
 * **The oracle** is PyTorch in float64 with autograd on the same f32 inputs, widened. Losses
-  PyTorch has are its functions (`F.mse_loss`, `F.l1_loss`, `F.huber_loss`,
+  PyTorch has are its functions (`F.mse_loss`, `F.l1_loss`, `F.huber_loss`, `F.smooth_l1_loss`,
   `F.binary_cross_entropy`, `F.binary_cross_entropy_with_logits`, `F.cross_entropy`); the
   crate's own losses (categorical cross entropy on probabilities, the z-loss term, cosine
   proximity with per-norm floors) are written in torch ops and differentiated by autograd.
@@ -169,6 +169,7 @@ class Case:
     pos_weight: Optional[np.ndarray] = None  # --pos-weight (bce-with-logits)
     class_weight: Optional[np.ndarray] = None  # --class-weight (softmax-ce)
     delta: Optional[float] = None
+    beta: Optional[float] = None
     label_smoothing: Optional[float] = None
     ignore_index: Optional[int] = None
     z_loss: Optional[float] = None
@@ -183,7 +184,8 @@ class Case:
 
     def flags(self) -> str:
         out = []
-        for flag, v in (("--delta", self.delta), ("--label-smoothing", self.label_smoothing),
+        for flag, v in (("--delta", self.delta), ("--beta", self.beta),
+                        ("--label-smoothing", self.label_smoothing),
                         ("--ignore-index", self.ignore_index), ("--z-loss", self.z_loss),
                         ("--eps", self.eps)):
             if v is not None:
@@ -231,7 +233,7 @@ def elementwise_cases() -> list[Case]:
         cases.append(Case(loss, name, f32(p), f32(t), **kw))
 
     # MSE, MAE, Huber: normal data on every shape, ties, NaN and +-inf.
-    for loss in ("mse", "mae", "huber"):
+    for loss in ("mse", "mae", "huber", "smooth-l1"):
         for shape in ELEM_SHAPES:
             r = rng_for(f"{loss}{shape}")
             add(loss, f"normal{list(shape)}", r.normal(0, 2, shape), r.normal(0, 2, shape))
@@ -253,6 +255,14 @@ def elementwise_cases() -> list[Case]:
         add("huber", f"delta={delta}[37,29]", p, t, delta=delta)
     # |d| == delta exactly (t = 0): the quadratic branch at the boundary.
     add("huber", "at-delta[6]", [0.5, -0.5, 0.25, 1.0, -2.0, 0.0], [0.0] * 6, delta=0.5)
+    # Smooth L1: other betas (0: the L1 loss), and |d| == beta exactly (the linear branch:
+    # PyTorch's test is |d| < beta).
+    for beta, scale in ((0.5, 0.6), (2.5, 3.0), (1e-3, 2e-3), (0.0, 1.0)):
+        r = rng_for(f"smooth-l1-beta{beta}")
+        t = r.normal(0, 1, (37, 29))
+        p = t + r.normal(0, scale, (37, 29))
+        add("smooth-l1", f"beta={beta}[37,29]", p, t, beta=beta)
+    add("smooth-l1", "at-beta[6]", [0.5, -0.5, 0.25, 1.0, -2.0, 0.0], [0.0] * 6, beta=0.5)
 
     # BCE on probabilities.
     for shape in ELEM_SHAPES:
@@ -575,6 +585,9 @@ def per_item(case: Case, dtype) -> tuple[torch.Tensor, torch.Tensor, torch.Tenso
         elif loss == "huber":
             delta = float(np.float32(case.delta if case.delta is not None else 1.0))
             fn = lambda r: F.huber_loss(p, t, reduction=r, delta=delta)
+        elif loss == "smooth-l1":
+            beta = float(np.float32(case.beta if case.beta is not None else 1.0))
+            fn = lambda r: F.smooth_l1_loss(p, t, reduction=r, beta=beta)
         elif loss == "bce":
             # PyTorch refuses a NaN probability; the crate propagates it (bce-nan-propagates,
             # patched in `evaluate`): evaluate PyTorch on the others.
@@ -931,7 +944,8 @@ class Cli:
                "--device", device, "--json", "--grad-out", g]
         for flag, path in files.items():
             cmd += [flag, path]
-        for flag, v in (("--delta", case.delta), ("--label-smoothing", case.label_smoothing),
+        for flag, v in (("--delta", case.delta), ("--beta", case.beta),
+                        ("--label-smoothing", case.label_smoothing),
                         ("--ignore-index", case.ignore_index), ("--z-loss", case.z_loss),
                         ("--eps", case.eps)):
             if v is not None:

@@ -9,9 +9,14 @@
 // the host turns it into Error::OutOfDomain. The test is on p's bits, so a negative subnormal
 // is outside even where the adapter flushes it to −0. NaN is not "outside": it propagates (the
 // driver makes an element with a NaN input NaN, whatever a driver's `max` does with it).
-// CPU reference: src/reference/bce.rs. The hooks of common/elementwise.wgsl.
+// CPU reference: src/losses/bce.rs (`reference`). The hooks of common/elementwise.wgsl.
 
 #import common/elementwise.wgsl
+
+// No options.
+struct LossParams {
+    _unused: f32,
+}
 #import common/weight.wgsl
 #import common/log.wgsl
 #import common/nan.wgsl

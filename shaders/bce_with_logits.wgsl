@@ -9,10 +9,15 @@
 // −19.4 + (19.4 + 3.7e-9) = 0 for x = −19.4, t = 0, where ℓ = 3.7e-9. For a confident logit
 // ℓ is about e^(−|x|), so e^(−|x|) and ln(1 + ·) are common/log.wgsl's, accurate to about
 // 1 ulp (WGSL's `exp` is 3 + 2|x| ulp, its `log` only 2^-21 absolute near 1).
-// CPU reference: src/reference/bce_with_logits.rs.
+// CPU reference: src/losses/bce_with_logits.rs (`reference`).
 // The hooks of common/elementwise.wgsl.
 
 #import common/elementwise.wgsl
+
+// No options.
+struct LossParams {
+    _unused: f32,
+}
 #import common/weight.wgsl
 #import common/log.wgsl
 #import common/nan.wgsl

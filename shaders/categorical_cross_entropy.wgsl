@@ -1,5 +1,5 @@
 // Categorical cross entropy on probabilities: the hooks of common/rows.wgsl.
-// CPU reference: src/reference/categorical_cross_entropy.rs.
+// CPU reference: src/losses/categorical_cross_entropy.rs (`reference`).
 //   ℓ_r = −Σ_j t_j · max(ln p_j, −100)      ∂ℓ_r/∂p_j = −t_j / max(p_j, 1e-12)
 // Rows are not renormalised (Keras renormalises). ln p is common/log.wgsl's, accurate for
 // every p (near 1, and subnormal p that the adapter would flush). A probability outside
@@ -7,6 +7,11 @@
 // reports its first offending element.
 
 #import common/rows.wgsl
+
+// No options.
+struct LossParams {
+    _unused: f32,
+}
 #import common/log.wgsl
 
 alias Stats = vec4<f32>;

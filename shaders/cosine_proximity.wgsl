@@ -1,5 +1,5 @@
 // Cosine proximity (Keras `CosineSimilarity`): the hooks of common/rows.wgsl.
-// CPU reference: src/reference/cosine_proximity.rs.
+// CPU reference: src/losses/cosine_proximity.rs (`reference`).
 //   cos_r = p·t / (max(‖p‖, ε) max(‖t‖, ε)),  ℓ_r = −cos_r
 //   ∂ℓ_r/∂p_j = −t_j / (max(‖p‖, ε) max(‖t‖, ε)) + cos_r p_j / ‖p‖²   if ‖p‖ > ε
 //             = −t_j / (ε max(‖t‖, ε))                                 otherwise
@@ -25,6 +25,10 @@
 // where every factor is formed without overflow or needless underflow.
 
 #import common/rows.wgsl
+
+struct LossParams {
+    eps: f32, // the floor ε > 0 of each row's norm
+}
 
 struct Stats {
     // (Σ (p ip)(t it), Σ (p ip)², Σ (t it)²)
@@ -101,7 +105,7 @@ fn row_combine(x: Stats, y: Stats) -> Stats {
 }
 
 fn row_finish(s: Stats, row: RowCtx) -> RowOut {
-    let eps = params.eps;
+    let eps = params.loss.eps;
     let np = sqrt(s.sums.y); // ‖p‖ ip
     let big_p = max(np, eps * s.inv.x);
     let big_t = max(sqrt(s.sums.z), eps * s.inv.y);

@@ -1,14 +1,18 @@
-// Huber loss with threshold δ = params.delta > 0, d = p − t:
+// Huber loss with threshold δ = params.loss.delta > 0, d = p − t:
 //   ℓ = ½ d²              if |d| ≤ δ,   else δ (|d| − ½ δ)
 //   ∂ℓ/∂p = d             if |d| ≤ δ,   else δ sign(d)
-// CPU reference: src/reference/huber.rs. The hooks of common/elementwise.wgsl.
+// CPU reference: src/losses/huber.rs (`reference`). The hooks of common/elementwise.wgsl.
 
 #import common/elementwise.wgsl
+
+struct LossParams {
+    delta: f32,
+}
 
 fn loss_and_grad(i: u32, p: f32, t: f32) -> vec2<f32> {
     let d = p - t;
     let a = abs(d);
-    let delta = params.delta;
+    let delta = params.loss.delta;
     if (a <= delta) {
         return vec2<f32>(0.5 * d * d, d);
     }

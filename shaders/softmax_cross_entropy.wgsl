@@ -1,6 +1,6 @@
 // Softmax cross entropy from logits x (PyTorch `cross_entropy`): the hooks of
 // common/rows.wgsl.
-// CPU reference: src/reference/softmax_cross_entropy.rs.
+// CPU reference: src/losses/softmax_cross_entropy.rs (`reference`).
 //
 // Statistics s = (m, S − 1, d, tw), combined online so a row is never held whole:
 //   m  = the running maximum of the row,  S = Σ_j exp(x_j − m) ≥ 1,
@@ -25,14 +25,19 @@
 #import common/rows.wgsl
 #import common/log.wgsl
 
+struct LossParams {
+    label_smoothing: f32, // ε in [0, 1)
+    z_loss: f32,          // λ ≥ 0
+}
+
 alias Stats = vec4<f32>;
 
 const F32_MAX: f32 = 3.40282347e+38;
 
 fn dense_weight(j: u32, t: f32) -> f32 {
-    var wt = params.eps / f32(params.cols);
+    var wt = params.loss.label_smoothing / f32(params.cols);
     if ((params.flags & FLAG_CLASSES) == 0u) {
-        wt = wt + (1.0 - params.eps) * t;
+        wt = wt + (1.0 - params.loss.label_smoothing) * t;
     }
     return class_weight(j) * wt;
 }
@@ -102,13 +107,13 @@ fn row_finish(s: Stats, row: RowCtx) -> RowOut {
     var b = s.w;
     var wc = 0.0;
     if (row.cls >= 0) {
-        wc = (1.0 - params.eps) * class_weight(u32(row.cls));
+        wc = (1.0 - params.loss.label_smoothing) * class_weight(u32(row.cls));
         let xc = pred_at(row.start + u32(row.cls));
         loss = loss + shift(wc, (s.x - xc) + ln_s);
     }
-    if (params.z_loss != 0.0) {
-        loss = loss + params.z_loss * lse * lse;
-        b = b + 2.0 * params.z_loss * lse;
+    if (params.loss.z_loss != 0.0) {
+        loss = loss + params.loss.z_loss * lse * lse;
+        b = b + 2.0 * params.loss.z_loss * lse;
     }
     // k = (m, b / S, wc / S, S − 1)
     return RowOut(loss, vec4<f32>(s.x, b / big_s, wc / big_s, s.y));

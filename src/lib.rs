@@ -22,11 +22,13 @@
 //! Inside a GPU training loop, [`resident`] records a loss into the caller's command encoder
 //! over the caller's buffers, with no host round trip.
 //!
-//! Layout: `shaders/<loss>.wgsl` is a loss's kernel, `src/reference/<loss>.rs` its CPU
-//! reference, `tests/gpu/<loss>.rs` the test comparing the two. [`kernels`] is the registry of
-//! compiled-in shaders, [`GpuContext`] the device, pipelines and buffers. [`cpu`] is a fast
-//! CPU path (f32, every core, SIMD) with the same semantics, `src/cpu/<loss>.rs`, tested against
-//! the reference in `tests/cpu.rs`: what the benchmarks compare the GPU with.
+//! Layout: a loss is two files, `src/losses/<loss>.rs` (its descriptor, options, f64
+//! reference and fast CPU kernel; [`losses`] lists them) and `shaders/<loss>.wgsl` (its
+//! kernel's hooks); `tests/gpu/<loss>.rs` compares the two. [`kernels`] composes the shaders
+//! and plans the dispatches, [`GpuContext`] holds the device, pipelines and buffers. [`cpu`]
+//! is the fast CPU path's drivers (f32, every core, SIMD) with the same semantics, tested
+//! against the reference in `tests/cpu.rs`: what the benchmarks compare the GPU with.
+//! `docs/DESIGN.md` traces one call through the layers.
 
 #![warn(missing_docs)]
 
@@ -35,6 +37,7 @@ pub mod error;
 pub mod gpu;
 pub mod kernels;
 pub mod loss;
+pub mod losses;
 pub mod reference;
 pub mod resident;
 pub mod synthetic;

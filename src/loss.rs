@@ -1,6 +1,6 @@
 //! The losses, their options, and the arguments and results shared by the GPU path
 //! ([`crate::GpuContext::compute`]) and the CPU reference ([`crate::reference::compute`]).
-//! The formulas are in `shaders/<loss>.wgsl` and `src/reference/<loss>.rs`, and in the README.
+//! The formulas are in `src/losses/<loss>.rs` and `shaders/<loss>.wgsl`, and in the README.
 
 use std::borrow::Cow;
 
@@ -51,6 +51,7 @@ impl Reduction {
 /// Mse             ℓ = d²                                    ∂ℓ/∂p = 2d
 /// Mae             ℓ = |d|                                   ∂ℓ/∂p = sign(d), 0 at 0
 /// Huber { δ }     ℓ = ½d² if |d| ≤ δ, else δ(|d| − ½δ)      ∂ℓ/∂p = d if |d| ≤ δ, else δ·sign(d)
+/// SmoothL1 { β }  ℓ = ½d²/β if |d| < β, else |d| − ½β       ∂ℓ/∂p = d/β if |d| < β, else sign(d)
 /// Bce             ℓ = −w[t·max(ln p, −100) + (1−t)·max(ln(1−p), −100)]
 ///                                                           ∂ℓ/∂p = w(p − t) / max(p(1−p), 1e-12)
 /// BceWithLogits   ℓ = w[(1−t)x + (1+(q−1)t)(ln(1+e^(−|x|)) + max(−x, 0))]
@@ -94,6 +95,7 @@ impl Reduction {
 ///
 /// # Errors
 /// [`Error::InvalidOption`] from [`Loss::validate`] when `delta` is not finite and positive,
+/// `beta` is negative or not finite,
 /// `label_smoothing` is outside [0, 1), `z_loss` is negative or not finite, or `eps` is not
 /// finite and positive.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -107,6 +109,12 @@ pub enum Loss {
     Huber {
         /// The threshold δ between the quadratic and the linear part.
         delta: f32,
+    },
+    /// Smooth L1 loss with threshold `beta ≥ 0`, PyTorch `smooth_l1_loss`
+    /// ([`crate::losses::smooth_l1`]).
+    SmoothL1 {
+        /// The threshold β between the quadratic and the linear part (0: the L1 loss).
+        beta: f32,
     },
     /// Binary cross entropy on probabilities in [0, 1], PyTorch `binary_cross_entropy`.
     Bce,
@@ -135,17 +143,14 @@ pub enum Loss {
 }
 
 impl Loss {
-    /// Every loss with default options, in the order the CLI's table lists them.
-    pub const ALL_DEFAULT: [Loss; 8] = [
-        Loss::Mse,
-        Loss::Mae,
-        Loss::Huber { delta: 1.0 },
-        Loss::Bce,
-        Loss::BceWithLogits,
-        Loss::CategoricalCrossEntropy,
-        Loss::SOFTMAX_CROSS_ENTROPY,
-        Loss::COSINE_PROXIMITY,
-    ];
+    /// Every loss with default options, in the order the CLI's table lists them (the
+    /// registry's, [`crate::losses`]).
+    pub fn all_default() -> Vec<Loss> {
+        crate::losses::REGISTRY
+            .iter()
+            .map(|d| d.build(&|_| None))
+            .collect()
+    }
 
     /// Softmax cross entropy with PyTorch's defaults: no label smoothing, no z-loss,
     /// `ignore_index = −100`.
@@ -168,83 +173,56 @@ impl Loss {
         Ok(loss)
     }
 
-    /// The loss's name in the CLI (`mse`, `mae`, `huber`, `bce`, `bce-with-logits`, `cce`,
-    /// `softmax-ce`, `cosine`).
+    /// The loss's name in the CLI (`mse`, `mae`, `huber`, `smooth-l1`, `bce`,
+    /// `bce-with-logits`, `cce`, `softmax-ce`, `cosine`).
     pub fn name(&self) -> &'static str {
-        match self {
-            Loss::Mse => "mse",
-            Loss::Mae => "mae",
-            Loss::Huber { .. } => "huber",
-            Loss::Bce => "bce",
-            Loss::BceWithLogits => "bce-with-logits",
-            Loss::CategoricalCrossEntropy => "cce",
-            Loss::SoftmaxCrossEntropy { .. } => "softmax-ce",
-            Loss::CosineProximity { .. } => "cosine",
-        }
+        crate::losses::def(self).name()
     }
 
     /// Whether the loss is row-wise (one loss per row of `[B, C]`) rather than elementwise.
     pub fn is_row_wise(&self) -> bool {
         matches!(
-            self,
-            Loss::CategoricalCrossEntropy
-                | Loss::SoftmaxCrossEntropy { .. }
-                | Loss::CosineProximity { .. }
+            crate::losses::def(self).family(),
+            crate::losses::Family::Rows(_)
         )
     }
 
     /// Checks the loss's own options.
     ///
     /// # Errors
-    /// [`Error::InvalidOption`] for a Huber `delta` that is not finite and positive, a
-    /// `label_smoothing` outside [0, 1), a `z_loss` that is negative or not finite, or a
-    /// cosine `eps` that is not finite and positive.
+    /// [`Error::InvalidOption`] for a Huber `delta` that is not finite and positive, a smooth
+    /// L1 `beta` that is negative or not finite, a `label_smoothing` outside [0, 1), a
+    /// `z_loss` that is negative or not finite, or a cosine `eps` that is not finite and
+    /// positive.
     pub fn validate(&self) -> Result<()> {
-        let bad =
-            |option: &'static str, reason: String| Err(Error::InvalidOption { option, reason });
-        match *self {
-            Loss::Huber { delta } if !(delta.is_finite() && delta > 0.0) => bad(
-                "delta",
-                format!("Huber's delta must be finite and > 0, got {delta}"),
-            ),
-            Loss::SoftmaxCrossEntropy {
-                label_smoothing, ..
-            } if !(0.0..1.0).contains(&label_smoothing) => bad(
-                "label_smoothing",
-                format!("label smoothing must be in [0, 1), got {label_smoothing}"),
-            ),
-            Loss::SoftmaxCrossEntropy { z_loss, .. } if !(z_loss.is_finite() && z_loss >= 0.0) => {
-                bad(
-                    "z_loss",
-                    format!("the z-loss coefficient must be finite and >= 0, got {z_loss}"),
-                )
-            }
-            Loss::CosineProximity { eps } if !(eps.is_finite() && eps > 0.0) => bad(
-                "eps",
-                format!("cosine's eps must be finite and > 0, got {eps}"),
-            ),
-            _ => Ok(()),
-        }
+        crate::losses::def(self).validate(self)
     }
 
     /// Whether the loss takes a `weight`: per element (broadcast) for the BCE losses, per
     /// class (`[C]`) for softmax cross entropy.
     pub fn takes_weight(&self) -> bool {
-        matches!(
-            self,
-            Loss::Bce | Loss::BceWithLogits | Loss::SoftmaxCrossEntropy { .. }
-        )
+        crate::losses::def(self).takes_weight()
     }
 
     /// Whether the loss accepts class-index targets ([`Target::ClassesI32`],
     /// [`Target::ClassesI64`], [`Target::ClassesU32`]).
     pub fn takes_classes(&self) -> bool {
-        matches!(self, Loss::SoftmaxCrossEntropy { .. })
+        crate::losses::def(self).takes_classes()
     }
 
     /// Whether the loss takes a `pos_weight`.
     pub fn takes_pos_weight(&self) -> bool {
-        matches!(self, Loss::BceWithLogits)
+        crate::losses::def(self).takes_pos_weight()
+    }
+
+    /// Class ids equal to this are ignored (losses that take class-index targets).
+    pub fn ignore_index(&self) -> Option<i64> {
+        crate::losses::def(self).ignore_index(self)
+    }
+
+    /// Whether the predictions are probabilities that must lie in [0, 1].
+    pub fn checks_domain(&self) -> bool {
+        crate::losses::def(self).checks_domain()
     }
 }
 
@@ -668,15 +646,14 @@ fn check_weight_sums(loss: &Loss, w: &ArrayViewD<'_, f32>, target: &Target<'_>) 
             ),
         });
     }
-    let (Loss::SoftmaxCrossEntropy { ignore_index, .. }, Some(_)) = (loss, target.class_type())
-    else {
+    let (Some(ignore_index), Some(_)) = (loss.ignore_index(), target.class_type()) else {
         return Ok(());
     };
     let w = contiguous(w);
     let c = w.len() as i64;
     let mut d = 0.0f64;
     let mut add = |k: i64| {
-        if k != *ignore_index && (0..c).contains(&k) {
+        if k != ignore_index && (0..c).contains(&k) {
             d += f64::from(w[k as usize]);
         }
     };

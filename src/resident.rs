@@ -462,10 +462,7 @@ impl GpuContext {
             _ => 1.0,
         };
         let plan = if row_wise {
-            let ignore_index = match *loss {
-                Loss::SoftmaxCrossEntropy { ignore_index, .. } => ignore_index,
-                _ => -100,
-            };
+            let ignore_index = loss.ignore_index().unwrap_or(-100);
             Planned::Rows(RowPlan::new(
                 self,
                 RowSpec {

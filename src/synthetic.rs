@@ -17,27 +17,19 @@ pub struct Batch {
 }
 
 /// A seeded random batch of `shape` suited to `loss` (for a row-wise loss, `shape` is
-/// `[..., C]` and "rows" are along the last dimension):
-///
-/// | loss | prediction | target |
-/// |---|---|---|
-/// | `Mse`, `Mae`, `Huber` | U(−3, 3) | U(−3, 3) |
-/// | `Bce` | U(0.0005, 0.9995) | U(0, 1) (soft labels) |
-/// | `BceWithLogits` | U(−8, 8) | U(0, 1) |
-/// | `CategoricalCrossEntropy` | rows of U(0.0005, 1), normalised to sum 1 | rows of U(0, 1), normalised |
-/// | `SoftmaxCrossEntropy` | U(−8, 8) logits | rows of U(0, 1), normalised (see [`classes`] for indices) |
-/// | `CosineProximity` | U(−3, 3) | U(−3, 3) |
+/// `[..., C]` and "rows" are along the last dimension): predictions and targets uniform in
+/// the ranges the loss's file gives (`src/losses/<loss>.rs`, `synthetic`; U(−3, 3) for both
+/// unless it says otherwise: probabilities U(0.0005, 0.9995) for BCE, logits U(−8, 8), soft
+/// labels U(0, 1)), rows normalised to sum 1 where the loss takes distributions (categorical
+/// cross entropy's predictions and targets, softmax cross entropy's targets; see [`classes`]
+/// for class indices).
 ///
 /// The same `(loss, shape, seed)` always gives the same batch.
 pub fn batch(loss: &Loss, shape: &[usize], seed: u64) -> Batch {
     let mut rng = StdRng::seed_from_u64(seed);
     let n: usize = shape.iter().product();
-    let (p_lo, p_hi, t_lo, t_hi) = match loss {
-        Loss::Bce => (0.0005, 0.9995, 0.0, 1.0),
-        Loss::BceWithLogits | Loss::SoftmaxCrossEntropy { .. } => (-8.0, 8.0, 0.0, 1.0),
-        Loss::CategoricalCrossEntropy => (0.0005, 1.0, 0.0, 1.0),
-        _ => (-3.0, 3.0, -3.0, 3.0),
-    };
+    let range = crate::losses::def(loss).synthetic();
+    let ((p_lo, p_hi), (t_lo, t_hi)) = (range.pred, range.target);
     let mut pred: Vec<f32> = (0..n).map(|_| rng.random_range(p_lo..p_hi)).collect();
     let mut target: Vec<f32> = (0..n).map(|_| rng.random_range(t_lo..=t_hi)).collect();
     let cols = shape.last().copied().unwrap_or(1).max(1);
@@ -49,13 +41,11 @@ pub fn batch(loss: &Loss, shape: &[usize], seed: u64) -> Batch {
             }
         }
     };
-    match loss {
-        Loss::CategoricalCrossEntropy => {
-            normalise(&mut pred);
-            normalise(&mut target);
-        }
-        Loss::SoftmaxCrossEntropy { .. } => normalise(&mut target),
-        _ => {}
+    if range.normalise_pred {
+        normalise(&mut pred);
+    }
+    if range.normalise_target {
+        normalise(&mut target);
     }
     let to = |v| ArrayD::from_shape_vec(IxDyn(shape), v).expect("n is the product of shape");
     Batch {

@@ -298,6 +298,7 @@ fn loss_flag(loss: &Loss) -> String {
     let mut flags = format!("--loss {}", loss.name());
     match *loss {
         Loss::Huber { delta } => flags += &format!(" --delta {delta}"),
+        Loss::SmoothL1 { beta } => flags += &format!(" --beta {beta}"),
         Loss::SoftmaxCrossEntropy {
             label_smoothing,
             z_loss,
@@ -553,6 +554,33 @@ fn reduction_sum_huber() {
     assert!((ratio - (37.0 * 29.0)).abs() < 0.1, "sum/mean = {ratio}");
 }
 
+/// Smooth L1 through the CLI: `--beta` reaches the loss (its option, added to `compute` from
+/// the registry), and the value and gradient match the reference's.
+#[test]
+#[cfg_attr(skip_gpu_tests, ignore)]
+fn smooth_l1_with_beta() {
+    let loss = Loss::SmoothL1 { beta: 0.25 };
+    let dir = tempfile::tempdir().unwrap();
+    let b = batch_in(dir.path(), &loss, 409);
+    let j = compute_json(
+        dir.path(),
+        "--loss smooth-l1 --beta 0.25 --pred {pred.npy} --target {target.npy} --grad-out {G.npy}",
+        &[],
+    );
+    let want = reference_out(&loss, &b.pred, &b.target, None, None, Reduction::Mean);
+    assert_matches_reference(&j, &dir.path().join("G.npy"), &want, "smooth-l1 beta 0.25");
+    // Another beta gives another value: the option is not ignored.
+    let other = reference_out(
+        &Loss::SmoothL1 { beta: 1.0 },
+        &b.pred,
+        &b.target,
+        None,
+        None,
+        Reduction::Mean,
+    );
+    assert!((j["value"].as_f64().unwrap() - other.value.unwrap()).abs() > 1e-3);
+}
+
 #[test]
 #[cfg_attr(skip_gpu_tests, ignore)]
 fn bce_weight_broadcast_over_rows() {
@@ -691,7 +719,7 @@ checks! {
 #[test]
 #[cfg_attr(skip_gpu_tests, ignore)]
 fn cpu_and_gpu_agree_every_loss() {
-    for (k, loss) in Loss::ALL_DEFAULT.iter().enumerate() {
+    for (k, loss) in Loss::all_default().iter().enumerate() {
         let dir = tempfile::tempdir().unwrap();
         batch_in(dir.path(), loss, 600 + k as u64);
         let template = loss_flag(loss)
@@ -1472,6 +1500,16 @@ error_tests! {
         "--loss mae --delta 0.5 --pred {pred.npy} --target {target.npy}"
         => ["--delta", "huber"];
 
+    /// --beta with huber (it is smooth L1's).
+    beta_with_huber(d) { batch_in(d, &Loss::Mse, 760); }
+        "--loss huber --beta 0.5 --pred {pred.npy} --target {target.npy}"
+        => ["--beta", "smooth-l1"];
+
+    /// Smooth L1 with a negative --beta.
+    smooth_l1_beta_negative(d) { batch_in(d, &Loss::Mse, 761); }
+        "--loss smooth-l1 --beta=-0.5 --pred {pred.npy} --target {target.npy}"
+        => ["beta", ">= 0", "-0.5"];
+
     /// Huber with --delta 0.
     huber_delta_zero(d) { batch_in(d, &Loss::Mse, 710); }
         "--loss huber --delta 0 --pred {pred.npy} --target {target.npy}"
@@ -1782,6 +1820,7 @@ fn main_job_small() {
         "cce",
         "softmax-ce",
         "cosine",
+        "smooth-l1",
     ];
     for name in names {
         let rows: Vec<&str> = text
@@ -1798,7 +1837,7 @@ fn main_job_small() {
         );
     }
     assert!(
-        text.lines().any(|l| l.trim() == "all 8 losses agree"),
+        text.lines().any(|l| l.trim() == "all 9 losses agree"),
         "{text}"
     );
 }

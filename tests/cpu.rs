@@ -195,7 +195,7 @@ fn check(loss: &Loss, args: &LossArgs<'_>, what: &str) -> LossOutput<f32> {
 
 /// The elementwise losses with default options.
 fn elementwise_losses() -> impl Iterator<Item = Loss> {
-    Loss::ALL_DEFAULT.into_iter().filter(|l| !l.is_row_wise())
+    Loss::all_default().into_iter().filter(|l| !l.is_row_wise())
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -233,6 +233,17 @@ fn huber_matrix() {
         let b = synthetic::batch(&Loss::Mse, &[70_001], seed_for(&what));
         let args = LossArgs::new(b.pred.view(), b.target.view()).reduction(Reduction::None);
         check(&Loss::Huber { delta }, &args, &what);
+    }
+}
+
+#[test]
+fn smooth_l1_matrix() {
+    elementwise_matrix(Loss::SmoothL1 { beta: 1.0 });
+    for beta in [0.0f32, 0.05, 2.5] {
+        let what = format!("smooth l1 beta {beta}");
+        let b = synthetic::batch(&Loss::Mse, &[70_001], seed_for(&what));
+        let args = LossArgs::new(b.pred.view(), b.target.view()).reduction(Reduction::None);
+        check(&Loss::SmoothL1 { beta }, &args, &what);
     }
 }
 
@@ -972,13 +983,20 @@ fn errors_match_the_reference() {
     );
     assert!(matches!(e, Error::ShapeMismatch { what: "target", .. }));
     let empty = arr(&[0, 3], 0.5);
-    for loss in Loss::ALL_DEFAULT {
+    for loss in Loss::all_default() {
         let e = same_error(&loss, &LossArgs::new(empty.view(), empty.view()), "empty");
         assert!(matches!(e, Error::Empty { .. }), "{e:?}");
     }
     let options = [
         (Loss::Huber { delta: 0.0 }, "delta"),
         (Loss::Huber { delta: f32::NAN }, "delta"),
+        (Loss::SmoothL1 { beta: -1.0 }, "beta"),
+        (
+            Loss::SmoothL1 {
+                beta: f32::INFINITY,
+            },
+            "beta",
+        ),
         (sce(1.0, 0.0, -100), "label_smoothing"),
         (sce(-0.1, 0.0, -100), "label_smoothing"),
         (sce(0.0, -1.0, -100), "z_loss"),

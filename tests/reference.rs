@@ -29,6 +29,7 @@ fn inputs(loss: &Loss, n: usize, seed: u64) -> (Vec<f64>, Vec<f64>) {
         let near_kink = match loss {
             Loss::Mae => d < 1e-3,
             Loss::Huber { delta } => (d - f64::from(*delta)).abs() < 1e-3,
+            Loss::SmoothL1 { beta } => (d - f64::from(*beta)).abs() < 1e-3 || d < 1e-3,
             _ => false,
         };
         if !near_kink {
@@ -83,12 +84,35 @@ fn check_fd(loss: Loss, reduction: Reduction, seed: u64) {
     let objective = |p: &[f64]| -> f64 {
         let per: Vec<f64> = (0..n)
             .map(|k| match loss {
-                Loss::Mse => reference::mse(p[k], t_r[k]).0,
-                Loss::Mae => reference::mae(p[k], t_r[k]).0,
-                Loss::Huber { delta } => reference::huber(p[k], t_r[k], f64::from(delta)).0,
-                Loss::Bce => reference::bce(p[k], t_r[k], w_r[k % c]).0,
+                Loss::Mse => wgpu_loss::losses::mse::reference::loss_and_grad(p[k], t_r[k]).0,
+                Loss::Mae => wgpu_loss::losses::mae::reference::loss_and_grad(p[k], t_r[k]).0,
+                Loss::Huber { delta } => {
+                    wgpu_loss::losses::huber::reference::loss_and_grad(
+                        p[k],
+                        t_r[k],
+                        f64::from(delta),
+                    )
+                    .0
+                }
+                Loss::SmoothL1 { beta } => {
+                    wgpu_loss::losses::smooth_l1::reference::loss_and_grad(
+                        p[k],
+                        t_r[k],
+                        f64::from(beta),
+                    )
+                    .0
+                }
+                Loss::Bce => {
+                    wgpu_loss::losses::bce::reference::loss_and_grad(p[k], t_r[k], w_r[k % c]).0
+                }
                 Loss::BceWithLogits => {
-                    reference::bce_with_logits(p[k], t_r[k], w_r[k % c], q_r[k % c]).0
+                    wgpu_loss::losses::bce_with_logits::reference::loss_and_grad(
+                        p[k],
+                        t_r[k],
+                        w_r[k % c],
+                        q_r[k % c],
+                    )
+                    .0
                 }
                 _ => unreachable!(),
             })
@@ -128,6 +152,9 @@ fn every_reference_gradient_matches_finite_differences() {
         Loss::Mae,
         Loss::Huber { delta: 1.0 },
         Loss::Huber { delta: 0.3 },
+        Loss::SmoothL1 { beta: 1.0 },
+        Loss::SmoothL1 { beta: 0.3 },
+        Loss::SmoothL1 { beta: 0.0 },
         Loss::Bce,
         Loss::BceWithLogits,
     ];
@@ -149,9 +176,10 @@ fn per_element_derivatives_on_a_grid() {
     for x in [-30.0, -5.0, -0.5, 0.0, 0.5, 5.0, 30.0] {
         for t in [0.0, 0.3, 1.0] {
             for (w, q) in [(1.0, 1.0), (0.5, 3.0)] {
-                let f = |x| reference::bce_with_logits(x, t, w, q).0;
+                let f =
+                    |x| wgpu_loss::losses::bce_with_logits::reference::loss_and_grad(x, t, w, q).0;
                 let fd = (f(x + h) - f(x - h)) / (2.0 * h);
-                let an = reference::bce_with_logits(x, t, w, q).1;
+                let an = wgpu_loss::losses::bce_with_logits::reference::loss_and_grad(x, t, w, q).1;
                 assert!(
                     (fd - an).abs() <= 1e-6 * an.abs().max(1.0),
                     "x={x} t={t}: {an} vs {fd}"
@@ -161,10 +189,10 @@ fn per_element_derivatives_on_a_grid() {
     }
     for p in [1e-4, 0.01, 0.5, 0.99, 1.0 - 1e-4] {
         for t in [0.0, 0.3, 1.0] {
-            let f = |p| reference::bce(p, t, 1.0).0;
+            let f = |p| wgpu_loss::losses::bce::reference::loss_and_grad(p, t, 1.0).0;
             let h = 1e-9;
             let fd = (f(p + h) - f(p - h)) / (2.0 * h);
-            let an = reference::bce(p, t, 1.0).1;
+            let an = wgpu_loss::losses::bce::reference::loss_and_grad(p, t, 1.0).1;
             assert!(
                 (fd - an).abs() <= 1e-5 * an.abs().max(1.0),
                 "p={p} t={t}: {an} vs {fd}"
@@ -180,22 +208,43 @@ fn per_element_derivatives_on_a_grid() {
 #[test]
 fn worked_examples() {
     approx::assert_relative_eq!(
-        reference::bce(0.8, 1.0, 1.0).0,
+        wgpu_loss::losses::bce::reference::loss_and_grad(0.8, 1.0, 1.0).0,
         -(0.8f64.ln()),
         max_relative = 1e-15
     );
-    assert_eq!(reference::bce(0.0, 1.0, 1.0).0, 100.0);
-    assert_eq!(reference::bce(1.0, 0.0, 1.0).0, 100.0);
-    assert_eq!(reference::bce(0.0, 1.0, 1.0).1, -1e12);
+    assert_eq!(
+        wgpu_loss::losses::bce::reference::loss_and_grad(0.0, 1.0, 1.0).0,
+        100.0
+    );
+    assert_eq!(
+        wgpu_loss::losses::bce::reference::loss_and_grad(1.0, 0.0, 1.0).0,
+        100.0
+    );
+    assert_eq!(
+        wgpu_loss::losses::bce::reference::loss_and_grad(0.0, 1.0, 1.0).1,
+        -1e12
+    );
     approx::assert_relative_eq!(
-        reference::bce_with_logits(0.0, 0.0, 1.0, 1.0).0,
+        wgpu_loss::losses::bce_with_logits::reference::loss_and_grad(0.0, 0.0, 1.0, 1.0).0,
         2f64.ln(),
         max_relative = 1e-15
     );
-    assert_eq!(reference::bce_with_logits(0.0, 0.0, 1.0, 1.0).1, 0.5);
-    assert_eq!(reference::mae(2.0, 2.0), (0.0, 0.0));
-    assert_eq!(reference::huber(3.0, 0.0, 1.0), (2.5, 1.0));
-    assert_eq!(reference::mse(3.0, 1.0), (4.0, 4.0));
+    assert_eq!(
+        wgpu_loss::losses::bce_with_logits::reference::loss_and_grad(0.0, 0.0, 1.0, 1.0).1,
+        0.5
+    );
+    assert_eq!(
+        wgpu_loss::losses::mae::reference::loss_and_grad(2.0, 2.0),
+        (0.0, 0.0)
+    );
+    assert_eq!(
+        wgpu_loss::losses::huber::reference::loss_and_grad(3.0, 0.0, 1.0),
+        (2.5, 1.0)
+    );
+    assert_eq!(
+        wgpu_loss::losses::mse::reference::loss_and_grad(3.0, 1.0),
+        (4.0, 4.0)
+    );
 }
 
 /// Mean divides by N, the gradient too (the seed notes' `p − t` is missing both 2 and 1/N).
@@ -351,11 +400,23 @@ fn row_losses(
             match *loss {
                 Loss::CategoricalCrossEntropy => {
                     d += 1.0;
-                    Some(reference::categorical_cross_entropy(xr, tr).0)
+                    Some(
+                        wgpu_loss::losses::categorical_cross_entropy::reference::loss_and_grad(
+                            xr, tr,
+                        )
+                        .0,
+                    )
                 }
                 Loss::CosineProximity { eps } => {
                     d += 1.0;
-                    Some(reference::cosine_proximity(xr, tr, f64::from(eps)).0)
+                    Some(
+                        wgpu_loss::losses::cosine_proximity::reference::loss_and_grad(
+                            xr,
+                            tr,
+                            f64::from(eps),
+                        )
+                        .0,
+                    )
                 }
                 Loss::SoftmaxCrossEntropy {
                     label_smoothing,
@@ -373,7 +434,7 @@ fn row_losses(
                         reference::RowTarget::Class(k)
                     };
                     Some(
-                        reference::softmax_cross_entropy(
+                        wgpu_loss::losses::softmax_cross_entropy::reference::loss_and_grad(
                             xr,
                             target,
                             weight,
@@ -556,7 +617,11 @@ fn softmax_row_derivatives_with_large_logits() {
         reference::RowTarget::Probs(&t),
     ] {
         for w in [None, Some(&w[..])] {
-            let f = |x: &[f64]| reference::softmax_cross_entropy(x, target, w, 0.1, 1e-3);
+            let f = |x: &[f64]| {
+                wgpu_loss::losses::softmax_cross_entropy::reference::loss_and_grad(
+                    x, target, w, 0.1, 1e-3,
+                )
+            };
             let (_, an) = f(&x);
             for j in 0..x.len() {
                 let (mut hi, mut lo) = (x, x);
@@ -704,7 +769,7 @@ fn cce_and_cosine_worked_examples() {
     assert_eq!(g[[0, 2]], 0.0); // −0 / max(0, 1e-12)
     // The clamps: ln 0 → −100, 1/0 → 1e12.
     assert_eq!(
-        reference::categorical_cross_entropy(&[0.0], &[1.0]),
+        wgpu_loss::losses::categorical_cross_entropy::reference::loss_and_grad(&[0.0], &[1.0]),
         (100.0, vec![-1e12])
     );
 

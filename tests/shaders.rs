@@ -91,15 +91,15 @@ fn check(kernel: Kernel, flavor: ReduceFlavor, io: Io) -> Result<(), String> {
 #[test]
 fn every_kernel_validates_with_naga_and_matches_the_host() {
     let mut compositions = Vec::new();
-    for k in Kernel::ALL {
+    for k in Kernel::all() {
         for &f in &FLAVORS {
             for &io in k.ios() {
                 compositions.push((k, f, io));
             }
         }
     }
-    // (5 elementwise kernels × 6 storages + 3 row kernels × 5 + 5 others) × 2 flavours.
-    assert_eq!(compositions.len(), (5 * 6 + 3 * 5 + 5) * 2);
+    // (6 elementwise kernels × 6 storages + 3 row kernels × 5 + 5 others) × 2 flavours.
+    assert_eq!(compositions.len(), (6 * 6 + 3 * 5 + 5) * 2);
     let failures: Vec<String> = compositions
         .iter()
         .filter_map(|&(k, f, io)| check(k, f, io).err())
@@ -125,7 +125,7 @@ fn workgroup_size_constant_matches_the_preludes() {
 #[test]
 fn every_shader_file_is_used_by_a_kernel() {
     let mut used: BTreeSet<String> = BTreeSet::new();
-    for k in Kernel::ALL {
+    for k in Kernel::all() {
         for &io in k.ios() {
             for f in FLAVORS {
                 for (p, _) in k.files(f, io).expect("the kernel composes") {
@@ -185,7 +185,7 @@ fn imports_resolve_and_come_first() {
             assert!(known, "{path}: `#import {name}` names no file");
         }
     }
-    for k in Kernel::ALL {
+    for k in Kernel::all() {
         for &io in k.ios() {
             for f in FLAVORS {
                 let files = k.files(f, io).expect("the kernel composes");
@@ -223,48 +223,48 @@ fn slots_follow_the_variant() {
             .any(|(p, _)| p.ends_with(file))
     };
     assert!(has(
-        Kernel::Mse,
+        Kernel::Loss("mse"),
         ReduceFlavor::Subgroup,
         Io::F32,
         "reduce_subgroup.wgsl"
     ));
     assert!(!has(
-        Kernel::Mse,
+        Kernel::Loss("mse"),
         ReduceFlavor::Plain,
         Io::F32,
         "reduce_subgroup.wgsl"
     ));
     assert!(has(
-        Kernel::Mse,
+        Kernel::Loss("mse"),
         ReduceFlavor::Plain,
         Io::F32X4,
         "io_f32x4.wgsl"
     ));
     assert!(has(
-        Kernel::Mse,
+        Kernel::Loss("mse"),
         ReduceFlavor::Plain,
         Io::F32X4,
         "io_vector.wgsl"
     ));
     assert!(!has(
-        Kernel::Mse,
+        Kernel::Loss("mse"),
         ReduceFlavor::Plain,
         Io::F32,
         "io_vector.wgsl"
     ));
     let bf16 = Io::same(Dtype::Bf16);
     assert!(has(
-        Kernel::SoftmaxCrossEntropy,
+        Kernel::Loss("softmax_cross_entropy"),
         ReduceFlavor::Plain,
         bf16,
         "grad_packed.wgsl"
     ));
     assert!(has(
-        Kernel::SoftmaxCrossEntropy,
+        Kernel::Loss("softmax_cross_entropy"),
         ReduceFlavor::Plain,
         Io::with_f32_grad(Dtype::Bf16),
         "grad_f32.wgsl"
     ));
     assert!(!Kernel::Copy.takes_io());
-    assert!(Kernel::CosineProximity.takes_io());
+    assert!(Kernel::Loss("cosine_proximity").takes_io());
 }

@@ -6,7 +6,9 @@
 // Imports the storage slots: `<io>`, an io_*.wgsl file (how p and t are stored: the unit of
 // EPU elements per word), and `<grad>`, a grad_*.wgsl file (how the gradient is stored). Each
 // invocation handles whole units, so no two invocations write the same word. The loss file
-// that imports this one defines
+// that imports this one defines its options, read as `params.loss`,
+//     struct LossParams { ... }                                // f32 members (one at least)
+// and
 //     fn loss_and_grad(i: u32, p: f32, t: f32) -> vec2<f32>   // (ℓ, ∂ℓ/∂p) of element i
 // Host side: src/kernels/elementwise.rs (`ElementwiseParams` mirrors `Params`).
 
@@ -25,9 +27,10 @@ struct Params {
     q_len: u32,        // pos_weight, same scheme; 0 = none
     q_phase: u32,
     grad_scale: f32,   // g · (1/N for Reduction::Mean)
-    delta: f32,        // Huber's δ
     _pad0: u32,
     _pad1: u32,
+    _pad2: u32,
+    loss: LossParams,  // the loss's own options: `struct LossParams` of its file
 }
 
 // Four units per trip in the main loop (set by the host: GPUs yes, software adapters no, and

@@ -45,10 +45,11 @@ struct Params {
     flags: u32,        // FLAG_* below
     row_base: u32,     // global index of this chunk's row 0 (for error reports)
     ignore_lo: u32,    // ignore_index as an i64: its low word,
-    eps: f32,          // softmax: label smoothing ε; cosine: the norm floor ε
-    z_loss: f32,       // softmax: z-loss coefficient λ
     ignore_hi: u32,    // and its high word (class ids equal to it are ignored)
     _pad0: u32,
+    _pad1: u32,
+    _pad2: u32,
+    loss: LossParams,  // the loss's own options: `struct LossParams` of its file
 }
 
 // Where a row starts and what it is.

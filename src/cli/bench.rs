@@ -45,14 +45,15 @@ use ndarray::ArrayD;
 use rayon::prelude::*;
 use serde_json::json;
 use wgpu_loss::gpu::{GpuTimer, KernelStep, TimingMethod};
+use wgpu_loss::losses::LossInfo;
 use wgpu_loss::{
     ContextOptions, Dtype, GpuContext, Loss, LossArgs, LossOutput, cpu, reference, synthetic,
 };
 
 use super::output::{self, Outputs};
 use super::{
-    BASE_BYTES, BYTES_PER_ELEMENT, Failure, LossName, MAX_ELEMENTS, MAX_REPEATS, check_count,
-    check_memory, row_elements,
+    BASE_BYTES, BYTES_PER_ELEMENT, Failure, MAX_ELEMENTS, MAX_REPEATS, check_count, check_memory,
+    row_elements,
 };
 
 #[derive(clap::Args, Debug)]
@@ -62,8 +63,8 @@ pub struct BenchArgs {
     #[arg(long)]
     quick: bool,
     /// Only these losses, comma-separated (default: all).
-    #[arg(long, value_enum, value_delimiter = ',')]
-    losses: Vec<LossName>,
+    #[arg(long, value_parser = super::loss_name(), value_delimiter = ',')]
+    losses: Vec<String>,
     /// Timed runs per loss, size and path, after one warm-up; the median is reported
     /// (default 5, 3 with --quick; at most 1000000).
     #[arg(long)]
@@ -390,18 +391,6 @@ fn host_copy_gbps(bytes: usize, repeats: usize) -> f64 {
     gbps(2 * (n * 4) as u64, t)
 }
 
-/// The default-option loss behind a CLI name.
-fn loss_of(name: LossName) -> Loss {
-    let cli = name
-        .to_possible_value()
-        .map(|v| v.get_name().to_string())
-        .unwrap_or_default();
-    *Loss::ALL_DEFAULT
-        .iter()
-        .find(|l| l.name() == cli)
-        .expect("every CLI loss name is a default loss")
-}
-
 /// The shapes swept for `loss`: `--sizes` / `--rows` where given, else the defaults.
 fn shapes(loss: &Loss, a: &BenchArgs) -> Vec<Vec<usize>> {
     let cap = a.max_elements.unwrap_or(usize::MAX).max(1);
@@ -490,10 +479,11 @@ pub(crate) fn prepare(a: &BenchArgs) -> Result<Prepared, Failure> {
         return Err(Failure::input("--max-elements must be at least 1"));
     }
     let losses: Vec<Loss> = if a.losses.is_empty() {
-        Loss::ALL_DEFAULT.to_vec()
+        Loss::all_default()
     } else {
         let mut v: Vec<Loss> = Vec::new();
-        for l in a.losses.iter().map(|&n| loss_of(n)) {
+        let named = a.losses.iter().filter_map(|n| LossInfo::named(n));
+        for l in named.map(|i| i.default_loss()) {
             if !v.contains(&l) {
                 v.push(l);
             }

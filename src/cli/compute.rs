@@ -11,17 +11,18 @@ use std::path::{Path, PathBuf};
 use clap::ValueEnum;
 use ndarray::ArrayD;
 use serde_json::json;
+use wgpu_loss::losses::{LossInfo, OptionValue};
 use wgpu_loss::{Error, GpuContext, Loss, LossArgs, LossOutput, Reduction, reference};
 
 use super::npy::{self, TargetData};
 use super::output::{self, Outputs};
-use super::{Failure, LossName, ReductionName};
+use super::{Failure, ReductionName};
 
 #[derive(clap::Args, Debug)]
 pub struct ComputeArgs {
     /// The loss.
-    #[arg(long, value_enum)]
-    loss: LossName,
+    #[arg(long, value_parser = super::loss_name())]
+    loss: String,
     /// Prediction `.npy` (f32; f64 and f16 are converted): probabilities for bce, logits for
     /// bce-with-logits.
     #[arg(long)]
@@ -41,24 +42,9 @@ pub struct ComputeArgs {
     /// pos_weight `.npy` (bce-with-logits): a trailing part of the prediction's shape, ≥ 0.
     #[arg(long)]
     pos_weight: Option<PathBuf>,
-    /// Huber's threshold δ > 0 (huber only; default 1).
-    #[arg(long, allow_negative_numbers = true)]
-    delta: Option<f32>,
     /// Class weights `.npy` `[C]`, ≥ 0 (softmax-ce only).
     #[arg(long)]
     class_weight: Option<PathBuf>,
-    /// Label smoothing ε in [0, 1) (softmax-ce only; default 0).
-    #[arg(long, allow_negative_numbers = true)]
-    label_smoothing: Option<f32>,
-    /// Class index to ignore (softmax-ce with integer targets; default -100).
-    #[arg(long, allow_negative_numbers = true)]
-    ignore_index: Option<i64>,
-    /// z-loss coefficient λ ≥ 0, adds λ·lse² per row (softmax-ce only; default 0).
-    #[arg(long, allow_negative_numbers = true)]
-    z_loss: Option<f32>,
-    /// Floor ε > 0 of each row's norm (cosine only; default 1e-8).
-    #[arg(long, allow_negative_numbers = true)]
-    eps: Option<f32>,
     /// Write the gradient with respect to the prediction here (`.npy`, f32).
     #[arg(long)]
     grad_out: Option<PathBuf>,
@@ -73,6 +59,33 @@ pub struct ComputeArgs {
     /// Print one JSON object instead of text.
     #[arg(long)]
     json: bool,
+    /// The loss options given (`--delta`, `--label-smoothing`, ...: every option of the
+    /// registry's losses, added to the command by `cli::command`), by name.
+    #[arg(skip)]
+    pub(crate) options: Vec<(&'static str, OptionValue)>,
+}
+
+/// The loss options given in `matches` (the `compute` subcommand's), by name.
+pub(crate) fn loss_options(matches: &clap::ArgMatches) -> Vec<(&'static str, OptionValue)> {
+    let mut out = Vec::new();
+    for info in LossInfo::all() {
+        for o in info.options() {
+            if out.iter().any(|(n, _)| *n == o.name) {
+                continue;
+            }
+            let value = if o.integer {
+                matches.get_one::<i64>(o.name).map(|&v| OptionValue::Int(v))
+            } else {
+                matches
+                    .get_one::<f64>(o.name)
+                    .map(|&v| OptionValue::Float(v))
+            };
+            if let Some(v) = value {
+                out.push((o.name, v));
+            }
+        }
+    }
+    out
 }
 
 /// The `--device` names.
@@ -138,59 +151,52 @@ fn only_for(given: bool, flag: &str, applies: bool, losses: &str) -> Result<(), 
 /// The loss and its options from the flags; every flag given to a loss that does not take it
 /// is an error.
 fn loss_from(a: &ComputeArgs) -> Result<Loss, Failure> {
-    let loss = match a.loss {
-        LossName::Mse => Loss::Mse,
-        LossName::Mae => Loss::Mae,
-        LossName::Huber => Loss::Huber {
-            delta: a.delta.unwrap_or(1.0),
-        },
-        LossName::Bce => Loss::Bce,
-        LossName::BceWithLogits => Loss::BceWithLogits,
-        LossName::Cce => Loss::CategoricalCrossEntropy,
-        LossName::SoftmaxCe => Loss::SoftmaxCrossEntropy {
-            label_smoothing: a.label_smoothing.unwrap_or(0.0),
-            z_loss: a.z_loss.unwrap_or(0.0),
-            ignore_index: a.ignore_index.unwrap_or(-100),
-        },
-        LossName::Cosine => Loss::CosineProximity {
-            eps: a.eps.unwrap_or(1e-8),
-        },
+    let info = LossInfo::named(&a.loss)
+        .ok_or_else(|| Failure::input(format!("no loss named {:?}", a.loss)))?;
+    // Which losses a flag applies to, by what they take.
+    let takers = |f: &dyn Fn(&LossInfo) -> bool| -> String {
+        LossInfo::all()
+            .filter(|i| f(i))
+            .map(|i| i.name())
+            .collect::<Vec<_>>()
+            .join(" or ")
     };
-    let huber = matches!(loss, Loss::Huber { .. });
-    let softmax = matches!(loss, Loss::SoftmaxCrossEntropy { .. });
-    let cosine = matches!(loss, Loss::CosineProximity { .. });
-    let bce = matches!(loss, Loss::Bce | Loss::BceWithLogits);
-    let sce = "softmax-ce";
+    for (name, _) in &a.options {
+        let applies = info.options().iter().any(|o| o.name == *name);
+        let losses = takers(&|i| i.options().iter().any(|o| o.name == *name));
+        only_for(true, &format!("--{name}"), applies, &losses)?;
+    }
+    let class_weight = |i: &LossInfo| i.takes_weight() && i.is_row_wise();
+    let weight = |i: &LossInfo| i.takes_weight() && !i.is_row_wise();
     let rules = [
-        (a.delta.is_some(), "--delta", huber, "huber"),
-        (a.class_weight.is_some(), "--class-weight", softmax, sce),
         (
-            a.label_smoothing.is_some(),
-            "--label-smoothing",
-            softmax,
-            sce,
+            a.class_weight.is_some(),
+            "--class-weight",
+            class_weight(&info),
+            takers(&class_weight),
         ),
-        (a.ignore_index.is_some(), "--ignore-index", softmax, sce),
-        (a.z_loss.is_some(), "--z-loss", softmax, sce),
-        (a.eps.is_some(), "--eps", cosine, "cosine"),
         (
             a.weight.is_some(),
             "--weight",
-            bce,
-            "bce or bce-with-logits (softmax-ce takes --class-weight)",
+            weight(&info),
+            format!(
+                "{} ({} takes --class-weight)",
+                takers(&weight),
+                takers(&class_weight)
+            ),
         ),
         (
             a.pos_weight.is_some(),
             "--pos-weight",
-            matches!(loss, Loss::BceWithLogits),
-            "bce-with-logits",
+            info.takes_pos_weight(),
+            takers(&|i| i.takes_pos_weight()),
         ),
     ];
     for (given, flag, applies, losses) in rules {
-        only_for(given, flag, applies, losses)?;
+        only_for(given, flag, applies, &losses)?;
     }
-    loss.validate().map_err(Failure::from)?;
-    Ok(loss)
+    let value = |name: &str| a.options.iter().find(|(n, _)| *n == name).map(|&(_, v)| v);
+    info.build(&value).map_err(Failure::from)
 }
 
 /// The inputs as read.
@@ -407,9 +413,14 @@ pub(crate) fn prepare(a: &ComputeArgs) -> Result<Prepared, Failure> {
         .map(read)
         .transpose()?;
     let pos_weight = a.pos_weight.as_ref().map(read).transpose()?;
-    if a.ignore_index.is_some() && matches!(target, TargetData::F32(_)) {
+    // An integer option is a class id (`--ignore-index`): it needs class-index targets.
+    let class_option = a
+        .options
+        .iter()
+        .find(|(_, v)| matches!(v, OptionValue::Int(_)));
+    if let (Some((name, _)), TargetData::F32(_)) = (class_option, &target) {
         return Err(Failure::input(format!(
-            "{}: --ignore-index applies to integer class-index targets, and these are floats",
+            "{}: --{name} applies to integer class-index targets, and these are floats",
             shown(&a.target)
         )));
     }

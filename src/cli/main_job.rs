@@ -13,7 +13,8 @@
 use std::time::{Duration, Instant};
 
 use ndarray::ArrayD;
-use wgpu_loss::{GpuContext, Loss, LossArgs, synthetic};
+use wgpu_loss::losses::LossInfo;
+use wgpu_loss::{GpuContext, LossArgs, synthetic};
 
 use super::{
     BASE_BYTES, BYTES_PER_ELEMENT, Failure, MAX_ELEMENTS, MAX_REPEATS, check_count, check_memory,
@@ -45,10 +46,17 @@ pub struct MainJobArgs {
     repeats: usize,
 }
 
-/// Columns of the categorical cross entropy batch (an image classifier's classes).
-const CCE_CLASSES: usize = 1000;
-/// Columns of the cosine proximity batch (an embedding's features).
-const COSINE_FEATURES: usize = 768;
+/// The shape of a loss's batch in the main job: `[--elements]` for the elementwise family;
+/// `[--rows, --classes]` for a loss that takes class indices, else `[--rows, C]` with the
+/// loss's own row length (`LossInfo::main_job_cols`: an image classifier's 1000 classes for
+/// categorical cross entropy, an embedding's 768 features for cosine proximity).
+fn main_job_shape(info: &LossInfo, elements: usize, rows: usize, classes: usize) -> Vec<usize> {
+    match info.main_job_cols() {
+        None => vec![elements],
+        Some(_) if info.takes_classes() => vec![rows, classes],
+        Some(cols) => vec![rows, cols],
+    }
+}
 
 fn median(mut v: Vec<Duration>) -> Duration {
     v.sort();
@@ -99,20 +107,22 @@ pub(crate) fn prepare(a: &MainJobArgs) -> Result<Plan, Failure> {
         MAX_REPEATS as u64,
         "timed runs per loss and path",
     )?;
-    let rows_classes = format!("--rows {rows} --classes {classes}");
-    let sce = row_elements(&rows_classes, rows, classes)?;
-    let rows_flag = format!("--rows {rows}");
-    let cce = row_elements(&format!("{rows_flag} (cce)"), rows, CCE_CLASSES)?;
-    let cosine = row_elements(&format!("{rows_flag} (cosine)"), rows, COSINE_FEATURES)?;
     // The losses run one after the other: the peak is the largest one's.
-    let elementwise = format!("--elements {elements}");
-    let (what, n) = [
-        (&elementwise, elements as u64),
-        (&rows_classes, sce),
-        (&rows_flag, cce.max(cosine)),
-    ]
-    .into_iter()
-    .fold((&elementwise, 0u64), |m, x| if x.1 > m.1 { x } else { m });
+    let mut largest = (format!("--elements {elements}"), elements as u64);
+    for info in LossInfo::all() {
+        let shape = main_job_shape(&info, elements, rows, classes);
+        let [r, c] = shape[..] else { continue };
+        let what = if info.takes_classes() {
+            format!("--rows {rows} --classes {classes}")
+        } else {
+            format!("--rows {rows} ({})", info.name())
+        };
+        let n = row_elements(&what, r, c)?;
+        if n > largest.1 {
+            largest = (what, n);
+        }
+    }
+    let (what, n) = (&largest.0, largest.1);
     let needed = n
         .checked_mul(BYTES_PER_ELEMENT)
         .and_then(|b| b.checked_add((rows as u64).checked_mul(BYTES_PER_ROW)?))
@@ -146,11 +156,25 @@ pub(crate) fn execute(a: &Plan) -> Result<(), Failure> {
         )));
     }
     println!("adapter: {}", ctx.adapter_summary());
+    let row_shapes: Vec<String> = LossInfo::all()
+        .filter_map(|info| {
+            let shape = main_job_shape(&info, a.elements, a.rows, a.classes);
+            let [r, c] = shape[..] else { return None };
+            let kind = if info.takes_classes() {
+                " (class indices)"
+            } else {
+                ""
+            };
+            Some(format!("{} {r} x {c}{kind}", info.name()))
+        })
+        .collect();
     println!(
-        "batch: {} elements per elementwise loss; softmax-ce {} x {} (class indices), cce {} x {CCE_CLASSES}, \
-         cosine {} x {COSINE_FEATURES}; seed {}, reduction mean; times are medians of {} runs of a whole call \
+        "batch: {} elements per elementwise loss; {}; seed {}, reduction mean; times are medians of {} runs of a whole call \
          (GPU: upload, kernels, readback); GB/s counts the minimum traffic (read p and t once, write the gradient) over the GPU time",
-        a.elements, a.rows, a.classes, a.rows, a.rows, a.seed, a.repeats
+        a.elements,
+        row_shapes.join(", "),
+        a.seed,
+        a.repeats
     );
     println!(
         "{:<16} {:>15} {:>15} {:>9} {:>11} {:>9} {:>9} {:>9} {:>7}  check",
@@ -165,16 +189,14 @@ pub(crate) fn execute(a: &Plan) -> Result<(), Failure> {
         "GB/s",
     );
     let mut failed = Vec::new();
-    for (k, loss) in Loss::ALL_DEFAULT.iter().enumerate() {
+    let all: Vec<LossInfo> = LossInfo::all().collect();
+    for (k, info) in all.iter().enumerate() {
         let seed = a.seed.wrapping_add(k as u64);
-        let shape = match loss {
-            Loss::SoftmaxCrossEntropy { .. } => vec![a.rows, a.classes],
-            Loss::CategoricalCrossEntropy => vec![a.rows, CCE_CLASSES],
-            Loss::CosineProximity { .. } => vec![a.rows, COSINE_FEATURES],
-            _ => vec![a.elements],
-        };
+        let loss = &info.default_loss();
+        let shape = main_job_shape(info, a.elements, a.rows, a.classes);
         let batch = synthetic::batch(loss, &shape, seed);
-        let classes: Option<ArrayD<i64>> = matches!(loss, Loss::SoftmaxCrossEntropy { .. })
+        let classes: Option<ArrayD<i64>> = info
+            .takes_classes()
             .then(|| synthetic::classes(&shape[..1], a.classes, seed));
         let args = match &classes {
             Some(c) => LossArgs::new(batch.pred.view(), c.view()),
@@ -232,7 +254,7 @@ pub(crate) fn execute(a: &Plan) -> Result<(), Failure> {
          tolerances: value relative difference <= {VALUE_RTOL:e}; gradient max |GPU - CPU| <= {GRAD_RTOL:e} x max |gradient|"
     );
     if failed.is_empty() {
-        println!("all {} losses agree", Loss::ALL_DEFAULT.len());
+        println!("all {} losses agree", all.len());
         Ok(())
     } else {
         Err(Failure::runtime(format!(

@@ -11,6 +11,7 @@ use std::path::Path;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
+use wgpu_loss::losses::LossInfo;
 
 /// GPU-accelerated loss functions (value and gradient) through wgpu, checked against an f64
 /// CPU reference.
@@ -41,21 +42,66 @@ enum Command {
     Bench(bench::BenchArgs),
 }
 
-/// The CLI's loss names.
-#[derive(Clone, Copy, Debug, ValueEnum)]
-pub enum LossName {
-    Mse,
-    Mae,
-    Huber,
-    Bce,
-    BceWithLogits,
-    /// Categorical cross entropy on probabilities, rows of `[B, C]`.
-    Cce,
-    /// Softmax cross entropy from logits `[B, C]`: probability targets `[B, C]` or class
-    /// indices `[B]`.
-    SoftmaxCe,
-    /// Cosine proximity of the rows of `[B, C]`.
-    Cosine,
+/// The parser of a loss's name: the registry's names (`wgpu_loss::losses::LossInfo`), each
+/// with its one-line description.
+pub(crate) fn loss_name() -> clap::builder::PossibleValuesParser {
+    clap::builder::PossibleValuesParser::new(
+        LossInfo::all().map(|i| clap::builder::PossibleValue::new(i.name()).help(i.about())),
+    )
+}
+
+/// The command line of `wgpu-loss`: [`Cli`]'s, with every loss option of the registry added
+/// to `compute` as `--<name>` (so a new loss's options need no change here).
+fn command() -> clap::Command {
+    use clap::CommandFactory;
+    Cli::command().mut_subcommand("compute", |mut sub| {
+        let mut seen: Vec<&str> = Vec::new();
+        for info in LossInfo::all() {
+            for o in info.options() {
+                if seen.contains(&o.name) {
+                    continue;
+                }
+                seen.push(o.name);
+                let takers: Vec<&str> = LossInfo::all()
+                    .filter(|i| i.options().iter().any(|x| x.name == o.name))
+                    .map(|i| i.name())
+                    .collect();
+                let arg = clap::Arg::new(o.name)
+                    .long(o.name)
+                    .allow_negative_numbers(true)
+                    .help(format!(
+                        "{} ({} only; default {})",
+                        o.help,
+                        takers.join(", "),
+                        o.default
+                    ));
+                sub = sub.arg(if o.integer {
+                    arg.value_parser(clap::value_parser!(i64))
+                } else {
+                    arg.value_parser(clap::value_parser!(f64))
+                });
+            }
+        }
+        sub
+    })
+}
+
+/// Parses `argv` (the program's name first): [`Cli`], with the loss options given to
+/// `compute` collected into its `options`.
+fn parse<I, T>(argv: I) -> Result<Cli, clap::Error>
+where
+    I: IntoIterator<Item = T>,
+    T: Into<std::ffi::OsString> + Clone,
+{
+    use clap::FromArgMatches;
+    let matches = command().try_get_matches_from(argv)?;
+    let mut cli = Cli::from_arg_matches(&matches)?;
+    if let (Some(Command::Compute(args)), Some(sub)) =
+        (&mut cli.command, matches.subcommand_matches("compute"))
+    {
+        args.options = compute::loss_options(sub);
+    }
+    Ok(cli)
 }
 
 /// The CLI's reduction names.
@@ -121,7 +167,7 @@ impl From<wgpu_loss::Error> for Failure {
 /// Parses the command line, runs the command, prints a failure as one line and returns its
 /// exit code.
 pub fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = parse(std::env::args_os()).unwrap_or_else(|e| e.exit());
     let result = match cli.command {
         Some(Command::Compute(args)) => compute::run(&args),
         Some(Command::Bench(args)) => bench::run(&args),
@@ -164,7 +210,7 @@ where
     I: IntoIterator<Item = T>,
     T: Into<std::ffi::OsString> + Clone,
 {
-    let cli = Cli::try_parse_from(argv)?;
+    let cli = parse(argv)?;
     Ok(match cli.command {
         Some(Command::Compute(args)) => {
             compute::prepare(&args).map(|p| Checked::Compute(Box::new(p)))

@@ -5,9 +5,9 @@
 use ndarray::ArrayViewD;
 
 use super::{Acc, BLOCK, CHUNK, chunk, chunk_mut, contiguous, ordered_sum, run_tasks};
-use super::{bce, bce_with_logits, huber, mae, mse};
 use crate::error::{Error, Result};
 use crate::loss::{Loss, LossArgs, LossOutput, Reduction, Upstream};
+use crate::losses::{Family, def};
 
 /// Elementwise [`super::compute`], after [`LossArgs::validate`] has passed: the gradient
 /// into `into` where given (the prediction's length, `args.want_grad` true), else into a fresh
@@ -61,19 +61,13 @@ pub(super) fn compute(
         grad,
         losses: &mut losses,
     };
-    let sums = match *loss {
-        Loss::Mse => dispatch::<_, false>(Mse, &inputs, outputs),
-        Loss::Mae => dispatch::<_, false>(Mae, &inputs, outputs),
-        Loss::Huber { delta } => dispatch::<_, false>(Huber(delta), &inputs, outputs),
-        // BCE checks the probability domain in the same pass.
-        Loss::Bce => dispatch::<_, true>(Bce, &inputs, outputs),
-        Loss::BceWithLogits => dispatch::<_, false>(BceWithLogits, &inputs, outputs),
-        Loss::CategoricalCrossEntropy
-        | Loss::SoftmaxCrossEntropy { .. }
-        | Loss::CosineProximity { .. } => {
-            unreachable!("super::compute sends row-wise losses to rows::compute")
-        }
+    let Family::Elementwise(kernel) = def(loss).family() else {
+        return Err(Error::Gpu(format!(
+            "the {} loss is not elementwise",
+            loss.name()
+        )));
     };
+    let sums = kernel.cpu(loss, &inputs, outputs);
     let sum = ordered_sum(sums, &pred)?;
     let value = (!want_losses).then_some((sum * scale) as f32);
     let (losses, grad) = LossOutput::shape_arrays(
@@ -90,57 +84,16 @@ pub(super) fn compute(
 }
 
 /// One element's `(ℓ, ∂ℓ/∂p)` from prediction `p`, target `t`, weight `w` and `pos_weight` `q`
-/// (1 where absent): the per-loss formula, inlined into the chunk loop.
-trait Element: Sync {
+/// (1 where absent): a loss's formula (`src/losses/<loss>.rs`), inlined into the chunk loop.
+pub(crate) trait Element: Sync {
     fn eval(&self, p: f32, t: f32, w: f32, q: f32) -> (f32, f32);
-}
-
-struct Mse;
-struct Mae;
-struct Huber(f32);
-struct Bce;
-struct BceWithLogits;
-
-impl Element for Mse {
-    #[inline(always)]
-    fn eval(&self, p: f32, t: f32, _: f32, _: f32) -> (f32, f32) {
-        mse::loss_and_grad(p, t)
-    }
-}
-
-impl Element for Mae {
-    #[inline(always)]
-    fn eval(&self, p: f32, t: f32, _: f32, _: f32) -> (f32, f32) {
-        mae::loss_and_grad(p, t)
-    }
-}
-
-impl Element for Huber {
-    #[inline(always)]
-    fn eval(&self, p: f32, t: f32, _: f32, _: f32) -> (f32, f32) {
-        huber::loss_and_grad(p, t, self.0)
-    }
-}
-
-impl Element for Bce {
-    #[inline(always)]
-    fn eval(&self, p: f32, t: f32, w: f32, _: f32) -> (f32, f32) {
-        bce::loss_and_grad(p, t, w)
-    }
-}
-
-impl Element for BceWithLogits {
-    #[inline(always)]
-    fn eval(&self, x: f32, t: f32, w: f32, q: f32) -> (f32, f32) {
-        bce_with_logits::loss_and_grad(x, t, w, q)
-    }
 }
 
 /// A broadcast weight (`weight[k % len]` for element `k`) repeated to at least [`Tile::MIN`]
 /// elements, so that the weights of a run of elements are one contiguous slice: for element
 /// `k`, [`Tile::from`] starts at `k % len` and runs at least `MIN − len + 1` elements.
 /// Without a weight, ones.
-struct Tile {
+pub(crate) struct Tile {
     data: Vec<f32>,
     len: usize,
 }
@@ -170,7 +123,7 @@ impl Tile {
 }
 
 /// The inputs of one call, contiguous.
-struct Inputs<'a> {
+pub(crate) struct Inputs<'a> {
     p: &'a [f32],
     t: &'a [f32],
     w: Tile,
@@ -182,14 +135,14 @@ struct Inputs<'a> {
 }
 
 /// The outputs, each empty when not wanted.
-struct Outputs<'a> {
+pub(crate) struct Outputs<'a> {
     grad: &'a mut [f32],
     losses: &'a mut [f32],
 }
 
 /// Chooses the monomorphised block loop for the output mode: gradient or not, per-element
 /// losses or not, upstream array or not.
-fn dispatch<F, const CHECK: bool>(
+pub(crate) fn dispatch<F, const CHECK: bool>(
     f: F,
     inputs: &Inputs<'_>,
     out: Outputs<'_>,

@@ -23,21 +23,12 @@
 //!   reduction tree of run-time shape. The same inputs give the same bits with any
 //!   `RAYON_NUM_THREADS`.
 //!
-//! Each loss's formula is in its own file (`src/cpu/<loss>.rs`, the names of
-//! `src/reference/<loss>.rs` and `shaders/<loss>.wgsl`); `elementwise.rs` and `rows.rs`
-//! are the two drivers.
+//! Each loss's kernel is in its own file (`src/losses/<loss>.rs`, its `cpu` module, beside its
+//! reference and its descriptor); `elementwise.rs` and `rows.rs` here are the two drivers.
 
-mod bce;
-mod bce_with_logits;
-mod categorical_cross_entropy;
-mod cosine_proximity;
-mod elementwise;
-mod huber;
-mod mae;
-mod math;
-mod mse;
-mod rows;
-mod softmax_cross_entropy;
+pub(crate) mod elementwise;
+pub(crate) mod math;
+pub(crate) mod rows;
 
 use ndarray::ArrayViewMutD;
 use rayon::prelude::*;
@@ -210,9 +201,9 @@ fn avx512() -> bool {
 
 /// Elements of the chunks the hot loops work on: a chunk is computed into fixed-size arrays
 /// (which the vectoriser turns into SIMD), then summed by [`Acc::add_chunk`].
-const CHUNK: usize = 64;
+pub(crate) const CHUNK: usize = 64;
 /// Lanes of the f32 partial sums (two SSE or one AVX register).
-const LANES: usize = 8;
+pub(crate) const LANES: usize = 8;
 
 /// A sum of f32 terms, accurate and in a fixed order: each chunk of [`CHUNK`] terms is summed
 /// in f32 over [`LANES`] lanes of `CHUNK / LANES = 8` terms (at most 7 roundings, a relative
@@ -220,7 +211,7 @@ const LANES: usize = 8;
 /// lanes, whose error over a million chunks is below 2^-30 relative. Terms outside whole
 /// chunks go straight into f64.
 #[derive(Clone, Copy, Debug, Default)]
-struct Acc {
+pub(crate) struct Acc {
     lanes: [f64; LANES],
     rest: f64,
 }
@@ -228,7 +219,7 @@ struct Acc {
 impl Acc {
     /// Adds the `CHUNK` terms of `v`.
     #[inline(always)]
-    fn add_chunk(&mut self, v: &[f32; CHUNK]) {
+    pub(crate) fn add_chunk(&mut self, v: &[f32; CHUNK]) {
         let mut s = [0.0f32; LANES];
         for g in v.chunks_exact(LANES) {
             for (s, &x) in s.iter_mut().zip(g) {
@@ -242,12 +233,12 @@ impl Acc {
 
     /// Adds one term (the tail of a slice that is not a whole chunk).
     #[inline(always)]
-    fn add(&mut self, v: f32) {
+    pub(crate) fn add(&mut self, v: f32) {
         self.rest += f64::from(v);
     }
 
     /// The sum: lanes pairwise, then the rest.
-    fn total(&self) -> f64 {
+    pub(crate) fn total(&self) -> f64 {
         let l = &self.lanes;
         ((l[0] + l[4]) + (l[2] + l[6])) + ((l[1] + l[5]) + (l[3] + l[7])) + self.rest
     }
@@ -256,25 +247,25 @@ impl Acc {
 /// `a · v`, except 0 where the weight `a` is 0, even if `v` is infinite (`0 · ∞` would be NaN):
 /// a term with zero weight contributes nothing (softmax cross entropy).
 #[inline(always)]
-fn shift(a: f32, v: f32) -> f32 {
+pub(crate) fn shift(a: f32, v: f32) -> f32 {
     if a == 0.0 { 0.0 } else { a * v }
 }
 
 /// [`shift`] in f64.
-fn shift64(a: f64, v: f64) -> f64 {
+pub(crate) fn shift64(a: f64, v: f64) -> f64 {
     if a == 0.0 { 0.0 } else { a * v }
 }
 
 /// Views a slice of exactly `CHUNK` elements as an array (the range is always `CHUNK` long,
 /// so the check folds away).
 #[inline(always)]
-fn chunk(s: &[f32], at: usize) -> &[f32; CHUNK] {
+pub(crate) fn chunk(s: &[f32], at: usize) -> &[f32; CHUNK] {
     s[at..at + CHUNK].try_into().expect("a chunk is CHUNK long")
 }
 
 /// The mutable counterpart of [`chunk`].
 #[inline(always)]
-fn chunk_mut(s: &mut [f32], at: usize) -> &mut [f32; CHUNK] {
+pub(crate) fn chunk_mut(s: &mut [f32], at: usize) -> &mut [f32; CHUNK] {
     (&mut s[at..at + CHUNK])
         .try_into()
         .expect("a chunk is CHUNK long")

@@ -4,17 +4,15 @@
 
 use std::borrow::Cow;
 
-use super::categorical_cross_entropy::Cce;
-use super::cosine_proximity::Cosine;
-use super::softmax_cross_entropy::Softmax;
 use super::{BLOCK, contiguous, ordered_sum, run_tasks};
 use crate::error::{Error, Result};
 use crate::loss::{Loss, LossArgs, LossOutput, Reduction, Upstream};
+use crate::losses::{Family, def};
 
 /// What a row kernel is given: row `r`'s prediction `x` (`C` values), its float target `t`
 /// (`C` values; empty for class indices) or class index `cls`, and the factor `f` its
 /// gradient is multiplied by (`g_r`, divided by `D` for the mean).
-pub(super) struct Row<'a> {
+pub(crate) struct Row<'a> {
     pub x: &'a [f32],
     pub t: &'a [f32],
     pub cls: Option<usize>,
@@ -22,7 +20,7 @@ pub(super) struct Row<'a> {
 }
 
 /// A row-wise loss's kernel.
-pub(super) trait RowKernel: Sync {
+pub(crate) trait RowKernel: Sync {
     /// Computes row `row`'s loss ℓ_r (in f64, from f64 statistics) and, if `grad` is not
     /// empty, writes `f · ∂ℓ_r/∂x_r` into it (`C` values). `Err(j)`: element `j` of the
     /// prediction is outside the loss's domain (categorical cross entropy). Implementations
@@ -39,10 +37,7 @@ pub(super) fn compute(
     into: Option<&mut [f32]>,
 ) -> Result<LossOutput<f32>> {
     let (b, c) = args.rows_cols();
-    let ignore_index = match *loss {
-        Loss::SoftmaxCrossEntropy { ignore_index, .. } => Some(ignore_index),
-        _ => None,
-    };
+    let ignore_index = loss.ignore_index();
     // Class indices (softmax cross entropy only; validate rejects them elsewhere).
     let classes: Option<Vec<i64>> = args.target.is_classes().then(|| args.target.classes());
     if let Some(cls) = &classes {
@@ -113,25 +108,18 @@ pub(super) fn compute(
         grad: if want_grad { grad } else { &mut [] },
         losses: &mut losses,
     };
-    let sums = match *loss {
-        Loss::CategoricalCrossEntropy => groups(&Cce, &data, out),
-        Loss::CosineProximity { eps } => groups(&Cosine::new(eps), &data, out),
-        Loss::SoftmaxCrossEntropy {
-            label_smoothing,
-            z_loss,
-            ..
-        } => {
-            let kernel = Softmax::new(
-                c,
-                weight.as_deref(),
-                classes.is_some(),
-                label_smoothing,
-                z_loss,
-            );
-            groups(&kernel, &data, out)
-        }
-        _ => unreachable!("compute only sends row-wise losses here"),
+    let Family::Rows(kernel) = def(loss).family() else {
+        return Err(Error::Gpu(format!(
+            "the {} loss is not row-wise",
+            loss.name()
+        )));
     };
+    let setup = Setup {
+        c,
+        weight: weight.as_deref(),
+        classes: classes.is_some(),
+    };
+    let sums = kernel.cpu(loss, &setup, &data, out);
     let sum = ordered_sum(sums, &pred)?;
     let value = match args.reduction {
         Reduction::None => None,
@@ -171,8 +159,16 @@ fn check_classes(cls: &[i64], c: usize, ignore_index: Option<i64>) -> Result<()>
     }
 }
 
+/// What a row kernel is built from: the row length, the class weights, whether the targets
+/// are class indices.
+pub(crate) struct Setup<'a> {
+    pub c: usize,
+    pub weight: Option<&'a [f32]>,
+    pub classes: bool,
+}
+
 /// The inputs of one call, contiguous.
-struct Data<'a> {
+pub(crate) struct Data<'a> {
     c: usize,
     x: &'a Cow<'a, [f32]>,
     /// Float targets (empty for class indices).
@@ -183,14 +179,18 @@ struct Data<'a> {
 }
 
 /// The outputs, each empty when not wanted (the gradient also when `D = 0` makes it 0).
-struct Outputs<'a> {
+pub(crate) struct Outputs<'a> {
     grad: &'a mut [f32],
     losses: &'a mut [f32],
 }
 
 /// Cuts the rows into groups of about [`BLOCK`] elements (at least one row) and runs
 /// [`group`] on each, in parallel; one result per group, in order.
-fn groups<K: RowKernel>(kernel: &K, data: &Data<'_>, out: Outputs<'_>) -> Vec<Result<f64, usize>> {
+pub(crate) fn groups<K: RowKernel>(
+    kernel: &K,
+    data: &Data<'_>,
+    out: Outputs<'_>,
+) -> Vec<Result<f64, usize>> {
     let c = data.c;
     let b = data.x.len() / c;
     let rows = (BLOCK / c).max(1);

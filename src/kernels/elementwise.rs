@@ -43,8 +43,9 @@ pub(crate) struct ElementwiseParams {
     pub q_len: u32,
     pub q_phase: u32,
     pub grad_scale: f32,
-    pub delta: f32,
-    pub _pad: [u32; 2],
+    pub _pad: [u32; 3],
+    /// The loss's `LossParams` (`src/losses/<loss>.rs`, `params`).
+    pub loss: [f32; 4],
 }
 
 /// Mirrors `Params` in `shaders/reduce_partials.wgsl`.
@@ -278,10 +279,7 @@ impl EwPlan {
         if spec.upstream_array && spec.want_grad {
             flags |= FLAG_UPSTREAM_ARRAY;
         }
-        let delta = match spec.loss {
-            Loss::Huber { delta } => delta,
-            _ => 0.0,
-        };
+        let loss_params = crate::losses::def(&spec.loss).params(&spec.loss);
         // Uniform parameter blocks: one slot per chunk, then the finalize block.
         let stride = (std::mem::size_of::<ElementwiseParams>() as u64)
             .next_multiple_of(u64::from(ctx.limits.min_uniform_buffer_offset_alignment));
@@ -301,8 +299,8 @@ impl EwPlan {
                 q_len,
                 q_phase,
                 grad_scale,
-                delta,
-                _pad: [0; 2],
+                _pad: [0; 3],
+                loss: loss_params,
             };
             let at = (stride * c as u64) as usize;
             params[at..at + std::mem::size_of::<ElementwiseParams>()]
@@ -344,7 +342,7 @@ impl EwPlan {
             self.partials,
             false,
             None,
-            self.kernel == Kernel::Bce,
+            self.spec.loss.checks_domain(),
         )
     }
 
@@ -652,20 +650,18 @@ mod tests {
             ("q_len", offset_of!(ElementwiseParams, q_len)),
             ("q_phase", offset_of!(ElementwiseParams, q_phase)),
             ("grad_scale", offset_of!(ElementwiseParams, grad_scale)),
-            ("delta", offset_of!(ElementwiseParams, delta)),
+            ("loss", offset_of!(ElementwiseParams, loss)),
         ];
         let flags = [
             ("FLAG_WRITE_GRAD", FLAG_WRITE_GRAD),
             ("FLAG_WRITE_LOSSES", FLAG_WRITE_LOSSES),
             ("FLAG_UPSTREAM_ARRAY", FLAG_UPSTREAM_ARRAY),
         ];
-        for k in [
-            Kernel::Mse,
-            Kernel::Mae,
-            Kernel::Huber,
-            Kernel::Bce,
-            Kernel::BceWithLogits,
-        ] {
+        let family = |d: &&&dyn crate::losses::LossDef| {
+            matches!(d.family(), crate::losses::Family::Elementwise(_))
+        };
+        for d in crate::losses::REGISTRY.iter().filter(family) {
+            let k = Kernel::Loss(d.stem());
             super::super::mirror::check(k, &members, size_of::<ElementwiseParams>(), &flags);
         }
         super::super::mirror::check(

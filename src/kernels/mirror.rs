@@ -7,8 +7,11 @@ use super::{Io, Kernel, ReduceFlavor};
 
 /// Asserts that `kernel`'s `params` uniform has exactly the named members of `members`
 /// (`(name, offset)`, padding members excepted) at those offsets and is `size` bytes, and
-/// that each of `flags` is a WGSL `const` of that value in the kernel's composition.
+/// that each of `flags` is a WGSL `const` of that value in the kernel's composition. A loss
+/// kernel's `params.loss` (its `LossParams`) must hold the f32 members its descriptor names
+/// (`LossDef::param_names`), one word each from offset 0, in at most 16 bytes.
 pub(crate) fn check(kernel: Kernel, members: &[(&str, usize)], size: usize, flags: &[(&str, u32)]) {
+    check_loss_params(kernel);
     let src = kernel
         .source_io(ReduceFlavor::Plain, Io::F32)
         .expect("the kernel composes");
@@ -43,10 +46,12 @@ pub(crate) fn check(kernel: Kernel, members: &[(&str, usize)], size: usize, flag
         "{}: WGSL Params members (name, offset) vs the Rust mirror",
         kernel.name()
     );
+    // A uniform's size counts in 16-byte units (WGSL's uniform layout: naga reports the
+    // unpadded size of a struct that ends in a smaller struct, `LossParams`).
     assert_eq!(
-        *span as usize,
+        (*span as usize).next_multiple_of(16),
         size,
-        "{}: WGSL Params size vs the Rust mirror",
+        "{}: WGSL Params size (rounded to 16 bytes) vs the Rust mirror",
         kernel.name()
     );
     for &(name, value) in flags {
@@ -64,12 +69,54 @@ pub(crate) fn check(kernel: Kernel, members: &[(&str, usize)], size: usize, flag
     }
 }
 
+/// The loss kernel's `params.loss` against its descriptor's names (nothing for the others).
+fn check_loss_params(kernel: Kernel) {
+    let Kernel::Loss(stem) = kernel else { return };
+    let Some(def) = crate::losses::REGISTRY.iter().find(|d| d.stem() == stem) else {
+        panic!("{stem}: no descriptor");
+    };
+    let src = kernel
+        .source_io(ReduceFlavor::Plain, Io::F32)
+        .expect("the kernel composes");
+    let module = naga::front::wgsl::parse_str(&src).expect("the kernel parses");
+    let Some((_, ty)) = module
+        .types
+        .iter()
+        .find(|(_, t)| t.name.as_deref() == Some("LossParams"))
+    else {
+        panic!("{stem}: no struct LossParams");
+    };
+    let naga::TypeInner::Struct { members, span } = &ty.inner else {
+        panic!("{stem}: LossParams is not a struct");
+    };
+    let named: Vec<(String, u32)> = members
+        .iter()
+        .filter_map(|m| m.name.clone().map(|n| (n, m.offset)))
+        .filter(|(n, _)| !n.starts_with('_'))
+        .collect();
+    let want: Vec<(String, u32)> = def
+        .param_names()
+        .iter()
+        .enumerate()
+        .map(|(i, n)| (n.to_string(), 4 * i as u32))
+        .collect();
+    assert_eq!(
+        named, want,
+        "{stem}: WGSL LossParams vs the descriptor's param_names"
+    );
+    assert!(
+        *span <= 16,
+        "{stem}: LossParams is {span} bytes, the host writes 16"
+    );
+}
+
 /// A kernel that drifted is caught: a wrong offset, a wrong size and a wrong flag each fail.
 #[test]
 fn a_wrong_mirror_fails() {
     for bad in [
         (vec![("count", 0usize), ("scale", 8)], 16usize, vec![]),
         (vec![("count", 0), ("scale", 4), ("flags", 8)], 32, vec![]),
+        (vec![("count", 0), ("scale", 4), ("flags", 8)], 8, vec![]),
         (
             vec![("count", 0), ("scale", 4), ("flags", 8)],
             16,

@@ -59,16 +59,6 @@ pub mod source {
     pub const ELEMENTWISE: &str = include_str!("../../shaders/common/elementwise.wgsl");
     /// `shaders/common/weight.wgsl`: the optional per-element weight of the BCE kernels.
     pub const WEIGHT: &str = include_str!("../../shaders/common/weight.wgsl");
-    /// `shaders/mse.wgsl`.
-    pub const MSE: &str = include_str!("../../shaders/mse.wgsl");
-    /// `shaders/mae.wgsl`.
-    pub const MAE: &str = include_str!("../../shaders/mae.wgsl");
-    /// `shaders/huber.wgsl`.
-    pub const HUBER: &str = include_str!("../../shaders/huber.wgsl");
-    /// `shaders/bce.wgsl`.
-    pub const BCE: &str = include_str!("../../shaders/bce.wgsl");
-    /// `shaders/bce_with_logits.wgsl`.
-    pub const BCE_WITH_LOGITS: &str = include_str!("../../shaders/bce_with_logits.wgsl");
     /// `shaders/common/nan.wgsl`: NaN tests by bits, for the drivers and the loss files that
     /// clamp, and the probability-domain test by bits.
     pub const NAN: &str = include_str!("../../shaders/common/nan.wgsl");
@@ -80,14 +70,6 @@ pub mod source {
     pub const CLASSES: &str = include_str!("../../shaders/common/classes.wgsl");
     /// `shaders/common/rows.wgsl`: the driver of the row-wise family.
     pub const ROWS: &str = include_str!("../../shaders/common/rows.wgsl");
-    /// `shaders/categorical_cross_entropy.wgsl`.
-    pub const CATEGORICAL_CROSS_ENTROPY: &str =
-        include_str!("../../shaders/categorical_cross_entropy.wgsl");
-    /// `shaders/softmax_cross_entropy.wgsl`.
-    pub const SOFTMAX_CROSS_ENTROPY: &str =
-        include_str!("../../shaders/softmax_cross_entropy.wgsl");
-    /// `shaders/cosine_proximity.wgsl`.
-    pub const COSINE_PROXIMITY: &str = include_str!("../../shaders/cosine_proximity.wgsl");
     /// `shaders/class_count.wgsl`: checks class indices and sums the weights of counted rows.
     pub const CLASS_COUNT: &str = include_str!("../../shaders/class_count.wgsl");
     /// `shaders/row_divisor.wgsl`: turns the counted weight into the mean's scales.
@@ -100,9 +82,10 @@ pub mod source {
     pub const COPY: &str = include_str!("../../shaders/copy.wgsl");
 }
 
-/// Every shader file, by its path from the crate root, with its text: what `#import` lines
-/// resolve against.
-pub const SHADER_FILES: [(&str, &str); 29] = [
+/// Every shader file other than the losses' own (which their descriptors compile in,
+/// `src/losses/<loss>.rs`), by its path from the crate root, with its text: what `#import`
+/// lines resolve against.
+pub const SHADER_FILES: [(&str, &str); 21] = [
     ("shaders/common/reduce.wgsl", source::REDUCE),
     (
         "shaders/common/reduce_subgroup.wgsl",
@@ -122,20 +105,6 @@ pub const SHADER_FILES: [(&str, &str); 29] = [
     ("shaders/common/log.wgsl", source::LOG),
     ("shaders/common/classes.wgsl", source::CLASSES),
     ("shaders/common/rows.wgsl", source::ROWS),
-    ("shaders/mse.wgsl", source::MSE),
-    ("shaders/mae.wgsl", source::MAE),
-    ("shaders/huber.wgsl", source::HUBER),
-    ("shaders/bce.wgsl", source::BCE),
-    ("shaders/bce_with_logits.wgsl", source::BCE_WITH_LOGITS),
-    (
-        "shaders/categorical_cross_entropy.wgsl",
-        source::CATEGORICAL_CROSS_ENTROPY,
-    ),
-    (
-        "shaders/softmax_cross_entropy.wgsl",
-        source::SOFTMAX_CROSS_ENTROPY,
-    ),
-    ("shaders/cosine_proximity.wgsl", source::COSINE_PROXIMITY),
     ("shaders/class_count.wgsl", source::CLASS_COUNT),
     ("shaders/row_divisor.wgsl", source::ROW_DIVISOR),
     ("shaders/reduce_partials.wgsl", source::REDUCE_PARTIALS),
@@ -411,27 +380,15 @@ impl Io {
     }
 }
 
-/// Every compute kernel of the crate.
+/// Every compute kernel of the crate: one per loss (its shader composed with its family's
+/// driver), and the shared passes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Kernel {
-    /// Mean squared error, value and gradient.
-    Mse,
-    /// Mean absolute error.
-    Mae,
-    /// Huber loss.
-    Huber,
-    /// Binary cross entropy on probabilities.
-    Bce,
-    /// Binary cross entropy with logits.
-    BceWithLogits,
+    /// A loss's kernel, by its shader's file stem (`shaders/<stem>.wgsl`; the losses'
+    /// registry, `src/losses/mod.rs`, lists them).
+    Loss(&'static str),
     /// Adds the per-workgroup partial sums into the loss value.
     ReducePartials,
-    /// Categorical cross entropy on probabilities (row-wise).
-    CategoricalCrossEntropy,
-    /// Softmax cross entropy from logits, probability or class-index targets (row-wise).
-    SoftmaxCrossEntropy,
-    /// Cosine proximity (row-wise).
-    CosineProximity,
     /// Class-index pre-pass: range check, count and weight sum of the rows that count.
     ClassCount,
     /// Turns the weight sum of the counted rows into the mean's divisor and scales.
@@ -498,7 +455,8 @@ pub struct Binding {
     pub access: Access,
 }
 
-const fn b(index: u32, slot: Slot, access: Access) -> Binding {
+/// A binding of `slot` at `index`, declared with `access`.
+pub(crate) const fn binding(index: u32, slot: Slot, access: Access) -> Binding {
     Binding {
         index,
         slot,
@@ -506,18 +464,19 @@ const fn b(index: u32, slot: Slot, access: Access) -> Binding {
     }
 }
 
-const ELEMENTWISE_BINDINGS: [Binding; 7] = [
-    b(0, Slot::Params, Access::Uniform),
-    b(1, Slot::Pred, Access::Read),
-    b(2, Slot::Target, Access::Read),
-    b(3, Slot::Upstream, Access::Read),
-    b(4, Slot::Grad, Access::ReadWrite),
-    b(5, Slot::Losses, Access::ReadWrite),
-    b(6, Slot::Partials, Access::ReadWrite),
+/// The elementwise driver's bindings (`shaders/common/elementwise.wgsl`).
+pub(crate) const ELEMENTWISE_BINDINGS: [Binding; 7] = [
+    binding(0, Slot::Params, Access::Uniform),
+    binding(1, Slot::Pred, Access::Read),
+    binding(2, Slot::Target, Access::Read),
+    binding(3, Slot::Upstream, Access::Read),
+    binding(4, Slot::Grad, Access::ReadWrite),
+    binding(5, Slot::Losses, Access::ReadWrite),
+    binding(6, Slot::Partials, Access::ReadWrite),
 ];
 
 /// `a` followed by `x`, as one array of `M = N + K` bindings (checked at compile time).
-const fn concat<const N: usize, const K: usize, const M: usize>(
+pub(crate) const fn concat<const N: usize, const K: usize, const M: usize>(
     a: [Binding; N],
     x: [Binding; K],
 ) -> [Binding; M] {
@@ -536,101 +495,78 @@ const fn concat<const N: usize, const K: usize, const M: usize>(
     out
 }
 
-const BCE_BINDINGS: [Binding; 9] = concat(
-    ELEMENTWISE_BINDINGS,
-    [
-        b(7, Slot::Weight, Access::Read),
-        b(8, Slot::DomainError, Access::ReadWrite),
-    ],
-);
-const BCE_WITH_LOGITS_BINDINGS: [Binding; 9] = concat(
-    ELEMENTWISE_BINDINGS,
-    [
-        b(7, Slot::Weight, Access::Read),
-        b(8, Slot::PosWeight, Access::Read),
-    ],
-);
 const REDUCE_PARTIALS_BINDINGS: [Binding; 4] = [
-    b(0, Slot::Params, Access::Uniform),
-    b(1, Slot::Partials, Access::Read),
-    b(2, Slot::Value, Access::ReadWrite),
-    b(3, Slot::Norm, Access::Uniform),
+    binding(0, Slot::Params, Access::Uniform),
+    binding(1, Slot::Partials, Access::Read),
+    binding(2, Slot::Value, Access::ReadWrite),
+    binding(3, Slot::Norm, Access::Uniform),
 ];
 /// The row driver's bindings 0..=6 are the elementwise driver's, with `Losses` holding one
 /// loss per row; then the class weights and the scales.
-const ROWS_BINDINGS: [Binding; 9] = concat(
+pub(crate) const ROWS_BINDINGS: [Binding; 9] = concat(
     ELEMENTWISE_BINDINGS,
     [
-        b(7, Slot::Weight, Access::Read),
-        b(8, Slot::Norm, Access::Uniform),
+        binding(7, Slot::Weight, Access::Read),
+        binding(8, Slot::Norm, Access::Uniform),
     ],
 );
-const CCE_BINDINGS: [Binding; 10] =
-    concat(ROWS_BINDINGS, [b(9, Slot::DomainError, Access::ReadWrite)]);
 const CLASS_COUNT_BINDINGS: [Binding; 5] = [
-    b(0, Slot::Params, Access::Uniform),
-    b(1, Slot::Target, Access::Read),
-    b(2, Slot::Weight, Access::Read),
-    b(3, Slot::Partials, Access::ReadWrite),
-    b(4, Slot::ClassStats, Access::ReadWrite),
+    binding(0, Slot::Params, Access::Uniform),
+    binding(1, Slot::Target, Access::Read),
+    binding(2, Slot::Weight, Access::Read),
+    binding(3, Slot::Partials, Access::ReadWrite),
+    binding(4, Slot::ClassStats, Access::ReadWrite),
 ];
 /// The copy kernel reads the `Pred` slot (source) and writes the `Grad` slot (destination).
 const COPY_BINDINGS: [Binding; 3] = [
-    b(0, Slot::Params, Access::Uniform),
-    b(1, Slot::Pred, Access::Read),
-    b(2, Slot::Grad, Access::ReadWrite),
+    binding(0, Slot::Params, Access::Uniform),
+    binding(1, Slot::Pred, Access::Read),
+    binding(2, Slot::Grad, Access::ReadWrite),
 ];
-const CLEAR_WORDS_BINDINGS: [Binding; 1] = [b(0, Slot::Atomics, Access::ReadWrite)];
+const CLEAR_WORDS_BINDINGS: [Binding; 1] = [binding(0, Slot::Atomics, Access::ReadWrite)];
 const ROW_DIVISOR_BINDINGS: [Binding; 3] = [
-    b(0, Slot::Params, Access::Uniform),
-    b(1, Slot::Partials, Access::Read),
-    b(2, Slot::Norm, Access::ReadWrite),
+    binding(0, Slot::Params, Access::Uniform),
+    binding(1, Slot::Partials, Access::Read),
+    binding(2, Slot::Norm, Access::ReadWrite),
 ];
 
 impl Kernel {
-    /// Every kernel.
-    pub const ALL: [Kernel; 13] = [
-        Kernel::Mse,
-        Kernel::Mae,
-        Kernel::Huber,
-        Kernel::Bce,
-        Kernel::BceWithLogits,
-        Kernel::ReducePartials,
-        Kernel::CategoricalCrossEntropy,
-        Kernel::SoftmaxCrossEntropy,
-        Kernel::CosineProximity,
-        Kernel::ClassCount,
-        Kernel::RowDivisor,
-        Kernel::Copy,
-        Kernel::ClearWords,
-    ];
+    /// Every kernel: each registered loss's, then the shared passes.
+    pub fn all() -> Vec<Kernel> {
+        crate::losses::REGISTRY
+            .iter()
+            .map(|d| Kernel::Loss(d.stem()))
+            .chain([
+                Kernel::ReducePartials,
+                Kernel::ClassCount,
+                Kernel::RowDivisor,
+                Kernel::Copy,
+                Kernel::ClearWords,
+            ])
+            .collect()
+    }
 
     /// The kernel that computes `loss`.
     pub fn for_loss(loss: &Loss) -> Kernel {
-        match loss {
-            Loss::Mse => Kernel::Mse,
-            Loss::Mae => Kernel::Mae,
-            Loss::Huber { .. } => Kernel::Huber,
-            Loss::Bce => Kernel::Bce,
-            Loss::BceWithLogits => Kernel::BceWithLogits,
-            Loss::CategoricalCrossEntropy => Kernel::CategoricalCrossEntropy,
-            Loss::SoftmaxCrossEntropy { .. } => Kernel::SoftmaxCrossEntropy,
-            Loss::CosineProximity { .. } => Kernel::CosineProximity,
+        Kernel::Loss(crate::losses::def(loss).stem())
+    }
+
+    /// The descriptor of a loss's kernel.
+    fn loss_def(self) -> Option<&'static dyn crate::losses::LossDef> {
+        match self {
+            Kernel::Loss(stem) => crate::losses::REGISTRY
+                .iter()
+                .copied()
+                .find(|d| d.stem() == stem),
+            _ => None,
         }
     }
 
-    /// A short name, used in labels.
+    /// A short name, used in labels: a loss kernel's shader stem.
     pub fn name(self) -> &'static str {
         match self {
-            Kernel::Mse => "mse",
-            Kernel::Mae => "mae",
-            Kernel::Huber => "huber",
-            Kernel::Bce => "bce",
-            Kernel::BceWithLogits => "bce_with_logits",
+            Kernel::Loss(stem) => stem,
             Kernel::ReducePartials => "reduce_partials",
-            Kernel::CategoricalCrossEntropy => "categorical_cross_entropy",
-            Kernel::SoftmaxCrossEntropy => "softmax_cross_entropy",
-            Kernel::CosineProximity => "cosine_proximity",
             Kernel::ClassCount => "class_count",
             Kernel::RowDivisor => "row_divisor",
             Kernel::Copy => "copy",
@@ -641,6 +577,9 @@ impl Kernel {
     /// The kernel's own file, relative to the crate root (`shaders/<name>.wgsl`): its entry
     /// point, and the imports its composition follows from.
     pub fn root(self) -> (&'static str, &'static str) {
+        if let Some(d) = self.loss_def() {
+            return d.shader();
+        }
         let want = format!("shaders/{}.wgsl", self.name());
         SHADER_FILES
             .iter()
@@ -677,14 +616,10 @@ impl Kernel {
             Io::same(Dtype::Bf16),
             Io::with_f32_grad(Dtype::Bf16),
         ];
-        match self {
-            Kernel::Mse | Kernel::Mae | Kernel::Huber | Kernel::Bce | Kernel::BceWithLogits => {
-                &Io::ALL
-            }
-            Kernel::CategoricalCrossEntropy
-            | Kernel::SoftmaxCrossEntropy
-            | Kernel::CosineProximity => &ROWS,
-            _ => &[Io::F32],
+        match self.loss_def().map(|d| d.family()) {
+            Some(crate::losses::Family::Elementwise(_)) => &Io::ALL,
+            Some(crate::losses::Family::Rows(_)) => &ROWS,
+            None => &[Io::F32],
         }
     }
 
@@ -764,12 +699,8 @@ impl Kernel {
     /// The kernel's bindings, all in `@group(0)`.
     pub fn bindings(self) -> &'static [Binding] {
         match self {
-            Kernel::Mse | Kernel::Mae | Kernel::Huber => &ELEMENTWISE_BINDINGS,
-            Kernel::Bce => &BCE_BINDINGS,
-            Kernel::BceWithLogits => &BCE_WITH_LOGITS_BINDINGS,
+            Kernel::Loss(_) => self.loss_def().map_or(&[], |d| d.bindings()),
             Kernel::ReducePartials => &REDUCE_PARTIALS_BINDINGS,
-            Kernel::CategoricalCrossEntropy => &CCE_BINDINGS,
-            Kernel::SoftmaxCrossEntropy | Kernel::CosineProximity => &ROWS_BINDINGS,
             Kernel::ClassCount => &CLASS_COUNT_BINDINGS,
             Kernel::RowDivisor => &ROW_DIVISOR_BINDINGS,
             Kernel::Copy => &COPY_BINDINGS,

@@ -54,10 +54,10 @@ struct RowParams {
     flags: u32,
     row_base: u32,
     ignore_lo: u32,
-    eps: f32,
-    z_loss: f32,
     ignore_hi: u32,
-    _pad: u32,
+    _pad: [u32; 3],
+    /// The loss's `LossParams` (`src/losses/<loss>.rs`, `params`).
+    loss: [f32; 4],
 }
 
 /// Mirrors `Params` in `shaders/class_count.wgsl`.
@@ -222,15 +222,7 @@ impl RowPlan {
                 limit: MAX_LOOP_TRIPS,
             });
         }
-        let (label_smoothing, z_loss, eps) = match spec.loss {
-            Loss::SoftmaxCrossEntropy {
-                label_smoothing,
-                z_loss,
-                ..
-            } => (label_smoothing, z_loss, 0.0),
-            Loss::CosineProximity { eps } => (0.0, 0.0, eps),
-            _ => (0.0, 0.0, 0.0),
-        };
+        let loss_params = crate::losses::def(&spec.loss).params(&spec.loss);
 
         // Whole rows per chunk, workgroups and partial-sum offsets.
         let max_dim = ctx.limits.max_compute_workgroups_per_dimension;
@@ -338,14 +330,9 @@ impl RowPlan {
                     flags,
                     row_base: ch.row0 as u32,
                     ignore_lo,
-                    eps: if kernel == Kernel::CosineProximity {
-                        eps
-                    } else {
-                        label_smoothing
-                    },
-                    z_loss,
                     ignore_hi,
-                    _pad: 0,
+                    _pad: [0; 3],
+                    loss: loss_params,
                 }),
             );
             put(
@@ -416,7 +403,7 @@ impl RowPlan {
             self.partials,
             true,
             self.spec.classes.is_some().then_some(self.class_partials),
-            self.kernel == Kernel::CategoricalCrossEntropy,
+            self.spec.loss.checks_domain(),
         )
     }
 
@@ -700,10 +687,7 @@ pub(crate) fn run(ctx: &GpuContext, loss: &Loss, args: &LossArgs<'_>) -> Result<
         });
     }
     let classes = args.target.class_type();
-    let ignore_index = match *loss {
-        Loss::SoftmaxCrossEntropy { ignore_index, .. } => ignore_index,
-        _ => -100,
-    };
+    let ignore_index = loss.ignore_index().unwrap_or(-100);
     let class_data = class_words(&args.target);
     // 32-bit words per class id (2 for i64).
     let per_id = classes.map_or(1, |c| c.words_per_id() as usize);
@@ -833,9 +817,8 @@ mod tests {
             ("flags", offset_of!(RowParams, flags)),
             ("row_base", offset_of!(RowParams, row_base)),
             ("ignore_lo", offset_of!(RowParams, ignore_lo)),
-            ("eps", offset_of!(RowParams, eps)),
-            ("z_loss", offset_of!(RowParams, z_loss)),
             ("ignore_hi", offset_of!(RowParams, ignore_hi)),
+            ("loss", offset_of!(RowParams, loss)),
         ];
         let flags = [
             ("FLAG_WRITE_GRAD", FLAG_WRITE_GRAD),
@@ -846,11 +829,10 @@ mod tests {
             ("FLAG_CLASSES_I64", FLAG_CLASSES_I64),
             ("FLAG_CLASSES_U32", FLAG_CLASSES_U32),
         ];
-        for k in [
-            Kernel::CategoricalCrossEntropy,
-            Kernel::SoftmaxCrossEntropy,
-            Kernel::CosineProximity,
-        ] {
+        let family =
+            |d: &&&dyn crate::losses::LossDef| matches!(d.family(), crate::losses::Family::Rows(_));
+        for d in crate::losses::REGISTRY.iter().filter(family) {
+            let k = Kernel::Loss(d.stem());
             super::super::mirror::check(k, &members, size_of::<RowParams>(), &flags);
         }
         super::super::mirror::check(

@@ -2,32 +2,25 @@
 //! and out. It is the oracle every GPU result is tested against, so it favours being obviously
 //! right over being fast: one element at a time, f64 throughout, a plain sequential f64 sum.
 //!
-//! Each loss has its own file with its per-element `loss_and_grad` (ℓ and ∂ℓ/∂p), or for the
-//! row-wise family its per-row `loss_and_grad` (ℓ_r and ∂ℓ_r/∂p_r), the same names as the
-//! shaders in `shaders/`. [`compute`] applies the reduction and the upstream gradient exactly
-//! as the GPU path does, and takes the same [`LossArgs`].
+//! Each loss's file (`src/losses/<loss>.rs`, its `reference` module) has its per-element
+//! `loss_and_grad` (ℓ and ∂ℓ/∂p), or for the row-wise family its per-row `loss_and_grad`
+//! (ℓ_r and ∂ℓ_r/∂p_r), beside its shader's name. [`compute`] applies the reduction and the
+//! upstream gradient exactly as the GPU path does, and takes the same [`LossArgs`].
 
-mod bce;
-mod bce_with_logits;
-mod categorical_cross_entropy;
-mod cosine_proximity;
-mod huber;
-mod mae;
-mod mse;
 mod rows;
-mod softmax_cross_entropy;
-
-pub use bce::loss_and_grad as bce;
-pub use bce_with_logits::loss_and_grad as bce_with_logits;
-pub use categorical_cross_entropy::loss_and_grad as categorical_cross_entropy;
-pub use cosine_proximity::loss_and_grad as cosine_proximity;
-pub use huber::loss_and_grad as huber;
-pub use mae::loss_and_grad as mae;
-pub use mse::loss_and_grad as mse;
-pub use softmax_cross_entropy::{RowTarget, loss_and_grad as softmax_cross_entropy};
 
 use crate::error::{Error, Result};
 use crate::loss::{Loss, LossArgs, LossOutput, Reduction, Upstream};
+use crate::losses::{Family, def};
+
+/// The target of one row of a row-wise loss.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum RowTarget<'a> {
+    /// Float (probability) targets `t`, one per class (`C` values).
+    Probs(&'a [f64]),
+    /// A class index `c` in `[0, C)` (ignored rows never reach a loss).
+    Class(usize),
+}
 
 /// Computes `loss` on the CPU in f64: the value (`Mean`, `Sum`) or per-element (elementwise
 /// family) or per-row (row-wise family) losses (`None`), and the gradient unless
@@ -50,10 +43,10 @@ use crate::loss::{Loss, LossArgs, LossOutput, Reduction, Upstream};
 /// (the first one in row-major order; NaN is not out of domain).
 pub fn compute(loss: &Loss, args: &LossArgs<'_>) -> Result<LossOutput<f64>> {
     args.validate(loss)?;
-    if loss.is_row_wise() {
+    let Family::Elementwise(kernel) = def(loss).family() else {
         return rows::compute(loss, args);
-    }
-    if let Loss::Bce = loss {
+    };
+    if loss.checks_domain() {
         check_probabilities(args)?;
     }
     let n = args.len();
@@ -95,16 +88,7 @@ pub fn compute(loss: &Loss, args: &LossArgs<'_>) -> Result<LossOutput<f64>> {
             // NaN propagates (f64::max would otherwise swallow it in the BCE clamps).
             (f64::NAN, f64::NAN)
         } else {
-            match *loss {
-                Loss::Mse => mse(p, t),
-                Loss::Mae => mae(p, t),
-                Loss::Huber { delta } => huber(p, t, f64::from(delta)),
-                Loss::Bce => bce(p, t, at(&weight, k)),
-                Loss::BceWithLogits => bce_with_logits(p, t, at(&weight, k), at(&pos_weight, k)),
-                Loss::CategoricalCrossEntropy
-                | Loss::SoftmaxCrossEntropy { .. }
-                | Loss::CosineProximity { .. } => return rows::compute(loss, args),
-            }
+            kernel.reference(loss, p, t, at(&weight, k), at(&pos_weight, k))
         };
         sum += l;
         if args.reduction == Reduction::None {
@@ -133,12 +117,12 @@ pub fn compute(loss: &Loss, args: &LossArgs<'_>) -> Result<LossOutput<f64>> {
 }
 
 /// Whether any value of a row is NaN.
-fn has_nan(v: &[f64]) -> bool {
+pub(crate) fn has_nan(v: &[f64]) -> bool {
     v.iter().any(|x| x.is_nan())
 }
 
 /// The result for a row with NaN in its inputs: loss NaN and `c` NaN gradient entries.
-fn nan_row(c: usize) -> (f64, Vec<f64>) {
+pub(crate) fn nan_row(c: usize) -> (f64, Vec<f64>) {
     (f64::NAN, vec![f64::NAN; c])
 }
 

@@ -1,17 +1,20 @@
 //! The row-wise family in [`super::compute`]: the range and domain checks, the per-row
 //! formulas of the per-loss files, the reduction and the upstream gradient.
 
-use super::softmax_cross_entropy::RowTarget;
-use super::{categorical_cross_entropy, cosine_proximity, softmax_cross_entropy};
+use super::RowTarget;
 use crate::error::{Error, Result};
 use crate::loss::{Loss, LossArgs, LossOutput, Reduction, Upstream};
+use crate::losses::{Family, def};
 
 /// Row-wise [`super::compute`], after [`LossArgs::validate`] has passed.
 pub(super) fn compute(loss: &Loss, args: &LossArgs<'_>) -> Result<LossOutput<f64>> {
     let (b, c) = args.rows_cols();
-    let ignore_index = match *loss {
-        Loss::SoftmaxCrossEntropy { ignore_index, .. } => Some(ignore_index),
-        _ => None,
+    let ignore_index = loss.ignore_index();
+    let Family::Rows(kernel) = def(loss).family() else {
+        return Err(Error::Gpu(format!(
+            "the {} loss is not row-wise",
+            loss.name()
+        )));
     };
     // Class indices (softmax cross entropy only; validate rejects them elsewhere).
     let classes: Option<Vec<i64>> = args.target.is_classes().then(|| args.target.classes());
@@ -28,7 +31,7 @@ pub(super) fn compute(loss: &Loss, args: &LossArgs<'_>) -> Result<LossOutput<f64
             });
         }
     }
-    if let Loss::CategoricalCrossEntropy = loss {
+    if loss.checks_domain() {
         super::check_probabilities(args)?;
     }
 
@@ -54,43 +57,16 @@ pub(super) fn compute(loss: &Loss, args: &LossArgs<'_>) -> Result<LossOutput<f64
     for r in 0..b {
         let x = &pred[r * c..(r + 1) * c];
         let t = dense.as_ref().map(|t| &t[r * c..(r + 1) * c]);
-        let row = match *loss {
-            Loss::CategoricalCrossEntropy => Some(categorical_cross_entropy::loss_and_grad(
-                x,
-                t.expect("validate: float targets"),
-            )),
-            Loss::CosineProximity { eps } => Some(cosine_proximity::loss_and_grad(
-                x,
-                t.expect("validate: float targets"),
-                f64::from(eps),
-            )),
-            Loss::SoftmaxCrossEntropy {
-                label_smoothing,
-                z_loss,
-                ignore_index,
-            } => {
-                let target = match (&classes, t) {
-                    (Some(cls), _) if cls[r] == ignore_index => None,
-                    (Some(cls), _) => {
-                        let k = cls[r] as usize;
-                        weight_sum += weight.as_ref().map_or(1.0, |w| w[k]);
-                        Some(RowTarget::Class(k))
-                    }
-                    (None, Some(t)) => Some(RowTarget::Probs(t)),
-                    (None, None) => unreachable!("a target is either dense or classes"),
-                };
-                target.map(|target| {
-                    softmax_cross_entropy::loss_and_grad(
-                        x,
-                        target,
-                        weight.as_deref(),
-                        f64::from(label_smoothing),
-                        f64::from(z_loss),
-                    )
-                })
+        let target = match (&classes, t) {
+            (Some(cls), _) if Some(cls[r]) == ignore_index => None,
+            (Some(cls), _) => {
+                let k = cls[r] as usize;
+                weight_sum += weight.as_ref().map_or(1.0, |w| w[k]);
+                Some(RowTarget::Class(k))
             }
-            _ => unreachable!("compute only sends row-wise losses here"),
+            (None, _) => t.map(RowTarget::Probs),
         };
+        let row = target.map(|target| kernel.reference(loss, x, target, weight.as_deref()));
         if row.is_some() {
             counted += 1;
         }

@@ -69,7 +69,7 @@ fn broadcast_weight_longer_than_a_chunk() {
 #[cfg_attr(skip_gpu_tests, ignore)]
 fn plain_reduction_flavour() {
     assert!(!plain_ctx().uses_subgroups());
-    for loss in Loss::ALL_DEFAULT {
+    for loss in Loss::all_default() {
         for reduction in REDUCTIONS {
             for n in [1, 255, 257, 4097, 1_000_003] {
                 matrix_case(plain_ctx(), loss, reduction, n);

@@ -598,11 +598,11 @@ impl RowBatch {
     }
 }
 
-/// The elementwise losses of [`Loss::ALL_DEFAULT`], for tests whose premise is elementwise
+/// The elementwise losses of [`Loss::all_default()`], for tests whose premise is elementwise
 /// (one loss per element, weights and upstream arrays of the prediction's shape, rank 0);
 /// `rows.rs` covers the same ground for the row-wise family.
 pub fn elementwise_losses() -> impl Iterator<Item = Loss> {
-    Loss::ALL_DEFAULT.into_iter().filter(|l| !l.is_row_wise())
+    Loss::all_default().into_iter().filter(|l| !l.is_row_wise())
 }
 
 // ---- Accuracy in ulps ------------------------------------------------------------------------

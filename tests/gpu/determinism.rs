@@ -13,7 +13,7 @@ fn bits(o: &LossOutput<f32>) -> (Option<u32>, Vec<u32>, Vec<u32>) {
 }
 
 fn check(ctx: &GpuContext, name: &str) {
-    for loss in Loss::ALL_DEFAULT {
+    for loss in Loss::all_default() {
         for reduction in [Reduction::Mean, Reduction::None] {
             let what = format!("determinism/{name}/{}/{}", loss.name(), reduction.name());
             let b = synthetic::batch(&loss, &[1_000_003], seed_for(&what));
@@ -52,7 +52,7 @@ fn repeated_calls_are_bit_identical_with_the_plain_reduction() {
 fn unrolled_loops_give_the_same_bits() {
     let elementwise: [&[usize]; 3] = [&[1], &[300_007], &[1 << 20]];
     let rows: [&[usize]; 3] = [&[3, 7], &[5, 70_001], &[2, 262_144]];
-    for loss in Loss::ALL_DEFAULT {
+    for loss in Loss::all_default() {
         let shapes = if loss.is_row_wise() {
             rows
         } else {

@@ -23,6 +23,7 @@ mod mae;
 mod mse;
 mod resident;
 mod rows;
+mod smooth_l1;
 mod softmax_cross_entropy;
 mod streaming;
 mod threads;

@@ -513,6 +513,10 @@ fn elementwise_step_matches_the_reference() {
                 .reduction(Reduction::None)
                 .upstream(ResidentUpstream::Buffer),
         ),
+        (
+            Loss::SmoothL1 { beta: 0.5 },
+            ResidentSpec::new(&shape).reduction(Reduction::None),
+        ),
         (Loss::Bce, ResidentSpec::new(&shape).weight()),
         (
             Loss::BceWithLogits,

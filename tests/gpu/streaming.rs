@@ -71,7 +71,7 @@ fn the_budget_is_the_option() {
 #[cfg_attr(skip_gpu_tests, ignore)]
 fn inputs_larger_than_the_memory_budget() {
     let small = small_budget_ctx();
-    for loss in Loss::ALL_DEFAULT {
+    for loss in Loss::all_default() {
         let shape: &[usize] = if loss.is_row_wise() {
             &[1024, 1024]
         } else {
@@ -123,7 +123,7 @@ fn class_targets_larger_than_the_memory_budget() {
 #[cfg_attr(skip_gpu_tests, ignore)]
 fn smallest_chunks() {
     let c = no_budget_ctx();
-    for loss in Loss::ALL_DEFAULT {
+    for loss in Loss::all_default() {
         let shape: &[usize] = if loss.is_row_wise() {
             &[37, 300]
         } else {

@@ -7,7 +7,7 @@ use crate::common::{check_args, ctx, elementwise_losses, seed_for};
 #[test]
 #[cfg_attr(skip_gpu_tests, ignore)]
 fn scalar_upstream_scales_the_gradient() {
-    for loss in Loss::ALL_DEFAULT {
+    for loss in Loss::all_default() {
         for reduction in [Reduction::Mean, Reduction::Sum, Reduction::None] {
             let what = format!("upstream scalar/{}/{}", loss.name(), reduction.name());
             let b = synthetic::batch(&loss, &[4099], seed_for(&what));
@@ -39,7 +39,7 @@ fn array_upstream_with_reduction_none() {
 #[test]
 #[cfg_attr(skip_gpu_tests, ignore)]
 fn loss_only_mode() {
-    for loss in Loss::ALL_DEFAULT {
+    for loss in Loss::all_default() {
         for reduction in [Reduction::Mean, Reduction::None] {
             let what = format!("loss only/{}/{}", loss.name(), reduction.name());
             let b = synthetic::batch(&loss, &[70_001], seed_for(&what));

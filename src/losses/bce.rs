@@ -1,0 +1,124 @@
+//! Binary cross entropy on probabilities, PyTorch `binary_cross_entropy`, optional weight `w`:
+//! `ℓ = −w[t·max(ln p, −100) + (1−t)·max(ln(1−p), −100)]`,
+//! `∂ℓ/∂p = w(p − t) / max(p(1−p), 1e-12)`. A prediction outside [0, 1] is an error.
+//!
+//! Shader `shaders/bce.wgsl`; tests `tests/gpu/bce.rs`.
+
+use super::{Options, Elementwise, Family, LossDef, Synthetic};
+use crate::cpu::elementwise::{Element, Inputs, Outputs, dispatch};
+use crate::kernels::{Access, Binding, ELEMENTWISE_BINDINGS, Slot, binding, concat};
+use crate::loss::Loss;
+
+/// The descriptor.
+pub(crate) struct Def;
+
+/// The elementwise driver's, the weight and the domain-error atomic.
+const BINDINGS: [Binding; 9] = concat(
+    ELEMENTWISE_BINDINGS,
+    [
+        binding(7, Slot::Weight, Access::Read),
+        binding(8, Slot::DomainError, Access::ReadWrite),
+    ],
+);
+
+impl LossDef for Def {
+    fn is(&self, loss: &Loss) -> bool {
+        matches!(loss, Loss::Bce)
+    }
+    fn name(&self) -> &'static str {
+        "bce"
+    }
+    fn about(&self) -> &'static str {
+        "Binary cross entropy on probabilities (PyTorch binary_cross_entropy)"
+    }
+    fn build(&self, _: &Options<'_>) -> Loss {
+        Loss::Bce
+    }
+    fn takes_weight(&self) -> bool {
+        true
+    }
+    fn checks_domain(&self) -> bool {
+        true
+    }
+    fn shader(&self) -> (&'static str, &'static str) {
+        (
+            "shaders/bce.wgsl",
+            include_str!("../../shaders/bce.wgsl"),
+        )
+    }
+    fn bindings(&self) -> &'static [Binding] {
+        &BINDINGS
+    }
+    fn synthetic(&self) -> Synthetic {
+        Synthetic {
+            pred: (0.0005, 0.9995),
+            target: (0.0, 1.0),
+            ..Synthetic::SIGNED
+        }
+    }
+    fn family(&self) -> Family<'_> {
+        Family::Elementwise(self)
+    }
+}
+
+struct Kernel;
+
+impl Element for Kernel {
+    #[inline(always)]
+    fn eval(&self, p: f32, t: f32, w: f32, _: f32) -> (f32, f32) {
+        cpu::loss_and_grad(p, t, w)
+    }
+}
+
+impl Elementwise for Def {
+    fn reference(&self, _: &Loss, p: f64, t: f64, w: f64, _: f64) -> (f64, f64) {
+        reference::loss_and_grad(p, t, w)
+    }
+    fn cpu(&self, _: &Loss, inputs: &Inputs<'_>, out: Outputs<'_>) -> Vec<Result<f64, usize>> {
+        // The domain check in the same pass.
+        dispatch::<_, true>(Kernel, inputs, out)
+    }
+}
+
+/// Binary cross entropy on probabilities, reference for `shaders/bce.wgsl`.
+pub mod reference {
+    /// `(ℓ, ∂ℓ/∂p)` for one element, probability `p ∈ [0, 1]`, target `t`, weight `w`:
+    ///
+    /// ```text
+    /// ℓ = −w [t · max(ln p, −100) + (1 − t) · max(ln(1 − p), −100)]
+    /// ∂ℓ/∂p = w (p − t) / max(p (1 − p), 1e-12)
+    /// ```
+    ///
+    /// `ln(1 − p)` is evaluated as `ln_1p(−p)`, exact for every f32 `p` (in f64, `1 − 1e-40`
+    /// rounds to 1). The clamps are PyTorch's: they keep `p = 0` and `p = 1` finite. (The seed notes clip `p`
+    /// at 1e-15 instead, which does nothing at the top in f32, where `1 − 1e-15 == 1`.)
+    pub fn loss_and_grad(p: f64, t: f64, w: f64) -> (f64, f64) {
+        let loss = -w * (t * p.ln().max(-100.0) + (1.0 - t) * (-p).ln_1p().max(-100.0));
+        let grad = w * (p - t) / (p * (1.0 - p)).max(1e-12);
+        (loss, grad)
+    }
+}
+
+/// Binary cross entropy on probabilities, the fast CPU counterpart of [`reference`].
+pub(crate) mod cpu {
+    use crate::cpu::math::{ln, ln_1m};
+
+    /// `(ℓ, ∂ℓ/∂p)` for one element, probability `p ∈ [0, 1]`, target `t`, weight `w`:
+    ///
+    /// ```text
+    /// ℓ = −w [t · max(ln p, −100) + (1 − t) · max(ln(1 − p), −100)]
+    /// ∂ℓ/∂p = w (p − t) / max(p (1 − p), 1e-12)
+    /// ```
+    ///
+    /// PyTorch's clamps keep `p = 0` and `p = 1` finite. `ln(1 − p)` is [`ln_1m`], accurate for
+    /// small `p` where `1 − p` rounds (PyTorch's `log1p(−p)`). (The driver makes the result NaN
+    /// where `p` or `t` is NaN, which the clamps would otherwise swallow.)
+    #[inline(always)]
+    pub(crate) fn loss_and_grad(p: f32, t: f32, w: f32) -> (f32, f32) {
+        let clamp = |v: f32| if v < -100.0 { -100.0 } else { v };
+        let loss = -w * (t * clamp(ln(p)) + (1.0 - t) * clamp(ln_1m(p)));
+        let den = p * (1.0 - p);
+        let grad = w * (p - t) / if den > 1e-12 { den } else { 1e-12 };
+        (loss, grad)
+    }
+}

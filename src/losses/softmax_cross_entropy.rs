@@ -1,0 +1,548 @@
+//! Softmax cross entropy from logits `[B, C]` against probability targets `[B, C]` or class
+//! indices `[B]` (PyTorch `cross_entropy`), with optional class weights `[C]`, label smoothing,
+//! z-loss and `ignore_index`; the formulas in [`reference::loss_and_grad`].
+//!
+//! Shader `shaders/softmax_cross_entropy.wgsl` (`LossParams { label_smoothing, z_loss }`);
+//! tests `tests/gpu/softmax_cross_entropy.rs`.
+
+use super::{Options, Family, LossDef, LossOption, Rows, Synthetic};
+use crate::cpu::rows::{Data, Outputs, Setup, groups};
+use crate::error::{Error, Result};
+use crate::loss::Loss;
+use crate::reference::RowTarget;
+
+/// The descriptor.
+pub(crate) struct Def;
+
+/// `(label_smoothing, z_loss, ignore_index)`.
+fn options(loss: &Loss) -> (f32, f32, i64) {
+    match *loss {
+        Loss::SoftmaxCrossEntropy {
+            label_smoothing,
+            z_loss,
+            ignore_index,
+        } => (label_smoothing, z_loss, ignore_index),
+        _ => (0.0, 0.0, -100),
+    }
+}
+
+impl LossDef for Def {
+    fn is(&self, loss: &Loss) -> bool {
+        matches!(loss, Loss::SoftmaxCrossEntropy { .. })
+    }
+    fn name(&self) -> &'static str {
+        "softmax-ce"
+    }
+    fn about(&self) -> &'static str {
+        "Softmax cross entropy from logits `[B, C]`: probability targets `[B, C]` or class \
+         indices `[B]`"
+    }
+    fn options(&self) -> &'static [LossOption] {
+        &[
+            LossOption {
+                name: "label-smoothing",
+                help: "Label smoothing in [0, 1)",
+                default: 0.0,
+                integer: false,
+            },
+            LossOption {
+                name: "z-loss",
+                help: "z-loss coefficient >= 0: adds z * lse^2 per row",
+                default: 0.0,
+                integer: false,
+            },
+            LossOption {
+                name: "ignore-index",
+                help: "Class-index targets equal to this are ignored",
+                default: -100.0,
+                integer: true,
+            },
+        ]
+    }
+    fn build(&self, value: &Options<'_>) -> Loss {
+        Loss::SoftmaxCrossEntropy {
+            label_smoothing: value("label-smoothing").map_or(0.0, |v| v.float() as f32),
+            z_loss: value("z-loss").map_or(0.0, |v| v.float() as f32),
+            ignore_index: value("ignore-index").map_or(-100, |v| v.int()),
+        }
+    }
+    fn validate(&self, loss: &Loss) -> Result<()> {
+        let (label_smoothing, z_loss, _) = options(loss);
+        if !(0.0..1.0).contains(&label_smoothing) {
+            return Err(Error::InvalidOption {
+                option: "label_smoothing",
+                reason: format!("label smoothing must be in [0, 1), got {label_smoothing}"),
+            });
+        }
+        if !(z_loss.is_finite() && z_loss >= 0.0) {
+            return Err(Error::InvalidOption {
+                option: "z_loss",
+                reason: format!("the z-loss coefficient must be finite and >= 0, got {z_loss}"),
+            });
+        }
+        Ok(())
+    }
+    fn takes_weight(&self) -> bool {
+        true
+    }
+    fn takes_classes(&self) -> bool {
+        true
+    }
+    fn ignore_index(&self, loss: &Loss) -> Option<i64> {
+        Some(options(loss).2)
+    }
+    fn shader(&self) -> (&'static str, &'static str) {
+        (
+            "shaders/softmax_cross_entropy.wgsl",
+            include_str!("../../shaders/softmax_cross_entropy.wgsl"),
+        )
+    }
+    fn params(&self, loss: &Loss) -> [f32; 4] {
+        let (label_smoothing, z_loss, _) = options(loss);
+        [label_smoothing, z_loss, 0.0, 0.0]
+    }
+    fn param_names(&self) -> &'static [&'static str] {
+        &["label_smoothing", "z_loss"]
+    }
+    fn synthetic(&self) -> Synthetic {
+        Synthetic {
+            pred: (-8.0, 8.0),
+            target: (0.0, 1.0),
+            normalise_pred: false,
+            normalise_target: true,
+        }
+    }
+    fn family(&self) -> Family<'_> {
+        Family::Rows(self)
+    }
+}
+
+impl Rows for Def {
+    fn reference(
+        &self,
+        loss: &Loss,
+        x: &[f64],
+        target: RowTarget<'_>,
+        weight: Option<&[f64]>,
+    ) -> (f64, Vec<f64>) {
+        let (label_smoothing, z_loss, _) = options(loss);
+        reference::loss_and_grad(
+            x,
+            target,
+            weight,
+            f64::from(label_smoothing),
+            f64::from(z_loss),
+        )
+    }
+    fn cpu(
+        &self,
+        loss: &Loss,
+        setup: &Setup<'_>,
+        data: &Data<'_>,
+        out: Outputs<'_>,
+    ) -> Vec<std::result::Result<f64, usize>> {
+        let (label_smoothing, z_loss, _) = options(loss);
+        let kernel = cpu::Softmax::new(
+            setup.c,
+            setup.weight,
+            setup.classes,
+            label_smoothing,
+            z_loss,
+        );
+        groups(&kernel, data, out)
+    }
+    fn main_job_cols(&self) -> usize {
+        32000
+    }
+}
+
+/// Softmax cross entropy from logits (PyTorch `cross_entropy`), reference for `shaders/softmax_cross_entropy.wgsl`.
+pub mod reference {
+    pub use crate::reference::RowTarget;
+
+    /// `(ℓ_r, ∂ℓ_r/∂x_r)` for one row of logits `x` (`C` values), with optional class weights
+    /// `w` (`C` values, default all 1, `W = Σ_j w_j`), label smoothing `ε = label_smoothing` in
+    /// [0, 1) and z-loss coefficient `λ = z_loss ≥ 0`. With `lse = ln Σ_j exp x_j` (computed as
+    /// `m + ln Σ_j exp(x_j − m)`, `m` the row maximum) and `s = softmax(x)`, `s_j = exp(x_j − lse)`:
+    ///
+    /// ```text
+    /// probability targets t, t' = (1 − ε) t + ε/C:
+    ///     ℓ_r = −Σ_j w_j t'_j ln s_j = Σ_j w_j t'_j (lse − x_j)
+    ///     ∂ℓ_r/∂x_j = (Σ_k w_k t'_k) s_j − w_j t'_j
+    /// class index c:
+    ///     ℓ_r = (1 − ε) w_c (lse − x_c) + (ε/C) Σ_j w_j (lse − x_j)
+    ///     ∂ℓ_r/∂x_j = (1 − ε) w_c (s_j − [j = c]) + (ε/C)(W s_j − w_j)
+    /// z-loss, both kinds:
+    ///     ℓ_r += λ lse²,   ∂ℓ_r/∂x_j += 2 λ lse s_j
+    /// ```
+    ///
+    /// Each `lse − x_j` is formed as `(m − x_j) + ln Σ_k exp(x_k − m)`, never as a difference of
+    /// two large numbers: a uniform row of logits 1e20 has loss `ln C`, not `1e20 − 1e20 = 0`.
+    /// A term whose weight (`w_j t'_j`, `(ε/C) w_j`, `(1 − ε) w_c` or `λ`) is exactly 0 contributes
+    /// 0 even where `x_j = −∞` (never `0 · ∞ = NaN`): a row of `−∞` logits but one finite, with
+    /// its target on the finite one, has loss 0 and a finite gradient; a target weight on a `−∞`
+    /// logit gives loss `+∞`. `ln(softmax)` is never formed. If any `x_j` (or probability target
+    /// `t_j`) is NaN, any `x_j` is `+∞`, or every `x_j` is `−∞`, the loss and every gradient entry
+    /// are NaN (as PyTorch's `log_softmax` makes them).
+    ///
+    /// # Panics
+    /// If a class index is not below `C` (the caller checks the range), or `t`/`w` is shorter
+    /// than `x`.
+    pub fn loss_and_grad(
+        x: &[f64],
+        target: RowTarget<'_>,
+        w: Option<&[f64]>,
+        label_smoothing: f64,
+        z_loss: f64,
+    ) -> (f64, Vec<f64>) {
+        let c = x.len();
+        let target_nan = match target {
+            RowTarget::Probs(t) => crate::reference::has_nan(t),
+            RowTarget::Class(_) => false,
+        };
+        if crate::reference::has_nan(x) || target_nan {
+            return crate::reference::nan_row(c);
+        }
+        let eps = label_smoothing;
+        let cf = c as f64;
+        let weight = |j: usize| w.map_or(1.0, |w| w[j]);
+
+        // lse with the row maximum subtracted.
+        let m = x.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+        if m.is_infinite() {
+            // A +∞ logit (∞ − ∞ in every form of the softmax), or no finite logit at all.
+            return crate::reference::nan_row(c);
+        }
+        // S = 1 + Σ of the others, the first maximum's exp(0) = 1 left out of the sum, so that
+        // ln S = ln_1p(rest) keeps a confident row's small loss (1 + 2e-17 would round to 1).
+        let top = x.iter().position(|&xj| xj == m).unwrap_or(0);
+        let mut rest = 0.0f64;
+        for (j, &xj) in x.iter().enumerate() {
+            if j != top {
+                rest += (xj - m).exp();
+            }
+        }
+        let sum_exp = 1.0 + rest;
+        let ln_s = rest.ln_1p();
+        let lse = m + ln_s;
+        let s: Vec<f64> = x.iter().map(|&xj| (xj - m).exp() / sum_exp).collect();
+        // One term `a · (lse − x_j)`, as `a · ((m − x_j) + ln S)`; 0 when its weight `a` is 0.
+        let term = |a: f64, xj: f64| if a == 0.0 { 0.0 } else { a * ((m - xj) + ln_s) };
+
+        let (mut loss, mut grad) = match target {
+            RowTarget::Probs(t) => {
+                // wt_j = w_j t'_j
+                let wt: Vec<f64> = (0..c)
+                    .map(|j| weight(j) * ((1.0 - eps) * t[j] + eps / cf))
+                    .collect();
+                let mut total = 0.0f64;
+                let mut loss = 0.0f64;
+                for j in 0..c {
+                    total += wt[j];
+                    loss += term(wt[j], x[j]);
+                }
+                let grad = (0..c).map(|j| total * s[j] - wt[j]).collect::<Vec<_>>();
+                (loss, grad)
+            }
+            RowTarget::Class(cls) => {
+                let wc = (1.0 - eps) * weight(cls);
+                let mut big_w = 0.0f64;
+                let mut smooth = 0.0f64;
+                for (j, &xj) in x.iter().enumerate() {
+                    big_w += weight(j);
+                    smooth += term(eps / cf * weight(j), xj);
+                }
+                let loss = term(wc, x[cls]) + smooth;
+                // s_c − 1 = −(S − e_c)/S = −((1 − e_c) + rest)/S: a confident row's target entry
+                // keeps its digits (1/S − 1 is 0 in f64 once S − 1 < 1e-16).
+                let e_c = (x[cls] - m).exp();
+                let s_c_minus_1 = -((1.0 - e_c) + rest) / sum_exp;
+                let grad = (0..c)
+                    .map(|j| {
+                        let ds = if j == cls { s_c_minus_1 } else { s[j] };
+                        wc * ds + eps / cf * (big_w * s[j] - weight(j))
+                    })
+                    .collect::<Vec<_>>();
+                (loss, grad)
+            }
+        };
+        if z_loss != 0.0 {
+            loss += z_loss * lse * lse;
+            for (gj, sj) in grad.iter_mut().zip(&s) {
+                *gj += 2.0 * z_loss * lse * sj;
+            }
+        }
+        (loss, grad)
+    }
+}
+
+/// Softmax cross entropy from logits (PyTorch `cross_entropy`), the fast CPU counterpart of [`reference`]; the formulation of
+/// `shaders/softmax_cross_entropy.wgsl`.
+pub(crate) mod cpu {
+    use crate::cpu::math::exp;
+    use crate::cpu::rows::{Row, RowKernel};
+    use crate::cpu::{Acc, CHUNK, LANES, chunk, chunk_mut, shift, shift64};
+
+    /// Softmax cross entropy's row kernel: options and class weights of one call.
+    ///
+    /// With `m` the row maximum and `e_j = exp(x_j − m)`, a row's statistics are
+    ///
+    /// ```text
+    /// S = Σ_j e_j,   d = Σ_j wt_j (x_j − m) ≤ 0,   tw = Σ_j wt_j
+    /// wt_j = w_j ((1 − ε) t_j + ε/C)   probability targets
+    ///      = w_j ε/C                   class-index targets (the class adds (1 − ε) w_c apart)
+    /// ```
+    ///
+    /// and then, with `lse = m + ln S`,
+    ///
+    /// ```text
+    /// ℓ = tw ln S − d [+ (1 − ε) w_c (m − x_c + ln S)] [+ λ lse²]
+    /// ∂ℓ/∂x_j = (A/S) e_j − wt_j [− (1 − ε) w_c [j = c]],  A = tw [+ (1 − ε) w_c] [+ 2λ lse]
+    /// ```
+    ///
+    /// Every term of the loss is non-negative, so nothing cancels; a zero weight contributes 0
+    /// even against `x = −∞` ([`shift`]); `ln(softmax)` is never formed. A row takes three
+    /// sweeps: the maximum (from memory), then `e_j` (stored in the gradient's place) and the
+    /// sums, then the gradient (both from cache). Where class-index targets have no smoothing,
+    /// `wt = 0` and the second sweep computes `S` alone.
+    pub(crate) struct Softmax<'a> {
+        /// Class weights `[C]`.
+        w: Option<&'a [f32]>,
+        /// Which `wt` the rows have: [`NONE`], [`CONST`] or [`PROBS`].
+        kind: u8,
+        /// `1 − ε`, the weight of the target (f32 for `wt`, f64 for the class term).
+        keep: f32,
+        keep64: f64,
+        /// `ε/C`.
+        smooth: f32,
+        /// `tw` of class-index rows: `ε/C · Σ_j w_j`.
+        tw_const: f64,
+        /// The z-loss coefficient λ.
+        z_loss: f64,
+    }
+
+    /// Class-index targets without smoothing: `wt = 0`.
+    const NONE: u8 = 0;
+    /// Class-index targets with smoothing: `wt_j = w_j ε/C`.
+    const CONST: u8 = 1;
+    /// Probability targets: `wt_j = w_j ((1 − ε) t_j + ε/C)`.
+    const PROBS: u8 = 2;
+
+    impl<'a> Softmax<'a> {
+        /// The kernel for rows of `c` classes, class weights `w` (`[C]`), class-index targets
+        /// or not, label smoothing ε and z-loss λ.
+        pub(crate) fn new(
+            c: usize,
+            w: Option<&'a [f32]>,
+            classes: bool,
+            label_smoothing: f32,
+            z_loss: f32,
+        ) -> Softmax<'a> {
+            let eps = f64::from(label_smoothing);
+            let smooth = eps / c as f64;
+            let w_sum = w.map_or(c as f64, |w| w.iter().map(|&v| f64::from(v)).sum());
+            let kind = match (classes, label_smoothing == 0.0) {
+                (true, true) => NONE,
+                (true, false) => CONST,
+                (false, _) => PROBS,
+            };
+            Softmax {
+                w,
+                kind,
+                keep: (1.0 - eps) as f32,
+                keep64: 1.0 - eps,
+                smooth: smooth as f32,
+                tw_const: smooth * w_sum,
+                z_loss: f64::from(z_loss),
+            }
+        }
+
+        /// `wt_j` from the class weight `w` and the target `t` of one element.
+        #[inline(always)]
+        fn dense<const W: bool, const KIND: u8>(&self, w: f32, t: f32) -> f32 {
+            let w = if W { w } else { 1.0 };
+            if KIND == PROBS {
+                w * (self.keep * t + self.smooth)
+            } else {
+                w * self.smooth
+            }
+        }
+
+        #[inline(always)]
+        fn pass<const W: bool, const KIND: u8, const G: bool>(
+            &self,
+            row: &Row<'_>,
+            grad: &mut [f32],
+        ) -> f64 {
+            let x = row.x;
+            let c = x.len();
+            // Inputs a variant does not read are given as `x`, so every slice is `C` long.
+            let t = if KIND == PROBS { row.t } else { x };
+            let w = match self.w {
+                Some(w) if W => w,
+                _ => x,
+            };
+            let whole = c - c % CHUNK;
+            let m = max(x);
+
+            // Sweep 2: e_j (into the gradient), S, d, tw. S is summed as S − 1: the exp(0) = 1 of
+            // the elements at the maximum are counted apart (`ties`), so that ln S = ln_1p(S − 1)
+            // keeps a confident row's small loss, which 1 + 1e-9 in an f32 lane sum would lose.
+            let (mut s_acc, mut d_acc, mut tw_acc) = (Acc::default(), Acc::default(), Acc::default());
+            let (mut e_buf, mut r_buf, mut d_buf, mut tw_buf) = (
+                [0.0f32; CHUNK],
+                [0.0f32; CHUNK],
+                [0.0f32; CHUNK],
+                [0.0f32; CHUNK],
+            );
+            let mut ties = 0u32;
+            for a in (0..whole).step_by(CHUNK) {
+                let (xc, tc, wc) = (chunk(x, a), chunk(t, a), chunk(w, a));
+                let ec = if G { chunk_mut(grad, a) } else { &mut e_buf };
+                for i in 0..CHUNK {
+                    let v = xc[i] - m;
+                    let e = exp(v);
+                    ec[i] = e;
+                    r_buf[i] = if v == 0.0 { 0.0 } else { e };
+                    ties += u32::from(v == 0.0);
+                    if KIND != NONE {
+                        let wt = self.dense::<W, KIND>(wc[i], tc[i]);
+                        d_buf[i] = shift(wt, v);
+                        tw_buf[i] = wt;
+                    }
+                }
+                s_acc.add_chunk(&r_buf);
+                if KIND != NONE {
+                    d_acc.add_chunk(&d_buf);
+                }
+                if KIND == PROBS {
+                    tw_acc.add_chunk(&tw_buf);
+                }
+            }
+            for j in whole..c {
+                let v = x[j] - m;
+                let e = exp(v);
+                if G {
+                    grad[j] = e;
+                }
+                if v == 0.0 {
+                    ties += 1;
+                } else {
+                    s_acc.add(e);
+                }
+                if KIND != NONE {
+                    let wt = self.dense::<W, KIND>(w[j], t[j]);
+                    d_acc.add(shift(wt, v));
+                    tw_acc.add(wt);
+                }
+            }
+
+            // The row's loss and the gradient's coefficients, in f64. S − 1 = (ties − 1) + the rest
+            // (no ties: every logit −∞, or a NaN maximum).
+            let rest = f64::from(ties) - 1.0 + s_acc.total();
+            let s = 1.0 + rest;
+            let d = d_acc.total();
+            let tw = match KIND {
+                PROBS => tw_acc.total(),
+                CONST => self.tw_const,
+                _ => 0.0,
+            };
+            if s.is_nan() || s < 1.0 || tw.is_nan() {
+                // S is NaN (a NaN or +∞ logit: ∞ − ∞) or 0 (every logit −∞), or a target is NaN:
+                // the row is NaN, as in the reference, even where a zero weight would hide it.
+                return f64::NAN;
+            }
+            let ln_s = rest.ln_1p();
+            let m64 = f64::from(m);
+            let lse = m64 + ln_s;
+            let mut loss = shift64(tw, ln_s) - d;
+            let mut big_a = tw;
+            let mut wc = 0.0;
+            if let Some(k) = row.cls {
+                wc = self.keep64 * self.w.map_or(1.0, |w| f64::from(w[k]));
+                loss += shift64(wc, (m64 - f64::from(x[k])) + ln_s);
+                big_a += wc;
+            }
+            if self.z_loss != 0.0 {
+                loss += self.z_loss * lse * lse;
+                big_a += 2.0 * self.z_loss * lse;
+            }
+
+            // Sweep 3: f · ∂ℓ/∂x_j = (f A/S) e_j − f wt_j, and the target class's entry apart.
+            if G {
+                let f = row.f;
+                // e_c, before sweep 3 turns it into the target's gradient.
+                let e_cls = row.cls.map(|cls| f64::from(grad[cls]));
+                let k = (f64::from(f) * big_a / s) as f32;
+                for a in (0..whole).step_by(CHUNK) {
+                    let (tc, wc) = (chunk(t, a), chunk(w, a));
+                    let gc = chunk_mut(grad, a);
+                    for i in 0..CHUNK {
+                        gc[i] = if KIND == NONE {
+                            k * gc[i]
+                        } else {
+                            k * gc[i] - f * self.dense::<W, KIND>(wc[i], tc[i])
+                        };
+                    }
+                }
+                for j in whole..c {
+                    grad[j] = if KIND == NONE {
+                        k * grad[j]
+                    } else {
+                        k * grad[j] - f * self.dense::<W, KIND>(w[j], t[j])
+                    };
+                }
+                if let (Some(cls), Some(e)) = (row.cls, e_cls) {
+                    // f ((A − wc) e_c/S − wc ((1 − e_c) + (S − 1))/S − wt_c): wc (e_c/S − 1) without
+                    // the cancellation of 1/S − 1 (a confident row's S − 1 is far below S's ulp).
+                    let wt = if KIND == NONE {
+                        0.0
+                    } else {
+                        f64::from(self.dense::<W, KIND>(w[cls], t[cls]))
+                    };
+                    let d = (big_a - wc) * e / s - wc * ((1.0 - e) + rest) / s - wt;
+                    grad[cls] = (f64::from(f) * d) as f32;
+                }
+            }
+            loss
+        }
+    }
+
+    impl RowKernel for Softmax<'_> {
+        #[inline(always)]
+        fn row(&self, row: &Row<'_>, grad: &mut [f32]) -> Result<f64, usize> {
+            let g = !grad.is_empty();
+            let w = self.w.is_some();
+            Ok(match (self.kind, w, g) {
+                (NONE, _, false) => self.pass::<false, NONE, false>(row, grad),
+                (NONE, _, true) => self.pass::<false, NONE, true>(row, grad),
+                (CONST, false, false) => self.pass::<false, CONST, false>(row, grad),
+                (CONST, false, true) => self.pass::<false, CONST, true>(row, grad),
+                (CONST, true, false) => self.pass::<true, CONST, false>(row, grad),
+                (CONST, true, true) => self.pass::<true, CONST, true>(row, grad),
+                (_, false, false) => self.pass::<false, PROBS, false>(row, grad),
+                (_, false, true) => self.pass::<false, PROBS, true>(row, grad),
+                (_, true, false) => self.pass::<true, PROBS, false>(row, grad),
+                (_, true, true) => self.pass::<true, PROBS, true>(row, grad),
+            })
+        }
+    }
+
+    /// The maximum of `x` (−∞ for a row of −∞; NaN is skipped, as by `f64::max`, and then makes
+    /// `S` NaN), over [`LANES`] lanes.
+    #[inline(always)]
+    fn max(x: &[f32]) -> f32 {
+        let mut m = [f32::NEG_INFINITY; LANES];
+        let mut groups = x.chunks_exact(LANES);
+        for g in &mut groups {
+            for (m, &v) in m.iter_mut().zip(g) {
+                *m = if v > *m { v } else { *m };
+            }
+        }
+        let mut best = f32::NEG_INFINITY;
+        for &v in m.iter().chain(groups.remainder()) {
+            best = if v > best { v } else { best };
+        }
+        best
+    }
+}
