@@ -734,7 +734,7 @@ impl ResidentLoss {
     ) -> Result<()> {
         let key = self.bind_step(ctx, bufs)?;
         if self.clear_dispatches.is_none() {
-            let pipe = ctx.pipeline(Kernel::ClearWords)?;
+            let pipe = crate::kernels::pipeline::pipeline(ctx, Kernel::ClearWords)?;
             let clears: Vec<Dispatch> = self
                 .scratch
                 .refs(None)

@@ -11,7 +11,7 @@ use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use approx::assert_relative_eq;
-use wgpu_loss::gpu::{COPY_VEC4S_PER_LANE, GpuTimer, KernelStep, TimingMethod};
+use wgpu_loss::bench::{COPY_VEC4S_PER_LANE, CopyKernel, GpuTimer, KernelStep, TimingMethod};
 use wgpu_loss::{ContextOptions, Error, GpuContext, Loss, LossArgs, synthetic};
 
 /// No memory moves 100 TB/s: a duration implying more is a conversion error.
@@ -53,7 +53,7 @@ fn ctx_without_timestamps() -> GpuContext {
 
 /// Times one copy of `elements` with `timer`, and the host's clock around the whole call.
 fn time_copy(ctx: &GpuContext, timer: &mut GpuTimer, elements: usize) -> (Duration, Duration) {
-    let copy = ctx.copy_kernel(elements).expect("copy kernel");
+    let copy = CopyKernel::new(ctx, elements).expect("copy kernel");
     // Warm-up: the pipeline's first run.
     timer
         .time(ctx, |e| {
@@ -121,9 +121,8 @@ fn without_timestamps_the_wall_clock_is_used() {
     let mut forced = GpuTimer::wall_clock();
     let (t, host) = time_copy(ctx(), &mut forced, 1 << 16);
     assert!(t > Duration::ZERO && t <= host, "{t:?} (host {host:?})");
-    let timing = plain
-        .copy_bandwidth(1 << 16, 2)
-        .expect("copy bandwidth without timestamps");
+    let timing =
+        CopyKernel::bandwidth(&plain, 1 << 16, 2).expect("copy bandwidth without timestamps");
     assert_eq!(timing.method, TimingMethod::WallClock);
     assert!(timing.gbps() > 0.0);
 }
@@ -147,7 +146,7 @@ fn a_failing_recorder_is_returned() {
 #[cfg_attr(skip_gpu_tests, ignore)]
 fn copy_kernel_reports_and_checks_its_grid() {
     let ctx = ctx();
-    let timing = ctx.copy_bandwidth(1 << 18, 3).expect("copy bandwidth");
+    let timing = CopyKernel::bandwidth(ctx, 1 << 18, 3).expect("copy bandwidth");
     assert_eq!(timing.bytes_moved, 2 * 4 * (1 << 18));
     assert!(timing.median > Duration::ZERO);
     assert!(timing.gbps() > 0.0 && timing.gbps() * 1e9 < MAX_PLAUSIBLE_BYTES_PER_S);
@@ -160,29 +159,32 @@ fn copy_kernel_reports_and_checks_its_grid() {
 
     // COPY_VEC4S_PER_LANE vec4s per lane of 256: 2^18 floats (2^16 vec4s) are 64 workgroups
     // at 4 per lane; 4 floats are one workgroup.
-    let copy = ctx.copy_kernel(1 << 18).expect("copy kernel");
+    let copy = CopyKernel::new(ctx, 1 << 18).expect("copy kernel");
     assert_eq!(copy.workgroups(), (1 << 16) / (256 * COPY_VEC4S_PER_LANE));
     assert_eq!(copy.bytes_moved(), 2 * 4 * (1 << 18));
-    assert_eq!(ctx.copy_kernel(4).expect("copy kernel").workgroups(), 1);
+    assert_eq!(
+        CopyKernel::new(ctx, 4).expect("copy kernel").workgroups(),
+        1
+    );
     let copy = copy.with_workgroups(16).expect("16 workgroups, 16 trips");
     assert_eq!(copy.workgroups(), 16);
-    let copy = ctx.copy_kernel(1 << 18).expect("copy kernel");
+    let copy = CopyKernel::new(ctx, 1 << 18).expect("copy kernel");
     assert!(matches!(
         copy.with_workgroups(0),
         Err(Error::DeviceLimit { .. })
     ));
-    let copy = ctx.copy_kernel(1 << 18).expect("copy kernel");
+    let copy = CopyKernel::new(ctx, 1 << 18).expect("copy kernel");
     assert!(matches!(
         copy.with_workgroups(u32::MAX),
         Err(Error::DeviceLimit { .. })
     ));
     // Just over 2^24 floats in one workgroup: more than 16 384 trips of 256 lanes.
-    let big = ctx.copy_kernel((1 << 24) + 4).expect("copy kernel");
+    let big = CopyKernel::new(ctx, (1 << 24) + 4).expect("copy kernel");
     assert!(matches!(
         big.with_workgroups(1),
         Err(Error::DeviceLimit { .. })
     ));
-    assert!(matches!(ctx.copy_kernel(3), Err(Error::Empty { .. })));
+    assert!(matches!(CopyKernel::new(ctx, 3), Err(Error::Empty { .. })));
 }
 
 /// A kernel step computes the loss: its value is the whole call's, on the same batch.

@@ -22,7 +22,7 @@
 //!
 //! Throughput is the effective GB/s of the minimum traffic (4 bytes × (prediction + target +
 //! gradient elements); class-index targets count 4 bytes per row), and that as a percentage of
-//! the ceiling: for the GPU paths the WGSL copy kernel ([`GpuContext::copy_kernel`], 64 MiB,
+//! the ceiling: for the GPU paths the WGSL copy kernel ([`CopyKernel::new`], 64 MiB,
 //! one read and one write), timed once at the start and then again right before each timed
 //! kernel step, so each point's ceiling is the median of the copies interleaved with it (a
 //! shared machine's speed drifts by up to 2× over minutes; the pairs drift together); for the
@@ -44,7 +44,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use ndarray::ArrayD;
 use rayon::prelude::*;
 use serde_json::json;
-use wgpu_loss::gpu::{GpuTimer, KernelStep, TimingMethod};
+use wgpu_loss::bench::{CopyKernel, GpuTimer, KernelStep, TimingMethod};
 use wgpu_loss::losses::LossInfo;
 use wgpu_loss::{
     ContextOptions, Dtype, GpuContext, Loss, LossArgs, LossOutput, cpu, reference, synthetic,
@@ -336,7 +336,7 @@ fn median_of<E>(
 fn spin_up(
     ctx: &GpuContext,
     timer: &mut GpuTimer,
-    copy: &wgpu_loss::gpu::CopyKernel,
+    copy: &wgpu_loss::bench::CopyKernel,
 ) -> wgpu_loss::Result<()> {
     let mut last: Option<Duration> = None;
     for k in 0..SPIN_WINDOWS.1 {
@@ -582,7 +582,7 @@ pub(crate) fn execute(a: &BenchArgs, mut p: Prepared) -> Result<(), Failure> {
 
     bar.set_message("ceiling: copy kernel");
     let scale = if a.quick { 4 } else { 1 };
-    let copy_kernel = ctx.copy_kernel(GPU_COPY_ELEMENTS / (scale * scale))?;
+    let copy_kernel = CopyKernel::new(&ctx, GPU_COPY_ELEMENTS / (scale * scale))?;
     let copy = copy_kernel.time(&ctx, &mut timer, repeats.max(5))?;
     let start_ceiling = copy.gbps();
     bar.inc(1);

@@ -5,7 +5,6 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use crate::error::{Error, Result};
-use crate::kernels::{Access, ENTRY_POINT, Io, Kernel, ReduceFlavor, Slot};
 
 use super::pool::BufferPool;
 
@@ -54,6 +53,9 @@ impl Default for ContextOptions {
     }
 }
 
+/// Storage placeholders a context keeps ([`GpuContext::placeholder`]).
+const PLACEHOLDERS: usize = 16;
+
 /// [`ContextOptions::memory_budget`]'s default.
 pub const DEFAULT_MEMORY_BUDGET: u64 = 256 << 20;
 
@@ -77,15 +79,19 @@ pub struct GpuContext {
     pub(crate) queue: wgpu::Queue,
     info: wgpu::AdapterInfo,
     pub(crate) limits: wgpu::Limits,
-    flavor: ReduceFlavor,
+    /// Whether the reductions use subgroup operations.
+    subgroups: bool,
     /// Whether WGSL's `pack2x16float`/`unpack2x16float` can be used (f16 storage).
     f16_storage: bool,
     /// The loss drivers' `UNROLL` override ([`ContextOptions::unroll`]).
     unroll: bool,
     pub(crate) max_chunk_elements: usize,
     memory_budget: u64,
-    pipelines: Mutex<HashMap<(Kernel, Io), Arc<KernelPipeline>>>,
-    dummies: HashMap<Slot, wgpu::Buffer>,
+    pipelines: Mutex<HashMap<String, Arc<KernelPipeline>>>,
+    /// 16-byte placeholders for bindings a call leaves unused: [`PLACEHOLDERS`] storage
+    /// buffers (distinct ones, since one buffer cannot be bound both read-only and read-write
+    /// in a dispatch), then a uniform one.
+    dummies: Vec<wgpu::Buffer>,
     pub(crate) pool: BufferPool,
     /// Held for the whole of each call that touches the device, where the backend needs calls
     /// serialised ([`GpuContext::exclusive`]); `None` elsewhere.
@@ -97,7 +103,7 @@ impl std::fmt::Debug for GpuContext {
         f.debug_struct("GpuContext")
             .field("adapter", &self.info.name)
             .field("backend", &self.info.backend)
-            .field("flavor", &self.flavor)
+            .field("subgroups", &self.subgroups)
             .field("max_chunk_elements", &self.max_chunk_elements)
             .finish_non_exhaustive()
     }
@@ -193,7 +199,7 @@ impl GpuContext {
             .flags
             .contains(wgpu::DownlevelFlags::SHADER_F16_IN_F32);
         // Timestamp queries let the benchmarks time kernels on the device's own clock
-        // (`gpu::GpuTimer`); requested only where the adapter has them, and nothing else
+        // (`bench::GpuTimer`); requested only where the adapter has them, and nothing else
         // depends on them.
         if adapter.features().contains(wgpu::Features::TIMESTAMP_QUERY) {
             required_features |= wgpu::Features::TIMESTAMP_QUERY;
@@ -251,11 +257,7 @@ impl GpuContext {
                 || (info.backend != wgpu::Backend::Gl && !mesa)
         });
         let limits = device.limits();
-        let flavor = if options.subgroups && device.features().contains(wgpu::Features::SUBGROUP) {
-            ReduceFlavor::Subgroup
-        } else {
-            ReduceFlavor::Plain
-        };
+        let subgroups = options.subgroups && device.features().contains(wgpu::Features::SUBGROUP);
         let binding_elems = limits
             .max_storage_buffer_binding_size
             .min(limits.max_buffer_size)
@@ -266,27 +268,26 @@ impl GpuContext {
         let max_chunk_elements = options
             .max_chunk_elements
             .map_or(hw_max, |m| m.clamp(1, hw_max));
-        let dummies = [
-            Slot::Upstream,
-            Slot::Grad,
-            Slot::Losses,
-            Slot::Weight,
-            Slot::PosWeight,
-            Slot::DomainError,
-        ]
-        .into_iter()
-        .map(|slot| (slot, wgpu::BufferUsages::STORAGE))
-        .chain([(Slot::Norm, wgpu::BufferUsages::UNIFORM)])
-        .map(|(slot, usage)| {
-            let buf = device.create_buffer(&wgpu::BufferDescriptor {
-                label: Some(&format!("wgpu-loss placeholder {slot:?}")),
+        let placeholder = |label: &str, usage: wgpu::BufferUsages| {
+            device.create_buffer(&wgpu::BufferDescriptor {
+                label: Some(label),
                 size: 16,
                 usage,
                 mapped_at_creation: false,
-            });
-            (slot, buf)
-        })
-        .collect();
+            })
+        };
+        let dummies = (0..PLACEHOLDERS)
+            .map(|_| {
+                placeholder(
+                    "wgpu-loss placeholder (storage)",
+                    wgpu::BufferUsages::STORAGE,
+                )
+            })
+            .chain([placeholder(
+                "wgpu-loss placeholder (uniform)",
+                wgpu::BufferUsages::UNIFORM,
+            )])
+            .collect();
         let unroll = options
             .unroll
             .unwrap_or(info.device_type != wgpu::DeviceType::Cpu);
@@ -301,7 +302,7 @@ impl GpuContext {
             serial,
             info,
             limits,
-            flavor,
+            subgroups,
             f16_storage,
             unroll,
             max_chunk_elements,
@@ -350,7 +351,7 @@ impl GpuContext {
     }
 
     /// Whether the device can write timestamp queries (`Features::TIMESTAMP_QUERY`), which
-    /// [`GpuTimer`](super::GpuTimer) uses to time kernels on the device's clock.
+    /// [`GpuTimer`](crate::bench::GpuTimer) uses to time kernels on the device's clock.
     /// [`GpuContext::new`] requests them where the adapter has them; a context from
     /// [`GpuContext::from_device`] has them if the caller's device was created with them.
     pub fn has_timestamps(&self) -> bool {
@@ -361,7 +362,7 @@ impl GpuContext {
 
     /// Whether the reductions use subgroup operations.
     pub fn uses_subgroups(&self) -> bool {
-        self.flavor == ReduceFlavor::Subgroup
+        self.subgroups
     }
 
     /// The largest number of elements bound at once (see [`ContextOptions::max_chunk_elements`]).
@@ -409,109 +410,42 @@ impl GpuContext {
         self.serial.is_some()
     }
 
-    pub(crate) fn dummy(&self, slot: Slot) -> &wgpu::Buffer {
-        &self.dummies[&slot]
+    /// A 16-byte placeholder for a binding a call leaves unused: the uniform one, or storage
+    /// placeholder `index` (modulo [`PLACEHOLDERS`]; the caller gives each binding of a
+    /// dispatch its own index).
+    pub(crate) fn placeholder(&self, uniform: bool, index: usize) -> &wgpu::Buffer {
+        if uniform {
+            &self.dummies[PLACEHOLDERS]
+        } else {
+            &self.dummies[index % PLACEHOLDERS]
+        }
     }
 
-    /// The pipeline of `kernel` on f32 storage, built on first use and kept.
-    pub(crate) fn pipeline(&self, kernel: Kernel) -> Result<Arc<KernelPipeline>> {
-        self.pipeline_io(kernel, Io::F32)
-    }
-
-    /// The pipeline of `kernel` for the storage `io` (ignored by kernels that do not take
-    /// it), built on first use and kept.
-    pub(crate) fn pipeline_io(&self, kernel: Kernel, io: Io) -> Result<Arc<KernelPipeline>> {
-        let io = if kernel.takes_io() { io } else { Io::F32 };
+    /// The pipeline cached under `key`, built by `build` on first use and kept. The key is
+    /// opaque here: the layer that builds pipelines (`crate::kernels`) names them.
+    ///
+    /// # Errors
+    /// What `build` returns.
+    pub(crate) fn cached_pipeline(
+        &self,
+        key: &str,
+        build: &dyn Fn() -> Result<KernelPipeline>,
+    ) -> Result<Arc<KernelPipeline>> {
         let mut cache = self
             .pipelines
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
-        if let Some(p) = cache.get(&(kernel, io)) {
+        if let Some(p) = cache.get(key) {
             return Ok(Arc::clone(p));
         }
-        let storage = kernel
-            .bindings()
-            .iter()
-            .filter(|b| b.access != Access::Uniform)
-            .count() as u32;
-        if storage > self.limits.max_storage_buffers_per_shader_stage {
-            return Err(Error::DeviceLimit {
-                what: "storage buffers per shader stage",
-                needed: u64::from(storage),
-                limit: u64::from(self.limits.max_storage_buffers_per_shader_stage),
-            });
-        }
-        let source = kernel.source_io(self.flavor, io)?;
-        let scope = self.device.push_error_scope(wgpu::ErrorFilter::Validation);
-        let label = if io == Io::F32 {
-            format!("wgpu-loss {}", kernel.name())
-        } else {
-            format!(
-                "wgpu-loss {} ({} in, {} grad{})",
-                kernel.name(),
-                io.input.name(),
-                io.grad.name(),
-                if io.vec4 { ", vec4" } else { "" }
-            )
-        };
-        let module = self
-            .device
-            .create_shader_module(wgpu::ShaderModuleDescriptor {
-                label: Some(&label),
-                source: wgpu::ShaderSource::Wgsl(source.into()),
-            });
-        let entries: Vec<wgpu::BindGroupLayoutEntry> = kernel
-            .bindings()
-            .iter()
-            .map(|b| wgpu::BindGroupLayoutEntry {
-                binding: b.index,
-                visibility: wgpu::ShaderStages::COMPUTE,
-                ty: wgpu::BindingType::Buffer {
-                    ty: match b.access {
-                        Access::Uniform => wgpu::BufferBindingType::Uniform,
-                        Access::Read => wgpu::BufferBindingType::Storage { read_only: true },
-                        Access::ReadWrite => wgpu::BufferBindingType::Storage { read_only: false },
-                    },
-                    has_dynamic_offset: false,
-                    min_binding_size: None,
-                },
-                count: None,
-            })
-            .collect();
-        let layout = self
-            .device
-            .create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
-                label: Some(&label),
-                entries: &entries,
-            });
-        let pipeline_layout = self
-            .device
-            .create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
-                label: Some(&label),
-                bind_group_layouts: &[Some(&layout)],
-                immediate_size: 0,
-            });
-        // The loss drivers' `UNROLL` (elementwise.wgsl, rows.wgsl; `ContextOptions::unroll`),
-        // except with vec4 storage, whose lanes already move 16 bytes per array per trip.
-        let unroll = [("UNROLL", f64::from(u8::from(self.unroll && !io.vec4)))];
-        let pipeline = self
-            .device
-            .create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
-                label: Some(&label),
-                layout: Some(&pipeline_layout),
-                module: &module,
-                entry_point: Some(ENTRY_POINT),
-                compilation_options: wgpu::PipelineCompilationOptions {
-                    constants: if kernel.takes_io() { &unroll } else { &[] },
-                    ..Default::default()
-                },
-                cache: None,
-            });
-        if let Some(e) = pollster::block_on(scope.pop()) {
-            return Err(Error::Gpu(format!("building the {label} pipeline: {e}")));
-        }
-        let p = Arc::new(KernelPipeline { pipeline, layout });
-        cache.insert((kernel, io), Arc::clone(&p));
+        let p = Arc::new(build()?);
+        cache.insert(key.to_string(), Arc::clone(&p));
         Ok(p)
+    }
+
+    /// Whether the loss drivers' main loops take four units per trip
+    /// ([`ContextOptions::unroll`]).
+    pub(crate) fn unroll(&self) -> bool {
+        self.unroll
     }
 }

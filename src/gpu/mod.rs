@@ -1,18 +1,13 @@
-//! The host side of the GPU path: the context (device, queue, cached pipelines), the pool of
-//! reusable buffers, staging readback, and a timer for benchmarks.
+//! The device layer: the context (device, queue, the pipeline cache, placeholder buffers), the
+//! pool of reusable buffers, and the host-array path's transfers (`stream.rs`, the executor;
+//! `readback.rs`, mapping). It knows no loss: pipelines are built by the layers above
+//! ([`crate::kernels`]) and cached here under their keys.
 
 mod context;
-mod kernel_step;
 mod pool;
 pub(crate) mod readback;
 pub(crate) mod stream;
-mod timing;
 
 pub(crate) use context::KernelPipeline;
 pub use context::{ContextOptions, DEFAULT_MEMORY_BUDGET, GpuContext};
-pub use kernel_step::KernelStep;
 pub(crate) use pool::Pooled;
-pub use timing::{GpuTimer, TimingMethod};
-
-/// The copy kernel, the bandwidth ceiling of the benchmarks (`shaders/copy.wgsl`).
-pub use crate::kernels::copy::{COPY_VEC4S_PER_LANE, CopyKernel, CopyTiming};

@@ -317,9 +317,9 @@ impl EwPlan {
             },
         ));
         Ok(EwPlan {
-            ew_pipe: ctx.pipeline_io(kernel, io)?,
+            ew_pipe: crate::kernels::pipeline::pipeline_io(ctx, kernel, io)?,
             fin_pipe: (spec.reduction != Reduction::None)
-                .then(|| ctx.pipeline(Kernel::ReducePartials))
+                .then(|| crate::kernels::pipeline::pipeline(ctx, Kernel::ReducePartials))
                 .transpose()?,
             spec,
             kernel,
@@ -403,10 +403,12 @@ impl EwPlan {
             Slot::PosWeight => or_dummy(ctx, bf.pos_weight, Slot::PosWeight),
             Slot::DomainError => match scratch.domain_error {
                 Some(e) => e.as_entire_binding(),
-                None => ctx.dummy(Slot::DomainError).as_entire_binding(),
+                None => ctx
+                    .placeholder(false, Slot::DomainError as usize)
+                    .as_entire_binding(),
             },
             // Not bindings of the elementwise kernels.
-            _ => ctx.dummy(Slot::Norm).as_entire_binding(),
+            _ => ctx.placeholder(true, 0).as_entire_binding(),
         });
         Dispatch {
             pipeline: Arc::clone(&self.ew_pipe),

@@ -13,16 +13,15 @@
 //! [`ENTRY_POINT`], [`Kernel::bindings`], and the Rust mirrors of every `Params` struct and
 //! flag.
 
-pub(crate) mod copy;
 pub(crate) mod elementwise;
 pub(crate) mod host;
+pub(crate) mod pipeline;
 pub(crate) mod rows;
 pub(crate) mod staging;
 
 #[cfg(test)]
 pub(crate) mod mirror;
 
-pub use copy::CopyTiming;
 pub use rows::{ELEMENTS_PER_LANE, ROW_REGS, group_for};
 
 use crate::loss::Loss;
@@ -143,6 +142,15 @@ pub enum ReduceFlavor {
 }
 
 impl ReduceFlavor {
+    /// The flavour `ctx` reduces with ([`crate::GpuContext::uses_subgroups`]).
+    pub fn of(ctx: &crate::GpuContext) -> ReduceFlavor {
+        if ctx.uses_subgroups() {
+            ReduceFlavor::Subgroup
+        } else {
+            ReduceFlavor::Plain
+        }
+    }
+
     /// The prelude's file (relative to the crate root) and text.
     pub fn prelude(self) -> (&'static str, &'static str) {
         match self {

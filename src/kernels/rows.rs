@@ -368,17 +368,17 @@ impl RowPlan {
         );
 
         Ok(RowPlan {
-            row_pipe: ctx.pipeline_io(kernel, spec.io)?,
+            row_pipe: crate::kernels::pipeline::pipeline_io(ctx, kernel, spec.io)?,
             count_pipe: spec
                 .classes
                 .is_some()
-                .then(|| ctx.pipeline(Kernel::ClassCount))
+                .then(|| crate::kernels::pipeline::pipeline(ctx, Kernel::ClassCount))
                 .transpose()?,
             divisor_pipe: divisor_on_gpu
-                .then(|| ctx.pipeline(Kernel::RowDivisor))
+                .then(|| crate::kernels::pipeline::pipeline(ctx, Kernel::RowDivisor))
                 .transpose()?,
             fin_pipe: reduce_value
-                .then(|| ctx.pipeline(Kernel::ReducePartials))
+                .then(|| crate::kernels::pipeline::pipeline(ctx, Kernel::ReducePartials))
                 .transpose()?,
             spec,
             kernel,
@@ -502,7 +502,7 @@ impl RowPlan {
             Slot::Partials => cp.as_entire_binding(),
             _ => scratch
                 .norm
-                .unwrap_or(ctx.dummy(Slot::Norm))
+                .unwrap_or(ctx.placeholder(true, 0))
                 .as_entire_binding(),
         });
         Some(Dispatch {
@@ -536,11 +536,13 @@ impl RowPlan {
                 Slot::Weight => or_dummy(bf.weight, Slot::Weight),
                 Slot::Norm => scratch
                     .norm
-                    .unwrap_or(ctx.dummy(Slot::Norm))
+                    .unwrap_or(ctx.placeholder(true, 0))
                     .as_entire_binding(),
                 _ => match scratch.domain_error {
                     Some(e) => e.as_entire_binding(),
-                    None => ctx.dummy(Slot::DomainError).as_entire_binding(),
+                    None => ctx
+                        .placeholder(false, Slot::DomainError as usize)
+                        .as_entire_binding(),
                 },
             },
         );

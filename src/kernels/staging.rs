@@ -140,7 +140,9 @@ pub(crate) fn or_dummy<'b>(
 ) -> wgpu::BindingResource<'b> {
     match o {
         Some(b) => b.resource(),
-        None => ctx.dummy(slot).as_entire_binding(),
+        None => ctx
+            .placeholder(slot == Slot::Norm, slot as usize)
+            .as_entire_binding(),
     }
 }
 
@@ -170,10 +172,10 @@ pub(crate) fn closing_dispatch(
         &|slot| match slot {
             Slot::Params => params
                 .take()
-                .unwrap_or_else(|| ctx.dummy(Slot::Norm).as_entire_binding()),
+                .unwrap_or_else(|| ctx.placeholder(true, 0).as_entire_binding()),
             Slot::Partials => partials.as_entire_binding(),
             Slot::Value => value.resource(),
-            _ => norm.unwrap_or(ctx.dummy(Slot::Norm)).as_entire_binding(),
+            _ => norm.unwrap_or(ctx.placeholder(true, 0)).as_entire_binding(),
         },
     );
     Dispatch {

@@ -1,13 +1,14 @@
 //! The losses, one file each: `src/losses/<loss>.rs` owns everything about one loss (its
 //! name, family and options, their validation, the uniform its shader reads, its bindings,
 //! its f64 reference, its fast CPU kernel, its synthetic batch and its formula), and
-//! `shaders/<loss>.wgsl` holds its WGSL hooks. [`register!`] lists them, once; the GPU path,
-//! the CPU path, the reference, the CLI and the benchmarks read the list ([`REGISTRY`],
-//! [`def`]) and never match on losses.
+//! `shaders/<loss>.wgsl` holds its WGSL hooks. The `register!` line of this file lists them,
+//! once; the GPU path, the CPU path, the reference, the CLI and the benchmarks read that list
+//! (publicly as [`LossInfo`]) and never match on losses.
 //!
 //! Adding a loss: a variant of [`Loss`] (its public options), `src/losses/<name>.rs` (a
-//! `Def` implementing [`LossDef`] and [`Elementwise`] or [`Rows`]), `shaders/<name>.wgsl`
-//! (the family driver's hooks and its `LossParams`), and its name in [`register!`]'s line.
+//! `Def` implementing the crate's `LossDef` and `Elementwise` or `Rows` traits: see
+//! `smooth_l1.rs`), `shaders/<name>.wgsl` (the family driver's hooks and its `LossParams`),
+//! and its name in the `register!` line; `docs/DESIGN.md` walks through it.
 
 use crate::error::Result;
 use crate::kernels::Binding;
@@ -83,7 +84,7 @@ impl OptionValue {
     }
 }
 
-/// Option values by name, as [`LossDef::build`] reads them.
+/// Option values by name, as [`LossInfo::build`] reads them.
 pub type Options<'a> = dyn Fn(&str) -> Option<OptionValue> + 'a;
 
 /// A loss as the registry describes it: what a command line, a benchmark or a test needs to

@@ -19,7 +19,7 @@ use crate::kernels::{ClassType, Dtype, ROW_REGS, group_for};
 use crate::loss::{Loss, LossArgs, Target, contiguous};
 use crate::resident::{GpuArray, ResidentBuffers, ResidentLoss, ResidentSpec, ValueReader};
 
-use super::GpuContext;
+use crate::gpu::GpuContext;
 
 /// The target's elements as uploaded.
 enum Targets {

@@ -1,10 +1,10 @@
 //! Host side of the copy kernel (`shaders/copy.wgsl`): the adapter's memory bandwidth, the
 //! ceiling `wgpu-loss bench` compares the loss kernels with.
 //!
-//! [`GpuContext::copy_kernel`] sets the kernel up once (buffers filled, bind group built);
+//! [`CopyKernel::new`] sets the kernel up once (buffers filled, bind group built);
 //! [`CopyKernel::record`] records one dispatch into an encoder, so the kernel is timed exactly
 //! like the losses: by a [`GpuTimer`] around the recorded commands, with timestamp queries
-//! where the device has them (see [`crate::gpu::GpuTimer`]). The traffic counted is one read
+//! where the device has them (see [`GpuTimer`]). The traffic counted is one read
 //! and one write of the buffer.
 //!
 //! The grid: enough workgroups of 256 lanes for [`COPY_VEC4S_PER_LANE`] vec4s per lane (a
@@ -16,10 +16,11 @@
 
 use std::time::Duration;
 
-use super::elementwise::MAX_LOOP_TRIPS;
-use super::{Kernel, Slot, WORKGROUP_SIZE};
+use super::{GpuTimer, TimingMethod};
 use crate::error::{Error, Result};
-use crate::gpu::{GpuContext, GpuTimer, KernelPipeline, TimingMethod};
+use crate::gpu::{GpuContext, KernelPipeline};
+use crate::kernels::elementwise::MAX_LOOP_TRIPS;
+use crate::kernels::{Kernel, Slot, WORKGROUP_SIZE};
 
 /// vec4s each lane copies (grid-stride trips) when the grid is sized by default.
 pub const COPY_VEC4S_PER_LANE: u32 = 4;
@@ -51,7 +52,7 @@ impl CopyTiming {
 }
 
 /// The copy kernel over buffers of its own, ready to record; built by
-/// [`GpuContext::copy_kernel`].
+/// [`CopyKernel::new`].
 pub struct CopyKernel {
     pipeline: std::sync::Arc<KernelPipeline>,
     group: wgpu::BindGroup,
@@ -161,29 +162,29 @@ impl CopyKernel {
     }
 }
 
-impl GpuContext {
+impl CopyKernel {
     /// Sets up the copy kernel over `elements` f32 values (rounded down to a multiple of 4 and
     /// capped at one storage binding): a source filled with non-zero values, a destination,
     /// and the bind group. Waits for the upload.
     ///
     /// # Errors
     /// [`Error::Empty`] for fewer than 4 elements; [`Error::Gpu`] if the setup fails.
-    pub fn copy_kernel(&self, elements: usize) -> Result<CopyKernel> {
-        let _serial = self.exclusive();
-        let n4 = (elements.min(self.max_chunk_elements) / 4) as u32;
+    pub fn new(ctx: &GpuContext, elements: usize) -> Result<CopyKernel> {
+        let _serial = ctx.exclusive();
+        let n4 = (elements.min(ctx.max_chunk_elements) / 4) as u32;
         if n4 == 0 {
             return Err(Error::Empty {
                 shape: vec![elements],
             });
         }
-        let max_per_dim = self.limits.max_compute_workgroups_per_dimension;
+        let max_per_dim = ctx.limits.max_compute_workgroups_per_dimension;
         let workgroups = default_workgroups(n4, max_per_dim);
         check_grid(n4, workgroups, max_per_dim)?;
-        let pipeline = self.pipeline(Kernel::Copy)?;
+        let pipeline = crate::kernels::pipeline::pipeline(ctx, Kernel::Copy)?;
         let bytes = u64::from(n4) * 16;
-        let scope = self.device.push_error_scope(wgpu::ErrorFilter::Validation);
+        let scope = ctx.device.push_error_scope(wgpu::ErrorFilter::Validation);
         let make = |label: &str, usage: wgpu::BufferUsages| {
-            self.device.create_buffer(&wgpu::BufferDescriptor {
+            ctx.device.create_buffer(&wgpu::BufferDescriptor {
                 label: Some(label),
                 size: bytes,
                 usage,
@@ -197,16 +198,15 @@ impl GpuContext {
         let dst = make("wgpu-loss copy dst", wgpu::BufferUsages::STORAGE);
         // Non-zero contents, so no driver can shortcut a copy of a fresh (zeroed) buffer.
         let fill: Vec<f32> = (0..n4 as usize * 4).map(|i| i as f32).collect();
-        self.queue
-            .write_buffer(&src, 0, bytemuck::cast_slice(&fill));
+        ctx.queue.write_buffer(&src, 0, bytemuck::cast_slice(&fill));
         drop(fill);
-        let params = self.device.create_buffer(&wgpu::BufferDescriptor {
+        let params = ctx.device.create_buffer(&wgpu::BufferDescriptor {
             label: Some("wgpu-loss copy params"),
             size: std::mem::size_of::<CopyParams>() as u64,
             usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
             mapped_at_creation: false,
         });
-        self.queue.write_buffer(
+        ctx.queue.write_buffer(
             &params,
             0,
             bytemuck::bytes_of(&CopyParams {
@@ -226,7 +226,7 @@ impl GpuContext {
                 },
             })
             .collect();
-        let group = self.device.create_bind_group(&wgpu::BindGroupDescriptor {
+        let group = ctx.device.create_bind_group(&wgpu::BindGroupDescriptor {
             label: Some("wgpu-loss copy"),
             layout: &pipeline.layout,
             entries: &entries,
@@ -234,8 +234,8 @@ impl GpuContext {
         if let Some(e) = pollster::block_on(scope.pop()) {
             return Err(Error::Gpu(format!("setting up the copy kernel: {e}")));
         }
-        self.queue.submit(std::iter::empty());
-        self.device.poll(wgpu::PollType::wait_indefinitely())?;
+        ctx.queue.submit(std::iter::empty());
+        ctx.device.poll(wgpu::PollType::wait_indefinitely())?;
         Ok(CopyKernel {
             pipeline,
             group,
@@ -246,15 +246,15 @@ impl GpuContext {
         })
     }
 
-    /// Times the copy kernel over `elements` f32 values (see [`GpuContext::copy_kernel`]),
+    /// Times the copy kernel over `elements` f32 values (see [`CopyKernel::new`]),
     /// `repeats` times after one warm-up, with a [`GpuTimer`] (timestamps where the device
     /// has them); see [`CopyTiming`].
     ///
     /// # Errors
-    /// As [`GpuContext::copy_kernel`] and [`GpuTimer::time`].
-    pub fn copy_bandwidth(&self, elements: usize, repeats: usize) -> Result<CopyTiming> {
-        let copy = self.copy_kernel(elements)?;
-        copy.time(self, &mut GpuTimer::new(self), repeats)
+    /// As [`CopyKernel::new`] and [`GpuTimer::time`].
+    pub fn bandwidth(ctx: &GpuContext, elements: usize, repeats: usize) -> Result<CopyTiming> {
+        let copy = CopyKernel::new(ctx, elements)?;
+        copy.time(ctx, &mut GpuTimer::new(ctx), repeats)
     }
 }
 
@@ -263,7 +263,7 @@ mod tests {
     /// `CopyParams` against `Params` in `shaders/copy.wgsl`.
     #[test]
     fn mirror_matches_the_shader() {
-        super::super::mirror::check(
+        crate::kernels::mirror::check(
             super::Kernel::Copy,
             &[("n4", std::mem::offset_of!(super::CopyParams, n4))],
             std::mem::size_of::<super::CopyParams>(),

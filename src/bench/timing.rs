@@ -18,11 +18,11 @@
 //! matters only for small kernels. [`GpuTimer::method`] says which is in use.
 //!
 //! ```no_run
-//! use wgpu_loss::gpu::GpuTimer;
+//! use wgpu_loss::bench::{CopyKernel, GpuTimer};
 //! use wgpu_loss::GpuContext;
 //!
 //! let ctx = GpuContext::new()?;
-//! let copy = ctx.copy_kernel(1 << 22)?;
+//! let copy = CopyKernel::new(&ctx, 1 << 22)?;
 //! let mut timer = GpuTimer::new(&ctx);
 //! let t = timer.time(&ctx, |encoder| {
 //!     copy.record(encoder);
@@ -38,7 +38,7 @@ use std::time::{Duration, Instant};
 
 use crate::error::{Error, Result};
 
-use super::GpuContext;
+use crate::gpu::GpuContext;
 
 /// How long to wait for the timestamps' map callback after the device reports the work done.
 const MAP_TIMEOUT: Duration = Duration::from_secs(60);
@@ -116,11 +116,11 @@ const STAMP_BYTES: u64 = 2 * std::mem::size_of::<u64>() as u64;
 /// matters only for small kernels. [`GpuTimer::method`] says which is in use.
 ///
 /// ```no_run
-/// use wgpu_loss::gpu::GpuTimer;
+/// use wgpu_loss::bench::GpuTimer;
 /// use wgpu_loss::GpuContext;
 ///
 /// let ctx = GpuContext::new()?;
-/// let copy = ctx.copy_kernel(1 << 22)?;
+/// let copy = CopyKernel::new(&ctx, 1 << 22)?;
 /// let mut timer = GpuTimer::new(&ctx);
 /// let t = timer.time(&ctx, |encoder| {
 ///     copy.record(encoder);
