@@ -33,6 +33,7 @@
 #![warn(missing_docs)]
 
 pub mod bench;
+mod bindings;
 pub mod cpu;
 pub mod error;
 pub mod gpu;
@@ -41,6 +42,7 @@ pub mod loss;
 pub mod losses;
 pub mod reference;
 pub mod resident;
+mod simd;
 pub mod synthetic;
 
 pub use error::{Error, Result};

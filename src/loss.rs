@@ -2,11 +2,10 @@
 //! ([`crate::GpuContext::compute`]) and the CPU reference ([`crate::reference::compute`]).
 //! The formulas are in `src/losses/<loss>.rs` and `shaders/<loss>.wgsl`, and in the README.
 
-use std::borrow::Cow;
-
 use ndarray::{ArrayD, ArrayViewD, IxDyn};
 
 use crate::error::{Error, Result};
+use crate::simd::contiguous;
 
 /// How per-element losses ℓ_k become the loss value.
 ///
@@ -43,188 +42,7 @@ impl Reduction {
     }
 }
 
-/// A loss and its options.
-///
-/// Elementwise family: `p` and `t` have the same shape (any rank), `d = p − t`.
-///
-/// ```text
-/// Mse             ℓ = d²                                    ∂ℓ/∂p = 2d
-/// Mae             ℓ = |d|                                   ∂ℓ/∂p = sign(d), 0 at 0
-/// Huber { δ }     ℓ = ½d² if |d| ≤ δ, else δ(|d| − ½δ)      ∂ℓ/∂p = d if |d| ≤ δ, else δ·sign(d)
-/// SmoothL1 { β }  ℓ = ½d²/β if |d| < β, else |d| − ½β       ∂ℓ/∂p = d/β if |d| < β, else sign(d)
-/// Bce             ℓ = −w[t·max(ln p, −100) + (1−t)·max(ln(1−p), −100)]
-///                                                           ∂ℓ/∂p = w(p − t) / max(p(1−p), 1e-12)
-/// BceWithLogits   ℓ = w[(1−t)x + (1+(q−1)t)(ln(1+e^(−|x|)) + max(−x, 0))]
-///                                                           ∂ℓ/∂x = w[(1+(q−1)t)σ(x) − qt]
-/// ```
-///
-/// `w` is the optional weight and `q` the optional `pos_weight` of [`LossArgs`]. BCE's clamps
-/// are PyTorch's: a log never below −100 and a gradient denominator never below 1e-12, so
-/// `p = 0` and `p = 1` give finite values. BCE with logits never evaluates `exp` of a positive
-/// number, so no logit overflows, and is evaluated without cancellation as
-/// `w[(1+(q−1)t) ln(1+e^(−|x|)) + ((1−t)x if x ≥ 0, else −qtx)]`. Every per-element loss is
-/// within a few f32 ulp of the f64 reference for every argument: `ln p`, `ln(1 − p)` and
-/// `ln(1 + e^(−|x|))` are accurate near 1 and for subnormal `p`, on every adapter (WGSL's `log`
-/// is not, and some adapters flush subnormals).
-///
-/// Row-wise family: the prediction is `[B, C]` in row-major order (leading dimensions flatten
-/// into `B` rows, the last one holds the `C` classes or features); one loss ℓ_r per row.
-/// `s = softmax(x_r)`, `lse = ln Σ_j exp x_rj`, `w` the optional class weights `[C]`,
-/// `W = Σ_j w_j`.
-///
-/// ```text
-/// CategoricalCrossEntropy   ℓ_r = −Σ_j t_rj·max(ln p_rj, −100)     ∂ℓ_r/∂p_rj = −t_rj / max(p_rj, 1e-12)
-/// SoftmaxCrossEntropy, probability targets t_r [B, C], t' = (1 − ε) t + ε/C:
-///                           ℓ_r = −Σ_j w_j t'_rj ln s_rj           ∂ℓ_r/∂x_rj = (Σ_k w_k t'_rk) s_rj − w_j t'_rj
-/// SoftmaxCrossEntropy, class-index targets c_r [B]:
-///     ℓ_r = (1 − ε) w_c (lse − x_rc) + (ε/C) Σ_j w_j (lse − x_rj)
-///     ∂ℓ_r/∂x_rj = (1 − ε) w_c (s_rj − [j = c]) + (ε/C)(W s_rj − w_j)
-///   plus z-loss λ: ℓ_r += λ lse², ∂ℓ_r/∂x_rj += 2λ lse s_rj
-/// CosineProximity { ε }     cos_r = p_r·t_r / (max(‖p_r‖, ε) max(‖t_r‖, ε)),  ℓ_r = −cos_r
-///     ∂ℓ_r/∂p_rj = −t_rj / (max(‖p_r‖, ε) max(‖t_r‖, ε)) + cos_r p_rj / ‖p_r‖²   if ‖p_r‖ > ε
-///                = −t_rj / (ε max(‖t_r‖, ε))                                 otherwise
-/// ```
-///
-/// Softmax cross entropy always works through `lse` with the row maximum subtracted, never
-/// `ln(softmax)`, each `lse − x_j` as `(m − x_j) + ln S`; a target weight of 0 contributes 0
-/// even where `x = −∞` (PyTorch gives NaN for `0 · −∞` with probability targets). A row with a
-/// NaN or `+∞` logit, or only `−∞` logits, has loss NaN and a NaN gradient (as PyTorch's
-/// `log_softmax`). A class-index row whose target is `ignore_index` has loss 0 and gradient 0
-/// and does not count in the mean's divisor `D`; see [`Reduction`]. Cosine proximity's sums
-/// are scaled by powers of two, so no row of finite elements overflows or underflows them.
-///
-/// # Errors
-/// [`Error::InvalidOption`] from [`Loss::validate`] when `delta` is not finite and positive,
-/// `beta` is negative or not finite,
-/// `label_smoothing` is outside [0, 1), `z_loss` is negative or not finite, or `eps` is not
-/// finite and positive.
-#[derive(Clone, Copy, Debug, PartialEq)]
-#[non_exhaustive]
-pub enum Loss {
-    /// Squared error, PyTorch `mse_loss`.
-    Mse,
-    /// Absolute error, PyTorch `l1_loss`.
-    Mae,
-    /// Huber loss with threshold `delta > 0`, PyTorch `huber_loss`.
-    Huber {
-        /// The threshold δ between the quadratic and the linear part.
-        delta: f32,
-    },
-    /// Smooth L1 loss with threshold `beta ≥ 0`, PyTorch `smooth_l1_loss`
-    /// ([`crate::losses::smooth_l1`]).
-    SmoothL1 {
-        /// The threshold β between the quadratic and the linear part (0: the L1 loss).
-        beta: f32,
-    },
-    /// Binary cross entropy on probabilities in [0, 1], PyTorch `binary_cross_entropy`.
-    Bce,
-    /// Binary cross entropy on logits, PyTorch `binary_cross_entropy_with_logits`.
-    BceWithLogits,
-    /// Categorical cross entropy on probabilities `[B, C]` against probability targets
-    /// `[B, C]` (Keras `categorical_crossentropy` without its renormalisation of each row).
-    CategoricalCrossEntropy,
-    /// Softmax cross entropy from logits `[B, C]` against probability targets `[B, C]` or
-    /// class indices `[B]` (PyTorch `cross_entropy`), with optional class weights `[C]`
-    /// (the `weight` of [`LossArgs`]).
-    SoftmaxCrossEntropy {
-        /// Label smoothing ε in [0, 1) (PyTorch's `label_smoothing`; default 0).
-        label_smoothing: f32,
-        /// z-loss coefficient λ ≥ 0: adds `λ lse²` per row (PaLM's auxiliary loss; default 0).
-        z_loss: f32,
-        /// Class-index targets equal to this are ignored (PyTorch's `ignore_index`; default −100).
-        ignore_index: i64,
-    },
-    /// Cosine proximity, the negative cosine similarity of each row of `p` and `t`
-    /// (Keras `CosineSimilarity`).
-    CosineProximity {
-        /// The floor ε > 0 of each row's norm (default 1e-8).
-        eps: f32,
-    },
-}
-
-impl Loss {
-    /// Every loss with default options, in the order the CLI's table lists them (the
-    /// registry's, [`crate::losses`]).
-    pub fn all_default() -> Vec<Loss> {
-        crate::losses::REGISTRY
-            .iter()
-            .map(|d| d.build(&|_| None))
-            .collect()
-    }
-
-    /// Softmax cross entropy with PyTorch's defaults: no label smoothing, no z-loss,
-    /// `ignore_index = −100`.
-    pub const SOFTMAX_CROSS_ENTROPY: Loss = Loss::SoftmaxCrossEntropy {
-        label_smoothing: 0.0,
-        z_loss: 0.0,
-        ignore_index: -100,
-    };
-
-    /// Cosine proximity with `eps = 1e-8`.
-    pub const COSINE_PROXIMITY: Loss = Loss::CosineProximity { eps: 1e-8 };
-
-    /// Huber loss with threshold `delta`.
-    ///
-    /// # Errors
-    /// [`Error::InvalidOption`] unless `delta` is finite and `> 0`.
-    pub fn huber(delta: f32) -> Result<Loss> {
-        let loss = Loss::Huber { delta };
-        loss.validate()?;
-        Ok(loss)
-    }
-
-    /// The loss's name in the CLI (`mse`, `mae`, `huber`, `smooth-l1`, `bce`,
-    /// `bce-with-logits`, `cce`, `softmax-ce`, `cosine`).
-    pub fn name(&self) -> &'static str {
-        crate::losses::def(self).name()
-    }
-
-    /// Whether the loss is row-wise (one loss per row of `[B, C]`) rather than elementwise.
-    pub fn is_row_wise(&self) -> bool {
-        matches!(
-            crate::losses::def(self).family(),
-            crate::losses::Family::Rows(_)
-        )
-    }
-
-    /// Checks the loss's own options.
-    ///
-    /// # Errors
-    /// [`Error::InvalidOption`] for a Huber `delta` that is not finite and positive, a smooth
-    /// L1 `beta` that is negative or not finite, a `label_smoothing` outside [0, 1), a
-    /// `z_loss` that is negative or not finite, or a cosine `eps` that is not finite and
-    /// positive.
-    pub fn validate(&self) -> Result<()> {
-        crate::losses::def(self).validate(self)
-    }
-
-    /// Whether the loss takes a `weight`: per element (broadcast) for the BCE losses, per
-    /// class (`[C]`) for softmax cross entropy.
-    pub fn takes_weight(&self) -> bool {
-        crate::losses::def(self).takes_weight()
-    }
-
-    /// Whether the loss accepts class-index targets ([`Target::ClassesI32`],
-    /// [`Target::ClassesI64`], [`Target::ClassesU32`]).
-    pub fn takes_classes(&self) -> bool {
-        crate::losses::def(self).takes_classes()
-    }
-
-    /// Whether the loss takes a `pos_weight`.
-    pub fn takes_pos_weight(&self) -> bool {
-        crate::losses::def(self).takes_pos_weight()
-    }
-
-    /// Class ids equal to this are ignored (losses that take class-index targets).
-    pub fn ignore_index(&self) -> Option<i64> {
-        crate::losses::def(self).ignore_index(self)
-    }
-
-    /// Whether the predictions are probabilities that must lie in [0, 1].
-    pub fn checks_domain(&self) -> bool {
-        crate::losses::def(self).checks_domain()
-    }
-}
+pub use crate::losses::Loss;
 
 /// The target of a loss: floats shaped like the prediction, or class indices (softmax cross
 /// entropy), one per row.
@@ -701,14 +519,5 @@ impl<T> LossOutput<T> {
         let to =
             |v: Vec<T>| ArrayD::from_shape_vec(IxDyn(shape), v).expect("length = product of shape");
         (losses.map(to), grad.map(to))
-    }
-}
-
-/// An array's elements in row-major order: borrowed when it is contiguous, copied otherwise.
-/// Every path that hands arrays to kernels (GPU uploads, the fast CPU path) goes through here.
-pub(crate) fn contiguous<'b, T: Copy>(a: &'b ArrayViewD<'_, T>) -> Cow<'b, [T]> {
-    match a.as_slice() {
-        Some(s) => Cow::Borrowed(s),
-        None => Cow::Owned(a.iter().copied().collect()),
     }
 }

@@ -16,8 +16,9 @@
 
 use crate::error::{Error, Result};
 use crate::kernels::{ClassType, Dtype, ROW_REGS, group_for};
-use crate::loss::{Loss, LossArgs, Target, contiguous};
+use crate::loss::{Loss, LossArgs, Target};
 use crate::resident::{GpuArray, ResidentBuffers, ResidentLoss, ResidentSpec, ValueReader};
+use crate::simd::contiguous;
 
 use crate::gpu::GpuContext;
 

@@ -26,12 +26,10 @@
 //! Each loss's kernel is in its own file (`src/losses/<loss>.rs`, its `cpu` module, beside its
 //! reference and its descriptor); `elementwise.rs` and `rows.rs` here are the two drivers.
 
-pub(crate) mod elementwise;
-pub(crate) mod math;
-pub(crate) mod rows;
+mod elementwise;
+mod rows;
 
 use ndarray::ArrayViewMutD;
-use rayon::prelude::*;
 
 use crate::error::{Error, Result};
 use crate::loss::{Loss, LossArgs, LossOutput};
@@ -40,7 +38,7 @@ use crate::loss::{Loss, LossArgs, LossOutput};
 /// group of rows of the row-wise family (at least one row). 64 Ki elements is 256 KiB of
 /// each input, large enough that scheduling costs nothing and small enough that even 2^20
 /// elements give every core several tasks.
-pub const BLOCK: usize = 1 << 16;
+pub const BLOCK: usize = crate::simd::BLOCK;
 
 /// Computes `loss` on the CPU in f32 on every core: the value (`Mean`, `Sum`) or per-element
 /// (elementwise family) or per-row (row-wise family) losses (`None`), and the gradient unless
@@ -156,133 +154,15 @@ pub fn compute_into(
     }
 }
 
-use crate::loss::contiguous;
-
-/// Runs `f` on every task, in parallel where there is more than one, and returns the results
-/// in task order (the order the caller then reduces them in, whatever ran where).
-fn run_tasks<T: Send, R: Send>(tasks: Vec<T>, f: impl Fn(T) -> R + Sync + Send) -> Vec<R> {
-    if tasks.len() <= 1 {
-        tasks.into_iter().map(f).collect()
-    } else {
-        tasks.into_par_iter().map(f).collect()
-    }
-}
-
-/// Whether to run the AVX2 builds of the hot loops: where the CPU has AVX2 (the answer is
-/// cached by the standard library). Unit tests can force the baseline (SSE2) build.
-#[cfg(target_arch = "x86_64")]
-#[inline]
-fn avx2() -> bool {
-    #[cfg(test)]
-    if tests::FORCE_BASELINE.load(std::sync::atomic::Ordering::Relaxed) {
-        return false;
-    }
-    std::arch::is_x86_feature_detected!("avx2")
-}
-
-/// Whether to run the AVX-512 builds of the hot loops: where the CPU has AVX-512 F, VL, BW
-/// and DQ (and [`avx2`] is true). The operations are the same IEEE ones in the same order
-/// (no FMA), so the results are bit-identical to the AVX2 and baseline builds'; the gain is
-/// 32 vector registers, mask registers for the selects and embedded broadcasts, which
-/// matter for the polynomial `exp`/`ln` of the BCE and cross-entropy losses.
-#[cfg(target_arch = "x86_64")]
-#[inline]
-fn avx512() -> bool {
-    #[cfg(test)]
-    if tests::FORCE_NO_AVX512.load(std::sync::atomic::Ordering::Relaxed) {
-        return false;
-    }
-    avx2()
-        && std::arch::is_x86_feature_detected!("avx512f")
-        && std::arch::is_x86_feature_detected!("avx512vl")
-        && std::arch::is_x86_feature_detected!("avx512bw")
-        && std::arch::is_x86_feature_detected!("avx512dq")
-}
-
-/// Elements of the chunks the hot loops work on: a chunk is computed into fixed-size arrays
-/// (which the vectoriser turns into SIMD), then summed by [`Acc::add_chunk`].
-pub(crate) const CHUNK: usize = 64;
-/// Lanes of the f32 partial sums (two SSE or one AVX register).
-pub(crate) const LANES: usize = 8;
-
-/// A sum of f32 terms, accurate and in a fixed order: each chunk of [`CHUNK`] terms is summed
-/// in f32 over [`LANES`] lanes of `CHUNK / LANES = 8` terms (at most 7 roundings, a relative
-/// error ≤ 7 · 2^-24 of the lane's terms' magnitudes), and the lanes are added into f64
-/// lanes, whose error over a million chunks is below 2^-30 relative. Terms outside whole
-/// chunks go straight into f64.
-#[derive(Clone, Copy, Debug, Default)]
-pub(crate) struct Acc {
-    lanes: [f64; LANES],
-    rest: f64,
-}
-
-impl Acc {
-    /// Adds the `CHUNK` terms of `v`.
-    #[inline(always)]
-    pub(crate) fn add_chunk(&mut self, v: &[f32; CHUNK]) {
-        let mut s = [0.0f32; LANES];
-        for g in v.chunks_exact(LANES) {
-            for (s, &x) in s.iter_mut().zip(g) {
-                *s += x;
-            }
-        }
-        for (l, s) in self.lanes.iter_mut().zip(s) {
-            *l += f64::from(s);
-        }
-    }
-
-    /// Adds one term (the tail of a slice that is not a whole chunk).
-    #[inline(always)]
-    pub(crate) fn add(&mut self, v: f32) {
-        self.rest += f64::from(v);
-    }
-
-    /// The sum: lanes pairwise, then the rest.
-    pub(crate) fn total(&self) -> f64 {
-        let l = &self.lanes;
-        ((l[0] + l[4]) + (l[2] + l[6])) + ((l[1] + l[5]) + (l[3] + l[7])) + self.rest
-    }
-}
-
-/// `a · v`, except 0 where the weight `a` is 0, even if `v` is infinite (`0 · ∞` would be NaN):
-/// a term with zero weight contributes nothing (softmax cross entropy).
-#[inline(always)]
-pub(crate) fn shift(a: f32, v: f32) -> f32 {
-    if a == 0.0 { 0.0 } else { a * v }
-}
-
-/// [`shift`] in f64.
-pub(crate) fn shift64(a: f64, v: f64) -> f64 {
-    if a == 0.0 { 0.0 } else { a * v }
-}
-
-/// Views a slice of exactly `CHUNK` elements as an array (the range is always `CHUNK` long,
-/// so the check folds away).
-#[inline(always)]
-pub(crate) fn chunk(s: &[f32], at: usize) -> &[f32; CHUNK] {
-    s[at..at + CHUNK].try_into().expect("a chunk is CHUNK long")
-}
-
-/// The mutable counterpart of [`chunk`].
-#[inline(always)]
-pub(crate) fn chunk_mut(s: &mut [f32], at: usize) -> &mut [f32; CHUNK] {
-    (&mut s[at..at + CHUNK])
-        .try_into()
-        .expect("a chunk is CHUNK long")
-}
-
 #[cfg(all(test, target_arch = "x86_64"))]
 mod tests {
-    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::atomic::Ordering;
 
     use ndarray::ArrayD;
 
     use crate::loss::{Loss, LossArgs, LossOutput, Reduction};
 
-    /// Makes [`super::avx2`] answer false (no other unit test calls the CPU path).
-    pub(super) static FORCE_BASELINE: AtomicBool = AtomicBool::new(false);
-    /// Makes [`super::avx512`] answer false (the AVX2 build where the CPU has AVX2).
-    pub(super) static FORCE_NO_AVX512: AtomicBool = AtomicBool::new(false);
+    use crate::simd::{FORCE_BASELINE, FORCE_NO_AVX512};
 
     fn bits(o: &LossOutput<f32>) -> Vec<u32> {
         let mut v: Vec<u32> = o.value.iter().map(|v| v.to_bits()).collect();
@@ -345,25 +225,4 @@ mod tests {
             }
         }
     }
-}
-
-/// Adds block (or row-group) sums in block order, so the result does not depend on which
-/// thread ran what; the first block holding an out-of-domain probability holds the first one
-/// in row-major order, reported as [`Error::OutOfDomain`].
-fn ordered_sum(sums: Vec<std::result::Result<f64, usize>>, pred: &[f32]) -> Result<f64> {
-    let mut sum = 0.0f64;
-    for s in sums {
-        match s {
-            Ok(s) => sum += s,
-            Err(index) => {
-                return Err(Error::OutOfDomain {
-                    what: "prediction",
-                    index,
-                    value: pred[index],
-                    domain: "[0, 1]",
-                });
-            }
-        }
-    }
-    Ok(sum)
 }

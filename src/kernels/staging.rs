@@ -8,7 +8,7 @@ use super::{Kernel, Slot};
 use crate::gpu::{GpuContext, KernelPipeline, Pooled};
 
 pub(crate) use crate::gpu::stream::{Bound, Dispatch};
-pub(crate) use crate::loss::contiguous;
+pub(crate) use crate::simd::contiguous;
 
 /// A buffer a plan's scratch can be made of: one of its own ([`wgpu::Buffer`], the resident
 /// API) or one taken from the pool ([`Pooled`], the host-array path).

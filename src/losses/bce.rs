@@ -4,10 +4,9 @@
 //!
 //! Shader `shaders/bce.wgsl`; tests `tests/gpu/bce.rs`.
 
-use super::{Options, Elementwise, Family, LossDef, Synthetic};
-use crate::cpu::elementwise::{Element, Inputs, Outputs, dispatch};
-use crate::kernels::{Access, Binding, ELEMENTWISE_BINDINGS, Slot, binding, concat};
-use crate::loss::Loss;
+use super::{Loss, Options, Elementwise, Family, LossDef, Synthetic};
+use crate::simd::elementwise::{Element, Inputs, Outputs, dispatch};
+use crate::bindings::{Access, Binding, ELEMENTWISE_BINDINGS, Slot, binding, concat};
 
 /// The descriptor.
 pub(crate) struct Def;
@@ -101,7 +100,7 @@ pub mod reference {
 
 /// Binary cross entropy on probabilities, the fast CPU counterpart of [`reference`].
 pub(crate) mod cpu {
-    use crate::cpu::math::{ln, ln_1m};
+    use crate::simd::math::{ln, ln_1m};
 
     /// `(ℓ, ∂ℓ/∂p)` for one element, probability `p ∈ [0, 1]`, target `t`, weight `w`:
     ///

@@ -4,10 +4,9 @@
 //!
 //! Shader `shaders/bce_with_logits.wgsl`; tests `tests/gpu/bce_with_logits.rs`.
 
-use super::{Options, Elementwise, Family, LossDef, Synthetic};
-use crate::cpu::elementwise::{Element, Inputs, Outputs, dispatch};
-use crate::kernels::{Access, Binding, ELEMENTWISE_BINDINGS, Slot, binding, concat};
-use crate::loss::Loss;
+use super::{Loss, Options, Elementwise, Family, LossDef, Synthetic};
+use crate::simd::elementwise::{Element, Inputs, Outputs, dispatch};
+use crate::bindings::{Access, Binding, ELEMENTWISE_BINDINGS, Slot, binding, concat};
 
 /// The descriptor.
 pub(crate) struct Def;
@@ -127,8 +126,8 @@ pub mod reference {
 
 /// Binary cross entropy with logits, the fast CPU counterpart of [`reference`].
 pub(crate) mod cpu {
-    use crate::cpu::math::{exp, ln_1p};
-    use crate::cpu::shift;
+    use crate::simd::math::{exp, ln_1p};
+    use crate::simd::shift;
 
     /// `(ℓ, ∂ℓ/∂x)` for one element, logit `x`, target `t`, weight `w`, `pos_weight` `q`:
     ///

@@ -6,11 +6,10 @@
 //! Shader `shaders/categorical_cross_entropy.wgsl`; tests
 //! `tests/gpu/categorical_cross_entropy.rs`.
 
-use super::{Options, Family, LossDef, Rows, Synthetic};
-use crate::cpu::rows::{Data, Outputs, Setup, groups};
-use crate::kernels::{Access, Binding, ROWS_BINDINGS, Slot, binding, concat};
-use crate::loss::Loss;
-use crate::reference::RowTarget;
+use super::{Loss, Options, Family, LossDef, Rows, Synthetic};
+use crate::simd::rows::{Data, Outputs, Setup, groups};
+use crate::bindings::{Access, Binding, ROWS_BINDINGS, Slot, binding, concat};
+use super::RowTarget;
 
 /// The descriptor.
 pub(crate) struct Def;
@@ -70,7 +69,7 @@ impl Rows for Def {
         match target {
             RowTarget::Probs(t) => reference::loss_and_grad(x, t),
             // validate() admits only float targets.
-            RowTarget::Class(_) => crate::reference::nan_row(x.len()),
+            RowTarget::Class(_) => crate::losses::nan_row(x.len()),
         }
     }
     fn cpu(
@@ -102,8 +101,8 @@ pub mod reference {
     /// `t_j` is NaN, the loss and every gradient entry are NaN. `p` and `t` have the same length.
     pub fn loss_and_grad(p: &[f64], t: &[f64]) -> (f64, Vec<f64>) {
         debug_assert_eq!(p.len(), t.len());
-        if crate::reference::has_nan(p) || crate::reference::has_nan(t) {
-            return crate::reference::nan_row(p.len());
+        if crate::losses::has_nan(p) || crate::losses::has_nan(t) {
+            return crate::losses::nan_row(p.len());
         }
         let mut sum = 0.0f64;
         for (&pj, &tj) in p.iter().zip(t) {
@@ -120,9 +119,9 @@ pub mod reference {
 
 /// Categorical cross entropy on probabilities, the fast CPU counterpart of [`reference`].
 pub(crate) mod cpu {
-    use crate::cpu::math::ln;
-    use crate::cpu::rows::{Row, RowKernel};
-    use crate::cpu::{Acc, CHUNK, chunk, chunk_mut};
+    use crate::simd::math::ln;
+    use crate::simd::rows::{Row, RowKernel};
+    use crate::simd::{Acc, CHUNK, chunk, chunk_mut};
 
     /// Categorical cross entropy's row kernel. Per row, probabilities `p` against targets `t`:
     ///

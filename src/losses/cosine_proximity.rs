@@ -6,11 +6,10 @@
 //! Shader `shaders/cosine_proximity.wgsl` (`LossParams { eps }`); tests
 //! `tests/gpu/cosine_proximity.rs`.
 
-use super::{Options, Family, LossDef, LossOption, Rows};
-use crate::cpu::rows::{Data, Outputs, Setup, groups};
+use super::{Loss, Options, Family, LossDef, LossOption, Rows};
+use crate::simd::rows::{Data, Outputs, Setup, groups};
 use crate::error::{Error, Result};
-use crate::loss::Loss;
-use crate::reference::RowTarget;
+use super::RowTarget;
 
 /// The descriptor.
 pub(crate) struct Def;
@@ -84,7 +83,7 @@ impl Rows for Def {
         match target {
             RowTarget::Probs(t) => reference::loss_and_grad(x, t, f64::from(eps(loss))),
             // validate() admits only float targets.
-            RowTarget::Class(_) => crate::reference::nan_row(x.len()),
+            RowTarget::Class(_) => crate::losses::nan_row(x.len()),
         }
     }
     fn cpu(
@@ -117,8 +116,8 @@ pub mod reference {
     /// same length.
     pub fn loss_and_grad(p: &[f64], t: &[f64], eps: f64) -> (f64, Vec<f64>) {
         debug_assert_eq!(p.len(), t.len());
-        if crate::reference::has_nan(p) || crate::reference::has_nan(t) {
-            return crate::reference::nan_row(p.len());
+        if crate::losses::has_nan(p) || crate::losses::has_nan(t) {
+            return crate::losses::nan_row(p.len());
         }
         let (mut dot, mut pp, mut tt) = (0.0f64, 0.0f64, 0.0f64);
         for (&pj, &tj) in p.iter().zip(t) {
@@ -146,8 +145,8 @@ pub mod reference {
 
 /// Cosine proximity (negative cosine similarity), the fast CPU counterpart of [`reference`].
 pub(crate) mod cpu {
-    use crate::cpu::rows::{Row, RowKernel};
-    use crate::cpu::{Acc, CHUNK, chunk, chunk_mut};
+    use crate::simd::rows::{Row, RowKernel};
+    use crate::simd::{Acc, CHUNK, chunk, chunk_mut};
 
     /// Cosine proximity's row kernel, norm floor `eps`. Per row, prediction `p` and target `t`:
     ///

@@ -3,10 +3,9 @@
 //!
 //! Shader `shaders/huber.wgsl` (`LossParams { delta }`); tests `tests/gpu/huber.rs`.
 
-use super::{Options, Elementwise, Family, LossDef, LossOption};
-use crate::cpu::elementwise::{Element, Inputs, Outputs, dispatch};
+use super::{Loss, Options, Elementwise, Family, LossDef, LossOption};
+use crate::simd::elementwise::{Element, Inputs, Outputs, dispatch};
 use crate::error::{Error, Result};
-use crate::loss::Loss;
 
 /// The descriptor.
 pub(crate) struct Def;

@@ -2,9 +2,8 @@
 //!
 //! Shader `shaders/mae.wgsl`; tests `tests/gpu/mae.rs`.
 
-use super::{Options, Elementwise, Family, LossDef};
-use crate::cpu::elementwise::{Element, Inputs, Outputs, dispatch};
-use crate::loss::Loss;
+use super::{Loss, Options, Elementwise, Family, LossDef};
+use crate::simd::elementwise::{Element, Inputs, Outputs, dispatch};
 
 /// The descriptor.
 pub(crate) struct Def;

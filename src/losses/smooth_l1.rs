@@ -4,10 +4,9 @@
 //!
 //! Shader `shaders/smooth_l1.wgsl` (`LossParams { beta }`); tests `tests/gpu/smooth_l1.rs`.
 
-use super::{Options, Elementwise, Family, LossDef, LossOption};
-use crate::cpu::elementwise::{Element, Inputs, Outputs, dispatch};
+use super::{Loss, Options, Elementwise, Family, LossDef, LossOption};
+use crate::simd::elementwise::{Element, Inputs, Outputs, dispatch};
 use crate::error::{Error, Result};
-use crate::loss::Loss;
 
 /// The descriptor.
 pub(crate) struct Def;

@@ -5,11 +5,10 @@
 //! Shader `shaders/softmax_cross_entropy.wgsl` (`LossParams { label_smoothing, z_loss }`);
 //! tests `tests/gpu/softmax_cross_entropy.rs`.
 
-use super::{Options, Family, LossDef, LossOption, Rows, Synthetic};
-use crate::cpu::rows::{Data, Outputs, Setup, groups};
+use super::{Loss, Options, Family, LossDef, LossOption, Rows, Synthetic};
+use crate::simd::rows::{Data, Outputs, Setup, groups};
 use crate::error::{Error, Result};
-use crate::loss::Loss;
-use crate::reference::RowTarget;
+use super::RowTarget;
 
 /// The descriptor.
 pub(crate) struct Def;
@@ -158,7 +157,7 @@ impl Rows for Def {
 
 /// Softmax cross entropy from logits (PyTorch `cross_entropy`), reference for `shaders/softmax_cross_entropy.wgsl`.
 pub mod reference {
-    pub use crate::reference::RowTarget;
+    pub use crate::losses::RowTarget;
 
     /// `(ℓ_r, ∂ℓ_r/∂x_r)` for one row of logits `x` (`C` values), with optional class weights
     /// `w` (`C` values, default all 1, `W = Σ_j w_j`), label smoothing `ε = label_smoothing` in
@@ -197,11 +196,11 @@ pub mod reference {
     ) -> (f64, Vec<f64>) {
         let c = x.len();
         let target_nan = match target {
-            RowTarget::Probs(t) => crate::reference::has_nan(t),
+            RowTarget::Probs(t) => crate::losses::has_nan(t),
             RowTarget::Class(_) => false,
         };
-        if crate::reference::has_nan(x) || target_nan {
-            return crate::reference::nan_row(c);
+        if crate::losses::has_nan(x) || target_nan {
+            return crate::losses::nan_row(c);
         }
         let eps = label_smoothing;
         let cf = c as f64;
@@ -211,7 +210,7 @@ pub mod reference {
         let m = x.iter().copied().fold(f64::NEG_INFINITY, f64::max);
         if m.is_infinite() {
             // A +∞ logit (∞ − ∞ in every form of the softmax), or no finite logit at all.
-            return crate::reference::nan_row(c);
+            return crate::losses::nan_row(c);
         }
         // S = 1 + Σ of the others, the first maximum's exp(0) = 1 left out of the sum, so that
         // ln S = ln_1p(rest) keeps a confident row's small loss (1 + 2e-17 would round to 1).
@@ -279,9 +278,9 @@ pub mod reference {
 /// Softmax cross entropy from logits (PyTorch `cross_entropy`), the fast CPU counterpart of [`reference`]; the formulation of
 /// `shaders/softmax_cross_entropy.wgsl`.
 pub(crate) mod cpu {
-    use crate::cpu::math::exp;
-    use crate::cpu::rows::{Row, RowKernel};
-    use crate::cpu::{Acc, CHUNK, LANES, chunk, chunk_mut, shift, shift64};
+    use crate::simd::math::exp;
+    use crate::simd::rows::{Row, RowKernel};
+    use crate::simd::{Acc, CHUNK, LANES, chunk, chunk_mut, shift, shift64};
 
     /// Softmax cross entropy's row kernel: options and class weights of one call.
     ///

@@ -13,14 +13,7 @@ use crate::error::{Error, Result};
 use crate::loss::{Loss, LossArgs, LossOutput, Reduction, Upstream};
 use crate::losses::{Family, def};
 
-/// The target of one row of a row-wise loss.
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub enum RowTarget<'a> {
-    /// Float (probability) targets `t`, one per class (`C` values).
-    Probs(&'a [f64]),
-    /// A class index `c` in `[0, C)` (ignored rows never reach a loss).
-    Class(usize),
-}
+pub use crate::losses::RowTarget;
 
 /// Computes `loss` on the CPU in f64: the value (`Mean`, `Sum`) or per-element (elementwise
 /// family) or per-row (row-wise family) losses (`None`), and the gradient unless
@@ -114,16 +107,6 @@ pub fn compute(loss: &Loss, args: &LossArgs<'_>) -> Result<LossOutput<f64>> {
         grad,
         counted: n,
     })
-}
-
-/// Whether any value of a row is NaN.
-pub(crate) fn has_nan(v: &[f64]) -> bool {
-    v.iter().any(|x| x.is_nan())
-}
-
-/// The result for a row with NaN in its inputs: loss NaN and `c` NaN gradient entries.
-pub(crate) fn nan_row(c: usize) -> (f64, Vec<f64>) {
-    (f64::NAN, vec![f64::NAN; c])
 }
 
 /// The probability-domain check of BCE and categorical cross entropy: the first prediction

@@ -1,0 +1,282 @@
+//! The fast CPU path's elementwise driver: blocks of [`BLOCK`] elements in parallel, each a
+//! loop over chunks of [`CHUNK`] elements that computes loss and gradient in one pass, with
+//! the loss's element kernel ([`Element`], from its file in `src/losses/`) and the output mode
+//! fixed at compile time.
+
+use ndarray::ArrayViewD;
+
+use super::{Acc, BLOCK, CHUNK, chunk, chunk_mut, contiguous, run_tasks};
+
+/// One element's `(ℓ, ∂ℓ/∂p)` from prediction `p`, target `t`, weight `w` and `pos_weight` `q`
+/// (1 where absent): a loss's formula (`src/losses/<loss>.rs`), inlined into the chunk loop.
+pub(crate) trait Element: Sync {
+    fn eval(&self, p: f32, t: f32, w: f32, q: f32) -> (f32, f32);
+}
+
+/// A broadcast weight (`weight[k % len]` for element `k`) repeated to at least [`Tile::MIN`]
+/// elements, so that the weights of a run of elements are one contiguous slice: for element
+/// `k`, [`Tile::from`] starts at `k % len` and runs at least `MIN − len + 1` elements.
+/// Without a weight, ones.
+pub(crate) struct Tile {
+    data: Vec<f32>,
+    len: usize,
+}
+
+impl Tile {
+    const MIN: usize = 4096;
+
+    pub(crate) fn new(w: Option<&ArrayViewD<'_, f32>>) -> Tile {
+        let w = match w {
+            Some(w) => contiguous(w),
+            None => std::borrow::Cow::Borrowed(&[1.0f32][..]),
+        };
+        let len = w.len();
+        let data = w
+            .iter()
+            .copied()
+            .cycle()
+            .take(len * Self::MIN.div_ceil(len))
+            .collect();
+        Tile { data, len }
+    }
+
+    /// The weights of elements `k, k + 1, ...` (as many as the tile holds from there).
+    fn from(&self, k: usize) -> &[f32] {
+        &self.data[k % self.len..]
+    }
+}
+
+/// The inputs of one call, contiguous.
+pub(crate) struct Inputs<'a> {
+    pub(crate) p: &'a [f32],
+    pub(crate) t: &'a [f32],
+    pub(crate) w: Tile,
+    pub(crate) q: Tile,
+    /// The upstream array (empty without one).
+    pub(crate) u: &'a [f32],
+    /// The gradient's factor `g · scale` (1/N for the mean).
+    pub(crate) c: f32,
+}
+
+/// The outputs, each empty when not wanted.
+pub(crate) struct Outputs<'a> {
+    pub(crate) grad: &'a mut [f32],
+    pub(crate) losses: &'a mut [f32],
+}
+
+/// Chooses the monomorphised block loop for the output mode: gradient or not, per-element
+/// losses or not, upstream array or not.
+pub(crate) fn dispatch<F, const CHECK: bool>(
+    f: F,
+    inputs: &Inputs<'_>,
+    out: Outputs<'_>,
+) -> Vec<Result<f64, usize>>
+where
+    F: Element,
+{
+    let g = !out.grad.is_empty();
+    let l = !out.losses.is_empty();
+    let u = !inputs.u.is_empty();
+    match (g, l, u) {
+        (false, false, false) => blocks::<F, false, false, false, CHECK>(&f, inputs, out),
+        (false, false, true) => blocks::<F, false, false, true, CHECK>(&f, inputs, out),
+        (false, true, false) => blocks::<F, false, true, false, CHECK>(&f, inputs, out),
+        (false, true, true) => blocks::<F, false, true, true, CHECK>(&f, inputs, out),
+        (true, false, false) => blocks::<F, true, false, false, CHECK>(&f, inputs, out),
+        (true, false, true) => blocks::<F, true, false, true, CHECK>(&f, inputs, out),
+        (true, true, false) => blocks::<F, true, true, false, CHECK>(&f, inputs, out),
+        (true, true, true) => blocks::<F, true, true, true, CHECK>(&f, inputs, out),
+    }
+}
+
+/// Cuts the outputs into blocks and runs [`block`] on each, in parallel; one result per block,
+/// in order: the block's f64 sum, or the index of its first out-of-domain prediction.
+fn blocks<F, const G: bool, const L: bool, const U: bool, const CHECK: bool>(
+    f: &F,
+    inputs: &Inputs<'_>,
+    out: Outputs<'_>,
+) -> Vec<Result<f64, usize>>
+where
+    F: Element,
+{
+    let n = inputs.p.len();
+    let mut grad = out.grad.chunks_mut(BLOCK);
+    let mut losses = out.losses.chunks_mut(BLOCK);
+    let tasks: Vec<_> = (0..n)
+        .step_by(BLOCK)
+        .map(|start| {
+            let g = if G { grad.next() } else { None };
+            let l = if L { losses.next() } else { None };
+            (start, g.unwrap_or_default(), l.unwrap_or_default())
+        })
+        .collect();
+    run_tasks(tasks, |(start, g, l)| {
+        #[cfg(target_arch = "x86_64")]
+        if super::avx512() {
+            // SAFETY: the CPU has these AVX-512 subsets, checked just above.
+            return unsafe { block_avx512::<F, G, L, U, CHECK>(f, inputs, start, g, l) };
+        }
+        #[cfg(target_arch = "x86_64")]
+        if super::avx2() {
+            // SAFETY: the CPU has AVX2, checked just above.
+            return unsafe { block_avx2::<F, G, L, U, CHECK>(f, inputs, start, g, l) };
+        }
+        block::<F, G, L, U, CHECK>(f, inputs, start, g, l)
+    })
+}
+
+/// [`block`] compiled for AVX2 (8 lanes of f32 per instruction instead of SSE2's 4). The
+/// operations are the same, in the same order (no FMA: Rust never fuses `a * b + c`), so the
+/// results are bit-identical to the baseline's.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+fn block_avx2<F, const G: bool, const L: bool, const U: bool, const CHECK: bool>(
+    f: &F,
+    inputs: &Inputs<'_>,
+    start: usize,
+    grad: &mut [f32],
+    losses: &mut [f32],
+) -> Result<f64, usize>
+where
+    F: Element,
+{
+    block::<F, G, L, U, CHECK>(f, inputs, start, grad, losses)
+}
+
+/// [`block`] compiled for AVX-512 (see [`super::avx512`]): bit-identical to [`block_avx2`].
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,avx512f,avx512vl,avx512bw,avx512dq")]
+fn block_avx512<F, const G: bool, const L: bool, const U: bool, const CHECK: bool>(
+    f: &F,
+    inputs: &Inputs<'_>,
+    start: usize,
+    grad: &mut [f32],
+    losses: &mut [f32],
+) -> Result<f64, usize>
+where
+    F: Element,
+{
+    block::<F, G, L, U, CHECK>(f, inputs, start, grad, losses)
+}
+
+/// One block: elements `start .. start + BLOCK` (or to the end), `grad` and `losses` its
+/// part of the outputs (empty when not wanted). Whole chunks go through [`chunk_loop`]; a
+/// chunk's remainder (at the end, or where a broadcast weight's tile ends) one at a time.
+#[inline(always)]
+fn block<F, const G: bool, const L: bool, const U: bool, const CHECK: bool>(
+    f: &F,
+    inputs: &Inputs<'_>,
+    start: usize,
+    grad: &mut [f32],
+    losses: &mut [f32],
+) -> Result<f64, usize>
+where
+    F: Element,
+{
+    let n = BLOCK.min(inputs.p.len() - start);
+    let p = &inputs.p[start..start + n];
+    let t = &inputs.t[start..start + n];
+    let u = if U { &inputs.u[start..start + n] } else { &[] };
+    let c = inputs.c;
+    let mut acc = Acc::default();
+    let (mut g_dummy, mut l_buf, u_dummy) = ([0.0f32; CHUNK], [0.0f32; CHUNK], [0.0f32; CHUNK]);
+    let mut i = 0;
+    while i < n {
+        let (w, q) = (inputs.w.from(start + i), inputs.q.from(start + i));
+        let seg = (n - i).min(w.len()).min(q.len());
+        let whole = seg - seg % CHUNK;
+        for j in (0..whole).step_by(CHUNK) {
+            let a = i + j;
+            let gc = if G { chunk_mut(grad, a) } else { &mut g_dummy };
+            let lc = if L { chunk_mut(losses, a) } else { &mut l_buf };
+            let uc = if U { chunk(u, a) } else { &u_dummy };
+            let bad = chunk_loop::<F, G, U, CHECK>(
+                f,
+                chunk(p, a),
+                chunk(t, a),
+                chunk(w, j),
+                chunk(q, j),
+                uc,
+                c,
+                gc,
+                lc,
+            );
+            acc.add_chunk(lc);
+            if CHECK && bad {
+                let first = chunk(p, a).iter().position(|&v| out_of_domain(v));
+                return Err(start + a + first.expect("the chunk has one"));
+            }
+        }
+        for j in whole..seg {
+            let k = i + j;
+            if CHECK && out_of_domain(p[k]) {
+                return Err(start + k);
+            }
+            let (l, d) = element(f, p[k], t[k], w[j], q[j]);
+            acc.add(l);
+            if G {
+                grad[k] = if U { c * u[k] * d } else { c * d };
+            }
+            if L {
+                losses[k] = l;
+            }
+        }
+        i += seg;
+    }
+    Ok(acc.total())
+}
+
+/// One chunk: per-element losses into `losses`, the gradient (times `c`, and the upstream
+/// `u` with `U`) into `grad` with `G`; returns whether a prediction is outside [0, 1] (with
+/// `CHECK`). A plain loop over fixed-size arrays, so it vectorises.
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+fn chunk_loop<F, const G: bool, const U: bool, const CHECK: bool>(
+    f: &F,
+    p: &[f32; CHUNK],
+    t: &[f32; CHUNK],
+    w: &[f32; CHUNK],
+    q: &[f32; CHUNK],
+    u: &[f32; CHUNK],
+    c: f32,
+    grad: &mut [f32; CHUNK],
+    losses: &mut [f32; CHUNK],
+) -> bool
+where
+    F: Element,
+{
+    let mut bad = false;
+    for i in 0..CHUNK {
+        let (l, d) = element(f, p[i], t[i], w[i], q[i]);
+        losses[i] = l;
+        if G {
+            grad[i] = if U { c * u[i] * d } else { c * d };
+        }
+        if CHECK {
+            bad |= out_of_domain(p[i]);
+        }
+    }
+    bad
+}
+
+/// `f` with the NaN rule: NaN in `p` or `t` gives NaN loss and gradient (the BCE clamps
+/// would otherwise swallow it, and MAE's sign).
+#[inline(always)]
+fn element<F>(f: &F, p: f32, t: f32, w: f32, q: f32) -> (f32, f32)
+where
+    F: Element,
+{
+    let (l, d) = f.eval(p, t, w, q);
+    if p.is_nan() | t.is_nan() {
+        (f32::NAN, f32::NAN)
+    } else {
+        (l, d)
+    }
+}
+
+/// A BCE probability outside [0, 1] (NaN is not).
+#[inline(always)]
+#[allow(clippy::manual_range_contains)] // `!(0.0..=1.0).contains(&p)` would be true for NaN
+fn out_of_domain(p: f32) -> bool {
+    (p < 0.0) | (p > 1.0)
+}
