@@ -51,8 +51,9 @@ use std::task::{Context, Poll};
 
 use crate::error::{Error, Result};
 use crate::gpu::GpuContext;
-use crate::kernels::elementwise::{BroadcastPlan, EwChunkBufs, EwPlan, EwSpec};
-use crate::kernels::rows::{RowChunkBufs, RowPlan, RowSpec};
+use crate::kernels::elementwise::{BroadcastPlan, EwPlan, EwSpec};
+use crate::kernels::plan::{ArrayBufs, Plan};
+use crate::kernels::rows::{RowPlan, RowSpec};
 use crate::kernels::staging::{
     Bound, Dispatch, Scratch, ScratchRefs, bind_group, dispatch_into, first_row,
 };
@@ -301,12 +302,6 @@ type BufferKey = Vec<Option<(wgpu::Buffer, u64)>>;
 /// Most sets of buffers whose bind groups are kept (double and triple buffering fit).
 const CACHED_BUFFER_SETS: usize = 4;
 
-/// The plan of either family.
-enum Planned {
-    Rows(RowPlan),
-    Elementwise(EwPlan),
-}
-
 /// A loss planned for one shape and set of options, recording into the caller's encoder.
 /// Built by [`GpuContext::resident`].
 pub struct ResidentLoss {
@@ -315,7 +310,7 @@ pub struct ResidentLoss {
     /// Rows and row length (row-wise), or `(N, 1)` (elementwise).
     rows: usize,
     cols: usize,
-    plan: Planned,
+    plan: Plan,
     scratch: Scratch<wgpu::Buffer>,
     cache: HashMap<BufferKey, Vec<Dispatch>>,
     /// Zeroing dispatches of the atomics, for `record_in_pass` (built on its first use).
@@ -463,7 +458,7 @@ impl GpuContext {
         };
         let plan = if row_wise {
             let ignore_index = loss.ignore_index().unwrap_or(-100);
-            Planned::Rows(RowPlan::new(
+            Plan::Rows(RowPlan::new(
                 self,
                 RowSpec {
                     loss: *loss,
@@ -490,7 +485,7 @@ impl GpuContext {
                     }
                 })
             };
-            Planned::Elementwise(EwPlan::new(
+            Plan::Elementwise(EwPlan::new(
                 self,
                 EwSpec {
                     loss: *loss,
@@ -514,10 +509,7 @@ impl GpuContext {
                 mapped_at_creation: false,
             })
         };
-        let scratch = match &plan {
-            Planned::Rows(p) => p.scratch(&mut alloc),
-            Planned::Elementwise(p) => p.scratch(&mut alloc),
-        };
+        let scratch = plan.scratch(&mut alloc);
         let allocations = scratch.len();
         let r = ResidentLoss {
             loss: *loss,
@@ -575,10 +567,7 @@ impl ResidentLoss {
 
     fn write_constants(&self, queue: &wgpu::Queue) -> Result<()> {
         let refs = self.scratch.refs(None);
-        match &self.plan {
-            Planned::Rows(p) => p.write_constants(queue, &refs),
-            Planned::Elementwise(p) => p.write_constants(queue, &refs),
-        }
+        self.plan.write_constants(queue, &refs);
         Ok(())
     }
 
@@ -711,10 +700,7 @@ impl ResidentLoss {
         let key = self.bind_step(ctx, bufs)?;
         let dispatches = self.cache.get(&key).ok_or_else(Self::missing_scratch)?;
         let refs: ScratchRefs<'_> = self.scratch.refs(None);
-        match &self.plan {
-            Planned::Rows(p) => p.encode(encoder, &refs, dispatches),
-            Planned::Elementwise(p) => p.encode(encoder, &refs, dispatches),
-        }
+        self.plan.encode(encoder, &refs, dispatches);
         Ok(())
     }
 
@@ -814,33 +800,16 @@ impl ResidentLoss {
         let losses = none.then_some(output);
         if !self.cache.contains_key(&key) {
             let refs = self.scratch.refs(value);
-            let dispatches = match &self.plan {
-                Planned::Rows(p) => p.bind(
-                    ctx,
-                    &refs,
-                    &[RowChunkBufs {
-                        pred,
-                        target,
-                        upstream,
-                        grad,
-                        losses,
-                        weight,
-                    }],
-                ),
-                Planned::Elementwise(p) => p.bind(
-                    ctx,
-                    &refs,
-                    &[EwChunkBufs {
-                        pred,
-                        target,
-                        upstream,
-                        grad,
-                        losses,
-                        weight,
-                        pos_weight,
-                    }],
-                ),
+            let bufs = ArrayBufs {
+                pred,
+                target,
+                upstream,
+                grad,
+                losses,
+                weight,
+                pos_weight,
             };
+            let dispatches = self.plan.bind(ctx, &refs, &bufs);
             if self.cache.len() >= CACHED_BUFFER_SETS {
                 self.cache.clear();
             }

@@ -16,6 +16,7 @@
 pub(crate) mod elementwise;
 pub(crate) mod host;
 pub(crate) mod pipeline;
+pub(crate) mod plan;
 pub(crate) mod rows;
 pub(crate) mod staging;
 
