@@ -10,7 +10,7 @@
 //! - **Vectorised**: the hot loops are plain loops over fixed-size chunks of 64 elements, with
 //!   the loss, the output mode and the options fixed at compile time (monomorphised; nothing
 //!   is decided per element), and with `exp` and `ln` written as branch-free polynomials
-//!   (`src/cpu/math.rs`; the standard library's call libm one element at a time), so LLVM
+//!   (`src/simd/math.rs`; the standard library's call libm one element at a time), so LLVM
 //!   emits SIMD. On x86-64 CPUs with AVX2 the same loops run compiled for AVX2 (8 lanes
 //!   instead of SSE2's 4), and with AVX-512 (F, VL, BW, DQ) compiled for that (32 vector
 //!   registers: the polynomial `exp`/`ln` no longer reload their constants), chosen at run
