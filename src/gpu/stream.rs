@@ -72,7 +72,8 @@ pub(crate) enum Sink {
 /// One step of a streamed call: the host bytes of its inputs and its outputs' sizes, in the
 /// order the [`StepRecorder`] receives their buffers.
 pub(crate) struct Step<'d> {
-    /// Uploaded into the slot's input buffers, in order (an empty slice binds nothing new).
+    /// Uploaded into the slot's input buffers, in order: whole 32-bit words (an empty slice
+    /// uploads nothing).
     pub inputs: Vec<&'d [u8]>,
     /// Bytes of each output and where it goes, read back after the step, in order.
     pub outputs: Vec<(u64, Sink)>,
@@ -131,8 +132,8 @@ struct Slot {
     outputs: Vec<(Pooled, Pooled)>,
 }
 
-/// Bytes of the largest `i`-th element of `lens` over `steps`, per `i`: at least 4, a whole
-/// number of words.
+/// Per position `i`, the largest `i`-th size over all of `sizes` (one list per step), rounded
+/// up to whole words and at least 4 bytes: what slot buffer `i` must hold.
 fn largest(sizes: impl Iterator<Item = Vec<u64>>) -> Vec<u64> {
     let mut most: Vec<u64> = Vec::new();
     for s in sizes {
