@@ -121,11 +121,6 @@ pub(crate) const CLASS_COUNT_BINDINGS: [Binding; 5] = [
     binding(4, Slot::ClassStats, Access::ReadWrite),
 ];
 /// The copy kernel reads the `Pred` slot (source) and writes the `Grad` slot (destination).
-pub(crate) const COPY_BINDINGS: [Binding; 3] = [
-    binding(0, Slot::Params, Access::Uniform),
-    binding(1, Slot::Pred, Access::Read),
-    binding(2, Slot::Grad, Access::ReadWrite),
-];
 pub(crate) const CLEAR_WORDS_BINDINGS: [Binding; 1] =
     [binding(0, Slot::Atomics, Access::ReadWrite)];
 pub(crate) const ROW_DIVISOR_BINDINGS: [Binding; 3] = [

@@ -32,7 +32,6 @@
 
 #![warn(missing_docs)]
 
-pub mod bench;
 mod bindings;
 pub mod cpu;
 pub mod error;
@@ -43,6 +42,7 @@ pub mod losses;
 pub mod reference;
 pub mod resident;
 mod simd;
+#[cfg(feature = "synthetic")]
 pub mod synthetic;
 
 pub use error::{Error, Result};

@@ -551,6 +551,34 @@ impl ResidentLoss {
         self.cache.clear();
     }
 
+    /// The bytes one [`ResidentLoss::record`] step's passes read and write, the traffic its
+    /// speed is bounded by (at the device's copy bandwidth): the prediction read once (the
+    /// part of each row longer than a workgroup holds in registers, 4096 elements for long
+    /// rows, read a second time for the gradient), the dense target read as often, class ids
+    /// read twice (the class pre-pass and the loss pass, 4 bytes each), and the gradient
+    /// written once, at the spec's storage sizes. Weights and the partial sums are left out.
+    pub fn pass_bytes(&self) -> u64 {
+        let n = (self.rows * self.cols) as u64;
+        let e = 4 / self.spec.dtype.per_word() as u64;
+        let g = if self.spec.want_grad {
+            4 / self.spec.grad_dtype.per_word() as u64
+        } else {
+            0
+        };
+        let reread = if self.loss.is_row_wise() {
+            let held =
+                crate::kernels::group_for(self.cols) as usize * crate::kernels::ROW_REGS as usize;
+            (self.rows * self.cols.saturating_sub(held)) as u64
+        } else {
+            0
+        };
+        let target = match self.spec.classes {
+            Some(_) if self.loss.is_row_wise() => 4 * 2 * self.rows as u64,
+            _ => e * (n + reread),
+        };
+        e * (n + reread) + target + g * n
+    }
+
     /// Elements of the output: 1 (`Mean`, `Sum`), or one per row (row-wise) or per element
     /// (elementwise) for `None`.
     pub fn output_len(&self) -> usize {

@@ -265,6 +265,5 @@ fn slots_follow_the_variant() {
         Io::with_f32_grad(Dtype::Bf16),
         "grad_f32.wgsl"
     ));
-    assert!(!Kernel::Copy.takes_io());
     assert!(Kernel::Loss("cosine_proximity").takes_io());
 }

@@ -4,9 +4,7 @@
 
 #![no_main]
 
-#[allow(dead_code, unused_imports)]
-#[path = "../../src/cli/mod.rs"]
-mod cli;
+use wgpu_loss_cli as cli;
 
 #[path = "../props/cli.rs"]
 mod props;

@@ -4,7 +4,7 @@
 #![no_main]
 
 #[allow(dead_code)]
-#[path = "../../src/cli/npy.rs"]
+#[path = "../../cli/src/npy.rs"]
 mod npy;
 
 #[path = "../props/npy.rs"]

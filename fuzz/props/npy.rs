@@ -6,7 +6,7 @@
 //! agree (floats are read alike by both, integers only by `parse_target`); and where
 //! `ndarray-npy` also reads the bytes as f32, i32 or i64, it reads the same values.
 //!
-//! The includer provides `crate::npy` (`#[path = ".../src/cli/npy.rs"] mod npy;`).
+//! The includer provides `crate::npy` (`#[path = ".../cli/src/npy.rs"] mod npy;`).
 //! Allocation limits are the fuzzer's (`-malloc_limit_mb=64`); here, the element count is
 //! checked against the input's size, so an array is never larger than its input.
 

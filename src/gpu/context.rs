@@ -397,9 +397,11 @@ impl GpuContext {
     }
 
     /// A guard that serialises the calls of this context on backends that need it (OpenGL);
-    /// `None` (no lock) elsewhere. Taken once per public call that touches the device, for the
-    /// whole call, and never while already held (it is not reentrant).
-    pub(crate) fn exclusive(&self) -> Option<MutexGuard<'_, ()>> {
+    /// `None` (no lock) elsewhere. Every call of this crate that touches the device takes it
+    /// for the whole call; take it too around your own work on [`GpuContext::device`] and
+    /// [`GpuContext::queue`] when threads share the context, and release it before calling
+    /// into this crate again (it is not reentrant: taking it twice on one thread deadlocks).
+    pub fn exclusive(&self) -> Option<MutexGuard<'_, ()>> {
         self.serial
             .as_ref()
             .map(|m| m.lock().unwrap_or_else(PoisonError::into_inner))

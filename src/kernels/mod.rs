@@ -78,14 +78,12 @@ pub mod source {
     pub const REDUCE_PARTIALS: &str = include_str!("../../shaders/reduce_partials.wgsl");
     /// `shaders/clear_words.wgsl`: zeroes a step's atomics inside a compute pass.
     pub const CLEAR_WORDS: &str = include_str!("../../shaders/clear_words.wgsl");
-    /// `shaders/copy.wgsl`: a vec4 copy, the bandwidth ceiling of `wgpu-loss bench`.
-    pub const COPY: &str = include_str!("../../shaders/copy.wgsl");
 }
 
 /// Every shader file other than the losses' own (which their descriptors compile in,
 /// `src/losses/<loss>.rs`), by its path from the crate root, with its text: what `#import`
 /// lines resolve against.
-pub const SHADER_FILES: [(&str, &str); 21] = [
+pub const SHADER_FILES: [(&str, &str); 20] = [
     ("shaders/common/reduce.wgsl", source::REDUCE),
     (
         "shaders/common/reduce_subgroup.wgsl",
@@ -109,7 +107,6 @@ pub const SHADER_FILES: [(&str, &str); 21] = [
     ("shaders/row_divisor.wgsl", source::ROW_DIVISOR),
     ("shaders/reduce_partials.wgsl", source::REDUCE_PARTIALS),
     ("shaders/clear_words.wgsl", source::CLEAR_WORDS),
-    ("shaders/copy.wgsl", source::COPY),
 ];
 
 /// The `#import` lines of a shader file's text, in order: what each names (a path relative to
@@ -402,16 +399,13 @@ pub enum Kernel {
     ClassCount,
     /// Turns the weight sum of the counted rows into the mean's divisor and scales.
     RowDivisor,
-    /// Copies a buffer (vec4 at a time): the adapter's bandwidth ceiling for benchmarks.
-    Copy,
     /// Zeroes a step's atomics inside a compute pass (`ResidentLoss::record_in_pass`).
     ClearWords,
 }
 
 pub use crate::bindings::{Access, Binding, Slot};
 use crate::bindings::{
-    CLASS_COUNT_BINDINGS, CLEAR_WORDS_BINDINGS, COPY_BINDINGS, REDUCE_PARTIALS_BINDINGS,
-    ROW_DIVISOR_BINDINGS,
+    CLASS_COUNT_BINDINGS, CLEAR_WORDS_BINDINGS, REDUCE_PARTIALS_BINDINGS, ROW_DIVISOR_BINDINGS,
 };
 
 impl Kernel {
@@ -424,7 +418,6 @@ impl Kernel {
                 Kernel::ReducePartials,
                 Kernel::ClassCount,
                 Kernel::RowDivisor,
-                Kernel::Copy,
                 Kernel::ClearWords,
             ])
             .collect()
@@ -453,7 +446,6 @@ impl Kernel {
             Kernel::ReducePartials => "reduce_partials",
             Kernel::ClassCount => "class_count",
             Kernel::RowDivisor => "row_divisor",
-            Kernel::Copy => "copy",
             Kernel::ClearWords => "clear_words",
         }
     }
@@ -587,7 +579,6 @@ impl Kernel {
             Kernel::ReducePartials => &REDUCE_PARTIALS_BINDINGS,
             Kernel::ClassCount => &CLASS_COUNT_BINDINGS,
             Kernel::RowDivisor => &ROW_DIVISOR_BINDINGS,
-            Kernel::Copy => &COPY_BINDINGS,
             Kernel::ClearWords => &CLEAR_WORDS_BINDINGS,
         }
     }

@@ -19,7 +19,7 @@ prints, per loss and shape, the wgpu-loss kernel step's time and how many times 
 than PyTorch (PyTorch's time over ours). `--compile` adds `torch.compile`d versions, the
 strongest PyTorch baseline (one or two fused Triton kernels).
 
-    python3 benches/pytorch_losses.py --json pytorch.json --wgpu-json wgpu.json
+    python3 scripts/pytorch_losses.py --json pytorch.json --wgpu-json wgpu.json
 
 Needs PyTorch with CUDA. `--compare-only PYTORCH_JSON --wgpu-json F` prints the comparison
 table from saved records without PyTorch.

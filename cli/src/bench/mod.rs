@@ -44,14 +44,21 @@ use indicatif::{ProgressBar, ProgressStyle};
 use ndarray::ArrayD;
 use rayon::prelude::*;
 use serde_json::json;
-use wgpu_loss::bench::{CopyKernel, GpuTimer, KernelStep, TimingMethod};
 use wgpu_loss::losses::LossInfo;
 use wgpu_loss::{
     ContextOptions, Dtype, GpuContext, Loss, LossArgs, LossOutput, cpu, reference, synthetic,
 };
 
-use super::output::{self, Outputs};
-use super::{
+mod copy;
+mod kernel_step;
+mod timing;
+
+pub use copy::{COPY_VEC4S_PER_LANE, CopyKernel, CopyTiming};
+pub use kernel_step::KernelStep;
+pub use timing::{GpuTimer, TimingMethod};
+
+use crate::output::{self, Outputs};
+use crate::{
     BASE_BYTES, BYTES_PER_ELEMENT, Failure, MAX_ELEMENTS, MAX_REPEATS, check_count, check_memory,
     row_elements,
 };
@@ -63,7 +70,7 @@ pub struct BenchArgs {
     #[arg(long)]
     quick: bool,
     /// Only these losses, comma-separated (default: all).
-    #[arg(long, value_parser = super::loss_name(), value_delimiter = ',')]
+    #[arg(long, value_parser = crate::loss_name(), value_delimiter = ',')]
     losses: Vec<String>,
     /// Timed runs per loss, size and path, after one warm-up; the median is reported
     /// (default 5, 3 with --quick; at most 1000000).
@@ -333,11 +340,7 @@ fn median_of<E>(
 /// bandwidth from 2.8 to 1.6 TB/s). Runs windows of [`SPIN_WINDOW`] until one's median copy
 /// time is within [`SPIN_STEADY`] of the previous window's, between the bounds of
 /// [`SPIN_WINDOWS`] (0.2 to 2 s).
-fn spin_up(
-    ctx: &GpuContext,
-    timer: &mut GpuTimer,
-    copy: &wgpu_loss::bench::CopyKernel,
-) -> wgpu_loss::Result<()> {
+fn spin_up(ctx: &GpuContext, timer: &mut GpuTimer, copy: &CopyKernel) -> wgpu_loss::Result<()> {
     let mut last: Option<Duration> = None;
     for k in 0..SPIN_WINDOWS.1 {
         let t0 = Instant::now();
@@ -435,7 +438,7 @@ fn speedup(faster: Duration, slower: Duration) -> f64 {
 const BYTES_PER_ROW: u64 = 32;
 
 /// The checked sweep: what [`execute`] runs.
-pub(crate) struct Prepared {
+pub struct Prepared {
     /// Timed runs per loss, size and path.
     repeats: usize,
     /// Every loss and shape of the sweep, in order, each within one GPU call.

@@ -5,7 +5,7 @@
 //! Every GPU result is compared with the f64 CPU reference (`wgpu_loss::reference::compute`)
 //! run on the same f32 values the CLI read.
 //!
-//! Tolerances (the same ones the main job uses, `src/cli/main_job.rs`):
+//! Tolerances (the same ones the main job uses, `cli/src/main_job.rs`):
 //! - loss value: relative error ≤ 1e-5. The GPU sums ~10^3..10^5 f32 terms with a tree
 //!   reduction, whose rounding error grows like ε_f32 · log2(N) ≈ 6e-8 · 17 ≈ 1e-6 in the
 //!   worst case for these sizes, plus a few ulps per term from the f32 `ln`/`exp` of the BCE

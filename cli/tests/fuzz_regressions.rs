@@ -3,14 +3,11 @@
 //! Every input under `fuzz/regressions/<target>/` (what fuzzing found, each fixed) and the
 //! committed seeds under `fuzz/corpus/<target>/` run through the fuzz targets' own checks,
 //! `fuzz/props/npy.rs` and `fuzz/props/cli.rs`, included here by path as the targets include
-//! them, with the CLI's reader and commands included the same way. So `cargo test` keeps every
+//! them, over the CLI's library half (`wgpu_loss_cli`). So `cargo test` keeps every
 //! finding fixed without nightly or cargo-fuzz. Each input must also take under
 //! [`LIMIT`] (the fastest of three runs) and ask for no single allocation over
 //! [`MALLOC_LIMIT`] (the fuzzers' `-malloc_limit_mb=64`, enforced here by a global allocator
 //! that refuses such a request and remembers it).
-
-// The reader is included twice: on its own for the npy checks, and inside the CLI.
-#![allow(clippy::duplicate_mod)]
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::fs;
@@ -18,18 +15,14 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-#[allow(dead_code)]
-#[path = "../src/cli/npy.rs"]
-mod npy;
+// The checks use `crate::npy` and `crate::cli`, as in the fuzz targets.
+use wgpu_loss_cli as cli;
+use wgpu_loss_cli::npy;
 
-#[allow(dead_code, unused_imports)]
-#[path = "../src/cli/mod.rs"]
-mod cli;
-
-#[path = "../fuzz/props/npy.rs"]
+#[path = "../../fuzz/props/npy.rs"]
 mod npy_props;
 
-#[path = "../fuzz/props/cli.rs"]
+#[path = "../../fuzz/props/cli.rs"]
 mod cli_props;
 
 /// The longest one input may take (the fuzzers' bound, scripts/fuzz.sh).
@@ -81,7 +74,7 @@ static ALLOCATOR: Limited = Limited;
 /// The files of `fuzz/regressions/<target>` and `fuzz/corpus/<target>` (either may be
 /// missing), sorted.
 fn inputs(target: &str) -> Vec<PathBuf> {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz");
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../fuzz");
     let mut v: Vec<PathBuf> = ["regressions", "corpus"]
         .iter()
         .filter_map(|d| fs::read_dir(root.join(d).join(target)).ok())

@@ -79,7 +79,7 @@ fn timed<T>(repeats: usize, mut f: impl FnMut() -> T) -> (T, Duration) {
 const BYTES_PER_ROW: u64 = 32;
 
 /// The main job's checked sizes: what [`execute`] runs.
-pub(crate) struct Plan {
+pub struct Plan {
     /// `--elements`.
     elements: usize,
     /// `--rows`.

@@ -11,8 +11,8 @@ use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use approx::assert_relative_eq;
-use wgpu_loss::bench::{COPY_VEC4S_PER_LANE, CopyKernel, GpuTimer, KernelStep, TimingMethod};
 use wgpu_loss::{ContextOptions, Error, GpuContext, Loss, LossArgs, synthetic};
+use wgpu_loss_cli::bench::{COPY_VEC4S_PER_LANE, CopyKernel, GpuTimer, KernelStep, TimingMethod};
 
 /// No memory moves 100 TB/s: a duration implying more is a conversion error.
 const MAX_PLAUSIBLE_BYTES_PER_S: f64 = 1e14;

@@ -234,7 +234,7 @@ impl Inputs {
 }
 
 /// Everything `compute` needs, checked: what [`execute`] runs.
-pub(crate) struct Prepared {
+pub struct Prepared {
     /// The loss with its options, validated.
     loss: Loss,
     /// `--reduction`.

@@ -1,9 +1,10 @@
-//! Argument parsing and the commands.
+//! The `wgpu-loss` command line's argument parsing and commands ([`main`]), for the binary,
+//! its integration tests and the fuzzers. Not an API of its own: the library is `wgpu-loss`.
 
-mod bench;
-mod compute;
-mod main_job;
-mod npy;
+pub mod bench;
+pub mod compute;
+pub mod main_job;
+pub mod npy;
 mod output;
 
 use std::fs;
@@ -188,7 +189,7 @@ pub fn main() -> ExitCode {
     dead_code,
     reason = "the entry point of the fuzzer (fuzz/) and of tests/fuzz_regressions.rs"
 )]
-pub(crate) enum Checked {
+pub enum Checked {
     /// `compute`: [`compute::prepare`]'s result.
     Compute(Box<compute::Prepared>),
     /// `bench`: [`bench::prepare`]'s result.
@@ -205,7 +206,7 @@ pub(crate) enum Checked {
     dead_code,
     reason = "the entry point of the fuzzer (fuzz/) and of tests/fuzz_regressions.rs"
 )]
-pub(crate) fn check_only<I, T>(argv: I) -> Result<Result<Checked, Failure>, clap::Error>
+pub fn check_only<I, T>(argv: I) -> Result<Result<Checked, Failure>, clap::Error>
 where
     I: IntoIterator<Item = T>,
     T: Into<std::ffi::OsString> + Clone,

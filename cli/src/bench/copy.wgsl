@@ -1,9 +1,14 @@
 // Copy kernel: `dst = src`, four floats at a time. Not a loss: `wgpu-loss bench` times it to
 // measure the adapter's memory bandwidth, the ceiling the loss kernels are compared with.
-// Imports the reduction prelude for `WG` and `Lane` (it does not reduce).
-// Host side: src/kernels/copy.rs (`CopyParams` mirrors `Params`).
+// Self-contained (built by the CLI, not composed by the library).
+// Host side: copy.rs beside it (`CopyParams` mirrors `Params`).
 
-#import <reduce>
+// Invocations per workgroup; `WORKGROUP_SIZE` in copy.rs.
+const WG: u32 = 256u;
+
+struct Lane {
+    @builtin(local_invocation_index) index: u32,
+}
 
 struct Params {
     n4: u32, // vec4 elements to copy; `src` and `dst` hold at least this many

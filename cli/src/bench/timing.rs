@@ -36,9 +36,9 @@ use std::fmt;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use crate::error::{Error, Result};
+use wgpu_loss::{Error, Result};
 
-use crate::gpu::GpuContext;
+use wgpu_loss::GpuContext;
 
 /// How long to wait for the timestamps' map callback after the device reports the work done.
 const MAP_TIMEOUT: Duration = Duration::from_secs(60);
@@ -160,7 +160,7 @@ impl GpuTimer {
         if !ctx.has_timestamps() {
             return Self::wall_clock();
         }
-        let device = &ctx.device;
+        let device = ctx.device();
         let query_set = device.create_query_set(&wgpu::QuerySetDescriptor {
             label: Some("wgpu-loss timer"),
             ty: wgpu::QueryType::Timestamp,
@@ -183,7 +183,7 @@ impl GpuTimer {
                 query_set,
                 resolve,
                 readback,
-                period: ctx.queue.get_timestamp_period(),
+                period: ctx.queue().get_timestamp_period(),
             }),
         }
     }
@@ -221,7 +221,7 @@ impl GpuTimer {
         record: impl FnOnce(&mut wgpu::CommandEncoder) -> Result<()>,
     ) -> Result<Duration> {
         let _serial = ctx.exclusive();
-        let device = &ctx.device;
+        let device = ctx.device();
         let scope = device.push_error_scope(wgpu::ErrorFilter::Validation);
         let mut encoder = device.create_command_encoder(&wgpu::CommandEncoderDescriptor {
             label: Some("wgpu-loss timed work"),
@@ -261,11 +261,11 @@ impl GpuTimer {
             // Wall clock: start from an idle device, so earlier work is not counted.
             device.poll(wgpu::PollType::wait_indefinitely())?;
             let t0 = Instant::now();
-            ctx.queue.submit([commands]);
+            ctx.queue().submit([commands]);
             device.poll(wgpu::PollType::wait_indefinitely())?;
             return Ok(t0.elapsed());
         };
-        ctx.queue.submit([commands]);
+        ctx.queue().submit([commands]);
         let (tx, rx) = mpsc::channel();
         s.readback
             .slice(..)

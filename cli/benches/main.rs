@@ -5,7 +5,7 @@
 //! rows of 1024 elements.
 //!
 //! `gpu-kernel` times one loss-and-gradient step on buffers already on the GPU
-//! (`wgpu_loss::bench::KernelStep`: the GPU-resident API, planned and bound once), through
+//! (`wgpu_loss_cli::bench::KernelStep`: the GPU-resident API, planned and bound once), through
 //! `iter_custom`: each iteration is one submission whose device time a `GpuTimer` measures with
 //! timestamp queries written just before and just after the step's passes (the device clock;
 //! no submission, scheduling or readback time), or, on a device without
@@ -21,8 +21,8 @@
 use std::time::Duration;
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
-use wgpu_loss::bench::{GpuTimer, KernelStep};
 use wgpu_loss::{GpuContext, Loss, LossArgs, cpu, reference, synthetic};
+use wgpu_loss_cli::bench::{GpuTimer, KernelStep};
 
 fn losses(c: &mut Criterion) {
     let ctx = match GpuContext::new() {

@@ -14,13 +14,19 @@
 //! buffers of its own, all recorded into the same encoder. Each chunk's value is then the mean
 //! over its chunk (the traffic is the same).
 
-use crate::error::{Error, Result};
-use crate::kernels::{ClassType, Dtype, ROW_REGS, group_for};
-use crate::loss::{Loss, LossArgs, Target};
-use crate::resident::{GpuArray, ResidentBuffers, ResidentLoss, ResidentSpec, ValueReader};
-use crate::simd::contiguous;
+use std::borrow::Cow;
 
-use crate::gpu::GpuContext;
+use ndarray::ArrayViewD;
+use wgpu_loss::resident::{GpuArray, ResidentBuffers, ResidentLoss, ResidentSpec, ValueReader};
+use wgpu_loss::{ClassType, Dtype, Error, GpuContext, Loss, LossArgs, Result, Target};
+
+/// The elements of `a` in row-major order, borrowed when they already are.
+fn contiguous<'a, T: Clone>(a: &'a ArrayViewD<'_, T>) -> Cow<'a, [T]> {
+    match a.as_slice() {
+        Some(s) => Cow::Borrowed(s),
+        None => Cow::Owned(a.iter().cloned().collect()),
+    }
+}
 
 /// The target's elements as uploaded.
 enum Targets {
@@ -60,7 +66,6 @@ pub struct KernelStep {
     rows: usize,
     cols: usize,
     classes: bool,
-    row_wise: bool,
     dtype: Dtype,
 }
 
@@ -77,7 +82,7 @@ impl std::fmt::Debug for KernelStep {
 
 fn storage(ctx: &GpuContext, label: &str, bytes: &[u8]) -> wgpu::Buffer {
     use wgpu::util::DeviceExt;
-    ctx.device
+    ctx.device()
         .create_buffer_init(&wgpu::util::BufferInitDescriptor {
             label: Some(label),
             contents: bytes,
@@ -86,7 +91,7 @@ fn storage(ctx: &GpuContext, label: &str, bytes: &[u8]) -> wgpu::Buffer {
 }
 
 fn zeroed(ctx: &GpuContext, label: &str, elems: usize) -> wgpu::Buffer {
-    ctx.device.create_buffer(&wgpu::BufferDescriptor {
+    ctx.device().create_buffer(&wgpu::BufferDescriptor {
         label: Some(label),
         size: (elems as u64 * 4).max(4),
         usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC,
@@ -151,7 +156,9 @@ impl KernelStep {
             Target::ClassesU32(c) => Targets::Classes(contiguous(c).into_owned(), ClassType::U32),
         };
         let rows_per_chunk = (max / cols).max(1);
-        let scope = ctx.device.push_error_scope(wgpu::ErrorFilter::OutOfMemory);
+        let scope = ctx
+            .device()
+            .push_error_scope(wgpu::ErrorFilter::OutOfMemory);
         let mut chunks = Vec::with_capacity(rows.div_ceil(rows_per_chunk));
         let mut row0 = 0;
         while row0 < rows {
@@ -200,7 +207,6 @@ impl KernelStep {
             rows,
             cols,
             classes: matches!(target, Targets::Classes(..)),
-            row_wise,
             dtype,
         })
     }
@@ -223,10 +229,10 @@ impl KernelStep {
     /// # Errors
     /// [`Error::Map`], [`Error::Poll`].
     pub fn values(&self, ctx: &GpuContext) -> Result<Vec<f32>> {
-        let reader = ValueReader::new(&ctx.device, 1);
+        let reader = ValueReader::new(ctx.device(), 1);
         let mut out = Vec::with_capacity(self.chunks.len());
         for c in &self.chunks {
-            let v = reader.read_blocking(&ctx.device, &ctx.queue, GpuArray::from(&c.value))?;
+            let v = reader.read_blocking(ctx.device(), ctx.queue(), GpuArray::from(&c.value))?;
             out.extend(v);
         }
         Ok(out)
@@ -262,24 +268,12 @@ impl KernelStep {
         2 * e * n + target
     }
 
-    /// The traffic of the passes a step actually runs, in bytes: [`KernelStep::min_bytes`],
-    /// plus, for rows longer than a lane group holds in registers (`group · ROW_REGS`, 4096 for
-    /// the longest groups), the second read of the rest of each row (prediction, and float
-    /// targets) for the gradient, plus the class-index pre-pass's read of the classes. The
-    /// bound a kernel can reach is this traffic at the copy kernel's bandwidth.
+    /// The traffic of the passes a step actually runs, in bytes: the sum of its chunks'
+    /// [`ResidentLoss::pass_bytes`] ([`KernelStep::min_bytes`] plus the second read of the
+    /// part of each long row a workgroup does not hold in registers, and the class-index
+    /// pre-pass's read of the classes). The bound a kernel can reach is this traffic at the
+    /// copy kernel's bandwidth.
     pub fn pass_bytes(&self) -> u64 {
-        let n = (self.rows * self.cols) as u64;
-        if !self.row_wise {
-            return self.min_bytes();
-        }
-        let held = group_for(self.cols) as usize * ROW_REGS as usize;
-        let reread = (self.rows * self.cols.saturating_sub(held)) as u64;
-        let e = self.elem_bytes();
-        let target = if self.classes {
-            4 * 2 * self.rows as u64
-        } else {
-            e * (n + reread)
-        };
-        e * (n + reread) + target + e * n
+        self.chunks.iter().map(|c| c.loss.pass_bytes()).sum()
     }
 }

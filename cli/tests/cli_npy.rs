@@ -12,7 +12,7 @@
 //! format versions 2.0 and 3.0) must give exactly what the plain file gives: the same JSON
 //! value and the same gradient, bit for bit, from `compute --device cpu`.
 //!
-//! The parser itself (`src/cli/npy.rs`, included here as a module the way a fuzzer includes
+//! The parser itself (`cli/src/npy.rs`, through the CLI's library half, the way a fuzzer includes
 //! it) is also called in process: header variants, rejections, and seeded random mutations
 //! of valid files, which must never panic, must give one short line, and must be fast.
 //!
@@ -31,9 +31,7 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde_json::Value;
 
-#[allow(dead_code)]
-#[path = "../src/cli/npy.rs"]
-mod npy;
+use wgpu_loss_cli::npy;
 
 /// The longest any child may run before it is killed and the test fails.
 const LIMIT: Duration = Duration::from_secs(10);
