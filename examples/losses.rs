@@ -1,11 +1,12 @@
 //! Every loss of the crate, once each, on the GPU, next to the CPU reference: the README's
 //! examples, runnable. `cargo run --release --example losses`
 //!
-//! Each call returns a `LossOutput`: `value` (for Mean and Sum), `losses` (per element, for
-//! Reduction::None) and `grad`, the gradient with respect to the prediction.
+//! `value_and_grad` returns the value and the gradient with respect to the prediction;
+//! `compute` returns a `LossOutput` with what the arguments ask for: `value` (for Mean and
+//! Sum), `losses` (per element, for Reduction::None) and `grad`.
 
-use ndarray::{ArrayD, array};
-use wgpu_loss::{GpuContext, Loss, LossArgs, Reduction, Upstream, reference};
+use wgpu_loss::ndarray::{ArrayD, array};
+use wgpu_loss::{Compute, GpuContext, Loss, LossArgs, Reduction, Upstream, reference};
 
 fn main() -> wgpu_loss::Result<()> {
     // Finds an adapter (a real GPU first; Mesa's llvmpipe works too) and keeps its pipelines.
@@ -17,31 +18,26 @@ fn main() -> wgpu_loss::Result<()> {
     let t: ArrayD<f32> = array![[0.0f32, -1.0, 1.0], [1.0, 0.0, -2.0]].into_dyn();
 
     // MSE, mean over the 6 elements: value Σ(p − t)²/6, gradient 2(p − t)/6.
-    let mse = ctx.compute(&Loss::Mse, &LossArgs::new(p.view(), t.view()))?;
-    println!(
-        "mse   value {:?} grad {:?}",
-        mse.value,
-        mse.grad.unwrap().as_slice()
-    );
+    let mse = ctx.value_and_grad(&Loss::Mse, LossArgs::new(&p, &t))?;
+    println!("mse   value {} grad {:?}", mse.value, mse.grad_vec());
 
     // MAE with a sum, and an upstream gradient g = 0.5 (the gradient is scaled by it).
-    let args = LossArgs::new(p.view(), t.view())
+    let args = LossArgs::new(&p, &t)
         .reduction(Reduction::Sum)
         .upstream(Upstream::Scalar(0.5));
-    let mae = ctx.compute(&Loss::Mae, &args)?;
-    println!(
-        "mae   value {:?} grad {:?}",
-        mae.value,
-        mae.grad.unwrap().as_slice()
-    );
+    let mae = ctx.value_and_grad(&Loss::Mae, args)?;
+    println!("mae   value {} grad {:?}", mae.value, mae.grad_vec());
 
     // Huber with δ = 1.5, no reduction: one loss per element, with its own upstream gradient.
     let g = ArrayD::from_elem(p.shape(), 2.0f32);
     let args = LossArgs::new(p.view(), t.view())
         .reduction(Reduction::None)
         .upstream(Upstream::Array(g.view()));
-    let huber = ctx.compute(&Loss::huber(1.5)?, &args)?;
-    println!("huber losses {:?}", huber.losses.unwrap().as_slice());
+    let huber = ctx.compute(&Loss::huber().delta(1.5).build()?, &args)?;
+    println!(
+        "huber losses {:?}",
+        huber.losses.as_ref().map(|l| l.as_slice())
+    );
 
     // BCE on probabilities, with a per-column weight broadcast over the rows.
     let prob: ArrayD<f32> = array![[0.9f32, 0.2, 0.6], [0.1, 0.7, 0.5]].into_dyn();
@@ -79,21 +75,21 @@ fn main() -> wgpu_loss::Result<()> {
         array![[2.0f32, -1.0, 0.5], [0.0, 3.0, -2.5], [1.0, 1.0, 1.0]].into_dyn();
     let classes: ArrayD<i64> = array![0i64, 1, -100].into_dyn();
     let args = LossArgs::new(logits.view(), classes.view());
-    let sce = ctx.compute(&Loss::SOFTMAX_CROSS_ENTROPY, &args)?;
+    let sce = ctx.compute(&Loss::softmax_cross_entropy().build()?, &args)?;
     println!(
         "softmax-ce value {:?} over {} counted rows (reference {:?})",
         sce.value,
         sce.counted,
-        reference::compute(&Loss::SOFTMAX_CROSS_ENTROPY, &args)?.value
+        reference::compute(&Loss::softmax_cross_entropy().build()?, &args)?.value
     );
 
     // With class weights [C], label smoothing and a z-loss.
     let w: ArrayD<f32> = array![1.0f32, 2.0, 0.5].into_dyn();
-    let loss = Loss::SoftmaxCrossEntropy {
-        label_smoothing: 0.1,
-        z_loss: 1e-4,
-        ignore_index: -100,
-    };
+    let loss = Loss::softmax_cross_entropy()
+        .label_smoothing(0.1)
+        .z_loss(1e-4)
+        .ignore_index(-100)
+        .build()?;
     let out = ctx.compute(
         &loss,
         &LossArgs::new(logits.view(), classes.view()).weight(w.view()),
@@ -103,22 +99,21 @@ fn main() -> wgpu_loss::Result<()> {
     // Probability targets [B, C], per-row losses.
     let probs: ArrayD<f32> =
         array![[0.7f32, 0.2, 0.1], [0.0, 1.0, 0.0], [0.3, 0.3, 0.4]].into_dyn();
-    let args = LossArgs::new(logits.view(), probs.view()).reduction(Reduction::None);
-    let out = ctx.compute(&Loss::SOFTMAX_CROSS_ENTROPY, &args)?;
-    println!(
-        "softmax-ce per-row losses {:?}",
-        out.losses.unwrap().as_slice()
-    );
+    let per_row = ctx.losses(
+        &Loss::softmax_cross_entropy().build()?,
+        LossArgs::new(&logits, &probs),
+    )?;
+    println!("softmax-ce per-row losses {:?}", per_row.as_slice());
 
     // Cosine proximity of embeddings, and categorical cross entropy on probabilities.
-    let cos = ctx.compute(
-        &Loss::COSINE_PROXIMITY,
-        &LossArgs::new(logits.view(), probs.view()),
+    let cos = ctx.value(
+        &Loss::cosine_proximity().build()?,
+        LossArgs::new(&logits, &probs),
     )?;
-    let cce = ctx.compute(
+    let cce = ctx.value(
         &Loss::CategoricalCrossEntropy,
-        &LossArgs::new(probs.view(), probs.view()),
+        LossArgs::new(&probs, &probs),
     )?;
-    println!("cosine value {:?}, cce value {:?}", cos.value, cce.value);
+    println!("cosine value {cos}, cce value {cce}");
     Ok(())
 }

@@ -504,7 +504,7 @@ impl CpuMlp {
             (0..=H).map(|j| af(n, j) * w2[j * K + k]).sum::<f64>() as f32
         });
         let out = reference::compute(
-            &Loss::SOFTMAX_CROSS_ENTROPY,
+            &Loss::softmax_cross_entropy().build()?,
             &LossArgs::new(logits.view(), classes.view()),
         )?;
         let g = out.grad.expect("the gradient was asked for");
@@ -579,7 +579,7 @@ fn run() -> Result<(), Box<dyn Error>> {
     let bufs = Buffers::new(device, &x, &y, &w1, &w2);
     let mlp = GpuMlp::new(device, &bufs);
     let mut loss = ctx.resident(
-        &Loss::SOFTMAX_CROSS_ENTROPY,
+        &Loss::softmax_cross_entropy().build()?,
         ResidentSpec::new(&[N, K]).classes(ClassType::I32),
     )?;
     let reader = ValueReader::new(device, 1);

@@ -34,7 +34,7 @@ and `--device reference` (the f64 reference rounded to f32), is compared with an
   there; the per-item losses of `--reduction none` can). Elementwise f32 ulps (|x - oracle|
   over the f32 spacing at the oracle) are reported, not judged.
 * **Named expected differences** (`DIFFERENCES` below) are the places where the crate's
-  documentation (README.md, ../shared/LOSSES.md, the reference's rustdoc) states a behaviour
+  documentation (docs/PYTORCH.md, the losses' rustdoc) states a behaviour
   other than PyTorch's. There the oracle is PyTorch's result *patched* to the documented
   behaviour (the same patch applied to the float32 yardstick), and the script checks that the
   plain PyTorch result really differs (the record lists the differences triggered). Error
@@ -94,61 +94,61 @@ DIFFERENCES = {
     "mean-over-zero-rows": (
         "softmax-ce with class indices, mean, every row ignored or every counted class weight 0 "
         "(D = 0): value 0 and gradient 0, where PyTorch gives NaN",
-        "LOSSES.md (Reductions), README (Where we differ)",
+        "PYTORCH.md (Where we differ)",
     ),
     "ignored-rows-not-read": (
         "softmax-ce: an ignored row has loss 0 and gradient 0 even if its logits are NaN/inf "
         "(PyTorch's log_softmax backward makes its gradient NaN)",
-        "README (NaN and infinities: 'Ignored rows are not read'), LOSSES.md ('ignored rows give 0')",
+        "PYTORCH.md (Row-wise losses, NaN and infinities: 'Ignored rows are not read')",
     ),
     "zero-weight-term": (
         "softmax-ce: a term whose weight (w_j t'_j, (1-eps) w_c, (eps/C) w_j) is exactly 0 "
         "contributes 0 against a -inf logit, where PyTorch computes 0 * -inf = NaN",
-        "README (Where we differ: probability targets), src/reference/softmax_cross_entropy.rs (every term)",
+        "PYTORCH.md (Where we differ: probability targets), src/losses/softmax_cross_entropy.rs (its reference: every term)",
     ),
     "bce-logits-infinite": (
         "bce-with-logits: x = +-inf gives the loss's limit (0, or +inf where a target weighs on "
         "it); a factor that is exactly 0 (w, 1-t, q t) makes its term 0; PyTorch gives NaN",
-        "README (Elementwise losses: where we differ), src/reference/bce_with_logits.rs",
+        "PYTORCH.md (Where we differ, elementwise), src/losses/bce_with_logits.rs (its reference)",
     ),
     "nan-difference": (
         "elementwise losses: a NaN difference p - t (inf - inf, or a NaN input) is NaN in the loss "
         "and the gradient; PyTorch's l1_loss gradient there is sign(NaN) = 0",
-        "README (Elementwise losses: where we differ; NaN)",
+        "PYTORCH.md (Where we differ, elementwise; NaN)",
     ),
     "bce-nan-propagates": (
         "bce: a NaN probability is not an error; it propagates to its element's loss and "
         "gradient and to the reduced value (PyTorch's binary_cross_entropy raises)",
-        "README (Elementwise losses: where we differ)",
+        "PYTORCH.md (Where we differ, elementwise)",
     ),
     "cce-grad-guard": (
-        "cce: the gradient is -t / max(p, 1e-12) (LOSSES.md), not autograd's -t/p for "
+        "cce: the gradient is -t / max(p, 1e-12) (PYTORCH.md), not autograd's -t/p for "
         "p < 1e-12 nor autograd's 0 where the log is clamped at -100",
-        "LOSSES.md (Row-wise family), README",
+        "PYTORCH.md (Row-wise losses)",
     ),
     "row-nan-whole-row": (
         "cce: NaN anywhere in a row's inputs makes that row's whole gradient NaN (autograd "
         "of the formula: only the NaN element's)",
-        "README (Row-wise losses, NaN and infinities), src/reference/categorical_cross_entropy.rs",
+        "PYTORCH.md (Row-wise losses, NaN and infinities), src/losses/categorical_cross_entropy.rs (its reference)",
     ),
     "gpu-subnormal-flush": (
         "GPU only: a loss or gradient element below the smallest normal f32 (2^-126) may come out 0 "
         "(llvmpipe flushes subnormal results)",
-        "README (Elementwise losses, Accuracy)",
+        "PYTORCH.md (Elementwise losses, Accuracy)",
     ),
     "error-out-of-domain": (
         "a BCE or cce probability outside [0, 1] is an error (exit 2) naming the element; "
         "PyTorch raises for BCE and returns NaN for the cce formula",
-        "README (Where we differ), LOSSES.md",
+        "PYTORCH.md (Where we differ)",
     ),
     "error-class-out-of-range": (
         "a class index outside [0, C) that is not ignore_index is an error (exit 2) naming the row; "
         "PyTorch raises",
-        "README (Where we differ)",
+        "PYTORCH.md (Where we differ)",
     ),
     "error-negative-weight": (
         "a negative weight is an error (exit 2); PyTorch accepts it",
-        "README (Elementwise losses: where we differ)",
+        "PYTORCH.md (Where we differ, elementwise)",
     ),
 }
 
@@ -285,7 +285,7 @@ def elementwise_cases() -> list[Case]:
     p = r.uniform(0.1, 0.9, 257)
     p[[3, 100]] = np.nan
     add("bce", "nan-probability[257]", p, r.integers(0, 2, 257))
-    # Singletons: the accuracy claims of README (ln p and ln(1 - p) to a few ulp relative).
+    # Singletons: the accuracy claims of docs/PYTORCH.md (ln p and ln(1 - p) to a few ulp relative).
     for pv, tv in ((1 - 2e-6, 1.0), (1e-40, 1.0), (1e-40, 0.0), (3e-44, 0.0), (1e-30, 0.0),
                    (1e-30, 1.0), (0.0, 1.0), (1.0, 1.0), (1 - 2e-6, 0.0)):
         add("bce", f"single p={pv:g} t={tv:g}", [pv], [tv], reductions=("mean", "none"))

@@ -1,54 +1,81 @@
 //! # wgpu-loss
 //!
-//! GPU-accelerated, batched loss functions for Rust: each loss returns its **value and its
-//! gradient** with respect to the prediction, computed by WGSL compute shaders through
-//! [wgpu](https://wgpu.rs) (Vulkan, Metal, DX12; Mesa's software Vulkan without a GPU).
-//! A CPU reference in f64 ([`reference`](mod@reference)) implements the same formulas literally and is the
-//! oracle for every GPU test.
+//! GPU-accelerated, batched loss functions: each loss returns its **value and its gradient**
+//! with respect to the prediction, computed by fused WGSL compute shaders through
+//! [wgpu](https://wgpu.rs) (Vulkan, Metal, DX12; Mesa's software Vulkan without a GPU),
+//! deterministically (the same inputs give the same bits on the same device). The same losses
+//! run on the CPU, fast ([`cpu::Cpu`], f32 on every core) or as an f64 reference that writes
+//! the formulas literally ([`reference::Reference`]), the oracle of every test.
 //!
 //! ```no_run
-//! use ndarray::ArrayD;
-//! use wgpu_loss::{GpuContext, Loss, LossArgs, Reduction};
+//! use wgpu_loss::{Compute, GpuContext, Loss, LossArgs};
 //!
 //! let ctx = GpuContext::new()?;
-//! let pred = ArrayD::<f32>::from_elem(vec![4, 1000], 0.5);
-//! let target = ArrayD::<f32>::zeros(vec![4, 1000]);
-//! let out = ctx.compute(&Loss::Mse, &LossArgs::new(pred.view(), target.view()).reduction(Reduction::Mean))?;
-//! assert_eq!(out.value, Some(0.25));
-//! let grad = out.grad.unwrap(); // 2 (p − t) / N for every element
+//! let (pred, target) = (vec![0.5f32; 8], vec![0.0f32; 8]);
+//! let mse = ctx.value_and_grad(&Loss::Mse, LossArgs::new(&pred, &target))?;
+//! assert_eq!(mse.value, 0.25);
+//! assert_eq!(mse.grad_vec(), vec![0.125; 8]); // 2 (p − t) / N
+//!
+//! let logits = vec![0.0f32; 4 * 10]; // 4 rows of 10 classes
+//! let classes: Vec<i64> = vec![1, 2, 3, 9];
+//! let ce = Loss::softmax_cross_entropy().label_smoothing(0.1).build()?;
+//! let out = ctx.value_and_grad(&ce, LossArgs::from_slices(&logits, &[4, 10], &classes)?)?;
+//! assert!((out.value - 10f32.ln()).abs() < 1e-6);
 //! # Ok::<(), wgpu_loss::Error>(())
 //! ```
 //!
-//! Inside a GPU training loop, [`resident`] records a loss into the caller's command encoder
-//! over the caller's buffers, with no host round trip.
+//! - The losses: [`Loss`] (the formulas, and the builders of the losses with options);
+//!   [`losses::LossInfo`] lists them with their options, as the CLI does.
+//! - The arguments: [`LossArgs`] (prediction, target, weights, reduction, upstream gradient),
+//!   from any `f32` array, view or slice; class ids as `i32`, `i64` or `u32` ([`Target`]).
+//! - The devices: [`Compute`], implemented by [`GpuContext`], [`cpu::Cpu`] and
+//!   [`reference::Reference`]; results as [`ValueAndGrad`] or [`LossOutput`]. Host arrays
+//!   stream through the GPU in chunks within [`ContextOptions::memory_budget`].
+//! - Inside a GPU training loop: [`resident`] records a loss into your command encoder over
+//!   your buffers (f32, f16 or bf16), with no host round trip; [`GpuContext::from_device`]
+//!   wraps your device and queue.
+//! - Errors: every bad input is an [`Error`] before any work; nothing panics.
 //!
-//! Layout: a loss is two files, `src/losses/<loss>.rs` (its descriptor, options, f64
-//! reference and fast CPU kernel; [`losses`] lists them) and `shaders/<loss>.wgsl` (its
-//! kernel's hooks); `tests/gpu/<loss>.rs` compares the two. [`kernels`] composes the shaders
-//! and plans the dispatches, [`GpuContext`] holds the device, pipelines and buffers. [`cpu`]
-//! is the fast CPU path's drivers (f32, every core, SIMD) with the same semantics, tested
-//! against the reference in `tests/cpu.rs`: what the benchmarks compare the GPU with.
-//! `docs/DESIGN.md` traces one call through the layers.
+//! The crate re-exports the [`ndarray`] (0.17) and [`wgpu`] (30) it uses: take arrays and
+//! devices from those (or the same versions).
+//!
+//! # Features
+//! - `synthetic`: the module `synthetic`, seeded random batches suited to each loss (for
+//!   benchmarks and tests; pulls in `rand`).
 
 #![warn(missing_docs)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod bindings;
+mod compute;
 pub mod cpu;
-pub mod error;
-pub mod gpu;
-pub mod kernels;
-pub mod loss;
+mod error;
+mod gpu;
+mod kernels;
+mod loss;
 pub mod losses;
 pub mod reference;
 pub mod resident;
 mod simd;
 #[cfg(feature = "synthetic")]
+#[cfg_attr(docsrs, doc(cfg(feature = "synthetic")))]
 pub mod synthetic;
 
+pub use compute::{Compute, ValueAndGrad};
 pub use error::{Error, Result};
-pub use gpu::{ContextOptions, GpuContext};
+pub use gpu::{ContextOptions, DEFAULT_MEMORY_BUDGET, GpuContext};
 pub use kernels::{ClassType, Dtype};
-pub use loss::{Loss, LossArgs, LossOutput, Reduction, Target, Upstream};
+pub use loss::{IntoTarget, Loss, LossArgs, LossOutput, Reduction, Target, TargetElem, Upstream};
+/// The `ndarray` this crate takes and returns arrays of (0.17).
+pub use ndarray;
+/// The `wgpu` this crate runs on (30): use it (or the same version) for the resident API's
+/// devices and buffers.
+pub use wgpu;
+
+/// The README's snippets, compiled (and, where they need no GPU, run) as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;
 
 impl GpuContext {
     /// Computes `loss` on the GPU: the value (`Mean`, `Sum`) or per-element losses (`None`),

@@ -1,8 +1,8 @@
 //! The losses, their options, and the arguments and results shared by the GPU path
 //! ([`crate::GpuContext::compute`]) and the CPU reference ([`crate::reference::compute`]).
-//! The formulas are in `src/losses/<loss>.rs` and `shaders/<loss>.wgsl`, and in the README.
+//! The formulas are in [`Loss`]'s documentation and each loss's file, `src/losses/<loss>.rs`.
 
-use ndarray::{ArrayD, ArrayViewD, IxDyn};
+use ndarray::{ArrayBase, ArrayD, ArrayView, ArrayViewD, AsArray, Data, Dimension, IxDyn};
 
 use crate::error::{Error, Result};
 use crate::simd::contiguous;
@@ -47,9 +47,10 @@ pub use crate::losses::Loss;
 /// The target of a loss: floats shaped like the prediction, or class indices (softmax cross
 /// entropy), one per row.
 ///
-/// `From` conversions let [`LossArgs::new`] take an `ArrayViewD` of `f32`, `i32`, `i64` or
-/// `u32`.
+/// [`LossArgs::new`] takes anything [`IntoTarget`]: an array, a view or a slice of `f32`
+/// (floats) or of `i32`, `i64` or `u32` (class indices), of any dimension.
 #[derive(Clone, Debug)]
+#[non_exhaustive]
 pub enum Target<'a> {
     /// Float targets, the prediction's shape (probabilities for the cross entropies).
     Dense(ArrayViewD<'a, f32>),
@@ -152,6 +153,89 @@ impl<'a> From<ArrayViewD<'a, u32>> for Target<'a> {
     }
 }
 
+/// An element type a target can hold: `f32` (float targets) or `i32`, `i64`, `u32` (class
+/// indices). Sealed: implemented for these four only.
+pub trait TargetElem: Copy + sealed::Sealed + 'static {
+    /// The target over a view of this type.
+    fn target(view: ArrayViewD<'_, Self>) -> Target<'_>;
+}
+
+mod sealed {
+    pub trait Sealed {}
+    impl Sealed for f32 {}
+    impl Sealed for i32 {}
+    impl Sealed for i64 {}
+    impl Sealed for u32 {}
+}
+
+impl TargetElem for f32 {
+    fn target(view: ArrayViewD<'_, f32>) -> Target<'_> {
+        Target::Dense(view)
+    }
+}
+
+impl TargetElem for i32 {
+    fn target(view: ArrayViewD<'_, i32>) -> Target<'_> {
+        Target::ClassesI32(view)
+    }
+}
+
+impl TargetElem for i64 {
+    fn target(view: ArrayViewD<'_, i64>) -> Target<'_> {
+        Target::ClassesI64(view)
+    }
+}
+
+impl TargetElem for u32 {
+    fn target(view: ArrayViewD<'_, u32>) -> Target<'_> {
+        Target::ClassesU32(view)
+    }
+}
+
+/// What [`LossArgs::new`] takes as the target: a [`Target`], or an array, view, `Vec` or
+/// slice of a [`TargetElem`] (`f32`, `i32`, `i64`, `u32`) of any dimension; a `Vec` or slice
+/// is one-dimensional.
+pub trait IntoTarget<'a> {
+    /// The target.
+    fn into_target(self) -> Target<'a>;
+}
+
+impl<'a> IntoTarget<'a> for Target<'a> {
+    fn into_target(self) -> Target<'a> {
+        self
+    }
+}
+
+impl<'a, T: TargetElem, D: Dimension> IntoTarget<'a> for ArrayView<'a, T, D> {
+    fn into_target(self) -> Target<'a> {
+        T::target(self.into_dyn())
+    }
+}
+
+impl<'a, T: TargetElem, S: Data<Elem = T>, D: Dimension> IntoTarget<'a> for &'a ArrayBase<S, D> {
+    fn into_target(self) -> Target<'a> {
+        T::target(self.view().into_dyn())
+    }
+}
+
+impl<'a, T: TargetElem> IntoTarget<'a> for &'a [T] {
+    fn into_target(self) -> Target<'a> {
+        T::target(ArrayView::from(self).into_dyn())
+    }
+}
+
+impl<'a, T: TargetElem> IntoTarget<'a> for &'a Vec<T> {
+    fn into_target(self) -> Target<'a> {
+        self.as_slice().into_target()
+    }
+}
+
+impl<'a, T: TargetElem, const N: usize> IntoTarget<'a> for &'a [T; N] {
+    fn into_target(self) -> Target<'a> {
+        self.as_slice().into_target()
+    }
+}
+
 /// The upstream gradient `g` that the returned gradient is multiplied by (the chain rule).
 #[derive(Clone, Debug, Default)]
 pub enum Upstream<'a> {
@@ -164,6 +248,13 @@ pub enum Upstream<'a> {
     /// (the prediction's shape) or the per-row losses (the prediction's shape without its last
     /// dimension).
     Array(ArrayViewD<'a, f32>),
+}
+
+impl<'a> Upstream<'a> {
+    /// [`Upstream::Array`] from an array, view or slice of any dimension.
+    pub fn array<D: Dimension>(g: impl AsArray<'a, f32, D>) -> Self {
+        Upstream::Array(g.into().into_dyn())
+    }
 }
 
 /// The inputs of one loss call: prediction, target, optional weights, reduction, upstream
@@ -182,7 +273,11 @@ pub enum Upstream<'a> {
 ///   like the rows, `[B]` for `[B, C]`.
 /// - `weight` (softmax cross entropy): class weights `[C]`, `≥ 0`.
 /// - `upstream`: [`Upstream::Array`] shaped like the rows, only with [`Reduction::None`].
+///
+/// Built by [`LossArgs::new`] (or [`LossArgs::from_slices`]) and its setters; fields may be
+/// added, so it cannot be written as a struct literal.
 #[derive(Clone, Debug)]
+#[non_exhaustive]
 pub struct LossArgs<'a> {
     /// Prediction `p` (probabilities for `Bce`, logits for `BceWithLogits`).
     pub pred: ArrayViewD<'a, f32>,
@@ -201,12 +296,17 @@ pub struct LossArgs<'a> {
 }
 
 impl<'a> LossArgs<'a> {
-    /// Prediction and target (an `f32` view, or an `i32`/`i64` view of class indices), with
-    /// `Mean` reduction, no weights, upstream gradient 1.
-    pub fn new(pred: ArrayViewD<'a, f32>, target: impl Into<Target<'a>>) -> Self {
+    /// Prediction and target, with `Mean` reduction, no weights, upstream gradient 1.
+    ///
+    /// The prediction is any `f32` array, view, `Vec` or slice (`&pred`, `pred.view()`,
+    /// `&vec`) of any dimension; the target is [`IntoTarget`]: floats of the prediction's
+    /// shape, or class indices (`i32`, `i64`, `u32`) shaped like its rows. Nothing is checked
+    /// or copied here: the call that takes the arguments validates them
+    /// ([`LossArgs::validate`]).
+    pub fn new<D: Dimension>(pred: impl AsArray<'a, f32, D>, target: impl IntoTarget<'a>) -> Self {
         LossArgs {
-            pred,
-            target: target.into(),
+            pred: pred.into().into_dyn(),
+            target: target.into_target(),
             weight: None,
             pos_weight: None,
             reduction: Reduction::Mean,
@@ -215,21 +315,63 @@ impl<'a> LossArgs<'a> {
         }
     }
 
+    /// Prediction and target from flat slices in row-major order, the prediction of shape
+    /// `shape`: a target with as many elements as the prediction takes its shape (float
+    /// targets), one with as many as it has rows takes the shape without the last dimension
+    /// (class indices of a row-wise loss); any other target is left as given, for the call's
+    /// validation to report.
+    ///
+    /// ```
+    /// # use wgpu_loss::LossArgs;
+    /// let logits = vec![0.0f32; 2 * 3];
+    /// let classes: Vec<i64> = vec![2, 0];
+    /// let args = LossArgs::from_slices(&logits, &[2, 3], &classes)?;
+    /// assert_eq!(args.pred.shape(), &[2, 3]);
+    /// assert_eq!(args.target.shape(), &[2]);
+    /// # Ok::<(), wgpu_loss::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    /// [`Error::ShapeMismatch`] when `pred`'s length is not the product of `shape`.
+    pub fn from_slices(
+        pred: &'a [f32],
+        shape: &[usize],
+        target: impl IntoTarget<'a>,
+    ) -> Result<Self> {
+        let n = shape.iter().try_fold(1usize, |a, &d| a.checked_mul(d));
+        let bad = || Error::ShapeMismatch {
+            what: "prediction (slice length against the shape given)",
+            expected: shape.to_vec(),
+            got: vec![pred.len()],
+        };
+        if n != Some(pred.len()) {
+            return Err(bad());
+        }
+        let pred = ArrayViewD::from_shape(IxDyn(shape), pred).map_err(|_| bad())?;
+        let rows = &shape[..shape.len().saturating_sub(1)];
+        let target = match target.into_target() {
+            t if t.shape().len() == 1 => reshape_target(t, shape, rows),
+            t => t,
+        };
+        Ok(LossArgs::new(pred, target))
+    }
+
     /// Sets the reduction.
     pub fn reduction(mut self, reduction: Reduction) -> Self {
         self.reduction = reduction;
         self
     }
 
-    /// Sets the weight: per element (BCE losses) or per class (softmax cross entropy).
-    pub fn weight(mut self, weight: ArrayViewD<'a, f32>) -> Self {
-        self.weight = Some(weight);
+    /// Sets the weight: per element (BCE losses) or per class (softmax cross entropy); any
+    /// `f32` array, view or slice.
+    pub fn weight<D: Dimension>(mut self, weight: impl AsArray<'a, f32, D>) -> Self {
+        self.weight = Some(weight.into().into_dyn());
         self
     }
 
-    /// Sets `pos_weight` (BCE with logits).
-    pub fn pos_weight(mut self, pos_weight: ArrayViewD<'a, f32>) -> Self {
-        self.pos_weight = Some(pos_weight);
+    /// Sets `pos_weight` (BCE with logits); any `f32` array, view or slice.
+    pub fn pos_weight<D: Dimension>(mut self, pos_weight: impl AsArray<'a, f32, D>) -> Self {
+        self.pos_weight = Some(pos_weight.into().into_dyn());
         self
     }
 
@@ -242,6 +384,12 @@ impl<'a> LossArgs<'a> {
     /// Loss-only mode: the value (or per-element losses) without the gradient.
     pub fn loss_only(mut self) -> Self {
         self.want_grad = false;
+        self
+    }
+
+    /// Sets whether the gradient is computed (`false` is [`LossArgs::loss_only`]).
+    pub fn want_grad(mut self, want_grad: bool) -> Self {
+        self.want_grad = want_grad;
         self
     }
 
@@ -494,8 +642,32 @@ fn check_weight_sums(loss: &Loss, w: &ArrayViewD<'_, f32>, target: &Target<'_>) 
     Ok(())
 }
 
-/// The result of a loss call, on the GPU (`T = f32`) or the CPU reference (`T = f64`).
+/// A one-dimensional target of [`LossArgs::from_slices`] reshaped: float targets to the
+/// prediction's `shape` when they have its element count, class indices to its `rows` when
+/// they have theirs; unchanged otherwise.
+fn reshape_target<'a>(t: Target<'a>, shape: &[usize], rows: &[usize]) -> Target<'a> {
+    fn to<'a, T: TargetElem>(v: ArrayViewD<'a, T>, want: &[usize]) -> Target<'a> {
+        if v.len() != want.iter().product::<usize>() {
+            return T::target(v);
+        }
+        match v.clone().into_shape_with_order(IxDyn(want)) {
+            Ok(r) => T::target(r),
+            Err(_) => T::target(v),
+        }
+    }
+    match t {
+        Target::Dense(v) => to(v, shape),
+        Target::ClassesI32(v) => to(v, rows),
+        Target::ClassesI64(v) => to(v, rows),
+        Target::ClassesU32(v) => to(v, rows),
+    }
+}
+
+/// The result of a loss call, on the GPU (`T = f32`) or the CPU reference (`T = f64`), with
+/// the parts the call asked for. [`crate::Compute::value_and_grad`] and its siblings return
+/// the parts they fix without `Option`s.
 #[derive(Clone, Debug, PartialEq)]
+#[non_exhaustive]
 pub struct LossOutput<T> {
     /// The loss value for `Mean` and `Sum`; `None` for [`Reduction::None`].
     pub value: Option<T>,
@@ -511,6 +683,22 @@ pub struct LossOutput<T> {
 }
 
 impl<T> LossOutput<T> {
+    /// A result from its parts (for a [`crate::Compute`] implementation of your own, or to
+    /// compare results built elsewhere).
+    pub fn new(
+        value: Option<T>,
+        losses: Option<ArrayD<T>>,
+        grad: Option<ArrayD<T>>,
+        counted: usize,
+    ) -> Self {
+        LossOutput {
+            value,
+            losses,
+            grad,
+            counted,
+        }
+    }
+
     pub(crate) fn shape_arrays(
         shape: &[usize],
         losses: Option<Vec<T>>,

@@ -24,7 +24,7 @@
 //! // the caller's STORAGE buffers.
 //! let (logits, classes, grad, value) = buffers(&ctx);
 //! let spec = ResidentSpec::new(&[64, 10]).classes(ClassType::I32);
-//! let mut loss = ctx.resident(&Loss::SOFTMAX_CROSS_ENTROPY, spec)?;
+//! let mut loss = ctx.resident(&Loss::softmax_cross_entropy().build()?, spec)?;
 //! let reader = ValueReader::new(ctx.device(), 1);
 //! for step in 0..1000 {
 //!     let mut encoder = ctx.device().create_command_encoder(&Default::default());
@@ -46,8 +46,8 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::mpsc;
-use std::task::{Context, Poll};
+use std::sync::{Mutex, PoisonError};
+use std::task::{Context, Poll, Waker};
 
 use crate::error::{Error, Result};
 use crate::gpu::GpuContext;
@@ -1023,22 +1023,49 @@ impl ValueReader {
         Ok(())
     }
 
-    /// Maps the staging buffer after the submission holding [`ValueReader::record_copy`];
-    /// the returned future resolves once the device has finished that work. It drives the
-    /// device with non-blocking polls each time it is polled, so it works with any executor
-    /// (it wakes itself until done).
-    pub fn map<'r>(&'r self, device: &'r wgpu::Device) -> ReadFuture<'r> {
-        let (tx, rx) = mpsc::channel();
+    /// Maps the staging buffer after the submission holding [`ValueReader::record_copy`].
+    /// The returned future resolves once the device has finished that work and the map is
+    /// done. It never polls the device itself and never spins: wgpu completes the map inside
+    /// a `device.poll` (or a later `queue.submit`), whose callback wakes the task awaiting the
+    /// future. So something must drive the device while you wait:
+    ///
+    /// - **A plain loop**: `device.poll(wgpu::PollType::wait_indefinitely())` after the
+    ///   submission, then the future is ready (`pollster::block_on(future)` returns at once);
+    ///   [`ValueReader::read_blocking`] does exactly this.
+    /// - **An async runtime** (tokio, smol, ...): a thread that drives the device, such as
+    ///   `std::thread::spawn(move || loop { device.poll(wgpu::PollType::wait_indefinitely()).ok(); })`
+    ///   (it sleeps in the driver while there is no work), or a `device.poll(PollType::Poll)`
+    ///   on the runtime's own tick; the task awaiting the future sleeps until the callback
+    ///   wakes it.
+    ///
+    /// ```no_run
+    /// # use wgpu_loss::{GpuContext, resident::{GpuArray, ValueReader}};
+    /// # async fn f(ctx: &GpuContext, value: &wgpu::Buffer) -> wgpu_loss::Result<()> {
+    /// let reader = ValueReader::new(ctx.device(), 1);
+    /// let future = reader.read(ctx.device(), ctx.queue(), GpuArray::from(value))?;
+    /// // Another thread (or the runtime) calls `device.poll(..)`; this task sleeps till then.
+    /// let v = future.await?;
+    /// # Ok(()) }
+    /// ```
+    pub fn map(&self) -> ReadFuture<'_> {
+        let shared = Arc::new(Mutex::new(MapState::default()));
+        let done = Arc::clone(&shared);
         self.staging
             .slice(..)
             .map_async(wgpu::MapMode::Read, move |r| {
-                let _ = tx.send(r);
+                let waker = {
+                    let mut state = done.lock().unwrap_or_else(PoisonError::into_inner);
+                    state.result = Some(r);
+                    state.waker.take()
+                };
+                if let Some(w) = waker {
+                    w.wake();
+                }
             });
         self.reads.fetch_add(1, Ordering::Relaxed);
         ReadFuture {
             reader: self,
-            device,
-            rx,
+            shared,
         }
     }
 
@@ -1058,7 +1085,7 @@ impl ValueReader {
         });
         self.record_copy(&mut encoder, src)?;
         queue.submit([encoder.finish()]);
-        Ok(self.map(device))
+        Ok(self.map())
     }
 
     /// [`ValueReader::read`], blocking until the values are back.
@@ -1089,28 +1116,44 @@ impl ValueReader {
     }
 }
 
-/// The future of [`ValueReader::read`].
+/// What the map callback of a [`ReadFuture`] left: its result, and the task to wake.
+#[derive(Default)]
+struct MapState {
+    result: Option<std::result::Result<(), wgpu::BufferAsyncError>>,
+    waker: Option<Waker>,
+}
+
+/// The future of [`ValueReader::read`] and [`ValueReader::map`]: ready once wgpu has run the
+/// map's callback, which happens inside a `device.poll` or `queue.submit` that someone else
+/// makes (see [`ValueReader::map`]). Polling it takes a lock and never spins.
 pub struct ReadFuture<'r> {
     reader: &'r ValueReader,
-    device: &'r wgpu::Device,
-    rx: mpsc::Receiver<std::result::Result<(), wgpu::BufferAsyncError>>,
+    shared: Arc<Mutex<MapState>>,
+}
+
+impl std::fmt::Debug for ReadFuture<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ReadFuture").finish_non_exhaustive()
+    }
 }
 
 impl Future for ReadFuture<'_> {
     type Output = Result<Vec<f32>>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        match self.rx.try_recv() {
-            Ok(Ok(())) => Poll::Ready(self.reader.take()),
-            Ok(Err(e)) => Poll::Ready(Err(Error::Map(e))),
-            Err(mpsc::TryRecvError::Disconnected) => Poll::Ready(Err(Error::Gpu(
-                "the map callback of the value reader was dropped".into(),
-            ))),
-            Err(mpsc::TryRecvError::Empty) => {
-                if let Err(e) = self.device.poll(wgpu::PollType::Poll) {
-                    return Poll::Ready(Err(Error::Poll(e)));
+        let mut state = self.shared.lock().unwrap_or_else(PoisonError::into_inner);
+        match state.result.take() {
+            Some(Ok(())) => {
+                drop(state);
+                Poll::Ready(self.reader.take())
+            }
+            Some(Err(e)) => Poll::Ready(Err(Error::Map(e))),
+            None => {
+                // Woken by the map callback; keep only the latest task's waker.
+                match &state.waker {
+                    Some(w) if w.will_wake(cx.waker()) => {}
+                    _ => state.waker = Some(cx.waker().clone()),
                 }
-                cx.waker().wake_by_ref();
                 Poll::Pending
             }
         }

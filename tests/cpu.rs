@@ -66,7 +66,7 @@ struct Scales {
 fn scales(loss: &Loss, args: &LossArgs<'_>) -> Scales {
     match *loss {
         Loss::BceWithLogits => bce_with_logits_scales(args),
-        Loss::CosineProximity { eps } => {
+        Loss::CosineProximity { eps, .. } => {
             let (grad, losses, value) = cosine_scales(f64::from(eps), args);
             Scales {
                 grad: Some(grad),
@@ -227,23 +227,23 @@ fn mae_matrix() {
 
 #[test]
 fn huber_matrix() {
-    elementwise_matrix(Loss::Huber { delta: 1.0 });
+    elementwise_matrix(Loss::huber().delta(1.0).build().unwrap());
     for delta in [0.05f32, 2.5] {
         let what = format!("huber delta {delta}");
         let b = synthetic::batch(&Loss::Mse, &[70_001], seed_for(&what));
         let args = LossArgs::new(b.pred.view(), b.target.view()).reduction(Reduction::None);
-        check(&Loss::Huber { delta }, &args, &what);
+        check(&Loss::huber().delta(delta).build().unwrap(), &args, &what);
     }
 }
 
 #[test]
 fn smooth_l1_matrix() {
-    elementwise_matrix(Loss::SmoothL1 { beta: 1.0 });
+    elementwise_matrix(Loss::smooth_l1().beta(1.0).build().unwrap());
     for beta in [0.0f32, 0.05, 2.5] {
         let what = format!("smooth l1 beta {beta}");
         let b = synthetic::batch(&Loss::Mse, &[70_001], seed_for(&what));
         let args = LossArgs::new(b.pred.view(), b.target.view()).reduction(Reduction::None);
-        check(&Loss::SmoothL1 { beta }, &args, &what);
+        check(&Loss::smooth_l1().beta(beta).build().unwrap(), &args, &what);
     }
 }
 
@@ -413,7 +413,7 @@ fn edge_values() {
             vec![0.0, 1.0, 2.0, 0.0],
         ),
         (
-            Loss::Huber { delta: 1.0 },
+            Loss::huber().delta(1.0).build().unwrap(),
             vec![f32::INFINITY, 1.0, -1.0, 0.25],
             vec![0.0, 0.0, 0.0, 0.0],
         ),
@@ -502,22 +502,22 @@ impl RowData {
                 RowT::Dense(prob_rows(&[b, c], s2)),
             ),
             Kind::SoftmaxProbs => (
-                Loss::SOFTMAX_CROSS_ENTROPY,
+                Loss::softmax_cross_entropy().build().unwrap(),
                 logits(&[b, c], s1),
                 RowT::Dense(prob_rows(&[b, c], s2)),
             ),
             Kind::SoftmaxI64 => (
-                Loss::SOFTMAX_CROSS_ENTROPY,
+                Loss::softmax_cross_entropy().build().unwrap(),
                 logits(&[b, c], s1),
                 RowT::I64(class_rows(&[b], c, s2)),
             ),
             Kind::SoftmaxI32 => (
-                Loss::SOFTMAX_CROSS_ENTROPY,
+                Loss::softmax_cross_entropy().build().unwrap(),
                 logits(&[b, c], s1),
                 RowT::I32(class_rows(&[b], c, s2).mapv(|v| v as i32)),
             ),
             Kind::Cosine => (
-                Loss::COSINE_PROXIMITY,
+                Loss::cosine_proximity().build().unwrap(),
                 synthetic::uniform(&[b, c], -3.0, 3.0, s1),
                 RowT::Dense(synthetic::uniform(&[b, c], -3.0, 3.0, s2)),
             ),
@@ -574,11 +574,12 @@ fn cosine_proximity_matrix() {
 }
 
 fn sce(label_smoothing: f32, z_loss: f32, ignore_index: i64) -> Loss {
-    Loss::SoftmaxCrossEntropy {
-        label_smoothing,
-        z_loss,
-        ignore_index,
-    }
+    Loss::softmax_cross_entropy()
+        .label_smoothing(label_smoothing)
+        .z_loss(z_loss)
+        .ignore_index(ignore_index)
+        .build()
+        .unwrap()
 }
 
 /// `a` with `reduction` and the class weights `w`.
@@ -690,7 +691,7 @@ fn rows_ranks_and_views() {
     let x = logits(&[2, 3, 130], 2);
     let k = class_rows(&[2, 3], 130, 3);
     let out = check(
-        &Loss::SOFTMAX_CROSS_ENTROPY,
+        &Loss::softmax_cross_entropy().build().unwrap(),
         &LossArgs::new(x.view(), k.view()).reduction(Reduction::None),
         "rank 3",
     );
@@ -699,7 +700,7 @@ fn rows_ranks_and_views() {
     let t = prob_rows(&[200, 300], 5);
     let (xt, tt) = (x.t(), t.view());
     check(
-        &Loss::SOFTMAX_CROSS_ENTROPY,
+        &Loss::softmax_cross_entropy().build().unwrap(),
         &LossArgs::new(xt.view(), tt),
         "transposed logits",
     );
@@ -707,7 +708,7 @@ fn rows_ranks_and_views() {
     let ps = p.slice_axis(Axis(1), ndarray::Slice::new(0, None, 2));
     let ts = p.slice_axis(Axis(1), ndarray::Slice::new(1, None, 2));
     check(
-        &Loss::COSINE_PROXIMITY,
+        &Loss::cosine_proximity().build().unwrap(),
         &LossArgs::new(ps, ts),
         "strided cosine",
     );
@@ -715,7 +716,7 @@ fn rows_ranks_and_views() {
     let ks = k.slice_axis(Axis(0), ndarray::Slice::new(0, None, 2));
     let xs = x.slice_axis(Axis(0), ndarray::Slice::new(0, None, 2));
     check(
-        &Loss::SOFTMAX_CROSS_ENTROPY,
+        &Loss::softmax_cross_entropy().build().unwrap(),
         &LossArgs::new(xs, ks),
         "strided classes",
     );
@@ -752,8 +753,8 @@ fn nan_poisons_its_row_only() {
         t[[150, 999]] = f32::NAN;
         let loss = match kind {
             Kind::Cce => Loss::CategoricalCrossEntropy,
-            Kind::Cosine => Loss::COSINE_PROXIMITY,
-            _ => Loss::SOFTMAX_CROSS_ENTROPY,
+            Kind::Cosine => Loss::cosine_proximity().build().unwrap(),
+            _ => Loss::softmax_cross_entropy().build().unwrap(),
         };
         let args = match &k {
             Some(k) => LossArgs::new(x.view(), k.view()),
@@ -858,7 +859,7 @@ fn row_edges() {
     let eq = arr(&[2, 5], vec![7.5; 10]);
     let cls = ndarray::arr1(&[3i64, 0]).into_dyn();
     check(
-        &Loss::SOFTMAX_CROSS_ENTROPY,
+        &Loss::softmax_cross_entropy().build().unwrap(),
         &LossArgs::new(eq.view(), cls.view()),
         "equal logits",
     );
@@ -866,7 +867,7 @@ fn row_edges() {
     let t = arr(&[3, 3], vec![3.0, 0.0, 4.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0]);
     for reduction in REDUCTIONS {
         let out = check(
-            &Loss::COSINE_PROXIMITY,
+            &Loss::cosine_proximity().build().unwrap(),
             &LossArgs::new(p.view(), t.view()).reduction(reduction),
             "cosine zero rows",
         );
@@ -987,24 +988,26 @@ fn errors_match_the_reference() {
         let e = same_error(&loss, &LossArgs::new(empty.view(), empty.view()), "empty");
         assert!(matches!(e, Error::Empty { .. }), "{e:?}");
     }
+    // Invalid loss options are refused when the loss is built, before any device sees it.
+    let sce_built = |ls: f32, z: f32| {
+        Loss::softmax_cross_entropy()
+            .label_smoothing(ls)
+            .z_loss(z)
+            .build()
+    };
     let options = [
-        (Loss::Huber { delta: 0.0 }, "delta"),
-        (Loss::Huber { delta: f32::NAN }, "delta"),
-        (Loss::SmoothL1 { beta: -1.0 }, "beta"),
-        (
-            Loss::SmoothL1 {
-                beta: f32::INFINITY,
-            },
-            "beta",
-        ),
-        (sce(1.0, 0.0, -100), "label_smoothing"),
-        (sce(-0.1, 0.0, -100), "label_smoothing"),
-        (sce(0.0, -1.0, -100), "z_loss"),
-        (sce(0.0, f32::INFINITY, -100), "z_loss"),
-        (Loss::CosineProximity { eps: 0.0 }, "eps"),
+        (Loss::huber().delta(0.0).build(), "delta"),
+        (Loss::huber().delta(f32::NAN).build(), "delta"),
+        (Loss::smooth_l1().beta(-1.0).build(), "beta"),
+        (Loss::smooth_l1().beta(f32::INFINITY).build(), "beta"),
+        (sce_built(1.0, 0.0), "label_smoothing"),
+        (sce_built(-0.1, 0.0), "label_smoothing"),
+        (sce_built(0.0, -1.0), "z_loss"),
+        (sce_built(0.0, f32::INFINITY), "z_loss"),
+        (Loss::cosine_proximity().eps(0.0).build(), "eps"),
     ];
-    for (loss, option) in options {
-        let e = same_error(&loss, &LossArgs::new(p.view(), t.view()), option);
+    for (built, option) in options {
+        let e = built.unwrap_err();
         assert!(
             matches!(e, Error::InvalidOption { option: o, .. } if o == option),
             "{e:?}"
@@ -1015,7 +1018,7 @@ fn errors_match_the_reference() {
     for loss in [
         Loss::Mse,
         Loss::CategoricalCrossEntropy,
-        Loss::COSINE_PROXIMITY,
+        Loss::cosine_proximity().build().unwrap(),
     ] {
         same_error(
             &loss,
@@ -1049,12 +1052,12 @@ fn errors_match_the_reference() {
     );
     let cls = ndarray::arr1(&[0i64, 1, 2, 3]).into_dyn();
     same_error(
-        &Loss::SOFTMAX_CROSS_ENTROPY,
+        &Loss::softmax_cross_entropy().build().unwrap(),
         &LossArgs::new(p.view(), cls.view()).weight(w4.view()),
         "class weight shape",
     );
     // Upstream: non-finite scalar, array with a reduction, array of the wrong shape.
-    for loss in [Loss::Mse, Loss::SOFTMAX_CROSS_ENTROPY] {
+    for loss in [Loss::Mse, Loss::softmax_cross_entropy().build().unwrap()] {
         let base = LossArgs::new(p.view(), t.view());
         same_error(
             &loss,
@@ -1083,15 +1086,15 @@ fn errors_match_the_reference() {
         Loss::Mse,
         Loss::Bce,
         Loss::CategoricalCrossEntropy,
-        Loss::COSINE_PROXIMITY,
+        Loss::cosine_proximity().build().unwrap(),
     ] {
         same_error(&loss, &LossArgs::new(p.view(), cls.view()), "class targets");
     }
     let p0 = ArrayD::from_elem(IxDyn(&[]), 0.5f32);
     for loss in [
         Loss::CategoricalCrossEntropy,
-        Loss::SOFTMAX_CROSS_ENTROPY,
-        Loss::COSINE_PROXIMITY,
+        Loss::softmax_cross_entropy().build().unwrap(),
+        Loss::cosine_proximity().build().unwrap(),
     ] {
         same_error(
             &loss,
@@ -1101,7 +1104,7 @@ fn errors_match_the_reference() {
     }
     let cls_bad = ArrayD::<i32>::zeros(IxDyn(&[4, 5]));
     same_error(
-        &Loss::SOFTMAX_CROSS_ENTROPY,
+        &Loss::softmax_cross_entropy().build().unwrap(),
         &LossArgs::new(p.view(), cls_bad.view()),
         "class shape",
     );
@@ -1171,11 +1174,19 @@ fn out_of_domain_is_the_first_in_row_major_order() {
 fn class_out_of_range_is_the_first_row() {
     let p = logits(&[3, 5], 1);
     let cases: Vec<(Loss, Vec<i64>)> = vec![
-        (Loss::SOFTMAX_CROSS_ENTROPY, vec![0, 5, 7]),
-        (Loss::SOFTMAX_CROSS_ENTROPY, vec![-100, -1, 2]),
+        (
+            Loss::softmax_cross_entropy().build().unwrap(),
+            vec![0, 5, 7],
+        ),
+        (
+            Loss::softmax_cross_entropy().build().unwrap(),
+            vec![-100, -1, 2],
+        ),
         (sce(0.0, 0.0, -1), vec![-100, -1, 2]),
-        (Loss::SOFTMAX_CROSS_ENTROPY, vec![0, 1, (1 << 32) + 1]),
-        (sce(1.0, 0.0, -100), vec![0, 5, 7]),
+        (
+            Loss::softmax_cross_entropy().build().unwrap(),
+            vec![0, 1, (1 << 32) + 1],
+        ),
     ];
     for (loss, k) in cases {
         let k64 = ArrayD::from_shape_vec(IxDyn(&[3]), k.clone()).unwrap();
@@ -1283,17 +1294,25 @@ fn compute_into_gives_the_bits_of_compute_row_wise() {
     for reduction in REDUCTIONS {
         let what = format!("into/ignored/{}", reduction.name());
         let args = LossArgs::new(x.view(), k.view()).reduction(reduction);
-        same_bits_into(&Loss::SOFTMAX_CROSS_ENTROPY, &args, &what);
+        same_bits_into(
+            &Loss::softmax_cross_entropy().build().unwrap(),
+            &args,
+            &what,
+        );
     }
     let none = ArrayD::<i64>::from_elem(IxDyn(&[9]), -100);
     let args = LossArgs::new(x.view(), none.view());
-    same_bits_into(&Loss::SOFTMAX_CROSS_ENTROPY, &args, "into/all ignored");
+    same_bits_into(
+        &Loss::softmax_cross_entropy().build().unwrap(),
+        &args,
+        "into/all ignored",
+    );
 }
 
 /// A gradient view that is not contiguous is written element by element, the same values.
 #[test]
 fn compute_into_a_strided_view() {
-    for loss in [Loss::Mse, Loss::SOFTMAX_CROSS_ENTROPY] {
+    for loss in [Loss::Mse, Loss::softmax_cross_entropy().build().unwrap()] {
         let x = logits(&[40, 17], 3);
         let t = prob_rows(&[40, 17], 4);
         let args = LossArgs::new(x.view(), t.view());
@@ -1424,7 +1443,7 @@ fn cosine_every_scale_agrees_with_the_reference() {
         for reduction in REDUCTIONS {
             let args = LossArgs::new(pr.clone(), tr.clone()).reduction(reduction);
             check(
-                &Loss::COSINE_PROXIMITY,
+                &Loss::cosine_proximity().build().unwrap(),
                 &args,
                 &format!("cpu/cosine/scales/row {r}/{}", reduction.name()),
             );
@@ -1508,7 +1527,7 @@ fn confident_losses_and_gradients_keep_their_digits() {
     let args = LossArgs::new(x.view(), classes.view())
         .reduction(Reduction::None)
         .loss_only();
-    let got = cpu::compute(&Loss::SOFTMAX_CROSS_ENTROPY, &args).unwrap();
+    let got = cpu::compute(&Loss::softmax_cross_entropy().build().unwrap(), &args).unwrap();
     for (r, &l) in got.losses.as_ref().unwrap().iter().enumerate() {
         let exact = ((c - 1) as f64 * (-f64::from(a[r])).exp()).ln_1p();
         assert!(
@@ -1518,7 +1537,7 @@ fn confident_losses_and_gradients_keep_their_digits() {
         );
     }
     let args = LossArgs::new(x.view(), classes.view()).reduction(Reduction::Sum);
-    let grad = cpu::compute(&Loss::SOFTMAX_CROSS_ENTROPY, &args)
+    let grad = cpu::compute(&Loss::softmax_cross_entropy().build().unwrap(), &args)
         .unwrap()
         .grad
         .unwrap();
@@ -1556,7 +1575,11 @@ fn cosine_of_one_feature() {
     let p = synthetic::uniform(&[257, 1], -3.0, 3.0, seed_for("cpu/cosine/C=1/p"));
     let t = synthetic::uniform(&[257, 1], -3.0, 3.0, seed_for("cpu/cosine/C=1/t"));
     let args = LossArgs::new(p.view(), t.view()).reduction(Reduction::None);
-    let out = check(&Loss::COSINE_PROXIMITY, &args, "cpu/cosine/C=1");
+    let out = check(
+        &Loss::cosine_proximity().build().unwrap(),
+        &args,
+        "cpu/cosine/C=1",
+    );
     assert!(out.grad.unwrap().iter().all(|&g| g == 0.0));
     for (&l, (&pi, &ti)) in out.losses.unwrap().iter().zip(p.iter().zip(&t)) {
         assert_eq!(l, -(pi * ti).signum());

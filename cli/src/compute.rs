@@ -12,7 +12,8 @@ use clap::ValueEnum;
 use ndarray::ArrayD;
 use serde_json::json;
 use wgpu_loss::losses::{LossInfo, OptionValue};
-use wgpu_loss::{Error, GpuContext, Loss, LossArgs, LossOutput, Reduction, reference};
+use wgpu_loss::reference::Reference;
+use wgpu_loss::{Compute, Error, GpuContext, Loss, LossArgs, LossOutput, Reduction};
 
 use super::npy::{self, TargetData};
 use super::output::{self, Outputs};
@@ -122,10 +123,10 @@ impl DeviceName {
     }
 
     /// Host bytes a call needs whatever its size: the GPU call's chunk buffers
-    /// ([`wgpu_loss::gpu::DEFAULT_MEMORY_BUDGET`]).
+    /// ([`wgpu_loss::DEFAULT_MEMORY_BUDGET`]).
     fn fixed_bytes(self) -> u64 {
         match self {
-            DeviceName::Gpu => wgpu_loss::gpu::DEFAULT_MEMORY_BUDGET,
+            DeviceName::Gpu => wgpu_loss::DEFAULT_MEMORY_BUDGET,
             DeviceName::Cpu | DeviceName::Reference => 0,
         }
     }
@@ -470,14 +471,8 @@ pub(crate) fn execute(a: &ComputeArgs, mut p: Prepared) -> Result<(), Failure> {
             (out, None)
         }
         DeviceName::Reference => {
-            let out = reference::compute(&loss, &args).map_err(with_file)?;
-            let f = |x: ArrayD<f64>| x.mapv(|v| v as f32);
-            let out = LossOutput {
-                value: out.value.map(|v| v as f32),
-                losses: out.losses.map(f),
-                grad: out.grad.map(f),
-                counted: out.counted,
-            };
+            // The f64 reference rounded once to f32.
+            let out = Reference.compute(&loss, &args).map_err(with_file)?;
             (out, None)
         }
     };

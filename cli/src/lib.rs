@@ -1,6 +1,10 @@
 //! The `wgpu-loss` command line's argument parsing and commands ([`main`]), for the binary,
 //! its integration tests and the fuzzers. Not an API of its own: the library is `wgpu-loss`.
 
+// The modules are public for the tests and fuzzers; their docs are for this crate's
+// maintainers and link the private items they describe.
+#![allow(rustdoc::private_intra_doc_links)]
+
 pub mod bench;
 pub mod compute;
 pub mod main_job;

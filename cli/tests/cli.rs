@@ -297,12 +297,13 @@ fn compute_json(dir: &Path, template: &str, vars: &[(&str, &str)]) -> Value {
 fn loss_flag(loss: &Loss) -> String {
     let mut flags = format!("--loss {}", loss.name());
     match *loss {
-        Loss::Huber { delta } => flags += &format!(" --delta {delta}"),
-        Loss::SmoothL1 { beta } => flags += &format!(" --beta {beta}"),
+        Loss::Huber { delta, .. } => flags += &format!(" --delta {delta}"),
+        Loss::SmoothL1 { beta, .. } => flags += &format!(" --beta {beta}"),
         Loss::SoftmaxCrossEntropy {
             label_smoothing,
             z_loss,
             ignore_index,
+            ..
         } => {
             if label_smoothing != 0.0 {
                 flags += &format!(" --label-smoothing {label_smoothing}");
@@ -314,7 +315,7 @@ fn loss_flag(loss: &Loss) -> String {
                 flags += &format!(" --ignore-index {ignore_index}");
             }
         }
-        Loss::CosineProximity { eps } if eps != 1e-8 => flags += &format!(" --eps {eps}"),
+        Loss::CosineProximity { eps, .. } if eps != 1e-8 => flags += &format!(" --eps {eps}"),
         _ => {}
     }
     flags
@@ -466,7 +467,7 @@ fn grad_out_matches(loss: Loss, seed: u64) {
 checks! {
     gpu grad_out_mse: grad_out_matches(Loss::Mse, 201);
     gpu grad_out_mae: grad_out_matches(Loss::Mae, 202);
-    gpu grad_out_huber_delta_half: grad_out_matches(Loss::Huber { delta: 0.5 }, 203);
+    gpu grad_out_huber_delta_half: grad_out_matches(Loss::huber().delta(0.5).build().unwrap(), 203);
     gpu grad_out_bce: grad_out_matches(Loss::Bce, 204);
     gpu grad_out_bce_with_logits: grad_out_matches(Loss::BceWithLogits, 205);
 }
@@ -481,7 +482,7 @@ fn reduction_none_losses_and_grad_every_loss() {
     let losses = [
         Loss::Mse,
         Loss::Mae,
-        Loss::Huber { delta: 0.5 },
+        Loss::huber().delta(0.5).build().unwrap(),
         Loss::Bce,
         Loss::BceWithLogits,
     ];
@@ -536,7 +537,7 @@ fn reduction_none_without_loss_out_cpu() {
 #[test]
 #[cfg_attr(skip_gpu_tests, ignore)]
 fn reduction_sum_huber() {
-    let loss = Loss::Huber { delta: 0.5 };
+    let loss = Loss::huber().delta(0.5).build().unwrap();
     let dir = tempfile::tempdir().unwrap();
     let b = batch_in(dir.path(), &loss, 401);
     let j = compute_json(
@@ -559,7 +560,7 @@ fn reduction_sum_huber() {
 #[test]
 #[cfg_attr(skip_gpu_tests, ignore)]
 fn smooth_l1_with_beta() {
-    let loss = Loss::SmoothL1 { beta: 0.25 };
+    let loss = Loss::smooth_l1().beta(0.25).build().unwrap();
     let dir = tempfile::tempdir().unwrap();
     let b = batch_in(dir.path(), &loss, 409);
     let j = compute_json(
@@ -571,7 +572,7 @@ fn smooth_l1_with_beta() {
     assert_matches_reference(&j, &dir.path().join("G.npy"), &want, "smooth-l1 beta 0.25");
     // Another beta gives another value: the option is not ignored.
     let other = reference_out(
-        &Loss::SmoothL1 { beta: 1.0 },
+        &Loss::smooth_l1().beta(1.0).build().unwrap(),
         &b.pred,
         &b.target,
         None,
@@ -927,7 +928,7 @@ fn check_rows(device: &str, r: &Rows, dtype: &str, reduction: Reduction) -> Rows
 
 /// Softmax cross entropy with class indices written as `dtype`, every reduction.
 fn softmax_ce_indices(device: &str, dtype: &str, shape: &[usize], seed: u64) {
-    let r = Rows::classes(Loss::SOFTMAX_CROSS_ENTROPY, shape, seed);
+    let r = Rows::classes(Loss::softmax_cross_entropy().build().unwrap(), shape, seed);
     let b: usize = r.row_shape().iter().product();
     for reduction in [Reduction::Mean, Reduction::Sum, Reduction::None] {
         let out = check_rows(device, &r, dtype, reduction);
@@ -956,11 +957,12 @@ fn assert_rows_ignored(out: &RowsResult, c: usize, ignored: &[usize]) {
 /// Class weights, label smoothing 0.1, z-loss 1e-3 and three rows at the default ignore index
 /// −100: `counted` is the other 34 rows.
 fn softmax_ce_all_options(device: &str, dtype: &str, seed: u64) {
-    let loss = Loss::SoftmaxCrossEntropy {
-        label_smoothing: 0.1,
-        z_loss: 1e-3,
-        ignore_index: -100,
-    };
+    let loss = Loss::softmax_cross_entropy()
+        .label_smoothing(0.1)
+        .z_loss(1e-3)
+        .ignore_index(-100)
+        .build()
+        .unwrap();
     let mut r = Rows::classes(loss, &SHAPE, seed);
     let ignored = [0, 5, 36];
     for &row in &ignored {
@@ -991,16 +993,18 @@ fn softmax_ce_all_options(device: &str, dtype: &str, seed: u64) {
         };
         reference_rows(&other, Reduction::Mean).value.unwrap()
     };
-    let no_smoothing = Loss::SoftmaxCrossEntropy {
-        label_smoothing: 0.0,
-        z_loss: 1e-3,
-        ignore_index: -100,
-    };
-    let no_z = Loss::SoftmaxCrossEntropy {
-        label_smoothing: 0.1,
-        z_loss: 0.0,
-        ignore_index: -100,
-    };
+    let no_smoothing = Loss::softmax_cross_entropy()
+        .label_smoothing(0.0)
+        .z_loss(1e-3)
+        .ignore_index(-100)
+        .build()
+        .unwrap();
+    let no_z = Loss::softmax_cross_entropy()
+        .label_smoothing(0.1)
+        .z_loss(0.0)
+        .ignore_index(-100)
+        .build()
+        .unwrap();
     for (what, v) in [
         ("class weights", without(loss, false)),
         ("label smoothing", without(no_smoothing, true)),
@@ -1016,11 +1020,12 @@ fn softmax_ce_all_options(device: &str, dtype: &str, seed: u64) {
 
 /// `--ignore-index 0`: the rows whose class is 0 are ignored, every other class counts.
 fn softmax_ce_ignore_index_zero(device: &str, seed: u64) {
-    let loss = Loss::SoftmaxCrossEntropy {
-        label_smoothing: 0.0,
-        z_loss: 0.0,
-        ignore_index: 0,
-    };
+    let loss = Loss::softmax_cross_entropy()
+        .label_smoothing(0.0)
+        .z_loss(0.0)
+        .ignore_index(0)
+        .build()
+        .unwrap();
     let mut r = Rows::classes(loss, &SHAPE, seed);
     // Exactly rows 2, 3 and 30 have class 0.
     let classes = r.classes.as_mut().unwrap();
@@ -1039,7 +1044,7 @@ fn softmax_ce_ignore_index_zero(device: &str, seed: u64) {
 fn softmax_ce_every_row_ignored(device: &str, seed: u64) {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    let r = Rows::classes(Loss::SOFTMAX_CROSS_ENTROPY, &SHAPE, seed);
+    let r = Rows::classes(Loss::softmax_cross_entropy().build().unwrap(), &SHAPE, seed);
     write_f32(d, "pred.npy", &r.pred);
     write_classes(
         d,
@@ -1064,14 +1069,15 @@ fn softmax_ce_every_row_ignored(device: &str, seed: u64) {
 /// Softmax cross entropy with probability targets `[B, C]`: plain (sum), then with class
 /// weights and label smoothing (mean).
 fn softmax_ce_probabilities(device: &str, shape: &[usize], seed: u64) {
-    let mut r = Rows::dense(Loss::SOFTMAX_CROSS_ENTROPY, shape, seed);
+    let mut r = Rows::dense(Loss::softmax_cross_entropy().build().unwrap(), shape, seed);
     let out = check_rows(device, &r, "f32", Reduction::Sum);
     assert_eq!(out.json["counted"], r.row_shape().iter().product::<usize>());
-    r.loss = Loss::SoftmaxCrossEntropy {
-        label_smoothing: 0.1,
-        z_loss: 0.0,
-        ignore_index: -100,
-    };
+    r.loss = Loss::softmax_cross_entropy()
+        .label_smoothing(0.1)
+        .z_loss(0.0)
+        .ignore_index(-100)
+        .build()
+        .unwrap();
     r.class_weight = Some(uniform(&shape[shape.len() - 1..], 0.25, 2.0, seed + 1));
     check_rows(device, &r, "f32", Reduction::Mean);
 }
@@ -1087,7 +1093,11 @@ fn dense_rows(device: &str, r: &Rows) {
 /// Cosine proximity with `--eps 0.5` and row 3 of the prediction scaled below that norm, so
 /// both branches of the gradient run.
 fn cosine_eps(device: &str, seed: u64) {
-    let mut r = Rows::dense(Loss::CosineProximity { eps: 0.5 }, &SHAPE, seed);
+    let mut r = Rows::dense(
+        Loss::cosine_proximity().eps(0.5).build().unwrap(),
+        &SHAPE,
+        seed,
+    );
     r.pred
         .index_axis_mut(ndarray::Axis(0), 3)
         .mapv_inplace(|v| v * 1e-3);
@@ -1103,7 +1113,7 @@ fn cosine_eps(device: &str, seed: u64) {
 
 /// Class indices of every integer dtype give the value of int64 ones.
 fn softmax_ce_every_int_dtype(device: &str, seed: u64) {
-    let r = Rows::classes(Loss::SOFTMAX_CROSS_ENTROPY, &SHAPE, seed);
+    let r = Rows::classes(Loss::softmax_cross_entropy().build().unwrap(), &SHAPE, seed);
     let base = check_rows(device, &r, "i64", Reduction::Mean);
     for dtype in ["i8", "u8", "i16", "u16", "i32", "u32", "u64"] {
         let out = check_rows(device, &r, dtype, Reduction::Mean);
@@ -1118,7 +1128,7 @@ fn softmax_ce_every_int_dtype(device: &str, seed: u64) {
 
 /// A rank-1 prediction `[C]` is one row; its class index is a 0-d array.
 fn softmax_ce_single_row(device: &str, seed: u64) {
-    let mut r = Rows::classes(Loss::SOFTMAX_CROSS_ENTROPY, &[29], seed);
+    let mut r = Rows::classes(Loss::softmax_cross_entropy().build().unwrap(), &[29], seed);
     r.classes = Some(ArrayD::from_elem(IxDyn(&[]), 7));
     let out = check_rows(device, &r, "i64", Reduction::None);
     assert_eq!(out.json["rows"], 1);
@@ -1160,10 +1170,10 @@ checks! {
     cpu cce_cpu: dense_rows("cpu", &Rows::dense(Loss::CategoricalCrossEntropy, &SHAPE, 1122));
     cpu cce_reference: dense_rows("reference", &Rows::dense(Loss::CategoricalCrossEntropy, &SHAPE, 1122));
     gpu cce_rank3_gpu: dense_rows("gpu", &Rows::dense(Loss::CategoricalCrossEntropy, &RANK3, 1123));
-    gpu cosine_gpu: dense_rows("gpu", &Rows::dense(Loss::COSINE_PROXIMITY, &SHAPE, 1124));
-    cpu cosine_cpu: dense_rows("cpu", &Rows::dense(Loss::COSINE_PROXIMITY, &SHAPE, 1125));
-    cpu cosine_reference: dense_rows("reference", &Rows::dense(Loss::COSINE_PROXIMITY, &SHAPE, 1125));
-    gpu cosine_rank3_gpu: dense_rows("gpu", &Rows::dense(Loss::COSINE_PROXIMITY, &RANK3, 1126));
+    gpu cosine_gpu: dense_rows("gpu", &Rows::dense(Loss::cosine_proximity().build().unwrap(), &SHAPE, 1124));
+    cpu cosine_cpu: dense_rows("cpu", &Rows::dense(Loss::cosine_proximity().build().unwrap(), &SHAPE, 1125));
+    cpu cosine_reference: dense_rows("reference", &Rows::dense(Loss::cosine_proximity().build().unwrap(), &SHAPE, 1125));
+    gpu cosine_rank3_gpu: dense_rows("gpu", &Rows::dense(Loss::cosine_proximity().build().unwrap(), &RANK3, 1126));
     gpu cosine_eps_gpu: cosine_eps("gpu", 1127);
     cpu cosine_eps_cpu: cosine_eps("cpu", 1128);
     cpu cosine_eps_reference: cosine_eps("reference", 1128);
@@ -1202,7 +1212,7 @@ fn rows_on_both(r: &Rows) -> Vec<(Value, ArrayD<f32>, ArrayD<f32>)> {
 #[test]
 #[cfg_attr(skip_gpu_tests, ignore)]
 fn softmax_ce_nan_logit_row() {
-    let mut r = Rows::classes(Loss::SOFTMAX_CROSS_ENTROPY, &SHAPE, 1150);
+    let mut r = Rows::classes(Loss::softmax_cross_entropy().build().unwrap(), &SHAPE, 1150);
     r.pred[[5, 3]] = f32::NAN;
     let both = rows_on_both(&r);
     for (j, l, g) in &both {
@@ -1230,17 +1240,17 @@ fn softmax_ce_nan_logit_row() {
 /// Logits shifted by 1000 (exp overflows f32 without the max subtraction): finite, and equal
 /// to the reference.
 fn softmax_ce_large_logits(device: &str, seed: u64) {
-    let mut r = Rows::classes(Loss::SOFTMAX_CROSS_ENTROPY, &SHAPE, seed);
+    let mut r = Rows::classes(Loss::softmax_cross_entropy().build().unwrap(), &SHAPE, seed);
     r.pred.mapv_inplace(|v| v + 1000.0);
     check_rows(device, &r, "i64", Reduction::None);
-    let mut r = Rows::dense(Loss::SOFTMAX_CROSS_ENTROPY, &SHAPE, seed);
+    let mut r = Rows::dense(Loss::softmax_cross_entropy().build().unwrap(), &SHAPE, seed);
     r.pred.mapv_inplace(|v| v - 1000.0);
     check_rows(device, &r, "f32", Reduction::Mean);
 }
 
 /// A −inf logit where the probability target is 0: finite.
 fn softmax_ce_minus_inf_logit(device: &str, seed: u64) {
-    let mut r = Rows::dense(Loss::SOFTMAX_CROSS_ENTROPY, &SHAPE, seed);
+    let mut r = Rows::dense(Loss::softmax_cross_entropy().build().unwrap(), &SHAPE, seed);
     r.pred[[7, 2]] = f32::NEG_INFINITY;
     r.dense.as_mut().unwrap()[[7, 2]] = 0.0;
     check_rows(device, &r, "f32", Reduction::None);
@@ -1248,7 +1258,7 @@ fn softmax_ce_minus_inf_logit(device: &str, seed: u64) {
 
 /// A zero prediction row for cosine: loss 0 for it, finite gradient.
 fn cosine_zero_row(device: &str, seed: u64) {
-    let mut r = Rows::dense(Loss::COSINE_PROXIMITY, &SHAPE, seed);
+    let mut r = Rows::dense(Loss::cosine_proximity().build().unwrap(), &SHAPE, seed);
     r.pred.index_axis_mut(ndarray::Axis(0), 8).fill(0.0);
     let out = check_rows(device, &r, "f32", Reduction::None);
     assert_eq!(out.losses.unwrap()[[8]], 0.0);
@@ -1256,11 +1266,12 @@ fn cosine_zero_row(device: &str, seed: u64) {
 
 /// An ignore index beyond i32 (5e9) with int64 targets.
 fn softmax_ce_ignore_index_beyond_i32(device: &str, seed: u64) {
-    let loss = Loss::SoftmaxCrossEntropy {
-        label_smoothing: 0.0,
-        z_loss: 0.0,
-        ignore_index: 5_000_000_000,
-    };
+    let loss = Loss::softmax_cross_entropy()
+        .label_smoothing(0.0)
+        .z_loss(0.0)
+        .ignore_index(5_000_000_000)
+        .build()
+        .unwrap();
     let mut r = Rows::classes(loss, &SHAPE, seed);
     r.set_class(3, 5_000_000_000);
     let out = check_rows(device, &r, "i64", Reduction::None);
@@ -1288,7 +1299,7 @@ checks! {
 fn text_output_rows_cpu() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    let mut r = Rows::classes(Loss::SOFTMAX_CROSS_ENTROPY, &SHAPE, 1130);
+    let mut r = Rows::classes(Loss::softmax_cross_entropy().build().unwrap(), &SHAPE, 1130);
     r.set_class(4, -100);
     write_f32(d, "pred.npy", &r.pred);
     write_classes(d, "target.npy", r.classes.as_ref().unwrap(), "i64");
@@ -1313,8 +1324,8 @@ fn text_output_rows_cpu() {
 fn cpu_and_gpu_agree_row_wise() {
     let cases = [
         Rows::dense(Loss::CategoricalCrossEntropy, &RANK3, 1140),
-        Rows::classes(Loss::SOFTMAX_CROSS_ENTROPY, &RANK3, 1141),
-        Rows::dense(Loss::COSINE_PROXIMITY, &RANK3, 1142),
+        Rows::classes(Loss::softmax_cross_entropy().build().unwrap(), &RANK3, 1141),
+        Rows::dense(Loss::cosine_proximity().build().unwrap(), &RANK3, 1142),
     ];
     for r in &cases {
         let gpu = check_rows("gpu", r, "i64", Reduction::Sum);
@@ -1391,7 +1402,7 @@ fn rejects(dir: &Path, device: &str, template: &str, needles: &[&str]) {
 /// Writes logits `pred.npy` of `shape` and class indices `target.npy` (as `dtype`) shaped
 /// like its rows, with the classes of flat rows set as `set` says; returns the inputs.
 fn ce_in(d: &Path, seed: u64, shape: &[usize], set: &[(usize, i64)], dtype: &str) -> Rows {
-    let mut r = Rows::classes(Loss::SOFTMAX_CROSS_ENTROPY, shape, seed);
+    let mut r = Rows::classes(Loss::softmax_cross_entropy().build().unwrap(), shape, seed);
     for &(row, class) in set {
         r.set_class(row, class);
     }
@@ -1580,7 +1591,7 @@ error_tests! {
         => ["--class-weight", "softmax-ce"];
 
     /// Label smoothing for cosine.
-    label_smoothing_with_cosine(d) { batch_in(d, &Loss::COSINE_PROXIMITY, 725); }
+    label_smoothing_with_cosine(d) { batch_in(d, &Loss::cosine_proximity().build().unwrap(), 725); }
         "--loss cosine --label-smoothing 0.1 --pred {pred.npy} --target {target.npy}"
         => ["--label-smoothing", "softmax-ce"];
 
@@ -1608,7 +1619,7 @@ error_tests! {
         => ["--weight", "--class-weight"];
 
     /// --ignore-index with probability targets.
-    ignore_index_with_float_targets(d) { batch_in(d, &Loss::SOFTMAX_CROSS_ENTROPY, 730); }
+    ignore_index_with_float_targets(d) { batch_in(d, &Loss::softmax_cross_entropy().build().unwrap(), 730); }
         "--loss softmax-ce --ignore-index 0 --pred {pred.npy} --target {target.npy}"
         => ["{target.npy}", "--ignore-index", "floats"];
 
@@ -1628,7 +1639,7 @@ error_tests! {
         => ["z-loss", ">= 0", "-1"];
 
     /// Cosine with --eps 0.
-    cosine_eps_zero(d) { batch_in(d, &Loss::COSINE_PROXIMITY, 734); }
+    cosine_eps_zero(d) { batch_in(d, &Loss::cosine_proximity().build().unwrap(), 734); }
         "--loss cosine --eps 0 --pred {pred.npy} --target {target.npy}"
         => ["eps", "> 0", "got 0"];
 
@@ -1674,7 +1685,7 @@ error_tests! {
 
     /// Probability targets [37, 28] for cosine's [37, 29].
     cosine_target_wrong_shape(d) {
-        batch_in(d, &Loss::COSINE_PROXIMITY, 740);
+        batch_in(d, &Loss::cosine_proximity().build().unwrap(), 740);
         write_f32(d, "t28.npy", &uniform(&[37, 28], -1.0, 1.0, 740));
     }
         "--loss cosine --pred {pred.npy} --target {t28.npy} --reduction none --loss-out {L.npy}"

@@ -196,8 +196,11 @@ fn kernel_step_computes_the_calls_value() {
         (Loss::Mse, vec![100_003]),
         (Loss::BceWithLogits, vec![4096]),
         (Loss::CategoricalCrossEntropy, vec![64, 1000]),
-        (Loss::SOFTMAX_CROSS_ENTROPY, vec![33, 5000]),
-        (Loss::COSINE_PROXIMITY, vec![17, 768]),
+        (
+            Loss::softmax_cross_entropy().build().unwrap(),
+            vec![33, 5000],
+        ),
+        (Loss::cosine_proximity().build().unwrap(), vec![17, 768]),
     ] {
         let b = synthetic::batch(&loss, &shape, 7);
         let classes = synthetic::classes(&shape[..1], shape[shape.len() - 1], 7);
@@ -239,7 +242,7 @@ fn kernel_step_traffic() {
     assert_eq!(step.min_bytes(), 12 * 1000);
     assert_eq!(step.pass_bytes(), 12 * 1000);
 
-    let loss = Loss::SOFTMAX_CROSS_ENTROPY;
+    let loss = Loss::softmax_cross_entropy().build().unwrap();
     // 1000 columns: read once; classes read by the pre-pass and the main pass.
     let b = synthetic::batch(&loss, &[8, 1000], 1);
     let c = synthetic::classes(&[8], 1000, 1);
@@ -288,7 +291,7 @@ fn kernel_step_chunks_large_inputs() {
     }
 
     // Rows: 1024 elements hold 3 rows of 300.
-    let loss = Loss::COSINE_PROXIMITY;
+    let loss = Loss::cosine_proximity().build().unwrap();
     let b = synthetic::batch(&loss, &[10, 300], 3);
     let mut step = KernelStep::new(
         &small,

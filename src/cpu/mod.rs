@@ -34,6 +34,10 @@ use ndarray::ArrayViewMutD;
 use crate::error::{Error, Result};
 use crate::loss::{Loss, LossArgs, LossOutput};
 
+/// The fast CPU path as a device: [`crate::Compute`] over [`compute`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Cpu;
+
 /// Elements per parallel task: a block of the elementwise family, or about the size of a
 /// group of rows of the row-wise family (at least one row). 64 Ki elements is 256 KiB of
 /// each input, large enough that scheduling costs nothing and small enough that even 2^20
@@ -208,7 +212,10 @@ mod tests {
             ),
             (smooth, LossArgs::new(x.view(), t.view()).weight(w.view())),
             (smooth, LossArgs::new(x.view(), k.view())),
-            (Loss::COSINE_PROXIMITY, LossArgs::new(x.view(), t.view())),
+            (
+                Loss::cosine_proximity().build().unwrap(),
+                LossArgs::new(x.view(), t.view()),
+            ),
         ];
         for (loss, args) in cases {
             for reduction in [Reduction::Mean, Reduction::None] {

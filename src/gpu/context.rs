@@ -351,7 +351,8 @@ impl GpuContext {
     }
 
     /// Whether the device can write timestamp queries (`Features::TIMESTAMP_QUERY`), which
-    /// [`GpuTimer`](crate::bench::GpuTimer) uses to time kernels on the device's clock.
+    /// a timer of GPU work needs (the CLI's `wgpu-loss bench` uses them to time kernels on the
+    /// device's clock).
     /// [`GpuContext::new`] requests them where the adapter has them; a context from
     /// [`GpuContext::from_device`] has them if the caller's device was created with them.
     pub fn has_timestamps(&self) -> bool {

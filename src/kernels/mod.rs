@@ -22,8 +22,10 @@ pub(crate) mod staging;
 
 #[cfg(test)]
 pub(crate) mod mirror;
+#[cfg(test)]
+mod shader_tests;
 
-pub use rows::{ELEMENTS_PER_LANE, ROW_REGS, group_for};
+pub use rows::{ROW_REGS, group_for};
 
 use crate::loss::Loss;
 
@@ -330,6 +332,7 @@ impl Io {
     };
 
     /// Every storage combination the kernels are built for: the gradient as the input, or f32.
+    #[cfg(test)]
     pub const ALL: [Io; 6] = [
         Io::F32,
         Io::F32X4,
@@ -349,6 +352,7 @@ impl Io {
     }
 
     /// Input of `dtype`, f32 gradient.
+    #[cfg(test)]
     pub const fn with_f32_grad(dtype: Dtype) -> Io {
         Io {
             input: dtype,
@@ -410,6 +414,7 @@ use crate::bindings::{
 
 impl Kernel {
     /// Every kernel: each registered loss's, then the shared passes.
+    #[cfg(test)]
     pub fn all() -> Vec<Kernel> {
         crate::losses::REGISTRY
             .iter()
@@ -474,16 +479,9 @@ impl Kernel {
         })
     }
 
-    /// The full WGSL source with the given reduction prelude, for f32 storage.
-    ///
-    /// # Errors
-    /// As [`Kernel::files`].
-    pub fn source(self, flavor: ReduceFlavor) -> crate::Result<String> {
-        self.source_io(flavor, Io::F32)
-    }
-
     /// The storages the kernel is built for: every [`Io`] for the elementwise family, all but
     /// vec4 for the row-wise family, f32 for the others.
+    #[cfg(test)]
     pub fn ios(self) -> &'static [Io] {
         const ROWS: [Io; 5] = [
             Io::F32,

@@ -862,3 +862,15 @@ mod tests {
         );
     }
 }
+
+#[cfg(test)]
+mod group_tests {
+    /// tests/gpu/common.rs's `lanes_per_row` repeats this rule: the same values.
+    #[test]
+    fn group_sizes_of_the_gpu_tests() {
+        for c in 1..=10_000usize {
+            let want = c.div_ceil(16).max(1).next_power_of_two().min(256) as u32;
+            assert_eq!(super::group_for(c), want, "C = {c}");
+        }
+    }
+}

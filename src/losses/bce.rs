@@ -89,8 +89,9 @@ pub mod reference {
     /// ```
     ///
     /// `ln(1 − p)` is evaluated as `ln_1p(−p)`, exact for every f32 `p` (in f64, `1 − 1e-40`
-    /// rounds to 1). The clamps are PyTorch's: they keep `p = 0` and `p = 1` finite. (The seed notes clip `p`
-    /// at 1e-15 instead, which does nothing at the top in f32, where `1 − 1e-15 == 1`.)
+    /// rounds to 1). The clamps are PyTorch's: they keep `p = 0` and `p = 1` finite. (Clipping
+    /// `p` to [1e-15, 1 − 1e-15] instead, as some libraries do, does nothing at the top in
+    /// f32, where `1 − 1e-15 == 1`.)
     pub fn loss_and_grad(p: f64, t: f64, w: f64) -> (f64, f64) {
         let loss = -w * (t * p.ln().max(-100.0) + (1.0 - t) * (-p).ln_1p().max(-100.0));
         let grad = w * (p - t) / (p * (1.0 - p)).max(1e-12);

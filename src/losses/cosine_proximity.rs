@@ -100,6 +100,55 @@ impl Rows for Def {
     }
 }
 
+/// The builder of a cosine proximity ([`Loss::CosineProximity`]), from [`Loss::cosine_proximity`]: options set by name,
+/// the loss validated once by [`CosineProximity::build`].
+///
+/// ```
+/// # use wgpu_loss::Loss;
+/// let loss = Loss::cosine_proximity().eps(1e-6).build()?;
+/// assert_eq!(loss.name(), "cosine");
+/// # Ok::<(), wgpu_loss::Error>(())
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq)]
+#[must_use]
+pub struct CosineProximity {
+    eps: f32,
+}
+
+impl Default for CosineProximity {
+    fn default() -> Self {
+        CosineProximity {
+            eps: 1e-8,
+        }
+    }
+}
+
+impl CosineProximity {
+    /// The floor ε of each row's norm: finite and > 0 (default 1e-8).
+    pub fn eps(mut self, eps: f32) -> Self {
+        self.eps = eps;
+        self
+    }
+
+    /// The loss.
+    ///
+    /// # Errors
+    /// [`Error::InvalidOption`] for a `eps` that is not finite and > 0.
+    pub fn build(self) -> Result<Loss> {
+        let loss = Loss::CosineProximity { eps: self.eps };
+        loss.validate()?;
+        Ok(loss)
+    }
+}
+
+impl Loss {
+    /// The builder of a cosine proximity with default options ([`CosineProximity`]).
+    pub fn cosine_proximity() -> CosineProximity {
+        CosineProximity::default()
+    }
+}
+
+
 /// Cosine proximity (negative cosine similarity), reference for `shaders/cosine_proximity.wgsl`.
 pub mod reference {
     /// `(ℓ_r, ∂ℓ_r/∂p_r)` for one row: prediction `p` and target `t` (`C` values each), norm

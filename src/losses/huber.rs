@@ -91,6 +91,55 @@ impl Elementwise for Def {
     }
 }
 
+/// The builder of a Huber loss ([`Loss::Huber`]), from [`Loss::huber`]: options set by name,
+/// the loss validated once by [`Huber::build`].
+///
+/// ```
+/// # use wgpu_loss::Loss;
+/// let loss = Loss::huber().delta(1.5).build()?;
+/// assert_eq!(loss.name(), "huber");
+/// # Ok::<(), wgpu_loss::Error>(())
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq)]
+#[must_use]
+pub struct Huber {
+    delta: f32,
+}
+
+impl Default for Huber {
+    fn default() -> Self {
+        Huber {
+            delta: 1.0,
+        }
+    }
+}
+
+impl Huber {
+    /// The threshold δ between the quadratic and the linear part: finite and > 0 (default 1).
+    pub fn delta(mut self, delta: f32) -> Self {
+        self.delta = delta;
+        self
+    }
+
+    /// The loss.
+    ///
+    /// # Errors
+    /// [`Error::InvalidOption`] for a `delta` that is not finite and > 0.
+    pub fn build(self) -> Result<Loss> {
+        let loss = Loss::Huber { delta: self.delta };
+        loss.validate()?;
+        Ok(loss)
+    }
+}
+
+impl Loss {
+    /// The builder of a Huber loss with default options ([`Huber`]).
+    pub fn huber() -> Huber {
+        Huber::default()
+    }
+}
+
+
 /// Huber loss, reference for `shaders/huber.wgsl`.
 pub mod reference {
     /// `(ℓ, ∂ℓ/∂p)` for one element, `d = p − t`, threshold `delta > 0`:

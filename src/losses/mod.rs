@@ -22,6 +22,11 @@ macro_rules! register {
     };
 }
 
+pub use cosine_proximity::CosineProximity;
+pub use huber::Huber;
+pub use smooth_l1::SmoothL1;
+pub use softmax_cross_entropy::SoftmaxCrossEntropy;
+
 register!(
     mse,
     mae,
@@ -35,6 +40,12 @@ register!(
 );
 
 /// A loss and its options.
+///
+/// A loss without options is its variant (`Loss::Mse`); one with options comes from its
+/// builder, validated once: [`Loss::huber`], [`Loss::smooth_l1`],
+/// [`Loss::softmax_cross_entropy`], [`Loss::cosine_proximity`]
+/// (`Loss::huber().delta(1.5).build()?`). The variants with options can be matched (with
+/// `..`: their fields may grow) but not written as literals outside this crate.
 ///
 /// Elementwise family: `p` and `t` have the same shape (any rank), `d = p − t`.
 ///
@@ -97,12 +108,14 @@ pub enum Loss {
     /// Absolute error, PyTorch `l1_loss`.
     Mae,
     /// Huber loss with threshold `delta > 0`, PyTorch `huber_loss`.
+    #[non_exhaustive]
     Huber {
         /// The threshold δ between the quadratic and the linear part.
         delta: f32,
     },
     /// Smooth L1 loss with threshold `beta ≥ 0`, PyTorch `smooth_l1_loss`
     /// ([`crate::losses::smooth_l1`]).
+    #[non_exhaustive]
     SmoothL1 {
         /// The threshold β between the quadratic and the linear part (0: the L1 loss).
         beta: f32,
@@ -117,6 +130,7 @@ pub enum Loss {
     /// Softmax cross entropy from logits `[B, C]` against probability targets `[B, C]` or
     /// class indices `[B]` (PyTorch `cross_entropy`), with optional class weights `[C]`
     /// (the `weight` of [`crate::LossArgs`]).
+    #[non_exhaustive]
     SoftmaxCrossEntropy {
         /// Label smoothing ε in [0, 1) (PyTorch's `label_smoothing`; default 0).
         label_smoothing: f32,
@@ -127,6 +141,7 @@ pub enum Loss {
     },
     /// Cosine proximity, the negative cosine similarity of each row of `p` and `t`
     /// (Keras `CosineSimilarity`).
+    #[non_exhaustive]
     CosineProximity {
         /// The floor ε > 0 of each row's norm (default 1e-8).
         eps: f32,
@@ -138,27 +153,6 @@ impl Loss {
     /// registry's, [`crate::losses`]).
     pub fn all_default() -> Vec<Loss> {
         REGISTRY.iter().map(|d| d.build(&|_| None)).collect()
-    }
-
-    /// Softmax cross entropy with PyTorch's defaults: no label smoothing, no z-loss,
-    /// `ignore_index = −100`.
-    pub const SOFTMAX_CROSS_ENTROPY: Loss = Loss::SoftmaxCrossEntropy {
-        label_smoothing: 0.0,
-        z_loss: 0.0,
-        ignore_index: -100,
-    };
-
-    /// Cosine proximity with `eps = 1e-8`.
-    pub const COSINE_PROXIMITY: Loss = Loss::CosineProximity { eps: 1e-8 };
-
-    /// Huber loss with threshold `delta`.
-    ///
-    /// # Errors
-    /// [`crate::Error::InvalidOption`] unless `delta` is finite and `> 0`.
-    pub fn huber(delta: f32) -> Result<Loss> {
-        let loss = Loss::Huber { delta };
-        loss.validate()?;
-        Ok(loss)
     }
 
     /// The loss's name in the CLI (`mse`, `mae`, `huber`, `smooth-l1`, `bce`,
@@ -373,6 +367,7 @@ impl LossInfo {
 /// The value ranges of a loss's synthetic batch ([`crate::synthetic::batch`]): uniform
 /// predictions and targets, each row normalised to sum to 1 where asked.
 #[derive(Clone, Copy, Debug)]
+#[cfg_attr(not(feature = "synthetic"), allow(dead_code))]
 pub(crate) struct Synthetic {
     pub pred: (f32, f32),
     pub target: (f32, f32),
@@ -380,6 +375,7 @@ pub(crate) struct Synthetic {
     pub normalise_target: bool,
 }
 
+#[cfg_attr(not(feature = "synthetic"), allow(dead_code))]
 impl Synthetic {
     /// U(−3, 3) for both, not normalised.
     pub(crate) const SIGNED: Synthetic = Synthetic {
@@ -466,6 +462,7 @@ pub(crate) trait LossDef: Sync {
         &[]
     }
     /// The ranges of its synthetic batch.
+    #[cfg_attr(not(feature = "synthetic"), allow(dead_code))]
     fn synthetic(&self) -> Synthetic {
         Synthetic::SIGNED
     }

@@ -69,6 +69,55 @@ impl LossDef for Def {
     }
 }
 
+/// The builder of a smooth L1 loss ([`Loss::SmoothL1`]), from [`Loss::smooth_l1`]: options set by name,
+/// the loss validated once by [`SmoothL1::build`].
+///
+/// ```
+/// # use wgpu_loss::Loss;
+/// let loss = Loss::smooth_l1().beta(0.5).build()?;
+/// assert_eq!(loss.name(), "smooth-l1");
+/// # Ok::<(), wgpu_loss::Error>(())
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq)]
+#[must_use]
+pub struct SmoothL1 {
+    beta: f32,
+}
+
+impl Default for SmoothL1 {
+    fn default() -> Self {
+        SmoothL1 {
+            beta: 1.0,
+        }
+    }
+}
+
+impl SmoothL1 {
+    /// The threshold β between the quadratic and the linear part: finite and ≥ 0, 0 giving the L1 loss (default 1).
+    pub fn beta(mut self, beta: f32) -> Self {
+        self.beta = beta;
+        self
+    }
+
+    /// The loss.
+    ///
+    /// # Errors
+    /// [`Error::InvalidOption`] for a `beta` that is negative or not finite.
+    pub fn build(self) -> Result<Loss> {
+        let loss = Loss::SmoothL1 { beta: self.beta };
+        loss.validate()?;
+        Ok(loss)
+    }
+}
+
+impl Loss {
+    /// The builder of a smooth L1 loss with default options ([`SmoothL1`]).
+    pub fn smooth_l1() -> SmoothL1 {
+        SmoothL1::default()
+    }
+}
+
+
 /// The f64 reference.
 pub mod reference {
     /// `(ℓ, ∂ℓ/∂p)` for one element, `d = p − t`, threshold `beta ≥ 0`:

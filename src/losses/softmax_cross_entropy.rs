@@ -155,6 +155,71 @@ impl Rows for Def {
     }
 }
 
+/// The builder of a softmax cross entropy ([`Loss::SoftmaxCrossEntropy`]), from [`Loss::softmax_cross_entropy`]: options set by name,
+/// the loss validated once by [`SoftmaxCrossEntropy::build`].
+///
+/// ```
+/// # use wgpu_loss::Loss;
+/// let loss = Loss::softmax_cross_entropy().label_smoothing(0.1).ignore_index(-1).build()?;
+/// assert_eq!(loss.name(), "softmax-ce");
+/// # Ok::<(), wgpu_loss::Error>(())
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq)]
+#[must_use]
+pub struct SoftmaxCrossEntropy {
+    label_smoothing: f32,
+    z_loss: f32,
+    ignore_index: i64,
+}
+
+impl Default for SoftmaxCrossEntropy {
+    fn default() -> Self {
+        SoftmaxCrossEntropy {
+            label_smoothing: 0.0,
+            z_loss: 0.0,
+            ignore_index: -100,
+        }
+    }
+}
+
+impl SoftmaxCrossEntropy {
+    /// Label smoothing ε in [0, 1), PyTorch's `label_smoothing` (default 0).
+    pub fn label_smoothing(mut self, label_smoothing: f32) -> Self {
+        self.label_smoothing = label_smoothing;
+        self
+    }
+
+    /// z-loss coefficient λ ≥ 0: adds `λ lse²` per row, PaLM's auxiliary loss (default 0).
+    pub fn z_loss(mut self, z_loss: f32) -> Self {
+        self.z_loss = z_loss;
+        self
+    }
+
+    /// Class-index targets equal to this are ignored, PyTorch's `ignore_index` (default −100).
+    pub fn ignore_index(mut self, ignore_index: i64) -> Self {
+        self.ignore_index = ignore_index;
+        self
+    }
+
+    /// The loss.
+    ///
+    /// # Errors
+    /// [`Error::InvalidOption`] for a `label_smoothing` outside [0, 1) or a `z_loss` that is negative or not finite.
+    pub fn build(self) -> Result<Loss> {
+        let loss = Loss::SoftmaxCrossEntropy { label_smoothing: self.label_smoothing, z_loss: self.z_loss, ignore_index: self.ignore_index };
+        loss.validate()?;
+        Ok(loss)
+    }
+}
+
+impl Loss {
+    /// The builder of a softmax cross entropy with default options ([`SoftmaxCrossEntropy`]).
+    pub fn softmax_cross_entropy() -> SoftmaxCrossEntropy {
+        SoftmaxCrossEntropy::default()
+    }
+}
+
+
 /// Softmax cross entropy from logits (PyTorch `cross_entropy`), reference for `shaders/softmax_cross_entropy.wgsl`.
 pub mod reference {
     pub use crate::losses::RowTarget;

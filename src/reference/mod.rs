@@ -1,4 +1,4 @@
-//! The CPU reference: the formulas of `LOSSES.md` written literally, in f64, with ndarray in
+//! The CPU reference: each loss's formula (in [`crate::Loss`] and its file) written literally, in f64, with ndarray in
 //! and out. It is the oracle every GPU result is tested against, so it favours being obviously
 //! right over being fast: one element at a time, f64 throughout, a plain sequential f64 sum.
 //!
@@ -14,6 +14,11 @@ use crate::loss::{Loss, LossArgs, LossOutput, Reduction, Upstream};
 use crate::losses::{Family, def};
 
 pub use crate::losses::RowTarget;
+
+/// The f64 reference as a device: [`crate::Compute`] over [`compute`], its results rounded
+/// once to f32.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Reference;
 
 /// Computes `loss` on the CPU in f64: the value (`Mean`, `Sum`) or per-element (elementwise
 /// family) or per-row (row-wise family) losses (`None`), and the gradient unless

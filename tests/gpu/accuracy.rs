@@ -159,9 +159,10 @@ fn softmax_ce_confident_rows_are_accurate() {
         .reduction(Reduction::None)
         .loss_only();
     let gpu = ctx()
-        .compute(&Loss::SOFTMAX_CROSS_ENTROPY, &args)
+        .compute(&Loss::softmax_cross_entropy().build().unwrap(), &args)
         .expect("GPU");
-    let want = reference::compute(&Loss::SOFTMAX_CROSS_ENTROPY, &args).expect("reference");
+    let want = reference::compute(&Loss::softmax_cross_entropy().build().unwrap(), &args)
+        .expect("reference");
     let (g, w) = (gpu.losses.expect("losses"), want.losses.expect("losses"));
     for (r, (&g, &w)) in g.iter().zip(w.iter()).enumerate() {
         let ar = f64::from(a[r]);
@@ -180,7 +181,7 @@ fn softmax_ce_confident_rows_are_accurate() {
     // 1/S − 1 would give as 0 once 7 e^(−a) is below S's ulp (a ≥ 19).
     let args = LossArgs::new(x.view(), classes.view()).reduction(Reduction::Sum);
     let grad = ctx()
-        .compute(&Loss::SOFTMAX_CROSS_ENTROPY, &args)
+        .compute(&Loss::softmax_cross_entropy().build().unwrap(), &args)
         .expect("GPU")
         .grad
         .expect("grad");

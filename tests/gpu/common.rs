@@ -333,7 +333,7 @@ macro_rules! shape_matrix {
 ///
 /// [`ARRAY_RTOL`] budgets a few roundings per element. A row-wise element also depends on its
 /// row's statistics (Σ exp(x − m), Σ t', Σ t ln p, ‖p‖², ‖t‖², p·t): f32 sums of `n = ⌈C/group⌉`
-/// sequential terms per lane (`group` from [`wgpu_loss::kernels::group_for`]) and a fixed tree
+/// sequential terms per lane (`group` from [`lanes_per_row`]) and a fixed tree
 /// of depth log2(group), each term carrying an `exp`/`log` error of a few ulp. Their rounding
 /// errors add like a random walk, about √n ulp (the worst case is n ulp); we allow four times
 /// that, `4 √(n + log2 group) · 2^-24`, where it exceeds `ARRAY_RTOL`. That is at most 1.2e-6
@@ -341,9 +341,17 @@ macro_rules! shape_matrix {
 /// where llvmpipe shows up to 1.05e-6 (softmax cross entropy with probability targets).
 /// The value's [`VALUE_RTOL`] already covers these (observed ≤ 1.2e-6).
 pub fn row_array_rtol(c: usize) -> f64 {
-    let group = f64::from(wgpu_loss::kernels::group_for(c.max(1)));
+    let group = f64::from(lanes_per_row(c.max(1)));
     let n = (c as f64 / group).ceil() + group.log2();
     ARRAY_RTOL.max(4.0 * n.sqrt() * f64::from(f32::EPSILON) / 2.0)
+}
+
+/// Lanes that share a row of `c` elements in the row kernels: the power of two at or above
+/// `c / 16`, at most a workgroup (256). The kernels' rule (`group_for` in
+/// src/kernels/rows.rs, whose unit test `group_sizes_of_the_gpu_tests` pins the same values),
+/// repeated here because it sets the tolerances and the sizes these tests pick.
+pub fn lanes_per_row(c: usize) -> u32 {
+    c.div_ceil(16).max(1).next_power_of_two().min(256) as u32
 }
 
 /// The tolerance [`check_args`] applies to a row-wise loss: [`row_array_rtol`], and for cosine
@@ -353,7 +361,7 @@ pub fn row_tolerance(loss: &Loss, args: &LossArgs<'_>) -> Tolerance {
         array_rtol: row_array_rtol(args.rows_cols().1),
         ..Tolerance::default()
     };
-    if let Loss::CosineProximity { eps } = *loss {
+    if let Loss::CosineProximity { eps, .. } = *loss {
         let (grad, losses, value) = cosine_scales(f64::from(eps), args);
         tol.grad_scale = Some(grad);
         tol.loss_scale = Some(losses);
@@ -569,17 +577,17 @@ impl RowKind {
                 RowTarget::Dense(prob_rows(shape, s2)),
             ),
             RowKind::SoftmaxProbs => (
-                Loss::SOFTMAX_CROSS_ENTROPY,
+                Loss::softmax_cross_entropy().build().unwrap(),
                 logits(shape, s1),
                 RowTarget::Dense(prob_rows(shape, s2)),
             ),
             RowKind::SoftmaxClasses => (
-                Loss::SOFTMAX_CROSS_ENTROPY,
+                Loss::softmax_cross_entropy().build().unwrap(),
                 logits(shape, s1),
                 RowTarget::Classes(class_rows(rows, c, s2)),
             ),
             RowKind::Cosine => (
-                Loss::COSINE_PROXIMITY,
+                Loss::cosine_proximity().build().unwrap(),
                 synthetic::uniform(shape, -3.0, 3.0, s1),
                 RowTarget::Dense(synthetic::uniform(shape, -3.0, 3.0, s2)),
             ),
@@ -809,7 +817,11 @@ pub fn infinite_elementwise_cases() -> Vec<InfiniteCase> {
     let inf = f32::INFINITY;
     let a = |v: &[f32]| ndarray::arr1(v).into_dyn();
     let mut cases = Vec::new();
-    for loss in [Loss::Mse, Loss::Mae, Loss::Huber { delta: 1.5 }] {
+    for loss in [
+        Loss::Mse,
+        Loss::Mae,
+        Loss::huber().delta(1.5).build().unwrap(),
+    ] {
         cases.push((
             loss,
             a(&[inf, -inf, inf, 1.0]),

@@ -6,7 +6,10 @@ use wgpu_loss::{Error, Loss, LossArgs, Reduction, synthetic};
 
 use crate::common::{REDUCTIONS, check_args, cosine_scale_rows, ctx, matrix_rows, seed_for};
 
-const COS: Loss = Loss::COSINE_PROXIMITY;
+/// Cosine proximity with its default eps.
+fn cos() -> Loss {
+    Loss::cosine_proximity().build().unwrap()
+}
 
 /// U(−3, 3) rows against U(−3, 3) rows.
 fn case(c: usize) {
@@ -16,7 +19,7 @@ fn case(c: usize) {
         let p = synthetic::uniform(&[b, c], -3.0, 3.0, seed_for(&format!("{what}/p")));
         let t = synthetic::uniform(&[b, c], -3.0, 3.0, seed_for(&format!("{what}/t")));
         let args = LossArgs::new(p.view(), t.view()).reduction(reduction);
-        let out = check_args(ctx(), &COS, &args, &what);
+        let out = check_args(ctx(), &cos(), &args, &what);
         assert_eq!(out.counted, b, "{what}: counted");
         if let (1, Some(l)) = (c, &out.losses) {
             // One column: cos = sign(p t).
@@ -38,7 +41,7 @@ fn worked_example() {
     let p = ndarray::arr2(&[[3.0f32, 4.0], [1.0, 0.0]]).into_dyn();
     let t = ndarray::arr2(&[[4.0f32, 3.0], [0.0, 2.0]]).into_dyn();
     let args = LossArgs::new(p.view(), t.view()).reduction(Reduction::None);
-    let out = check_args(ctx(), &COS, &args, "cosine/worked example");
+    let out = check_args(ctx(), &cos(), &args, "cosine/worked example");
     let l = out.losses.unwrap();
     approx::assert_relative_eq!(l[[0]], -0.96, max_relative = 1e-6);
     assert_eq!(l[[1]], 0.0);
@@ -79,7 +82,7 @@ fn zero_rows_give_zero_never_nan() {
         for reduction in REDUCTIONS {
             let what = format!("{what}/{}", reduction.name());
             let args = LossArgs::new(p.view(), t.view()).reduction(reduction);
-            let out = check_args(ctx(), &COS, &args, &what);
+            let out = check_args(ctx(), &cos(), &args, &what);
             let grad = out.grad.unwrap();
             assert!(grad.iter().all(|g| g.is_finite()), "{what}: gradient");
             assert!(out.value.is_none_or(f32::is_finite), "{what}: value");
@@ -106,7 +109,7 @@ fn all_zero_input() {
         let what = format!("cosine/all zero/{}", reduction.name());
         let out = check_args(
             ctx(),
-            &COS,
+            &cos(),
             &LossArgs::new(z.view(), z.view()).reduction(reduction),
             &what,
         );
@@ -119,7 +122,7 @@ fn all_zero_input() {
 #[test]
 #[cfg_attr(skip_gpu_tests, ignore)]
 fn custom_eps() {
-    let loss = Loss::CosineProximity { eps: 0.5 };
+    let loss = Loss::cosine_proximity().eps(0.5).build().unwrap();
     let (b, c) = (40usize, 9usize);
     let mut p = synthetic::uniform(&[b, c], -0.3, 0.3, seed_for("cosine/eps/p"));
     let mut t = synthetic::uniform(&[b, c], -0.3, 0.3, seed_for("cosine/eps/t"));
@@ -151,7 +154,7 @@ fn parallel_rows() {
         t.index_axis_mut(Axis(0), r).mapv_inplace(|v| -v);
     }
     let args = LossArgs::new(p.view(), t.view()).reduction(Reduction::None);
-    let out = ctx().compute(&COS, &args).unwrap();
+    let out = ctx().compute(&cos(), &args).unwrap();
     let l = out.losses.unwrap();
     for r in 0..6 {
         let want = if r == 1 || r == 4 { 1.0 } else { -1.0 };
@@ -171,7 +174,7 @@ fn a_million_short_rows() {
         let p = synthetic::uniform(&[b, c], -3.0, 3.0, seed_for(&format!("{what}/p")));
         let t = synthetic::uniform(&[b, c], -3.0, 3.0, seed_for(&format!("{what}/t")));
         let args = LossArgs::new(p.view(), t.view()).reduction(reduction);
-        let out = check_args(ctx(), &COS, &args, &what);
+        let out = check_args(ctx(), &cos(), &args, &what);
         assert_eq!(out.counted, b, "{what}");
     }
 }
@@ -179,14 +182,9 @@ fn a_million_short_rows() {
 #[test]
 #[cfg_attr(skip_gpu_tests, ignore)]
 fn eps_must_be_finite_and_positive() {
-    let p = ArrayD::from_elem(IxDyn(&[2, 3]), 0.5f32);
+    // Refused when the loss is built, before any call can take it.
     for eps in [0.0f32, -1e-8, f32::NAN, f32::INFINITY] {
-        let e = ctx()
-            .compute(
-                &Loss::CosineProximity { eps },
-                &LossArgs::new(p.view(), p.view()),
-            )
-            .unwrap_err();
+        let e = Loss::cosine_proximity().eps(eps).build().unwrap_err();
         assert!(
             matches!(e, Error::InvalidOption { option: "eps", .. }),
             "{eps}: {e:?}"
@@ -209,7 +207,7 @@ fn every_scale_agrees_with_the_reference() {
         for reduction in REDUCTIONS {
             let what = format!("cosine/scales/row {r}/{}", reduction.name());
             let args = LossArgs::new(pr.clone(), tr.clone()).reduction(reduction);
-            let out = check_args(ctx(), &COS, &args, &what);
+            let out = check_args(ctx(), &cos(), &args, &what);
             if let Some(v) = out.value {
                 assert!(v.is_finite(), "{what}: {v}");
             }
@@ -220,7 +218,7 @@ fn every_scale_agrees_with_the_reference() {
     q[[0, 7]] = 2e19;
     let args = LossArgs::new(q.view(), q.view()).reduction(Reduction::Sum);
     let v = ctx()
-        .compute(&COS, &args)
+        .compute(&cos(), &args)
         .expect("GPU")
         .value
         .expect("value");
@@ -238,7 +236,7 @@ fn one_feature_rows_have_zero_gradient() {
         let args = LossArgs::new(p.view(), t.view()).reduction(reduction);
         let out = check_args(
             ctx(),
-            &COS,
+            &cos(),
             &args,
             &format!("cosine/C=1/{}", reduction.name()),
         );

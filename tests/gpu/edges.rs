@@ -56,13 +56,19 @@ fn nan_propagates_to_its_element_only() {
 fn infinity_gives_infinite_losses() {
     let p = ndarray::arr1(&[f32::INFINITY, 1.0, 2.0]).into_dyn();
     let t = ndarray::arr1(&[0.0f32, 0.0, 0.0]).into_dyn();
-    for loss in [Loss::Mse, Loss::Mae, Loss::Huber { delta: 1.0 }] {
+    for loss in [
+        Loss::Mse,
+        Loss::Mae,
+        Loss::huber().delta(1.0).build().unwrap(),
+    ] {
         let args = LossArgs::new(p.view(), t.view()).reduction(Reduction::Sum);
         let out = ctx().compute(&loss, &args).unwrap();
         assert_eq!(out.value, Some(f32::INFINITY), "{}", loss.name());
     }
     let args = LossArgs::new(p.view(), t.view()).reduction(Reduction::Sum);
-    let huber = ctx().compute(&Loss::Huber { delta: 1.0 }, &args).unwrap();
+    let huber = ctx()
+        .compute(&Loss::huber().delta(1.0).build().unwrap(), &args)
+        .unwrap();
     assert_eq!(huber.grad.unwrap()[[0]], 1.0);
 }
 
@@ -142,7 +148,7 @@ fn large_transfers_with_a_partial_last_piece() {
     }
     // 37 rows of 40 009 logits: 5 921 332 bytes per array.
     let shape = [37usize, 40_009];
-    let loss = Loss::SOFTMAX_CROSS_ENTROPY;
+    let loss = Loss::softmax_cross_entropy().build().unwrap();
     for run in ["first", "second"] {
         let what = format!("large transfers/softmax-ce/{run}");
         let b = synthetic::batch(&loss, &shape, seed_for(&what));

@@ -180,17 +180,14 @@ fn check_case(
     } else {
         shape.to_vec()
     };
-    let gpu = LossOutput {
-        value: (!none).then(|| step.out[0]),
-        losses: none
-            .then(|| ArrayD::from_shape_vec(IxDyn(&rows_shape), step.out.clone()).expect("rows")),
-        grad: None,
-        counted: cpu.counted,
-    };
-    let cpu_no_grad = LossOutput {
-        grad: None,
-        ..cpu.clone()
-    };
+    let gpu = LossOutput::new(
+        (!none).then(|| step.out[0]),
+        none.then(|| ArrayD::from_shape_vec(IxDyn(&rows_shape), step.out.clone()).expect("rows")),
+        None,
+        cpu.counted,
+    );
+    let mut cpu_no_grad = cpu.clone();
+    cpu_no_grad.grad = None;
     assert_close_within(&gpu, &cpu_no_grad, tol, what);
 
     let n = pred.len();

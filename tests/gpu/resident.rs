@@ -96,6 +96,7 @@ fn resident_step(
         wgpu_loss::Target::ClassesU32(k) => {
             upload(ctx, "classes", &k.iter().copied().collect::<Vec<u32>>())
         }
+        other => panic!("a target type this test does not upload: {}", other.dtype()),
     };
     let (weight, pos_weight, upstream) = (
         upload(ctx, "weight", &slice(h.weight)),
@@ -122,14 +123,13 @@ fn resident_step(
     ctx.queue().submit([encoder.finish()]);
     let out_v = read(ctx, &out, r.output_len());
     let none = spec.reduction == Reduction::None;
-    wgpu_loss::LossOutput {
-        value: (!none).then(|| out_v[0]),
-        losses: none.then(|| ArrayD::from_shape_vec(IxDyn(value_shape), out_v.clone()).unwrap()),
-        grad: spec
-            .want_grad
+    wgpu_loss::LossOutput::new(
+        (!none).then(|| out_v[0]),
+        none.then(|| ArrayD::from_shape_vec(IxDyn(value_shape), out_v.clone()).unwrap()),
+        spec.want_grad
             .then(|| ArrayD::from_shape_vec(IxDyn(h.pred.shape()), read(ctx, &grad, n)).unwrap()),
-        counted: r.status_blocking(ctx).expect("status").counted,
-    }
+        r.status_blocking(ctx).expect("status").counted,
+    )
 }
 
 /// One recorded step of each row-wise loss and option agrees with the host path's reference
@@ -141,33 +141,35 @@ fn one_step_matches_the_reference() {
     let (b, c) = (37usize, 29usize);
     let cases: Vec<(Loss, ResidentSpec)> = vec![
         (
-            Loss::SOFTMAX_CROSS_ENTROPY,
+            Loss::softmax_cross_entropy().build().unwrap(),
             ResidentSpec::new(&[b, c]).classes(ClassType::I32),
         ),
         (
-            Loss::SoftmaxCrossEntropy {
-                label_smoothing: 0.1,
-                z_loss: 1e-3,
-                ignore_index: 3,
-            },
+            Loss::softmax_cross_entropy()
+                .label_smoothing(0.1)
+                .z_loss(1e-3)
+                .ignore_index(3)
+                .build()
+                .unwrap(),
             ResidentSpec::new(&[b, c]).classes(ClassType::I64).weight(),
         ),
         (
-            Loss::SoftmaxCrossEntropy {
-                label_smoothing: 0.0,
-                z_loss: 0.0,
-                ignore_index: 5,
-            },
+            Loss::softmax_cross_entropy()
+                .label_smoothing(0.0)
+                .z_loss(0.0)
+                .ignore_index(5)
+                .build()
+                .unwrap(),
             ResidentSpec::new(&[b, c]).classes(ClassType::U32),
         ),
         (
-            Loss::SOFTMAX_CROSS_ENTROPY,
+            Loss::softmax_cross_entropy().build().unwrap(),
             ResidentSpec::new(&[b, c])
                 .reduction(Reduction::None)
                 .upstream(ResidentUpstream::Buffer),
         ),
         (
-            Loss::COSINE_PROXIMITY,
+            Loss::cosine_proximity().build().unwrap(),
             ResidentSpec::new(&[b, c])
                 .reduction(Reduction::Sum)
                 .upstream(ResidentUpstream::Scalar(0.5)),
@@ -276,7 +278,7 @@ fn thousand_steps_on_caller_buffers() {
 
     let mut loss = ctx
         .resident(
-            &Loss::SOFTMAX_CROSS_ENTROPY,
+            &Loss::softmax_cross_entropy().build().unwrap(),
             ResidentSpec::new(&[b, c]).classes(ClassType::I32),
         )
         .expect("plan");
@@ -319,7 +321,7 @@ fn thousand_steps_on_caller_buffers() {
     let mut first_value = None;
     for _ in 0..steps {
         let out = reference::compute(
-            &Loss::SOFTMAX_CROSS_ENTROPY,
+            &Loss::softmax_cross_entropy().build().unwrap(),
             &LossArgs::new(x.view(), k.view()),
         )
         .expect("reference");
@@ -356,7 +358,7 @@ fn status_reports_class_out_of_range_and_counted() {
     let classes: Vec<i32> = vec![0, 1, -100, 2, 3, 7, 4, 9, 0];
     let mut r = ctx
         .resident(
-            &Loss::SOFTMAX_CROSS_ENTROPY,
+            &Loss::softmax_cross_entropy().build().unwrap(),
             ResidentSpec::new(&[b, c]).classes(ClassType::I32),
         )
         .expect("plan");
@@ -391,7 +393,7 @@ fn bad_buffers_are_refused() {
     let (b, c) = (4usize, 8usize);
     let spec = ResidentSpec::new(&[b, c]).classes(ClassType::I32);
     let mut r = ctx
-        .resident(&Loss::SOFTMAX_CROSS_ENTROPY, spec)
+        .resident(&Loss::softmax_cross_entropy().build().unwrap(), spec)
         .expect("plan");
     let p = zeros(ctx, "p", b * c);
     let t = zeros(ctx, "t", b);
@@ -471,12 +473,12 @@ fn unsupported_plans_are_refused() {
             "pos_weight",
         ),
         (
-            Loss::COSINE_PROXIMITY,
+            Loss::cosine_proximity().build().unwrap(),
             ResidentSpec::new(&[4, 8]).classes(ClassType::I32),
             "target",
         ),
         (
-            Loss::SOFTMAX_CROSS_ENTROPY,
+            Loss::softmax_cross_entropy().build().unwrap(),
             ResidentSpec::new(&[4, 8]).upstream(ResidentUpstream::Buffer),
             "upstream",
         ),
@@ -488,7 +490,10 @@ fn unsupported_plans_are_refused() {
         }
     }
     assert!(matches!(
-        ctx.resident(&Loss::SOFTMAX_CROSS_ENTROPY, ResidentSpec::new(&[0, 8])),
+        ctx.resident(
+            &Loss::softmax_cross_entropy().build().unwrap(),
+            ResidentSpec::new(&[0, 8])
+        ),
         Err(Error::Empty { .. })
     ));
 }
@@ -508,13 +513,13 @@ fn elementwise_step_matches_the_reference() {
             ResidentSpec::new(&shape).reduction(Reduction::Sum),
         ),
         (
-            Loss::huber(0.7).unwrap(),
+            Loss::huber().delta(0.7).build().unwrap(),
             ResidentSpec::new(&shape)
                 .reduction(Reduction::None)
                 .upstream(ResidentUpstream::Buffer),
         ),
         (
-            Loss::SmoothL1 { beta: 0.5 },
+            Loss::smooth_l1().beta(0.5).build().unwrap(),
             ResidentSpec::new(&shape).reduction(Reduction::None),
         ),
         (Loss::Bce, ResidentSpec::new(&shape).weight()),
@@ -601,7 +606,7 @@ fn value_read_in_the_step_encoder_and_awaited() {
     let k = class_rows(&[b], c, seed_for("resident/await/k"));
     let k_i32: Vec<i32> = k.iter().map(|&v| v as i32).collect();
     let want = reference::compute(
-        &Loss::SOFTMAX_CROSS_ENTROPY,
+        &Loss::softmax_cross_entropy().build().unwrap(),
         &LossArgs::new(x.view(), k.view()),
     )
     .expect("reference")
@@ -609,7 +614,7 @@ fn value_read_in_the_step_encoder_and_awaited() {
     .expect("mean");
     let mut r = ctx
         .resident(
-            &Loss::SOFTMAX_CROSS_ENTROPY,
+            &Loss::softmax_cross_entropy().build().unwrap(),
             ResidentSpec::new(&[b, c])
                 .classes(ClassType::I32)
                 .loss_only(),
@@ -628,7 +633,11 @@ fn value_read_in_the_step_encoder_and_awaited() {
         .record_copy(&mut encoder, GpuArray::from(&v))
         .expect("copy");
     ctx.queue().submit([encoder.finish()]);
-    let got = pollster::block_on(reader.map(ctx.device())).expect("read")[0];
+    let future = reader.map();
+    ctx.device()
+        .poll(wgpu::PollType::wait_indefinitely())
+        .expect("poll");
+    let got = pollster::block_on(future).expect("read")[0];
     let rel = (f64::from(got) - want).abs() / want;
     assert!(rel <= 1e-5, "GPU {got}, reference {want}, relative {rel:e}");
     assert_eq!(reader.reads(), 1);
@@ -671,7 +680,7 @@ fn record_in_pass_matches_record_and_clears_the_atomics() {
     type Inputs = (Vec<f32>, Vec<u32>);
     let cases: Vec<(Loss, ResidentSpec, Inputs, Inputs)> = vec![
         (
-            Loss::SOFTMAX_CROSS_ENTROPY,
+            Loss::softmax_cross_entropy().build().unwrap(),
             ResidentSpec::new(&[b, c]).classes(ClassType::I32),
             (slice(&x), bytemuck::cast_slice(&bad).to_vec()),
             (slice(&x), bytemuck::cast_slice(&good).to_vec()),
@@ -745,11 +754,12 @@ fn i64_class_buffers_are_read_as_i64() {
     let (b, c) = (8usize, 5usize);
     let x = logits(&[b, c], seed_for("resident/i64/x"));
     let big = 1i64 << 40;
-    let loss = Loss::SoftmaxCrossEntropy {
-        label_smoothing: 0.0,
-        z_loss: 0.0,
-        ignore_index: big,
-    };
+    let loss = Loss::softmax_cross_entropy()
+        .label_smoothing(0.0)
+        .z_loss(0.0)
+        .ignore_index(big)
+        .build()
+        .unwrap();
     let k = ndarray::arr1(&[3i64, 0, 1, big, 4, 2, 0, 1]).into_dyn();
     let mut r = ctx
         .resident(&loss, ResidentSpec::new(&[b, c]).classes(ClassType::I64))
@@ -884,7 +894,10 @@ fn target_errors_name_the_planned_target() {
         ),
     ] {
         let mut r = ctx
-            .resident(&Loss::SOFTMAX_CROSS_ENTROPY, spec.clone())
+            .resident(
+                &Loss::softmax_cross_entropy().build().unwrap(),
+                spec.clone(),
+            )
             .expect("plan");
         let mut encoder = ctx.device().create_command_encoder(&Default::default());
         match r.record(
@@ -898,5 +911,66 @@ fn target_errors_name_the_planned_target() {
             }) => assert!(reason.contains(needle), "{spec:?}: {reason}"),
             other => panic!("{spec:?}: expected Error::Buffer(target), got {other:?}"),
         }
+    }
+}
+
+/// A waker that counts its wakes, for [`read_future_sleeps_until_the_device_is_polled`].
+struct CountingWaker(std::sync::atomic::AtomicUsize);
+
+impl std::task::Wake for CountingWaker {
+    fn wake(self: std::sync::Arc<Self>) {
+        self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+/// `ValueReader`'s future waits without spinning: polled before anyone drives the device it
+/// is pending and does not wake itself; once another thread polls the device, the map
+/// callback wakes it (exactly once) and the next poll has the value. (A future that polls
+/// the device and wakes itself, as this one once did, is woken at once and fails here.)
+#[test]
+#[cfg_attr(skip_gpu_tests, ignore)]
+fn read_future_sleeps_until_the_device_is_polled() {
+    use std::future::Future;
+    use std::sync::Arc;
+    use std::sync::atomic::Ordering;
+    use std::task::{Context, Poll, Waker};
+
+    // A device of its own: another test's `device.poll` on the shared one would complete
+    // this map early.
+    let own = GpuContext::new().expect("an adapter");
+    let ctx = &own;
+    let v = upload(ctx, "v", &[2.5f32]);
+    let reader = ValueReader::new(ctx.device(), 1);
+    let mut future = reader
+        .read(ctx.device(), ctx.queue(), GpuArray::from(&v))
+        .expect("read");
+    let counter = Arc::new(CountingWaker(Default::default()));
+    let waker = Waker::from(Arc::clone(&counter));
+    let mut cx = Context::from_waker(&waker);
+    let mut pinned = std::pin::Pin::new(&mut future);
+    // Nobody has polled the device: the map cannot have completed, and the future must not
+    // arrange to be polled again by itself.
+    assert!(pinned.as_mut().poll(&mut cx).is_pending());
+    std::thread::sleep(std::time::Duration::from_millis(50));
+    assert_eq!(
+        counter.0.load(Ordering::SeqCst),
+        0,
+        "woken with no device poll"
+    );
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            ctx.device()
+                .poll(wgpu::PollType::wait_indefinitely())
+                .expect("poll")
+        });
+    });
+    assert_eq!(
+        counter.0.load(Ordering::SeqCst),
+        1,
+        "woken once by the map callback"
+    );
+    match pinned.as_mut().poll(&mut cx) {
+        Poll::Ready(r) => assert_eq!(r.expect("value"), vec![2.5]),
+        Poll::Pending => panic!("pending after the map completed"),
     }
 }

@@ -7,7 +7,7 @@ use wgpu_loss::{Error, GpuContext, Loss, LossArgs, LossOutput, Reduction, Upstre
 
 use crate::common::{
     REDUCTIONS, ROW_KINDS, RowKind, RowTarget, SMALL_CHUNK, check_args, chunked_ctx, ctx,
-    plain_ctx, seed_for,
+    lanes_per_row, plain_ctx, seed_for,
 };
 
 /// `Mean`, `Sum` with a scalar upstream, `None` with an upstream array; for every kind, on
@@ -28,11 +28,12 @@ fn run_all(ctx: &GpuContext, tag: &str, b: usize, c: usize) {
                     ignored += 1;
                 }
             }
-            loss = Loss::SoftmaxCrossEntropy {
-                label_smoothing: 0.1,
-                z_loss: 0.0,
-                ignore_index: -100,
-            };
+            loss = Loss::softmax_cross_entropy()
+                .label_smoothing(0.1)
+                .z_loss(0.0)
+                .ignore_index(-100)
+                .build()
+                .unwrap();
         }
         for reduction in REDUCTIONS {
             let what = format!("{name}/{}", reduction.name());
@@ -120,10 +121,7 @@ fn every_group_size_with_options() {
         1usize, 16, 17, 32, 33, 64, 65, 128, 129, 256, 257, 512, 513, 1024, 1025, 2048, 2049, 4096,
         4097, 9000,
     ];
-    let groups: std::collections::BTreeSet<u32> = cols
-        .iter()
-        .map(|&c| wgpu_loss::kernels::group_for(c))
-        .collect();
+    let groups: std::collections::BTreeSet<u32> = cols.iter().map(|&c| lanes_per_row(c)).collect();
     assert_eq!(groups.len(), 9, "every group size 1..=256: {groups:?}");
     for c in cols {
         let b = ((1usize << 14) / c).max(3) | 1;
@@ -334,12 +332,22 @@ fn dense(shape: &[usize], v: f32) -> ArrayD<f32> {
     ArrayD::from_elem(IxDyn(shape), v)
 }
 
-const DENSE_ONLY: [Loss; 2] = [Loss::CategoricalCrossEntropy, Loss::COSINE_PROXIMITY];
-const ALL_ROWS: [Loss; 3] = [
-    Loss::CategoricalCrossEntropy,
-    Loss::SOFTMAX_CROSS_ENTROPY,
-    Loss::COSINE_PROXIMITY,
-];
+/// The row-wise losses that take float targets only.
+fn dense_only() -> [Loss; 2] {
+    [
+        Loss::CategoricalCrossEntropy,
+        Loss::cosine_proximity().build().unwrap(),
+    ]
+}
+
+/// Every row-wise loss, default options.
+fn all_rows() -> [Loss; 3] {
+    [
+        Loss::CategoricalCrossEntropy,
+        Loss::softmax_cross_entropy().build().unwrap(),
+        Loss::cosine_proximity().build().unwrap(),
+    ]
+}
 
 /// Class indices are for softmax cross entropy only.
 #[test]
@@ -348,7 +356,7 @@ fn class_targets_for_dense_losses_are_rejected() {
     let p = dense(&[4, 5], 0.2);
     let k64 = ArrayD::from_elem(IxDyn(&[4]), 1i64);
     let k32 = ArrayD::from_elem(IxDyn(&[4]), 1i32);
-    for loss in DENSE_ONLY {
+    for loss in dense_only() {
         for args in [
             LossArgs::new(p.view(), k64.view()),
             LossArgs::new(p.view(), k32.view()),
@@ -387,7 +395,7 @@ fn class_targets_for_dense_losses_are_rejected() {
 fn rank_zero_prediction_is_rejected() {
     let p = dense(&[], 0.5);
     let k = ArrayD::from_elem(IxDyn(&[]), 0i64);
-    for loss in ALL_ROWS {
+    for loss in all_rows() {
         let e = ctx()
             .compute(&loss, &LossArgs::new(p.view(), p.view()))
             .unwrap_err();
@@ -399,7 +407,7 @@ fn rank_zero_prediction_is_rejected() {
     }
     let e = ctx()
         .compute(
-            &Loss::SOFTMAX_CROSS_ENTROPY,
+            &Loss::softmax_cross_entropy().build().unwrap(),
             &LossArgs::new(p.view(), k.view()),
         )
         .unwrap_err();
@@ -416,7 +424,7 @@ fn empty_input_is_an_error() {
     for shape in [[0usize, 5], [5, 0]] {
         let p = dense(&shape, 0.5);
         let k = ArrayD::from_elem(IxDyn(&shape[..1]), 0i64);
-        for loss in ALL_ROWS {
+        for loss in all_rows() {
             for reduction in REDUCTIONS {
                 let e = ctx()
                     .compute(
@@ -433,7 +441,7 @@ fn empty_input_is_an_error() {
         }
         let e = ctx()
             .compute(
-                &Loss::SOFTMAX_CROSS_ENTROPY,
+                &Loss::softmax_cross_entropy().build().unwrap(),
                 &LossArgs::new(p.view(), k.view()),
             )
             .unwrap_err();
@@ -450,7 +458,7 @@ fn empty_input_is_an_error() {
 fn upstream_array_shape_and_reduction() {
     let p = dense(&[4, 5], 0.2);
     let k = ArrayD::from_elem(IxDyn(&[4]), 1i64);
-    for loss in ALL_ROWS {
+    for loss in all_rows() {
         for gshape in [vec![4usize, 5], vec![5], vec![4, 1], vec![]] {
             let g = dense(&gshape, 1.0);
             for args in [
@@ -511,7 +519,7 @@ fn upstream_array_shape_and_reduction() {
 fn weights_on_losses_that_take_none_are_rejected() {
     let p = dense(&[4, 5], 0.2);
     let w = dense(&[5], 1.0);
-    for loss in DENSE_ONLY {
+    for loss in dense_only() {
         let e = ctx()
             .compute(&loss, &LossArgs::new(p.view(), p.view()).weight(w.view()))
             .unwrap_err();
@@ -526,7 +534,7 @@ fn weights_on_losses_that_take_none_are_rejected() {
             "{e:?}"
         );
     }
-    for loss in ALL_ROWS {
+    for loss in all_rows() {
         let e = ctx()
             .compute(
                 &loss,

@@ -4,7 +4,7 @@ use wgpu_loss::{Loss, LossArgs, Reduction, synthetic};
 
 use crate::common::{check_args, ctx, seed_for};
 
-shape_matrix!(Loss::SmoothL1 { beta: 1.0 });
+shape_matrix!(Loss::smooth_l1().beta(1.0).build().unwrap());
 
 /// Other thresholds, with inputs in U(−3, 3): β = 0 (the L1 loss), 0.1 mostly linear, 5 all
 /// quadratic.
@@ -12,7 +12,7 @@ shape_matrix!(Loss::SmoothL1 { beta: 1.0 });
 #[cfg_attr(skip_gpu_tests, ignore)]
 fn other_betas() {
     for beta in [0.0f32, 0.1, 0.5, 2.0, 5.0] {
-        let loss = Loss::SmoothL1 { beta };
+        let loss = Loss::smooth_l1().beta(beta).build().unwrap();
         for reduction in [Reduction::Mean, Reduction::Sum, Reduction::None] {
             let what = format!("smooth-l1(β={beta})/{}", reduction.name());
             let b = synthetic::batch(&loss, &[33, 65], seed_for(&what));
@@ -36,7 +36,9 @@ fn worked_example() {
         (2.0, 2.0625, [0.25, -1.0, 0.0]),
         (0.0, 3.5, [1.0, -1.0, 0.0]),
     ] {
-        let out = ctx().compute(&Loss::SmoothL1 { beta }, &args).unwrap();
+        let out = ctx()
+            .compute(&Loss::smooth_l1().beta(beta).build().unwrap(), &args)
+            .unwrap();
         assert_eq!(out.value, Some(value), "β = {beta}");
         assert_eq!(out.grad.unwrap().as_slice().unwrap(), &grad, "β = {beta}");
     }
@@ -46,9 +48,9 @@ fn worked_example() {
 #[test]
 #[cfg_attr(skip_gpu_tests, ignore)]
 fn invalid_beta() {
-    let p = ndarray::arr1(&[0.5f32]).into_dyn();
+    // Refused when the loss is built, before any call can take it.
     for beta in [-1.0f32, f32::NAN, f32::INFINITY] {
-        let r = ctx().compute(&Loss::SmoothL1 { beta }, &LossArgs::new(p.view(), p.view()));
+        let r = Loss::smooth_l1().beta(beta).build();
         assert!(
             matches!(
                 r,

@@ -10,14 +10,18 @@ use crate::common::{
     ctx, infinite_logit_rows, logits, matrix_rows, one_hot_rows, prob_rows, seed_for,
 };
 
-const SCE: Loss = Loss::SOFTMAX_CROSS_ENTROPY;
+/// Softmax cross entropy with PyTorch's defaults.
+fn sce_default() -> Loss {
+    Loss::softmax_cross_entropy().build().unwrap()
+}
 
 fn sce(label_smoothing: f32, z_loss: f32, ignore_index: i64) -> Loss {
-    Loss::SoftmaxCrossEntropy {
-        label_smoothing,
-        z_loss,
-        ignore_index,
-    }
+    Loss::softmax_cross_entropy()
+        .label_smoothing(label_smoothing)
+        .z_loss(z_loss)
+        .ignore_index(ignore_index)
+        .build()
+        .unwrap()
 }
 
 /// Probability targets: logits U(−8, 8) against probability rows.
@@ -31,7 +35,7 @@ mod probs {
             let x = logits(&[b, c], seed_for(&format!("{what}/x")));
             let t = prob_rows(&[b, c], seed_for(&format!("{what}/t")));
             let args = LossArgs::new(x.view(), t.view()).reduction(reduction);
-            let out = check_args(ctx(), &SCE, &args, &what);
+            let out = check_args(ctx(), &sce_default(), &args, &what);
             assert_eq!(out.counted, b, "{what}: counted");
         }
     }
@@ -61,7 +65,7 @@ mod classes {
             } else {
                 LossArgs::new(x.view(), k.view())
             };
-            let out = check_args(ctx(), &SCE, &args.reduction(reduction), &what);
+            let out = check_args(ctx(), &sce_default(), &args.reduction(reduction), &what);
             assert_eq!(out.counted, b, "{what}: counted");
         }
     }
@@ -162,8 +166,8 @@ fn options_case(loss: Loss, c: usize, b: usize, with_weight: bool) {
 #[test]
 #[cfg_attr(skip_gpu_tests, ignore)]
 fn class_weights() {
-    options_case(SCE, 37, 301, true);
-    options_case(SCE, 1000, 63, true);
+    options_case(sce_default(), 37, 301, true);
+    options_case(sce_default(), 1000, 63, true);
 }
 
 #[test]
@@ -306,7 +310,7 @@ fn rank_three_prediction() {
         }
         let out = check_args(
             ctx(),
-            &SCE,
+            &sce_default(),
             &args,
             &format!("softmax-ce/rank 3/{}", reduction.name()),
         );
@@ -319,7 +323,7 @@ fn rank_three_prediction() {
     let x = logits(&[37], seed_for("softmax-ce/rank 1/x"));
     let k = ndarray::arr0(36i64).into_dyn();
     let args = LossArgs::new(x.view(), k.view()).reduction(Reduction::None);
-    let out = check_args(ctx(), &SCE, &args, "softmax-ce/rank 1");
+    let out = check_args(ctx(), &sce_default(), &args, "softmax-ce/rank 1");
     assert_eq!(out.losses.unwrap().shape(), &[] as &[usize]);
 }
 
@@ -332,7 +336,12 @@ fn a_million_short_rows() {
     let what = "softmax-ce/1M x 2/mean/i64";
     let x = logits(&[b, 2], seed_for(&format!("{what}/x")));
     let k = class_rows(&[b], 2, seed_for(&format!("{what}/k")));
-    let out = check_args(ctx(), &SCE, &LossArgs::new(x.view(), k.view()), what);
+    let out = check_args(
+        ctx(),
+        &sce_default(),
+        &LossArgs::new(x.view(), k.view()),
+        what,
+    );
     assert_eq!(out.counted, b);
 
     let what = "softmax-ce/1M x 3/sum/i32, ignored rows";
@@ -340,7 +349,7 @@ fn a_million_short_rows() {
     let k = with_ignored(&class_rows(&[b], 3, seed_for(&format!("{what}/k"))), -100);
     let k32 = k.mapv(|v| v as i32);
     let args = LossArgs::new(x.view(), k32.view()).reduction(Reduction::Sum);
-    let out = check_args(ctx(), &SCE, &args, what);
+    let out = check_args(ctx(), &sce_default(), &args, what);
     assert_eq!(out.counted, divisor(&k, -100, None).1);
     assert_eq!(out.counted, b - b / 7);
 }
@@ -370,13 +379,13 @@ fn huge_logits() {
     .into_dyn();
     let k = ndarray::arr1(&[1i64, 2, 4, 0]).into_dyn();
     let t = prob_rows(&[4, 5], seed_for("softmax-ce/huge/t"));
-    for loss in [SCE, sce(0.1, 1e-3, -100)] {
+    for loss in [sce_default(), sce(0.1, 1e-3, -100)] {
         for reduction in REDUCTIONS {
             let what = format!("softmax-ce/±1e4/{loss:?}/{}", reduction.name());
             let args = LossArgs::new(x.view(), k.view()).reduction(reduction);
             let out = check_args(ctx(), &loss, &args, &format!("{what}/classes"));
             finite(&out, &what);
-            if let (Some(l), SCE) = (&out.losses, loss) {
+            if let (Some(l), true) = (&out.losses, loss == sce_default()) {
                 approx::assert_relative_eq!(l[[0]], 2e4 + 2f32.ln(), max_relative = 1e-6);
                 approx::assert_relative_eq!(l[[1]], 5f32.ln(), max_relative = 1e-6);
                 approx::assert_relative_eq!(l[[3]], 2e4 + 2f32.ln(), max_relative = 1e-6);
@@ -406,7 +415,7 @@ fn equal_logits_give_ln_c() {
                 LossArgs::new(x.view(), t.view())
             }
             .reduction(Reduction::None);
-            let out = check_args(ctx(), &SCE, &args, &what);
+            let out = check_args(ctx(), &sce_default(), &args, &what);
             // ln C times the target's total (1 up to the rounding of the f32 targets).
             for (r, &l) in out.losses.as_ref().unwrap().iter().enumerate() {
                 let total = if classes {
@@ -480,7 +489,7 @@ fn minus_infinity_logits_off_target() {
                 if with_weight {
                     args = args.weight(w.view());
                 }
-                let out = check_args(ctx(), &SCE, &args, &what);
+                let out = check_args(ctx(), &sce_default(), &args, &what);
                 finite(&out, &what);
                 let grad = out.grad.unwrap();
                 let row = grad.index_axis(Axis(0), 1);
@@ -506,7 +515,7 @@ fn every_row_ignored() {
         let x = logits(&[b, c], seed_for("softmax-ce/all ignored/x"));
         let w = wgpu_loss::synthetic::uniform(&[c], 0.0, 2.0, seed_for("softmax-ce/all ign/w"));
         let k = ArrayD::from_elem(IxDyn(&[b]), -100i64);
-        for loss in [SCE, sce(0.1, 1e-3, -100)] {
+        for loss in [sce_default(), sce(0.1, 1e-3, -100)] {
             for with_weight in [false, true] {
                 for reduction in [Reduction::Mean, Reduction::Sum] {
                     let what = format!(
@@ -538,7 +547,7 @@ fn zero_weight_sum_mean() {
     let w = ndarray::arr1(&[0.0f32, 1.0, 0.0, 2.0]).into_dyn();
     let k = ndarray::arr1(&[0i64, 2, 0, -100, 2, 2]).into_dyn();
     let args = LossArgs::new(x.view(), k.view()).weight(w.view());
-    let out = check_args(ctx(), &SCE, &args, "softmax-ce/zero D");
+    let out = check_args(ctx(), &sce_default(), &args, "softmax-ce/zero D");
     assert_eq!(out.value, Some(0.0));
     assert_eq!(out.counted, 5);
     assert!(out.grad.unwrap().iter().all(|&g| g == 0.0));
@@ -547,7 +556,7 @@ fn zero_weight_sum_mean() {
     let mut x_nan = x.clone();
     x_nan[[1, 3]] = f32::NAN;
     let args = LossArgs::new(x_nan.view(), k.view()).weight(w.view());
-    let out = check_args(ctx(), &SCE, &args, "softmax-ce/zero D/NaN row");
+    let out = check_args(ctx(), &sce_default(), &args, "softmax-ce/zero D/NaN row");
     assert_eq!(out.value, Some(0.0));
     assert!(out.grad.unwrap().iter().all(|&g| g == 0.0));
 }
@@ -564,8 +573,13 @@ fn one_class() {
         let with_classes = LossArgs::new(x.view(), k.view()).reduction(reduction);
         let with_probs = LossArgs::new(x.view(), t.view()).reduction(reduction);
         for out in [
-            check_args(ctx(), &SCE, &with_classes, &format!("{what}/classes")),
-            check_args(ctx(), &SCE, &with_probs, &format!("{what}/probs")),
+            check_args(
+                ctx(),
+                &sce_default(),
+                &with_classes,
+                &format!("{what}/classes"),
+            ),
+            check_args(ctx(), &sce_default(), &with_probs, &format!("{what}/probs")),
         ] {
             assert!(out.value.is_none_or(|v| v == 0.0), "{:?}", out.value);
             assert!(out.grad.unwrap().iter().all(|&g| g == 0.0));
@@ -615,10 +629,16 @@ fn class_index_c_or_more_is_out_of_range() {
         let k = offenders(c, at5, at9);
         for reduction in REDUCTIONS {
             let args = LossArgs::new(x.view(), k.view()).reduction(reduction);
-            expect_out_of_range(ctx(), &SCE, &args, 5, at5);
+            expect_out_of_range(ctx(), &sce_default(), &args, 5, at5);
         }
         let k32 = k.mapv(|v| v as i32);
-        expect_out_of_range(ctx(), &SCE, &LossArgs::new(x.view(), k32.view()), 5, at5);
+        expect_out_of_range(
+            ctx(),
+            &sce_default(),
+            &LossArgs::new(x.view(), k32.view()),
+            5,
+            at5,
+        );
     }
 }
 
@@ -628,9 +648,21 @@ fn negative_class_index_other_than_ignore_index_is_out_of_range() {
     let c = 10;
     let x = logits(&[12, c], 2);
     let k = offenders(c, -1, -7);
-    expect_out_of_range(ctx(), &SCE, &LossArgs::new(x.view(), k.view()), 5, -1);
+    expect_out_of_range(
+        ctx(),
+        &sce_default(),
+        &LossArgs::new(x.view(), k.view()),
+        5,
+        -1,
+    );
     let k = offenders(c, -101, 10);
-    expect_out_of_range(ctx(), &SCE, &LossArgs::new(x.view(), k.view()), 5, -101);
+    expect_out_of_range(
+        ctx(),
+        &sce_default(),
+        &LossArgs::new(x.view(), k.view()),
+        5,
+        -101,
+    );
     // With ignore_index = 0, the default −100 is just out of range (row 2 is the first).
     let k = offenders(c, 0, 0);
     expect_out_of_range(
@@ -666,7 +698,13 @@ fn class_index_beyond_i32_is_out_of_range() {
         (-(1i64 << 32) + 3, 1),
     ] {
         let k = offenders(c, at5, at9);
-        expect_out_of_range(ctx(), &SCE, &LossArgs::new(x.view(), k.view()), 5, at5);
+        expect_out_of_range(
+            ctx(),
+            &sce_default(),
+            &LossArgs::new(x.view(), k.view()),
+            5,
+            at5,
+        );
     }
 }
 
@@ -682,7 +720,7 @@ fn class_index_out_of_range_in_a_later_chunk() {
     k[[1000]] = 99;
     for reduction in REDUCTIONS {
         let args = LossArgs::new(x.view(), k.view()).reduction(reduction);
-        expect_out_of_range(chunked_ctx(), &SCE, &args, 600, 7);
+        expect_out_of_range(chunked_ctx(), &sce_default(), &args, 600, 7);
     }
 }
 
@@ -695,7 +733,7 @@ fn target_shape_mismatch() {
     for shape in [vec![5usize], vec![4, 1], vec![4, 5], vec![1, 4], vec![]] {
         let k = ArrayD::from_elem(IxDyn(&shape), 1i64);
         let e = ctx()
-            .compute(&SCE, &LossArgs::new(x.view(), k.view()))
+            .compute(&sce_default(), &LossArgs::new(x.view(), k.view()))
             .unwrap_err();
         assert!(
             matches!(&e, Error::ShapeMismatch { what: "target", expected, got }
@@ -704,7 +742,7 @@ fn target_shape_mismatch() {
         );
         let k32 = k.mapv(|v| v as i32);
         let e = ctx()
-            .compute(&SCE, &LossArgs::new(x.view(), k32.view()))
+            .compute(&sce_default(), &LossArgs::new(x.view(), k32.view()))
             .unwrap_err();
         assert!(
             matches!(&e, Error::ShapeMismatch { what: "target", .. }),
@@ -714,7 +752,7 @@ fn target_shape_mismatch() {
     for shape in [vec![4usize], vec![4, 6], vec![5, 4]] {
         let t = ArrayD::from_elem(IxDyn(&shape), 0.2f32);
         let e = ctx()
-            .compute(&SCE, &LossArgs::new(x.view(), t.view()))
+            .compute(&sce_default(), &LossArgs::new(x.view(), t.view()))
             .unwrap_err();
         assert!(
             matches!(&e, Error::ShapeMismatch { what: "target", expected, got }
@@ -733,7 +771,10 @@ fn class_weight_must_be_c_long() {
     for shape in [vec![6usize], vec![4], vec![4, 5], vec![1, 5], vec![]] {
         let w = ArrayD::from_elem(IxDyn(&shape), 1.0f32);
         let e = ctx()
-            .compute(&SCE, &LossArgs::new(x.view(), k.view()).weight(w.view()))
+            .compute(
+                &sce_default(),
+                &LossArgs::new(x.view(), k.view()).weight(w.view()),
+            )
             .unwrap_err();
         assert!(
             matches!(&e, Error::ShapeMismatch { what: "weight", expected, .. } if expected == &[5]),
@@ -744,7 +785,10 @@ fn class_weight_must_be_c_long() {
         let mut w = ArrayD::from_elem(IxDyn(&[5]), 1.0f32);
         w[[3]] = bad;
         let e = ctx()
-            .compute(&SCE, &LossArgs::new(x.view(), k.view()).weight(w.view()))
+            .compute(
+                &sce_default(),
+                &LossArgs::new(x.view(), k.view()).weight(w.view()),
+            )
             .unwrap_err();
         assert!(
             matches!(
@@ -762,22 +806,25 @@ fn class_weight_must_be_c_long() {
 #[test]
 #[cfg_attr(skip_gpu_tests, ignore)]
 fn options_out_of_domain() {
-    let x = logits(&[4, 5], 9);
-    let k = class_rows(&[4], 5, 10);
-    for (loss, option) in [
-        (sce(1.0, 0.0, -100), "label_smoothing"),
-        (sce(-0.1, 0.0, -100), "label_smoothing"),
-        (sce(f32::NAN, 0.0, -100), "label_smoothing"),
-        (sce(0.0, -1e-3, -100), "z_loss"),
-        (sce(0.0, f32::INFINITY, -100), "z_loss"),
-        (sce(0.0, f32::NAN, -100), "z_loss"),
+    // Refused when the loss is built, before any call can take it.
+    let built = |ls: f32, z: f32| {
+        Loss::softmax_cross_entropy()
+            .label_smoothing(ls)
+            .z_loss(z)
+            .build()
+    };
+    for ((ls, z), option) in [
+        ((1.0, 0.0), "label_smoothing"),
+        ((-0.1, 0.0), "label_smoothing"),
+        ((f32::NAN, 0.0), "label_smoothing"),
+        ((0.0, -1e-3), "z_loss"),
+        ((0.0, f32::INFINITY), "z_loss"),
+        ((0.0, f32::NAN), "z_loss"),
     ] {
-        let e = ctx()
-            .compute(&loss, &LossArgs::new(x.view(), k.view()))
-            .unwrap_err();
+        let e = built(ls, z).unwrap_err();
         assert!(
             matches!(&e, Error::InvalidOption { option: o, .. } if *o == option),
-            "{loss:?}: {e:?}"
+            "ε = {ls}, λ = {z}: {e:?}"
         );
     }
 }
@@ -795,8 +842,13 @@ fn one_long_row() {
             let t = prob_rows(&[1, c], seed_for(&format!("{what}/t")));
             let with_classes = LossArgs::new(x.view(), k.view()).reduction(reduction);
             let with_probs = LossArgs::new(x.view(), t.view()).reduction(reduction);
-            check_args(ctx(), &SCE, &with_classes, &format!("{what}/classes"));
-            check_args(ctx(), &SCE, &with_probs, &format!("{what}/probs"));
+            check_args(
+                ctx(),
+                &sce_default(),
+                &with_classes,
+                &format!("{what}/classes"),
+            );
+            check_args(ctx(), &sce_default(), &with_probs, &format!("{what}/probs"));
         }
     }
 }
@@ -812,7 +864,7 @@ fn infinite_logits_follow_ieee_semantics() {
     let (x, k, t) = infinite_logit_rows(seed_for("softmax-ce/inf"));
     let mut w = ArrayD::from_elem(IxDyn(&[6]), 1.5f32);
     w[[2]] = 0.0; // row 0's target class
-    for loss in [SCE, sce(0.1, 1e-3, -100)] {
+    for loss in [sce_default(), sce(0.1, 1e-3, -100)] {
         for weight in [false, true] {
             for classes in [true, false] {
                 let what = format!("softmax-ce/inf/{loss:?}/weight={weight}/classes={classes}");
@@ -846,14 +898,14 @@ fn uniform_rows_of_huge_logits_give_ln_c() {
             let args = LossArgs::new(x.view(), k.view()).reduction(Reduction::None);
             let what = format!("softmax-ce/uniform {v:e}/C={c}");
             let want = (c as f64).ln();
-            let r = reference::compute(&SCE, &args).expect("reference");
+            let r = reference::compute(&sce_default(), &args).expect("reference");
             for &l in r.losses.as_ref().expect("losses") {
                 assert!(
                     (l - want).abs() <= 1e-12 * want,
                     "{what}: reference {l} != ln C"
                 );
             }
-            let out = check_args(ctx(), &SCE, &args, &what);
+            let out = check_args(ctx(), &sce_default(), &args, &what);
             for &l in out.losses.as_ref().expect("losses") {
                 assert!(
                     (f64::from(l) - want).abs() <= 1e-6 * want,
@@ -876,9 +928,15 @@ fn class_weights_overflowing_f32_are_refused() {
     for (w, needle) in [(&total, "sum to"), (&divisor, "mean's divisor")] {
         let args = LossArgs::new(x.view(), k.view()).weight(w.view());
         let results = [
-            ("gpu", ctx().compute(&SCE, &args).map(|_| ())),
-            ("cpu", wgpu_loss::cpu::compute(&SCE, &args).map(|_| ())),
-            ("reference", reference::compute(&SCE, &args).map(|_| ())),
+            ("gpu", ctx().compute(&sce_default(), &args).map(|_| ())),
+            (
+                "cpu",
+                wgpu_loss::cpu::compute(&sce_default(), &args).map(|_| ()),
+            ),
+            (
+                "reference",
+                reference::compute(&sce_default(), &args).map(|_| ()),
+            ),
         ];
         for (path, r) in results {
             match r {
@@ -895,7 +953,7 @@ fn class_weights_overflowing_f32_are_refused() {
     let args = LossArgs::new(x.view(), k.view()).weight(divisor.view());
     check_args(
         ctx(),
-        &SCE,
+        &sce_default(),
         &args,
         "softmax-ce/weight overflow/unused class",
     );
@@ -923,5 +981,5 @@ fn class_ids_of_every_integer_type() {
     let mut ku = ku;
     ku[[4]] = u32::MAX;
     let args = LossArgs::new(x.view(), ku.view());
-    expect_out_of_range(ctx(), &SCE, &args, 4, i64::from(u32::MAX));
+    expect_out_of_range(ctx(), &sce_default(), &args, 4, i64::from(u32::MAX));
 }

@@ -3,7 +3,7 @@
 
 use std::sync::OnceLock;
 
-use wgpu_loss::gpu::DEFAULT_MEMORY_BUDGET;
+use wgpu_loss::DEFAULT_MEMORY_BUDGET;
 use wgpu_loss::{ContextOptions, GpuContext, Loss, LossArgs, Reduction};
 use wgpu_loss::{LossOutput, synthetic};
 
@@ -101,11 +101,12 @@ fn inputs_larger_than_the_memory_budget() {
 #[test]
 #[cfg_attr(skip_gpu_tests, ignore)]
 fn class_targets_larger_than_the_memory_budget() {
-    let loss = Loss::SoftmaxCrossEntropy {
-        label_smoothing: 0.1,
-        z_loss: 0.0,
-        ignore_index: 3,
-    };
+    let loss = Loss::softmax_cross_entropy()
+        .label_smoothing(0.1)
+        .z_loss(0.0)
+        .ignore_index(3)
+        .build()
+        .unwrap();
     let (rows, cols) = (4099usize, 257usize);
     let what = "streamed/softmax-ce classes";
     let x = synthetic::uniform(&[rows, cols], -4.0, 4.0, seed_for(what));

@@ -43,11 +43,14 @@ fn work(ctx: &GpuContext, seed: u64) -> Vec<LossOutput<f32>> {
     };
     vec![
         run(
-            &Loss::SOFTMAX_CROSS_ENTROPY,
+            &Loss::softmax_cross_entropy().build().unwrap(),
             LossArgs::new(x.view(), k.view()),
         ),
         run(&Loss::Bce, LossArgs::new(p.view(), t.view())),
-        run(&Loss::COSINE_PROXIMITY, LossArgs::new(a.view(), b.view())),
+        run(
+            &Loss::cosine_proximity().build().unwrap(),
+            LossArgs::new(a.view(), b.view()),
+        ),
     ]
 }
 

@@ -154,6 +154,12 @@ impl KernelStep {
                 ClassType::I64,
             ),
             Target::ClassesU32(c) => Targets::Classes(contiguous(c).into_owned(), ClassType::U32),
+            other => {
+                return Err(Error::InvalidOption {
+                    option: "target",
+                    reason: format!("{} targets are not benchmarked", other.dtype()),
+                });
+            }
         };
         let rows_per_chunk = (max / cols).max(1);
         let scope = ctx

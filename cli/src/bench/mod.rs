@@ -973,12 +973,12 @@ mod tests {
     use ndarray::ArrayD;
 
     fn out<T>(value: Option<T>, grad: Option<Vec<T>>) -> LossOutput<T> {
-        LossOutput {
+        LossOutput::new(
             value,
-            losses: None,
-            grad: grad.map(|g| ArrayD::from_shape_vec(vec![g.len()], g).unwrap()),
-            counted: 1,
-        }
+            None,
+            grad.map(|g| ArrayD::from_shape_vec(vec![g.len()], g).unwrap()),
+            1,
+        )
     }
 
     /// The value's error is relative to the reference's; the gradient's is the largest
