@@ -18,7 +18,7 @@
 //! matters only for small kernels. [`GpuTimer::method`] says which is in use.
 //!
 //! ```no_run
-//! use wgpu_loss::bench::{CopyKernel, GpuTimer};
+//! use wgpu_loss_cli::bench::{CopyKernel, GpuTimer};
 //! use wgpu_loss::GpuContext;
 //!
 //! let ctx = GpuContext::new()?;
@@ -116,7 +116,7 @@ const STAMP_BYTES: u64 = 2 * std::mem::size_of::<u64>() as u64;
 /// matters only for small kernels. [`GpuTimer::method`] says which is in use.
 ///
 /// ```no_run
-/// use wgpu_loss::bench::{CopyKernel, GpuTimer};
+/// use wgpu_loss_cli::bench::{CopyKernel, GpuTimer};
 /// use wgpu_loss::GpuContext;
 ///
 /// let ctx = GpuContext::new()?;
