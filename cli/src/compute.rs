@@ -29,8 +29,9 @@ pub struct ComputeArgs {
     #[arg(long)]
     pred: PathBuf,
     /// Target `.npy`: floats shaped like the prediction (probabilities for cce and
-    /// softmax-ce), or for softmax-ce integer class indices (int32/int64) shaped like the rows,
-    /// `[B]` for a `[B, C]` prediction.
+    /// softmax-ce; bool is read as 0/1 and uint8 as 0 to 255, except for softmax-ce), or for
+    /// softmax-ce integer class indices (uint8, int32, int64, ...) shaped like the rows, `[B]`
+    /// for a `[B, C]` prediction.
     #[arg(long)]
     target: PathBuf,
     /// How per-element losses become the value.
@@ -200,12 +201,47 @@ fn loss_from(a: &ComputeArgs) -> Result<Loss, Failure> {
     info.build(&value).map_err(Failure::from)
 }
 
+/// A target as the loss takes it: float targets, or class indices.
+pub(crate) enum TargetArray {
+    /// Float targets (from floats, bool or uint8).
+    Dense(ArrayD<f32>),
+    /// Class indices of at most 32 bits (int8/16/32, uint8/16).
+    I32(ArrayD<i32>),
+    /// Class indices of int64, uint32 or uint64.
+    I64(ArrayD<i64>),
+}
+
+/// The target file's contents as the loss takes them: floats are float targets and the other
+/// integers class indices, as read. uint8 is class indices for a loss that takes them (softmax
+/// cross entropy), else float targets 0 to 255; bool is 0/1 float targets for a loss that does
+/// not take class indices, and refused by one that does (whose float targets are
+/// probabilities, written as floats).
+fn target_array(data: TargetData, loss: &Loss, path: &Path) -> Result<TargetArray, Failure> {
+    let classes = loss.takes_classes();
+    Ok(match data {
+        TargetData::F32(t) => TargetArray::Dense(t),
+        TargetData::I32(t) => TargetArray::I32(t),
+        TargetData::I64(t) => TargetArray::I64(t),
+        TargetData::U8(t) if classes => TargetArray::I32(t.mapv(i32::from)),
+        TargetData::U8(t) => TargetArray::Dense(t.mapv(f32::from)),
+        TargetData::Bool(_) if classes => {
+            return Err(Failure::input(format!(
+                "{}: a bool target is 0/1 float targets, and --loss {} takes class indices \
+                 as integers (uint8, int32, int64) and probabilities as floats",
+                shown(path),
+                loss.name()
+            )));
+        }
+        TargetData::Bool(t) => TargetArray::Dense(t.mapv(|b| f32::from(u8::from(b)))),
+    })
+}
+
 /// The inputs as read.
 pub(crate) struct Inputs {
     /// `--pred`.
     pred: ArrayD<f32>,
-    /// `--target`.
-    target: TargetData,
+    /// `--target`, as the loss takes it.
+    target: TargetArray,
     /// `--weight` or `--class-weight`.
     weight: Option<ArrayD<f32>>,
     /// `--pos-weight`.
@@ -216,9 +252,9 @@ impl Inputs {
     /// The library's arguments over these inputs.
     fn args(&self, reduction: Reduction, want_grad: bool) -> LossArgs<'_> {
         let target_view: wgpu_loss::Target<'_> = match &self.target {
-            TargetData::F32(t) => t.view().into(),
-            TargetData::I32(t) => t.view().into(),
-            TargetData::I64(t) => t.view().into(),
+            TargetArray::Dense(t) => t.view().into(),
+            TargetArray::I32(t) => t.view().into(),
+            TargetArray::I64(t) => t.view().into(),
         };
         let mut args = LossArgs::new(self.pred.view(), target_view).reduction(reduction);
         if let Some(w) = &self.weight {
@@ -259,7 +295,7 @@ fn shown(p: &Path) -> String {
 fn with_file(
     a: &ComputeArgs,
     loss: &Loss,
-    target: &TargetData,
+    target: &TargetArray,
     args: &LossArgs<'_>,
     e: Error,
 ) -> Failure {
@@ -288,12 +324,12 @@ fn with_file(
     // A hint the library cannot give: float targets shaped like class indices. (A uint64
     // class beyond int64 never gets here: the reader refuses it.)
     let hint = match (&e, target) {
-        (Error::ShapeMismatch { what: "target", .. }, TargetData::F32(t))
+        (Error::ShapeMismatch { what: "target", .. }, TargetArray::Dense(t))
             if t.shape() == args.row_shape() && loss.takes_classes() =>
         {
             Some(format!(
-                "{e} (class indices must be an integer .npy, int32 or int64; float targets \
-                 are probabilities shaped like the prediction)"
+                "{e} (class indices must be an integer .npy, such as uint8, int32 or int64; \
+                 float targets are probabilities shaped like the prediction)"
             ))
         }
         _ => None,
@@ -407,6 +443,7 @@ pub(crate) fn prepare(a: &ComputeArgs) -> Result<Prepared, Failure> {
     let read = |p: &PathBuf| npy::read_f32(p).map_err(Failure::input);
     let pred = read(&a.pred)?;
     let target = npy::read_target(&a.target).map_err(Failure::input)?;
+    let target = target_array(target, &loss, &a.target)?;
     let weight = a
         .weight
         .as_ref()
@@ -419,7 +456,7 @@ pub(crate) fn prepare(a: &ComputeArgs) -> Result<Prepared, Failure> {
         .options
         .iter()
         .find(|(_, v)| matches!(v, OptionValue::Int(_)));
-    if let (Some((name, _)), TargetData::F32(_)) = (class_option, &target) {
+    if let (Some((name, _)), TargetArray::Dense(_)) = (class_option, &target) {
         return Err(Failure::input(format!(
             "{}: --{name} applies to integer class-index targets, and these are floats",
             shown(&a.target)

@@ -47,48 +47,101 @@ enum Command {
     Bench(bench::BenchArgs),
 }
 
-/// The parser of a loss's name: the registry's names (`wgpu_loss::losses::LossInfo`), each
-/// with its one-line description.
-pub(crate) fn loss_name() -> clap::builder::PossibleValuesParser {
-    clap::builder::PossibleValuesParser::new(
-        LossInfo::all().map(|i| clap::builder::PossibleValue::new(i.name()).help(i.about())),
-    )
+/// The parser of a loss's name: the registry's names and aliases
+/// (`wgpu_loss::losses::LossInfo`), each name with its one-line description; an alias is
+/// returned as its loss's name, so that outputs print that.
+pub(crate) fn loss_name() -> impl clap::builder::TypedValueParser<Value = String> {
+    use clap::builder::TypedValueParser;
+    clap::builder::PossibleValuesParser::new(LossInfo::all().map(|i| {
+        clap::builder::PossibleValue::new(i.name())
+            .help(i.about())
+            .aliases(i.aliases().iter().copied())
+    }))
+    .map(|name| LossInfo::named(&name).map_or(name, |i| i.name().to_string()))
+}
+
+/// The list of the losses for `--help`, from the registry: each loss's name, its aliases and
+/// its one-line description, then each of its options with its default.
+pub(crate) fn losses_help() -> String {
+    let width = LossInfo::all()
+        .map(|i| i.name().len())
+        .chain(
+            LossInfo::all()
+                .flat_map(|i| i.options())
+                .map(|o| o.name.len() + 4),
+        )
+        .max()
+        .unwrap_or(0)
+        + 2;
+    let mut out = String::from(
+        "Losses (compute --loss, bench --losses; an alias names the same loss) and their options:",
+    );
+    for info in LossInfo::all() {
+        out.push_str(&format!("\n  {:<width$}{}", info.name(), info.about()));
+        if !info.aliases().is_empty() {
+            out.push_str(&format!(
+                "\n  {:<width$}aliases: {}",
+                "",
+                info.aliases().join(", ")
+            ));
+        }
+        for o in info.options() {
+            let default = if o.integer {
+                format!("{}", o.default as i64)
+            } else if o.default != 0.0 && !(1e-3..1e6).contains(&o.default.abs()) {
+                format!("{:e}", o.default)
+            } else {
+                format!("{}", o.default)
+            };
+            out.push_str(&format!(
+                "\n    {:<w$}{} [default: {default}]",
+                format!("--{}", o.name),
+                o.help,
+                w = width - 2
+            ));
+        }
+    }
+    out
 }
 
 /// The command line of `wgpu-loss`: [`Cli`]'s, with every loss option of the registry added
-/// to `compute` as `--<name>` (so a new loss's options need no change here).
+/// to `compute` as `--<name>` (so a new loss's options need no change here), and the list of
+/// the losses ([`losses_help`]) after the help of the program and of `compute`.
 fn command() -> clap::Command {
     use clap::CommandFactory;
-    Cli::command().mut_subcommand("compute", |mut sub| {
-        let mut seen: Vec<&str> = Vec::new();
-        for info in LossInfo::all() {
-            for o in info.options() {
-                if seen.contains(&o.name) {
-                    continue;
+    let losses = losses_help();
+    Cli::command()
+        .after_help(losses.clone())
+        .mut_subcommand("compute", |mut sub| {
+            let mut seen: Vec<&str> = Vec::new();
+            for info in LossInfo::all() {
+                for o in info.options() {
+                    if seen.contains(&o.name) {
+                        continue;
+                    }
+                    seen.push(o.name);
+                    let takers: Vec<&str> = LossInfo::all()
+                        .filter(|i| i.options().iter().any(|x| x.name == o.name))
+                        .map(|i| i.name())
+                        .collect();
+                    let arg = clap::Arg::new(o.name)
+                        .long(o.name)
+                        .allow_negative_numbers(true)
+                        .help(format!(
+                            "{} ({} only; default {})",
+                            o.help,
+                            takers.join(", "),
+                            o.default
+                        ));
+                    sub = sub.arg(if o.integer {
+                        arg.value_parser(clap::value_parser!(i64))
+                    } else {
+                        arg.value_parser(clap::value_parser!(f64))
+                    });
                 }
-                seen.push(o.name);
-                let takers: Vec<&str> = LossInfo::all()
-                    .filter(|i| i.options().iter().any(|x| x.name == o.name))
-                    .map(|i| i.name())
-                    .collect();
-                let arg = clap::Arg::new(o.name)
-                    .long(o.name)
-                    .allow_negative_numbers(true)
-                    .help(format!(
-                        "{} ({} only; default {})",
-                        o.help,
-                        takers.join(", "),
-                        o.default
-                    ));
-                sub = sub.arg(if o.integer {
-                    arg.value_parser(clap::value_parser!(i64))
-                } else {
-                    arg.value_parser(clap::value_parser!(f64))
-                });
             }
-        }
-        sub
-    })
+            sub.after_help(losses)
+        })
 }
 
 /// Parses `argv` (the program's name first): [`Cli`], with the loss options given to
@@ -241,6 +294,17 @@ pub(crate) const BYTES_PER_ELEMENT: u64 = 64;
 /// Host bytes the process needs whatever the sizes (the GPU driver, the binary), measured:
 /// about 100 MiB on llvmpipe.
 pub(crate) const BASE_BYTES: u64 = 128 << 20;
+
+/// `--repeats N` of every command that takes it (the main job, `bench`): at least 1, at most
+/// [`MAX_REPEATS`], with the same message everywhere.
+pub(crate) fn check_repeats(value: usize) -> Result<usize, Failure> {
+    check_count(
+        "--repeats",
+        value,
+        MAX_REPEATS as u64,
+        "timed runs per loss and path",
+    )
+}
 
 /// `--flag N`: checks a user count against `[1, max]`, naming the flag and the reason.
 pub(crate) fn check_count(flag: &str, value: usize, max: u64, why: &str) -> Result<usize, Failure> {

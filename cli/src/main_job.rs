@@ -17,7 +17,7 @@ use wgpu_loss::losses::LossInfo;
 use wgpu_loss::{GpuContext, LossArgs, synthetic};
 
 use super::{
-    BASE_BYTES, BYTES_PER_ELEMENT, Failure, MAX_ELEMENTS, MAX_REPEATS, check_count, check_memory,
+    BASE_BYTES, BYTES_PER_ELEMENT, Failure, MAX_ELEMENTS, check_count, check_memory, check_repeats,
     row_elements,
 };
 
@@ -101,12 +101,7 @@ pub(crate) fn prepare(a: &MainJobArgs) -> Result<Plan, Failure> {
     let elements = check_count("--elements", a.elements, MAX_ELEMENTS, why)?;
     let rows = check_count("--rows", a.rows, MAX_ELEMENTS, why)?;
     let classes = check_count("--classes", a.classes, MAX_ELEMENTS, why)?;
-    let repeats = check_count(
-        "--repeats",
-        a.repeats,
-        MAX_REPEATS as u64,
-        "timed runs per loss and path",
-    )?;
+    let repeats = check_repeats(a.repeats)?;
     // The losses run one after the other: the peak is the largest one's.
     let mut largest = (format!("--elements {elements}"), elements as u64);
     for info in LossInfo::all() {

@@ -115,7 +115,7 @@ fn excerpt(text: &[u8], pos: usize) -> String {
 // Data types
 // ---------------------------------------------------------------------------------------------
 
-/// The element types read (bool is recognised, to be refused by name).
+/// The element types read (bool only as a target; as a float array it is refused by name).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Kind {
     Bool,
@@ -183,7 +183,7 @@ impl Want {
     fn expected(self) -> &'static str {
         match self {
             Want::Floats => "expected float32, float64 or float16",
-            Want::Target => "expected float32, float64, float16 or integer class indices",
+            Want::Target => "expected float32, float64, float16, bool or integer",
         }
     }
 }
@@ -219,7 +219,7 @@ fn resolve(descr: &str, want: Want) -> Result<Dtype, String> {
         _ => native_little,
     };
     match (kind, want) {
-        (Kind::Bool, _) => Err(unsupported("bool; ")),
+        (Kind::Bool, Want::Floats) => Err(unsupported("bool; ")),
         (k, Want::Floats) if !k.is_float() => Err(unsupported("")),
         _ => Ok(Dtype { kind, little }),
     }
@@ -657,9 +657,17 @@ fn read_target_data<R: Read + ?Sized>(plan: &Plan, r: &mut R) -> Result<TargetDa
         Kind::I1 => i32s(read_items::<_, 1, _>(r, plan.elements, |b| {
             i32::from(i8::from_le_bytes(b))
         })?),
-        Kind::U1 => i32s(read_items::<_, 1, _>(r, plan.elements, |b| {
-            i32::from(u8::from_le_bytes(b))
-        })?),
+        Kind::U1 => to_array(plan, read_items::<_, 1, _>(r, plan.elements, |[b]| b)?).map(T::U8),
+        Kind::Bool => {
+            let bytes = to_array(plan, read_items::<_, 1, _>(r, plan.elements, |[b]| b)?)?;
+            // numpy writes 0 and 1; any other byte is refused, never read as true.
+            if let Some((k, b)) = bytes.iter().enumerate().find(|(_, b)| **b > 1) {
+                return Err(format!(
+                    "bool element {k} (in C order) is the byte {b}, not 0 or 1"
+                ));
+            }
+            Ok(T::Bool(bytes.mapv(|b| b == 1)))
+        }
         Kind::I2 => i32s(items!(
             r,
             plan,
@@ -706,7 +714,6 @@ fn read_target_data<R: Read + ?Sized>(plan: &Plan, r: &mut R) -> Result<TargetDa
                 .map(T::I64)
                 .map_err(|e| format!("internal error: shape {e}"))
         }
-        Kind::Bool => Err("internal error: bool read as a target".into()),
     }
 }
 
@@ -719,11 +726,16 @@ fn read_target_data<R: Read + ?Sized>(plan: &Plan, r: &mut R) -> Result<TargetDa
 pub enum TargetData {
     /// Float targets (float32, float64 or float16).
     F32(ArrayD<f32>),
-    /// Integer targets of at most 32 bits (int8/16/32, uint8/16), as i32.
+    /// Integer targets of at most 32 bits (int8/16/32, uint16), as i32.
     I32(ArrayD<i32>),
     /// int64, uint32 and uint64 targets, as i64 (a uint64 value above `i64::MAX` is an error,
     /// never clamped).
     I64(ArrayD<i64>),
+    /// uint8 targets, as read: float targets (0 to 255) or class indices, as the loss and the
+    /// shape say (`compute`).
+    U8(ArrayD<u8>),
+    /// bool targets (`|b1`, each byte 0 or 1): 0/1 float targets.
+    Bool(ArrayD<bool>),
 }
 
 /// Parses a whole `.npy` file held in memory as f32.
@@ -752,9 +764,10 @@ pub fn parse_f32(bytes: &[u8]) -> Result<ArrayD<f32>, String> {
 }
 
 /// Parses a whole target `.npy` held in memory: floats as [`parse_f32`], or integer class
-/// indices: `i1 u1 i2 u2 i4` (as i32) and `u4 i8 u8` (as i64), byte order `<`, `>`, `=` or
-/// none, and `|` for the 1-byte ones. A uint64 value above `i64::MAX` is an error naming its
-/// flat (C-order) index. Bool (`|b1`) is refused.
+/// indices: `i1 i2 u2 i4` (as i32), `u4 i8 u8` (as i64) and `u1` (as u8), byte order `<`,
+/// `>`, `=` or none, and `|` for the 1-byte ones; or bool (`b1`, each byte 0 or 1). A uint64
+/// value above `i64::MAX`, or a bool byte other than 0 and 1, is an error naming its flat
+/// (C-order) index.
 #[allow(
     dead_code,
     reason = "the in-memory entry point, for the fuzzer and tests"

@@ -1475,14 +1475,14 @@ error_tests! {
         "--loss mse --pred {ints.npy} --target {target.npy} --reduction none --loss-out {L.npy}"
         => ["{ints.npy}", "unsupported dtype", "i4"];
 
-    /// A bool target.
+    /// A bool prediction (bool is a target's dtype only).
     unsupported_dtype_bool(d) {
         batch_in(d, &Loss::Mse, 705);
         let bools = ArrayD::from_shape_fn(IxDyn(&SHAPE), |i| i[1] % 2 == 0);
         write_npy(d.join("bools.npy"), &bools).unwrap();
     }
-        "--loss mse --pred {pred.npy} --target {bools.npy}"
-        => ["{bools.npy}", "unsupported dtype"];
+        "--loss mse --pred {bools.npy} --target {target.npy}"
+        => ["{bools.npy}", "unsupported dtype", "(bool; expected float32"];
 
     /// A [29, 37] target for a [37, 29] prediction.
     shape_mismatch(d) {
@@ -1734,7 +1734,8 @@ error_tests! {
             .unwrap();
     }
         "--loss softmax-ce --pred {pred.npy} --target {bools.npy}"
-        => ["{bools.npy}", "unsupported dtype", "integer class indices"];
+        => ["{bools.npy}", "a bool target is 0/1 float targets",
+            "--loss softmax-ce takes class indices as integers (uint8, int32, int64)"];
 
     /// A complex64 target for softmax-ce.
     complex_target(d) {
@@ -2303,4 +2304,365 @@ fn bench_unroll_flag_runs_both_shapes() {
     }
     let out = run(&["bench", "--unroll", "maybe"]);
     assert_eq!(out.status.code(), Some(2), "stderr:\n{}", stderr(&out));
+}
+
+// ---------------------------------------------------------------------------------------------
+// 10. Flags: PyTorch aliases, bool and uint8 targets, --repeats, --help
+// ---------------------------------------------------------------------------------------------
+
+/// The aliases the CLI must take, PyTorch's functional names, and the losses they name.
+const ALIASES: [(&str, &str); 5] = [
+    ("cross-entropy", "softmax-ce"),
+    ("l1", "mae"),
+    ("bce-logits", "bce-with-logits"),
+    ("binary-cross-entropy", "bce"),
+    ("binary-cross-entropy-with-logits", "bce-with-logits"),
+];
+
+/// Runs `compute --json` with `template` (`argv`, in `d`) and `--grad-out {grad}`; returns the
+/// JSON and the gradient file's bytes.
+fn json_and_grad(d: &Path, template: &str, grad: &str) -> (Value, Vec<u8>) {
+    let j = compute_json(d, &format!("{template} --grad-out {{{grad}}}"), &[]);
+    let bytes = fs::read(d.join(grad)).expect("the gradient was written");
+    (j, bytes)
+}
+
+/// Two runs gave the same bits: the JSON objects (but the gradient's path) and the gradient
+/// files, byte for byte.
+fn assert_same_bits(a: &(Value, Vec<u8>), b: &(Value, Vec<u8>), what: &str) {
+    let strip = |j: &Value| {
+        let mut j = j.clone();
+        j["grad_out"] = Value::Null;
+        j
+    };
+    assert_eq!(strip(&a.0), strip(&b.0), "{what}: JSON");
+    assert!(a.0["value"].is_number(), "{what}: no value: {}", a.0);
+    assert!(a.1 == b.1, "{what}: the gradients differ");
+}
+
+/// The registry has every alias of [`ALIASES`], on the loss it names, and no name twice.
+#[test]
+fn registry_aliases() {
+    use wgpu_loss::losses::LossInfo;
+    for (alias, name) in ALIASES {
+        let info = LossInfo::named(name).unwrap_or_else(|| panic!("no loss {name}"));
+        assert!(info.aliases().contains(&alias), "{name} lacks {alias}");
+        assert_eq!(LossInfo::named(alias).map(|i| i.name()), Some(name));
+    }
+    let mut all: Vec<&str> = LossInfo::all()
+        .flat_map(|i| std::iter::once(i.name()).chain(i.aliases().iter().copied()))
+        .collect();
+    let n = all.len();
+    all.sort_unstable();
+    all.dedup();
+    assert_eq!(all.len(), n, "a name or alias twice: {all:?}");
+}
+
+/// Every alias of the registry gives the bits of its loss's name, and the JSON and the text
+/// output name the loss by its name.
+fn aliases_same_bits(device: &str) {
+    use wgpu_loss::losses::LossInfo;
+    let mut seen = 0;
+    for (k, info) in LossInfo::all().enumerate() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        batch_in(d, &info.default_loss(), 1100 + k as u64);
+        let common = format!("--pred {{pred.npy}} --target {{target.npy}} --device {device}");
+        let want = json_and_grad(d, &format!("--loss {} {common}", info.name()), "G.npy");
+        assert_eq!(want.0["loss"], info.name());
+        for alias in info.aliases() {
+            let what = format!("--loss {alias} on the {device}");
+            let got = json_and_grad(d, &format!("--loss {alias} {common}"), "A.npy");
+            assert_same_bits(&got, &want, &what);
+            let text = stdout(&run(&argv(
+                d,
+                &format!("compute --loss {alias} {common}"),
+                &[],
+            )));
+            assert!(
+                text.starts_with(&format!("{} (mean) over ", info.name())),
+                "{what}: the text output names the loss: {text}"
+            );
+            seen += 1;
+        }
+    }
+    assert!(seen >= ALIASES.len(), "{seen} aliases run");
+}
+
+checks! {
+    cpu aliases_same_bits_cpu: aliases_same_bits("cpu");
+    gpu aliases_same_bits_gpu: aliases_same_bits("gpu");
+}
+
+/// Aliases in `bench --losses`: one loss per name or alias, recorded by its name.
+#[test]
+#[cfg_attr(skip_gpu_tests, ignore)]
+fn bench_losses_take_aliases() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let template = "bench --quick --losses l1,mae,cross-entropy --max-elements 4096 --repeats 1 \
+                    --json {B.json}";
+    let out = run(&argv(d, template, &[]));
+    assert_success(&out, template);
+    let json: Value = serde_json::from_str(&fs::read_to_string(d.join("B.json")).unwrap())
+        .expect("B.json is JSON");
+    let mut losses: Vec<&str> = json
+        .as_array()
+        .expect("a JSON array")
+        .iter()
+        .map(|r| r["loss"].as_str().expect("a loss name"))
+        .collect();
+    losses.dedup();
+    assert_eq!(losses, ["mae", "softmax-ce"], "{json:#}");
+}
+
+/// Bool and uint8 targets against the same values as f32: the same bits (value and gradient)
+/// for the elementwise losses, and for the float targets of cce and cosine (softmax-ce takes
+/// uint8 as class indices and refuses bool).
+fn bool_and_u8_targets(device: &str) {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let n = SHAPE.iter().product::<usize>();
+    let mut rng = StdRng::seed_from_u64(1201);
+    let bits: Vec<u8> = (0..n).map(|_| rng.random_range(0..2u8)).collect();
+    let bytes: Vec<u8> = (0..n).map(|_| rng.random()).collect();
+    // One-hot rows, for the row-wise losses' probability targets.
+    let onehot: Vec<u8> = (0..n)
+        .map(|k| u8::from(k % SHAPE[1] == (k / SHAPE[1] * 7) % SHAPE[1]))
+        .collect();
+    let as_f32 =
+        |v: &[u8]| ArrayD::from_shape_fn(IxDyn(&SHAPE), |i| f32::from(v[i[0] * SHAPE[1] + i[1]]));
+    write_f32(d, "probs.npy", &uniform(&SHAPE, 0.01, 0.99, 1202));
+    write_f32(d, "logits.npy", &uniform(&SHAPE, -4.0, 4.0, 1203));
+    write_f32(d, "big.npy", &uniform(&SHAPE, -10.0, 300.0, 1204));
+    for (name, v) in [("bits", &bits), ("bytes", &bytes), ("onehot", &onehot)] {
+        write_f32(d, &format!("{name}-f32.npy"), &as_f32(v));
+        write_raw(d, &format!("{name}-u8.npy"), "|u1", &SHAPE, v);
+        if name != "bytes" {
+            write_raw(d, &format!("{name}-bool.npy"), "|b1", &SHAPE, v);
+        }
+    }
+    let cases = [
+        ("bce", "probs", "bits"),
+        ("bce-with-logits", "logits", "bits"),
+        ("mse", "logits", "bits"),
+        ("mse", "big", "bytes"),
+        ("mae", "big", "bytes"),
+        ("huber --delta 2", "big", "bytes"),
+        ("smooth-l1", "big", "bytes"),
+        ("cce", "probs", "onehot"),
+        ("cosine", "logits", "onehot"),
+    ];
+    for (loss, pred, target) in cases {
+        let run = |dtype: &str, grad: &str| {
+            let t = format!(
+                "--loss {loss} --pred {{{pred}.npy}} --target {{{target}-{dtype}.npy}} \
+                 --device {device}"
+            );
+            json_and_grad(d, &t, grad)
+        };
+        let want = run("f32", "G-f32.npy");
+        for dtype in ["u8", "bool"] {
+            if target == "bytes" && dtype == "bool" {
+                continue;
+            }
+            let got = run(dtype, &format!("G-{dtype}.npy"));
+            assert_same_bits(&got, &want, &format!("{loss}, {dtype} targets, {device}"));
+        }
+    }
+}
+
+/// uint8 class indices for softmax-ce (with `--ignore-index`, and rows ignored): the bits of
+/// the same classes as int64.
+fn u8_class_indices(device: &str) {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let r = ce_in(d, 1210, &SHAPE, &[(3, 7), (5, 7)], "i64");
+    write_classes(d, "t-u8.npy", r.classes.as_ref().unwrap(), "u8");
+    for options in ["", "--ignore-index 7 --z-loss 0.01"] {
+        let t = |target: &str| {
+            format!(
+                "--loss softmax-ce {options} --pred {{pred.npy}} --target {{{target}}} \
+                 --device {device}"
+            )
+        };
+        let want = json_and_grad(d, &t("target.npy"), "G-i64.npy");
+        let got = json_and_grad(d, &t("t-u8.npy"), "G-u8.npy");
+        assert_same_bits(
+            &got,
+            &want,
+            &format!("u8 classes {options:?} on the {device}"),
+        );
+        let classes = r.classes.as_ref().unwrap();
+        let counted = if options.is_empty() {
+            classes.len()
+        } else {
+            classes.iter().filter(|&&c| c != 7).count()
+        };
+        assert!(counted < classes.len() || options.is_empty());
+        assert_eq!(got.0["counted"], counted, "{options:?}");
+    }
+}
+
+checks! {
+    cpu bool_and_u8_targets_cpu: bool_and_u8_targets("cpu");
+    cpu bool_and_u8_targets_reference: bool_and_u8_targets("reference");
+    gpu bool_and_u8_targets_gpu: bool_and_u8_targets("gpu");
+    cpu u8_class_indices_cpu: u8_class_indices("cpu");
+    gpu u8_class_indices_gpu: u8_class_indices("gpu");
+}
+
+/// A bool target with a byte other than 0 and 1 is refused, naming the element; a bool
+/// target for softmax-ce is refused even shaped like the prediction (one-hot rows).
+#[test]
+fn bool_target_refusals() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    batch_in(d, &Loss::Bce, 1220);
+    let mut v = vec![0u8; SHAPE.iter().product()];
+    v[40] = 2;
+    write_raw(d, "two.npy", "|b1", &SHAPE, &v);
+    rejects(
+        d,
+        "cpu",
+        "--loss bce --pred {pred.npy} --target {two.npy}",
+        &["{two.npy}", "bool element 40 (in C order) is the byte 2"],
+    );
+    write_f32(d, "logits.npy", &uniform(&SHAPE, -3.0, 3.0, 1221));
+    v[40] = 1;
+    write_raw(d, "hot.npy", "|b1", &SHAPE, &v);
+    for device in ["cpu", "reference", "gpu"] {
+        if device == "gpu" && cfg!(skip_gpu_tests) {
+            continue;
+        }
+        rejects(
+            d,
+            device,
+            "--loss cross-entropy --pred {logits.npy} --target {hot.npy}",
+            &[
+                "{hot.npy}",
+                "a bool target is 0/1 float targets",
+                "--loss softmax-ce takes",
+            ],
+        );
+    }
+}
+
+/// `--repeats` of the main job and of `bench`: 0 and 1000001 refused with exit 2 and the same
+/// one line in each, before anything is printed; 1 and 1000000 accepted.
+#[test]
+fn repeats_same_rules_everywhere() {
+    for value in ["0", "1000001"] {
+        let mut messages = Vec::new();
+        for pre in [&[][..], &["bench"][..], &["bench", "--quick"][..]] {
+            let mut args: Vec<&str> = pre.to_vec();
+            args.extend(["--repeats", value]);
+            let out = run(&args);
+            let what = args.join(" ");
+            assert_eq!(out.status.code(), Some(2), "{what}: {}", stderr(&out));
+            assert!(stdout(&out).is_empty(), "{what}: {}", stdout(&out));
+            let err = stderr(&out);
+            let lines: Vec<&str> = err.lines().filter(|l| l.contains("wgpu-loss")).collect();
+            assert_eq!(lines.len(), 1, "{what}: one line: {err}");
+            assert!(lines[0].contains("--repeats"), "{what}: {err}");
+            messages.push(lines[0].to_string());
+        }
+        assert!(
+            messages.windows(2).all(|w| w[0] == w[1]),
+            "--repeats {value}: {messages:#?}"
+        );
+        let want = if value == "0" {
+            "wgpu-loss: error: --repeats must be at least 1"
+        } else {
+            "wgpu-loss: error: --repeats 1000001: at most 1000000 (timed runs per loss and path)"
+        };
+        assert_eq!(messages[0], want);
+    }
+    for value in ["1", "1000000"] {
+        let main = ["--elements", "64", "--rows", "2", "--classes", "8"];
+        let bench = ["bench", "--quick", "--max-elements", "64"];
+        for pre in [&main[..], &bench[..]] {
+            let mut args = vec!["wgpu-loss"];
+            args.extend(pre);
+            args.extend(["--repeats", value]);
+            let checked = wgpu_loss_cli::check_only(args.iter().copied())
+                .unwrap_or_else(|e| panic!("{args:?}: {e}"));
+            assert!(checked.is_ok(), "{args:?}: refused");
+        }
+    }
+}
+
+/// `--help` of the program and of `compute` lists every loss of the registry: its name and
+/// description on one line, then its aliases, then each option with its help and default.
+#[test]
+fn help_lists_every_loss_and_option() {
+    use wgpu_loss::losses::LossInfo;
+    for args in [&["--help"][..], &["-h"][..], &["compute", "--help"][..]] {
+        let out = run(args);
+        assert_success(&out, &args.join(" "));
+        let text = stdout(&out);
+        let lines: Vec<&str> = text.lines().collect();
+        let start = lines
+            .iter()
+            .position(|l| l.starts_with("Losses ("))
+            .unwrap_or_else(|| panic!("{args:?}: no list of losses:\n{text}"));
+        let infos: Vec<LossInfo> = LossInfo::all().collect();
+        // Each loss's line, in the registry's order.
+        let mut at = Vec::new();
+        for info in &infos {
+            let k = lines[start..]
+                .iter()
+                .position(|l| {
+                    l.split_whitespace().next() == Some(info.name())
+                        && l.trim_end().ends_with(info.about())
+                })
+                .unwrap_or_else(|| panic!("{args:?}: no line for {}:\n{text}", info.name()));
+            at.push(start + k);
+        }
+        assert!(at.windows(2).all(|w| w[0] < w[1]), "{args:?}: order {at:?}");
+        at.push(lines.len());
+        for (k, info) in infos.iter().enumerate() {
+            let section = &lines[at[k] + 1..at[k + 1]];
+            let aliases = section
+                .iter()
+                .find_map(|l| l.trim().strip_prefix("aliases: "))
+                .map_or(Vec::new(), |a| a.split(", ").collect::<Vec<_>>());
+            assert_eq!(
+                aliases,
+                info.aliases(),
+                "{args:?}: {}'s aliases",
+                info.name()
+            );
+            for o in info.options() {
+                let flag = format!("--{}", o.name);
+                // The default, as printed, read back.
+                let default = |l: &str| -> Option<f64> {
+                    let d = l.trim_end().strip_suffix(']')?.rsplit_once("[default: ")?.1;
+                    if o.integer {
+                        d.parse::<i64>().ok().map(|v| v as f64)
+                    } else {
+                        d.parse().ok()
+                    }
+                };
+                assert!(
+                    section.iter().any(|l| {
+                        l.split_whitespace().next() == Some(flag.as_str())
+                            && l.contains(o.help)
+                            && default(l) == Some(o.default)
+                    }),
+                    "{args:?}: {} lacks {flag} (default {}):\n{}",
+                    info.name(),
+                    o.default,
+                    section.join("\n")
+                );
+            }
+            let options = section.iter().filter(|l| l.trim_start().starts_with("--"));
+            assert_eq!(
+                options.count(),
+                info.options().len(),
+                "{args:?}: {}",
+                info.name()
+            );
+        }
+    }
 }

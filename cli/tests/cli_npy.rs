@@ -629,7 +629,7 @@ fn uint64_class_beyond_int64_not_ignored() {
     );
 }
 
-/// Bool targets stay refused, by name.
+/// Bool targets are refused as class indices, by name.
 #[test]
 fn bool_target_refused_by_name() {
     let dir = tempfile::tempdir().unwrap();
@@ -649,7 +649,7 @@ fn bool_target_refused_by_name() {
         "cpu",
     ];
     let (out, _) = run(&args);
-    assert_rejected(&out, &t, &["unsupported dtype '|b1' (bool"]);
+    assert_rejected(&out, &t, &["a bool target is 0/1 float targets"]);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -922,9 +922,13 @@ fn parser_reads_every_integer_dtype() {
         let got: Vec<i64> = match npy::parse_target(&npy_bytes(1, &header(descr), &data)) {
             Ok(npy::TargetData::I32(a)) => {
                 assert!(
-                    ["i1", "u1", "i2", "u2", "i4"].contains(&&descr[1..]),
+                    ["i1", "i2", "u2", "i4"].contains(&&descr[1..]),
                     "{descr} as i32"
                 );
+                a.iter().map(|&v| i64::from(v)).collect()
+            }
+            Ok(npy::TargetData::U8(a)) => {
+                assert_eq!(&descr[1..], "u1", "{descr} as u8");
                 a.iter().map(|&v| i64::from(v)).collect()
             }
             Ok(npy::TargetData::I64(a)) => {
@@ -932,6 +936,7 @@ fn parser_reads_every_integer_dtype() {
                 a.iter().copied().collect()
             }
             Ok(npy::TargetData::F32(_)) => panic!("{descr}: read as floats"),
+            Ok(npy::TargetData::Bool(_)) => panic!("{descr}: read as bool"),
             Err(e) => panic!("{descr}: {e}"),
         };
         assert_eq!(got, want, "{descr}");
@@ -1048,15 +1053,24 @@ fn parser_rejects_bad_headers() {
         let e = npy::parse_f32(bytes).expect_err("a bad preamble");
         assert!(e.contains(needle), "{bytes:?}: {e:?} should say {needle:?}");
     }
-    // Bool and integers are floats' errors but targets' values (bool: refused by name).
-    let bools = npy_bytes(
-        1,
-        "{'descr': '|b1', 'fortran_order': False, 'shape': (2,)}",
-        &[0, 1],
-    );
-    let e = npy::parse_target(&bools).unwrap_err();
+    // Bool and integers are floats' errors but targets' values; a bool byte other than 0
+    // and 1 is refused, naming its index.
+    let bools = |data: &[u8]| {
+        npy_bytes(
+            1,
+            "{'descr': '|b1', 'fortran_order': False, 'shape': (3,)}",
+            data,
+        )
+    };
+    let e = npy::parse_f32(&bools(&[0, 1, 1])).unwrap_err();
+    assert!(e.contains("'|b1' (bool; expected float32"), "{e}");
+    match npy::parse_target(&bools(&[0, 1, 1])) {
+        Ok(npy::TargetData::Bool(a)) => assert_eq!(a.as_slice(), Some(&[false, true, true][..])),
+        other => panic!("|b1 as bool: {other:?}"),
+    }
+    let e = npy::parse_target(&bools(&[0, 1, 2])).unwrap_err();
     assert!(
-        e.contains("bool") && e.contains("integer class indices"),
+        e.contains("bool element 2 (in C order) is the byte 2"),
         "{e}"
     );
 }

@@ -3,8 +3,9 @@
 //! `npy::parse_target` never panic; an error is one line (no newline, no control character)
 //! of at most [`MAX_MESSAGE_CHARS`] characters; an array parsed has as many elements as the
 //! product of its shape, and no more than the input's bytes can hold; the two entry points
-//! agree (floats are read alike by both, integers only by `parse_target`); and where
-//! `ndarray-npy` also reads the bytes as f32, i32 or i64, it reads the same values.
+//! agree (floats are read alike by both, integers and bool only by `parse_target`); and
+//! where `ndarray-npy` also reads the bytes as f32, i32, i64, u8 or bool, it reads the same
+//! values.
 //!
 //! The includer provides `crate::npy` (`#[path = ".../cli/src/npy.rs"] mod npy;`).
 //! Allocation limits are the fuzzer's (`-malloc_limit_mb=64`); here, the element count is
@@ -73,6 +74,8 @@ pub fn check(data: &[u8]) {
         Ok(TargetData::F32(a)) => check_array("parse_target f32", a, 2, data.len()),
         Ok(TargetData::I32(a)) => check_array("parse_target i32", a, 1, data.len()),
         Ok(TargetData::I64(a)) => check_array("parse_target i64", a, 4, data.len()),
+        Ok(TargetData::U8(a)) => check_array("parse_target u8", a, 1, data.len()),
+        Ok(TargetData::Bool(a)) => check_array("parse_target bool", a, 1, data.len()),
         Err(e) => check_message("parse_target", e),
     }
     // The two entry points agree: floats are floats for both; integers only for targets.
@@ -106,6 +109,16 @@ pub fn check(data: &[u8]) {
         Ok(TargetData::I64(a)) => {
             if let Ok(b) = ArrayD::<i64>::read_npy(data) {
                 assert_eq!(a, &b, "ndarray-npy reads other i64 values");
+            }
+        }
+        Ok(TargetData::U8(a)) => {
+            if let Ok(b) = ArrayD::<u8>::read_npy(data) {
+                assert_eq!(a, &b, "ndarray-npy reads other u8 values");
+            }
+        }
+        Ok(TargetData::Bool(a)) => {
+            if let Ok(b) = ArrayD::<bool>::read_npy(data) {
+                assert_eq!(a, &b, "ndarray-npy reads other bool values");
             }
         }
         Err(_) => {}

@@ -30,6 +30,9 @@ impl LossDef for Def {
     fn about(&self) -> &'static str {
         "Binary cross entropy on probabilities (PyTorch binary_cross_entropy)"
     }
+    fn aliases(&self) -> &'static [&'static str] {
+        &["binary-cross-entropy"]
+    }
     fn build(&self, _: &Options<'_>) -> Loss {
         Loss::Bce
     }

@@ -30,6 +30,9 @@ impl LossDef for Def {
     fn about(&self) -> &'static str {
         "Binary cross entropy on logits (PyTorch binary_cross_entropy_with_logits)"
     }
+    fn aliases(&self) -> &'static [&'static str] {
+        &["bce-logits", "binary-cross-entropy-with-logits"]
+    }
     fn build(&self, _: &Options<'_>) -> Loss {
         Loss::BceWithLogits
     }

@@ -18,6 +18,9 @@ impl LossDef for Def {
     fn about(&self) -> &'static str {
         "Mean absolute error (PyTorch l1_loss)"
     }
+    fn aliases(&self) -> &'static [&'static str] {
+        &["l1"]
+    }
     fn build(&self, _: &Options<'_>) -> Loss {
         Loss::Mae
     }

@@ -293,9 +293,9 @@ impl LossInfo {
         REGISTRY.iter().map(|&d| LossInfo(d))
     }
 
-    /// The loss named `name` (the CLI's name, [`Loss::name`]).
+    /// The loss named `name`: its name ([`Loss::name`]) or one of its [`LossInfo::aliases`].
     pub fn named(name: &str) -> Option<LossInfo> {
-        Self::all().find(|i| i.name() == name)
+        Self::all().find(|i| i.name() == name || i.aliases().contains(&name))
     }
 
     /// `loss`'s entry.
@@ -311,6 +311,12 @@ impl LossInfo {
     /// One line describing it.
     pub fn about(&self) -> &'static str {
         self.0.about()
+    }
+
+    /// Other names it is known by (PyTorch's functional names: `cross-entropy`, `l1`), which
+    /// [`LossInfo::named`] accepts; outputs print [`LossInfo::name`].
+    pub fn aliases(&self) -> &'static [&'static str] {
+        self.0.aliases()
     }
 
     /// Its options.
@@ -394,6 +400,10 @@ pub(crate) trait LossDef: Sync {
     fn name(&self) -> &'static str;
     /// One line for the CLI's help.
     fn about(&self) -> &'static str;
+    /// Other names the CLI accepts for it (PyTorch's: `cross-entropy`, `l1`).
+    fn aliases(&self) -> &'static [&'static str] {
+        &[]
+    }
     /// The options it takes, as the CLI's flags.
     fn options(&self) -> &'static [LossOption] {
         &[]

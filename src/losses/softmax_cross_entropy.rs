@@ -36,6 +36,9 @@ impl LossDef for Def {
         "Softmax cross entropy from logits `[B, C]`: probability targets `[B, C]` or class \
          indices `[B]`"
     }
+    fn aliases(&self) -> &'static [&'static str] {
+        &["cross-entropy"]
+    }
     fn options(&self) -> &'static [LossOption] {
         &[
             LossOption {

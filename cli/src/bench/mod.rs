@@ -59,8 +59,7 @@ pub use timing::{GpuTimer, TimingMethod};
 
 use crate::output::{self, Outputs};
 use crate::{
-    BASE_BYTES, BYTES_PER_ELEMENT, Failure, MAX_ELEMENTS, MAX_REPEATS, check_count, check_memory,
-    row_elements,
+    BASE_BYTES, BYTES_PER_ELEMENT, Failure, MAX_ELEMENTS, check_memory, check_repeats, row_elements,
 };
 
 #[derive(clap::Args, Debug)]
@@ -72,8 +71,8 @@ pub struct BenchArgs {
     /// Only these losses, comma-separated (default: all).
     #[arg(long, value_parser = crate::loss_name(), value_delimiter = ',')]
     losses: Vec<String>,
-    /// Timed runs per loss, size and path, after one warm-up; the median is reported
-    /// (default 5, 3 with --quick; at most 1000000).
+    /// Timed runs per loss, size and path (1 to 1000000), after one warm-up; the median is
+    /// reported (default 5, 3 with --quick).
     #[arg(long)]
     repeats: Option<usize>,
     /// Write the records as a JSON array here.
@@ -466,18 +465,14 @@ fn point_name(loss: &Loss, shape: &[usize], a: &BenchArgs) -> String {
 }
 
 /// Everything that can fail on bad input, before any work and without a GPU: `--repeats` and
-/// `--max-elements` at least 1 (and the repeats at most [`MAX_REPEATS`]); every point within
-/// one GPU call ([`MAX_ELEMENTS`], no overflow); the sweep's peak host memory (its largest
-/// point, plus the copy ceilings' buffers) within what the machine has; the outputs checked
-/// and their temporary files created.
+/// `--max-elements` at least 1 (and the repeats at most [`crate::MAX_REPEATS`]: `check_repeats`,
+/// the main job's rule and message); every point within one GPU call ([`MAX_ELEMENTS`], no
+/// overflow); the sweep's peak host memory (its largest point, plus the copy ceilings'
+/// buffers) within what the machine has; the outputs checked and their temporary files
+/// created.
 pub(crate) fn prepare(a: &BenchArgs) -> Result<Prepared, Failure> {
     let repeats = a.repeats.unwrap_or(if a.quick { 3 } else { 5 });
-    check_count(
-        "--repeats",
-        repeats,
-        MAX_REPEATS as u64,
-        "timed runs per loss, size and path",
-    )?;
+    check_repeats(repeats)?;
     if a.max_elements == Some(0) {
         return Err(Failure::input("--max-elements must be at least 1"));
     }
