@@ -21,6 +21,7 @@ use crate::simd::contiguous;
 /// weights), as in PyTorch. If `D = 0` (every row ignored) the value is 0 and the gradient 0,
 /// where PyTorch gives NaN. `g` is the upstream gradient ([`Upstream`]).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub enum Reduction {
     /// Average over the elements (PyTorch's default).
     #[default]
@@ -238,6 +239,7 @@ impl<'a, T: TargetElem, const N: usize> IntoTarget<'a> for &'a [T; N] {
 
 /// The upstream gradient `g` that the returned gradient is multiplied by (the chain rule).
 #[derive(Clone, Debug, Default)]
+#[non_exhaustive]
 pub enum Upstream<'a> {
     /// `g = 1`: the gradient of the loss itself.
     #[default]

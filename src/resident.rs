@@ -86,6 +86,7 @@ impl<'a> From<&'a wgpu::Buffer> for GpuArray<'a> {
 
 /// The upstream gradient of a resident loss.
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
+#[non_exhaustive]
 pub enum ResidentUpstream {
     /// `g = 1`.
     #[default]
@@ -110,6 +111,7 @@ pub enum ResidentUpstream {
 /// are packed two elements to a word, so `n` elements take [`Dtype::bytes`]`(n)` bytes.
 /// Weights, `pos_weight`, upstream gradients and the output are always f32.
 #[derive(Clone, Debug, PartialEq)]
+#[non_exhaustive]
 pub struct ResidentSpec {
     /// The prediction's shape.
     pub shape: Vec<usize>,

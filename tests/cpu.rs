@@ -94,6 +94,7 @@ fn bce_with_logits_scales(args: &LossArgs<'_>) -> Scales {
         Upstream::Array(g) => g.iter().map(|&v| f64::from(v)).collect(),
         Upstream::Scalar(g) => vec![f64::from(*g)],
         Upstream::Ones => vec![1.0],
+        other => panic!("an upstream this test does not know: {other:?}"),
     };
     let mean = if args.reduction == Reduction::Mean {
         1.0 / n as f64

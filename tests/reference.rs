@@ -122,6 +122,7 @@ fn check_fd(loss: Loss, reduction: Reduction, seed: u64) {
             Reduction::Mean => gs * per.iter().sum::<f64>() / n as f64,
             Reduction::Sum => gs * per.iter().sum::<f64>(),
             Reduction::None => per.iter().zip(&g_r).map(|(l, g)| l * g).sum(),
+            other => panic!("a reduction this test does not know: {other:?}"),
         }
     };
     for k in 0..n {
@@ -507,6 +508,7 @@ fn check_rows_fd(
                 .zip(&g_r)
                 .map(|(l, g)| l.unwrap_or(0.0) * g)
                 .sum(),
+            other => panic!("a reduction this test does not know: {other:?}"),
         }
     };
     let x0 = f64s(&inp.pred);

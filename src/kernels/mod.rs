@@ -171,6 +171,7 @@ impl ReduceFlavor {
 /// word is padding, never read as data and never written. The kernels widen to f32, compute
 /// and accumulate in f32, and round once when they store a 16-bit gradient.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub enum Dtype {
     /// IEEE binary32.
     #[default]
@@ -265,6 +266,7 @@ impl Dtype {
 /// the kernels could see. Every id is compared exactly, as the integer it is, with
 /// `ignore_index` and with `[0, C)`: an i64 id of 2^32 + 3 is out of range, not class 3.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub enum ClassType {
     /// `i32`, one word per id.
     I32,

@@ -207,6 +207,7 @@ impl Loss {
 
 /// The target of one row of a row-wise loss.
 #[derive(Clone, Copy, Debug, PartialEq)]
+#[non_exhaustive]
 pub enum RowTarget<'a> {
     /// Float (probability) targets `t`, one per class (`C` values).
     Probs(&'a [f64]),
@@ -235,6 +236,7 @@ pub(crate) fn def(loss: &Loss) -> &'static dyn LossDef {
 
 /// One option of a loss, as a command line takes it (`--<name>`), with its default.
 #[derive(Clone, Copy, Debug)]
+#[non_exhaustive]
 pub struct LossOption {
     /// The option's name: the CLI's flag without `--` (`delta`, `label-smoothing`).
     pub name: &'static str,
@@ -248,6 +250,7 @@ pub struct LossOption {
 
 /// An option's value, as [`LossInfo::build`] is given it.
 #[derive(Clone, Copy, Debug, PartialEq)]
+#[non_exhaustive]
 pub enum OptionValue {
     /// A float option's value.
     Float(f64),

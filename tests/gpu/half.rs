@@ -55,6 +55,7 @@ fn ulp_and_floor(dtype: Dtype) -> (f64, f64) {
         Dtype::F16 => (2f64.powi(-10), 2f64.powi(-14)),
         Dtype::Bf16 => (2f64.powi(-7), f64::from(f32::MIN_POSITIVE)),
         Dtype::F32 => (0.0, 0.0),
+        other => panic!("a storage type this test does not know: {other:?}"),
     }
 }
 

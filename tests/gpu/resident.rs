@@ -65,6 +65,7 @@ fn reference_args<'a>(spec: &ResidentSpec, h: &Host<'a>) -> LossArgs<'a> {
         ResidentUpstream::Buffer => args = args.upstream(Upstream::Array(h.upstream.view())),
         ResidentUpstream::Scalar(s) => args = args.upstream(Upstream::Scalar(s)),
         ResidentUpstream::Ones => {}
+        other => panic!("an upstream this test does not know: {other:?}"),
     }
     if !spec.want_grad {
         args = args.loss_only();
@@ -197,6 +198,7 @@ fn one_step_matches_the_reference() {
                 Some(ClassType::I32) => k_i32.view().into(),
                 Some(ClassType::I64) => k_i64.view().into(),
                 Some(ClassType::U32) => k_u32.view().into(),
+                Some(other) => panic!("a class type this test does not know: {other:?}"),
                 None => t.view().into(),
             },
             weight: &w,

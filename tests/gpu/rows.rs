@@ -45,6 +45,7 @@ fn run_all(ctx: &GpuContext, tag: &str, b: usize, c: usize) {
                 Reduction::Mean => Upstream::Ones,
                 Reduction::Sum => Upstream::Scalar(0.75),
                 Reduction::None => Upstream::Array(g.view()),
+                other => panic!("a reduction this test does not know: {other:?}"),
             });
             let out = check_args(ctx, &loss, &args, &what);
             assert_eq!(out.counted, b - ignored, "{what}: counted");
