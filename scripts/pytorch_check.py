@@ -174,6 +174,10 @@ class Case:
     ignore_index: Optional[int] = None
     z_loss: Optional[float] = None
     eps: Optional[float] = None
+    log_input: Optional[int] = None  # poisson-nll's switches, 0 or 1
+    full: Optional[int] = None
+    alpha: Optional[float] = None  # focal
+    gamma: Optional[float] = None
     reductions: tuple = ("mean", "sum", "none")
     oracle: str = "torch"  # "torch" (PyTorch f64) or "mp" (mpmath, where f64 cancels)
     expect_error: Optional[str] = None  # a DIFFERENCES key of an error case (exit 2)
@@ -182,14 +186,17 @@ class Case:
     def key(self) -> str:
         return f"{self.loss}/{self.name}"
 
+    def scalar_options(self) -> list:
+        """The loss options given, as (CLI flag, value)."""
+        return [(flag, v) for flag, v in (
+            ("--delta", self.delta), ("--beta", self.beta),
+            ("--label-smoothing", self.label_smoothing), ("--ignore-index", self.ignore_index),
+            ("--z-loss", self.z_loss), ("--eps", self.eps), ("--log-input", self.log_input),
+            ("--full", self.full), ("--alpha", self.alpha), ("--gamma", self.gamma))
+            if v is not None]
+
     def flags(self) -> str:
-        out = []
-        for flag, v in (("--delta", self.delta), ("--beta", self.beta),
-                        ("--label-smoothing", self.label_smoothing),
-                        ("--ignore-index", self.ignore_index), ("--z-loss", self.z_loss),
-                        ("--eps", self.eps)):
-            if v is not None:
-                out.append(f"{flag} {v}")
+        out = [f"{flag} {v}" for flag, v in self.scalar_options()]
         for flag, a in (("--weight", self.weight), ("--pos-weight", self.pos_weight),
                         ("--class-weight", self.class_weight)):
             if a is not None:
@@ -263,6 +270,39 @@ def elementwise_cases() -> list[Case]:
         p = t + r.normal(0, scale, (37, 29))
         add("smooth-l1", f"beta={beta}[37,29]", p, t, beta=beta)
     add("smooth-l1", "at-beta[6]", [0.5, -0.5, 0.25, 1.0, -2.0, 0.0], [0.0] * 6, beta=0.5)
+
+    # Poisson NLL: log-rates (and rates) against counts, every switch, Stirling's mask at
+    # t <= 1, large log-rates (e^x near its overflow), NaN and infinities.
+    for shape in ELEM_SHAPES:
+        r = rng_for(f"poisson-nll{shape}")
+        add("poisson-nll", f"log-rates[{list(shape)}]", r.normal(0, 1.5, shape),
+            r.poisson(2.0, shape))
+    for log_input, full, eps in ((1, 1, None), (0, 0, None), (0, 1, 1e-3)):
+        r = rng_for(f"poisson-nll-{log_input}{full}")
+        x = r.normal(0, 1.5, (37, 29))
+        if not log_input:
+            x = np.exp(x)
+        add("poisson-nll", f"log_input={log_input},full={full}[37,29]", x,
+            r.poisson(3.0, (37, 29)) + r.uniform(0, 1, (37, 29)) * (r.uniform(0, 1, (37, 29)) < 0.3),
+            log_input=log_input, full=full, eps=eps)
+    r = rng_for("poisson-nll-specials")
+    x, t = r.normal(0, 1, (5, 29)), r.poisson(2.0, (5, 29)).astype(np.float64)
+    x[0, :6] = [np.nan, np.inf, -np.inf, 80.0, -80.0, 20.0]
+    t[0, :6] = [1.0, 2.0, 3.0, 0.0, 4.0, 1.0]
+    add("poisson-nll", "nan-inf-large[5,29]", x, t, full=1)
+
+    # Sigmoid focal loss (torchvision's formula): soft and hard targets, every gamma regime,
+    # no alpha, confident logits.
+    for shape in ELEM_SHAPES:
+        r = rng_for(f"focal{shape}")
+        add("focal", f"hard[{list(shape)}]", r.normal(0, 3, shape), r.integers(0, 2, shape))
+    for alpha, gamma in ((0.25, 2.0), (-1.0, 0.0), (0.6, 0.5), (0.25, 1.0), (0.9, 3.5)):
+        r = rng_for(f"focal-{alpha}-{gamma}")
+        add("focal", f"alpha={alpha},gamma={gamma}[37,29]", r.normal(0, 4, (37, 29)),
+            r.uniform(0, 1, (37, 29)), alpha=alpha, gamma=gamma)
+    xe, te = np.meshgrid(f32([-80.0, -30.0, -12.0, -1.0, 0.0, 1.0, 12.0, 30.0, 80.0]),
+                         f32([0.0, 1.0, 0.3]), indexing="ij")
+    add("focal", "confident-logits[9,3]", xe, te)
 
     # BCE on probabilities.
     for shape in ELEM_SHAPES:
@@ -598,6 +638,25 @@ def per_item(case: Case, dtype) -> tuple[torch.Tensor, torch.Tensor, torch.Tenso
         elif loss == "bce-with-logits":
             fn = lambda r: F.binary_cross_entropy_with_logits(p, t, weight=w, pos_weight=q,
                                                               reduction=r)
+        elif loss == "poisson-nll":
+            li = case.log_input is None or case.log_input == 1
+            full = case.full == 1
+            eps = float(np.float32(case.eps if case.eps is not None else 1e-8))
+            fn = lambda r: F.poisson_nll_loss(p, t, log_input=li, full=full, eps=eps,
+                                              reduction=r)
+        elif loss == "focal":
+            # torchvision.ops.sigmoid_focal_loss, written out (torchvision is not installed).
+            alpha = float(np.float32(case.alpha if case.alpha is not None else 0.25))
+            gamma = float(np.float32(case.gamma if case.gamma is not None else 2.0))
+
+            def fn(r):
+                pr = torch.sigmoid(p)
+                ce = F.binary_cross_entropy_with_logits(p, t, reduction="none")
+                p_t = pr * t + (1 - pr) * (1 - t)
+                out = ce * ((1 - p_t) ** gamma)
+                if alpha >= 0:
+                    out = (alpha * t + (1 - alpha) * (1 - t)) * out
+                return {"none": out, "sum": out.sum(), "mean": out.mean()}[r]
         else:
             raise ValueError(loss)
         return p, fn("none"), torch.tensor(float(p.numel()), dtype=dtype), fn
@@ -944,12 +1003,8 @@ class Cli:
                "--device", device, "--json", "--grad-out", g]
         for flag, path in files.items():
             cmd += [flag, path]
-        for flag, v in (("--delta", case.delta), ("--beta", case.beta),
-                        ("--label-smoothing", case.label_smoothing),
-                        ("--ignore-index", case.ignore_index), ("--z-loss", case.z_loss),
-                        ("--eps", case.eps)):
-            if v is not None:
-                cmd += [flag, repr(v)]
+        for flag, v in case.scalar_options():
+            cmd += [flag, repr(v)]
         if reduction == "none":
             cmd += ["--loss-out", l_out]
         t0 = time.perf_counter()

@@ -249,6 +249,38 @@ fn smooth_l1_matrix() {
 }
 
 #[test]
+fn poisson_nll_matrix() {
+    elementwise_matrix(Loss::poisson_nll().build().unwrap());
+    for (log_input, full) in [(true, true), (false, false), (false, true)] {
+        let loss = Loss::poisson_nll()
+            .log_input(log_input)
+            .full(full)
+            .build()
+            .unwrap();
+        let what = format!("poisson-nll log_input {log_input} full {full}");
+        // Rates for `log_input = false`: the log-rates' exponentials.
+        let mut b = synthetic::batch(&loss, &[70_001], seed_for(&what));
+        if !log_input {
+            b.pred.mapv_inplace(f32::exp);
+        }
+        let args = LossArgs::new(b.pred.view(), b.target.view()).reduction(Reduction::None);
+        check(&loss, &args, &what);
+    }
+}
+
+#[test]
+fn focal_matrix() {
+    elementwise_matrix(Loss::focal().build().unwrap());
+    for (alpha, gamma) in [(-1.0f32, 0.0f32), (0.6, 0.5), (0.25, 1.0), (0.9, 3.5)] {
+        let loss = Loss::focal().alpha(alpha).gamma(gamma).build().unwrap();
+        let what = format!("focal alpha {alpha} gamma {gamma}");
+        let b = synthetic::batch(&loss, &[70_001], seed_for(&what));
+        let args = LossArgs::new(b.pred.view(), b.target.view()).reduction(Reduction::None);
+        check(&loss, &args, &what);
+    }
+}
+
+#[test]
 fn bce_matrix() {
     elementwise_matrix(Loss::Bce);
 }

@@ -23,6 +23,12 @@ fn inputs(loss: &Loss, n: usize, seed: u64) -> (Vec<f64>, Vec<f64>) {
         let (pi, ti): (f64, f64) = match loss {
             Loss::Bce => (rng.random_range(0.02..0.98), rng.random_range(0.0..=1.0)),
             Loss::BceWithLogits => (rng.random_range(-8.0..8.0), rng.random_range(0.0..=1.0)),
+            // Log-rates (or rates, away from 0) and counts.
+            Loss::PoissonNll {
+                log_input: true, ..
+            } => (rng.random_range(-3.0..3.0), rng.random_range(0.0..6.0)),
+            Loss::PoissonNll { .. } => (rng.random_range(0.1..5.0), rng.random_range(0.0..6.0)),
+            Loss::Focal { .. } => (rng.random_range(-6.0..6.0), rng.random_range(0.0..=1.0)),
             _ => (rng.random_range(-3.0..3.0), rng.random_range(-3.0..3.0)),
         };
         let d = (pi - ti).abs();
@@ -114,6 +120,30 @@ fn check_fd(loss: Loss, reduction: Reduction, seed: u64) {
                     )
                     .0
                 }
+                Loss::PoissonNll {
+                    log_input,
+                    full,
+                    eps,
+                    ..
+                } => {
+                    wgpu_loss::losses::poisson_nll::reference::loss_and_grad(
+                        p[k],
+                        t_r[k],
+                        log_input,
+                        full,
+                        f64::from(eps),
+                    )
+                    .0
+                }
+                Loss::Focal { alpha, gamma, .. } => {
+                    wgpu_loss::losses::focal::reference::loss_and_grad(
+                        p[k],
+                        t_r[k],
+                        f64::from(alpha),
+                        f64::from(gamma),
+                    )
+                    .0
+                }
                 _ => unreachable!(),
             })
             .collect();
@@ -158,6 +188,19 @@ fn every_reference_gradient_matches_finite_differences() {
         Loss::smooth_l1().beta(0.0).build().unwrap(),
         Loss::Bce,
         Loss::BceWithLogits,
+        Loss::poisson_nll().build().unwrap(),
+        Loss::poisson_nll().full(true).build().unwrap(),
+        Loss::poisson_nll().log_input(false).build().unwrap(),
+        Loss::poisson_nll()
+            .log_input(false)
+            .full(true)
+            .eps(1e-3)
+            .build()
+            .unwrap(),
+        Loss::focal().build().unwrap(),
+        Loss::focal().alpha(-1.0).gamma(0.0).build().unwrap(),
+        Loss::focal().alpha(0.7).gamma(0.5).build().unwrap(),
+        Loss::focal().gamma(3.0).build().unwrap(),
     ];
     for (i, loss) in losses.into_iter().enumerate() {
         for (j, reduction) in [Reduction::Mean, Reduction::Sum, Reduction::None]
@@ -1382,4 +1425,112 @@ fn infinite_logits_in_the_reference() {
             );
         }
     }
+}
+
+/// Poisson NLL and the focal loss, per element, by central differences over a grid that
+/// reaches confident logits (|x| up to 30, where 1 − σ is 1e-13) and every γ regime (0, below
+/// 1, 1, above 1), with soft and hard targets.
+#[test]
+fn poisson_and_focal_derivatives_on_a_grid() {
+    let h = 1e-6;
+    let close = |an: f64, fd: f64, what: &str| {
+        assert!(
+            (fd - an).abs() <= 1e-5 * an.abs().max(1.0),
+            "{what}: {an} vs {fd}"
+        );
+    };
+    for x in [-30.0, -8.0, -1.5, -0.1, 0.0, 0.2, 2.0, 9.0, 30.0] {
+        for t in [0.0, 0.3, 1.0] {
+            for (alpha, gamma) in [
+                (0.25, 2.0),
+                (-1.0, 0.0),
+                (0.6, 0.5),
+                (0.25, 1.0),
+                (0.9, 3.0),
+            ] {
+                let f = |x| wgpu_loss::losses::focal::reference::loss_and_grad(x, t, alpha, gamma);
+                let fd = (f(x + h).0 - f(x - h).0) / (2.0 * h);
+                close(
+                    f(x).1,
+                    fd,
+                    &format!("focal x={x} t={t} α={alpha} γ={gamma}"),
+                );
+            }
+        }
+    }
+    for x in [-5.0, -0.5, 0.0, 1.0, 4.0] {
+        for t in [0.0, 1.0, 2.5, 7.0] {
+            let f = |x| {
+                wgpu_loss::losses::poisson_nll::reference::loss_and_grad(x, t, true, true, 1e-8)
+            };
+            close(
+                f(x).1,
+                (f(x + h).0 - f(x - h).0) / (2.0 * h),
+                &format!("poisson x={x} t={t}"),
+            );
+            let r = x.abs() + 0.5; // a rate
+            let g = |r| {
+                wgpu_loss::losses::poisson_nll::reference::loss_and_grad(r, t, false, false, 1e-3)
+            };
+            close(
+                g(r).1,
+                (g(r + h).0 - g(r - h).0) / (2.0 * h),
+                &format!("poisson rate={r} t={t}"),
+            );
+        }
+    }
+}
+
+/// Poisson NLL and the focal loss at values worked by hand from PyTorch's and torchvision's
+/// definitions: `F.poisson_nll_loss(torch.tensor([0.]), torch.tensor([2.]))` = e^0 − 0 = 1,
+/// gradient 1 − 2 = −1; with `full=True` and t = 3, Stirling's 3 ln 3 − 3 + ½ ln(6π) is added;
+/// with `log_input=False`, x = 2, t = 2: 2 − 2 ln(2 + ε). The focal loss with γ = 0 and no α
+/// is BCE with logits, and at x = 0, t = 1 with defaults it is 0.25 · ln 2 · 0.5².
+#[test]
+fn poisson_and_focal_worked_examples() {
+    use wgpu_loss::losses::{bce_with_logits, focal, poisson_nll};
+    assert_eq!(
+        poisson_nll::reference::loss_and_grad(0.0, 2.0, true, false, 1e-8),
+        (1.0, -1.0)
+    );
+    let stirling = 3.0 * 3f64.ln() - 3.0 + 0.5 * (6.0 * std::f64::consts::PI).ln();
+    approx::assert_relative_eq!(
+        poisson_nll::reference::loss_and_grad(0.0, 3.0, true, true, 1e-8).0,
+        1.0 + stirling,
+        max_relative = 1e-15
+    );
+    // Stirling's term is masked at t ≤ 1.
+    assert_eq!(
+        poisson_nll::reference::loss_and_grad(0.0, 1.0, true, true, 1e-8).0,
+        1.0
+    );
+    approx::assert_relative_eq!(
+        poisson_nll::reference::loss_and_grad(2.0, 2.0, false, false, 1e-8).0,
+        2.0 - 2.0 * (2.0f64 + 1e-8).ln(),
+        max_relative = 1e-15
+    );
+    for x in [-20.0, -1.0, 0.0, 0.5, 15.0] {
+        for t in [0.0, 0.4, 1.0] {
+            let f = focal::reference::loss_and_grad(x, t, -1.0, 0.0);
+            let b = bce_with_logits::reference::loss_and_grad(x, t, 1.0, 1.0);
+            approx::assert_relative_eq!(f.0, b.0, max_relative = 1e-12);
+            approx::assert_relative_eq!(f.1, b.1, max_relative = 1e-12, epsilon = 1e-300);
+        }
+    }
+    approx::assert_relative_eq!(
+        focal::reference::loss_and_grad(0.0, 1.0, 0.25, 2.0).0,
+        0.25 * 2f64.ln() * 0.25,
+        max_relative = 1e-15
+    );
+    // Infinite logits give the limits, not NaN.
+    assert_eq!(
+        focal::reference::loss_and_grad(f64::INFINITY, 1.0, 0.25, 2.0),
+        (0.0, 0.0)
+    );
+    let (l, g) = focal::reference::loss_and_grad(f64::NEG_INFINITY, 0.0, 0.25, 2.0);
+    assert_eq!((l, g), (0.0, 0.0));
+    assert_eq!(
+        focal::reference::loss_and_grad(f64::INFINITY, 0.0, 0.25, 2.0).0,
+        f64::INFINITY
+    );
 }

@@ -451,11 +451,14 @@ pub(crate) fn prepare(a: &ComputeArgs) -> Result<Prepared, Failure> {
         .map(read)
         .transpose()?;
     let pos_weight = a.pos_weight.as_ref().map(read).transpose()?;
-    // An integer option is a class id (`--ignore-index`): it needs class-index targets.
+    // An integer option other than a switch is a class id (`--ignore-index`): it needs
+    // class-index targets.
+    let info = LossInfo::of(&loss);
+    let is_switch = |name: &str| info.options().iter().any(|o| o.name == name && o.flag);
     let class_option = a
         .options
         .iter()
-        .find(|(_, v)| matches!(v, OptionValue::Int(_)));
+        .find(|(name, v)| matches!(v, OptionValue::Int(_)) && !is_switch(name));
     if let (Some((name, _)), TargetArray::Dense(_)) = (class_option, &target) {
         return Err(Failure::input(format!(
             "{}: --{name} applies to integer class-index targets, and these are floats",

@@ -316,6 +316,19 @@ fn loss_flag(loss: &Loss) -> String {
             }
         }
         Loss::CosineProximity { eps, .. } if eps != 1e-8 => flags += &format!(" --eps {eps}"),
+        Loss::PoissonNll {
+            log_input,
+            full,
+            eps,
+            ..
+        } => {
+            flags += &format!(
+                " --log-input {} --full {} --eps {eps}",
+                u8::from(log_input),
+                u8::from(full)
+            )
+        }
+        Loss::Focal { alpha, gamma, .. } => flags += &format!(" --alpha {alpha} --gamma {gamma}"),
         _ => {}
     }
     flags
@@ -580,6 +593,47 @@ fn smooth_l1_with_beta() {
         Reduction::Mean,
     );
     assert!((j["value"].as_f64().unwrap() - other.value.unwrap()).abs() > 1e-3);
+}
+
+/// Poisson NLL and the focal loss through the CLI: their options (`--log-input`, `--full`,
+/// `--eps`; `--alpha`, `--gamma`, added from the registry) reach the loss, on the GPU and the
+/// fast CPU path, and the value and gradient match the reference's; other options give
+/// other values.
+#[test]
+#[cfg_attr(skip_gpu_tests, ignore)]
+fn poisson_nll_and_focal_options() {
+    let cases = [
+        (
+            Loss::poisson_nll().full(true).build().unwrap(),
+            Loss::poisson_nll().build().unwrap(),
+        ),
+        (
+            Loss::focal().alpha(0.6).gamma(0.5).build().unwrap(),
+            Loss::focal().build().unwrap(),
+        ),
+    ];
+    for (i, (loss, other)) in cases.into_iter().enumerate() {
+        let dir = tempfile::tempdir().unwrap();
+        let b = batch_in(dir.path(), &loss, 880 + i as u64);
+        for device in ["gpu", "cpu"] {
+            let j = compute_json(
+                dir.path(),
+                &format!(
+                    "{} --device {device} --pred {{pred.npy}} --target {{target.npy}} --grad-out {{G.npy}}",
+                    loss_flag(&loss)
+                ),
+                &[],
+            );
+            let want = reference_out(&loss, &b.pred, &b.target, None, None, Reduction::Mean);
+            let what = format!("{loss:?} on {device}");
+            assert_matches_reference(&j, &dir.path().join("G.npy"), &want, &what);
+            let o = reference_out(&other, &b.pred, &b.target, None, None, Reduction::Mean);
+            assert!(
+                (j["value"].as_f64().unwrap() - o.value.unwrap()).abs() > 1e-4,
+                "{what}: the options change the value"
+            );
+        }
+    }
 }
 
 #[test]
@@ -1516,6 +1570,24 @@ error_tests! {
         "--loss huber --beta 0.5 --pred {pred.npy} --target {target.npy}"
         => ["--beta", "smooth-l1"];
 
+    /// Poisson NLL with a switch that is neither 0 nor 1.
+    poisson_log_input_two(d) { batch_in(d, &Loss::Mse, 762); }
+        "--loss poisson-nll --log-input 2 --pred {pred.npy} --target {target.npy}"
+        => ["log-input", "0 (off) or 1 (on)", "2"];
+
+    /// The focal loss with a negative --gamma, and an alpha above 1.
+    focal_gamma_negative(d) { batch_in(d, &Loss::Mse, 763); }
+        "--loss focal --gamma=-1 --pred {pred.npy} --target {target.npy}"
+        => ["gamma", ">= 0", "-1"];
+    focal_alpha_above_one(d) { batch_in(d, &Loss::Mse, 764); }
+        "--loss focal --alpha 1.5 --pred {pred.npy} --target {target.npy}"
+        => ["alpha", "[0, 1]", "1.5"];
+
+    /// --gamma with bce-with-logits (it is the focal loss's).
+    gamma_with_bce_logits(d) { batch_in(d, &Loss::Mse, 765); }
+        "--loss bce-with-logits --gamma 2 --pred {pred.npy} --target {target.npy}"
+        => ["--gamma", "focal"];
+
     /// Smooth L1 with a negative --beta.
     smooth_l1_beta_negative(d) { batch_in(d, &Loss::Mse, 761); }
         "--loss smooth-l1 --beta=-0.5 --pred {pred.npy} --target {target.npy}"
@@ -1823,18 +1895,12 @@ fn main_job_small() {
     ] {
         assert!(text.contains(needle), "no {needle:?} in:\n{text}");
     }
-    let names = [
-        "mse",
-        "mae",
-        "huber",
-        "bce",
-        "bce-with-logits",
-        "cce",
-        "softmax-ce",
-        "cosine",
-        "smooth-l1",
-    ];
-    for name in names {
+    // Every registered loss has its row.
+    let names: Vec<&str> = wgpu_loss::losses::LossInfo::all()
+        .map(|i| i.name())
+        .collect();
+    assert!(names.len() >= 11, "{names:?}");
+    for &name in &names {
         let rows: Vec<&str> = text
             .lines()
             .filter(|l| l.split_whitespace().next() == Some(name))
@@ -1849,7 +1915,8 @@ fn main_job_small() {
         );
     }
     assert!(
-        text.lines().any(|l| l.trim() == "all 9 losses agree"),
+        text.lines()
+            .any(|l| l.trim() == format!("all {} losses agree", names.len())),
         "{text}"
     );
 }

@@ -99,9 +99,9 @@ fn every_kernel_validates_with_naga_and_matches_the_host() {
             }
         }
     }
-    // (6 elementwise kernels × 6 storages + 3 row kernels × 5 + 4 shared passes) × 2
+    // (8 elementwise kernels × 6 storages + 3 row kernels × 5 + 4 shared passes) × 2
     // flavours (the copy kernel of the benchmarks is validated by the CLI's own test).
-    assert_eq!(compositions.len(), (6 * 6 + 3 * 5 + 4) * 2);
+    assert_eq!(compositions.len(), (8 * 6 + 3 * 5 + 4) * 2);
     let failures: Vec<String> = compositions
         .iter()
         .filter_map(|&(k, f, io)| check(k, f, io).err())

@@ -37,6 +37,7 @@ impl LossDef for Def {
             help: "Cosine's floor eps > 0 of each row's norm",
             default: 1e-8,
             integer: false,
+            flag: false,
         }]
     }
     fn build(&self, value: &Options<'_>) -> Loss {

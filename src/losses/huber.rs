@@ -33,6 +33,7 @@ impl LossDef for Def {
             help: "Huber's threshold delta > 0 between the quadratic and the linear part",
             default: 1.0,
             integer: false,
+            flag: false,
         }]
     }
     fn build(&self, value: &Options<'_>) -> Loss {

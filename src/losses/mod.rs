@@ -23,7 +23,9 @@ macro_rules! register {
 }
 
 pub use cosine_proximity::CosineProximity;
+pub use focal::Focal;
 pub use huber::Huber;
+pub use poisson_nll::PoissonNll;
 pub use smooth_l1::SmoothL1;
 pub use softmax_cross_entropy::SoftmaxCrossEntropy;
 
@@ -37,14 +39,16 @@ register!(
     softmax_cross_entropy,
     cosine_proximity,
     smooth_l1,
+    poisson_nll,
+    focal,
 );
 
 /// A loss and its options.
 ///
 /// A loss without options is its variant (`Loss::Mse`); one with options comes from its
 /// builder, validated once: [`Loss::huber`], [`Loss::smooth_l1`],
-/// [`Loss::softmax_cross_entropy`], [`Loss::cosine_proximity`]
-/// (`Loss::huber().delta(1.5).build()?`). The variants with options can be matched (with
+/// [`Loss::softmax_cross_entropy`], [`Loss::cosine_proximity`], [`Loss::poisson_nll`],
+/// [`Loss::focal`] (`Loss::huber().delta(1.5).build()?`). The variants with options can be matched (with
 /// `..`: their fields may grow) but not written as literals outside this crate.
 ///
 /// Elementwise family: `p` and `t` have the same shape (any rank), `d = p − t`.
@@ -58,6 +62,10 @@ register!(
 ///                                                           ∂ℓ/∂p = w(p − t) / max(p(1−p), 1e-12)
 /// BceWithLogits   ℓ = w[(1−t)x + (1+(q−1)t)(ln(1+e^(−|x|)) + max(−x, 0))]
 ///                                                           ∂ℓ/∂x = w[(1+(q−1)t)σ(x) − qt]
+/// PoissonNll      ℓ = e^x − t x (log_input), else x − t ln(x + ε); full: + t ln t − t + ½ ln(2πt), t > 1
+///                                                           ∂ℓ/∂x = e^x − t, else 1 − t/(x + ε)
+/// Focal { α, γ }  ℓ = α_t ce q^γ, ce = BCE with logits, q = 1 − p_t = t(1−σ) + (1−t)σ
+///                                                           ∂ℓ/∂x = α_t[(σ − t)q^γ + γ ce q^(γ−1) σ(1−σ)(1−2t)]
 /// ```
 ///
 /// `w` is the optional weight and `q` the optional `pos_weight` of [`crate::LossArgs`]. BCE's clamps
@@ -119,6 +127,26 @@ pub enum Loss {
     SmoothL1 {
         /// The threshold β between the quadratic and the linear part (0: the L1 loss).
         beta: f32,
+    },
+    /// Poisson negative log likelihood, PyTorch `poisson_nll_loss`
+    /// ([`crate::losses::poisson_nll`]; built by [`Loss::poisson_nll`]).
+    #[non_exhaustive]
+    PoissonNll {
+        /// The prediction is the log of the rate (PyTorch's `log_input`, default true).
+        log_input: bool,
+        /// Stirling's term added where `t > 1` (PyTorch's `full`, default false).
+        full: bool,
+        /// Added to the rate before its log without `log_input` (default 1e-8).
+        eps: f32,
+    },
+    /// Sigmoid focal loss on logits, torchvision `sigmoid_focal_loss`
+    /// ([`crate::losses::focal`]; built by [`Loss::focal`]).
+    #[non_exhaustive]
+    Focal {
+        /// The positive class's weight α in [0, 1]; negative: no weighting (default 0.25).
+        alpha: f32,
+        /// The focusing exponent γ ≥ 0 (default 2).
+        gamma: f32,
     },
     /// Binary cross entropy on probabilities in [0, 1], PyTorch `binary_cross_entropy`.
     Bce,
@@ -246,6 +274,8 @@ pub struct LossOption {
     pub default: f64,
     /// Whether the value is an integer (read exactly as an i64), else a float.
     pub integer: bool,
+    /// Whether it is a switch: an integer that must be 0 (off) or 1 (on).
+    pub flag: bool,
 }
 
 /// An option's value, as [`LossInfo::build`] is given it.
@@ -336,8 +366,19 @@ impl LossInfo {
     /// their defaults), validated.
     ///
     /// # Errors
-    /// [`crate::Error::InvalidOption`] for an option out of its range.
+    /// [`crate::Error::InvalidOption`] for an option out of its range, or a switch
+    /// ([`LossOption::flag`]) given neither 0 nor 1.
     pub fn build(&self, value: &Options<'_>) -> Result<Loss> {
+        for o in self.0.options().iter().filter(|o| o.flag) {
+            if let Some(v) = value(o.name)
+                && !matches!(v.int(), 0 | 1)
+            {
+                return Err(crate::Error::InvalidOption {
+                    option: o.name,
+                    reason: format!("a switch: 0 (off) or 1 (on), got {}", v.int()),
+                });
+            }
+        }
         let loss = self.0.build(value);
         self.0.validate(&loss)?;
         Ok(loss)

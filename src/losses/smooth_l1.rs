@@ -34,6 +34,7 @@ impl LossDef for Def {
             help: "Smooth L1's threshold beta >= 0 (0: the L1 loss)",
             default: 1.0,
             integer: false,
+            flag: false,
         }]
     }
     fn build(&self, value: &Options<'_>) -> Loss {

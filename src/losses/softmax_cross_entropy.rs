@@ -46,18 +46,21 @@ impl LossDef for Def {
                 help: "Label smoothing in [0, 1)",
                 default: 0.0,
                 integer: false,
+                flag: false,
             },
             LossOption {
                 name: "z-loss",
                 help: "z-loss coefficient >= 0: adds z * lse^2 per row",
                 default: 0.0,
                 integer: false,
+                flag: false,
             },
             LossOption {
                 name: "ignore-index",
                 help: "Class-index targets equal to this are ignored",
                 default: -100.0,
                 integer: true,
+                flag: false,
             },
         ]
     }
