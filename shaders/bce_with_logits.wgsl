@@ -32,12 +32,7 @@ fn pos_weight_at(i: u32) -> f32 {
     return pos_weight[broadcast_at(params.q_len, params.q_phase, i)];
 }
 
-// a · v, and 0 where a is 0 even if v is infinite: a term of weight 0 contributes nothing, so
-// an infinite logit gives the loss's limit (0, or +∞ where a target weighs on it), never
-// 0 · ∞ = NaN.
-fn weighted(a: f32, v: f32) -> f32 {
-    return select(a * v, 0.0, a == 0.0);
-}
+// `weighted` (a · v, 0 where a is 0) is common/nan.wgsl's.
 
 fn loss_and_grad(i: u32, x: f32, t: f32) -> vec2<f32> {
     let w = weight_at(i);

@@ -19,10 +19,7 @@ struct LossParams {
 }
 #import common/log.wgsl
 
-// a · v, and 0 where a is 0 even if v is infinite.
-fn weighted(a: f32, v: f32) -> f32 {
-    return select(a * v, 0.0, a == 0.0);
-}
+// `weighted` (a · v, 0 where a is 0) is common/nan.wgsl's.
 
 fn loss_and_grad(i: u32, x: f32, t: f32) -> vec2<f32> {
     let alpha = params.loss.alpha;

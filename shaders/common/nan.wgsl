@@ -8,7 +8,7 @@
 // SignedZeroInfNanPreserve, which WGSL cannot: NVIDIA's driver then turns
 // `select(l, -100.0, l < -100.0)` into a `max` that returns the other operand for a NaN, and a
 // NaN prediction yields a finite loss (measured on an H100, 2026-11-22). The test below reads
-// the bits, which no float assumption can fold away, so LOSSES.md's "NaN in the input
+// the bits, which no float assumption can fold away, so the crate's rule "NaN in the input
 // propagates to the output" holds on every driver.
 
 // Whether x is a NaN, by its bits: exponent all ones and a nonzero mantissa. (`x != x` may fold
@@ -27,4 +27,11 @@ fn keep_nan(x: f32, clamped: f32) -> f32 {
 // number above 1, +∞ included. NaN is not outside.
 fn outside_unit_interval(b: u32) -> bool {
     return (b > 0x80000000u && b <= 0xff800000u) || (b > 0x3f800000u && b <= 0x7f800000u);
+}
+
+// a · v, and 0 where a is 0 even if v is infinite: a term of weight 0 contributes nothing, so
+// an infinite logit gives the loss's limit (0, or +∞ where a target weighs on it), never
+// 0 · ∞ = NaN (bce_with_logits.wgsl, focal.wgsl).
+fn weighted(a: f32, v: f32) -> f32 {
+    return select(a * v, 0.0, a == 0.0);
 }
