@@ -99,9 +99,19 @@ fn every_kernel_validates_with_naga_and_matches_the_host() {
             }
         }
     }
-    // (8 elementwise kernels × 6 storages + 3 row kernels × 5 + 4 shared passes) × 2
-    // flavours (the copy kernel of the benchmarks is validated by the CLI's own test).
-    assert_eq!(compositions.len(), (8 * 6 + 3 * 5 + 4) * 2);
+    // (each elementwise loss × 6 storages + each row-wise loss × 5 + 4 shared passes) × 2
+    // flavours, counted from the registry so a new loss needs no edit here (the copy kernel of
+    // the benchmarks is validated by the CLI's own test).
+    let row_wise = crate::losses::REGISTRY
+        .iter()
+        .filter(|d| matches!(d.family(), crate::losses::Family::Rows(_)))
+        .count();
+    let elementwise = crate::losses::REGISTRY.len() - row_wise;
+    assert!(
+        elementwise >= 8 && row_wise >= 3,
+        "{elementwise} + {row_wise}"
+    );
+    assert_eq!(compositions.len(), (elementwise * 6 + row_wise * 5 + 4) * 2);
     let failures: Vec<String> = compositions
         .iter()
         .filter_map(|&(k, f, io)| check(k, f, io).err())
