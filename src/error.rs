@@ -70,7 +70,8 @@ pub enum Error {
         reason: String,
     },
 
-    /// No adapter was found (or none matched `WGPU_ADAPTER_NAME`).
+    /// No adapter was found (or none matched `WGPU_ADAPTER_NAME` or
+    /// `ContextOptions::adapter_name`).
     #[error(
         "no GPU adapter found{detail}. Install a GPU driver with Vulkan, Metal or DX12 support, \
          or Mesa's software Vulkan driver (Debian/Ubuntu: `apt-get install mesa-vulkan-drivers`)"

@@ -39,6 +39,11 @@ pub struct ContextOptions {
     /// or those `WGPU_BACKEND` names). `Some(wgpu::Backends::GL)` picks OpenGL, say, where
     /// Vulkan would otherwise be preferred. Ignored by [`GpuContext::from_device`].
     pub backends: Option<wgpu::Backends>,
+    /// A case-insensitive part of the name of the adapter [`GpuContext::with_options`] picks
+    /// (default `None`: the `WGPU_ADAPTER_NAME` environment variable's, else the preferred
+    /// adapter), for callers that cannot set the environment (a library, a Python thread).
+    /// Ignored by [`GpuContext::from_device`].
+    pub adapter_name: Option<String>,
 }
 
 impl Default for ContextOptions {
@@ -49,6 +54,7 @@ impl Default for ContextOptions {
             memory_budget: None,
             unroll: None,
             backends: None,
+            adapter_name: None,
         }
     }
 }
@@ -126,7 +132,8 @@ impl GpuContext {
     ///
     /// Adapter choice: real GPUs before virtual and software ones, Vulkan/Metal/DX12 before
     /// OpenGL, among adapters that can run compute shaders. Environment variables:
-    /// `WGPU_ADAPTER_NAME` (a case-insensitive part of the adapter's name) picks one;
+    /// `WGPU_ADAPTER_NAME` (a case-insensitive part of the adapter's name) picks one
+    /// ([`ContextOptions::adapter_name`] takes its place from code);
     /// `WGPU_BACKEND` (`vulkan`, `metal`, `dx12`, `gl`) restricts the backends.
     ///
     /// # Errors
@@ -165,15 +172,19 @@ impl GpuContext {
                 detail: String::new(),
             });
         }
-        if let Ok(wanted) = std::env::var("WGPU_ADAPTER_NAME") {
+        let wanted = match options.adapter_name.clone() {
+            Some(name) => Some(("ContextOptions::adapter_name", name)),
+            None => std::env::var("WGPU_ADAPTER_NAME")
+                .ok()
+                .map(|name| ("WGPU_ADAPTER_NAME", name)),
+        };
+        if let Some((source, wanted)) = wanted {
             let seen: Vec<String> = adapters.iter().map(|a| a.get_info().name).collect();
             let wanted_lc = wanted.to_lowercase();
             adapters.retain(|a| a.get_info().name.to_lowercase().contains(&wanted_lc));
             if adapters.is_empty() {
                 return Err(Error::NoAdapter {
-                    detail: format!(
-                        ": none matches WGPU_ADAPTER_NAME={wanted:?} (adapters seen: {seen:?})"
-                    ),
+                    detail: format!(": none matches {source}={wanted:?} (adapters seen: {seen:?})"),
                 });
             }
         }

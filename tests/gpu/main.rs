@@ -40,3 +40,29 @@ fn adapter_in_use() {
     println!("max elements per binding: {}", ctx.max_chunk_elements());
     assert!(!ctx.adapter_info().name.is_empty());
 }
+
+/// `ContextOptions::adapter_name` picks an adapter by part of its name, as
+/// `WGPU_ADAPTER_NAME` does, and a name that matches none is a `NoAdapter` naming the option.
+#[test]
+#[cfg_attr(skip_gpu_tests, ignore)]
+fn adapter_name_option_picks_the_adapter() {
+    let name = common::ctx().adapter_info().name.clone();
+    let part = name.to_uppercase();
+    let picked = wgpu_loss::GpuContext::with_options(wgpu_loss::ContextOptions {
+        adapter_name: Some(part),
+        ..Default::default()
+    })
+    .expect("the adapter in use, by its name in capitals");
+    assert_eq!(picked.adapter_info().name, name);
+    let err = wgpu_loss::GpuContext::with_options(wgpu_loss::ContextOptions {
+        adapter_name: Some("no-such-adapter-anywhere-42".into()),
+        ..Default::default()
+    })
+    .unwrap_err();
+    assert!(matches!(err, wgpu_loss::Error::NoAdapter { .. }), "{err:?}");
+    let msg = err.to_string();
+    assert!(
+        msg.contains("ContextOptions::adapter_name") && msg.contains(&name),
+        "{msg}"
+    );
+}
