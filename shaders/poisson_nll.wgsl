@@ -16,11 +16,6 @@ struct LossParams {
 }
 #import common/log.wgsl
 
-// e^x for every x, from `exp_accurate` (x ≤ 0).
-fn exp_any(x: f32) -> f32 {
-    return select(1.0 / exp_accurate(-x), exp_accurate(x), x <= 0.0);
-}
-
 fn loss_and_grad(i: u32, x: f32, t: f32) -> vec2<f32> {
     var out: vec2<f32>;
     if (params.loss.log_input != 0.0) {

@@ -14,12 +14,15 @@ use crate::simd::contiguous;
 /// | `Mean` | `Σ ℓ_k / D` | `g · ∂(Σ ℓ / D)/∂p` |
 /// | `Sum` | `Σ ℓ_k` | `g · ∂(Σ ℓ)/∂p` |
 /// | `None` | the per-element losses | `g_k · ∂ℓ_k/∂p` |
+/// | `BatchMean` | `Σ ℓ_k / B₀` | `g · ∂(Σ ℓ / B₀)/∂p` |
 ///
 /// `D = N`, the number of elements, for the elementwise family; `D = B`, the number of rows,
 /// for the row-wise family, except softmax cross entropy with class-index targets, where `D` is
 /// the sum of the class weights `w_{c_r}` of the rows that are not ignored (their count without
 /// weights), as in PyTorch. If `D = 0` (every row ignored) the value is 0 and the gradient 0,
-/// where PyTorch gives NaN. `g` is the upstream gradient ([`Upstream`]).
+/// where PyTorch gives NaN. `g` is the upstream gradient ([`Upstream`]). `B₀` is the size of the
+/// prediction's first dimension (1 for a scalar), PyTorch `kl_div`'s `batchmean`; a row-wise
+/// `Mean` may divide by the caller's `D'` instead ([`LossArgs::divisor`]).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum Reduction {
@@ -30,16 +33,83 @@ pub enum Reduction {
     Sum,
     /// No reduction: one loss per element.
     None,
+    /// The sum divided by the size of the prediction's first dimension (PyTorch `kl_div`'s
+    /// `batchmean`; 1 for a scalar prediction, and value 0, gradient 0 when it is 0).
+    BatchMean,
 }
 
 impl Reduction {
+    /// Every reduction, in the order the CLI lists them.
+    pub const ALL: [Reduction; 4] = [
+        Reduction::Mean,
+        Reduction::Sum,
+        Reduction::None,
+        Reduction::BatchMean,
+    ];
+
     /// The name used by the CLI and in JSON output (`mean`, `sum`, `none`).
     pub fn name(self) -> &'static str {
         match self {
             Reduction::Mean => "mean",
             Reduction::Sum => "sum",
             Reduction::None => "none",
+            Reduction::BatchMean => "batchmean",
         }
+    }
+
+    /// Whether the value is the sum divided by a divisor (`Mean`, `BatchMean`).
+    pub fn divides(self) -> bool {
+        matches!(self, Reduction::Mean | Reduction::BatchMean)
+    }
+}
+
+/// The divisor of the value where the call fixes it: the first dimension's size for
+/// `BatchMean` (1 for a scalar), the caller's `divisor` for `Mean`; `None` where the loss's own
+/// `D` applies (or nothing is divided).
+pub(crate) fn fixed_divisor(
+    reduction: Reduction,
+    shape: &[usize],
+    divisor: Option<f32>,
+) -> Option<f64> {
+    match reduction {
+        Reduction::BatchMean => Some(shape.first().map_or(1.0, |&b| b as f64)),
+        Reduction::Mean => divisor.map(f64::from),
+        Reduction::Sum | Reduction::None => None,
+    }
+}
+
+/// A caller's divisor `D'` ([`LossArgs::divisor`]): a row-wise loss, `Mean`, finite and `≥ 0`.
+pub(crate) fn check_divisor(loss: &Loss, reduction: Reduction, divisor: Option<f32>) -> Result<()> {
+    let Some(d) = divisor else { return Ok(()) };
+    let reason = if !loss.is_row_wise() {
+        format!(
+            "a divisor divides a row-wise mean; the {} loss is elementwise (use sum with an \
+             upstream gradient of 1/D)",
+            loss.name()
+        )
+    } else if reduction != Reduction::Mean {
+        format!(
+            "a divisor replaces the mean's; the reduction is {}",
+            reduction.name()
+        )
+    } else if !(d.is_finite() && d >= 0.0) {
+        format!("the divisor must be finite and >= 0, got {d}")
+    } else {
+        return Ok(());
+    };
+    Err(Error::InvalidOption {
+        option: "divisor",
+        reason,
+    })
+}
+
+/// `(gradient scale, value scale)` of a value divided by `d`: `(g / d, 1 / d)`, or `(0, 0)`
+/// for `d = 0`.
+pub(crate) fn divided_scales(g: f64, d: f64) -> (f64, f64) {
+    if d == 0.0 {
+        (0.0, 0.0)
+    } else {
+        (g / d, 1.0 / d)
     }
 }
 
@@ -295,6 +365,8 @@ pub struct LossArgs<'a> {
     pub upstream: Upstream<'a>,
     /// `false` for loss-only mode: no gradient is computed or written.
     pub want_grad: bool,
+    /// The divisor `D'` of a row-wise `Mean` in place of the batch's own `D` (default `None`).
+    pub divisor: Option<f32>,
 }
 
 impl<'a> LossArgs<'a> {
@@ -314,6 +386,7 @@ impl<'a> LossArgs<'a> {
             reduction: Reduction::Mean,
             upstream: Upstream::Ones,
             want_grad: true,
+            divisor: None,
         }
     }
 
@@ -383,6 +456,21 @@ impl<'a> LossArgs<'a> {
         self
     }
 
+    /// A row-wise `Mean` divides by `divisor` (`D' ≥ 0`, finite) instead of this batch's `D`:
+    /// the global count of counted rows (or their class-weight sum) over micro-batches or
+    /// ranks, so that gradients accumulated over them add up to the gradient of the whole
+    /// batch's mean. `D' = 0` gives value 0 and gradient 0, as `D = 0` does. [`LossOutput::counted`]
+    /// still counts this batch's rows.
+    pub fn divisor(mut self, divisor: f32) -> Self {
+        self.divisor = Some(divisor);
+        self
+    }
+
+    /// The divisor of the value where the arguments fix it ([`fixed_divisor`]).
+    pub(crate) fn fixed_divisor(&self) -> Option<f64> {
+        fixed_divisor(self.reduction, self.pred.shape(), self.divisor)
+    }
+
     /// Loss-only mode: the value (or per-element losses) without the gradient.
     pub fn loss_only(mut self) -> Self {
         self.want_grad = false;
@@ -428,6 +516,7 @@ impl<'a> LossArgs<'a> {
     /// [`Error::ShapeMismatch`], [`Error::Empty`].
     pub fn validate(&self, loss: &Loss) -> Result<()> {
         loss.validate()?;
+        check_divisor(loss, self.reduction, self.divisor)?;
         if loss.is_row_wise() {
             return self.validate_rows(loss);
         }

@@ -58,7 +58,7 @@ use crate::kernels::staging::{
     Bound, Dispatch, Scratch, ScratchRefs, bind_group, dispatch_into, first_row,
 };
 use crate::kernels::{ClassType, Dtype, Io, Kernel};
-use crate::loss::{Loss, Reduction};
+use crate::loss::{Loss, Reduction, fixed_divisor};
 
 /// An array in a caller's buffer, starting at byte `offset`: 32-bit elements, or 16-bit ones
 /// packed two to a word (see [`Dtype`]).
@@ -132,6 +132,9 @@ pub struct ResidentSpec {
     pub dtype: Dtype,
     /// Storage of the gradient (default: as `dtype`); `dtype` or f32.
     pub grad_dtype: Dtype,
+    /// The divisor `D'` of a row-wise `Mean` in place of the batch's own (default `None`; see
+    /// [`crate::LossArgs::divisor`]).
+    pub divisor: Option<f32>,
 }
 
 impl ResidentSpec {
@@ -147,6 +150,7 @@ impl ResidentSpec {
             want_grad: true,
             dtype: Dtype::F32,
             grad_dtype: Dtype::F32,
+            divisor: None,
         }
     }
 
@@ -204,6 +208,13 @@ impl ResidentSpec {
     /// Sets the reduction.
     pub fn reduction(mut self, reduction: Reduction) -> Self {
         self.reduction = reduction;
+        self
+    }
+
+    /// A row-wise `Mean` divides by `divisor` (finite, `≥ 0`) instead of the batch's `D`
+    /// (as [`crate::LossArgs::divisor`]).
+    pub fn divisor(mut self, divisor: f32) -> Self {
+        self.divisor = Some(divisor);
         self
     }
 
@@ -357,6 +368,7 @@ impl GpuContext {
     pub fn resident(&self, loss: &Loss, spec: ResidentSpec) -> Result<ResidentLoss> {
         let _serial = self.exclusive();
         loss.validate()?;
+        crate::loss::check_divisor(loss, spec.reduction, spec.divisor)?;
         let shape = &spec.shape;
         let n: usize = shape.iter().product();
         if n == 0 {
@@ -469,6 +481,7 @@ impl GpuContext {
                     classes: spec.classes,
                     weight: spec.weight.is_some(),
                     reduction: spec.reduction,
+                    divisor: fixed_divisor(spec.reduction, shape, spec.divisor),
                     upstream_array: spec.upstream == ResidentUpstream::Buffer,
                     g,
                     want_grad: spec.want_grad,
@@ -495,6 +508,7 @@ impl GpuContext {
                     weight: broadcast(spec.weight),
                     pos_weight: broadcast(spec.pos_weight),
                     reduction: spec.reduction,
+                    divisor: fixed_divisor(spec.reduction, shape, None).unwrap_or(n as f64),
                     upstream_array: spec.upstream == ResidentUpstream::Buffer,
                     g,
                     want_grad: spec.want_grad,

@@ -269,6 +269,28 @@ fn poisson_nll_matrix() {
 }
 
 #[test]
+fn kl_div_matrix() {
+    elementwise_matrix(Loss::kl_div().build().unwrap());
+    for log_target in [false, true] {
+        let loss = Loss::kl_div().log_target(log_target).build().unwrap();
+        let what = format!("kl-div log_target {log_target}");
+        let mut b = synthetic::batch(&loss, &[70_001], seed_for(&what));
+        // A tenth of the targets 0 (each contributes 0), or log-probabilities.
+        for (k, t) in b.target.iter_mut().enumerate() {
+            *t = match (log_target, k % 10) {
+                (true, _) => t.ln(),
+                (false, 0) => 0.0,
+                _ => *t,
+            };
+        }
+        for reduction in [Reduction::None, Reduction::BatchMean] {
+            let args = LossArgs::new(b.pred.view(), b.target.view()).reduction(reduction);
+            check(&loss, &args, &format!("{what} {}", reduction.name()));
+        }
+    }
+}
+
+#[test]
 fn focal_matrix() {
     elementwise_matrix(Loss::focal().build().unwrap());
     for (alpha, gamma) in [(-1.0f32, 0.0f32), (0.6, 0.5), (0.25, 1.0), (0.9, 3.5)] {
@@ -499,6 +521,8 @@ enum Kind {
     SoftmaxI64,
     SoftmaxI32,
     Cosine,
+    /// Distillation at T = 2: student logits against teacher logits.
+    Distill,
 }
 
 /// Rows of a matrix case with rows of `c`: about 2^18 elements, at least 3 rows, so that
@@ -554,6 +578,11 @@ impl RowData {
                 synthetic::uniform(&[b, c], -3.0, 3.0, s1),
                 RowT::Dense(synthetic::uniform(&[b, c], -3.0, 3.0, s2)),
             ),
+            Kind::Distill => (
+                Loss::distill().temperature(2.0).build().unwrap(),
+                logits(&[b, c], s1),
+                RowT::Dense(logits(&[b, c], s2)),
+            ),
         };
         RowData { loss, x, t }
     }
@@ -604,6 +633,11 @@ fn softmax_cross_entropy_i32_matrix() {
 #[test]
 fn cosine_proximity_matrix() {
     row_matrix(Kind::Cosine);
+}
+
+#[test]
+fn distill_matrix() {
+    row_matrix(Kind::Distill);
 }
 
 fn sce(label_smoothing: f32, z_loss: f32, ignore_index: i64) -> Loss {

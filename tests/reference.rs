@@ -29,6 +29,11 @@ fn inputs(loss: &Loss, n: usize, seed: u64) -> (Vec<f64>, Vec<f64>) {
             } => (rng.random_range(-3.0..3.0), rng.random_range(0.0..6.0)),
             Loss::PoissonNll { .. } => (rng.random_range(0.1..5.0), rng.random_range(0.0..6.0)),
             Loss::Focal { .. } => (rng.random_range(-6.0..6.0), rng.random_range(0.0..=1.0)),
+            // Log-probabilities against probabilities (or log-probabilities).
+            Loss::KlDiv {
+                log_target: false, ..
+            } => (rng.random_range(-6.0..0.0), rng.random_range(0.0..=1.0)),
+            Loss::KlDiv { .. } => (rng.random_range(-6.0..0.0), rng.random_range(-6.0..0.0)),
             _ => (rng.random_range(-3.0..3.0), rng.random_range(-3.0..3.0)),
         };
         let d = (pi - ti).abs();
@@ -135,6 +140,9 @@ fn check_fd(loss: Loss, reduction: Reduction, seed: u64) {
                     )
                     .0
                 }
+                Loss::KlDiv { log_target, .. } => {
+                    wgpu_loss::losses::kl_div::reference::loss_and_grad(p[k], t_r[k], log_target).0
+                }
                 Loss::Focal { alpha, gamma, .. } => {
                     wgpu_loss::losses::focal::reference::loss_and_grad(
                         p[k],
@@ -198,6 +206,8 @@ fn every_reference_gradient_matches_finite_differences() {
             .build()
             .unwrap(),
         Loss::focal().build().unwrap(),
+        Loss::kl_div().build().unwrap(),
+        Loss::kl_div().log_target(true).build().unwrap(),
         Loss::focal().alpha(-1.0).gamma(0.0).build().unwrap(),
         Loss::focal().alpha(0.7).gamma(0.5).build().unwrap(),
         Loss::focal().gamma(3.0).build().unwrap(),
@@ -1533,4 +1543,41 @@ fn poisson_and_focal_worked_examples() {
         focal::reference::loss_and_grad(f64::INFINITY, 0.0, 0.25, 2.0).0,
         f64::INFINITY
     );
+}
+
+/// A row's softmax of `v / T`, written the naive way (for rows of moderate logits).
+fn naive_softmax(v: &[f64], t: f64) -> Vec<f64> {
+    let e: Vec<f64> = v.iter().map(|&x| (x / t).exp()).collect();
+    let s: f64 = e.iter().sum();
+    e.iter().map(|x| x / s).collect()
+}
+
+/// Distillation per row: the gradient against central differences of the reference's own
+/// loss, and the loss against `T² Σ P ln(P/Q)` from naively formed softmaxes, at several
+/// temperatures and row lengths.
+#[test]
+fn distill_row_derivatives_and_value() {
+    let mut rng = StdRng::seed_from_u64(0xd157);
+    for t in [0.5f64, 1.0, 3.0] {
+        for c in [1usize, 2, 5, 17] {
+            let s: Vec<f64> = (0..c).map(|_| rng.random_range(-4.0..4.0)).collect();
+            let u: Vec<f64> = (0..c).map(|_| rng.random_range(-4.0..4.0)).collect();
+            let f = |x: &[f64]| wgpu_loss::losses::distill::reference::loss_and_grad(x, &u, t);
+            let (l, an) = f(&s);
+            let (p, q) = (naive_softmax(&u, t), naive_softmax(&s, t));
+            let naive: f64 = t * t * p.iter().zip(&q).map(|(p, q)| p * (p / q).ln()).sum::<f64>();
+            approx::assert_relative_eq!(l, naive, max_relative = 1e-10, epsilon = 1e-14);
+            for j in 0..c {
+                let (mut hi, mut lo) = (s.clone(), s.clone());
+                hi[j] += FD_STEP;
+                lo[j] -= FD_STEP;
+                let fd = (f(&hi).0 - f(&lo).0) / (2.0 * FD_STEP);
+                assert!(
+                    (fd - an[j]).abs() <= FD_RTOL * an[j].abs().max(1.0),
+                    "T={t} C={c} element {j}: analytic {:e}, finite difference {fd:e}",
+                    an[j]
+                );
+            }
+        }
+    }
 }

@@ -37,6 +37,11 @@ pub struct ComputeArgs {
     /// How per-element losses become the value.
     #[arg(long, value_enum, default_value = "mean")]
     reduction: ReductionName,
+    /// With `--reduction mean` of a row-wise loss: divide by D instead of this batch's count
+    /// of counted rows (the global count over micro-batches or ranks; 0 gives value 0 and
+    /// gradient 0).
+    #[arg(long, value_name = "D")]
+    divisor: Option<f32>,
     /// Per-element weight `.npy` (bce, bce-with-logits): the prediction's shape or a trailing
     /// part of it, ≥ 0.
     #[arg(long)]
@@ -246,6 +251,8 @@ pub(crate) struct Inputs {
     weight: Option<ArrayD<f32>>,
     /// `--pos-weight`.
     pos_weight: Option<ArrayD<f32>>,
+    /// `--divisor`.
+    divisor: Option<f32>,
 }
 
 impl Inputs {
@@ -262,6 +269,9 @@ impl Inputs {
         }
         if let Some(q) = &self.pos_weight {
             args = args.pos_weight(q.view());
+        }
+        if let Some(d) = self.divisor {
+            args = args.divisor(d);
         }
         if !want_grad {
             args = args.loss_only();
@@ -470,6 +480,7 @@ pub(crate) fn prepare(a: &ComputeArgs) -> Result<Prepared, Failure> {
         target,
         weight,
         pos_weight,
+        divisor: a.divisor,
     };
     {
         let args = inputs.args(reduction, a.grad_out.is_some());
@@ -533,6 +544,7 @@ pub(crate) fn execute(a: &ComputeArgs, mut p: Prepared) -> Result<(), Failure> {
         let obj = json!({
             "loss": loss.name(),
             "reduction": reduction.name(),
+            "divisor": a.divisor,
             "device": a.device.name(),
             "adapter": adapter,
             "elements": pred.len(),

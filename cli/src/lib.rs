@@ -168,6 +168,8 @@ pub enum ReductionName {
     Mean,
     Sum,
     None,
+    /// The sum divided by the first dimension's size (PyTorch kl_div's `batchmean`).
+    Batchmean,
 }
 
 impl From<ReductionName> for wgpu_loss::Reduction {
@@ -176,6 +178,7 @@ impl From<ReductionName> for wgpu_loss::Reduction {
             ReductionName::Mean => wgpu_loss::Reduction::Mean,
             ReductionName::Sum => wgpu_loss::Reduction::Sum,
             ReductionName::None => wgpu_loss::Reduction::None,
+            ReductionName::Batchmean => wgpu_loss::Reduction::BatchMean,
         }
     }
 }

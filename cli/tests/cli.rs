@@ -316,6 +316,10 @@ fn loss_flag(loss: &Loss) -> String {
             }
         }
         Loss::CosineProximity { eps, .. } if eps != 1e-8 => flags += &format!(" --eps {eps}"),
+        Loss::KlDiv { log_target, .. } => {
+            flags += &format!(" --log-target {}", u8::from(log_target));
+        }
+        Loss::Distill { temperature, .. } => flags += &format!(" --temperature {temperature}"),
         Loss::PoissonNll {
             log_input,
             full,
@@ -634,6 +638,72 @@ fn poisson_nll_and_focal_options() {
             );
         }
     }
+}
+
+/// kl-div with both targets and `--reduction batchmean`, distill at `--temperature 2.5`:
+/// on the GPU and the fast CPU path, value and gradient match the reference's.
+#[test]
+#[cfg_attr(skip_gpu_tests, ignore)]
+fn kl_div_distill_and_batchmean() {
+    let cases = [
+        (
+            Loss::kl_div().build().unwrap(),
+            Reduction::BatchMean,
+            "batchmean",
+        ),
+        (
+            Loss::kl_div().log_target(true).build().unwrap(),
+            Reduction::Mean,
+            "mean",
+        ),
+        (
+            Loss::distill().temperature(2.5).build().unwrap(),
+            Reduction::Sum,
+            "sum",
+        ),
+    ];
+    for (i, (loss, reduction, name)) in cases.into_iter().enumerate() {
+        let dir = tempfile::tempdir().unwrap();
+        let b = batch_in(dir.path(), &loss, 890 + i as u64);
+        for device in ["gpu", "cpu"] {
+            let j = compute_json(
+                dir.path(),
+                &format!(
+                    "{} --reduction {name} --device {device} --pred {{pred.npy}} --target {{target.npy}} --grad-out {{G.npy}}",
+                    loss_flag(&loss)
+                ),
+                &[],
+            );
+            let want = reference_out(&loss, &b.pred, &b.target, None, None, reduction);
+            assert_matches_reference(
+                &j,
+                &dir.path().join("G.npy"),
+                &want,
+                &format!("{loss:?} {name} on {device}"),
+            );
+        }
+    }
+}
+
+/// `--divisor D` divides softmax cross entropy's mean by D: the value is the sum over D.
+#[test]
+#[cfg_attr(skip_gpu_tests, ignore)]
+fn divisor_divides_the_mean() {
+    let dir = tempfile::tempdir().unwrap();
+    let loss = Loss::cosine_proximity().build().unwrap();
+    let b = batch_in(dir.path(), &loss, 897);
+    let j = compute_json(
+        dir.path(),
+        "--loss cosine --divisor 1000 --pred {pred.npy} --target {target.npy}",
+        &[],
+    );
+    let sum = reference_out(&loss, &b.pred, &b.target, None, None, Reduction::Sum);
+    assert_value_close(
+        j["value"].as_f64().unwrap(),
+        sum.value.unwrap() / 1000.0,
+        "divisor",
+    );
+    assert_eq!(j["divisor"].as_f64(), Some(1000.0));
 }
 
 #[test]
@@ -1582,6 +1652,22 @@ error_tests! {
     focal_alpha_above_one(d) { batch_in(d, &Loss::Mse, 764); }
         "--loss focal --alpha 1.5 --pred {pred.npy} --target {target.npy}"
         => ["alpha", "[0, 1]", "1.5"];
+
+    /// --divisor with an elementwise loss, with --reduction sum, and negative.
+    divisor_with_elementwise(d) { batch_in(d, &Loss::Mse, 766); }
+        "--loss mse --divisor 4 --pred {pred.npy} --target {target.npy}"
+        => ["divisor", "elementwise"];
+    divisor_with_sum(d) { batch_in(d, &Loss::cosine_proximity().build().unwrap(), 767); }
+        "--loss cosine --reduction sum --divisor 4 --pred {pred.npy} --target {target.npy}"
+        => ["divisor", "sum"];
+    divisor_negative(d) { batch_in(d, &Loss::cosine_proximity().build().unwrap(), 768); }
+        "--loss cosine --divisor=-4 --pred {pred.npy} --target {target.npy}"
+        => ["divisor", ">= 0", "-4"];
+
+    /// A distillation temperature of 0.
+    distill_temperature_zero(d) { batch_in(d, &Loss::distill().build().unwrap(), 769); }
+        "--loss distill --temperature 0 --pred {pred.npy} --target {target.npy}"
+        => ["temperature", "> 0"];
 
     /// --gamma with bce-with-logits (it is the focal loss's).
     gamma_with_bce_logits(d) { batch_in(d, &Loss::Mse, 765); }

@@ -95,12 +95,14 @@ struct Call<'py> {
     pos_weight: Option<PyReadonlyArrayDyn<'py, f32>>,
     upstream: UpstreamArg<'py>,
     reduction: Reduction,
+    divisor: Option<f32>,
     want_grad: bool,
 }
 
 /// The keyword arguments of a call, as Python gives them.
 struct Keywords<'a, 'py> {
     reduction: &'a str,
+    divisor: Option<f32>,
     weight: Option<&'a Bound<'py, PyAny>>,
     pos_weight: Option<&'a Bound<'py, PyAny>>,
     upstream: Option<&'a Bound<'py, PyAny>>,
@@ -132,6 +134,7 @@ impl<'py> Call<'py> {
             pos_weight: optional("pos_weight", kw.pos_weight)?,
             upstream: arrays::upstream(kw.upstream)?,
             reduction,
+            divisor: kw.divisor,
             want_grad: kw.want_grad,
         })
     }
@@ -147,6 +150,9 @@ impl<'py> Call<'py> {
         }
         if let Some(q) = &self.pos_weight {
             args = args.pos_weight(q.as_array());
+        }
+        if let Some(d) = self.divisor {
+            args = args.divisor(d);
         }
         args
     }
@@ -297,7 +303,7 @@ impl Context {
     /// `grad_out`, a float32 array of `pred`'s shape, receives the gradient instead of a new
     /// array (and is `r.grad`): on `device="cpu"` the library writes into it directly, so a
     /// loop that reuses it allocates nothing; elsewhere the gradient is copied into it.
-    #[pyo3(signature = (loss, pred, target, *, reduction = "mean", weight = None, pos_weight = None, upstream = None, want_grad = true, grad_out = None, **options))]
+    #[pyo3(signature = (loss, pred, target, *, reduction = "mean", divisor = None, weight = None, pos_weight = None, upstream = None, want_grad = true, grad_out = None, **options))]
     #[allow(clippy::too_many_arguments)]
     fn compute<'py>(
         &self,
@@ -306,6 +312,7 @@ impl Context {
         pred: &Bound<'py, PyAny>,
         target: &Bound<'py, PyAny>,
         reduction: &str,
+        divisor: Option<f32>,
         weight: Option<&Bound<'py, PyAny>>,
         pos_weight: Option<&Bound<'py, PyAny>>,
         upstream: Option<&Bound<'py, PyAny>>,
@@ -315,6 +322,7 @@ impl Context {
     ) -> PyResult<PyLossOutput> {
         let kw = Keywords {
             reduction,
+            divisor,
             weight,
             pos_weight,
             upstream,
@@ -360,7 +368,7 @@ impl Context {
 
     /// The value and the gradient, as a tuple `(value, grad)`: `compute` for reduction `mean`
     /// or `sum` (`"none"` is a `ValueError`: use `compute`).
-    #[pyo3(signature = (loss, pred, target, *, reduction = "mean", weight = None, pos_weight = None, upstream = None, **options))]
+    #[pyo3(signature = (loss, pred, target, *, reduction = "mean", divisor = None, weight = None, pos_weight = None, upstream = None, **options))]
     #[allow(clippy::too_many_arguments)]
     fn value_and_grad<'py>(
         &self,
@@ -369,6 +377,7 @@ impl Context {
         pred: &Bound<'py, PyAny>,
         target: &Bound<'py, PyAny>,
         reduction: &str,
+        divisor: Option<f32>,
         weight: Option<&Bound<'py, PyAny>>,
         pos_weight: Option<&Bound<'py, PyAny>>,
         upstream: Option<&Bound<'py, PyAny>>,
@@ -376,6 +385,7 @@ impl Context {
     ) -> PyResult<(f32, Bound<'py, PyArrayDyn<f32>>)> {
         let kw = Keywords {
             reduction,
+            divisor,
             weight,
             pos_weight,
             upstream,
@@ -390,7 +400,7 @@ impl Context {
 
     /// The value alone, without computing the gradient: reduction `mean` or `sum` (`"none"`
     /// is a `ValueError`: use `compute`).
-    #[pyo3(signature = (loss, pred, target, *, reduction = "mean", weight = None, pos_weight = None, **options))]
+    #[pyo3(signature = (loss, pred, target, *, reduction = "mean", divisor = None, weight = None, pos_weight = None, **options))]
     #[allow(clippy::too_many_arguments)]
     fn value<'py>(
         &self,
@@ -399,12 +409,14 @@ impl Context {
         pred: &Bound<'py, PyAny>,
         target: &Bound<'py, PyAny>,
         reduction: &str,
+        divisor: Option<f32>,
         weight: Option<&Bound<'py, PyAny>>,
         pos_weight: Option<&Bound<'py, PyAny>>,
         options: Option<&Bound<'py, PyDict>>,
     ) -> PyResult<f32> {
         let kw = Keywords {
             reduction,
+            divisor,
             weight,
             pos_weight,
             upstream: None,

@@ -140,12 +140,17 @@ pub fn build(info: &LossInfo, kwargs: Option<&Bound<'_, PyDict>>) -> PyResult<wg
 /// # Errors
 /// `ValueError` for anything else.
 pub fn reduction(name: &str) -> PyResult<Reduction> {
-    [Reduction::Mean, Reduction::Sum, Reduction::None]
+    Reduction::ALL
         .into_iter()
         .find(|r| r.name() == name)
         .ok_or_else(|| {
+            let names: Vec<String> = Reduction::ALL
+                .iter()
+                .map(|r| format!("{:?}", r.name()))
+                .collect();
             PyValueError::new_err(format!(
-                "reduction must be \"mean\", \"sum\" or \"none\", got {name:?}"
+                "reduction must be one of {}, got {name:?}",
+                names.join(", ")
             ))
         })
 }

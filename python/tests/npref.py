@@ -94,6 +94,16 @@ def _focal(x, t, w, q, alpha, gamma):
     return loss, grad, np.abs(at) * (np.abs(p - t) * mg + np.abs(ce * dm))
 
 
+def _kl_div(p, t, w, q, log_target=False):
+    if log_target:
+        e = np.exp(t)
+        return e * (t - p), -e, e * (np.abs(t) + np.abs(p))
+    safe = np.where(t > 0, t, 1.0)
+    loss = np.where(t == 0, 0.0, t * (np.log(safe) - p))
+    # t ln t − t p: its error is relative to the two terms.
+    return loss, -t, np.abs(t) * (np.abs(np.log(safe)) + np.abs(p))
+
+
 ELEMENTWISE = {
     "mse": _mse,
     "mae": _mae,
@@ -103,6 +113,7 @@ ELEMENTWISE = {
     "bce-with-logits": _bce_with_logits,
     "poisson-nll": _poisson_nll,
     "focal": _focal,
+    "kl-div": _kl_div,
 }
 
 # ---------------------------------------------------------------------------------------------
@@ -194,7 +205,31 @@ def _cosine(p, t, w, eps):
     )
 
 
+def _log_softmax(v):
+    m = v.max(axis=-1, keepdims=True)
+    return (v - m) - np.log(np.exp(v - m).sum(axis=-1, keepdims=True))
+
+
+def _distill(s, u, w, temperature):
+    t = temperature
+    log_p, log_q = _log_softmax(u / t), _log_softmax(s / t)
+    p, q = np.exp(log_p), np.exp(log_q)
+    kl = (p * (log_p - log_q)).sum(axis=-1)
+    # KL is formed from d/SA − (ma − mb) − (ln SA − ln SB): its error is relative to those
+    # terms (Σ P |a − b| and the log-sum-exps), not to KL, which is small where P ≈ Q.
+    scale = (p * np.abs(u - s) / t).sum(axis=-1) + np.abs(_lse(u / t)) + np.abs(_lse(s / t))
+    return dict(
+        losses=t * t * kl,
+        grad=t * (q - p),
+        loss_scale=t * t * scale,
+        grad_scale=t * (q + p),
+        divisor=s.shape[0],
+        counted=s.shape[0],
+    )
+
+
 ROWS = {
+    "distill": _distill,
     "cce": _cce,
     "softmax-ce": _softmax_ce,
     "cosine": _cosine,
@@ -210,7 +245,7 @@ def _broadcast(a, shape):
 
 
 def reference(name, pred, target, *, reduction="mean", weight=None, pos_weight=None,
-              upstream=None, **options):
+              upstream=None, divisor=None, **options):
     """The loss ``name`` (a registry name) in float64, as the contract defines it."""
     p = np.asarray(pred, np.float64)
     if name in ELEMENTWISE:
@@ -239,6 +274,10 @@ def reference(name, pred, target, *, reduction="mean", weight=None, pos_weight=N
         r["loss_scale"] = r["loss_scale"].reshape(row_shape)
         r["grad"] = r["grad"].reshape(p.shape)
         r["grad_scale"] = r["grad_scale"].reshape(p.shape)
+    if reduction == "batchmean":
+        r["divisor"] = p.shape[0] if p.ndim else 1
+    elif divisor is not None:
+        r["divisor"] = float(np.float32(divisor))
     return _reduce(r, p, row_shape, reduction, upstream, name in ROWS)
 
 
@@ -257,7 +296,7 @@ def _reduce(r, p, row_shape, reduction, upstream, rows):
         out["grad"] = g * r["grad"]
         out["grad_scale"] = np.abs(g) * r["grad_scale"]
         return out
-    d = r["divisor"] if reduction == "mean" else 1
+    d = r["divisor"] if reduction in ("mean", "batchmean") else 1
     k = 0.0 if d == 0 else g_scalar / d
     out["value"] = 0.0 if d == 0 else r["losses"].sum() / d
     out["value_scale"] = 0.0 if d == 0 else r["loss_scale"].sum() / d
@@ -288,6 +327,13 @@ def inputs(name, shape, rng, options=None, classes=False):
         if options.get("log_input", True):
             return rng.standard_normal(n).astype(f32), t
         return rng.uniform(0.1, 3.0, n).astype(f32), t
+    if name == "kl-div":
+        logp = np.log(rng.uniform(0.01, 1, n)).astype(f32)
+        t = rng.uniform(0, 1, n)
+        t[rng.uniform(0, 1, n) < 0.1] = 0.0
+        if options.get("log_target", False):
+            return logp, np.log(rng.uniform(0.01, 1, n)).astype(f32)
+        return logp, t.astype(f32)
     if name == "cce":
         p = rng.uniform(0.05, 1, n)
         t = rng.uniform(0, 1, n)
@@ -300,6 +346,9 @@ def inputs(name, shape, rng, options=None, classes=False):
         return x, (t / t.sum(-1, keepdims=True)).astype(f32)
     if name == "cosine":
         return rng.standard_normal(n).astype(f32), rng.standard_normal(n).astype(f32)
+    if name == "distill":
+        s = (2 * rng.standard_normal(n)).astype(f32)
+        return s, (0.5 * s + rng.standard_normal(n)).astype(f32)
     raise KeyError(name)
 
 
@@ -329,6 +378,7 @@ CASES = {
         ("gamma=0", {"gamma": 0.0}, {}),
         ("alpha=0.5 gamma=1.5", {"alpha": 0.5, "gamma": 1.5}, {}),
     ],
+    "kl-div": [("default", {}, {}), ("log_target", {"log_target": True}, {})],
     "cce": [("default", {}, {})],
     "softmax-ce": [
         ("probabilities", {}, {}),
@@ -340,4 +390,5 @@ CASES = {
          {"label_smoothing": 0.2, "z_loss": 0.01}, {"weight": "classes"}),
     ],
     "cosine": [("default", {}, {}), ("eps=0.5", {"eps": 0.5}, {})],
+    "distill": [("default", {}, {}), ("temperature=2.5", {"temperature": 2.5}, {})],
 }

@@ -75,7 +75,7 @@ def test_option_given_twice(ctx):
 
 
 def test_unknown_reduction(ctx):
-    raises(ValueError, "reduction must be \"mean\", \"sum\" or \"none\", got \"avg\"",
+    raises(ValueError, "reduction must be one of \"mean\", \"sum\", \"none\", \"batchmean\", got \"avg\"",
            ctx.compute, "mse", *p_t(), reduction="avg")
 
 

@@ -27,6 +27,7 @@ REDUCTIONS = [
     ("sum, upstream -0.5", "sum", -0.5),
     ("none", "none", None),
     ("none, upstream array", "none", "array"),
+    ("batchmean", "batchmean", None),
 ]
 
 

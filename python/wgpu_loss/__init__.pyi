@@ -16,6 +16,8 @@ the logistic function; per row of ``[B, C]``: ``s = softmax(x)``, ``lse = ln Σ_
                      t ln t − t + ½ ln(2πt) where t > 1           log_input (True), full (False), eps (1e-8)
     focal            ℓ = α_t · BCE(x, t) · (1 − p_t)^γ, p_t = σ(x)t + (1−σ(x))(1−t),
                      α_t = αt + (1−α)(1−t) (1 if α < 0)            alpha (0.25), gamma (2.0)
+    kl-div           ℓ = t (ln t − p), 0 where t = 0 (p log-probabilities); log_target=True:
+                     ℓ = e^t (t − p)                              ∂ℓ/∂p = −t, or −e^t
     cce              ℓ_r = −Σ_j t_j max(ln p_j, −100), probabilities in [0, 1]
     softmax-ce       class ids: ℓ_r = (1−ε) w_c (lse − x_c) + (ε/C) Σ_j w_j (lse − x_j);
     (cross-entropy)  probabilities: ℓ_r = −Σ_j w_j t'_j ln s_j, t' = (1−ε)t + ε/C; + λ lse²
@@ -23,7 +25,9 @@ the logistic function; per row of ``[B, C]``: ``s = softmax(x)``, ``lse = ln Σ_
     cosine           ℓ_r = −p·t / (max(‖p‖, ε) max(‖t‖, ε))          eps ε > 0 (1e-8)
 
 Reductions: ``"mean"`` (Σℓ/D; D = N elements, B rows, or for class ids the sum of the class
-weights of the rows not ignored, and 0 with every row ignored), ``"sum"``, ``"none"``.
+weights of the rows not ignored, and 0 with every row ignored), ``"sum"``, ``"none"``,
+``"batchmean"`` (Σℓ over the first dimension's size, PyTorch kl_div's). ``divisor=D``: a
+row-wise mean divides by D instead (the global count over micro-batches or ranks).
 Losses added to the library later are listed by ``losses()`` and work without a new stub.
 """
 
@@ -35,7 +39,7 @@ import numpy.typing as npt
 __version__: str
 
 ArrayLike = Any  # a numpy array, or anything numpy reads (__dlpack__, __array__, sequences)
-Reduction = Literal["mean", "sum", "none"]
+Reduction = Literal["mean", "sum", "none", "batchmean"]
 Device = Literal["gpu", "cpu", "reference"]
 OptionValue = Union[float, int, bool]
 
@@ -105,6 +109,7 @@ class Context:
         target: ArrayLike,
         *,
         reduction: Reduction = "mean",
+        divisor: Optional[float] = None,
         weight: Optional[ArrayLike] = None,
         pos_weight: Optional[ArrayLike] = None,
         upstream: Union[None, float, ArrayLike] = None,
@@ -118,6 +123,8 @@ class Context:
         - ``pred``: float32 (read in place, any strides); other floats converted to float32.
         - ``target``: floats of pred's shape, or class ids (int32/int64/uint32 in place;
           int8/int16/uint8/uint16 widened) of pred's shape without its last axis.
+        - ``divisor``: with reduction "mean" of a row-wise loss, divide by it instead of
+          this batch's count (value 0 and gradient 0 for 0).
         - ``weight``: per element (bce, bce-with-logits: pred's shape or a trailing part) or
           per class (softmax-ce: [C]); ``pos_weight``: bce-with-logits, a trailing part.
         - ``upstream``: a scalar (any reduction) or, with reduction "none", an array of the
@@ -137,7 +144,8 @@ class Context:
         pred: ArrayLike,
         target: ArrayLike,
         *,
-        reduction: Literal["mean", "sum"] = "mean",
+        reduction: Literal["mean", "sum", "batchmean"] = "mean",
+        divisor: Optional[float] = None,
         weight: Optional[ArrayLike] = None,
         pos_weight: Optional[ArrayLike] = None,
         upstream: Union[None, float, ArrayLike] = None,
@@ -150,7 +158,8 @@ class Context:
         pred: ArrayLike,
         target: ArrayLike,
         *,
-        reduction: Literal["mean", "sum"] = "mean",
+        reduction: Literal["mean", "sum", "batchmean"] = "mean",
+        divisor: Optional[float] = None,
         weight: Optional[ArrayLike] = None,
         pos_weight: Optional[ArrayLike] = None,
         **options: OptionValue,

@@ -47,12 +47,13 @@ pub(super) fn compute(
         }
         None => (b as f64, b),
     };
+    let divisor = args.fixed_divisor().unwrap_or(divisor);
     // D = 0 with the mean: value 0 and gradient 0, whatever the rows hold.
-    let zero_grad = args.reduction == Reduction::Mean && divisor == 0.0;
+    let zero_grad = args.reduction.divides() && divisor == 0.0;
     let factor = |r: usize| -> f32 {
         let g_r = upstream.as_ref().map_or(g, |u| f64::from(u[r]));
         match args.reduction {
-            Reduction::Mean => (g_r / divisor) as f32,
+            Reduction::Mean | Reduction::BatchMean => (g_r / divisor) as f32,
             Reduction::Sum | Reduction::None => g_r as f32,
         }
     };
@@ -103,8 +104,8 @@ pub(super) fn compute(
     let value = match args.reduction {
         Reduction::None => None,
         Reduction::Sum => Some(sum as f32),
-        Reduction::Mean if divisor == 0.0 => Some(0.0),
-        Reduction::Mean => Some((sum / divisor) as f32),
+        Reduction::Mean | Reduction::BatchMean if divisor == 0.0 => Some(0.0),
+        Reduction::Mean | Reduction::BatchMean => Some((sum / divisor) as f32),
     };
     let (_, grad) = LossOutput::shape_arrays(
         args.pred.shape(),

@@ -162,6 +162,8 @@ pub(crate) struct EwSpec {
     pub weight: Option<BroadcastPlan>,
     pub pos_weight: Option<BroadcastPlan>,
     pub reduction: Reduction,
+    /// The divisor of a dividing reduction: `N` unless the call fixes it (`BatchMean`).
+    pub divisor: f64,
     pub upstream_array: bool,
     pub g: f32,
     pub want_grad: bool,
@@ -265,9 +267,11 @@ impl EwPlan {
             });
         }
         let g = spec.g;
-        let (grad_scale, value_scale) = match spec.reduction {
-            Reduction::Mean => ((f64::from(g) / n as f64) as f32, (1.0 / n as f64) as f32),
-            Reduction::Sum | Reduction::None => (g, 1.0),
+        let (grad_scale, value_scale) = if spec.reduction.divides() {
+            let (gs, vs) = crate::loss::divided_scales(f64::from(g), spec.divisor);
+            (gs as f32, vs as f32)
+        } else {
+            (g, 1.0)
         };
         let mut flags = 0;
         if spec.want_grad {
@@ -568,6 +572,7 @@ pub(crate) fn run(ctx: &GpuContext, loss: &Loss, args: &LossArgs<'_>) -> Result<
         weight: BroadcastPlan::of(&weight),
         pos_weight: BroadcastPlan::of(&pos_weight),
         reduction: args.reduction,
+        divisor: args.fixed_divisor().unwrap_or(n as f64),
         upstream_array: upstream.is_some(),
         g: match args.upstream {
             Upstream::Scalar(g) => g,

@@ -138,6 +138,9 @@ pub(crate) struct RowSpec {
     /// Class weights bound.
     pub weight: bool,
     pub reduction: Reduction,
+    /// The divisor of a dividing reduction where the call fixes it (`BatchMean`, a `Mean`'s
+    /// divisor); else `B`, or the class weights' sum found on the GPU.
+    pub divisor: Option<f64>,
     /// An upstream array `[rows]` bound (Reduction::None).
     pub upstream_array: bool,
     /// The scalar upstream gradient.
@@ -272,18 +275,22 @@ impl RowPlan {
         }
 
         let reduce_value = spec.reduction != Reduction::None;
-        let divisor_on_gpu = spec.classes.is_some() && spec.reduction == Reduction::Mean;
+        let divisor_on_gpu =
+            spec.classes.is_some() && spec.reduction == Reduction::Mean && spec.divisor.is_none();
         let g = spec.g;
         // (D, gradient scale, value scale, zero flag) when D is known here; else row_divisor
         // computes it on the GPU.
-        let norm: [f32; 4] = match spec.reduction {
-            Reduction::Mean => [
-                b as f32,
-                (f64::from(g) / b as f64) as f32,
-                (1.0 / b as f64) as f32,
-                0.0,
-            ],
-            Reduction::Sum | Reduction::None => [b as f32, g, 1.0, 0.0],
+        let norm: [f32; 4] = if spec.reduction.divides() {
+            let d = spec.divisor.unwrap_or(b as f64);
+            let (gs, vs) = crate::loss::divided_scales(f64::from(g), d);
+            [
+                d as f32,
+                gs as f32,
+                vs as f32,
+                f32::from(u8::from(d == 0.0)),
+            ]
+        } else {
+            [b as f32, g, 1.0, 0.0]
         };
         let mut flags = 0;
         if spec.want_grad {
@@ -713,6 +720,7 @@ pub(crate) fn run(ctx: &GpuContext, loss: &Loss, args: &LossArgs<'_>) -> Result<
         classes,
         weight: args.weight.is_some(),
         reduction: args.reduction,
+        divisor: args.fixed_divisor(),
         upstream_array: matches!(args.upstream, Upstream::Array(_)),
         g: match args.upstream {
             Upstream::Scalar(g) => g,

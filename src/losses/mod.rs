@@ -23,8 +23,10 @@ macro_rules! register {
 }
 
 pub use cosine_proximity::CosineProximity;
+pub use distill::Distill;
 pub use focal::Focal;
 pub use huber::Huber;
+pub use kl_div::KlDiv;
 pub use poisson_nll::PoissonNll;
 pub use smooth_l1::SmoothL1;
 pub use softmax_cross_entropy::SoftmaxCrossEntropy;
@@ -41,6 +43,8 @@ register!(
     smooth_l1,
     poisson_nll,
     focal,
+    kl_div,
+    distill,
 );
 
 /// A loss and its options.
@@ -48,7 +52,7 @@ register!(
 /// A loss without options is its variant (`Loss::Mse`); one with options comes from its
 /// builder, validated once: [`Loss::huber`], [`Loss::smooth_l1`],
 /// [`Loss::softmax_cross_entropy`], [`Loss::cosine_proximity`], [`Loss::poisson_nll`],
-/// [`Loss::focal`] (`Loss::huber().delta(1.5).build()?`). The variants with options can be matched (with
+/// [`Loss::focal`], [`Loss::kl_div`], [`Loss::distill`] (`Loss::huber().delta(1.5).build()?`). The variants with options can be matched (with
 /// `..`: their fields may grow) but not written as literals outside this crate.
 ///
 /// Elementwise family: `p` and `t` have the same shape (any rank), `d = p − t`.
@@ -66,6 +70,8 @@ register!(
 ///                                                           ∂ℓ/∂x = e^x − t, else 1 − t/(x + ε)
 /// Focal { α, γ }  ℓ = α_t ce q^γ, ce = BCE with logits, q = 1 − p_t = t(1−σ) + (1−t)σ
 ///                                                           ∂ℓ/∂x = α_t[(σ − t)q^γ + γ ce q^(γ−1) σ(1−σ)(1−2t)]
+/// KlDiv           ℓ = t (ln t − p), 0 where t = 0           ∂ℓ/∂p = −t
+///   log_target    ℓ = e^t (t − p)                           ∂ℓ/∂p = −e^t
 /// ```
 ///
 /// `w` is the optional weight and `q` the optional `pos_weight` of [`crate::LossArgs`]. BCE's clamps
@@ -90,6 +96,8 @@ register!(
 ///     ℓ_r = (1 − ε) w_c (lse − x_rc) + (ε/C) Σ_j w_j (lse − x_rj)
 ///     ∂ℓ_r/∂x_rj = (1 − ε) w_c (s_rj − [j = c]) + (ε/C)(W s_rj − w_j)
 ///   plus z-loss λ: ℓ_r += λ lse², ∂ℓ_r/∂x_rj += 2λ lse s_rj
+/// Distill { T }, student logits s, teacher logits u [B, C], P = softmax(u/T), Q = softmax(s/T):
+///                           ℓ_r = T² Σ_j P_rj (ln P_rj − ln Q_rj)   ∂ℓ_r/∂s_rj = T (Q_rj − P_rj)
 /// CosineProximity { ε }     cos_r = p_r·t_r / (max(‖p_r‖, ε) max(‖t_r‖, ε)),  ℓ_r = −cos_r
 ///     ∂ℓ_r/∂p_rj = −t_rj / (max(‖p_r‖, ε) max(‖t_r‖, ε)) + cos_r p_rj / ‖p_r‖²   if ‖p_r‖ > ε
 ///                = −t_rj / (ε max(‖t_r‖, ε))                                 otherwise
@@ -106,8 +114,8 @@ register!(
 /// # Errors
 /// [`crate::Error::InvalidOption`] from [`Loss::validate`] when `delta` is not finite and positive,
 /// `beta` is negative or not finite,
-/// `label_smoothing` is outside [0, 1), `z_loss` is negative or not finite, or `eps` is not
-/// finite and positive.
+/// `label_smoothing` is outside [0, 1), `z_loss` is negative or not finite, `eps` is not
+/// finite and positive, or a distillation `temperature` is not finite and positive.
 #[derive(Clone, Copy, Debug, PartialEq)]
 #[non_exhaustive]
 pub enum Loss {
@@ -148,6 +156,13 @@ pub enum Loss {
         /// The focusing exponent γ ≥ 0 (default 2).
         gamma: f32,
     },
+    /// KL divergence of log-probabilities against probabilities (or log-probabilities),
+    /// PyTorch `kl_div` ([`crate::losses::kl_div`]; built by [`Loss::kl_div`]).
+    #[non_exhaustive]
+    KlDiv {
+        /// The target holds log-probabilities (PyTorch's `log_target`, default false).
+        log_target: bool,
+    },
     /// Binary cross entropy on probabilities in [0, 1], PyTorch `binary_cross_entropy`.
     Bce,
     /// Binary cross entropy on logits, PyTorch `binary_cross_entropy_with_logits`.
@@ -166,6 +181,14 @@ pub enum Loss {
         z_loss: f32,
         /// Class-index targets equal to this are ignored (PyTorch's `ignore_index`; default −100).
         ignore_index: i64,
+    },
+    /// Distillation from logits: `T² KL(softmax(u/T) ‖ softmax(s/T))` per row of student
+    /// logits `s` (the prediction) and teacher logits `u` (the target)
+    /// ([`crate::losses::distill`]; built by [`Loss::distill`]).
+    #[non_exhaustive]
+    Distill {
+        /// The temperature `T > 0` (default 1).
+        temperature: f32,
     },
     /// Cosine proximity, the negative cosine similarity of each row of `p` and `t`
     /// (Keras `CosineSimilarity`).

@@ -351,7 +351,7 @@ pub mod reference {
 pub(crate) mod cpu {
     use crate::simd::math::exp;
     use crate::simd::rows::{Row, RowKernel};
-    use crate::simd::{Acc, CHUNK, LANES, chunk, chunk_mut, shift, shift64};
+    use crate::simd::{Acc, CHUNK, chunk, chunk_mut, max, shift, shift64};
 
     /// Softmax cross entropy's row kernel: options and class weights of one call.
     ///
@@ -596,23 +596,5 @@ pub(crate) mod cpu {
                 (_, true, true) => self.pass::<true, PROBS, true>(row, grad),
             })
         }
-    }
-
-    /// The maximum of `x` (−∞ for a row of −∞; NaN is skipped, as by `f64::max`, and then makes
-    /// `S` NaN), over [`LANES`] lanes.
-    #[inline(always)]
-    fn max(x: &[f32]) -> f32 {
-        let mut m = [f32::NEG_INFINITY; LANES];
-        let mut groups = x.chunks_exact(LANES);
-        for g in &mut groups {
-            for (m, &v) in m.iter_mut().zip(g) {
-                *m = if v > *m { v } else { *m };
-            }
-        }
-        let mut best = f32::NEG_INFINITY;
-        for &v in m.iter().chain(groups.remainder()) {
-            best = if v > best { v } else { best };
-        }
-        best
     }
 }

@@ -68,9 +68,10 @@ pub fn compute(loss: &Loss, args: &LossArgs<'_>) -> Result<LossOutput<f64>> {
         Upstream::Scalar(g) => f64::from(g),
         _ => 1.0,
     };
-    let scale = match args.reduction {
-        Reduction::Mean => 1.0 / n as f64,
-        Reduction::Sum | Reduction::None => 1.0,
+    let scale = if args.reduction.divides() {
+        crate::loss::divided_scales(1.0, args.fixed_divisor().unwrap_or(n as f64)).1
+    } else {
+        1.0
     };
 
     let mut sum = 0.0f64;

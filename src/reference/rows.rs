@@ -83,11 +83,11 @@ pub(super) fn compute(loss: &Loss, args: &LossArgs<'_>) -> Result<LossOutput<f64
 
     // The mean's divisor D: the weight sum of the counted rows for class-index targets (their
     // count without weights), else B.
-    let divisor = if classes.is_some() {
+    let divisor = args.fixed_divisor().unwrap_or(if classes.is_some() {
         weight_sum
     } else {
         b as f64
-    };
+    });
     let mut sum = 0.0f64;
     for (l, _) in rows.iter().flatten() {
         sum += l;
@@ -95,8 +95,8 @@ pub(super) fn compute(loss: &Loss, args: &LossArgs<'_>) -> Result<LossOutput<f64
     let value = match args.reduction {
         Reduction::None => None,
         Reduction::Sum => Some(sum),
-        Reduction::Mean if divisor == 0.0 => Some(0.0),
-        Reduction::Mean => Some(sum / divisor),
+        Reduction::Mean | Reduction::BatchMean if divisor == 0.0 => Some(0.0),
+        Reduction::Mean | Reduction::BatchMean => Some(sum / divisor),
     };
     let losses = (args.reduction == Reduction::None).then(|| {
         rows.iter()
@@ -108,13 +108,13 @@ pub(super) fn compute(loss: &Loss, args: &LossArgs<'_>) -> Result<LossOutput<f64
         for (r, row) in rows.iter().enumerate() {
             match row {
                 None => grad.extend(std::iter::repeat_n(0.0, c)),
-                Some(_) if args.reduction == Reduction::Mean && divisor == 0.0 => {
+                Some(_) if args.reduction.divides() && divisor == 0.0 => {
                     grad.extend(std::iter::repeat_n(0.0, c));
                 }
                 Some((_, d)) => {
                     let g_r = upstream.as_ref().map_or(g, |u| u[r]);
                     grad.extend(d.iter().map(|&dj| match args.reduction {
-                        Reduction::Mean => g_r * dj / divisor,
+                        Reduction::Mean | Reduction::BatchMean => g_r * dj / divisor,
                         Reduction::Sum | Reduction::None => g_r * dj,
                     }));
                 }

@@ -127,6 +127,24 @@ pub(crate) fn shift64(a: f64, v: f64) -> f64 {
     if a == 0.0 { 0.0 } else { a * v }
 }
 
+/// The maximum of `x` (−∞ for a row of −∞; NaN is skipped, as by `f64::max`, and then makes
+/// a softmax's `S` NaN), over [`LANES`] lanes.
+#[inline(always)]
+pub(crate) fn max(x: &[f32]) -> f32 {
+    let mut m = [f32::NEG_INFINITY; LANES];
+    let mut groups = x.chunks_exact(LANES);
+    for g in &mut groups {
+        for (m, &v) in m.iter_mut().zip(g) {
+            *m = if v > *m { v } else { *m };
+        }
+    }
+    let mut best = f32::NEG_INFINITY;
+    for &v in m.iter().chain(groups.remainder()) {
+        best = if v > best { v } else { best };
+    }
+    best
+}
+
 /// Views a slice of exactly `CHUNK` elements as an array (the range is always `CHUNK` long,
 /// so the check folds away).
 #[inline(always)]

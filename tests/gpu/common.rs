@@ -250,7 +250,7 @@ pub fn check_args(
     let tol = if loss.is_row_wise() {
         row_tolerance(loss, args)
     } else {
-        Tolerance::default()
+        elementwise_tolerance(loss, args)
     };
     assert_close_within(&gpu, &cpu, tol, what);
     gpu
@@ -352,6 +352,42 @@ pub fn row_array_rtol(c: usize) -> f64 {
 /// repeated here because it sets the tolerances and the sizes these tests pick.
 pub fn lanes_per_row(c: usize) -> u32 {
     c.div_ceil(16).max(1).next_power_of_two().min(256) as u32
+}
+
+/// The tolerance [`check_args`] applies to an elementwise loss: [`ARRAY_RTOL`] of the largest
+/// result, and for the KL divergence of the largest term, `max_k |t_k| (|ln t_k| + |p_k|)`
+/// (`e^t (|t| + |p|)` with `log_target`): `t (ln t − p)` cancels where `p ≈ ln t`, so an
+/// element's error is relative to its two terms, not to the (small) result.
+pub fn elementwise_tolerance(loss: &Loss, args: &LossArgs<'_>) -> Tolerance {
+    let mut tol = Tolerance::default();
+    if let (Loss::KlDiv { log_target, .. }, Some(t)) = (*loss, args.target.dense()) {
+        let term = |p: f32, t: f32| {
+            let (p, t) = (f64::from(p).abs(), f64::from(t));
+            if log_target {
+                t.exp() * (t.abs() + p)
+            } else if t > 0.0 {
+                t * (t.ln().abs() + p)
+            } else {
+                0.0
+            }
+        };
+        let scale = args
+            .pred
+            .iter()
+            .zip(t.iter())
+            .map(|(&p, &t)| term(p, t))
+            .filter(|v| v.is_finite())
+            .fold(0.0f64, f64::max);
+        tol.loss_scale = Some(scale);
+        // The value: a sum of such terms, or their mean.
+        let count = if args.reduction == Reduction::Sum {
+            args.len() as f64
+        } else {
+            1.0
+        };
+        tol.value_scale = Some(scale * count);
+    }
+    tol
 }
 
 /// The tolerance [`check_args`] applies to a row-wise loss: [`row_array_rtol`], and for cosine

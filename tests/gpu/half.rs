@@ -21,7 +21,8 @@ use wgpu_loss::{
 };
 
 use crate::common::{
-    RowKind, RowTarget, Tolerance, assert_close_within, ctx, finite_max, row_tolerance, seed_for,
+    RowKind, RowTarget, assert_close_within, ctx, elementwise_tolerance, finite_max, row_tolerance,
+    seed_for,
 };
 
 const USAGE: wgpu::BufferUsages = wgpu::BufferUsages::STORAGE
@@ -173,7 +174,7 @@ fn check_case(
     let tol = if loss.is_row_wise() {
         row_tolerance(loss, &args)
     } else {
-        Tolerance::default()
+        elementwise_tolerance(loss, &args)
     };
     let none = reduction == Reduction::None;
     let rows_shape: Vec<usize> = if loss.is_row_wise() {

@@ -70,6 +70,9 @@ fn reference_args<'a>(spec: &ResidentSpec, h: &Host<'a>) -> LossArgs<'a> {
     if !spec.want_grad {
         args = args.loss_only();
     }
+    if let Some(d) = spec.divisor {
+        args = args.divisor(d);
+    }
     args
 }
 
@@ -178,6 +181,31 @@ fn one_step_matches_the_reference() {
         (
             Loss::CategoricalCrossEntropy,
             ResidentSpec::new(&[b, c]).loss_only(),
+        ),
+        // The caller's divisor in place of the counted weight, and 0 (value and gradient 0).
+        (
+            Loss::softmax_cross_entropy()
+                .ignore_index(3)
+                .build()
+                .unwrap(),
+            ResidentSpec::new(&[b, c])
+                .classes(ClassType::I64)
+                .weight()
+                .divisor(123.5),
+        ),
+        (
+            Loss::softmax_cross_entropy().build().unwrap(),
+            ResidentSpec::new(&[b, c])
+                .classes(ClassType::I32)
+                .divisor(0.0),
+        ),
+        (
+            Loss::cosine_proximity().build().unwrap(),
+            ResidentSpec::new(&[b, c]).divisor(5.0),
+        ),
+        (
+            Loss::cosine_proximity().build().unwrap(),
+            ResidentSpec::new(&[b, c]).reduction(Reduction::BatchMean),
         ),
     ];
     for (k, (loss, spec)) in cases.into_iter().enumerate() {

@@ -1,0 +1,126 @@
+// Distillation from logits: the student's logits x (the prediction) against the teacher's u
+// (the target), temperature T: P = softmax(u/T), Q = softmax(x/T),
+//   ℓ = T² KL(P ‖ Q) = T² Σ_j P_j (ln P_j − ln Q_j),   ∂ℓ/∂x_j = T (Q_j − P_j).
+// The hooks of common/rows.wgsl. CPU reference: src/losses/distill.rs (`reference`).
+//
+// Statistics, combined online so a row is never held whole (a = u/T, b = x/T):
+//   ma, SA − 1 = Σ_j exp(a_j − ma) − 1      the teacher's running maximum and sum,
+//   mb, SB − 1 = Σ_j exp(b_j − mb) − 1      the student's,
+//   d = Σ_j exp(a_j − ma) (a_j − b_j)       rescaled with SA when ma grows,
+// then KL = d / SA − (ma − mb) − (ln SA − ln SB) (Σ_j P_j (a_j − b_j) − lse_a + lse_b), with
+// ln S = ln(1 + (S − 1)) from common/log.wgsl, as softmax_cross_entropy.wgsl keeps it. Its
+// error is relative to the terms |a − b|, |ma − mb| and ln S, not to KL itself when P ≈ Q.
+// IEEE semantics as the reference: a NaN or +∞ logit in either row, or a row of −∞ logits,
+// makes the loss and the gradient NaN; a teacher logit of −∞ (P_j = 0) contributes 0, a
+// student logit of −∞ where P_j > 0 makes ℓ = +∞.
+
+#import common/rows.wgsl
+#import common/log.wgsl
+
+struct LossParams {
+    temperature: f32, // T > 0
+    inv_t: f32,       // 1 / T
+}
+
+struct Stats {
+    ma: f32,
+    sa: f32, // SA − 1
+    mb: f32,
+    sb: f32, // SB − 1
+    d: f32,
+}
+
+const F32_MAX: f32 = 3.40282347e+38;
+const NAN_BITS: u32 = 0x7fc00000u;
+
+// No scan before the pushes (common/rows.wgsl).
+const ROW_SCANS: bool = false;
+
+fn row_scan(s: Stats, x: f32, t: f32) -> Stats {
+    return s;
+}
+
+fn row_scanned(s: Stats) -> Stats {
+    return s;
+}
+
+// S = 0 for both: S − 1 = −1.
+fn row_identity() -> Stats {
+    return Stats(-F32_MAX, -1.0, -F32_MAX, -1.0, 0.0);
+}
+
+fn row_push(s: Stats, row: RowCtx, j: u32, x: f32, t: f32, scanned: bool) -> Stats {
+    let a = t * params.loss.inv_t;
+    let b = x * params.loss.inv_t;
+    var r = s;
+    if (bitcast<u32>(a) == 0x7f800000u || bitcast<u32>(b) == 0x7f800000u) {
+        r.sa = bitcast<f32>(NAN_BITS); // +∞: the row is NaN
+        return r;
+    }
+    let diff = a - b;
+    if (a > r.ma) {
+        // A new maximum: the old sums rescaled; the new maximum's own term is 1 · (a − b).
+        let f = exp(r.ma - a);
+        r.d = r.d * f + diff;
+        r.sa = (r.sa + 1.0) * f;
+        r.ma = a;
+    } else {
+        let e = exp(a - r.ma);
+        r.sa = r.sa + e;
+        r.d = r.d + select(e * diff, 0.0, e == 0.0); // P_j = 0 contributes 0
+    }
+    if (b > r.mb) {
+        r.sb = (r.sb + 1.0) * exp(r.mb - b);
+        r.mb = b;
+    } else {
+        r.sb = r.sb + exp(b - r.mb);
+    }
+    return r;
+}
+
+fn row_combine(p: Stats, q: Stats) -> Stats {
+    var r: Stats;
+    var hi = p;
+    var lo = q;
+    if (q.ma > p.ma) {
+        hi = q;
+        lo = p;
+    }
+    let fa = exp(lo.ma - hi.ma);
+    r.ma = hi.ma;
+    r.sa = hi.sa + (lo.sa + 1.0) * fa;
+    r.d = hi.d + select(lo.d * fa, 0.0, fa == 0.0);
+    hi = p;
+    lo = q;
+    if (q.mb > p.mb) {
+        hi = q;
+        lo = p;
+    }
+    r.mb = hi.mb;
+    r.sb = hi.sb + (lo.sb + 1.0) * exp(lo.mb - hi.mb);
+    return r;
+}
+
+// ln S from S − 1 ∈ [0, C − 1].
+fn ln_sum(rest: f32) -> f32 {
+    return select(ln_f32(1.0 + rest), ln_1p(rest), rest <= 1.0);
+}
+
+fn row_finish(s: Stats, row: RowCtx) -> RowOut {
+    if (is_nan(s.sa) || is_nan(s.sb) || is_nan(s.d) || s.sa == -1.0 || s.sb == -1.0) {
+        return RowOut(bitcast<f32>(NAN_BITS), vec4<f32>(0.0));
+    }
+    let big_sa = 1.0 + s.sa;
+    let big_sb = 1.0 + s.sb;
+    let kl = s.d / big_sa - (s.ma - s.mb) - (ln_sum(s.sa) - ln_sum(s.sb));
+    let t = params.loss.temperature;
+    // k = (ma, 1 / SA, mb, 1 / SB)
+    return RowOut(t * t * kl, vec4<f32>(s.ma, 1.0 / big_sa, s.mb, 1.0 / big_sb));
+}
+
+// T (Q_j − P_j), each softmax as exp(v − m) / S (v − m exact near the maximum).
+fn row_grad(r: RowOut, row: RowCtx, j: u32, x: f32, t: f32) -> f32 {
+    let q = exp(x * params.loss.inv_t - r.k.z) * r.k.w;
+    let p = exp(t * params.loss.inv_t - r.k.x) * r.k.y;
+    return params.loss.temperature * (q - p);
+}
