@@ -1,0 +1,52 @@
+#!/usr/bin/env python3
+# Usage: a venv with `pip install ./python torch numpy`, then `python scripts/pytorch_spot.py`.
+# Until scripts/pytorch_check.py covers kl-div, distill, batchmean and the divisor, this checks them.
+# A spot check of the new losses and reductions against PyTorch's autograd (CPU, f64 on the
+# same f32 inputs), on the package's gpu (llvmpipe), cpu and reference devices.
+import numpy as np, torch, torch.nn.functional as F, wgpu_loss
+rng = np.random.default_rng(7)
+ctxs = {d: wgpu_loss.Context(d) for d in ("gpu", "cpu", "reference")}
+rows = []
+def check(name, ours, val, grad, tol):
+    for d, c in ctxs.items():
+        r = ours(c)
+        ev = abs(r.value - val) / max(abs(val), 1e-30)
+        eg = np.abs(r.grad - grad).max() / max(np.abs(grad).max(), 1e-30)
+        ok = ev <= 1e-5 and eg <= tol
+        rows.append((name, d, ev, eg, ok))
+# kl-div, both targets, batchmean and mean, [6, 7, 50]
+for log_target in (False, True):
+    lp = np.log(rng.dirichlet(np.ones(50), (6, 7))).astype(np.float32)
+    t = rng.dirichlet(np.ones(50), (6, 7)).astype(np.float32)
+    t[..., ::9] = 0.0
+    if log_target:
+        t = np.log(rng.dirichlet(np.ones(50), (6, 7))).astype(np.float32)
+    for red in ("batchmean", "mean", "sum"):
+        x = torch.tensor(lp, dtype=torch.float64, requires_grad=True)
+        v = F.kl_div(x, torch.tensor(t, dtype=torch.float64), reduction=red, log_target=log_target)
+        v.backward()
+        check(f"kl-div log_target={log_target} {red}",
+              lambda c: c.compute("kl-div", lp, t, reduction=red, log_target=log_target),
+              v.item(), x.grad.numpy(), 1e-6)
+# distill: T^2 * kl_div(log_softmax(s/T), softmax(u/T), batchmean), [64, 1000] and [8, 40000]
+for (b, c) in ((64, 1000), (8, 40000)):
+    for T in (1.0, 2.0):
+        s = (3 * rng.standard_normal((b, c))).astype(np.float32)
+        u = (0.5 * s + 2 * rng.standard_normal((b, c))).astype(np.float32)
+        x = torch.tensor(s, dtype=torch.float64, requires_grad=True)
+        ut = torch.tensor(u, dtype=torch.float64)
+        v = T * T * F.kl_div(F.log_softmax(x / T, -1), F.softmax(ut / T, -1), reduction="batchmean")
+        v.backward()
+        check(f"distill [{b},{c}] T={T}",
+              lambda ctx: ctx.compute("distill", s, u, temperature=T), v.item(), x.grad.numpy(), 8e-6)
+# softmax-ce with a divisor: sum over D' (torch: cross_entropy(reduction='sum') / D')
+xs = (2 * rng.standard_normal((50, 300))).astype(np.float32)
+k = rng.integers(0, 300, 50)
+x = torch.tensor(xs, dtype=torch.float64, requires_grad=True)
+v = F.cross_entropy(x, torch.tensor(k), reduction="sum", label_smoothing=0.1) / 777.0
+v.backward()
+check("softmax-ce divisor 777", lambda c: c.compute("softmax-ce", xs, k, divisor=777.0, label_smoothing=0.1),
+      v.item(), x.grad.numpy(), 2e-6)
+for r in rows:
+    print(f"{r[0]:34s} {r[1]:9s} value rel {r[2]:.2e}  grad rel-to-max {r[3]:.2e}  {'ok' if r[4] else 'FAIL'}")
+print("all pass" if all(r[4] for r in rows) else "FAILURES")
