@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
 # Usage: a venv with `pip install ./python torch numpy`, then `python scripts/pytorch_spot.py`.
-# Until scripts/pytorch_check.py covers kl-div, distill, batchmean and the divisor, this checks them.
+# Until scripts/pytorch_check.py covers kl-div, distill, batchmean, the divisor and the soft cap,
+# this checks them.
 # A spot check of the new losses and reductions against PyTorch's autograd (CPU, f64 on the
 # same f32 inputs), on the package's gpu (llvmpipe), cpu and reference devices.
 import numpy as np, torch, torch.nn.functional as F, wgpu_loss
@@ -47,6 +48,27 @@ v = F.cross_entropy(x, torch.tensor(k), reduction="sum", label_smoothing=0.1) / 
 v.backward()
 check("softmax-ce divisor 777", lambda c: c.compute("softmax-ce", xs, k, divisor=777.0, label_smoothing=0.1),
       v.item(), x.grad.numpy(), 2e-6)
+# softmax-ce with a soft cap: cross_entropy(c * tanh(x / c), ...), autograd through the tanh;
+# class ids with smoothing and z-loss, and probability targets; +-inf logits are capped to +-c.
+for (b, c, cap) in ((64, 1000, 30.0), (64, 1000, 5.0), (4, 32000, 30.0)):
+    xs = (4 * rng.standard_normal((b, c))).astype(np.float32)
+    xs[0, 3], xs[1, 7] = np.inf, -np.inf
+    k = rng.integers(0, c, b)
+    x = torch.tensor(xs, dtype=torch.float64, requires_grad=True)
+    y = cap * torch.tanh(x / cap)
+    lse = torch.logsumexp(y, -1)
+    v = F.cross_entropy(y, torch.tensor(k), label_smoothing=0.1) + 1e-3 * (lse * lse).mean()
+    v.backward()
+    check(f"softmax-ce softcap={cap} [{b},{c}]",
+          lambda ctx: ctx.compute("softmax-ce", xs, k, softcap=cap, label_smoothing=0.1, z_loss=1e-3),
+          v.item(), x.grad.numpy(), 4e-6)
+    t = rng.dirichlet(np.ones(c), b).astype(np.float32)
+    x = torch.tensor(xs, dtype=torch.float64, requires_grad=True)
+    v = F.cross_entropy(cap * torch.tanh(x / cap), torch.tensor(t, dtype=torch.float64), reduction="sum")
+    v.backward()
+    check(f"softmax-ce softcap={cap} probs [{b},{c}]",
+          lambda ctx: ctx.compute("softmax-ce", xs, t, softcap=cap, reduction="sum"),
+          v.item(), x.grad.numpy(), 4e-6)
 for r in rows:
     print(f"{r[0]:34s} {r[1]:9s} value rel {r[2]:.2e}  grad rel-to-max {r[3]:.2e}  {'ok' if r[4] else 'FAIL'}")
 print("all pass" if all(r[4] for r in rows) else "FAILURES")

@@ -4,9 +4,12 @@
 //   norm = (D, g / D, 1 / D, 0), or (0, 0, 0, 1) when D = 0 (every row ignored, or every
 //   counted weight 0): the 1 tells the row kernels and reduce_partials.wgsl that the value and
 //   the gradient are exactly 0, even where a row's loss is NaN (PyTorch gives NaN here).
+// The same for a resident loss planned with `ResidentSpec::divisor_buffer`: `partials` is then
+// the caller's buffer and `count` 1, and a negative or NaN D gives NaN scales.
 // Host side: src/kernels/rows.rs (`DivisorParams` mirrors `Params`).
 
 #import <reduce>
+#import common/nan.wgsl
 
 struct Params {
     count: u32, // partial sums to add
@@ -30,10 +33,14 @@ fn main(lane: Lane) {
     }
     let d = workgroup_sum(acc, lane);
     if (lane.index == 0u) {
-        if (d > 0.0) {
+        if (d == 0.0) {
+            norm = vec4<f32>(d, 0.0, 0.0, 1.0);
+        } else if (d > 0.0 && !is_nan(d)) {
             norm = vec4<f32>(d, params.g / d, 1.0 / d, 0.0);
         } else {
-            norm = vec4<f32>(d, 0.0, 0.0, 1.0);
+            // A caller's negative or NaN divisor: NaN scales, so that it shows.
+            let nan = bitcast<f32>(0x7fc00000u);
+            norm = vec4<f32>(d, nan, nan, 0.0);
         }
     }
 }

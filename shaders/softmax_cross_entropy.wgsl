@@ -21,13 +21,26 @@
 // sets it so), or whose logits are all −∞ (S = 0), has loss NaN and a NaN gradient; a −∞
 // logit among finite ones is an ordinary logit with s_j = 0 (a target weight on it gives
 // ℓ = +∞).
+// Soft-capping (softcap > 0): every formula above on y = c·tanh(x/c) (common/softcap.wgsl)
+// instead of x, which caps ±∞ logits to ±c; the gradient times ∂y/∂x = 1 − tanh²(x/c).
 
 #import common/rows.wgsl
 #import common/log.wgsl
+#import common/softcap.wgsl
 
 struct LossParams {
     label_smoothing: f32, // ε in [0, 1)
     z_loss: f32,          // λ ≥ 0
+    softcap: f32,         // c > 0, or 0 for no cap
+    inv_softcap: f32,     // 1 / c (0 for no cap)
+}
+
+// The logit the softmax sees and its derivative: (x, 1) without a cap.
+fn capped(x: f32) -> vec2<f32> {
+    if (params.loss.softcap == 0.0) {
+        return vec2<f32>(x, 1.0);
+    }
+    return softcap(x, params.loss.softcap, params.loss.inv_softcap);
 }
 
 alias Stats = vec4<f32>;
@@ -63,7 +76,8 @@ fn row_identity() -> Stats {
     return Stats(-F32_MAX, -1.0, 0.0, 0.0);
 }
 
-fn row_push(s: Stats, row: RowCtx, j: u32, x: f32, t: f32, scanned: bool) -> Stats {
+fn row_push(s: Stats, row: RowCtx, j: u32, logit: f32, t: f32, scanned: bool) -> Stats {
+    let x = capped(logit).x;
     let wt = dense_weight(j, t);
     if (bitcast<u32>(x) == 0x7f800000u) {
         return Stats(s.x, bitcast<f32>(0x7fc00000u), s.z, s.w); // +∞: the row is NaN
@@ -108,7 +122,7 @@ fn row_finish(s: Stats, row: RowCtx) -> RowOut {
     var wc = 0.0;
     if (row.cls >= 0) {
         wc = (1.0 - params.loss.label_smoothing) * class_weight(u32(row.cls));
-        let xc = pred_at(row.start + u32(row.cls));
+        let xc = capped(pred_at(row.start + u32(row.cls))).x;
         loss = loss + shift(wc, (s.x - xc) + ln_s);
     }
     if (params.loss.z_loss != 0.0) {
@@ -122,10 +136,13 @@ fn row_finish(s: Stats, row: RowCtx) -> RowOut {
 // ∂ℓ/∂x_j = (b + wc) e_j / S − wt_j, and for the target class wc (e_c/S − 1) written as
 // −wc ((1 − e_c) + (S − 1)) / S: for a confident row (e_c = 1) that is −wc (S − 1)/S, not the
 // difference 1/S − 1 that an f32 S rounds to 0.
-fn row_grad(r: RowOut, row: RowCtx, j: u32, x: f32, t: f32) -> f32 {
-    let e = exp(x - r.k.x);
+// With a cap, that times ∂y/∂x.
+fn row_grad(r: RowOut, row: RowCtx, j: u32, logit: f32, t: f32) -> f32 {
+    let y = capped(logit);
+    let e = exp(y.x - r.k.x);
+    var g = (r.k.y + r.k.z) * e - dense_weight(j, t);
     if (i32(j) == row.cls) {
-        return r.k.y * e - r.k.z * ((1.0 - e) + r.k.w) - dense_weight(j, t);
+        g = r.k.y * e - r.k.z * ((1.0 - e) + r.k.w) - dense_weight(j, t);
     }
-    return (r.k.y + r.k.z) * e - dense_weight(j, t);
+    return g * y.y;
 }

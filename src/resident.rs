@@ -135,6 +135,10 @@ pub struct ResidentSpec {
     /// The divisor `D'` of a row-wise `Mean` in place of the batch's own (default `None`; see
     /// [`crate::LossArgs::divisor`]).
     pub divisor: Option<f32>,
+    /// Whether a row-wise `Mean`'s divisor `D'` is read on the GPU, at each step, from the
+    /// caller's [`ResidentBuffers::divisor`] (default false; see
+    /// [`ResidentSpec::divisor_buffer`]).
+    pub divisor_buffer: bool,
 }
 
 impl ResidentSpec {
@@ -151,6 +155,7 @@ impl ResidentSpec {
             dtype: Dtype::F32,
             grad_dtype: Dtype::F32,
             divisor: None,
+            divisor_buffer: false,
         }
     }
 
@@ -218,6 +223,17 @@ impl ResidentSpec {
         self
     }
 
+    /// A row-wise `Mean` divides by `D'` read from a buffer the caller fills
+    /// ([`ResidentBuffers::divisor`]: one f32 at its offset), at each step on the GPU: the
+    /// global count of counted rows (or tokens) across micro-batches or ranks, known only
+    /// once they are all seen, with no host round trip. `D' = 0` gives a value and gradient
+    /// of 0 (as [`ResidentSpec::divisor`]`(0.0)`); a negative or NaN `D'` gives NaN, visibly.
+    /// The class pre-pass still range-checks the ids and counts the rows (`counted`).
+    pub fn divisor_buffer(mut self) -> Self {
+        self.divisor_buffer = true;
+        self
+    }
+
     /// Sets the upstream gradient.
     pub fn upstream(mut self, upstream: ResidentUpstream) -> Self {
         self.upstream = upstream;
@@ -249,6 +265,9 @@ pub struct ResidentBuffers<'a> {
     /// Gradient out, the prediction's size, of the planned [`ResidentSpec::grad_dtype`]
     /// (unless planned loss-only).
     pub grad: Option<GpuArray<'a>>,
+    /// A row-wise mean's divisor `D'`, one f32 (when planned with
+    /// [`ResidentSpec::divisor_buffer`]).
+    pub divisor: Option<GpuArray<'a>>,
     /// The value out, f32 `[1]` (`Mean`, `Sum`), or the per-row (`B`) or per-element (`N`)
     /// losses (`None`).
     pub output: GpuArray<'a>,
@@ -268,8 +287,15 @@ impl<'a> ResidentBuffers<'a> {
             pos_weight: None,
             upstream: None,
             grad: None,
+            divisor: None,
             output: output.into(),
         }
+    }
+
+    /// The buffer holding the mean's divisor `D'` (one f32 at its offset).
+    pub fn divisor(mut self, divisor: impl Into<GpuArray<'a>>) -> Self {
+        self.divisor = Some(divisor.into());
+        self
     }
 
     /// The gradient's buffer.
@@ -369,6 +395,17 @@ impl GpuContext {
         let _serial = self.exclusive();
         loss.validate()?;
         crate::loss::check_divisor(loss, spec.reduction, spec.divisor)?;
+        if spec.divisor_buffer {
+            // The rules of a fixed divisor (any finite value stands for the buffer's), and not
+            // both.
+            crate::loss::check_divisor(loss, spec.reduction, Some(1.0))?;
+            if spec.divisor.is_some() {
+                return Err(invalid(
+                    "divisor",
+                    "a divisor fixed in the spec and one read from a buffer: plan one".into(),
+                ));
+            }
+        }
         let shape = &spec.shape;
         let n: usize = shape.iter().product();
         if n == 0 {
@@ -482,6 +519,7 @@ impl GpuContext {
                     weight: spec.weight.is_some(),
                     reduction: spec.reduction,
                     divisor: fixed_divisor(spec.reduction, shape, spec.divisor),
+                    divisor_buffer: spec.divisor_buffer,
                     upstream_array: spec.upstream == ResidentUpstream::Buffer,
                     g,
                     want_grad: spec.want_grad,
@@ -616,9 +654,9 @@ impl ResidentLoss {
     }
 
     /// The bytes each of the caller's arrays takes from its offset, in the order of
-    /// [`ResidentBuffers`]' fields: pred, target, weight, pos_weight, upstream, grad, output
-    /// (0 for one the plan does not use).
-    fn binding_bytes(&self) -> [u64; 7] {
+    /// [`BINDINGS`]: pred, target, weight, pos_weight, upstream, divisor, grad, output (0 for
+    /// one the plan does not use).
+    fn binding_bytes(&self) -> [u64; 8] {
         let (b, n) = (self.rows, self.rows * self.cols);
         let spec = &self.spec;
         let f32s = |len: usize| Dtype::F32.bytes(len);
@@ -635,6 +673,7 @@ impl ResidentLoss {
             } else {
                 0
             },
+            if spec.divisor_buffer { f32s(1) } else { 0 },
             if spec.want_grad {
                 spec.grad_dtype.bytes(n)
             } else {
@@ -811,6 +850,12 @@ impl ResidentLoss {
             bufs.upstream,
             on(spec.upstream == ResidentUpstream::Buffer, b, Dtype::F32),
         )?;
+        let divisor = Self::check(
+            ctx,
+            "divisor",
+            bufs.divisor,
+            on(spec.divisor_buffer, 1, Dtype::F32),
+        )?;
         let grad = Self::check(
             ctx,
             "grad",
@@ -833,6 +878,7 @@ impl ResidentLoss {
             bufs.weight,
             bufs.pos_weight,
             bufs.upstream,
+            bufs.divisor,
             bufs.grad,
             Some(bufs.output),
         ]
@@ -852,6 +898,7 @@ impl ResidentLoss {
                 losses,
                 weight,
                 pos_weight,
+                divisor,
             };
             let dispatches = self.plan.bind(ctx, &refs, &bufs);
             if self.cache.len() >= CACHED_BUFFER_SETS {
@@ -891,12 +938,13 @@ impl ResidentLoss {
 
 /// The names of [`ResidentBuffers`]' arrays, in the order of [`ResidentLoss::binding_bytes`],
 /// and whether the loss writes each.
-const BINDINGS: [(&str, bool); 7] = [
+const BINDINGS: [(&str, bool); 8] = [
     ("pred", false),
     ("target", false),
     ("weight", false),
     ("pos_weight", false),
     ("upstream", false),
+    ("divisor", false),
     ("grad", true),
     ("output", true),
 ];
@@ -905,13 +953,14 @@ const BINDINGS: [(&str, bool); 7] = [
 /// it reads (wgpu forbids one buffer as read-only and read-write storage in one dispatch; the
 /// error would only surface in the caller's `encoder.finish()`), and two written arrays whose
 /// byte ranges overlap. Read-only arrays may share a buffer.
-fn check_aliasing(bufs: &ResidentBuffers<'_>, bytes: &[u64; 7]) -> Result<()> {
+fn check_aliasing(bufs: &ResidentBuffers<'_>, bytes: &[u64; 8]) -> Result<()> {
     let arrays = [
         Some(bufs.pred),
         Some(bufs.target),
         bufs.weight,
         bufs.pos_weight,
         bufs.upstream,
+        bufs.divisor,
         bufs.grad,
         Some(bufs.output),
     ];

@@ -223,12 +223,13 @@ fn builders_default_to_the_registry_and_validate() {
         .label_smoothing(0.25)
         .z_loss(1e-3)
         .ignore_index(-1)
+        .softcap(30.0)
         .build()
         .unwrap();
     assert!(matches!(
         sce,
-        Loss::SoftmaxCrossEntropy { label_smoothing, z_loss, ignore_index: -1, .. }
-            if label_smoothing == 0.25 && z_loss == 1e-3
+        Loss::SoftmaxCrossEntropy { label_smoothing, z_loss, ignore_index: -1, softcap, .. }
+            if label_smoothing == 0.25 && z_loss == 1e-3 && softcap == 30.0
     ));
     assert!(matches!(
         Loss::huber().delta(2.5).build().unwrap(),
@@ -244,6 +245,10 @@ fn builders_default_to_the_registry_and_validate() {
             "label_smoothing",
         ),
         (Loss::softmax_cross_entropy().z_loss(-1.0).build(), "z_loss"),
+        (
+            Loss::softmax_cross_entropy().softcap(-1.0).build(),
+            "softcap",
+        ),
         (Loss::cosine_proximity().eps(0.0).build(), "eps"),
     ];
     for (r, option) in refused {

@@ -4,7 +4,7 @@
 //!
 //! Tolerances (fast CPU path in f32 against the reference in f64 on the same f32 inputs):
 //! - **value**: relative error ≤ [`VALUE_RTOL`] = 1e-5, as for the GPU. Terms are computed in
-//!   f32 (a few roundings plus `exp`/`ln` of ≤ 2 ulp each, `src/cpu/math.rs` tests that), summed
+//!   f32 (a few roundings plus `exp`/`ln` of ≤ 2 ulp each, `src/simd/math.rs` tests that), summed
 //!   in f32 over 8 terms per lane (≤ 7 roundings) and then in f64, so the sum's relative error
 //!   is about 10 · 2^-24 ≈ 6e-7 where the terms have one sign; cosine proximity's terms have
 //!   either sign, and its value is compared on the scale of [`common::cosine_scales`].
@@ -59,12 +59,18 @@ struct Scales {
     grad: Option<f64>,
     losses: Option<f64>,
     value: Option<f64>,
+    /// Added to [`ARRAY_RTOL`] ([`common::softcap_rtol`]).
+    extra_rtol: f64,
 }
 
 /// The scales for `loss`: cosine proximity's from [`cosine_scales`], BCE with logits' from
-/// [`bce_with_logits_scales`], else none.
+/// [`bce_with_logits_scales`], a capped softmax's [`common::softcap_rtol`], else none.
 fn scales(loss: &Loss, args: &LossArgs<'_>) -> Scales {
     match *loss {
+        Loss::SoftmaxCrossEntropy { .. } => Scales {
+            extra_rtol: common::softcap_rtol(loss, args),
+            ..Scales::default()
+        },
         Loss::BceWithLogits => bce_with_logits_scales(args),
         Loss::CosineProximity { eps, .. } => {
             let (grad, losses, value) = cosine_scales(f64::from(eps), args);
@@ -72,6 +78,7 @@ fn scales(loss: &Loss, args: &LossArgs<'_>) -> Scales {
                 grad: Some(grad),
                 losses: Some(losses),
                 value: Some(value),
+                extra_rtol: 0.0,
             }
         }
         _ => Scales::default(),
@@ -123,15 +130,17 @@ fn bce_with_logits_scales(args: &LossArgs<'_>) -> Scales {
         grad: Some(grad),
         losses: Some(losses),
         value: None,
+        extra_rtol: 0.0,
     }
 }
 
-/// Asserts `got` ≈ `want` elementwise within `ARRAY_RTOL · scale`, naming the first offender.
+/// Asserts `got` ≈ `want` elementwise within `(ARRAY_RTOL + extra) · scale`, naming the first
+/// offender.
 #[track_caller]
-fn assert_array(got: &ArrayD<f32>, want: &ArrayD<f64>, scale: Option<f64>, what: &str) {
+fn assert_array(got: &ArrayD<f32>, want: &ArrayD<f64>, scale: Option<f64>, extra: f64, what: &str) {
     assert_eq!(got.shape(), want.shape(), "{what}: shape");
     let scale = finite_max(want).max(scale.unwrap_or(0.0));
-    let tol = ARRAY_RTOL * scale;
+    let tol = (ARRAY_RTOL + extra) * scale;
     for (i, (&g, &w)) in got.iter().zip(want.iter()).enumerate() {
         let g = f64::from(g);
         let ok = if w.is_nan() {
@@ -173,12 +182,16 @@ fn assert_close(got: &LossOutput<f32>, want: &LossOutput<f64>, s: Scales, what: 
         (g, w) => panic!("{what}: value on one side only: fast CPU {g:?}, reference {w:?}"),
     }
     match (&got.losses, &want.losses) {
-        (Some(g), Some(w)) => assert_array(g, w, s.losses, &format!("{what}: losses")),
+        (Some(g), Some(w)) => {
+            assert_array(g, w, s.losses, s.extra_rtol, &format!("{what}: losses"))
+        }
         (None, None) => {}
         _ => panic!("{what}: per-element losses on one side only"),
     }
     match (&got.grad, &want.grad) {
-        (Some(g), Some(w)) => assert_array(g, w, s.grad, &format!("{what}: gradient")),
+        (Some(g), Some(w)) => {
+            assert_array(g, w, s.grad, s.extra_rtol, &format!("{what}: gradient"))
+        }
         (None, None) => {}
         _ => panic!("{what}: gradient on one side only"),
     }
@@ -663,7 +676,7 @@ fn with_options<'a>(
 }
 
 /// Softmax cross entropy's options, alone and together: class weights, label smoothing,
-/// z-loss, ignored rows (every seventh, with NaN logits that must never be read), for
+/// z-loss, soft-capping, ignored rows (every seventh, with NaN logits that must never be read), for
 /// probability targets and i32/i64 class indices, every reduction, a few row lengths.
 #[test]
 fn softmax_options() {
@@ -680,11 +693,27 @@ fn softmax_options() {
         let k32 = k.mapv(|v| v as i32);
         let xc = logits(&[b, c], seed_for(&format!("{what}/x clean")));
         let w = synthetic::uniform(&[c], 0.0, 3.0, seed_for(&format!("{what}/w")));
-        for (eps, z) in [(0.0, 0.0), (0.1, 0.0), (0.0, 1e-3), (0.25, 1e-2)] {
-            let loss = sce(eps, z, -7);
+        for (eps, z, cap) in [
+            (0.0, 0.0, 0.0),
+            (0.1, 0.0, 0.0),
+            (0.0, 1e-3, 0.0),
+            (0.25, 1e-2, 0.0),
+            (0.0, 0.0, 3.0),
+            (0.1, 1e-3, 30.0),
+        ] {
+            let loss = Loss::softmax_cross_entropy()
+                .label_smoothing(eps)
+                .z_loss(z)
+                .ignore_index(-7)
+                .softcap(cap)
+                .build()
+                .unwrap();
             for weighted in [false, true] {
                 for reduction in REDUCTIONS {
-                    let tag = format!("{what}/eps {eps}/z {z}/w {weighted}/{}", reduction.name());
+                    let tag = format!(
+                        "{what}/eps {eps}/z {z}/cap {cap}/w {weighted}/{}",
+                        reduction.name()
+                    );
                     let wv = weighted.then(|| w.view());
                     let with_w = |a| with_options(a, reduction, wv.clone());
                     check(
@@ -1071,6 +1100,14 @@ fn errors_match_the_reference() {
         (sce_built(-0.1, 0.0), "label_smoothing"),
         (sce_built(0.0, -1.0), "z_loss"),
         (sce_built(0.0, f32::INFINITY), "z_loss"),
+        (
+            Loss::softmax_cross_entropy().softcap(-1.0).build(),
+            "softcap",
+        ),
+        (
+            Loss::softmax_cross_entropy().softcap(f32::NAN).build(),
+            "softcap",
+        ),
         (Loss::cosine_proximity().eps(0.0).build(), "eps"),
     ];
     for (built, option) in options {

@@ -474,8 +474,17 @@ fn row_losses(
                     label_smoothing,
                     z_loss,
                     ignore_index,
+                    softcap,
                     ..
                 } => {
+                    // The cap applied here, so that the finite differences check the gradient
+                    // through it.
+                    let cap = f64::from(softcap);
+                    let capped: Vec<f64> = if cap > 0.0 {
+                        xr.iter().map(|&v| cap * (v / cap).tanh()).collect()
+                    } else {
+                        xr.to_vec()
+                    };
                     let target = if kind == RowKind::Dense {
                         d += 1.0;
                         reference::RowTarget::Probs(tr)
@@ -488,7 +497,7 @@ fn row_losses(
                     };
                     Some(
                         wgpu_loss::losses::softmax_cross_entropy::reference::loss_and_grad(
-                            xr,
+                            &capped,
                             target,
                             weight,
                             f64::from(label_smoothing),
@@ -636,16 +645,23 @@ fn every_row_wise_reference_gradient_matches_finite_differences() {
             cases += 2;
             for kind in [RowKind::Dense, RowKind::I32, RowKind::I64] {
                 for weighted in [false, true] {
-                    for (i, (label_smoothing, z_loss)) in
-                        [(0.0, 0.0), (0.1, 0.0), (0.0, 1e-3), (0.1, 1e-3)]
-                            .into_iter()
-                            .enumerate()
+                    for (i, (label_smoothing, z_loss, softcap)) in [
+                        (0.0, 0.0, 0.0),
+                        (0.1, 0.0, 0.0),
+                        (0.0, 1e-3, 0.0),
+                        (0.1, 1e-3, 0.0),
+                        (0.0, 0.0, 2.0),
+                        (0.1, 1e-3, 5.0),
+                    ]
+                    .into_iter()
+                    .enumerate()
                     {
                         // PyTorch's default ignore_index, and one inside [0, C) (padding class).
                         let ignore_index = if i % 2 == 0 { -100 } else { 1 };
                         let loss = Loss::softmax_cross_entropy()
                             .label_smoothing(label_smoothing)
                             .z_loss(z_loss)
+                            .softcap(softcap)
                             .ignore_index(ignore_index)
                             .build()
                             .unwrap();
@@ -656,7 +672,30 @@ fn every_row_wise_reference_gradient_matches_finite_differences() {
             }
         }
     }
-    assert_eq!(cases, 5 * 3 * (2 + 3 * 2 * 4));
+    assert_eq!(cases, 5 * 3 * (2 + 3 * 2 * 6));
+}
+
+/// Asserts a row function's gradient `f(x).1` against central differences of its value
+/// `f(x).0`, element by element, within `tol(analytic)`.
+#[track_caller]
+fn assert_row_fd(
+    f: &dyn Fn(&[f64]) -> (f64, Vec<f64>),
+    x: &[f64],
+    tol: impl Fn(f64) -> f64,
+    what: &str,
+) {
+    let an = f(x).1;
+    for j in 0..x.len() {
+        let (mut hi, mut lo) = (x.to_vec(), x.to_vec());
+        hi[j] += FD_STEP;
+        lo[j] -= FD_STEP;
+        let fd = (f(&hi).0 - f(&lo).0) / (2.0 * FD_STEP);
+        assert!(
+            (fd - an[j]).abs() <= tol(an[j]),
+            "{what} element {j}: analytic {:e}, finite difference {fd:e}",
+            an[j]
+        );
+    }
 }
 
 /// Per-row derivatives of softmax cross entropy with large logits, label smoothing, weights
@@ -677,20 +716,78 @@ fn softmax_row_derivatives_with_large_logits() {
                     x, target, w, 0.1, 1e-3,
                 )
             };
-            let (_, an) = f(&x);
-            for j in 0..x.len() {
-                let (mut hi, mut lo) = (x, x);
-                hi[j] += FD_STEP;
-                lo[j] -= FD_STEP;
-                let fd = (f(&hi).0 - f(&lo).0) / (2.0 * FD_STEP);
-                assert!(
-                    (fd - an[j]).abs() <= 1e-5 * an[j].abs().max(1.0),
-                    "{target:?} {w:?} element {j}: analytic {:e}, finite difference {fd:e}",
-                    an[j]
-                );
-            }
+            assert_row_fd(
+                &f,
+                &x,
+                |an| 1e-5 * an.abs().max(1.0),
+                &format!("{target:?} {w:?}"),
+            );
         }
     }
+}
+
+/// Soft-capped softmax cross entropy: by finite differences of the per-row function (logits
+/// up to 4c, where the cap's derivative is 1e-3, and smoothing, weights and z-loss together),
+/// the uncapped reference at y = c·tanh(x/c), and the limits at ±∞ (capped to ±c, gradient 0).
+#[test]
+fn softcap_row_derivatives_and_limits() {
+    use wgpu_loss::losses::softmax_cross_entropy::reference::{
+        capped_loss_and_grad, loss_and_grad,
+    };
+    let c = 10.0;
+    let x = [40.0, -25.0, 0.5, 12.0, -3.0];
+    let w = [0.5, 2.0, 1.0, 0.0, 1.5];
+    let t = [0.1, 0.5, 0.3, 0.0, 0.1];
+    for target in [
+        reference::RowTarget::Class(1),
+        reference::RowTarget::Class(0),
+        reference::RowTarget::Probs(&t),
+    ] {
+        for w in [None, Some(&w[..])] {
+            let f = |x: &[f64]| capped_loss_and_grad(x, target, w, 0.1, 1e-3, c);
+            let value = f(&x).0;
+            let y: Vec<f64> = x.iter().map(|&v| c * (v / c).tanh()).collect();
+            assert_eq!(value, loss_and_grad(&y, target, w, 0.1, 1e-3).0);
+            // Central differences' rounding, 2ε|ℓ|/h with |ℓ| < 50, is below 2e-8.
+            assert_row_fd(
+                &f,
+                &x,
+                |an| 1e-6 * an.abs() + 2e-8,
+                &format!("{target:?} {w:?}"),
+            );
+        }
+    }
+    // ±∞ logits are capped to ±c: the loss is that of a finite row, and their gradient is 0.
+    let inf = [f64::INFINITY, f64::NEG_INFINITY, 1.0];
+    let (value, grad) =
+        capped_loss_and_grad(&inf, reference::RowTarget::Class(2), None, 0.0, 0.0, c);
+    let want = loss_and_grad(
+        &[c, -c, 10.0 * (0.1f64).tanh()],
+        reference::RowTarget::Class(2),
+        None,
+        0.0,
+        0.0,
+    );
+    assert_eq!(value, want.0);
+    assert!(
+        value.is_finite() && grad[0] == 0.0 && grad[1] == 0.0 && grad[2] < 0.0,
+        "{grad:?}"
+    );
+    // A NaN stays NaN.
+    let (value, grad) = capped_loss_and_grad(
+        &[f64::NAN, 1.0],
+        reference::RowTarget::Class(1),
+        None,
+        0.0,
+        0.0,
+        c,
+    );
+    assert!(value.is_nan() && grad.iter().all(|g| g.is_nan()));
+    // c = 0 is no cap.
+    assert_eq!(
+        capped_loss_and_grad(&x, reference::RowTarget::Class(1), None, 0.0, 0.0, 0.0),
+        loss_and_grad(&x, reference::RowTarget::Class(1), None, 0.0, 0.0)
+    );
 }
 
 fn ln_sum_exp(x: &[f64]) -> f64 {
@@ -1563,21 +1660,16 @@ fn distill_row_derivatives_and_value() {
             let s: Vec<f64> = (0..c).map(|_| rng.random_range(-4.0..4.0)).collect();
             let u: Vec<f64> = (0..c).map(|_| rng.random_range(-4.0..4.0)).collect();
             let f = |x: &[f64]| wgpu_loss::losses::distill::reference::loss_and_grad(x, &u, t);
-            let (l, an) = f(&s);
+            let l = f(&s).0;
             let (p, q) = (naive_softmax(&u, t), naive_softmax(&s, t));
             let naive: f64 = t * t * p.iter().zip(&q).map(|(p, q)| p * (p / q).ln()).sum::<f64>();
             approx::assert_relative_eq!(l, naive, max_relative = 1e-10, epsilon = 1e-14);
-            for j in 0..c {
-                let (mut hi, mut lo) = (s.clone(), s.clone());
-                hi[j] += FD_STEP;
-                lo[j] -= FD_STEP;
-                let fd = (f(&hi).0 - f(&lo).0) / (2.0 * FD_STEP);
-                assert!(
-                    (fd - an[j]).abs() <= FD_RTOL * an[j].abs().max(1.0),
-                    "T={t} C={c} element {j}: analytic {:e}, finite difference {fd:e}",
-                    an[j]
-                );
-            }
+            assert_row_fd(
+                &f,
+                &s,
+                |an| FD_RTOL * an.abs().max(1.0),
+                &format!("T={t} C={c}"),
+            );
         }
     }
 }

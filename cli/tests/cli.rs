@@ -292,7 +292,7 @@ fn compute_json(dir: &Path, template: &str, vars: &[(&str, &str)]) -> Value {
 }
 
 /// `--loss NAME` and the loss's options: `--delta D` for huber; for softmax-ce
-/// `--label-smoothing`, `--z-loss` and `--ignore-index` where they differ from the defaults;
+/// `--label-smoothing`, `--z-loss`, `--ignore-index` and `--softcap` where they differ from the defaults;
 /// `--eps` for cosine where it differs from 1e-8.
 fn loss_flag(loss: &Loss) -> String {
     let mut flags = format!("--loss {}", loss.name());
@@ -303,8 +303,12 @@ fn loss_flag(loss: &Loss) -> String {
             label_smoothing,
             z_loss,
             ignore_index,
+            softcap,
             ..
         } => {
+            if softcap != 0.0 {
+                flags += &format!(" --softcap {softcap}");
+            }
             if label_smoothing != 0.0 {
                 flags += &format!(" --label-smoothing {label_smoothing}");
             }
@@ -1078,13 +1082,14 @@ fn assert_rows_ignored(out: &RowsResult, c: usize, ignored: &[usize]) {
     }
 }
 
-/// Class weights, label smoothing 0.1, z-loss 1e-3 and three rows at the default ignore index
-/// −100: `counted` is the other 34 rows.
+/// Class weights, label smoothing 0.1, z-loss 1e-3, a soft cap of 10 and three rows at the
+/// default ignore index −100: `counted` is the other 34 rows.
 fn softmax_ce_all_options(device: &str, dtype: &str, seed: u64) {
     let loss = Loss::softmax_cross_entropy()
         .label_smoothing(0.1)
         .z_loss(1e-3)
         .ignore_index(-100)
+        .softcap(10.0)
         .build()
         .unwrap();
     let mut r = Rows::classes(loss, &SHAPE, seed);
@@ -1121,11 +1126,19 @@ fn softmax_ce_all_options(device: &str, dtype: &str, seed: u64) {
         .label_smoothing(0.0)
         .z_loss(1e-3)
         .ignore_index(-100)
+        .softcap(10.0)
         .build()
         .unwrap();
     let no_z = Loss::softmax_cross_entropy()
         .label_smoothing(0.1)
         .z_loss(0.0)
+        .ignore_index(-100)
+        .softcap(10.0)
+        .build()
+        .unwrap();
+    let no_cap = Loss::softmax_cross_entropy()
+        .label_smoothing(0.1)
+        .z_loss(1e-3)
         .ignore_index(-100)
         .build()
         .unwrap();
@@ -1133,6 +1146,7 @@ fn softmax_ce_all_options(device: &str, dtype: &str, seed: u64) {
         ("class weights", without(loss, false)),
         ("label smoothing", without(no_smoothing, true)),
         ("z-loss", without(no_z, true)),
+        ("softcap", without(no_cap, true)),
     ] {
         let rel = (with - v).abs() / with.abs();
         assert!(
@@ -1796,6 +1810,16 @@ error_tests! {
         "--loss softmax-ce --z-loss -1 --pred {pred.npy} --target {target.npy}"
         => ["z-loss", ">= 0", "-1"];
 
+    /// A negative soft cap.
+    softcap_negative(d) { ce_in(d, 791, &SHAPE, &[], "i64"); }
+        "--loss softmax-ce --softcap -1 --pred {pred.npy} --target {target.npy}"
+        => ["soft cap", "> 0", "-1"];
+
+    /// --softcap for a loss without it.
+    softcap_for_mse(d) { batch_in(d, &Loss::Mse, 792); }
+        "--loss mse --softcap 30 --pred {pred.npy} --target {target.npy}"
+        => ["--softcap", "softmax-ce"];
+
     /// Cosine with --eps 0.
     cosine_eps_zero(d) { batch_in(d, &Loss::cosine_proximity().build().unwrap(), 734); }
         "--loss cosine --eps 0 --pred {pred.npy} --target {target.npy}"
@@ -2333,6 +2357,93 @@ fn bench_unknown_loss_is_bad_input() {
     let out = run(&["bench", "--quick", "--losses", "nope"]);
     assert_eq!(out.status.code(), Some(2), "stderr:\n{}", stderr(&out));
     assert!(stderr(&out).contains("nope"), "stderr:\n{}", stderr(&out));
+}
+
+/// `bench --losses NAME:OPTION=VALUE`: each variant timed and named with its options, beside
+/// the plain loss; `--lm` runs its five variants over its two row shapes (rows capped here).
+#[test]
+#[cfg_attr(skip_gpu_tests, ignore)]
+fn bench_variants_with_options() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let labels = |file: &str| -> Vec<(String, Vec<u64>)> {
+        let json: Value =
+            serde_json::from_str(&fs::read_to_string(d.join(file)).unwrap()).expect("JSON");
+        let mut v: Vec<(String, Vec<u64>)> = json
+            .as_array()
+            .expect("a JSON array")
+            .iter()
+            .map(|r| {
+                let shape = r["shape"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|n| n.as_u64().unwrap());
+                (r["loss"].as_str().unwrap().to_string(), shape.collect())
+            })
+            .collect();
+        v.dedup();
+        v
+    };
+    let template = "bench --quick --losses softmax-ce:softcap=30:z-loss=1e-4,softmax-ce \
+                    --max-elements 16384 --repeats 1 --json {B.json}";
+    let out = run(&argv(d, template, &[]));
+    assert_success(&out, template);
+    let got = labels("B.json");
+    let names: Vec<&str> = got.iter().map(|(n, _)| n.as_str()).collect();
+    assert_eq!(names, ["softmax-ce softcap=30 z-loss=1e-4", "softmax-ce"]);
+    assert!(stdout(&out).contains("softmax-ce softcap=30 z-loss=1e-4"));
+
+    let template = "bench --lm --max-elements 40000 --repeats 1 --json {L.json}";
+    let out = run(&argv(d, template, &[]));
+    assert_success(&out, template);
+    let got = labels("L.json");
+    let want: Vec<(String, Vec<u64>)> = [
+        "softmax-ce",
+        "softmax-ce label-smoothing=0.1",
+        "softmax-ce z-loss=1e-4",
+        "softmax-ce softcap=30",
+        "distill temperature=2",
+    ]
+    .iter()
+    .flat_map(|n| {
+        [
+            (n.to_string(), vec![1, 32000]),
+            (n.to_string(), vec![1, 128_256]),
+        ]
+    })
+    .collect();
+    assert_eq!(got, want);
+}
+
+/// Bad `--losses` variants are bad input (exit 2) with one line naming what is wrong, before
+/// any device is touched: an unknown option, one of another loss, a value that is not a
+/// number or that the loss refuses, a missing `=`, an option given twice.
+#[test]
+fn bench_bad_variants_are_bad_input() {
+    for (spec, needle) in [
+        ("softmax-ce:nope=1", "no option `nope`"),
+        ("mse:softcap=30", "mse has no option `softcap`"),
+        ("softmax-ce:softcap=abc", "not a number"),
+        ("softmax-ce:softcap=-1", "soft cap"),
+        ("softmax-ce:ignore-index=0.5", "not an integer"),
+        ("softmax-ce:softcap", "OPTION=VALUE"),
+        ("softmax-ce:softcap=1:softcap=2", "twice"),
+        ("nope:softcap=1", "no loss named `nope`"),
+    ] {
+        let out = run(&["bench", "--quick", "--losses", spec]);
+        assert_eq!(
+            out.status.code(),
+            Some(2),
+            "{spec}: stderr:\n{}",
+            stderr(&out)
+        );
+        assert!(
+            stderr(&out).contains(needle),
+            "{spec}: stderr:\n{}",
+            stderr(&out)
+        );
+    }
 }
 
 /// An output file in a missing directory is bad input (exit 2), found before any work.

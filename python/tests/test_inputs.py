@@ -248,7 +248,7 @@ def test_losses_lists_the_registry():
     sce = {i["name"]: i for i in infos}["softmax-ce"]
     assert "cross-entropy" in sce["aliases"] and sce["takes_classes"] and sce["row_wise"]
     assert {o["name"]: o["default"] for o in sce["options"]} == {
-        "label_smoothing": 0.0, "z_loss": 0.0, "ignore_index": -100}
+        "label_smoothing": 0.0, "z_loss": 0.0, "ignore_index": -100, "softcap": 0.0}
 
 
 def test_aliases_and_underscores(ctx):

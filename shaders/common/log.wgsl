@@ -9,12 +9,12 @@
 // So `ln_bits` works from the argument's bits, which a flushing adapter leaves alone: the
 // exponent and mantissa are taken apart with integer operations (subnormals normalised with
 // countLeadingZeros), and ln(1 + f) of the reduced mantissa is Cephes' `logf` polynomial, the
-// one the fast CPU path uses (src/cpu/math.rs `ln`).
+// one the fast CPU path uses (src/simd/math.rs `ln`).
 //
 //     x = 2^e · m, m ∈ [√½, √2)     ln x = e ln 2 + f − f²/2 + f³·P(f),  f = m − 1 (exact)
 //
 // Special values as IEEE 754: ln(±0) = −∞, ln(+∞) = +∞, a negative number or NaN gives NaN.
-// `exp_accurate` is the matching `exp` (Cephes' `expf`, src/cpu/math.rs `exp`), for the one
+// `exp_accurate` is the matching `exp` (Cephes' `expf`, src/simd/math.rs `exp`), for the one
 // place where WGSL's `exp` (3 + 2|x| ulp) is not enough: bce_with_logits.wgsl's e^(−|x|).
 // Needs no other file.
 

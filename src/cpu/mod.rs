@@ -191,6 +191,13 @@ mod tests {
             label_smoothing: 0.1,
             z_loss: 1e-3,
             ignore_index: -100,
+            softcap: 0.0,
+        };
+        let capped = Loss::SoftmaxCrossEntropy {
+            label_smoothing: 0.1,
+            z_loss: 1e-3,
+            ignore_index: -100,
+            softcap: 20.0,
         };
         let cases: Vec<(Loss, LossArgs<'_>)> = vec![
             (Loss::Mse, LossArgs::new(x.view(), t.view())),
@@ -212,6 +219,7 @@ mod tests {
             ),
             (smooth, LossArgs::new(x.view(), t.view()).weight(w.view())),
             (smooth, LossArgs::new(x.view(), k.view())),
+            (capped, LossArgs::new(x.view(), k.view())),
             (
                 Loss::cosine_proximity().build().unwrap(),
                 LossArgs::new(x.view(), t.view()),

@@ -67,6 +67,8 @@ pub mod source {
     /// `shaders/common/log.wgsl`: `ln`, `ln(1 − p)`, `ln(1 + y)` and `exp` accurate to about
     /// 1 ulp relative, from the argument's bits (subnormals included).
     pub const LOG: &str = include_str!("../../shaders/common/log.wgsl");
+    /// `shaders/common/softcap.wgsl`: logit soft-capping `c·tanh(x/c)` and its derivative.
+    pub const SOFTCAP: &str = include_str!("../../shaders/common/softcap.wgsl");
     /// `shaders/common/classes.wgsl`: class-index targets (i32, u32, i64) decoded and
     /// range-checked exactly.
     pub const CLASSES: &str = include_str!("../../shaders/common/classes.wgsl");
@@ -85,7 +87,7 @@ pub mod source {
 /// Every shader file other than the losses' own (which their descriptors compile in,
 /// `src/losses/<loss>.rs`), by its path from the crate root, with its text: what `#import`
 /// lines resolve against.
-pub const SHADER_FILES: [(&str, &str); 20] = [
+pub const SHADER_FILES: [(&str, &str); 21] = [
     ("shaders/common/reduce.wgsl", source::REDUCE),
     (
         "shaders/common/reduce_subgroup.wgsl",
@@ -103,6 +105,7 @@ pub const SHADER_FILES: [(&str, &str); 20] = [
     ("shaders/common/weight.wgsl", source::WEIGHT),
     ("shaders/common/nan.wgsl", source::NAN),
     ("shaders/common/log.wgsl", source::LOG),
+    ("shaders/common/softcap.wgsl", source::SOFTCAP),
     ("shaders/common/classes.wgsl", source::CLASSES),
     ("shaders/common/rows.wgsl", source::ROWS),
     ("shaders/class_count.wgsl", source::CLASS_COUNT),

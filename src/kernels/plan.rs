@@ -25,6 +25,8 @@ pub(crate) struct ArrayBufs<'a> {
     /// Per-element weight (elementwise) or class weights (row-wise).
     pub weight: Option<Bound<'a>>,
     pub pos_weight: Option<Bound<'a>>,
+    /// A row-wise mean's divisor, one f32 (planned with `RowSpec::divisor_buffer`).
+    pub divisor: Option<Bound<'a>>,
 }
 
 impl Plan {
@@ -64,6 +66,7 @@ impl Plan {
                     losses: b.losses,
                     weight: b.weight,
                 }],
+                b.divisor,
             ),
             Plan::Elementwise(p) => p.bind(
                 ctx,

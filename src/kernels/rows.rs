@@ -141,6 +141,9 @@ pub(crate) struct RowSpec {
     /// The divisor of a dividing reduction where the call fixes it (`BatchMean`, a `Mean`'s
     /// divisor); else `B`, or the class weights' sum found on the GPU.
     pub divisor: Option<f64>,
+    /// A `Mean`'s divisor read on the GPU from a buffer of the caller's (one f32), bound as
+    /// [`RowPlan::bind`]'s `divisor`, in place of `divisor` and the batch's own.
+    pub divisor_buffer: bool,
     /// An upstream array `[rows]` bound (Reduction::None).
     pub upstream_array: bool,
     /// The scalar upstream gradient.
@@ -275,8 +278,8 @@ impl RowPlan {
         }
 
         let reduce_value = spec.reduction != Reduction::None;
-        let divisor_on_gpu =
-            spec.classes.is_some() && spec.reduction == Reduction::Mean && spec.divisor.is_none();
+        let divisor_on_gpu = spec.reduction == Reduction::Mean
+            && (spec.divisor_buffer || (spec.classes.is_some() && spec.divisor.is_none()));
         let g = spec.g;
         // (D, gradient scale, value scale, zero flag) when D is known here; else row_divisor
         // computes it on the GPU.
@@ -359,7 +362,12 @@ impl RowPlan {
         put(
             2 * n,
             bytemuck::bytes_of(&DivisorParams {
-                count: class_partials as u32,
+                // The caller's buffer holds the one value to add.
+                count: if spec.divisor_buffer {
+                    1
+                } else {
+                    class_partials as u32
+                },
                 g,
                 _pad: [0; 2],
             }),
@@ -424,19 +432,21 @@ impl RowPlan {
     }
 
     /// The bind groups of one call over `chunks` (one per plan chunk): the class pre-pass
-    /// and the divisor (class-index targets), every chunk's rows, the closing reduction.
+    /// and the divisor (class-index targets, or the caller's `divisor` buffer), every chunk's
+    /// rows, the closing reduction.
     pub(crate) fn bind(
         &self,
         ctx: &GpuContext,
         scratch: &ScratchRefs<'_>,
         chunks: &[RowChunkBufs<'_>],
+        divisor: Option<Bound<'_>>,
     ) -> Vec<Dispatch> {
         let mut out: Vec<Dispatch> = chunks
             .iter()
             .enumerate()
             .filter_map(|(c, bf)| self.bind_count(ctx, scratch, c, bf.target, bf.weight))
             .collect();
-        out.extend(self.bind_divisor(ctx, scratch));
+        out.extend(self.bind_divisor(ctx, scratch, divisor));
         for (c, bf) in chunks.iter().enumerate() {
             out.push(self.bind_rows(ctx, scratch, c, bf));
         }
@@ -493,20 +503,25 @@ impl RowPlan {
         })
     }
 
-    /// The divisor of the mean from the counted weight, after the whole pre-pass (`None`
-    /// unless class-index targets are averaged).
+    /// The divisor of the mean from the counted weight, after the whole pre-pass, or from
+    /// the caller's `divisor` buffer where planned so (`None` unless class-index targets are
+    /// averaged or the divisor is the caller's).
     pub(crate) fn bind_divisor(
         &self,
         ctx: &GpuContext,
         scratch: &ScratchRefs<'_>,
+        divisor: Option<Bound<'_>>,
     ) -> Option<Dispatch> {
-        let (Some(d), Some(cp)) = (&self.divisor_pipe, scratch.class_partials) else {
-            return None;
+        let d = self.divisor_pipe.as_ref()?;
+        let partials = match (self.spec.divisor_buffer, divisor, scratch.class_partials) {
+            (true, Some(b), _) => b.resource(),
+            (false, _, Some(cp)) => cp.as_entire_binding(),
+            _ => return None,
         };
         let n = self.chunks.len() as u64;
         let group = bind_group(ctx, Kernel::RowDivisor, &d.layout, &|slot| match slot {
             Slot::Params => self.params_at(scratch, 2 * n, std::mem::size_of::<DivisorParams>()),
-            Slot::Partials => cp.as_entire_binding(),
+            Slot::Partials => partials.clone(),
             _ => scratch
                 .norm
                 .unwrap_or(ctx.placeholder(true, 0))
@@ -643,7 +658,7 @@ impl HostPlan for RowPlan {
                 .into_iter()
                 .collect();
             if k + 1 == pre {
-                v.extend(self.bind_divisor(ctx, scratch));
+                v.extend(self.bind_divisor(ctx, scratch, None));
             }
             return v;
         }
@@ -721,6 +736,7 @@ pub(crate) fn run(ctx: &GpuContext, loss: &Loss, args: &LossArgs<'_>) -> Result<
         weight: args.weight.is_some(),
         reduction: args.reduction,
         divisor: args.fixed_divisor(),
+        divisor_buffer: false,
         upstream_array: matches!(args.upstream, Upstream::Array(_)),
         g: match args.upstream {
             Upstream::Scalar(g) => g,

@@ -96,6 +96,7 @@ register!(
 ///     ℓ_r = (1 − ε) w_c (lse − x_rc) + (ε/C) Σ_j w_j (lse − x_rj)
 ///     ∂ℓ_r/∂x_rj = (1 − ε) w_c (s_rj − [j = c]) + (ε/C)(W s_rj − w_j)
 ///   plus z-loss λ: ℓ_r += λ lse², ∂ℓ_r/∂x_rj += 2λ lse s_rj
+///   softcap c > 0: every formula above on y = c·tanh(x/c), then ∂ℓ_r/∂x_rj = ∂ℓ_r/∂y_rj (1 − tanh²(x_rj/c))
 /// Distill { T }, student logits s, teacher logits u [B, C], P = softmax(u/T), Q = softmax(s/T):
 ///                           ℓ_r = T² Σ_j P_rj (ln P_rj − ln Q_rj)   ∂ℓ_r/∂s_rj = T (Q_rj − P_rj)
 /// CosineProximity { ε }     cos_r = p_r·t_r / (max(‖p_r‖, ε) max(‖t_r‖, ε)),  ℓ_r = −cos_r
@@ -114,7 +115,7 @@ register!(
 /// # Errors
 /// [`crate::Error::InvalidOption`] from [`Loss::validate`] when `delta` is not finite and positive,
 /// `beta` is negative or not finite,
-/// `label_smoothing` is outside [0, 1), `z_loss` is negative or not finite, `eps` is not
+/// `label_smoothing` is outside [0, 1), `z_loss` is negative or not finite, `softcap` is negative or not finite, `eps` is not
 /// finite and positive, or a distillation `temperature` is not finite and positive.
 #[derive(Clone, Copy, Debug, PartialEq)]
 #[non_exhaustive]
@@ -181,6 +182,9 @@ pub enum Loss {
         z_loss: f32,
         /// Class-index targets equal to this are ignored (PyTorch's `ignore_index`; default −100).
         ignore_index: i64,
+        /// Logit soft-capping `c > 0` (Gemma 2): each logit becomes `c·tanh(x/c)` before the
+        /// softmax, and the gradient goes through the cap; 0 (the default) for none.
+        softcap: f32,
     },
     /// Distillation from logits: `T² KL(softmax(u/T) ‖ softmax(s/T))` per row of student
     /// logits `s` (the prediction) and teacher logits `u` (the target)

@@ -1,8 +1,9 @@
 //! Softmax cross entropy from logits `[B, C]` against probability targets `[B, C]` or class
 //! indices `[B]` (PyTorch `cross_entropy`), with optional class weights `[C]`, label smoothing,
-//! z-loss and `ignore_index`; the formulas in [`reference::loss_and_grad`].
+//! z-loss, `ignore_index` and logit soft-capping; the formulas in [`reference::loss_and_grad`].
 //!
-//! Shader `shaders/softmax_cross_entropy.wgsl` (`LossParams { label_smoothing, z_loss }`);
+//! Shader `shaders/softmax_cross_entropy.wgsl` (`LossParams { label_smoothing, z_loss,
+//! softcap, inv_softcap }`);
 //! tests `tests/gpu/softmax_cross_entropy.rs`.
 
 use super::{Loss, Options, Family, LossDef, LossOption, Rows, Synthetic};
@@ -20,8 +21,17 @@ fn options(loss: &Loss) -> (f32, f32, i64) {
             label_smoothing,
             z_loss,
             ignore_index,
+            ..
         } => (label_smoothing, z_loss, ignore_index),
         _ => (0.0, 0.0, -100),
+    }
+}
+
+/// The soft cap `c` (0: none).
+fn softcap(loss: &Loss) -> f32 {
+    match *loss {
+        Loss::SoftmaxCrossEntropy { softcap, .. } => softcap,
+        _ => 0.0,
     }
 }
 
@@ -62,6 +72,13 @@ impl LossDef for Def {
                 integer: true,
                 flag: false,
             },
+            LossOption {
+                name: "softcap",
+                help: "Logit soft cap c > 0: logits become c * tanh(x / c) (0: none)",
+                default: 0.0,
+                integer: false,
+                flag: false,
+            },
         ]
     }
     fn build(&self, value: &Options<'_>) -> Loss {
@@ -69,6 +86,7 @@ impl LossDef for Def {
             label_smoothing: value("label-smoothing").map_or(0.0, |v| v.float() as f32),
             z_loss: value("z-loss").map_or(0.0, |v| v.float() as f32),
             ignore_index: value("ignore-index").map_or(-100, |v| v.int()),
+            softcap: value("softcap").map_or(0.0, |v| v.float() as f32),
         }
     }
     fn validate(&self, loss: &Loss) -> Result<()> {
@@ -83,6 +101,13 @@ impl LossDef for Def {
             return Err(Error::InvalidOption {
                 option: "z_loss",
                 reason: format!("the z-loss coefficient must be finite and >= 0, got {z_loss}"),
+            });
+        }
+        let cap = softcap(loss);
+        if !(cap.is_finite() && cap >= 0.0) {
+            return Err(Error::InvalidOption {
+                option: "softcap",
+                reason: format!("the soft cap must be finite and > 0 (or 0 for none), got {cap}"),
             });
         }
         Ok(())
@@ -104,10 +129,12 @@ impl LossDef for Def {
     }
     fn params(&self, loss: &Loss) -> [f32; 4] {
         let (label_smoothing, z_loss, _) = options(loss);
-        [label_smoothing, z_loss, 0.0, 0.0]
+        let cap = softcap(loss);
+        let inv = if cap > 0.0 { 1.0 / cap } else { 0.0 };
+        [label_smoothing, z_loss, cap, inv]
     }
     fn param_names(&self) -> &'static [&'static str] {
-        &["label_smoothing", "z_loss"]
+        &["label_smoothing", "z_loss", "softcap", "inv_softcap"]
     }
     fn synthetic(&self) -> Synthetic {
         Synthetic {
@@ -131,12 +158,13 @@ impl Rows for Def {
         weight: Option<&[f64]>,
     ) -> (f64, Vec<f64>) {
         let (label_smoothing, z_loss, _) = options(loss);
-        reference::loss_and_grad(
+        reference::capped_loss_and_grad(
             x,
             target,
             weight,
             f64::from(label_smoothing),
             f64::from(z_loss),
+            f64::from(softcap(loss)),
         )
     }
     fn cpu(
@@ -154,7 +182,12 @@ impl Rows for Def {
             label_smoothing,
             z_loss,
         );
-        groups(&kernel, data, out)
+        let cap = softcap(loss);
+        if cap > 0.0 {
+            groups(&cpu::Capped::new(kernel, cap), data, out)
+        } else {
+            groups(&kernel, data, out)
+        }
     }
     fn main_job_cols(&self) -> usize {
         32000
@@ -176,6 +209,7 @@ pub struct SoftmaxCrossEntropy {
     label_smoothing: f32,
     z_loss: f32,
     ignore_index: i64,
+    softcap: f32,
 }
 
 impl Default for SoftmaxCrossEntropy {
@@ -184,6 +218,7 @@ impl Default for SoftmaxCrossEntropy {
             label_smoothing: 0.0,
             z_loss: 0.0,
             ignore_index: -100,
+            softcap: 0.0,
         }
     }
 }
@@ -207,12 +242,26 @@ impl SoftmaxCrossEntropy {
         self
     }
 
+    /// Logit soft-capping `c > 0` (Gemma 2's final-logit soft cap, 30 there): each logit `x`
+    /// becomes `c·tanh(x/c)` before the softmax and the gradient is taken through the cap;
+    /// 0 (the default) for none.
+    pub fn softcap(mut self, softcap: f32) -> Self {
+        self.softcap = softcap;
+        self
+    }
+
     /// The loss.
     ///
     /// # Errors
-    /// [`Error::InvalidOption`] for a `label_smoothing` outside [0, 1) or a `z_loss` that is negative or not finite.
+    /// [`Error::InvalidOption`] for a `label_smoothing` outside [0, 1), or a `z_loss` or
+    /// `softcap` that is negative or not finite.
     pub fn build(self) -> Result<Loss> {
-        let loss = Loss::SoftmaxCrossEntropy { label_smoothing: self.label_smoothing, z_loss: self.z_loss, ignore_index: self.ignore_index };
+        let loss = Loss::SoftmaxCrossEntropy {
+            label_smoothing: self.label_smoothing,
+            z_loss: self.z_loss,
+            ignore_index: self.ignore_index,
+            softcap: self.softcap,
+        };
         loss.validate()?;
         Ok(loss)
     }
@@ -344,12 +393,43 @@ pub mod reference {
         }
         (loss, grad)
     }
+
+    /// [`loss_and_grad`] of the soft-capped logits `y_j = c·tanh(x_j/c)` (for `c > 0`; `c = 0`
+    /// is [`loss_and_grad`] of `x` itself), with the gradient through the cap:
+    ///
+    /// ```text
+    /// ℓ_r(x) = ℓ_r(y),   ∂ℓ_r/∂x_j = ∂ℓ_r/∂y_j · (1 − tanh²(x_j/c))
+    /// ```
+    ///
+    /// A logit of `±∞` is capped to `±c` (its gradient is 0); a NaN stays NaN.
+    ///
+    /// # Panics
+    /// As [`loss_and_grad`].
+    pub fn capped_loss_and_grad(
+        x: &[f64],
+        target: RowTarget<'_>,
+        w: Option<&[f64]>,
+        label_smoothing: f64,
+        z_loss: f64,
+        softcap: f64,
+    ) -> (f64, Vec<f64>) {
+        if softcap == 0.0 {
+            return loss_and_grad(x, target, w, label_smoothing, z_loss);
+        }
+        let tanh: Vec<f64> = x.iter().map(|&xj| (xj / softcap).tanh()).collect();
+        let y: Vec<f64> = tanh.iter().map(|&t| softcap * t).collect();
+        let (loss, mut grad) = loss_and_grad(&y, target, w, label_smoothing, z_loss);
+        for (g, t) in grad.iter_mut().zip(&tanh) {
+            *g *= 1.0 - t * t;
+        }
+        (loss, grad)
+    }
 }
 
 /// Softmax cross entropy from logits (PyTorch `cross_entropy`), the fast CPU counterpart of [`reference`]; the formulation of
 /// `shaders/softmax_cross_entropy.wgsl`.
 pub(crate) mod cpu {
-    use crate::simd::math::exp;
+    use crate::simd::math::{exp, softcap};
     use crate::simd::rows::{Row, RowKernel};
     use crate::simd::{Acc, CHUNK, chunk, chunk_mut, max, shift, shift64};
 
@@ -574,6 +654,59 @@ pub(crate) mod cpu {
                     grad[cls] = (f64::from(f) * d) as f32;
                 }
             }
+            loss
+        }
+    }
+
+    /// Softmax cross entropy of soft-capped logits: [`Softmax`] on `y_j = c·tanh(x_j/c)`
+    /// ([`softcap`]), each row capped into a buffer of the thread's first, and the gradient
+    /// times `∂y_j/∂x_j` afterwards.
+    pub(crate) struct Capped<'a> {
+        inner: Softmax<'a>,
+        c: f32,
+        inv: f32,
+    }
+
+    impl<'a> Capped<'a> {
+        /// `inner` on logits capped at `c > 0`.
+        pub(crate) fn new(inner: Softmax<'a>, c: f32) -> Capped<'a> {
+            Capped {
+                inner,
+                c,
+                inv: 1.0 / c,
+            }
+        }
+    }
+
+    thread_local! {
+        /// A row's capped logits and their derivatives, kept between the rows of a thread.
+        static CAPPED: std::cell::Cell<(Vec<f32>, Vec<f32>)> =
+            const { std::cell::Cell::new((Vec::new(), Vec::new())) };
+    }
+
+    impl RowKernel for Capped<'_> {
+        /// The buffers are taken out of the thread-local and put back (no closure), so that
+        /// the loops here and [`Softmax`]'s are inlined into the driver's instruction-set
+        /// builds.
+        #[inline(always)]
+        fn row(&self, row: &Row<'_>, grad: &mut [f32]) -> Result<f64, usize> {
+            let (mut y, mut dy) = CAPPED.take();
+            y.resize(row.x.len(), 0.0);
+            dy.resize(row.x.len(), 0.0);
+            for ((yj, dj), &x) in y.iter_mut().zip(dy.iter_mut()).zip(row.x) {
+                (*yj, *dj) = softcap(x, self.c, self.inv);
+            }
+            let capped = Row {
+                x: &y,
+                t: row.t,
+                cls: row.cls,
+                f: row.f,
+            };
+            let loss = self.inner.row(&capped, grad);
+            for (g, &d) in grad.iter_mut().zip(dy.iter()) {
+                *g *= d;
+            }
+            CAPPED.set((y, dy));
             loss
         }
     }

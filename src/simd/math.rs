@@ -126,6 +126,38 @@ pub(crate) fn ln_1p(y: f32) -> f32 {
     if d == 0.0 { y } else { v }
 }
 
+/// Logit soft-capping: `(c·tanh(x/c), 1 − tanh²(x/c))` for the cap `c > 0` and `inv_c = 1/c`,
+/// the formulation of `shaders/common/softcap.wgsl`. `tanh` is Cephes' `tanhf` (about 2 ulp):
+///
+/// ```text
+/// |z| < 0.625   tanh z = z + z·s·P(s), s = z²
+/// otherwise     tanh |z| = 1 − 2e/(1 + e), e = e^(−2 min(|z|, 44))
+/// ```
+///
+/// and `1 − tanh² = (1 − t)(1 + t)` below 0.625, `4e/(1 + e)²` above (relative to `e`, where
+/// `1 − t` would carry `t`'s rounding). `±∞` gives
+/// `(±c, 0)`, NaN gives `(NaN, NaN)`.
+#[inline(always)]
+pub(crate) fn softcap(x: f32, c: f32, inv_c: f32) -> (f32, f32) {
+    let z = x * inv_c;
+    let a = z.abs();
+    let s = z * z;
+    let p = ((((-5.704_988_7e-3 * s + 2.063_908_8e-2) * s - 5.373_971_6e-2) * s + 1.333_144_2e-1)
+        * s
+        - 3.333_328e-1)
+        * s;
+    let e = exp(-2.0 * a.min(44.0));
+    let q = 1.0 / (1.0 + e);
+    let small = a + a * p;
+    let (t, d) = if a < 0.625 {
+        (small, (1.0 - small) * (1.0 + small))
+    } else {
+        (1.0 - 2.0 * e * q, 4.0 * e * (q * q))
+    };
+    let y = if z < 0.0 { -(c * t) } else { c * t };
+    if x.is_nan() { (x, x) } else { (y, d) }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -134,6 +166,36 @@ mod tests {
     fn ulps(got: f32, want: f64) -> f64 {
         ((f64::from(got) - want) / want.abs().max(f64::from(f32::MIN_POSITIVE)))
             / f64::from(f32::EPSILON)
+    }
+
+    /// `softcap`'s `tanh` against f64 over |z| ≤ 50, across the branch at 0.625, and its
+    /// special values: within 3 ulp (Cephes' bound for `tanhf` is about 2; the product `x/c`
+    /// adds one rounding), and the derivative within 6 ulp of `sech²` down to 1e-30
+    /// (`e` within 2 ulp, `x/c`'s rounding magnified by `2|z|`, and three roundings).
+    #[test]
+    fn softcap_is_tanh_within_three_ulp() {
+        let c = 30.0f32;
+        let inv = 1.0 / c;
+        let mut worst = (0.0f64, 0.0f64);
+        for i in -200_000..=200_000 {
+            let x = i as f32 * 7.5e-3;
+            let (y, d) = softcap(x, c, inv);
+            let z = f64::from(x * inv);
+            let t = z.tanh();
+            let dy = ulps(y / c, t).abs();
+            worst.0 = worst.0.max(dy);
+            let want_d = 1.0 / z.cosh().powi(2);
+            // (Below 1e-30, e^(−2|z|) nears exp's flush to 0 at 2^-126.)
+            if want_d >= 1e-30 {
+                worst.1 = worst.1.max(ulps(d, want_d).abs());
+            }
+        }
+        assert!(worst.0 <= 3.0 && worst.1 <= 4.0, "{worst:?}");
+        assert_eq!(softcap(f32::INFINITY, c, inv), (c, 0.0));
+        assert_eq!(softcap(f32::NEG_INFINITY, c, inv), (-c, 0.0));
+        assert_eq!(softcap(0.0, c, inv), (0.0, 1.0));
+        let (y, d) = softcap(f32::NAN, c, inv);
+        assert!(y.is_nan() && d.is_nan());
     }
 
     #[test]

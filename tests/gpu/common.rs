@@ -390,11 +390,32 @@ pub fn elementwise_tolerance(loss: &Loss, args: &LossArgs<'_>) -> Tolerance {
     tol
 }
 
-/// The tolerance [`check_args`] applies to a row-wise loss: [`row_array_rtol`], and for cosine
-/// proximity the scales of [`cosine_scales`].
+/// What soft-capping adds to a row's relative error: each capped logit `y = c·tanh(x/c)` is
+/// within 3 ulp of its value (`tanh` and the product `x/c`: src/simd/math.rs tests that), an
+/// absolute error of up to `3 · 2^-24 · |y|`, which `e^(y − lse)` turns into a relative error of
+/// the softmax of twice that (its own `y` and the row's `lse`): `6 · 2^-24 · max |y|`, with
+/// `max |y| ≤ min(c, max |x|)` over the finite logits. 0 without a cap.
+pub fn softcap_rtol(loss: &Loss, args: &LossArgs<'_>) -> f64 {
+    let Loss::SoftmaxCrossEntropy { softcap, .. } = *loss else {
+        return 0.0;
+    };
+    if softcap == 0.0 {
+        return 0.0;
+    }
+    let x_max = args
+        .pred
+        .iter()
+        .filter(|v| v.is_finite())
+        .fold(0.0f64, |m, &v| m.max(f64::from(v).abs()));
+    6.0 * f64::from(f32::EPSILON) / 2.0 * x_max.min(f64::from(softcap))
+}
+
+/// The tolerance [`check_args`] applies to a row-wise loss: [`row_array_rtol`] (plus
+/// [`softcap_rtol`] for a capped softmax), and for cosine proximity the scales of
+/// [`cosine_scales`].
 pub fn row_tolerance(loss: &Loss, args: &LossArgs<'_>) -> Tolerance {
     let mut tol = Tolerance {
-        array_rtol: row_array_rtol(args.rows_cols().1),
+        array_rtol: row_array_rtol(args.rows_cols().1) + softcap_rtol(loss, args),
         ..Tolerance::default()
     };
     if let Loss::CosineProximity { eps, .. } = *loss {

@@ -307,6 +307,41 @@ fn row_losses_in_16_bits_match_the_reference() {
     }
 }
 
+/// Soft-capped softmax cross entropy (c = 5, with smoothing and z-loss) in 16 bits: the cap is
+/// applied to the 16-bit logits as read, class and probability targets, odd rows.
+#[test]
+#[cfg_attr(skip_gpu_tests, ignore)]
+fn softcap_in_16_bits_matches_the_reference() {
+    let ctx = ctx();
+    let loss = Loss::softmax_cross_entropy()
+        .label_smoothing(0.1)
+        .z_loss(1e-3)
+        .softcap(5.0)
+        .build()
+        .unwrap();
+    let shapes: [&[usize]; 3] = [&[5, 33], &[3, 4097], &[9, 1001]];
+    for kind in [RowKind::SoftmaxProbs, RowKind::SoftmaxClasses] {
+        for dtype in HALVES {
+            for grad in [dtype, Dtype::F32] {
+                for (k, shape) in shapes.into_iter().enumerate() {
+                    let reduction = [Reduction::Mean, Reduction::Sum, Reduction::None][k];
+                    let what = format!(
+                        "softcap/{}/{}/{} grad/{shape:?}/{}",
+                        kind.name(),
+                        dtype.name(),
+                        grad.name(),
+                        reduction.name()
+                    );
+                    let b = kind.batch(shape, seed_for(&what));
+                    check_case(
+                        ctx, &loss, shape, &b.pred, &b.target, dtype, grad, reduction, &what,
+                    );
+                }
+            }
+        }
+    }
+}
+
 /// Rows that share words are written by two invocations (each its own half, atomically): the
 /// same inputs give the same gradient words on every run.
 #[test]

@@ -207,6 +207,14 @@ fn one_step_matches_the_reference() {
             Loss::cosine_proximity().build().unwrap(),
             ResidentSpec::new(&[b, c]).reduction(Reduction::BatchMean),
         ),
+        (
+            Loss::softmax_cross_entropy()
+                .softcap(3.0)
+                .z_loss(1e-3)
+                .build()
+                .unwrap(),
+            ResidentSpec::new(&[b, c]).classes(ClassType::I32),
+        ),
     ];
     for (k, (loss, spec)) in cases.into_iter().enumerate() {
         let what = format!("resident/{k}/{}/{:?}", loss.name(), spec.reduction);
@@ -1002,5 +1010,182 @@ fn read_future_sleeps_until_the_device_is_polled() {
     match pinned.as_mut().poll(&mut cx) {
         Poll::Ready(r) => assert_eq!(r.expect("value"), vec![2.5]),
         Poll::Pending => panic!("pending after the map completed"),
+    }
+}
+
+/// `ResidentSpec::divisor_buffer`: the mean divides by the `D'` the caller writes into its own
+/// buffer, read on the GPU at each step. The same bind groups give the reference's
+/// `LossArgs::divisor(D')` for each value written between steps (class ids with weights, and
+/// float targets), 0 for `D' = 0`, and NaN for a negative or NaN `D'`.
+#[test]
+#[cfg_attr(skip_gpu_tests, ignore)]
+fn divisor_read_from_a_buffer() {
+    let ctx = ctx();
+    let (b, c) = (37usize, 300usize);
+    let x = logits(&[b, c], seed_for("resident/divisor buffer/x"));
+    let k = class_rows(&[b], c, seed_for("resident/divisor buffer/k"));
+    let t = prob_rows(&[b, c], seed_for("resident/divisor buffer/t"));
+    let w = wgpu_loss::synthetic::uniform(&[c], 0.0, 2.0, seed_for("resident/divisor buffer/w"));
+    let ce = Loss::softmax_cross_entropy()
+        .label_smoothing(0.1)
+        .build()
+        .unwrap();
+    let cases: Vec<(Loss, ResidentSpec, bool)> = vec![
+        (
+            ce,
+            ResidentSpec::new(&[b, c])
+                .classes(ClassType::I64)
+                .weight()
+                .divisor_buffer(),
+            true,
+        ),
+        (ce, ResidentSpec::new(&[b, c]).divisor_buffer(), false),
+        (
+            Loss::distill().temperature(2.0).build().unwrap(),
+            ResidentSpec::new(&[b, c])
+                .upstream(ResidentUpstream::Scalar(-0.5))
+                .divisor_buffer(),
+            false,
+        ),
+    ];
+    for (loss, spec, classes) in cases {
+        let name = format!("resident/divisor buffer/{}/classes={classes}", loss.name());
+        let (p, tb, wb) = (
+            upload(ctx, "p", &slice(&x)),
+            if classes {
+                upload(ctx, "k", &slice(&k))
+            } else {
+                upload(ctx, "t", &slice(&t))
+            },
+            upload(ctx, "w", &slice(&w)),
+        );
+        let (g, v, d) = (
+            zeros(ctx, "g", b * c),
+            zeros(ctx, "v", 1),
+            zeros(ctx, "d", 1),
+        );
+        let mut bufs = ResidentBuffers::new(&p, &tb, &v).grad(&g).divisor(&d);
+        if spec.weight.is_some() {
+            bufs = bufs.weight(&wb);
+        }
+        let mut r = ctx.resident(&loss, spec.clone()).expect("plan");
+        let mut step = |dv: f32| {
+            ctx.queue().write_buffer(&d, 0, bytemuck::bytes_of(&dv));
+            let mut encoder = ctx.device().create_command_encoder(&Default::default());
+            r.record(ctx, &mut encoder, &bufs).expect("record");
+            ctx.queue().submit([encoder.finish()]);
+            (read(ctx, &v, 1)[0], read(ctx, &g, b * c))
+        };
+        for dv in [123.5f32, 2.0, 1e-3, 4096.0] {
+            let what = format!("{name}/D={dv}");
+            let (value, grad) = step(dv);
+            let mut args = if classes {
+                LossArgs::new(x.view(), k.view())
+            } else {
+                LossArgs::new(x.view(), t.view())
+            }
+            .divisor(dv);
+            if spec.weight.is_some() {
+                args = args.weight(w.view());
+            }
+            if let ResidentUpstream::Scalar(s) = spec.upstream {
+                args = args.upstream(Upstream::Scalar(s));
+            }
+            let want = reference::compute(&loss, &args).expect("reference");
+            let gpu = wgpu_loss::LossOutput::new(
+                Some(value),
+                None,
+                Some(ArrayD::from_shape_vec(IxDyn(&[b, c]), grad).unwrap()),
+                want.counted,
+            );
+            assert_close_within(&gpu, &want, row_tolerance(&loss, &args), &what);
+        }
+        let (value, grad) = step(0.0);
+        assert_eq!(value, 0.0, "{name}/D=0");
+        assert!(grad.iter().all(|&v| v == 0.0), "{name}/D=0: gradient");
+        for dv in [-1.0f32, f32::NAN] {
+            let (value, grad) = step(dv);
+            assert!(value.is_nan(), "{name}/D={dv}: value {value}");
+            assert!(grad.iter().all(|v| v.is_nan()), "{name}/D={dv}: gradient");
+        }
+    }
+}
+
+/// A divisor buffer is refused where it cannot apply, when planned (an elementwise loss, a
+/// reduction other than `Mean`, with a fixed divisor too: `InvalidOption("divisor")`), and when
+/// recorded without it, with one not planned, too small, or in the gradient's buffer
+/// (`Error::Buffer("divisor")` or the gradient's aliasing error).
+#[test]
+#[cfg_attr(skip_gpu_tests, ignore)]
+fn divisor_buffer_misuse_is_refused() {
+    let ctx = ctx();
+    let (b, c) = (4usize, 8usize);
+    let ce = Loss::softmax_cross_entropy().build().unwrap();
+    for (loss, spec) in [
+        (Loss::Mse, ResidentSpec::new(&[b, c]).divisor_buffer()),
+        (
+            ce,
+            ResidentSpec::new(&[b, c])
+                .reduction(Reduction::Sum)
+                .divisor_buffer(),
+        ),
+        (ce, ResidentSpec::new(&[b, c]).divisor(2.0).divisor_buffer()),
+    ] {
+        match ctx.resident(&loss, spec.clone()) {
+            Err(Error::InvalidOption {
+                option: "divisor",
+                reason,
+            }) => {
+                assert!(!reason.contains('\n'), "{spec:?}: {reason}");
+            }
+            other => panic!(
+                "{spec:?}: expected InvalidOption(divisor), got {:?}",
+                other.err()
+            ),
+        }
+    }
+    let (p, t, g, v) = (
+        zeros(ctx, "p", b * c),
+        zeros(ctx, "t", b * c),
+        zeros(ctx, "g", b * c),
+        zeros(ctx, "v", 1),
+    );
+    let d = zeros(ctx, "d", 1);
+    let align = u64::from(ctx.device().limits().min_storage_buffer_offset_alignment);
+    let tight = zeros(ctx, "tight", align as usize / 4);
+    let mut planned = ctx
+        .resident(&ce, ResidentSpec::new(&[b, c]).divisor_buffer())
+        .expect("plan");
+    let mut plain = ctx.resident(&ce, ResidentSpec::new(&[b, c])).expect("plan");
+    let base = ResidentBuffers::new(&p, &t, &v).grad(&g);
+    let refused: Vec<(
+        &str,
+        &mut wgpu_loss::resident::ResidentLoss,
+        ResidentBuffers<'_>,
+        &str,
+    )> = vec![
+        ("not given", &mut planned, base, "divisor"),
+        ("not planned", &mut plain, base.divisor(&d), "divisor"),
+    ];
+    for (what, r, bufs, name) in refused {
+        let mut encoder = ctx.device().create_command_encoder(&Default::default());
+        match r.record(ctx, &mut encoder, &bufs) {
+            Err(Error::Buffer { what: w, reason }) => assert_eq!(w, name, "{what}: {reason}"),
+            other => panic!("{what}: expected Error::Buffer({name}), got {other:?}"),
+        }
+    }
+    let mut encoder = ctx.device().create_command_encoder(&Default::default());
+    for (what, bufs, name) in [
+        (
+            "past the end",
+            base.divisor(GpuArray::at(&tight, align)),
+            "divisor",
+        ),
+        ("the gradient's buffer", base.divisor(&g), "grad"),
+    ] {
+        match planned.record(ctx, &mut encoder, &bufs) {
+            Err(Error::Buffer { what: w, reason }) => assert_eq!(w, name, "{what}: {reason}"),
+            other => panic!("{what}: expected Error::Buffer({name}), got {other:?}"),
+        }
     }
 }

@@ -191,6 +191,70 @@ fn every_option_together() {
     options_case(sce(0.1, 1e-3, -100), 32000, 5, true);
 }
 
+fn capped(label_smoothing: f32, z_loss: f32, softcap: f32) -> Loss {
+    Loss::softmax_cross_entropy()
+        .label_smoothing(label_smoothing)
+        .z_loss(z_loss)
+        .softcap(softcap)
+        .build()
+        .unwrap()
+}
+
+/// Soft-capping at c = 1 (every logit of U(−8, 8) deep in tanh's curve), 5 and 30 (Gemma 2's),
+/// alone and with every other option; short rows, a row of one workgroup ± 1 and rows longer
+/// than a lane's registers (C = 32 000: the second read recomputes the cap).
+#[test]
+#[cfg_attr(skip_gpu_tests, ignore)]
+fn softcap() {
+    options_case(capped(0.0, 0.0, 1.0), 37, 301, false);
+    options_case(capped(0.0, 0.0, 5.0), 257, 31, true);
+    options_case(capped(0.0, 0.0, 30.0), 255, 31, false);
+    options_case(capped(0.1, 1e-3, 5.0), 1000, 63, true);
+    options_case(capped(0.1, 1e-3, 30.0), 32000, 5, true);
+}
+
+/// With a cap, logits far beyond it saturate (c·tanh(x/c) = ±c, derivative 0) and ±∞ logits
+/// are capped to ±c: every row is finite, as in the reference, where without a cap a +∞ logit
+/// makes its row NaN. A NaN logit still makes its row NaN.
+#[test]
+#[cfg_attr(skip_gpu_tests, ignore)]
+fn softcap_saturates_huge_and_infinite_logits() {
+    let (b, c) = (9usize, 300usize);
+    let mut x = wgpu_loss::synthetic::uniform(&[b, c], -400.0, 400.0, seed_for("softcap/huge"));
+    x[[1, 3]] = f32::INFINITY;
+    x[[2, 0]] = f32::NEG_INFINITY;
+    x[[3, 7]] = f32::INFINITY;
+    x[[3, 8]] = f32::NEG_INFINITY;
+    x[[4, 5]] = f32::NAN;
+    for j in 0..c {
+        x[[5, j]] = f32::NEG_INFINITY;
+    }
+    let k = class_rows(&[b], c, seed_for("softcap/huge/k"));
+    let loss = capped(0.1, 1e-3, 30.0);
+    for reduction in REDUCTIONS {
+        let args = LossArgs::new(x.view(), k.view()).reduction(reduction);
+        let what = format!("softcap/huge/{}", reduction.name());
+        let out = check_args(ctx(), &loss, &args, &what);
+        if reduction == Reduction::None {
+            let losses = out.losses.as_ref().unwrap();
+            let grad = out.grad.as_ref().unwrap();
+            for r in 0..b {
+                let nan = r == 4;
+                assert_eq!(
+                    losses[[r]].is_nan(),
+                    nan,
+                    "{what}: row {r} loss {}",
+                    losses[[r]]
+                );
+                let row = grad.index_axis(Axis(0), r);
+                assert!(row.iter().all(|g| g.is_nan() == nan), "{what}: row {r}");
+            }
+            assert_eq!(grad[[1, 3]], 0.0, "{what}: a +∞ logit's gradient");
+            assert_eq!(grad[[2, 0]], 0.0, "{what}: a −∞ logit's gradient");
+        }
+    }
+}
+
 /// `ignore_index = 0`, a valid class: rows with class 0 are ignored (a seventh of them set to
 /// 0, and those that drew 0), others count; `−100` is then out of range.
 #[test]
@@ -813,6 +877,22 @@ fn options_out_of_domain() {
             .z_loss(z)
             .build()
     };
+    for cap in [-1.0, f32::INFINITY, f32::NEG_INFINITY, f32::NAN] {
+        let e = Loss::softmax_cross_entropy()
+            .softcap(cap)
+            .build()
+            .unwrap_err();
+        assert!(
+            matches!(
+                &e,
+                Error::InvalidOption {
+                    option: "softcap",
+                    ..
+                }
+            ),
+            "c = {cap}: {e:?}"
+        );
+    }
     for ((ls, z), option) in [
         ((1.0, 0.0), "label_smoothing"),
         ((-0.1, 0.0), "label_smoothing"),

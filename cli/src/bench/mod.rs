@@ -68,9 +68,16 @@ pub struct BenchArgs {
     /// finishes in under a minute on a software adapter.
     #[arg(long)]
     quick: bool,
-    /// Only these losses, comma-separated (default: all).
-    #[arg(long, value_parser = crate::loss_name(), value_delimiter = ',')]
-    losses: Vec<String>,
+    /// Only these losses, comma-separated (default: all), each a name or a name with options,
+    /// `NAME:OPTION=VALUE[:OPTION=VALUE...]` (e.g. `softmax-ce:softcap=30:z-loss=1e-4`); the
+    /// loss names and their options are in `wgpu-loss --help`.
+    #[arg(long, value_parser = parse_variant, value_delimiter = ',')]
+    losses: Vec<Variant>,
+    /// The language-model sweep: softmax cross entropy plain and with each of its options
+    /// (label smoothing 0.1, z-loss 1e-4, soft cap 30), and distillation at T = 2, over rows
+    /// of 4096 x 32000 and 256 x 128256 (or --rows).
+    #[arg(long, conflicts_with_all = ["losses", "sizes", "quick"])]
+    lm: bool,
     /// Timed runs per loss, size and path (1 to 1000000), after one warm-up; the median is
     /// reported (default 5, 3 with --quick).
     #[arg(long)]
@@ -108,6 +115,90 @@ pub struct BenchArgs {
     #[arg(long, hide = true)]
     unroll: Option<bool>,
 }
+
+/// A loss of the sweep with its options, and how the tables name it: its name, then each
+/// option given (`softmax-ce softcap=30`).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Variant {
+    loss: Loss,
+    label: String,
+}
+
+impl Variant {
+    /// A loss with its default options, named by its name.
+    fn plain(loss: Loss) -> Variant {
+        Variant {
+            loss,
+            label: loss.name().to_string(),
+        }
+    }
+}
+
+/// `--losses`: `NAME` (or an alias) or `NAME:OPTION=VALUE[:...]`, the options those of
+/// `compute --OPTION VALUE`, validated as the loss's builder validates them.
+fn parse_variant(s: &str) -> Result<Variant, String> {
+    let mut parts = s.split(':');
+    let name = parts.next().unwrap_or_default();
+    let info = LossInfo::named(name).ok_or_else(|| {
+        let names: Vec<&str> = LossInfo::all().map(|i| i.name()).collect();
+        format!("no loss named `{name}` (the losses: {})", names.join(", "))
+    })?;
+    let mut options: Vec<(&'static str, wgpu_loss::losses::OptionValue)> = Vec::new();
+    let mut label = info.name().to_string();
+    for part in parts {
+        let (key, value) = part
+            .split_once('=')
+            .ok_or_else(|| format!("`{part}`: an option is OPTION=VALUE"))?;
+        let option = info
+            .options()
+            .iter()
+            .find(|o| o.name == key)
+            .ok_or_else(|| {
+                let names: Vec<&str> = info.options().iter().map(|o| o.name).collect();
+                format!(
+                    "{} has no option `{key}` (its options: {})",
+                    info.name(),
+                    if names.is_empty() {
+                        "none".to_string()
+                    } else {
+                        names.join(", ")
+                    }
+                )
+            })?;
+        let v = if option.integer {
+            value
+                .parse::<i64>()
+                .map(wgpu_loss::losses::OptionValue::Int)
+                .map_err(|_| format!("{key}: `{value}` is not an integer"))?
+        } else {
+            value
+                .parse::<f64>()
+                .map(wgpu_loss::losses::OptionValue::Float)
+                .map_err(|_| format!("{key}: `{value}` is not a number"))?
+        };
+        if options.iter().any(|(n, _)| *n == option.name) {
+            return Err(format!("{key} is given twice"));
+        }
+        options.push((option.name, v));
+        label += &format!(" {key}={value}");
+    }
+    let loss = info
+        .build(&|n: &str| options.iter().find(|(k, _)| *k == n).map(|&(_, v)| v))
+        .map_err(|e| e.to_string())?;
+    Ok(Variant { loss, label })
+}
+
+/// The variants of `--lm`.
+const LM_VARIANTS: [&str; 5] = [
+    "softmax-ce",
+    "softmax-ce:label-smoothing=0.1",
+    "softmax-ce:z-loss=1e-4",
+    "softmax-ce:softcap=30",
+    "distill:temperature=2",
+];
+
+/// The row shapes of `--lm`.
+const LM_ROW_SHAPES: [[usize; 2]; 2] = [[4096, 32_000], [256, 128_256]];
 
 /// `--sizes`: a positive element count.
 fn parse_size(s: &str) -> Result<usize, String> {
@@ -188,7 +279,8 @@ impl DtypeName {
 
 /// One measured point.
 struct Record {
-    loss: &'static str,
+    /// The loss's name, and its options where not the defaults ([`Variant`]).
+    loss: String,
     shape: Vec<usize>,
     path: &'static str,
     adapter: String,
@@ -399,6 +491,8 @@ fn shapes(loss: &Loss, a: &BenchArgs) -> Vec<Vec<usize>> {
     if loss.is_row_wise() {
         let rows: &[[usize; 2]] = if !a.rows.is_empty() {
             &a.rows
+        } else if a.lm {
+            &LM_ROW_SHAPES
         } else if a.quick {
             &[QUICK_ROW_SHAPE]
         } else {
@@ -441,7 +535,7 @@ pub struct Prepared {
     /// Timed runs per loss, size and path.
     repeats: usize,
     /// Every loss and shape of the sweep, in order, each within one GPU call.
-    points: Vec<(Loss, Vec<usize>)>,
+    points: Vec<(Variant, Vec<usize>)>,
     /// `--json` then `--plot`, those given, with their temporary files.
     outputs: Outputs,
     /// The index of `--json` in `outputs`.
@@ -476,24 +570,32 @@ pub(crate) fn prepare(a: &BenchArgs) -> Result<Prepared, Failure> {
     if a.max_elements == Some(0) {
         return Err(Failure::input("--max-elements must be at least 1"));
     }
-    let losses: Vec<Loss> = if a.losses.is_empty() {
+    let losses: Vec<Variant> = if a.lm {
+        LM_VARIANTS
+            .iter()
+            .map(|v| parse_variant(v).map_err(Failure::input))
+            .collect::<Result<_, _>>()?
+    } else if a.losses.is_empty() {
         Loss::all_default()
+            .into_iter()
+            .map(Variant::plain)
+            .collect()
     } else {
-        let mut v: Vec<Loss> = Vec::new();
-        let named = a.losses.iter().filter_map(|n| LossInfo::named(n));
-        for l in named.map(|i| i.default_loss()) {
-            if !v.contains(&l) {
-                v.push(l);
+        let mut v: Vec<Variant> = Vec::new();
+        for l in &a.losses {
+            if !v.iter().any(|w| w.loss == l.loss) {
+                v.push(l.clone());
             }
         }
         v
     };
-    let points: Vec<(Loss, Vec<usize>)> = losses
+    let points: Vec<(Variant, Vec<usize>)> = losses
         .iter()
-        .flat_map(|l| shapes(l, a).into_iter().map(move |s| (*l, s)))
+        .flat_map(|l| shapes(&l.loss, a).into_iter().map(move |s| (l.clone(), s)))
         .collect();
     let mut largest: Option<(String, u64)> = None;
-    for (loss, shape) in &points {
+    for (variant, shape) in &points {
+        let loss = &variant.loss;
         let name = point_name(loss, shape, a);
         let (rows, n) = match shape[..] {
             [b, c] if loss.is_row_wise() => (b as u64, row_elements(&name, b, c)?),
@@ -553,16 +655,23 @@ pub(crate) fn execute(a: &BenchArgs, mut p: Prepared) -> Result<(), Failure> {
     })?;
     // A row must fit one storage binding of this adapter (known only now).
     let binding = ctx.max_chunk_elements();
-    if let Some((loss, shape)) = points
+    if let Some((v, shape)) = points
         .iter()
-        .find(|(l, s)| l.is_row_wise() && s.last().is_some_and(|&c| c > binding))
+        .find(|(v, s)| v.loss.is_row_wise() && s.last().is_some_and(|&c| c > binding))
     {
         return Err(Failure::input(format!(
             "{}: a row longer than one storage binding of this adapter ({binding} elements)",
-            point_name(loss, shape, a)
+            point_name(&v.loss, shape, a)
         )));
     }
     let adapter = ctx.adapter_summary();
+    // The loss column: as wide as the longest label.
+    let lw = points
+        .iter()
+        .map(|(v, _)| v.label.len())
+        .max()
+        .unwrap_or(0)
+        .max(16);
     let host = format!("host CPU ({} threads)", rayon::current_num_threads());
     let mut timer = if a.wall_clock {
         GpuTimer::wall_clock()
@@ -617,7 +726,7 @@ pub(crate) fn execute(a: &BenchArgs, mut p: Prepared) -> Result<(), Failure> {
              faster A is than B"
         );
         println!(
-            "{:<16} {:>12} {:>9} {:>9} {:>9} {:>6} {:>6} {:>9} {:>6} {:>9} {:>9} {:>6} {:>9} {:>8} {:>8} {:>8}",
+            "{:<lw$} {:>12} {:>9} {:>9} {:>9} {:>6} {:>6} {:>9} {:>6} {:>9} {:>9} {:>6} {:>9} {:>8} {:>8} {:>8}",
             "loss",
             "shape",
             "copy GB/s",
@@ -640,7 +749,8 @@ pub(crate) fn execute(a: &BenchArgs, mut p: Prepared) -> Result<(), Failure> {
     let mut records: Vec<Record> = Vec::new();
     let mut ceilings: Vec<f64> = Vec::new();
     let mut worst = Agreement::default();
-    for (k, (loss, shape)) in points.iter().enumerate() {
+    for (k, (variant, shape)) in points.iter().enumerate() {
+        let (loss, label) = (&variant.loss, variant.label.as_str());
         let shape_s = shape
             .iter()
             .map(usize::to_string)
@@ -656,7 +766,7 @@ pub(crate) fn execute(a: &BenchArgs, mut p: Prepared) -> Result<(), Failure> {
             None => LossArgs::new(batch.pred.view(), batch.target.view()),
         };
 
-        bar.set_message(format!("{} {shape_s}: GPU kernels", loss.name()));
+        bar.set_message(format!("{label} {shape_s}: GPU kernels"));
         // Each step is timed right after a copy-kernel dispatch: the pair sees the same
         // machine, whose speed drifts (a shared host, a software adapter).
         let (kern_t, bytes, pass_bytes, gpu_ceiling) = {
@@ -677,14 +787,14 @@ pub(crate) fn execute(a: &BenchArgs, mut p: Prepared) -> Result<(), Failure> {
         };
         ceilings.push(gpu_ceiling);
         bar.inc(1);
-        bar.set_message(format!("{} {shape_s}: GPU calls", loss.name()));
+        bar.set_message(format!("{label} {shape_s}: GPU calls"));
         let mut call_out = None;
         let call_t = time(1, repeats, || {
             call_out = Some(ctx.compute(loss, &args)?);
             Ok::<(), wgpu_loss::Error>(())
         })?;
         bar.inc(1);
-        bar.set_message(format!("{} {shape_s}: fast CPU path", loss.name()));
+        bar.set_message(format!("{label} {shape_s}: fast CPU path"));
         // The gradient buffer is allocated once per point, as the kernel path's.
         let mut cpu_grad = ArrayD::<f32>::zeros(batch.pred.shape());
         let cpu_t = time(1, repeats, || {
@@ -692,7 +802,7 @@ pub(crate) fn execute(a: &BenchArgs, mut p: Prepared) -> Result<(), Failure> {
         })?;
         drop(cpu_grad);
         bar.inc(1);
-        bar.set_message(format!("{} {shape_s}: f64 reference", loss.name()));
+        bar.set_message(format!("{label} {shape_s}: f64 reference"));
         let mut ref_out = None;
         let ref_t = time(0, repeats.min(REFERENCE_REPEATS), || {
             ref_out = Some(reference::compute(loss, &args)?);
@@ -706,9 +816,8 @@ pub(crate) fn execute(a: &BenchArgs, mut p: Prepared) -> Result<(), Failure> {
         if !check.within(AGREEMENT) {
             bar.suspend(|| {
                 eprintln!(
-                    "warning: {} {shape_s}: the GPU call and the f64 reference disagree: value {:.3e} \
+                    "warning: {label} {shape_s}: the GPU call and the f64 reference disagree: value {:.3e} \
                      relative, gradient {:.3e} of its largest magnitude",
-                    loss.name(),
                     check.value,
                     check.grad
                 )
@@ -717,7 +826,7 @@ pub(crate) fn execute(a: &BenchArgs, mut p: Prepared) -> Result<(), Failure> {
         worst = worst.max(check);
 
         let kern = Record {
-            loss: loss.name(),
+            loss: label.to_string(),
             shape: shape.clone(),
             path: KERNEL,
             adapter: adapter.clone(),
@@ -741,6 +850,7 @@ pub(crate) fn execute(a: &BenchArgs, mut p: Prepared) -> Result<(), Failure> {
             shape: shape.clone(),
             adapter: adapter.clone(),
             check: Some(check),
+            loss: label.to_string(),
             ..kern
         };
         let cpu = Record {
@@ -750,6 +860,7 @@ pub(crate) fn execute(a: &BenchArgs, mut p: Prepared) -> Result<(), Failure> {
             ceiling_gbps: cpu_ceiling,
             shape: shape.clone(),
             check: None,
+            loss: label.to_string(),
             ..call
         };
         let reference = Record {
@@ -757,12 +868,13 @@ pub(crate) fn execute(a: &BenchArgs, mut p: Prepared) -> Result<(), Failure> {
             median: ref_t,
             shape: shape.clone(),
             adapter: host.clone(),
+            loss: label.to_string(),
             ..cpu
         };
         bar.suspend(|| {
             println!(
-                "{:<16} {:>12} {:>9.2} {:>9.3} {:>9.2} {:>6.1} {:>6.1} {:>9.3} {:>6.1} {:>9.3} {:>9.2} {:>6.1} {:>9.2} {:>8.1} {:>8.2} {:>8.2}",
-                loss.name(),
+                "{:<lw$} {:>12} {:>9.2} {:>9.3} {:>9.2} {:>6.1} {:>6.1} {:>9.3} {:>6.1} {:>9.3} {:>9.2} {:>6.1} {:>9.2} {:>8.1} {:>8.2} {:>8.2}",
+                label,
                 shape_s,
                 gpu_ceiling,
                 kern.median.as_secs_f64() * 1e3,
@@ -871,8 +983,8 @@ fn draw(
 
     let mut names: Vec<&str> = Vec::new();
     for r in records {
-        if !names.contains(&r.loss) {
-            names.push(r.loss);
+        if !names.contains(&r.loss.as_str()) {
+            names.push(&r.loss);
         }
     }
 
