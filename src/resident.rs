@@ -139,6 +139,9 @@ pub struct ResidentSpec {
     /// caller's [`ResidentBuffers::divisor`] (default false; see
     /// [`ResidentSpec::divisor_buffer`]).
     pub divisor_buffer: bool,
+    /// Whether the gradient overwrites the prediction (default false; see
+    /// [`ResidentSpec::grad_in_place`]).
+    pub grad_in_place: bool,
 }
 
 impl ResidentSpec {
@@ -156,6 +159,7 @@ impl ResidentSpec {
             grad_dtype: Dtype::F32,
             divisor: None,
             divisor_buffer: false,
+            grad_in_place: false,
         }
     }
 
@@ -179,7 +183,18 @@ impl ResidentSpec {
             input: self.dtype,
             grad: self.grad_dtype,
             vec4: false,
+            in_place: self.grad_in_place,
         }
+    }
+
+    /// The gradient is written over the prediction (row-wise losses): no gradient buffer is
+    /// bound ([`ResidentBuffers::grad`] stays `None`), and after the step `pred` holds
+    /// `∂/∂pred` in its own storage, bit for bit what a separate gradient buffer would hold.
+    /// Saves the second `[B, C]` buffer of a large vocabulary. The prediction must not also
+    /// be the target. 16-bit storage needs an even `C` (no word shared by two rows).
+    pub fn grad_in_place(mut self) -> Self {
+        self.grad_in_place = true;
+        self
     }
 
     /// Class-index targets, one per row, of type `class_type`: the buffer's bytes are read as
@@ -473,6 +488,31 @@ impl GpuContext {
                 ));
             }
         }
+        if spec.grad_in_place {
+            let reason = if !row_wise {
+                Some(format!(
+                    "the {} loss is elementwise; a gradient in place is for the row-wise losses",
+                    loss.name()
+                ))
+            } else if !spec.want_grad {
+                Some("a loss-only step writes no gradient to put in place".into())
+            } else if spec.grad_dtype != spec.dtype {
+                Some(format!(
+                    "a gradient in place is stored as the prediction ({}), not {}",
+                    spec.dtype.name(),
+                    spec.grad_dtype.name()
+                ))
+            } else if spec.dtype != Dtype::F32 && cols % 2 == 1 {
+                Some(format!(
+                    "16-bit rows of odd length ({cols}) share words, which a gradient in place                      cannot write row by row; use an even C or f32"
+                ))
+            } else {
+                None
+            };
+            if let Some(reason) = reason {
+                return Err(invalid("grad_in_place", reason));
+            }
+        }
         let io = spec.io();
         if !io.is_supported() {
             return Err(invalid(
@@ -674,7 +714,7 @@ impl ResidentLoss {
                 0
             },
             if spec.divisor_buffer { f32s(1) } else { 0 },
-            if spec.want_grad {
+            if spec.want_grad && !spec.grad_in_place {
                 spec.grad_dtype.bytes(n)
             } else {
                 0
@@ -856,11 +896,19 @@ impl ResidentLoss {
             bufs.divisor,
             on(spec.divisor_buffer, 1, Dtype::F32),
         )?;
+        if spec.grad_in_place && bufs.grad.is_some() {
+            return Err(bad(
+                "grad",
+                "given, but the gradient is planned in place over pred (`grad_in_place`): \
+                 bind no grad buffer"
+                    .into(),
+            ));
+        }
         let grad = Self::check(
             ctx,
             "grad",
             bufs.grad,
-            on(spec.want_grad, n, spec.grad_dtype),
+            on(spec.want_grad && !spec.grad_in_place, n, spec.grad_dtype),
         )?;
         let output = Self::check(
             ctx,
@@ -871,7 +919,7 @@ impl ResidentLoss {
         let (Some(pred), Some(target), Some(output)) = (pred, target, output) else {
             return Err(bad("pred", "missing".into()));
         };
-        check_aliasing(bufs, &self.binding_bytes())?;
+        check_aliasing(bufs, &self.binding_bytes(), spec.grad_in_place)?;
         let key: BufferKey = [
             Some(bufs.pred),
             Some(bufs.target),
@@ -894,7 +942,8 @@ impl ResidentLoss {
                 pred,
                 target,
                 upstream,
-                grad,
+                // In place: the kernel writes the gradient through pred's own range.
+                grad: if spec.grad_in_place { Some(pred) } else { grad },
                 losses,
                 weight,
                 pos_weight,
@@ -952,8 +1001,9 @@ const BINDINGS: [(&str, bool); 8] = [
 /// Refuses bindings that would alias: a buffer the loss writes (grad, output) bound as anything
 /// it reads (wgpu forbids one buffer as read-only and read-write storage in one dispatch; the
 /// error would only surface in the caller's `encoder.finish()`), and two written arrays whose
-/// byte ranges overlap. Read-only arrays may share a buffer.
-fn check_aliasing(bufs: &ResidentBuffers<'_>, bytes: &[u64; 8]) -> Result<()> {
+/// byte ranges overlap. Read-only arrays may share a buffer. `pred_written`: the gradient is
+/// in place, so pred is written too.
+fn check_aliasing(bufs: &ResidentBuffers<'_>, bytes: &[u64; 8], pred_written: bool) -> Result<()> {
     let arrays = [
         Some(bufs.pred),
         Some(bufs.target),
@@ -968,7 +1018,11 @@ fn check_aliasing(bufs: &ResidentBuffers<'_>, bytes: &[u64; 8]) -> Result<()> {
         .iter()
         .zip(BINDINGS)
         .zip(bytes)
-        .filter_map(|((a, (name, writes)), &len)| a.map(|a| (name, writes, a, len)))
+        .filter_map(|((a, (name, writes)), &len)| {
+            // A gradient in place writes pred (its bytes: the prediction's, bytes[0]).
+            let writes = writes || (pred_written && name == "pred");
+            a.map(|a| (name, writes, a, len))
+        })
         .collect();
     for (i, &(name_a, writes_a, a, len_a)) in bound.iter().enumerate() {
         for &(name_b, writes_b, b, len_b) in &bound[i + 1..] {

@@ -675,11 +675,14 @@ fn every_row_wise_reference_gradient_matches_finite_differences() {
     assert_eq!(cases, 5 * 3 * (2 + 3 * 2 * 6));
 }
 
+/// A row's `(ℓ, ∂ℓ/∂x)` from its `x`.
+type RowFn<'a> = dyn Fn(&[f64]) -> (f64, Vec<f64>) + 'a;
+
 /// Asserts a row function's gradient `f(x).1` against central differences of its value
 /// `f(x).0`, element by element, within `tol(analytic)`.
 #[track_caller]
 fn assert_row_fd(
-    f: &dyn Fn(&[f64]) -> (f64, Vec<f64>),
+    f: &RowFn<'_>,
     x: &[f64],
     tol: impl Fn(f64) -> f64,
     what: &str,

@@ -11,7 +11,8 @@
 // workgroup memory.
 //
 // Imports the storage slots `<io>` (how p and dense t are stored: units of EPU elements per
-// 32-bit word) and `<grad>` (how the gradient is stored). Lanes own whole *units*
+// 32-bit word), `<grad>` (how the gradient is stored) and `<preds>` (the prediction's binding:
+// read only, or read_write for a gradient written in place over it). Lanes own whole *units*
 // (words), so with 16-bit storage one lane reads, and writes, both elements of a word. A row
 // whose start is not word-aligned (odd C) shares its first and last words with its
 // neighbours: each row uses only its own elements of those, and grad_packed.wgsl sets its own
@@ -33,6 +34,7 @@
 #import <reduce>
 #import <io>
 #import <grad>
+#import <preds>
 #import common/nan.wgsl
 #import common/classes.wgsl
 
@@ -83,8 +85,8 @@ const ROW_REGS: u32 = 16u;
 const UNIT_REGS: u32 = ROW_REGS / EPU;
 
 @group(0) @binding(0) var<uniform> params: Params;
-// [rows · cols] prediction (probabilities for cce, logits for softmax-ce), in units.
-@group(0) @binding(1) var<storage, read> preds: array<u32>;
+// Binding 1, `preds`: the [rows · cols] prediction in units, declared by the `<preds>` slot
+// (common/preds_read.wgsl, or common/preds_in_place.wgsl for a gradient written over it).
 // Float targets [rows · cols] stored like the prediction, or class ids [rows] (FLAG_CLASSES):
 // i32, u32, or i64 as two words each (FLAG_CLASSES_I64, FLAG_CLASSES_U32).
 @group(0) @binding(2) var<storage, read> targets: array<u32>;
@@ -292,6 +294,11 @@ fn main(lane: Lane, @builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgrou
         var out = RowOut(0.0, vec4<f32>(0.0));
         if (!skip) {
             out = row_finish(s, row);
+        }
+        if (IN_PLACE) {
+            // Every lane's row_finish has read what it reads of the row (softmax's target
+            // logit) before any lane overwrites its units with the gradient.
+            workgroupBarrier();
         }
         if (live && (params.flags & FLAG_WRITE_GRAD) != 0u) {
             var scale = norm.y;

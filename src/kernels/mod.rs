@@ -72,6 +72,11 @@ pub mod source {
     /// `shaders/common/classes.wgsl`: class-index targets (i32, u32, i64) decoded and
     /// range-checked exactly.
     pub const CLASSES: &str = include_str!("../../shaders/common/classes.wgsl");
+    /// `shaders/common/preds_read.wgsl`: the row driver's prediction, read only.
+    pub const PREDS_READ: &str = include_str!("../../shaders/common/preds_read.wgsl");
+    /// `shaders/common/preds_in_place.wgsl`: the row driver's prediction, overwritten by the
+    /// gradient.
+    pub const PREDS_IN_PLACE: &str = include_str!("../../shaders/common/preds_in_place.wgsl");
     /// `shaders/common/rows.wgsl`: the driver of the row-wise family.
     pub const ROWS: &str = include_str!("../../shaders/common/rows.wgsl");
     /// `shaders/class_count.wgsl`: checks class indices and sums the weights of counted rows.
@@ -87,7 +92,7 @@ pub mod source {
 /// Every shader file other than the losses' own (which their descriptors compile in,
 /// `src/losses/<loss>.rs`), by its path from the crate root, with its text: what `#import`
 /// lines resolve against.
-pub const SHADER_FILES: [(&str, &str); 21] = [
+pub const SHADER_FILES: [(&str, &str); 23] = [
     ("shaders/common/reduce.wgsl", source::REDUCE),
     (
         "shaders/common/reduce_subgroup.wgsl",
@@ -107,6 +112,8 @@ pub const SHADER_FILES: [(&str, &str); 21] = [
     ("shaders/common/log.wgsl", source::LOG),
     ("shaders/common/softcap.wgsl", source::SOFTCAP),
     ("shaders/common/classes.wgsl", source::CLASSES),
+    ("shaders/common/preds_read.wgsl", source::PREDS_READ),
+    ("shaders/common/preds_in_place.wgsl", source::PREDS_IN_PLACE),
     ("shaders/common/rows.wgsl", source::ROWS),
     ("shaders/class_count.wgsl", source::CLASS_COUNT),
     ("shaders/row_divisor.wgsl", source::ROW_DIVISOR),
@@ -128,6 +135,7 @@ fn resolve(name: &str, flavor: ReduceFlavor, io: Io) -> Option<(&'static str, &'
         "<reduce>" => Some(flavor.prelude()),
         "<io>" => Some(io.input_prelude()),
         "<grad>" => Some(io.grad_prelude()),
+        "<preds>" => Some(io.preds_prelude()),
         _ => SHADER_FILES
             .iter()
             .find(|(p, _)| p.strip_prefix("shaders/") == Some(name))
@@ -323,6 +331,8 @@ pub struct Io {
     pub grad: Dtype,
     /// vec4 loads and stores (f32 only; lengths a multiple of 4).
     pub vec4: bool,
+    /// The gradient written over the prediction (the row-wise family; `grad` is `input`).
+    pub in_place: bool,
 }
 
 impl Io {
@@ -334,6 +344,7 @@ impl Io {
         input: Dtype::F32,
         grad: Dtype::F32,
         vec4: true,
+        in_place: false,
     };
 
     /// Every storage combination the kernels are built for: the gradient as the input, or f32.
@@ -353,6 +364,7 @@ impl Io {
             input: dtype,
             grad: dtype,
             vec4: false,
+            in_place: false,
         }
     }
 
@@ -363,14 +375,34 @@ impl Io {
             input: dtype,
             grad: Dtype::F32,
             vec4: false,
+            in_place: false,
         }
     }
 
-    /// Whether the kernels are built for this combination (`grad` is `input` or f32; vec4 only
-    /// for f32).
+    /// Input and gradient both of `dtype`, the gradient written over the prediction.
+    #[cfg(test)]
+    pub const fn in_place(dtype: Dtype) -> Io {
+        Io {
+            in_place: true,
+            ..Io::same(dtype)
+        }
+    }
+
+    /// Whether the kernels are built for this combination (`grad` is `input` or f32, and
+    /// `input` in place; vec4 only for f32, never in place).
     pub fn is_supported(self) -> bool {
-        (self.grad == self.input || self.grad == Dtype::F32)
-            && (!self.vec4 || (self.input == Dtype::F32 && self.grad == Dtype::F32))
+        (self.grad == self.input || (self.grad == Dtype::F32 && !self.in_place))
+            && (!self.vec4
+                || (self.input == Dtype::F32 && self.grad == Dtype::F32 && !self.in_place))
+    }
+
+    /// The row driver's prediction binding's file and text (`shaders/common/preds_*.wgsl`).
+    pub fn preds_prelude(self) -> (&'static str, &'static str) {
+        if self.in_place {
+            ("shaders/common/preds_in_place.wgsl", source::PREDS_IN_PLACE)
+        } else {
+            ("shaders/common/preds_read.wgsl", source::PREDS_READ)
+        }
     }
 
     /// The input-storage prelude's file and text (`shaders/common/io_*.wgsl`; those whose
@@ -488,12 +520,15 @@ impl Kernel {
     /// vec4 for the row-wise family, f32 for the others.
     #[cfg(test)]
     pub fn ios(self) -> &'static [Io] {
-        const ROWS: [Io; 5] = [
+        const ROWS: [Io; 8] = [
             Io::F32,
             Io::same(Dtype::F16),
             Io::with_f32_grad(Dtype::F16),
             Io::same(Dtype::Bf16),
             Io::with_f32_grad(Dtype::Bf16),
+            Io::in_place(Dtype::F32),
+            Io::in_place(Dtype::F16),
+            Io::in_place(Dtype::Bf16),
         ];
         match self.loss_def().map(|d| d.family()) {
             Some(crate::losses::Family::Elementwise(_)) => &Io::ALL,
@@ -573,6 +608,18 @@ impl Kernel {
             }
         }
         Ok(s)
+    }
+
+    /// The kernel's bindings for `io`: [`Kernel::bindings`], with the prediction
+    /// `read_write` where the gradient is written over it ([`Io::in_place`]).
+    pub fn bindings_io(self, io: Io) -> Vec<Binding> {
+        let mut v = self.bindings().to_vec();
+        if io.in_place {
+            for b in v.iter_mut().filter(|b| b.slot == Slot::Pred) {
+                b.access = Access::ReadWrite;
+            }
+        }
+        v
     }
 
     /// The kernel's bindings, all in `@group(0)`.

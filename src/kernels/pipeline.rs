@@ -46,7 +46,11 @@ fn build(ctx: &GpuContext, kernel: Kernel, io: Io) -> Result<KernelPipeline> {
             kernel.name(),
             io.input.name(),
             io.grad.name(),
-            if io.vec4 { ", vec4" } else { "" }
+            match (io.vec4, io.in_place) {
+                (true, _) => ", vec4",
+                (_, true) => ", in place",
+                _ => "",
+            }
         )
     };
     let module = ctx
@@ -56,7 +60,7 @@ fn build(ctx: &GpuContext, kernel: Kernel, io: Io) -> Result<KernelPipeline> {
             source: wgpu::ShaderSource::Wgsl(source.into()),
         });
     let entries: Vec<wgpu::BindGroupLayoutEntry> = kernel
-        .bindings()
+        .bindings_io(io)
         .iter()
         .map(|b| wgpu::BindGroupLayoutEntry {
             binding: b.index,

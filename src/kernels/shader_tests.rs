@@ -77,7 +77,7 @@ fn check(kernel: Kernel, flavor: ReduceFlavor, io: Io) -> Result<(), String> {
         declared.insert((rb.binding, format!("{access:?}")));
     }
     let host: BTreeSet<_> = kernel
-        .bindings()
+        .bindings_io(io)
         .iter()
         .map(|b| (b.index, format!("{:?}", b.access)))
         .collect();
@@ -99,7 +99,8 @@ fn every_kernel_validates_with_naga_and_matches_the_host() {
             }
         }
     }
-    // (each elementwise loss × 6 storages + each row-wise loss × 5 + 4 shared passes) × 2
+    // (each elementwise loss × 6 storages + each row-wise loss × 8 (5 storages and 3 with the
+    // gradient in place) + 4 shared passes) × 2
     // flavours, counted from the registry so a new loss needs no edit here (the copy kernel of
     // the benchmarks is validated by the CLI's own test).
     let row_wise = crate::losses::REGISTRY
@@ -111,7 +112,7 @@ fn every_kernel_validates_with_naga_and_matches_the_host() {
         elementwise >= 8 && row_wise >= 3,
         "{elementwise} + {row_wise}"
     );
-    assert_eq!(compositions.len(), (elementwise * 6 + row_wise * 5 + 4) * 2);
+    assert_eq!(compositions.len(), (elementwise * 6 + row_wise * 8 + 4) * 2);
     let failures: Vec<String> = compositions
         .iter()
         .filter_map(|&(k, f, io)| check(k, f, io).err())
@@ -190,7 +191,7 @@ fn imports_resolve_and_come_first() {
     use crate::kernels::{SHADER_FILES, imports};
     for (path, text) in SHADER_FILES {
         for name in imports(text) {
-            let known = matches!(name, "<reduce>" | "<io>" | "<grad>")
+            let known = matches!(name, "<reduce>" | "<io>" | "<grad>" | "<preds>")
                 || SHADER_FILES
                     .iter()
                     .any(|(p, _)| p.strip_prefix("shaders/") == Some(name));
@@ -277,5 +278,16 @@ fn slots_follow_the_variant() {
         Io::with_f32_grad(Dtype::Bf16),
         "grad_f32.wgsl"
     ));
+    for (io, file) in [
+        (Io::in_place(Dtype::F32), "preds_in_place.wgsl"),
+        (Io::F32, "preds_read.wgsl"),
+    ] {
+        assert!(has(
+            Kernel::Loss("softmax_cross_entropy"),
+            ReduceFlavor::Plain,
+            io,
+            file
+        ));
+    }
     assert!(Kernel::Loss("cosine_proximity").takes_io());
 }

@@ -1189,3 +1189,195 @@ fn divisor_buffer_misuse_is_refused() {
         }
     }
 }
+
+/// `ResidentSpec::grad_in_place`: the gradient written over the prediction's buffer is bit for
+/// bit the gradient a separate buffer receives, and the value is the same bits: softmax cross
+/// entropy with class ids (i32, i64, weights, options), probability targets and a soft cap,
+/// rows of one lane, of a workgroup and longer than its registers (re-read), 16-bit storage
+/// with even C, distillation with an upstream buffer, cosine and cce.
+#[test]
+#[cfg_attr(skip_gpu_tests, ignore)]
+fn gradient_in_place_matches_out_of_place_bit_for_bit() {
+    let ctx = ctx();
+    let sce = |ls: f32, z: f32, cap: f32| {
+        Loss::softmax_cross_entropy()
+            .label_smoothing(ls)
+            .z_loss(z)
+            .softcap(cap)
+            .build()
+            .unwrap()
+    };
+    let mut dtypes = vec![wgpu_loss::Dtype::Bf16];
+    if ctx.supports_f16() {
+        dtypes.push(wgpu_loss::Dtype::F16);
+    }
+    let mut cases: Vec<(Loss, ResidentSpec)> = vec![
+        (
+            sce(0.1, 1e-3, 0.0),
+            ResidentSpec::new(&[37, 29]).classes(ClassType::I64),
+        ),
+        (
+            sce(0.0, 0.0, 0.0),
+            ResidentSpec::new(&[300, 7]).classes(ClassType::I32),
+        ),
+        (
+            sce(0.0, 0.0, 0.0),
+            ResidentSpec::new(&[5, 32000])
+                .classes(ClassType::I32)
+                .weight(),
+        ),
+        (
+            sce(0.0, 0.0, 30.0),
+            ResidentSpec::new(&[3, 4097]).reduction(Reduction::Sum),
+        ),
+        (
+            Loss::distill().temperature(2.0).build().unwrap(),
+            ResidentSpec::new(&[7, 300])
+                .reduction(Reduction::None)
+                .upstream(ResidentUpstream::Buffer),
+        ),
+        (
+            Loss::cosine_proximity().build().unwrap(),
+            ResidentSpec::new(&[11, 33]),
+        ),
+        (Loss::CategoricalCrossEntropy, ResidentSpec::new(&[6, 50])),
+    ];
+    for &dt in &dtypes {
+        cases.push((
+            sce(0.1, 0.0, 0.0),
+            ResidentSpec::new(&[9, 1000])
+                .dtype(dt)
+                .classes(ClassType::I64),
+        ));
+        cases.push((sce(0.0, 0.0, 5.0), ResidentSpec::new(&[4, 258]).dtype(dt)));
+    }
+    for (loss, spec) in cases {
+        let (b, c) = (spec.shape[0], spec.shape[1]);
+        let what = format!(
+            "in place/{}/{:?}/{}",
+            loss.name(),
+            spec.shape,
+            spec.dtype.name()
+        );
+        let x = match loss {
+            Loss::CategoricalCrossEntropy => prob_rows(&[b, c], seed_for(&format!("{what}/x"))),
+            _ => logits(&[b, c], seed_for(&format!("{what}/x"))),
+        };
+        let t = prob_rows(&[b, c], seed_for(&format!("{what}/t")));
+        let k = class_rows(&[b], c, seed_for(&format!("{what}/k")));
+        let w = wgpu_loss::synthetic::uniform(&[c], 0.0, 2.0, seed_for(&format!("{what}/w")));
+        let g = wgpu_loss::synthetic::uniform(&[b], -1.0, 1.0, seed_for(&format!("{what}/g")));
+        let words = spec.dtype.pack(&slice(&x));
+        let target = match spec.classes {
+            Some(ClassType::I64) => upload(ctx, "k", &slice(&k)),
+            Some(_) => upload(ctx, "k", &k.iter().map(|&v| v as i32).collect::<Vec<_>>()),
+            None => upload(ctx, "t", &spec.dtype.pack(&slice(&t))),
+        };
+        let (wb, gb) = (upload(ctx, "w", &slice(&w)), upload(ctx, "g", &slice(&g)));
+        let run = |in_place: bool| -> (Vec<u32>, Vec<u32>) {
+            let plan = if in_place {
+                spec.clone().grad_in_place()
+            } else {
+                spec.clone()
+            };
+            let mut r = ctx.resident(&loss, plan).expect("plan");
+            let p = upload(ctx, "p", &words);
+            let grad = zeros(ctx, "grad", words.len());
+            let out = zeros(ctx, "out", r.output_len());
+            let mut bufs = ResidentBuffers::new(&p, &target, &out);
+            if !in_place {
+                bufs = bufs.grad(&grad);
+            }
+            if spec.weight.is_some() {
+                bufs = bufs.weight(&wb);
+            }
+            if spec.upstream == ResidentUpstream::Buffer {
+                bufs = bufs.upstream(&gb);
+            }
+            let mut encoder = ctx.device().create_command_encoder(&Default::default());
+            r.record(ctx, &mut encoder, &bufs).expect("record");
+            ctx.queue().submit([encoder.finish()]);
+            let bits = |v: Vec<f32>| v.iter().map(|f| f.to_bits()).collect::<Vec<u32>>();
+            let written = if in_place { &p } else { &grad };
+            (
+                bits(read(ctx, written, words.len())),
+                bits(read(ctx, &out, r.output_len())),
+            )
+        };
+        let (separate, value) = run(false);
+        let (over, value_in_place) = run(true);
+        assert_eq!(value, value_in_place, "{what}: value");
+        assert!(
+            separate != words,
+            "{what}: the gradient is not the prediction"
+        );
+        let first = separate.iter().zip(&over).position(|(a, b)| a != b);
+        assert_eq!(first, None, "{what}: first differing word");
+    }
+}
+
+/// A gradient in place is refused where it cannot apply, when planned (an elementwise loss,
+/// loss-only, an f32 gradient of 16-bit inputs, 16-bit rows of odd C:
+/// `InvalidOption("grad_in_place")`), and when recorded with a gradient buffer or with the
+/// prediction also bound as the target (`Error::Buffer`).
+#[test]
+#[cfg_attr(skip_gpu_tests, ignore)]
+fn gradient_in_place_misuse_is_refused() {
+    let ctx = ctx();
+    let ce = Loss::softmax_cross_entropy().build().unwrap();
+    let bf16 = wgpu_loss::Dtype::Bf16;
+    for (loss, spec) in [
+        (Loss::Mse, ResidentSpec::new(&[4, 8]).grad_in_place()),
+        (ce, ResidentSpec::new(&[4, 8]).loss_only().grad_in_place()),
+        (
+            ce,
+            ResidentSpec::new(&[4, 8])
+                .dtype(bf16)
+                .grad_dtype(wgpu_loss::Dtype::F32)
+                .grad_in_place(),
+        ),
+        (ce, ResidentSpec::new(&[4, 7]).dtype(bf16).grad_in_place()),
+    ] {
+        match ctx.resident(&loss, spec.clone()) {
+            Err(Error::InvalidOption {
+                option: "grad_in_place",
+                reason,
+            }) => {
+                assert!(!reason.contains('\n'), "{spec:?}: {reason}");
+            }
+            other => panic!(
+                "{spec:?}: expected InvalidOption(grad_in_place), got {:?}",
+                other.err()
+            ),
+        }
+    }
+    // f32 rows of odd C are fine.
+    ctx.resident(&ce, ResidentSpec::new(&[4, 7]).grad_in_place())
+        .expect("f32, odd C");
+    let mut r = ctx
+        .resident(&ce, ResidentSpec::new(&[4, 8]).grad_in_place())
+        .expect("plan");
+    let (p, t, g, v) = (
+        zeros(ctx, "p", 32),
+        zeros(ctx, "t", 32),
+        zeros(ctx, "g", 32),
+        zeros(ctx, "v", 1),
+    );
+    for (what, bufs, name) in [
+        (
+            "a gradient buffer",
+            ResidentBuffers::new(&p, &t, &v).grad(&g),
+            "grad",
+        ),
+        ("pred is target", ResidentBuffers::new(&p, &p, &v), "pred"),
+    ] {
+        let mut encoder = ctx.device().create_command_encoder(&Default::default());
+        match r.record(ctx, &mut encoder, &bufs) {
+            Err(Error::Buffer { what: w, reason }) => {
+                assert_eq!(w, name, "{what}: {reason}");
+                assert!(!reason.contains('\n'), "{what}: {reason}");
+            }
+            other => panic!("{what}: expected Error::Buffer({name}), got {other:?}"),
+        }
+    }
+}
