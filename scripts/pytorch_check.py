@@ -156,7 +156,7 @@ DIFFERENCES = {
 # Cases
 # --------------------------------------------------------------------------------------------
 
-ROWWISE = {"cce", "softmax-ce", "cosine"}
+ROWWISE = {"cce", "softmax-ce", "cosine", "distill"}
 
 
 @dataclasses.dataclass
@@ -178,6 +178,10 @@ class Case:
     full: Optional[int] = None
     alpha: Optional[float] = None  # focal
     gamma: Optional[float] = None
+    softcap: Optional[float] = None  # softmax-ce
+    log_target: Optional[int] = None  # kl-div, 0 or 1
+    temperature: Optional[float] = None  # distill
+    divisor: Optional[float] = None  # a row-wise mean's --divisor
     reductions: tuple = ("mean", "sum", "none")
     oracle: str = "torch"  # "torch" (PyTorch f64) or "mp" (mpmath, where f64 cancels)
     expect_error: Optional[str] = None  # a DIFFERENCES key of an error case (exit 2)
@@ -192,7 +196,9 @@ class Case:
             ("--delta", self.delta), ("--beta", self.beta),
             ("--label-smoothing", self.label_smoothing), ("--ignore-index", self.ignore_index),
             ("--z-loss", self.z_loss), ("--eps", self.eps), ("--log-input", self.log_input),
-            ("--full", self.full), ("--alpha", self.alpha), ("--gamma", self.gamma))
+            ("--full", self.full), ("--alpha", self.alpha), ("--gamma", self.gamma),
+            ("--softcap", self.softcap), ("--log-target", self.log_target),
+            ("--temperature", self.temperature), ("--divisor", self.divisor))
             if v is not None]
 
     def flags(self) -> str:
@@ -238,6 +244,19 @@ def elementwise_cases() -> list[Case]:
 
     def add(loss, name, p, t, **kw):
         cases.append(Case(loss, name, f32(p), f32(t), **kw))
+
+    # KL divergence (PyTorch kl_div): log-probabilities against probabilities (some exactly 0)
+    # or log-probabilities (log_target); every reduction, batchmean included.
+    for lt in (0, 1):
+        for shape in ((37, 29), (6, 7, 50), (1000,)):
+            r = rng_for(f"kl{lt}{shape}")
+            lp = np.log(softmax_np(r.normal(0, 1, shape)))
+            t = softmax_np(r.normal(0, 1, shape))
+            t[r.uniform(0, 1, shape) < 0.1] = 0.0
+            if lt:
+                t = np.log(softmax_np(r.normal(0, 1, shape)))
+            add("kl-div", f"log_target={lt}{list(shape)}", lp, t, log_target=lt,
+                reductions=("mean", "sum", "none", "batchmean"))
 
     # MSE, MAE, Huber: normal data on every shape, ties, NaN and +-inf.
     for loss in ("mse", "mae", "huber", "smooth-l1"):
@@ -549,6 +568,42 @@ def rowwise_cases() -> list[Case]:
     pn, tn = r.normal(0, 1, (4, 29)), r.normal(0, 1, (4, 29))
     pn[0, 3], tn[1, 5], pn[2, 0] = np.nan, np.nan, np.inf
     add("cosine", "nan-inf[4,29]", pn, tn)
+
+    # Softmax cross entropy with a soft cap (Gemma 2: 30), alone and with every option,
+    # saturated and infinite logits; with a divisor of the mean.
+    r = rng_for("sce-softcap")
+    xs = r.normal(0, 6, (37, 29))
+    cs = r.integers(0, 29, 37)
+    ts = softmax_np(r.normal(0, 1, (37, 29)))
+    add(sce, "softcap=30[37,29]", xs, cs, softcap=30.0)
+    add(sce, "softcap=3[37,29]", xs, cs, softcap=3.0)
+    add(sce, "softcap=5+all-options[37,29]", xs, cs, softcap=5.0, label_smoothing=0.1,
+        z_loss=1e-3, class_weight=f32(r.uniform(0, 3, 29)))
+    add(sce, "probs+softcap=10[37,29]", xs, ts, softcap=10.0)
+    xh = r.normal(0, 300, (6, 29))
+    xh[0, 1], xh[1, 2], xh[2, :] = np.inf, -np.inf, np.inf
+    add(sce, "softcap=30 on +-300 and +-inf rows[6,29]", xh, r.integers(0, 29, 6), softcap=30.0)
+    xl = r.normal(0, 4, (3, 32000))
+    add(sce, "softcap=30[3,32000]", xl, r.integers(0, 32000, 3), softcap=30.0)
+    add(sce, "divisor=777[37,29]", xs, cs, divisor=777.0, reductions=("mean",))
+    add(sce, "divisor=0.5+smoothing+weights[37,29]", xs, cs, divisor=0.5, label_smoothing=0.1,
+        class_weight=f32(r.uniform(0, 3, 29)), reductions=("mean",))
+
+    # Distillation from logits, T = 1, 2 and 0.5, short and long rows; batchmean (its mean).
+    for (b, c) in ((37, 29), (5, 4097), (2, 40000)):
+        r = rng_for(f"distill[{b},{c}]")
+        s_ = r.normal(0, 3, (b, c))
+        u_ = 0.5 * s_ + r.normal(0, 2, (b, c))
+        for T in (1.0, 2.0, 0.5):
+            add("distill", f"T={T}[{b},{c}]", s_, u_, temperature=T,
+                reductions=("mean", "sum", "none", "batchmean"))
+    r = rng_for("distill-inf")
+    s_, u_ = r.normal(0, 3, (4, 29)), r.normal(0, 3, (4, 29))
+    u_[0, 3] = -np.inf  # P_j = 0 contributes 0
+    add("distill", "teacher -inf[4,29]", s_, u_)
+    r = rng_for("distill-div")
+    add("distill", "divisor=100[37,29]", r.normal(0, 3, (37, 29)), r.normal(0, 3, (37, 29)),
+        divisor=100.0, reductions=("mean",))
     return cases
 
 
@@ -657,6 +712,9 @@ def per_item(case: Case, dtype) -> tuple[torch.Tensor, torch.Tensor, torch.Tenso
                 if alpha >= 0:
                     out = (alpha * t + (1 - alpha) * (1 - t)) * out
                 return {"none": out, "sum": out.sum(), "mean": out.mean()}[r]
+        elif loss == "kl-div":
+            lt = case.log_target == 1
+            fn = lambda r: F.kl_div(p, t, reduction=r, log_target=lt)
         else:
             raise ValueError(loss)
         return p, fn("none"), torch.tensor(float(p.numel()), dtype=dtype), fn
@@ -666,6 +724,13 @@ def per_item(case: Case, dtype) -> tuple[torch.Tensor, torch.Tensor, torch.Tenso
     if loss == "cce":
         # The crate's formula, -sum t * clamp(ln p, min=-100), differentiated by autograd.
         L = -(rows.t * torch.log(x).clamp(min=-100)).sum(-1)
+        return x, L, torch.tensor(float(B), dtype=dtype), None
+    if loss == "distill":
+        # T^2 KL(softmax(u/T) || softmax(s/T)) per row (the Hinton recipe; PyTorch's kl_div
+        # of log_softmax against softmax, summed over the row).
+        T = float(np.float32(case.temperature if case.temperature is not None else 1.0))
+        logq = F.log_softmax(x / T, -1)
+        L = T * T * F.kl_div(logq, F.softmax(rows.t / T, -1), reduction="none").sum(-1)
         return x, L, torch.tensor(float(B), dtype=dtype), None
     if loss == "cosine":
         eps = float(np.float32(case.eps if case.eps is not None else 1e-8))
@@ -679,7 +744,10 @@ def per_item(case: Case, dtype) -> tuple[torch.Tensor, torch.Tensor, torch.Tenso
     ls = float(np.float32(case.label_smoothing or 0.0))
     ii = case.ignore_index if case.ignore_index is not None else -100
     tgt = rows.classes if rows.classes is not None else rows.t
-    fn = lambda r: F.cross_entropy(x, tgt, weight=w, ignore_index=ii, label_smoothing=ls,
+    # Gemma 2's soft cap: the logits c tanh(x / c), autograd through the tanh.
+    cap = float(np.float32(case.softcap)) if case.softcap else 0.0
+    capped = lambda: cap * torch.tanh(x / cap) if cap else x  # a fresh graph per use
+    fn = lambda r: F.cross_entropy(capped(), tgt, weight=w, ignore_index=ii, label_smoothing=ls,
                                    reduction=r)
     L = fn("none")
     if rows.classes is not None:
@@ -691,7 +759,7 @@ def per_item(case: Case, dtype) -> tuple[torch.Tensor, torch.Tensor, torch.Tenso
         D = torch.tensor(float(B), dtype=dtype)
     if case.z_loss:
         lam = float(np.float32(case.z_loss))
-        L = L + lam * lse_rows(x) ** 2 * counted  # not a PyTorch loss
+        L = L + lam * lse_rows(capped()) ** 2 * counted  # not a PyTorch loss
         fn = None
     return x, L, D, fn
 
@@ -795,6 +863,8 @@ def evaluate(case: Case, reduction: str, dtype) -> Result:
         xv = rows.x.detach()
         neg = torch.isneginf(xv).any(-1) & ~torch.isnan(xv).any(-1) & ~torch.isposinf(xv).any(-1)
         neg &= ~torch.isneginf(xv).all(-1)
+        if case.softcap:
+            neg &= False  # capped to -c: finite, PyTorch's own result stands
         if rows.t is not None:
             neg &= ~torch.isnan(rows.t).any(-1)
         if neg.any():
@@ -815,13 +885,23 @@ def evaluate(case: Case, reduction: str, dtype) -> Result:
         res.losses = to_np(Lp).reshape(shape_items)
         res.grad = to_np(Gp).reshape(case.pred.shape)
     else:
+        if case.divisor is not None and reduction == "mean":
+            # --divisor D': the row-wise mean's divisor (PyTorch has none: sum / D').
+            D = torch.tensor(float(np.float32(case.divisor)), dtype=dtype)
+            fn = None
+        if reduction == "batchmean":
+            # The sum over the first dimension's size (PyTorch's kl_div batchmean).
+            D = torch.tensor(float(case.pred.shape[0]), dtype=dtype)
+            if case.loss != "kl-div":
+                fn = None
         if fn is not None and not patched:
             # PyTorch's own reduction (and autograd through it).
             out = fn(reduction)
             (g,) = torch.autograd.grad(out, p)
             v, g = out.detach(), g
         else:
-            scale = 1 / D if reduction == "mean" else torch.tensor(1.0, dtype=dtype)
+            scale = (1 / D if reduction in ("mean", "batchmean")
+                     else torch.tensor(1.0, dtype=dtype))
             v, g = Lp.sum() * scale, Gp * scale
         if reduction == "mean" and case.loss == "softmax-ce" and float(D) == 0.0:
             # mean-over-zero-rows: value 0 and gradient 0 (PyTorch: NaN).

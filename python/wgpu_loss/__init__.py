@@ -27,8 +27,11 @@ the logistic function; per row of ``[B, C]``: ``s = softmax(x)``, ``lse = ln Σ_
     focal            α_t · BCE(x, t) · (1 − p_t)^γ                 alpha (0.25), gamma (2)
     cce              −Σ_j t_j ln p_j, on probability rows
     softmax-ce       lse − x_c (class ids) or −Σ_j t_j ln s_j, smoothed (label_smoothing),
-                     + z_loss · lse², class weight, ignore_index (−100)
+                     + z_loss · lse², class weight, ignore_index (−100), softcap c
+                     (logits c·tanh(x/c))
     cosine           −p·t / (max(‖p‖, ε) max(‖t‖, ε))               eps ε > 0 (1e-8)
+    kl-div           t (ln t − p) of log-probabilities p, 0 where t = 0   log_target (False)
+    distill          T² KL(softmax(u/T) ‖ softmax(s/T)), student s, teacher u   temperature (1)
 
 Losses added to the library later are listed by ``losses()`` with their description and
 options and work here unchanged. Reductions: ``"mean"`` (default), ``"sum"``, ``"none"``

@@ -21,8 +21,11 @@ the logistic function; per row of ``[B, C]``: ``s = softmax(x)``, ``lse = ln Σ_
     cce              ℓ_r = −Σ_j t_j max(ln p_j, −100), probabilities in [0, 1]
     softmax-ce       class ids: ℓ_r = (1−ε) w_c (lse − x_c) + (ε/C) Σ_j w_j (lse − x_j);
     (cross-entropy)  probabilities: ℓ_r = −Σ_j w_j t'_j ln s_j, t' = (1−ε)t + ε/C; + λ lse²
-                     label_smoothing ε (0.0), z_loss λ (0.0), ignore_index (−100), weight w [C]
+                     label_smoothing ε (0.0), z_loss λ (0.0), ignore_index (−100), weight w [C],
+                     softcap c (0.0: none; else every formula on c·tanh(x/c))
     cosine           ℓ_r = −p·t / (max(‖p‖, ε) max(‖t‖, ε))          eps ε > 0 (1e-8)
+    distill          ℓ_r = T² Σ_j P_j (ln P_j − ln Q_j), P = softmax(u/T) of the teacher's
+                     logits u (target), Q = softmax(s/T) of the student's s   temperature T > 0 (1.0)
 
 Reductions: ``"mean"`` (Σℓ/D; D = N elements, B rows, or for class ids the sum of the class
 weights of the rows not ignored, and 0 with every row ignored), ``"sum"``, ``"none"``,
