@@ -23,6 +23,7 @@
 // ℓ = +∞).
 
 #import common/rows.wgsl
+#import common/rows_single.wgsl
 #import common/log.wgsl
 
 struct LossParams {
