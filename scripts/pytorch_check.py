@@ -156,7 +156,7 @@ DIFFERENCES = {
 # Cases
 # --------------------------------------------------------------------------------------------
 
-ROWWISE = {"cce", "softmax-ce", "cosine", "distill"}
+ROWWISE = {"cce", "softmax-ce", "cosine", "distill", "jsd"}
 
 
 @dataclasses.dataclass
@@ -601,6 +601,19 @@ def rowwise_cases() -> list[Case]:
     s_, u_ = r.normal(0, 3, (4, 29)), r.normal(0, 3, (4, 29))
     u_[0, 3] = -np.inf  # P_j = 0 contributes 0
     add("distill", "teacher -inf[4,29]", s_, u_)
+    # The generalised Jensen-Shannon divergence: beta 0, 0.1, 0.5, 1 at T = 1 and 2, long rows.
+    r = rng_for("jsd[37,29]")
+    s_ = r.normal(0, 3, (37, 29))
+    u_ = 0.5 * s_ + r.normal(0, 2, (37, 29))
+    for beta in (0.0, 0.1, 0.5, 1.0):
+        for T in (1.0, 2.0):
+            add("jsd", f"beta={beta} T={T}[37,29]", s_, u_, beta=beta, temperature=T,
+                reductions=("mean", "sum", "none", "batchmean"))
+    for (b, c, T) in ((5, 4097, 1.0), (2, 40000, 0.5)):
+        r = rng_for(f"jsd[{b},{c}]")
+        s_ = r.normal(0, 3, (b, c))
+        add("jsd", f"beta=0.5 T={T}[{b},{c}]", s_, 0.5 * s_ + r.normal(0, 2, (b, c)), beta=0.5,
+            temperature=T)
     r = rng_for("distill-div")
     add("distill", "divisor=100[37,29]", r.normal(0, 3, (37, 29)), r.normal(0, 3, (37, 29)),
         divisor=100.0, reductions=("mean",))
@@ -731,6 +744,22 @@ def per_item(case: Case, dtype) -> tuple[torch.Tensor, torch.Tensor, torch.Tenso
         T = float(np.float32(case.temperature if case.temperature is not None else 1.0))
         logq = F.log_softmax(x / T, -1)
         L = T * T * F.kl_div(logq, F.softmax(rows.t / T, -1), reduction="none").sum(-1)
+        return x, L, torch.tensor(float(B), dtype=dtype), None
+    if loss == "jsd":
+        # Liger-Kernel's LigerJSD on log_softmax of the logits over T: beta KL(P || M) +
+        # (1 - beta) KL(Q || M), M = beta P + (1 - beta) Q; beta 0 is KL(P || Q), 1 KL(Q || P).
+        T = float(np.float32(case.temperature if case.temperature is not None else 1.0))
+        beta = float(np.float32(case.beta if case.beta is not None else 0.5))
+        logq = F.log_softmax(x / T, -1)
+        logp = F.log_softmax(rows.t / T, -1)
+        P, Q = logp.exp(), logq.exp()
+        if beta == 0.0:
+            L = (P * (logp - logq)).sum(-1)
+        elif beta == 1.0:
+            L = (Q * (logq - logp)).sum(-1)
+        else:
+            logm = torch.log(beta * P + (1 - beta) * Q)
+            L = (beta * (P * (logp - logm)) + (1 - beta) * (Q * (logq - logm))).sum(-1)
         return x, L, torch.tensor(float(B), dtype=dtype), None
     if loss == "cosine":
         eps = float(np.float32(case.eps if case.eps is not None else 1e-8))

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 # Usage: a venv with `pip install ./python torch numpy`, then `python scripts/pytorch_spot.py`.
-# Until scripts/pytorch_check.py covers kl-div, distill, batchmean, the divisor and the soft cap,
-# this checks them.
+# scripts/pytorch_check.py covers kl-div, distill, batchmean, the divisor and the soft cap too;
+# jsd is checked here only.
 # A spot check of the new losses and reductions against PyTorch's autograd (CPU, f64 on the
 # same f32 inputs), on the package's gpu (llvmpipe), cpu and reference devices.
 import numpy as np, torch, torch.nn.functional as F, wgpu_loss
@@ -40,6 +40,27 @@ for (b, c) in ((64, 1000), (8, 40000)):
         v.backward()
         check(f"distill [{b},{c}] T={T}",
               lambda ctx: ctx.compute("distill", s, u, temperature=T), v.item(), x.grad.numpy(), 8e-6)
+# jsd: Liger-Kernel's TorchJSD formulation on log_softmax(·/T) (float64 autograd):
+# M = logsumexp(ln β + ln P, ln(1 − β) + ln Q), β kl_div(M, ln P) + (1 − β) kl_div(M, ln Q)
+# (log_target, batchmean); β = 0: kl_div(ln Q, ln P); β = 1: kl_div(ln P, ln Q). No T².
+for (b, c) in ((64, 1000), (8, 40000)):
+    for beta, T in ((0.5, 1.0), (0.0, 2.0), (0.1, 0.5), (1.0, 1.0)):
+        s = (3 * rng.standard_normal((b, c))).astype(np.float32)
+        u = (0.5 * s + 2 * rng.standard_normal((b, c))).astype(np.float32)
+        x = torch.tensor(s, dtype=torch.float64, requires_grad=True)
+        ut = torch.tensor(u, dtype=torch.float64)
+        lq, lp = F.log_softmax(x / T, -1), F.log_softmax(ut / T, -1)
+        kl = lambda inp, tgt: F.kl_div(inp, tgt, reduction="batchmean", log_target=True)
+        if beta == 0.0:
+            v = kl(lq, lp)
+        elif beta == 1.0:
+            v = kl(lp, lq)
+        else:
+            lm = torch.logsumexp(torch.stack([lp + np.log(beta), lq + np.log(1 - beta)]), 0)
+            v = beta * kl(lm, lp) + (1 - beta) * kl(lm, lq)
+        v.backward()
+        check(f"jsd [{b},{c}] beta={beta} T={T}",
+              lambda ctx: ctx.compute("jsd", s, u, beta=beta, temperature=T), v.item(), x.grad.numpy(), 8e-6)
 # softmax-ce with a divisor: sum over D' (torch: cross_entropy(reduction='sum') / D')
 xs = (2 * rng.standard_normal((50, 300))).astype(np.float32)
 k = rng.integers(0, 300, 50)

@@ -7,6 +7,7 @@
 // reports its first offending element.
 
 #import common/rows.wgsl
+#import common/rows_single.wgsl
 
 // No options.
 struct LossParams {

@@ -25,6 +25,7 @@
 // where every factor is formed without overflow or needless underflow.
 
 #import common/rows.wgsl
+#import common/rows_single.wgsl
 
 struct LossParams {
     eps: f32, // the floor ε > 0 of each row's norm

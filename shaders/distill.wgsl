@@ -15,6 +15,7 @@
 // student logit of −∞ where P_j > 0 makes ℓ = +∞.
 
 #import common/rows.wgsl
+#import common/rows_single.wgsl
 #import common/log.wgsl
 
 struct LossParams {

@@ -25,6 +25,7 @@
 // instead of x, which caps ±∞ logits to ±c; the gradient times ∂y/∂x = 1 − tanh²(x/c).
 
 #import common/rows.wgsl
+#import common/rows_single.wgsl
 #import common/log.wgsl
 #import common/softcap.wgsl
 

@@ -19,7 +19,8 @@
 //!   norms, dot products) are f32 only over 8 terms and f64 beyond, so their relative error
 //!   stays about 10 · 2^-24 whatever C is, and an element adds its own few roundings. Cosine
 //!   proximity's results, differences of larger terms, are compared on the scales of
-//!   [`common::cosine_scales`], as for the GPU.
+//!   [`common::cosine_scales`], as for the GPU, and the Jensen–Shannon divergence's on those of
+//!   [`common::jsd_scales`] (errors relative to the logs `ln P`, `ln Q`, `ln M`).
 //!
 //! NaN must match NaN, and an infinity the same infinity. Observed on the reference machine:
 //! values within 2.4e-7 (cosine; the others 8e-8), arrays within 2e-7 of their scale.
@@ -35,7 +36,7 @@ use wgpu_loss::{
 
 use common::{
     assert_infinite_logit_pattern, assert_ulps, class_rows, cosine_scale_rows, cosine_scales,
-    finite_max, infinite_logit_rows, logits, prob_rows, probabilities, seed_for,
+    finite_max, infinite_logit_rows, jsd_scales, logits, prob_rows, probabilities, seed_for,
 };
 
 /// Loss value: relative tolerance (see the module docs).
@@ -64,7 +65,8 @@ struct Scales {
 }
 
 /// The scales for `loss`: cosine proximity's from [`cosine_scales`], BCE with logits' from
-/// [`bce_with_logits_scales`], a capped softmax's [`common::softcap_rtol`], else none.
+/// [`bce_with_logits_scales`], the Jensen–Shannon divergence's from [`jsd_scales`], a capped
+/// softmax's [`common::softcap_rtol`], else none.
 fn scales(loss: &Loss, args: &LossArgs<'_>) -> Scales {
     match *loss {
         Loss::SoftmaxCrossEntropy { .. } => Scales {
@@ -74,6 +76,17 @@ fn scales(loss: &Loss, args: &LossArgs<'_>) -> Scales {
         Loss::BceWithLogits => bce_with_logits_scales(args),
         Loss::CosineProximity { eps, .. } => {
             let (grad, losses, value) = cosine_scales(f64::from(eps), args);
+            Scales {
+                grad: Some(grad),
+                losses: Some(losses),
+                value: Some(value),
+                extra_rtol: 0.0,
+            }
+        }
+        Loss::Jsd {
+            beta, temperature, ..
+        } => {
+            let (grad, losses, value) = jsd_scales(f64::from(beta), f64::from(temperature), args);
             Scales {
                 grad: Some(grad),
                 losses: Some(losses),
@@ -536,6 +549,8 @@ enum Kind {
     Cosine,
     /// Distillation at T = 2: student logits against teacher logits.
     Distill,
+    /// Jensen–Shannon divergence (β, T): student logits against teacher logits.
+    Jsd(f32, f32),
 }
 
 /// Rows of a matrix case with rows of `c`: about 2^18 elements, at least 3 rows, so that
@@ -596,6 +611,11 @@ impl RowData {
                 logits(&[b, c], s1),
                 RowT::Dense(logits(&[b, c], s2)),
             ),
+            Kind::Jsd(beta, t) => (
+                Loss::jsd().beta(beta).temperature(t).build().unwrap(),
+                logits(&[b, c], s1),
+                RowT::Dense(logits(&[b, c], s2)),
+            ),
         };
         RowData { loss, x, t }
     }
@@ -651,6 +671,14 @@ fn cosine_proximity_matrix() {
 #[test]
 fn distill_matrix() {
     row_matrix(Kind::Distill);
+}
+
+/// β ∈ {0, 0.1, 0.5, 1} × T ∈ {1, 2, 0.5} (not every pair: four of them).
+#[test]
+fn jsd_matrix() {
+    for (beta, t) in [(0.5, 1.0), (0.0, 2.0), (0.1, 0.5), (1.0, 1.0)] {
+        row_matrix(Kind::Jsd(beta, t));
+    }
 }
 
 fn sce(label_smoothing: f32, z_loss: f32, ignore_index: i64) -> Loss {

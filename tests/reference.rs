@@ -681,12 +681,7 @@ type RowFn<'a> = dyn Fn(&[f64]) -> (f64, Vec<f64>) + 'a;
 /// Asserts a row function's gradient `f(x).1` against central differences of its value
 /// `f(x).0`, element by element, within `tol(analytic)`.
 #[track_caller]
-fn assert_row_fd(
-    f: &RowFn<'_>,
-    x: &[f64],
-    tol: impl Fn(f64) -> f64,
-    what: &str,
-) {
+fn assert_row_fd(f: &RowFn<'_>, x: &[f64], tol: impl Fn(f64) -> f64, what: &str) {
     let an = f(x).1;
     for j in 0..x.len() {
         let (mut hi, mut lo) = (x.to_vec(), x.to_vec());
@@ -1672,6 +1667,99 @@ fn distill_row_derivatives_and_value() {
                 &s,
                 |an| FD_RTOL * an.abs().max(1.0),
                 &format!("T={t} C={c}"),
+            );
+        }
+    }
+}
+
+/// The generalised Jensen–Shannon divergence per row: the gradient against central
+/// differences of the reference's own loss, and the loss against `β KL(P ‖ M) + (1 − β)
+/// KL(Q ‖ M)` (`KL(P ‖ Q)`, `KL(Q ‖ P)` at β = 0, 1) from naively formed softmaxes and a naive
+/// `M`, for β ∈ {0, 0.01, 0.5, 0.9, 1}, T ∈ {0.5, 1, 2}, several row lengths. Then the −∞
+/// cases the reference defines: probabilities of 0 contribute 0 (β = 0.5 stays finite, its
+/// gradient 0 where Q_j = 0), β = 0 with a student −∞ where P_j > 0 is +∞ with gradient
+/// (Q − P)/T, β = 1 with a teacher −∞ where Q_j > 0 is +∞ with a NaN gradient.
+#[test]
+fn jsd_row_derivatives_and_value() {
+    use wgpu_loss::losses::jsd::reference::loss_and_grad;
+    let mut rng = StdRng::seed_from_u64(0x15d);
+    let kl = |a: &[f64], b: &[f64]| -> f64 {
+        a.iter()
+            .zip(b)
+            .filter(|(a, _)| **a != 0.0)
+            .map(|(a, b)| a * (a / b).ln())
+            .sum()
+    };
+    for beta in [0.0f64, 0.01, 0.5, 0.9, 1.0] {
+        for t in [0.5f64, 1.0, 2.0] {
+            for c in [1usize, 2, 5, 17] {
+                let s: Vec<f64> = (0..c).map(|_| rng.random_range(-4.0..4.0)).collect();
+                let u: Vec<f64> = (0..c).map(|_| rng.random_range(-4.0..4.0)).collect();
+                let f = |x: &[f64]| loss_and_grad(x, &u, beta, t);
+                let (l, an) = f(&s);
+                let (p, q) = (naive_softmax(&u, t), naive_softmax(&s, t));
+                let m: Vec<f64> = p
+                    .iter()
+                    .zip(&q)
+                    .map(|(p, q)| beta * p + (1.0 - beta) * q)
+                    .collect();
+                let naive = if beta == 0.0 {
+                    kl(&p, &q)
+                } else if beta == 1.0 {
+                    kl(&q, &p)
+                } else {
+                    beta * kl(&p, &m) + (1.0 - beta) * kl(&q, &m)
+                };
+                approx::assert_relative_eq!(l, naive, max_relative = 1e-10, epsilon = 1e-14);
+                for j in 0..c {
+                    let (mut hi, mut lo) = (s.clone(), s.clone());
+                    hi[j] += FD_STEP;
+                    lo[j] -= FD_STEP;
+                    let fd = (f(&hi).0 - f(&lo).0) / (2.0 * FD_STEP);
+                    assert!(
+                        (fd - an[j]).abs() <= FD_RTOL * an[j].abs().max(1.0),
+                        "beta={beta} T={t} C={c} element {j}: analytic {:e}, finite difference {fd:e}",
+                        an[j]
+                    );
+                }
+            }
+        }
+    }
+    let ninf = f64::NEG_INFINITY;
+    // A teacher −∞ and a student −∞ at different classes, β = 0.5: finite, and the gradient
+    // at the student's −∞ is 0; the same loss as with the −∞ taken as a very negative logit.
+    let (s, u) = ([0.3, ninf, 1.0], [ninf, 0.2, -0.5]);
+    let (l, g) = loss_and_grad(&s, &u, 0.5, 1.0);
+    let (l2, g2) = loss_and_grad(&[0.3, -1e3, 1.0], &[-1e3, 0.2, -0.5], 0.5, 1.0);
+    assert!(
+        l.is_finite() && g.iter().all(|v| v.is_finite()),
+        "{l} {g:?}"
+    );
+    assert_eq!(g[1], 0.0);
+    approx::assert_relative_eq!(l, l2, max_relative = 1e-12);
+    for j in 0..3 {
+        approx::assert_abs_diff_eq!(g[j], g2[j], epsilon = 1e-12);
+    }
+    // β = 0: KL(P ‖ Q) = +∞ with the gradient (Q − P)/T.
+    let (l, g) = loss_and_grad(&s, &u, 0.0, 2.0);
+    assert_eq!(l, f64::INFINITY);
+    assert!(g.iter().all(|v| v.is_finite()), "{g:?}");
+    // β = 1: KL(Q ‖ P) = +∞, a NaN gradient.
+    let (l, g) = loss_and_grad(&s, &u, 1.0, 1.0);
+    assert_eq!(l, f64::INFINITY);
+    assert!(g.iter().all(|v| v.is_nan()), "{g:?}");
+    // A NaN or +∞ logit, or a row of −∞ (either), is NaN throughout.
+    for (s, u) in [
+        ([0.0, f64::NAN, 1.0], [0.0, 0.0, 0.0]),
+        ([0.0, 0.0, 1.0], [0.0, f64::INFINITY, 0.0]),
+        ([ninf; 3], [0.0, 0.0, 0.0]),
+        ([0.0, 0.0, 1.0], [ninf; 3]),
+    ] {
+        for beta in [0.0, 0.5, 1.0] {
+            let (l, g) = loss_and_grad(&s, &u, beta, 1.0);
+            assert!(
+                l.is_nan() && g.iter().all(|v| v.is_nan()),
+                "{s:?} {u:?} beta={beta}"
             );
         }
     }

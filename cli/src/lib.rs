@@ -16,7 +16,7 @@ use std::path::Path;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
-use wgpu_loss::losses::LossInfo;
+use wgpu_loss::losses::{LossInfo, LossOption};
 
 /// GPU-accelerated loss functions (value and gradient) through wgpu, checked against an f64
 /// CPU reference.
@@ -120,19 +120,36 @@ fn command() -> clap::Command {
                         continue;
                     }
                     seen.push(o.name);
-                    let takers: Vec<&str> = LossInfo::all()
-                        .filter(|i| i.options().iter().any(|x| x.name == o.name))
-                        .map(|i| i.name())
+                    // The losses that take an option of this name, with their own help and
+                    // default (smooth-l1's and jsd's `beta` differ in both).
+                    let takers: Vec<(&str, LossOption)> = LossInfo::all()
+                        .filter_map(|i| {
+                            let x = i.options().iter().find(|x| x.name == o.name)?;
+                            Some((i.name(), *x))
+                        })
                         .collect();
+                    let names: Vec<&str> = takers.iter().map(|(n, _)| *n).collect();
+                    let help = if takers
+                        .iter()
+                        .all(|(_, x)| x.help == o.help && x.default == o.default)
+                    {
+                        format!(
+                            "{} ({} only; default {})",
+                            o.help,
+                            names.join(", "),
+                            o.default
+                        )
+                    } else {
+                        takers
+                            .iter()
+                            .map(|(n, x)| format!("{n}: {} (default {})", x.help, x.default))
+                            .collect::<Vec<_>>()
+                            .join("; ")
+                    };
                     let arg = clap::Arg::new(o.name)
                         .long(o.name)
                         .allow_negative_numbers(true)
-                        .help(format!(
-                            "{} ({} only; default {})",
-                            o.help,
-                            takers.join(", "),
-                            o.default
-                        ));
+                        .help(help);
                     sub = sub.arg(if o.integer {
                         arg.value_parser(clap::value_parser!(i64))
                     } else {

@@ -224,7 +224,8 @@ pub(crate) fn execute(a: &Plan) -> Result<(), Failure> {
         };
         let fast_v = f64::from(fast.value.unwrap_or(f32::NAN));
         let fast_rel = (fast_v - cv).abs() / cv.abs().max(f64::MIN_POSITIVE);
-        let ok = rel <= VALUE_RTOL && grad_diff <= GRAD_RTOL && fast_rel <= VALUE_RTOL;
+        let grad_rtol = GRAD_RTOL.max(LossInfo::of(loss).grad_rtol());
+        let ok = rel <= VALUE_RTOL && grad_diff <= grad_rtol && fast_rel <= VALUE_RTOL;
         let gbps = 4.0 * (2 * n + target_words) as f64 / gpu_t.as_secs_f64() / 1e9;
         let ms = |t: Duration| t.as_secs_f64() * 1e3;
         println!(
@@ -244,9 +245,19 @@ pub(crate) fn execute(a: &Plan) -> Result<(), Failure> {
             failed.push(loss.name());
         }
     }
+    let wider: Vec<String> = all
+        .iter()
+        .filter(|i| i.grad_rtol() > GRAD_RTOL)
+        .map(|i| format!("{} {:e}", i.name(), i.grad_rtol()))
+        .collect();
+    let wider = if wider.is_empty() {
+        String::new()
+    } else {
+        format!(" ({})", wider.join(", "))
+    };
     println!(
         "CPU value: the f64 reference; CPU ms: the fast multi-threaded f32 path (wgpu_loss::cpu), whose value is checked too; ref ms: the reference\n\
-         tolerances: value relative difference <= {VALUE_RTOL:e}; gradient max |GPU - CPU| <= {GRAD_RTOL:e} x max |gradient|"
+         tolerances: value relative difference <= {VALUE_RTOL:e}; gradient max |GPU - CPU| <= {GRAD_RTOL:e}{wider} x max |gradient|"
     );
     if failed.is_empty() {
         println!("all {} losses agree", all.len());

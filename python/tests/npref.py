@@ -241,8 +241,47 @@ def _distill(s, u, w, temperature):
     )
 
 
+def _jsd(s, u, w, beta=0.5, temperature=1.0):
+    # β KL(P ‖ M) + (1 − β) KL(Q ‖ M), M = β P + (1 − β) Q (KL(P ‖ Q) at β = 0, KL(Q ‖ P) at
+    # β = 1), P = softmax(u/T), Q = softmax(s/T); no T² factor. Written directly: ln M from
+    # np.logaddexp of ln β + ln P and ln(1 − β) + ln Q, the gradient by the chain rule
+    # through log_softmax: ∂ℓ/∂ln Q_j = w Q_j (ln Q_j − ln M_j), minus Q_j times their sum.
+    t = temperature
+    log_p, log_q = _log_softmax(u / t), _log_softmax(s / t)
+    p, q = np.exp(log_p), np.exp(log_q)
+    if beta == 0.0:
+        losses = (p * (log_p - log_q)).sum(axis=-1)
+        grad = (q - p) / t
+        log_m = log_q
+    else:
+        if beta == 1.0:
+            log_m = log_p
+        else:
+            log_m = np.logaddexp(math.log(beta) + log_p, math.log(1 - beta) + log_q)
+        kp = (p * (log_p - log_m)).sum(axis=-1)
+        kq = (q * (log_q - log_m)).sum(axis=-1)
+        wq = 1.0 if beta == 1.0 else 1.0 - beta
+        losses = kq if beta == 1.0 else beta * kp + (1 - beta) * kq
+        dl = wq * q * (log_q - log_m)  # ∂ℓ/∂(ln Q_j), with ∂(ln M)/∂(ln Q) terms summing to 0
+        grad = (dl - q * dl.sum(axis=-1, keepdims=True)) / t
+    # The f32 paths form ln P, ln Q, ln M and their differences: errors relative to the logs,
+    # not to ℓ (0 for P = Q). Scales: Σ (P + Q)(|ln P| + |ln Q| + |ln M| + 1) per row, and
+    # (P + Q)(... + |KL|) per gradient entry.
+    logs = np.abs(log_p) + np.abs(log_q) + np.abs(log_m) + 1
+    scale = ((p + q) * logs).sum(axis=-1)
+    return dict(
+        losses=losses,
+        grad=grad,
+        loss_scale=scale,
+        grad_scale=(p + q) * (logs + np.abs(losses)[:, None]) / t,
+        divisor=s.shape[0],
+        counted=s.shape[0],
+    )
+
+
 ROWS = {
     "distill": _distill,
+    "jsd": _jsd,
     "cce": _cce,
     "softmax-ce": _softmax_ce,
     "cosine": _cosine,
@@ -359,7 +398,7 @@ def inputs(name, shape, rng, options=None, classes=False):
         return x, (t / t.sum(-1, keepdims=True)).astype(f32)
     if name == "cosine":
         return rng.standard_normal(n).astype(f32), rng.standard_normal(n).astype(f32)
-    if name == "distill":
+    if name in ("distill", "jsd"):
         s = (2 * rng.standard_normal(n)).astype(f32)
         return s, (0.5 * s + rng.standard_normal(n)).astype(f32)
     raise KeyError(name)
@@ -407,4 +446,10 @@ CASES = {
     ],
     "cosine": [("default", {}, {}), ("eps=0.5", {"eps": 0.5}, {})],
     "distill": [("default", {}, {}), ("temperature=2.5", {"temperature": 2.5}, {})],
+    "jsd": [
+        ("default", {}, {}),
+        ("beta=0 temperature=2", {"beta": 0.0, "temperature": 2.0}, {}),
+        ("beta=0.1 temperature=0.5", {"beta": 0.1, "temperature": 0.5}, {}),
+        ("beta=1", {"beta": 1.0}, {}),
+    ],
 }

@@ -1,5 +1,6 @@
 // The row-wise driver, shared by categorical_cross_entropy/softmax_cross_entropy/
-// cosine_proximity.wgsl: a segmented reduction over rows of `cols` elements, then the gradient.
+// cosine_proximity/distill/jsd.wgsl: a segmented reduction over rows of `cols` elements, then
+// the gradient.
 //
 // Each row is handled by a group of `params.group` adjacent lanes (a power of two, chosen by the
 // host from the row length: one lane per row for C ≤ 16, the whole workgroup for C > 2048), so
@@ -7,8 +8,8 @@
 // accumulates statistics over its elements j = lane, lane + group, ... (keeping the first
 // ROW_REGS of them in registers), the group combines them in a fixed-order tree in workgroup
 // memory, and each lane then writes its elements' gradient. A row of at most group · ROW_REGS
-// elements is read once; a longer row is read twice (statistics, then gradient), never held in
-// workgroup memory.
+// elements is read once; a longer row is read twice (statistics, then gradient; three times
+// with the second sweep below), never held in workgroup memory.
 //
 // Imports the storage slots `<io>` (how p and dense t are stored: units of EPU elements per
 // 32-bit word), `<grad>` (how the gradient is stored) and `<preds>` (the prediction's binding:
@@ -29,6 +30,23 @@
 //     fn row_combine(a: Stats, b: Stats) -> Stats                   // associative
 //     fn row_finish(s: Stats, row: RowCtx) -> RowOut                // ℓ_r and coefficients
 //     fn row_grad(r: RowOut, row: RowCtx, j: u32, x: f32, t: f32) -> f32  // ∂ℓ_r/∂x_rj
+// and a second statistics sweep, for a loss whose sums need the first sweep's finished
+// statistics (jsd.wgsl: Σ_j P_j ln(P_j/M_j) needs the row's maxima and sums):
+//     const ROW_SECOND: bool  // whether the second sweep runs (false: common/rows_single.wgsl
+//                             // defines it and the stubs below, for the one-sweep losses)
+//     alias Second = ...      (or a struct)                         // its statistics
+//     const ROW_SECOND_SLOTS: u32  // WG with a second sweep, else 1 (its scratch, unused)
+//     fn row_second_identity() -> Second
+//     fn row_second_push(s: Second, out: RowOut, row: RowCtx, j: u32, x: f32, t: f32) -> Second
+//     fn row_second_combine(a: Second, b: Second) -> Second         // associative
+//     fn row_second_finish(out: RowOut, s: Second, row: RowCtx) -> RowOut
+// With ROW_SECOND, row_finish's RowOut is what row_second_push sees and row_second_finish's
+// what row_grad sees (row_second_finish is not called for a skipped row). The second sweep
+// pushes the lane's held elements from registers and re-reads the rest of a long row with
+// the same bounded loop as the first, then combines in the same fixed-order tree (in its own
+// scratch array `row_second_scratch`): the same bits every run. A row longer than
+// group · ROW_REGS is then read three times. ROW_SECOND is a constant, so the one-sweep losses
+// compile without the sweep.
 // Host side: src/kernels/rows.rs (`RowParams` mirrors `Params`).
 
 #import <reduce>
@@ -105,6 +123,8 @@ const UNIT_REGS: u32 = ROW_REGS / EPU;
 @group(0) @binding(8) var<uniform> norm: vec4<f32>;
 
 var<workgroup> row_scratch: array<Stats, WG>;
+// The second sweep's combine tree (ROW_SECOND; one unused slot otherwise).
+var<workgroup> row_second_scratch: array<Second, ROW_SECOND_SLOTS>;
 
 // Word i of the class ids (common/classes.wgsl decodes them).
 fn class_word(i: u32) -> u32 {
@@ -164,6 +184,18 @@ fn scan_unit(s: Stats, at: u32, lead: u32, x: Unit, t: Unit) -> Stats {
         let k = at + e;
         if (k >= lead && k - lead < params.cols) {
             r = row_scan(r, unit_elem(x, e), unit_elem(t, e));
+        }
+    }
+    return r;
+}
+
+// Pushes the row's elements of one unit into the second sweep (row_second_push), as push_unit.
+fn second_unit(s: Second, out: RowOut, row: RowCtx, at: u32, lead: u32, x: Unit, t: Unit) -> Second {
+    var r = s;
+    for (var e = 0u; e < EPU; e = e + 1u) {
+        let k = at + e;
+        if (k >= lead && k - lead < params.cols) {
+            r = row_second_push(r, out, row, k - lead, unit_elem(x, e), unit_elem(t, e));
         }
     }
     return r;
@@ -294,6 +326,54 @@ fn main(lane: Lane, @builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgrou
         var out = RowOut(0.0, vec4<f32>(0.0));
         if (!skip) {
             out = row_finish(s, row);
+        }
+        // The second sweep (a constant: the one-sweep losses compile without it): the held
+        // units from registers, the rest of a long row re-read (trips ≤ units / group ≤ 16 384,
+        // as above), then the same fixed-order tree.
+        if (ROW_SECOND) {
+            var s2 = row_second_identity();
+            for (var k = 0u; k < UNIT_REGS; k = k + 1u) {
+                if (k >= held) {
+                    break;
+                }
+                let q = lig + k * group;
+                if (!skip && q < units) {
+                    s2 = second_unit(s2, out, row, q * EPU, lead, xs[k], ts[k]);
+                }
+            }
+            var q = lig + UNIT_REGS * group;
+            for (; UNROLL && !skip && q + 3u * group < units; q = q + 4u * group) {
+                let x0 = preds[w0 + q];
+                let x1 = preds[w0 + q + group];
+                let x2 = preds[w0 + q + 2u * group];
+                let x3 = preds[w0 + q + 3u * group];
+                let t0 = target_unit(w0 + q);
+                let t1 = target_unit(w0 + q + group);
+                let t2 = target_unit(w0 + q + 2u * group);
+                let t3 = target_unit(w0 + q + 3u * group);
+                s2 = second_unit(s2, out, row, q * EPU, lead, unpack_unit(x0), t0);
+                s2 = second_unit(s2, out, row, (q + group) * EPU, lead, unpack_unit(x1), t1);
+                s2 = second_unit(s2, out, row, (q + 2u * group) * EPU, lead, unpack_unit(x2), t2);
+                s2 = second_unit(s2, out, row, (q + 3u * group) * EPU, lead, unpack_unit(x3), t3);
+            }
+            for (; !skip && q < units; q = q + group) {
+                s2 = second_unit(s2, out, row, q * EPU, lead, unpack_unit(preds[w0 + q]), target_unit(w0 + q));
+            }
+            if (group > 1u) {
+                row_second_scratch[lane.index] = s2;
+                workgroupBarrier();
+                for (var h = group / 2u; h > 0u; h = h / 2u) {
+                    if (lig < h) {
+                        row_second_scratch[lane.index] = row_second_combine(row_second_scratch[lane.index], row_second_scratch[lane.index + h]);
+                    }
+                    workgroupBarrier();
+                }
+                s2 = row_second_scratch[lane.index - lig];
+                workgroupBarrier();
+            }
+            if (!skip) {
+                out = row_second_finish(out, s2, row);
+            }
         }
         if (IN_PLACE) {
             // Every lane's row_finish has read what it reads of the row (softmax's target

@@ -79,6 +79,9 @@ pub mod source {
     pub const PREDS_IN_PLACE: &str = include_str!("../../shaders/common/preds_in_place.wgsl");
     /// `shaders/common/rows.wgsl`: the driver of the row-wise family.
     pub const ROWS: &str = include_str!("../../shaders/common/rows.wgsl");
+    /// `shaders/common/rows_single.wgsl`: the row-wise driver's second sweep switched off,
+    /// for the losses of one statistics sweep.
+    pub const ROWS_SINGLE: &str = include_str!("../../shaders/common/rows_single.wgsl");
     /// `shaders/class_count.wgsl`: checks class indices and sums the weights of counted rows.
     pub const CLASS_COUNT: &str = include_str!("../../shaders/class_count.wgsl");
     /// `shaders/row_divisor.wgsl`: turns the counted weight into the mean's scales.
@@ -92,7 +95,7 @@ pub mod source {
 /// Every shader file other than the losses' own (which their descriptors compile in,
 /// `src/losses/<loss>.rs`), by its path from the crate root, with its text: what `#import`
 /// lines resolve against.
-pub const SHADER_FILES: [(&str, &str); 23] = [
+pub const SHADER_FILES: [(&str, &str); 24] = [
     ("shaders/common/reduce.wgsl", source::REDUCE),
     (
         "shaders/common/reduce_subgroup.wgsl",
@@ -115,6 +118,7 @@ pub const SHADER_FILES: [(&str, &str); 23] = [
     ("shaders/common/preds_read.wgsl", source::PREDS_READ),
     ("shaders/common/preds_in_place.wgsl", source::PREDS_IN_PLACE),
     ("shaders/common/rows.wgsl", source::ROWS),
+    ("shaders/common/rows_single.wgsl", source::ROWS_SINGLE),
     ("shaders/class_count.wgsl", source::CLASS_COUNT),
     ("shaders/row_divisor.wgsl", source::ROW_DIVISOR),
     ("shaders/reduce_partials.wgsl", source::REDUCE_PARTIALS),

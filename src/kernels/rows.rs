@@ -7,7 +7,8 @@
 //!   weight sum per workgroup), then for `Mean` one `row_divisor` dispatch that turns the
 //!   weight sum `D` into the scales `(D, g/D, 1/D)` on the GPU;
 //! - per chunk (whole rows, at most one storage binding of elements), one row dispatch that
-//!   reads each row once (twice if it is longer than `group · ROW_REGS`), writes its gradient
+//!   reads each row once (twice if it is longer than `group · ROW_REGS`, three times for a loss
+//!   with a second statistics sweep, `jsd`), writes its gradient
 //!   and one partial sum of row losses per workgroup;
 //! - one `reduce_partials` dispatch that adds the partials in a fixed order.
 //!

@@ -26,6 +26,7 @@ pub use cosine_proximity::CosineProximity;
 pub use distill::Distill;
 pub use focal::Focal;
 pub use huber::Huber;
+pub use jsd::Jsd;
 pub use kl_div::KlDiv;
 pub use poisson_nll::PoissonNll;
 pub use smooth_l1::SmoothL1;
@@ -45,6 +46,7 @@ register!(
     focal,
     kl_div,
     distill,
+    jsd,
 );
 
 /// A loss and its options.
@@ -52,7 +54,8 @@ register!(
 /// A loss without options is its variant (`Loss::Mse`); one with options comes from its
 /// builder, validated once: [`Loss::huber`], [`Loss::smooth_l1`],
 /// [`Loss::softmax_cross_entropy`], [`Loss::cosine_proximity`], [`Loss::poisson_nll`],
-/// [`Loss::focal`], [`Loss::kl_div`], [`Loss::distill`] (`Loss::huber().delta(1.5).build()?`). The variants with options can be matched (with
+/// [`Loss::focal`], [`Loss::kl_div`], [`Loss::distill`], [`Loss::jsd`]
+/// (`Loss::huber().delta(1.5).build()?`). The variants with options can be matched (with
 /// `..`: their fields may grow) but not written as literals outside this crate.
 ///
 /// Elementwise family: `p` and `t` have the same shape (any rank), `d = p − t`.
@@ -99,6 +102,11 @@ register!(
 ///   softcap c > 0: every formula above on y = c·tanh(x/c), then ∂ℓ_r/∂x_rj = ∂ℓ_r/∂y_rj (1 − tanh²(x_rj/c))
 /// Distill { T }, student logits s, teacher logits u [B, C], P = softmax(u/T), Q = softmax(s/T):
 ///                           ℓ_r = T² Σ_j P_rj (ln P_rj − ln Q_rj)   ∂ℓ_r/∂s_rj = T (Q_rj − P_rj)
+/// Jsd { β, T }, the same P, Q (no T² factor), M = β P + (1 − β) Q:
+///     ℓ_r = β KL(P_r ‖ M_r) + (1 − β) KL(Q_r ‖ M_r)
+///     ∂ℓ_r/∂s_rj = (1 − β)/T · Q_rj (ln(Q_rj/M_rj) − KL(Q_r ‖ M_r))
+///   β = 0: ℓ_r = KL(P_r ‖ Q_r), ∂ℓ_r/∂s_rj = (Q_rj − P_rj)/T
+///   β = 1: ℓ_r = KL(Q_r ‖ P_r), ∂ℓ_r/∂s_rj = Q_rj (ln Q_rj − ln P_rj − KL(Q_r ‖ P_r))/T
 /// CosineProximity { ε }     cos_r = p_r·t_r / (max(‖p_r‖, ε) max(‖t_r‖, ε)),  ℓ_r = −cos_r
 ///     ∂ℓ_r/∂p_rj = −t_rj / (max(‖p_r‖, ε) max(‖t_r‖, ε)) + cos_r p_rj / ‖p_r‖²   if ‖p_r‖ > ε
 ///                = −t_rj / (ε max(‖t_r‖, ε))                                 otherwise
@@ -115,8 +123,9 @@ register!(
 /// # Errors
 /// [`crate::Error::InvalidOption`] from [`Loss::validate`] when `delta` is not finite and positive,
 /// `beta` is negative or not finite,
-/// `label_smoothing` is outside [0, 1), `z_loss` is negative or not finite, `softcap` is negative or not finite, `eps` is not
-/// finite and positive, or a distillation `temperature` is not finite and positive.
+/// `label_smoothing` is outside [0, 1), `z_loss` or `softcap` is negative or not finite, `eps`
+/// is not finite and positive, a distillation or JSD `temperature` is not finite and positive,
+/// or a JSD `beta` is outside [0, 1].
 #[derive(Clone, Copy, Debug, PartialEq)]
 #[non_exhaustive]
 pub enum Loss {
@@ -191,6 +200,18 @@ pub enum Loss {
     /// ([`crate::losses::distill`]; built by [`Loss::distill`]).
     #[non_exhaustive]
     Distill {
+        /// The temperature `T > 0` (default 1).
+        temperature: f32,
+    },
+    /// The generalised Jensen–Shannon divergence from logits,
+    /// `β KL(P ‖ M) + (1 − β) KL(Q ‖ M)` with `P = softmax(u/T)`, `Q = softmax(s/T)`,
+    /// `M = β P + (1 − β) Q`, per row of student logits `s` (the prediction) and teacher logits
+    /// `u` (the target), Liger-Kernel's `LigerJSD` with a temperature
+    /// ([`crate::losses::jsd`]; built by [`Loss::jsd`]).
+    #[non_exhaustive]
+    Jsd {
+        /// The teacher's weight β in [0, 1] in `M` (default 0.5; 0: `KL(P ‖ Q)`, 1: `KL(Q ‖ P)`).
+        beta: f32,
         /// The temperature `T > 0` (default 1).
         temperature: f32,
     },
@@ -431,6 +452,14 @@ impl LossInfo {
         self.0.takes_classes()
     }
 
+    /// The gradient tolerance of the main job and the bench (max |f32 − f64 reference| over
+    /// max |reference gradient|): 1e-6 (about 8 f32 ulps of the largest element) for every loss
+    /// but `jsd`, whose gradient is a difference of logs of the logits' size (4e-6; see
+    /// [`crate::losses::jsd`]).
+    pub fn grad_rtol(&self) -> f64 {
+        self.0.grad_rtol()
+    }
+
     /// The row length of the main job's batch for a row-wise loss (`None` for the
     /// elementwise family).
     pub fn main_job_cols(&self) -> Option<usize> {
@@ -549,6 +578,10 @@ pub(crate) trait LossDef: Sync {
     }
     /// Its family, with the family's hooks.
     fn family(&self) -> Family<'_>;
+    /// The main job's gradient tolerance ([`LossInfo::grad_rtol`]).
+    fn grad_rtol(&self) -> f64 {
+        1e-6
+    }
 }
 
 /// A loss's family and the hooks that family's drivers call.

@@ -424,7 +424,100 @@ pub fn row_tolerance(loss: &Loss, args: &LossArgs<'_>) -> Tolerance {
         tol.loss_scale = Some(losses);
         tol.value_scale = Some(value);
     }
+    if let Loss::Jsd {
+        beta, temperature, ..
+    } = *loss
+    {
+        let (grad, losses, value) = jsd_scales(f64::from(beta), f64::from(temperature), args);
+        tol.grad_scale = Some(grad);
+        tol.loss_scale = Some(losses);
+        tol.value_scale = Some(value);
+    }
     tol
+}
+
+/// The scales the Jensen–Shannon divergence's results are compared against (gradient,
+/// per-row losses, value). Every f32 path forms `ln P_j = (a_j − ma) − ln SA`,
+/// `ln Q_j`, `ln M_j` (a log-add-exp with the constants `ln β`, `ln(1 − β)`) and then the
+/// differences `ln P_j − ln M_j`, `ln Q_j − ln M_j`: each carries a rounding error of a few
+/// ulp of the *logs* it is a difference of, `|ln P_j| + |ln M_j|` (up to about 40 for
+/// logits of ±8 at T = 0.5), not of the (small, for P ≈ Q) difference itself. So:
+/// - loss: `ℓ_r = β Σ P (ln P − ln M) + (1 − β) Σ Q (ln Q − ln M)`, scale
+///   `s_r = Σ_j (P_j + Q_j)(|ln P_j| + |ln Q_j| + |ln M_j| + 1)` (terms with a zero
+///   probability dropped), which for C = 1 (ℓ = 0 exactly, f32 gives ~1e-8) is about 1;
+/// - gradient `(w/T) Q_j (ln Q_j − ln M_j − KL)`: scale
+///   `|g_r| (w/T) max_j (Q_j + P_j)(|ln P_j| + |ln Q_j| + |ln M_j| + 1 + KL)` (with the mean's
+///   1/B in `g_r`; for β = 0, `(Q − P)/T`, the same bound covers `(Q_j + P_j)/T`);
+/// - value: `Σ_r s_r` (times 1/B for the mean): the rows' errors are of either sign but not
+///   independent (the same constants), so added, not as a random walk.
+pub fn jsd_scales(beta: f64, t: f64, args: &LossArgs<'_>) -> (f64, f64, f64) {
+    let (b, c) = args.rows_cols();
+    let pred: Vec<f64> = args.pred.iter().map(|&v| f64::from(v)).collect();
+    let target: Vec<f64> = args
+        .target
+        .dense()
+        .map(|t| t.iter().map(|&v| f64::from(v)).collect())
+        .unwrap_or_default();
+    if target.len() != pred.len() || c == 0 {
+        return (0.0, 0.0, 0.0);
+    }
+    let g = match &args.upstream {
+        wgpu_loss::Upstream::Scalar(g) => f64::from(*g).abs(),
+        _ => 1.0,
+    };
+    let g_rows: Option<Vec<f64>> = match &args.upstream {
+        wgpu_loss::Upstream::Array(a) => Some(a.iter().map(|&v| f64::from(v).abs()).collect()),
+        _ => None,
+    };
+    let mean = match args.reduction {
+        Reduction::Mean | Reduction::BatchMean => {
+            1.0 / f64::from(args.divisor.unwrap_or(b as f32)).max(1.0)
+        }
+        _ => 1.0,
+    };
+    let w = if beta == 1.0 { 1.0 } else { 1.0 - beta };
+    let log_softmax = |v: &[f64]| -> Vec<f64> {
+        let m = v.iter().map(|x| x / t).fold(f64::NEG_INFINITY, f64::max);
+        let s: f64 = v.iter().map(|x| (x / t - m).exp()).sum();
+        v.iter().map(|x| (x / t - m) - s.ln()).collect()
+    };
+    let (mut grad, mut losses, mut value) = (0.0f64, 0.0f64, 0.0f64);
+    for r in 0..b {
+        let (lq, lp) = (
+            log_softmax(&pred[r * c..(r + 1) * c]),
+            log_softmax(&target[r * c..(r + 1) * c]),
+        );
+        let fin = |l: f64| if l.is_finite() { l.abs() } else { 0.0 };
+        let (mut s_r, mut kl) = (0.0f64, 0.0f64);
+        for j in 0..c {
+            let (p, q) = (lp[j].exp(), lq[j].exp());
+            let m = beta * p + (1.0 - beta) * q;
+            s_r += (p + q) * (fin(lp[j]) + fin(lq[j]) + fin(m.ln()) + 1.0);
+            if q > 0.0 && beta > 0.0 {
+                kl += q * (lq[j] - m.ln());
+            }
+        }
+        let big = (0..c)
+            .map(|j| {
+                let (p, q) = (lp[j].exp(), lq[j].exp());
+                let m = beta * p + (1.0 - beta) * q;
+                (p + q) * (fin(lp[j]) + fin(lq[j]) + fin(m.ln()) + 1.0 + fin(kl))
+            })
+            .fold(0.0f64, f64::max);
+        if !s_r.is_finite() {
+            continue;
+        }
+        let g_r = g_rows.as_ref().map_or(g, |a| a[r]);
+        grad = grad.max(g_r * mean * (w / t) * big);
+        losses = losses.max(s_r);
+        value += s_r;
+    }
+    let value_mean = if matches!(args.reduction, Reduction::Sum) {
+        1.0
+    } else {
+        mean
+    };
+    (grad, losses, value * value_mean)
 }
 
 /// The scales cosine proximity's results are compared against (gradient, per-row losses,

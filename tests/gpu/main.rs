@@ -22,6 +22,7 @@ mod errors;
 mod focal;
 mod half;
 mod huber;
+mod jsd;
 mod kl_div;
 mod mae;
 mod mse;

@@ -74,8 +74,9 @@ pub struct BenchArgs {
     #[arg(long, value_parser = parse_variant, value_delimiter = ',')]
     losses: Vec<Variant>,
     /// The language-model sweep: softmax cross entropy plain and with each of its options
-    /// (label smoothing 0.1, z-loss 1e-4, soft cap 30), and distillation at T = 2, over rows
-    /// of 4096 x 32000 and 256 x 128256 (or --rows).
+    /// (label smoothing 0.1, z-loss 1e-4, soft cap 30), distillation at T = 2 and the
+    /// Jensen-Shannon divergence at beta = 0.5, over rows of 4096 x 32000 and 256 x 128256
+    /// (or --rows).
     #[arg(long, conflicts_with_all = ["losses", "sizes", "quick"])]
     lm: bool,
     /// Timed runs per loss, size and path (1 to 1000000), after one warm-up; the median is
@@ -189,12 +190,13 @@ fn parse_variant(s: &str) -> Result<Variant, String> {
 }
 
 /// The variants of `--lm`.
-const LM_VARIANTS: [&str; 5] = [
+const LM_VARIANTS: [&str; 6] = [
     "softmax-ce",
     "softmax-ce:label-smoothing=0.1",
     "softmax-ce:z-loss=1e-4",
     "softmax-ce:softcap=30",
     "distill:temperature=2",
+    "jsd:beta=0.5",
 ];
 
 /// The row shapes of `--lm`.
