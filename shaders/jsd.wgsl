@@ -116,11 +116,6 @@ fn row_combine(p: Stats, q: Stats) -> Stats {
     return r;
 }
 
-// ln S from S − 1 ∈ [0, C − 1].
-fn ln_sum(rest: f32) -> f32 {
-    return select(ln_f32(1.0 + rest), ln_1p(rest), rest <= 1.0);
-}
-
 fn row_finish(s: Stats, row: RowCtx) -> RowOut {
     if (is_nan(s.sa) || is_nan(s.sb) || s.sa == -1.0 || s.sb == -1.0) {
         return RowOut(bitcast<f32>(NAN_BITS), vec4<f32>(0.0));

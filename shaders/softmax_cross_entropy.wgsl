@@ -36,9 +36,15 @@ struct LossParams {
     inv_softcap: f32,     // 1 / c (0 for no cap)
 }
 
+// Whether the logits are capped (set by the host when it builds the pipeline, from the
+// loss's options: src/losses/softmax_cross_entropy.rs `switches`). A constant, so the plain
+// kernel has no cap code: a uniform branch on params.loss.softcap per element cost llvmpipe
+// 1.5× on every row.
+override SOFTCAP: bool = false;
+
 // The logit the softmax sees and its derivative: (x, 1) without a cap.
 fn capped(x: f32) -> vec2<f32> {
-    if (params.loss.softcap == 0.0) {
+    if (!SOFTCAP) {
         return vec2<f32>(x, 1.0);
     }
     return softcap(x, params.loss.softcap, params.loss.inv_softcap);
@@ -115,7 +121,7 @@ fn row_finish(s: Stats, row: RowCtx) -> RowOut {
     }
     let big_s = 1.0 + s.y;
     // ln S = ln(1 + (S − 1)), S − 1 ∈ [0, C − 1].
-    let ln_s = select(ln_f32(big_s), ln_1p(s.y), s.y <= 1.0);
+    let ln_s = ln_sum(s.y);
     let lse = s.x + ln_s;
     var loss = shift(s.w, ln_s) - s.z;
     // A = b + wc: b the dense part and the z-loss's, wc the target class's (1 − ε) w_c.
@@ -137,13 +143,20 @@ fn row_finish(s: Stats, row: RowCtx) -> RowOut {
 // ∂ℓ/∂x_j = (b + wc) e_j / S − wt_j, and for the target class wc (e_c/S − 1) written as
 // −wc ((1 − e_c) + (S − 1)) / S: for a confident row (e_c = 1) that is −wc (S − 1)/S, not the
 // difference 1/S − 1 that an f32 S rounds to 0.
-// With a cap, that times ∂y/∂x.
-fn row_grad(r: RowOut, row: RowCtx, j: u32, logit: f32, t: f32) -> f32 {
-    let y = capped(logit);
-    let e = exp(y.x - r.k.x);
-    var g = (r.k.y + r.k.z) * e - dense_weight(j, t);
+fn grad_of(r: RowOut, row: RowCtx, j: u32, x: f32, t: f32) -> f32 {
+    let e = exp(x - r.k.x);
     if (i32(j) == row.cls) {
-        g = r.k.y * e - r.k.z * ((1.0 - e) + r.k.w) - dense_weight(j, t);
+        return r.k.y * e - r.k.z * ((1.0 - e) + r.k.w) - dense_weight(j, t);
     }
-    return g * y.y;
+    return (r.k.y + r.k.z) * e - dense_weight(j, t);
+}
+
+// With a cap, that of y times ∂y/∂x; without, the uncapped path alone (a uniform branch: the
+// cap's work, and a select over both forms, cost the plain kernel 1.4× on llvmpipe).
+fn row_grad(r: RowOut, row: RowCtx, j: u32, logit: f32, t: f32) -> f32 {
+    if (SOFTCAP) {
+        let y = capped(logit);
+        return grad_of(r, row, j, y.x, t) * y.y;
+    }
+    return grad_of(r, row, j, logit, t);
 }

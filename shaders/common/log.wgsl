@@ -129,3 +129,10 @@ fn exp_accurate(x: f32) -> f32 {
 fn exp_any(x: f32) -> f32 {
     return select(1.0 / exp_accurate(-x), exp_accurate(x), x <= 0.0);
 }
+
+// ln S of a softmax's sum S = 1 + rest, from rest = S − 1 ∈ [0, C − 1] (the row statistics keep
+// S − 1, so a confident row's small S − 1 is not rounded away): `ln_1p` up to 1, `ln_f32` above;
+// softmax_cross_entropy.wgsl, distill.wgsl, jsd.wgsl.
+fn ln_sum(rest: f32) -> f32 {
+    return select(ln_f32(1.0 + rest), ln_1p(rest), rest <= 1.0);
+}

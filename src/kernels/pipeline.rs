@@ -15,15 +15,31 @@ pub(crate) fn pipeline(ctx: &GpuContext, kernel: Kernel) -> Result<Arc<KernelPip
 /// The pipeline of `kernel` for the storage `io` (ignored by kernels that do not take
 /// it), built on first use and kept.
 pub(crate) fn pipeline_io(ctx: &GpuContext, kernel: Kernel, io: Io) -> Result<Arc<KernelPipeline>> {
+    pipeline_switched(ctx, kernel, io, &[])
+}
+
+/// [`pipeline_io`] with the shader's `override` switches set (a loss's `LossDef::switches`),
+/// which are part of the cache key.
+pub(crate) fn pipeline_switched(
+    ctx: &GpuContext,
+    kernel: Kernel,
+    io: Io,
+    switches: &[(&str, bool)],
+) -> Result<Arc<KernelPipeline>> {
     let io = if kernel.takes_io() { io } else { Io::F32 };
-    let key = format!("{}/{:?}", kernel.name(), io);
-    ctx.cached_pipeline(&key, &|| build(ctx, kernel, io))
+    let key = format!("{}/{:?}/{switches:?}", kernel.name(), io);
+    ctx.cached_pipeline(&key, &|| build(ctx, kernel, io, switches))
 }
 
 /// Builds `kernel`'s pipeline for `io`: its composed source ([`Kernel::source_io`] with the
 /// context's reduction flavour), its bind-group layout from [`Kernel::bindings`], the
 /// drivers' `UNROLL` override.
-fn build(ctx: &GpuContext, kernel: Kernel, io: Io) -> Result<KernelPipeline> {
+fn build(
+    ctx: &GpuContext,
+    kernel: Kernel,
+    io: Io,
+    switches: &[(&str, bool)],
+) -> Result<KernelPipeline> {
     let storage = kernel
         .bindings()
         .iter()
@@ -92,7 +108,12 @@ fn build(ctx: &GpuContext, kernel: Kernel, io: Io) -> Result<KernelPipeline> {
         });
     // The loss drivers' `UNROLL` (elementwise.wgsl, rows.wgsl; `ContextOptions::unroll`),
     // except with vec4 storage, whose lanes already move 16 bytes per array per trip.
-    let unroll = [("UNROLL", f64::from(u8::from(ctx.unroll() && !io.vec4)))];
+    let mut constants = vec![("UNROLL", f64::from(u8::from(ctx.unroll() && !io.vec4)))];
+    constants.extend(
+        switches
+            .iter()
+            .map(|&(name, on)| (name, f64::from(u8::from(on)))),
+    );
     let pipeline = ctx
         .device
         .create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
@@ -101,7 +122,7 @@ fn build(ctx: &GpuContext, kernel: Kernel, io: Io) -> Result<KernelPipeline> {
             module: &module,
             entry_point: Some(ENTRY_POINT),
             compilation_options: wgpu::PipelineCompilationOptions {
-                constants: if kernel.takes_io() { &unroll } else { &[] },
+                constants: if kernel.takes_io() { &constants } else { &[] },
                 ..Default::default()
             },
             cache: None,

@@ -384,7 +384,12 @@ impl RowPlan {
         );
 
         Ok(RowPlan {
-            row_pipe: crate::kernels::pipeline::pipeline_io(ctx, kernel, spec.io)?,
+            row_pipe: crate::kernels::pipeline::pipeline_switched(
+                ctx,
+                kernel,
+                spec.io,
+                crate::losses::def(&spec.loss).switches(&spec.loss),
+            )?,
             count_pipe: spec
                 .classes
                 .is_some()

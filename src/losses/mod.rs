@@ -563,6 +563,13 @@ pub(crate) trait LossDef: Sync {
     fn params(&self, _loss: &Loss) -> [f32; 4] {
         [0.0; 4]
     }
+    /// Its shader's `override` switches for `loss` (name, on), set when its pipeline is built
+    /// and part of the pipeline's cache key: work a software adapter would pay for behind a
+    /// uniform branch (llvmpipe runs both sides of a per-element branch it cannot prove
+    /// uniform). None by default.
+    fn switches(&self, _loss: &Loss) -> &'static [(&'static str, bool)] {
+        &[]
+    }
     /// The member names of its WGSL `LossParams`, in order, each an f32 (`_` for padding).
     #[cfg_attr(
         not(test),

@@ -136,6 +136,15 @@ impl LossDef for Def {
     fn param_names(&self) -> &'static [&'static str] {
         &["label_smoothing", "z_loss", "softcap", "inv_softcap"]
     }
+    fn switches(&self, loss: &Loss) -> &'static [(&'static str, bool)] {
+        // The cap compiled out of the plain kernel (a uniform branch on the cap cost llvmpipe
+        // 1.5× on every row).
+        if softcap(loss) > 0.0 {
+            &[("SOFTCAP", true)]
+        } else {
+            &[("SOFTCAP", false)]
+        }
+    }
     fn synthetic(&self) -> Synthetic {
         Synthetic {
             pred: (-8.0, 8.0),
