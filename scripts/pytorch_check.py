@@ -80,7 +80,7 @@ except ImportError:  # torch depends on sympy, which depends on mpmath
 # --------------------------------------------------------------------------------------------
 
 F32_TINY = 2.0**-126  # smallest normal f32: the floor of the error's denominator
-FLOOR = {"value": 1e-5, "losses": 1e-6, "grad": 1e-6}  # e_ours below this always passes
+FLOOR = {"value": 1e-5, "losses": 1e-6, "grad": 1e-6, "lse": 1e-6}  # e_ours below this always passes
 RATIO = 4.0  # ... and so does e_ours <= RATIO * e_t32
 MP_DIGITS = 50
 
@@ -146,6 +146,11 @@ DIFFERENCES = {
         "PyTorch raises",
         "PYTORCH.md (Where we differ)",
     ),
+    "lse-plus-inf-row": (
+        "softmax-ce --lse-out: a row with a +inf logit (uncapped) has log-sum-exp NaN, as its "
+        "loss; torch.logsumexp gives +inf",
+        "PYTORCH.md (Softmax cross entropy: the log-sum-exp output)",
+    ),
     "error-negative-weight": (
         "a negative weight is an error (exit 2); PyTorch accepts it",
         "PYTORCH.md (Where we differ, elementwise)",
@@ -182,6 +187,7 @@ class Case:
     log_target: Optional[int] = None  # kl-div, 0 or 1
     temperature: Optional[float] = None  # distill
     divisor: Optional[float] = None  # a row-wise mean's --divisor
+    lse: bool = False  # softmax-ce --lse-out: each row's log-sum-exp, against torch.logsumexp
     reductions: tuple = ("mean", "sum", "none")
     oracle: str = "torch"  # "torch" (PyTorch f64) or "mp" (mpmath, where f64 cancels)
     expect_error: Optional[str] = None  # a DIFFERENCES key of an error case (exit 2)
@@ -588,6 +594,20 @@ def rowwise_cases() -> list[Case]:
     add(sce, "divisor=777[37,29]", xs, cs, divisor=777.0, reductions=("mean",))
     add(sce, "divisor=0.5+smoothing+weights[37,29]", xs, cs, divisor=0.5, label_smoothing=0.1,
         class_weight=f32(r.uniform(0, 3, 29)), reductions=("mean",))
+    # --lse-out: each row's log-sum-exp (ignored rows included) against torch.logsumexp of the
+    # capped logits; infinite rows (a +inf row is NaN, as its loss: lse-plus-inf-row).
+    r = rng_for("sce-lse")
+    ci = cs.copy()
+    ci[[3, 10, 17]] = -100
+    add(sce, "lse+ignored+smoothing[37,29]", xs, ci, label_smoothing=0.1, lse=True)
+    add(sce, "lse+probs[37,29]", xs, ts, lse=True, reductions=("none",))
+    add(sce, "lse+softcap=30[3,32000]", xl, r.integers(0, 32000, 3), softcap=30.0, lse=True)
+    xi = r.normal(0, 3, (6, 29))
+    xi[0, 1], xi[1, :], xi[2, 4], xi[3, 0] = np.inf, -np.inf, -np.inf, np.nan
+    ki = r.integers(5, 29, 6)
+    add(sce, "lse on +-inf and nan rows[6,29]", xi, ki, lse=True, reductions=("none",))
+    add(sce, "lse+softcap=5 on +-inf and nan rows[6,29]", xi, ki, softcap=5.0, lse=True,
+        reductions=("none",))
 
     # Distillation from logits, T = 1, 2 and 0.5, short and long rows; batchmean (its mean).
     for (b, c) in ((37, 29), (5, 4097), (2, 40000)):
@@ -639,6 +659,7 @@ class Result:
     losses: Optional[np.ndarray] = None  # per element / per row (none)
     grad: Optional[np.ndarray] = None
     counted: Optional[int] = None
+    lse: Optional[np.ndarray] = None  # per row (--lse-out)
     triggered: tuple = ()  # names of DIFFERENCES that changed PyTorch's plain result
 
 
@@ -939,6 +960,17 @@ def evaluate(case: Case, reduction: str, dtype) -> Result:
             v, g = torch.zeros_like(v), torch.zeros_like(g)
         res.value = to_np(v).reshape(())
         res.grad = to_np(g).reshape(case.pred.shape)
+    if case.lse:
+        # torch.logsumexp of the logits the softmax sees (capped as the loss caps them).
+        x = torch.tensor(case.pred, dtype=dtype)
+        cap = float(np.float32(case.softcap)) if case.softcap else 0.0
+        y = cap * torch.tanh(x / cap) if cap else x
+        lse = torch.logsumexp(y, dim=-1)
+        plus = torch.isposinf(y).any(-1) & ~torch.isnan(y).any(-1)
+        if plus.any():
+            triggered.append("lse-plus-inf-row")
+            lse = torch.where(plus, torch.full_like(lse, math.nan), lse)
+        res.lse = to_np(lse).reshape(shape_items)
     res.triggered = tuple(dict.fromkeys(triggered))
     return res
 
@@ -1105,7 +1137,8 @@ class Cli:
         out_dir = os.path.dirname(files["--pred"])
         g = os.path.join(out_dir, f"grad-{device}-{reduction}.npy")
         l_out = os.path.join(out_dir, f"losses-{device}-{reduction}.npy")
-        for f in (g, l_out):
+        e_out = os.path.join(out_dir, f"lse-{device}-{reduction}.npy")
+        for f in (g, l_out, e_out):
             if os.path.exists(f):
                 os.remove(f)
         cmd = [self.binary, "compute", "--loss", case.loss, "--reduction", reduction,
@@ -1116,6 +1149,8 @@ class Cli:
             cmd += [flag, repr(v)]
         if reduction == "none":
             cmd += ["--loss-out", l_out]
+        if case.lse:
+            cmd += ["--lse-out", e_out]
         t0 = time.perf_counter()
         proc = subprocess.run(cmd, capture_output=True, text=True)
         self.seconds += time.perf_counter() - t0
@@ -1130,6 +1165,8 @@ class Cli:
             out["grad"] = np.load(g)
             if reduction == "none":
                 out["losses"] = np.load(l_out)
+            if case.lse:
+                out["lse"] = np.load(e_out)
         return out
 
 
@@ -1191,6 +1228,8 @@ def check_case(case: Case, devices: list[str], cli: Cli) -> list[Record]:
             o = mo
             oracle_name = "mp"
         outputs = ["losses", "grad"] if red == "none" else ["value", "grad"]
+        if case.lse:
+            outputs.append("lse")
         for dev in devices:
             r = cli.run(case, red, dev)
             if r["rc"] != 0:
@@ -1200,7 +1239,7 @@ def check_case(case: Case, devices: list[str], cli: Cli) -> list[Record]:
                 continue
             js = r["json"]
             ours = {"value": None if js["value"] is None else np.array(js["value"]),
-                    "losses": r.get("losses"), "grad": r["grad"]}
+                    "losses": r.get("losses"), "grad": r["grad"], "lse": r.get("lse")}
             for out in outputs:
                 ref = getattr(o, out)
                 eo = compare(ours[out], ref, allow_flush=(dev == "gpu"),

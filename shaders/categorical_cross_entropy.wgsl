@@ -8,6 +8,7 @@
 
 #import common/rows.wgsl
 #import common/rows_single.wgsl
+#import common/rows_no_lse.wgsl
 
 // No options.
 struct LossParams {
@@ -19,7 +20,7 @@ alias Stats = vec4<f32>;
 
 // [1] u32::MAX − (the smallest global row with a probability outside [0, 1]), kept with
 // atomicMax so that a buffer cleared to zero means "none".
-@group(0) @binding(9) var<storage, read_write> domain_error: atomic<u32>;
+@group(0) @binding(10) var<storage, read_write> domain_error: atomic<u32>;
 
 // max(ln p, −100), keeping NaN (common/nan.wgsl: a driver may turn the select into a `max`
 // that drops it).

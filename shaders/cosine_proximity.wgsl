@@ -26,6 +26,7 @@
 
 #import common/rows.wgsl
 #import common/rows_single.wgsl
+#import common/rows_no_lse.wgsl
 
 struct LossParams {
     eps: f32, // the floor ε > 0 of each row's norm

@@ -16,6 +16,7 @@
 
 #import common/rows.wgsl
 #import common/rows_single.wgsl
+#import common/rows_no_lse.wgsl
 #import common/log.wgsl
 
 struct LossParams {

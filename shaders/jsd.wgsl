@@ -31,6 +31,7 @@
 // Q_j > 0; the gradient is then NaN, ∞ − ∞).
 
 #import common/rows.wgsl
+#import common/rows_no_lse.wgsl
 #import common/log.wgsl
 
 struct LossParams {

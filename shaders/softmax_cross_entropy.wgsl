@@ -117,7 +117,8 @@ fn row_combine(a: Stats, b: Stats) -> Stats {
 
 fn row_finish(s: Stats, row: RowCtx) -> RowOut {
     if (is_nan(s.y) || is_nan(s.w) || s.y == -1.0) {
-        return RowOut(bitcast<f32>(0x7fc00000u), vec4<f32>(0.0));
+        // (m, S − 1) kept for row_lse: NaN, or −∞ for S = 0.
+        return RowOut(bitcast<f32>(0x7fc00000u), vec4<f32>(s.x, 0.0, 0.0, s.y));
     }
     let big_s = 1.0 + s.y;
     // ln S = ln(1 + (S − 1)), S − 1 ∈ [0, C − 1].
@@ -138,6 +139,18 @@ fn row_finish(s: Stats, row: RowCtx) -> RowOut {
     }
     // k = (m, b / S, wc / S, S − 1)
     return RowOut(loss, vec4<f32>(s.x, b / big_s, wc / big_s, s.y));
+}
+
+// The row's log-sum-exp (of the capped logits) for FLAG_WRITE_LSE, from row_finish's k:
+// m + ln S, with IEEE semantics as the loss's: NaN where S is (a NaN or a +∞ logit), −∞ for a
+// row of −∞ logits (S = 0).
+const ROW_LSE: bool = true;
+
+fn row_lse(out: RowOut) -> f32 {
+    if (out.k.w == -1.0) {
+        return bitcast<f32>(0xff800000u);
+    }
+    return out.k.x + ln_sum(out.k.w);
 }
 
 // ∂ℓ/∂x_j = (b + wc) e_j / S − wt_j, and for the target class wc (e_c/S − 1) written as

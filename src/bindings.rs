@@ -34,6 +34,8 @@ pub enum Slot {
     ClassStats,
     /// Words zeroed by `ClearWords` (a step's atomics).
     Atomics,
+    /// `[rows]` per-row log-sum-exp out of a row-wise loss that has one (or a dummy).
+    Lse,
 }
 
 /// How a binding is declared in WGSL.
@@ -105,12 +107,13 @@ pub(crate) const REDUCE_PARTIALS_BINDINGS: [Binding; 4] = [
     binding(3, Slot::Norm, Access::Uniform),
 ];
 /// The row driver's bindings 0..=6 are the elementwise driver's, with `Losses` holding one
-/// loss per row; then the class weights and the scales.
-pub(crate) const ROWS_BINDINGS: [Binding; 9] = concat(
+/// loss per row; then the class weights, the scales and the per-row log-sum-exp.
+pub(crate) const ROWS_BINDINGS: [Binding; 10] = concat(
     ELEMENTWISE_BINDINGS,
     [
         binding(7, Slot::Weight, Access::Read),
         binding(8, Slot::Norm, Access::Uniform),
+        binding(9, Slot::Lse, Access::ReadWrite),
     ],
 );
 pub(crate) const CLASS_COUNT_BINDINGS: [Binding; 5] = [

@@ -164,6 +164,7 @@ impl Compute for Reference {
             losses: out.losses.map(round),
             grad: out.grad.map(round),
             counted: out.counted,
+            lse: out.lse.map(round),
         })
     }
 }

@@ -103,6 +103,20 @@ pub(crate) fn check_divisor(loss: &Loss, reduction: Reduction, divisor: Option<f
     })
 }
 
+/// A per-row log-sum-exp asked of a loss: one that has it ([`Loss::has_lse`]).
+pub(crate) fn check_lse(loss: &Loss, want_lse: bool) -> Result<()> {
+    if want_lse && !loss.has_lse() {
+        return Err(Error::InvalidOption {
+            option: "lse",
+            reason: format!(
+                "the per-row log-sum-exp is an output of softmax-ce; the {} loss has none",
+                loss.name()
+            ),
+        });
+    }
+    Ok(())
+}
+
 /// `(gradient scale, value scale)` of a value divided by `d`: `(g / d, 1 / d)`, or `(0, 0)`
 /// for `d = 0`.
 pub(crate) fn divided_scales(g: f64, d: f64) -> (f64, f64) {
@@ -367,6 +381,8 @@ pub struct LossArgs<'a> {
     pub want_grad: bool,
     /// The divisor `D'` of a row-wise `Mean` in place of the batch's own `D` (default `None`).
     pub divisor: Option<f32>,
+    /// Whether each row's log-sum-exp is returned ([`LossOutput::lse`]; default `false`).
+    pub want_lse: bool,
 }
 
 impl<'a> LossArgs<'a> {
@@ -387,6 +403,7 @@ impl<'a> LossArgs<'a> {
             upstream: Upstream::Ones,
             want_grad: true,
             divisor: None,
+            want_lse: false,
         }
     }
 
@@ -483,6 +500,18 @@ impl<'a> LossArgs<'a> {
         self
     }
 
+    /// Sets whether each row's log-sum-exp is returned as [`LossOutput::lse`], `[B]` shaped
+    /// like the rows: `lse_r = ln Σ_j exp y_rj` over the logits the softmax sees (after the
+    /// soft cap, if any), for every row, ignored ones included, whatever the reduction; with
+    /// `s = softmax(y)`, `ln s_rj = y_rj − lse_r` (per-token log-probabilities), and the
+    /// z-loss is `λ lse_r²`. NaN for a row with a NaN or a `+∞` logit (as its loss), `−∞` for a
+    /// row of `−∞` logits. Only for a loss with [`Loss::has_lse`] (softmax cross entropy);
+    /// the others are refused by [`LossArgs::validate`].
+    pub fn want_lse(mut self, want_lse: bool) -> Self {
+        self.want_lse = want_lse;
+        self
+    }
+
     /// Number of elements of the prediction.
     pub fn len(&self) -> usize {
         self.pred.len()
@@ -512,11 +541,13 @@ impl<'a> LossArgs<'a> {
     /// # Errors
     /// [`Error::InvalidOption`] (loss options, a weight the loss does not take, a negative or
     /// non-finite weight, class weights whose total or whose mean's divisor over the rows'
-    /// targets exceeds the largest f32, a non-finite scalar upstream),
+    /// targets exceeds the largest f32, a non-finite scalar upstream, a log-sum-exp asked of a
+    /// loss without one: `option: "lse"`),
     /// [`Error::ShapeMismatch`], [`Error::Empty`].
     pub fn validate(&self, loss: &Loss) -> Result<()> {
         loss.validate()?;
         check_divisor(loss, self.reduction, self.divisor)?;
+        check_lse(loss, self.want_lse)?;
         if loss.is_row_wise() {
             return self.validate_rows(loss);
         }
@@ -771,6 +802,9 @@ pub struct LossOutput<T> {
     /// ignored (row-wise family; all `B` rows except for ignored class-index targets). It is
     /// the mean's divisor `D` except with class weights, where `D` is their sum over these rows.
     pub counted: usize,
+    /// Each row's log-sum-exp, shaped like the rows, where asked for
+    /// ([`LossArgs::want_lse`]).
+    pub lse: Option<ArrayD<T>>,
 }
 
 impl<T> LossOutput<T> {
@@ -787,7 +821,14 @@ impl<T> LossOutput<T> {
             losses,
             grad,
             counted,
+            lse: None,
         }
+    }
+
+    /// The same, with the per-row log-sum-exp `lse` ([`LossOutput::lse`]).
+    pub fn with_lse(mut self, lse: Option<ArrayD<T>>) -> Self {
+        self.lse = lse;
+        self
     }
 
     pub(crate) fn shape_arrays(

@@ -142,6 +142,9 @@ pub struct ResidentSpec {
     /// Whether the gradient overwrites the prediction (default false; see
     /// [`ResidentSpec::grad_in_place`]).
     pub grad_in_place: bool,
+    /// Whether each row's log-sum-exp is written to [`ResidentBuffers::lse`] (default false;
+    /// see [`ResidentSpec::lse`]).
+    pub lse: bool,
 }
 
 impl ResidentSpec {
@@ -160,6 +163,7 @@ impl ResidentSpec {
             divisor: None,
             divisor_buffer: false,
             grad_in_place: false,
+            lse: false,
         }
     }
 
@@ -249,6 +253,14 @@ impl ResidentSpec {
         self
     }
 
+    /// Each row's log-sum-exp is written to the caller's [`ResidentBuffers::lse`], f32 `[B]`
+    /// (softmax cross entropy: of the logits its softmax sees, as
+    /// [`crate::LossArgs::want_lse`]), whatever the reduction, ignored rows included.
+    pub fn lse(mut self) -> Self {
+        self.lse = true;
+        self
+    }
+
     /// Sets the upstream gradient.
     pub fn upstream(mut self, upstream: ResidentUpstream) -> Self {
         self.upstream = upstream;
@@ -286,6 +298,8 @@ pub struct ResidentBuffers<'a> {
     /// The value out, f32 `[1]` (`Mean`, `Sum`), or the per-row (`B`) or per-element (`N`)
     /// losses (`None`).
     pub output: GpuArray<'a>,
+    /// Each row's log-sum-exp out, f32 `[B]` (when planned with [`ResidentSpec::lse`]).
+    pub lse: Option<GpuArray<'a>>,
 }
 
 impl<'a> ResidentBuffers<'a> {
@@ -304,7 +318,14 @@ impl<'a> ResidentBuffers<'a> {
             grad: None,
             divisor: None,
             output: output.into(),
+            lse: None,
         }
+    }
+
+    /// The buffer each row's log-sum-exp is written to (f32 `[B]` at its offset).
+    pub fn lse(mut self, lse: impl Into<GpuArray<'a>>) -> Self {
+        self.lse = Some(lse.into());
+        self
     }
 
     /// The buffer holding the mean's divisor `D'` (one f32 at its offset).
@@ -402,7 +423,8 @@ impl GpuContext {
     /// [`Error::InvalidOption`] for options the loss does not take or that are out of range
     /// (class indices for a loss with float targets, a weight of a length that is not a
     /// trailing part of the shape, an upstream buffer without
-    /// `Reduction::None`, a `grad_dtype` that is neither the input's nor f32),
+    /// `Reduction::None`, a `grad_dtype` that is neither the input's nor f32, `lse` for a loss
+    /// without a log-sum-exp),
     /// [`Error::Unsupported`] for f16 storage where [`GpuContext::supports_f16`] is false,
     /// [`Error::Empty`], [`Error::DeviceLimit`] when an array does not fit in one storage
     /// binding; pipeline errors.
@@ -410,6 +432,7 @@ impl GpuContext {
         let _serial = self.exclusive();
         loss.validate()?;
         crate::loss::check_divisor(loss, spec.reduction, spec.divisor)?;
+        crate::loss::check_lse(loss, spec.lse)?;
         if spec.divisor_buffer {
             // The rules of a fixed divisor (any finite value stands for the buffer's), and not
             // both.
@@ -563,6 +586,7 @@ impl GpuContext {
                     upstream_array: spec.upstream == ResidentUpstream::Buffer,
                     g,
                     want_grad: spec.want_grad,
+                    want_lse: spec.lse,
                     ignore_index,
                     io,
                 },
@@ -650,7 +674,8 @@ impl ResidentLoss {
     /// part of each row longer than a workgroup holds in registers, 4096 elements for long
     /// rows, read a second time for the gradient), the dense target read as often, class ids
     /// read twice (the class pre-pass and the loss pass, 4 bytes each), and the gradient
-    /// written once, at the spec's storage sizes. Weights and the partial sums are left out.
+    /// written once, at the spec's storage sizes, and each row's log-sum-exp where planned
+    /// (4 bytes a row). Weights and the partial sums are left out.
     pub fn pass_bytes(&self) -> u64 {
         let n = (self.rows * self.cols) as u64;
         let e = 4 / self.spec.dtype.per_word() as u64;
@@ -670,7 +695,12 @@ impl ResidentLoss {
             Some(_) if self.loss.is_row_wise() => 4 * 2 * self.rows as u64,
             _ => e * (n + reread),
         };
-        e * (n + reread) + target + g * n
+        let lse = if self.spec.lse {
+            4 * self.rows as u64
+        } else {
+            0
+        };
+        e * (n + reread) + target + g * n + lse
     }
 
     /// Elements of the output: 1 (`Mean`, `Sum`), or one per row (row-wise) or per element
@@ -694,9 +724,9 @@ impl ResidentLoss {
     }
 
     /// The bytes each of the caller's arrays takes from its offset, in the order of
-    /// [`BINDINGS`]: pred, target, weight, pos_weight, upstream, divisor, grad, output (0 for
-    /// one the plan does not use).
-    fn binding_bytes(&self) -> [u64; 8] {
+    /// [`BINDINGS`]: pred, target, weight, pos_weight, upstream, divisor, grad, output, lse
+    /// (0 for one the plan does not use).
+    fn binding_bytes(&self) -> [u64; 9] {
         let (b, n) = (self.rows, self.rows * self.cols);
         let spec = &self.spec;
         let f32s = |len: usize| Dtype::F32.bytes(len);
@@ -720,6 +750,7 @@ impl ResidentLoss {
                 0
             },
             f32s(self.output_len()),
+            if spec.lse { f32s(b) } else { 0 },
         ]
     }
 
@@ -812,7 +843,7 @@ impl ResidentLoss {
     /// [`Error::Buffer`] for a buffer that is missing, not needed, without `STORAGE` usage,
     /// misaligned or too small (a target buffer's message says how the target was planned:
     /// float targets, or class ids of which [`ClassType`]), and for bindings that would alias:
-    /// `grad` or `output` in a buffer that is also bound as an input, or `grad` and `output`
+    /// `grad`, `output` or `lse` in a buffer that is also bound as an input, or two of them
     /// overlapping. All checked before anything is recorded.
     pub fn record(
         &mut self,
@@ -916,6 +947,7 @@ impl ResidentLoss {
             Some(bufs.output),
             Some((self.output_len(), Dtype::F32)),
         )?;
+        let lse = Self::check(ctx, "lse", bufs.lse, on(spec.lse, b, Dtype::F32))?;
         let (Some(pred), Some(target), Some(output)) = (pred, target, output) else {
             return Err(bad("pred", "missing".into()));
         };
@@ -929,6 +961,7 @@ impl ResidentLoss {
             bufs.divisor,
             bufs.grad,
             Some(bufs.output),
+            bufs.lse,
         ]
         .iter()
         .map(|a| a.map(|a| (a.buffer.clone(), a.offset)))
@@ -945,6 +978,7 @@ impl ResidentLoss {
                 // In place: the kernel writes the gradient through pred's own range.
                 grad: if spec.grad_in_place { Some(pred) } else { grad },
                 losses,
+                lse,
                 weight,
                 pos_weight,
                 divisor,
@@ -987,7 +1021,7 @@ impl ResidentLoss {
 
 /// The names of [`ResidentBuffers`]' arrays, in the order of [`ResidentLoss::binding_bytes`],
 /// and whether the loss writes each.
-const BINDINGS: [(&str, bool); 8] = [
+const BINDINGS: [(&str, bool); 9] = [
     ("pred", false),
     ("target", false),
     ("weight", false),
@@ -996,6 +1030,7 @@ const BINDINGS: [(&str, bool); 8] = [
     ("divisor", false),
     ("grad", true),
     ("output", true),
+    ("lse", true),
 ];
 
 /// Refuses bindings that would alias: a buffer the loss writes (grad, output) bound as anything
@@ -1003,7 +1038,7 @@ const BINDINGS: [(&str, bool); 8] = [
 /// error would only surface in the caller's `encoder.finish()`), and two written arrays whose
 /// byte ranges overlap. Read-only arrays may share a buffer. `pred_written`: the gradient is
 /// in place, so pred is written too.
-fn check_aliasing(bufs: &ResidentBuffers<'_>, bytes: &[u64; 8], pred_written: bool) -> Result<()> {
+fn check_aliasing(bufs: &ResidentBuffers<'_>, bytes: &[u64; 9], pred_written: bool) -> Result<()> {
     let arrays = [
         Some(bufs.pred),
         Some(bufs.target),
@@ -1013,6 +1048,7 @@ fn check_aliasing(bufs: &ResidentBuffers<'_>, bytes: &[u64; 8], pred_written: bo
         bufs.divisor,
         bufs.grad,
         Some(bufs.output),
+        bufs.lse,
     ];
     let bound: Vec<(&'static str, bool, GpuArray<'_>, u64)> = arrays
         .iter()

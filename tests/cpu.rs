@@ -208,6 +208,18 @@ fn assert_close(got: &LossOutput<f32>, want: &LossOutput<f64>, s: Scales, what: 
         (None, None) => {}
         _ => panic!("{what}: gradient on one side only"),
     }
+    // The log-sum-exp, absolute against max(max |lse|, 1) (as the GPU tests').
+    match (&got.lse, &want.lse) {
+        (Some(g), Some(w)) => assert_array(
+            g,
+            w,
+            Some(1.0),
+            s.extra_rtol,
+            &format!("{what}: log-sum-exp"),
+        ),
+        (None, None) => {}
+        _ => panic!("{what}: log-sum-exp on one side only"),
+    }
 }
 
 /// Runs `args` on the fast CPU path and the reference and compares them.
@@ -1715,5 +1727,81 @@ fn cosine_of_one_feature() {
     assert!(out.grad.unwrap().iter().all(|&g| g == 0.0));
     for (&l, (&pi, &ti)) in out.losses.unwrap().iter().zip(p.iter().zip(&t)) {
         assert_eq!(l, -(pi * ti).signum());
+    }
+}
+
+/// The per-row log-sum-exp (`want_lse`) of the fast CPU path against `reference::lse`: each
+/// option, class ids with ignored rows (whose log-sum-exp is still given) and probability
+/// targets, every reduction, with and without the gradient; every other bit as without it.
+#[test]
+fn softmax_lse() {
+    for c in COLS {
+        let b = rows_for(c).min(500);
+        let what = format!("softmax lse/C={c}/B={b}");
+        let x = logits(&[b, c], seed_for(&format!("{what}/x")));
+        let t = prob_rows(&[b, c], seed_for(&format!("{what}/t")));
+        let mut k = class_rows(&[b], c, seed_for(&format!("{what}/k")));
+        for r in (3..b).step_by(7) {
+            k[r] = -100;
+        }
+        for (eps, z, cap) in [
+            (0.0, 0.0, 0.0),
+            (0.1, 1e-3, 0.0),
+            (0.0, 0.0, 3.0),
+            (0.1, 0.0, 30.0),
+        ] {
+            let loss = Loss::softmax_cross_entropy()
+                .label_smoothing(eps)
+                .z_loss(z)
+                .softcap(cap)
+                .build()
+                .unwrap();
+            if c == 1 && z != 0.0 {
+                // One class: the z-loss's gradient 2λ lse is a difference of O(1) terms,
+                // beyond the relative tolerance (the options tests leave it out too).
+                continue;
+            }
+            for reduction in REDUCTIONS {
+                for want_grad in [true, false] {
+                    let tag = format!(
+                        "{what}/eps {eps}/z {z}/cap {cap}/{}/grad {want_grad}",
+                        reduction.name()
+                    );
+                    for (args, kind) in [
+                        (LossArgs::new(x.view(), k.view()), "i64"),
+                        (LossArgs::new(x.view(), t.view()), "probs"),
+                    ] {
+                        let args = args.reduction(reduction).want_grad(want_grad);
+                        let tag = format!("{tag}/{kind}");
+                        let with = check(&loss, &args.clone().want_lse(true), &tag);
+                        let lse = with.lse.as_ref().expect("lse");
+                        assert!(lse.iter().all(|v| v.is_finite()), "{tag}");
+                        let without = cpu::compute(&loss, &args).unwrap();
+                        assert_eq!(bits(&with), bits(&without), "{tag}: the other outputs");
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The log-sum-exp of IEEE rows on the fast CPU path: NaN for a `+∞` or NaN logit, `−∞` for a
+/// row of `−∞`, as the reference (and the GPU).
+#[test]
+fn softmax_lse_of_infinite_rows() {
+    let (x, k, _) = infinite_logit_rows(seed_for("cpu lse/infinite"));
+    for cap in [0.0, 5.0] {
+        let loss = Loss::softmax_cross_entropy().softcap(cap).build().unwrap();
+        let args = LossArgs::new(x.view(), k.view())
+            .reduction(Reduction::None)
+            .want_lse(true);
+        let out = check(&loss, &args, &format!("cpu lse/infinite/cap {cap}"));
+        let lse = out.lse.unwrap();
+        if cap == 0.0 {
+            assert!(lse[[0]].is_nan() && lse[[6]].is_nan() && lse[[7]].is_nan());
+            assert_eq!(lse[[2]], f32::NEG_INFINITY);
+        } else {
+            assert!(lse.iter().enumerate().all(|(r, v)| v.is_nan() == (r == 7)));
+        }
     }
 }

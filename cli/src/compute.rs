@@ -59,6 +59,10 @@ pub struct ComputeArgs {
     /// here (`.npy`, f32; needs --reduction none).
     #[arg(long)]
     loss_out: Option<PathBuf>,
+    /// Write each row's log-sum-exp of the logits the softmax sees (after --softcap) here
+    /// (softmax-ce; `.npy`, f32, shaped like the rows; ignored rows included; any reduction).
+    #[arg(long, value_name = "FILE")]
+    lse_out: Option<PathBuf>,
     /// Where to compute: the GPU, the fast multi-threaded f32 CPU path, or the f64 CPU
     /// reference.
     #[arg(long, value_enum, default_value = "gpu")]
@@ -278,6 +282,11 @@ impl Inputs {
         }
         args
     }
+
+    /// [`Inputs::args`], with each row's log-sum-exp if `want_lse`.
+    fn args_lse(&self, reduction: Reduction, want_grad: bool, want_lse: bool) -> LossArgs<'_> {
+        self.args(reduction, want_grad).want_lse(want_lse)
+    }
 }
 
 /// Everything `compute` needs, checked: what [`execute`] runs.
@@ -288,12 +297,14 @@ pub struct Prepared {
     reduction: Reduction,
     /// The inputs, checked against the loss.
     inputs: Inputs,
-    /// `--grad-out` then `--loss-out`, those given, with their temporary files.
+    /// `--grad-out`, `--loss-out` then `--lse-out`, those given, with their temporary files.
     outputs: Outputs,
     /// The index of `--grad-out` in `outputs`.
     grad_k: Option<usize>,
     /// The index of `--loss-out` in `outputs`.
     loss_k: Option<usize>,
+    /// The index of `--lse-out` in `outputs`.
+    lse_k: Option<usize>,
 }
 
 /// A path for a message: control characters escaped, so that the message stays one line.
@@ -371,6 +382,13 @@ pub(crate) fn prepare(a: &ComputeArgs) -> Result<Prepared, Failure> {
             "--loss-out writes per-element (or per-row) losses, which need --reduction none",
         ));
     }
+    if a.lse_out.is_some() && !loss.has_lse() {
+        return Err(Failure::input(format!(
+            "--lse-out writes each row's log-sum-exp, an output of softmax-ce; the {} loss has \
+             none",
+            loss.name()
+        )));
+    }
     let mut outs: Vec<(&str, &Path)> = Vec::new();
     let grad_k = a.grad_out.as_deref().map(|p| {
         outs.push(("--grad-out", p));
@@ -378,6 +396,10 @@ pub(crate) fn prepare(a: &ComputeArgs) -> Result<Prepared, Failure> {
     });
     let loss_k = a.loss_out.as_deref().map(|p| {
         outs.push(("--loss-out", p));
+        outs.len() - 1
+    });
+    let lse_k = a.lse_out.as_deref().map(|p| {
+        outs.push(("--lse-out", p));
         outs.len() - 1
     });
     let ins: Vec<(&str, &Path)> = [
@@ -483,7 +505,7 @@ pub(crate) fn prepare(a: &ComputeArgs) -> Result<Prepared, Failure> {
         divisor: a.divisor,
     };
     {
-        let args = inputs.args(reduction, a.grad_out.is_some());
+        let args = inputs.args_lse(reduction, a.grad_out.is_some(), a.lse_out.is_some());
         args.validate(&loss)
             .map_err(|e| with_file(a, &loss, &inputs.target, &args, e))?;
     }
@@ -494,6 +516,7 @@ pub(crate) fn prepare(a: &ComputeArgs) -> Result<Prepared, Failure> {
         outputs,
         grad_k,
         loss_k,
+        lse_k,
     })
 }
 
@@ -507,7 +530,9 @@ pub fn run(a: &ComputeArgs) -> Result<(), Failure> {
 /// result.
 pub(crate) fn execute(a: &ComputeArgs, mut p: Prepared) -> Result<(), Failure> {
     let (loss, reduction) = (p.loss, p.reduction);
-    let args = p.inputs.args(reduction, p.grad_k.is_some());
+    let args = p
+        .inputs
+        .args_lse(reduction, p.grad_k.is_some(), p.lse_k.is_some());
     let target = &p.inputs.target;
     let with_file = |e: Error| with_file(a, &loss, target, &args, e);
 
@@ -529,7 +554,11 @@ pub(crate) fn execute(a: &ComputeArgs, mut p: Prepared) -> Result<(), Failure> {
     };
 
     // Every output into its temporary file; renamed into place only when all are written.
-    for (k, arr) in [(p.grad_k, &out.grad), (p.loss_k, &out.losses)] {
+    for (k, arr) in [
+        (p.grad_k, &out.grad),
+        (p.loss_k, &out.losses),
+        (p.lse_k, &out.lse),
+    ] {
         if let (Some(k), Some(arr)) = (k, arr)
             && let Some(s) = p.outputs.get(k)
         {
@@ -555,6 +584,7 @@ pub(crate) fn execute(a: &ComputeArgs, mut p: Prepared) -> Result<(), Failure> {
             "value": out.value.map_or(serde_json::Value::Null, json_f32),
             "grad_out": a.grad_out.as_ref().map(|p| p.display().to_string()),
             "loss_out": a.loss_out.as_ref().map(|p| p.display().to_string()),
+            "lse_out": a.lse_out.as_ref().map(|p| p.display().to_string()),
         });
         println!("{obj}");
     } else {
@@ -599,6 +629,9 @@ pub(crate) fn execute(a: &ComputeArgs, mut p: Prepared) -> Result<(), Failure> {
         }
         if let Some(p) = &a.grad_out {
             println!("gradient written to {}", p.display());
+        }
+        if let Some(p) = &a.lse_out {
+            println!("per-row log-sum-exp written to {}", p.display());
         }
     }
     Ok(())

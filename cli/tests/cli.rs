@@ -1193,6 +1193,48 @@ fn softmax_ce_all_options(device: &str, dtype: &str, seed: u64) {
     }
 }
 
+/// `--lse-out`: each row's log-sum-exp of the capped logits, ignored rows included, shaped
+/// like the rows (rank 3 here), with `mean` and `none`, beside the other outputs; the JSON
+/// names the file.
+fn softmax_ce_lse_out(device: &str, seed: u64) {
+    let loss = Loss::softmax_cross_entropy()
+        .label_smoothing(0.1)
+        .softcap(10.0)
+        .build()
+        .unwrap();
+    let mut r = Rows::classes(loss, &RANK3, seed);
+    r.set_class(1, -100);
+    for reduction in [Reduction::Mean, Reduction::None] {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        write_f32(d, "pred.npy", &r.pred);
+        write_classes(d, "target.npy", r.classes.as_ref().unwrap(), "i64");
+        let mut template = loss_flag(&r.loss)
+            + " --pred {pred.npy} --target {target.npy} --device {device} --reduction {reduction}"
+            + " --grad-out {G.npy} --lse-out {E.npy}";
+        if reduction == Reduction::None {
+            template += " --loss-out {L.npy}";
+        }
+        let vars = [("device", device), ("reduction", reduction.name())];
+        let j = compute_json(d, &template, &vars);
+        assert_eq!(j["lse_out"], Value::from(s(&d.join("E.npy"))));
+        let target: Target<'_> = r.classes.as_ref().unwrap().view().into();
+        let args = LossArgs::new(r.pred.view(), target)
+            .reduction(reduction)
+            .want_lse(true);
+        let want = reference::compute(&r.loss, &args).unwrap();
+        let what = format!("--lse-out on the {device} ({})", reduction.name());
+        let lse = read_f32(&d.join("E.npy"));
+        assert_eq!(lse.shape(), r.row_shape(), "{what}: shaped like the rows");
+        assert_array_close(&lse, want.lse.as_ref().unwrap(), &what);
+        assert_array_close(
+            &read_f32(&d.join("G.npy")),
+            want.grad.as_ref().unwrap(),
+            &format!("{what}: gradient"),
+        );
+    }
+}
+
 /// `--ignore-index 0`: the rows whose class is 0 are ignored, every other class counts.
 fn softmax_ce_ignore_index_zero(device: &str, seed: u64) {
     let loss = Loss::softmax_cross_entropy()
@@ -1325,6 +1367,9 @@ checks! {
     gpu softmax_ce_all_options_int32_gpu: softmax_ce_all_options("gpu", "i32", 1108);
     cpu softmax_ce_all_options_cpu: softmax_ce_all_options("cpu", "i64", 1109);
     cpu softmax_ce_all_options_reference: softmax_ce_all_options("reference", "i64", 1109);
+    gpu softmax_ce_lse_out_gpu: softmax_ce_lse_out("gpu", 1150);
+    cpu softmax_ce_lse_out_cpu: softmax_ce_lse_out("cpu", 1151);
+    cpu softmax_ce_lse_out_reference: softmax_ce_lse_out("reference", 1151);
     gpu softmax_ce_ignore_index_zero_gpu: softmax_ce_ignore_index_zero("gpu", 1110);
     cpu softmax_ce_ignore_index_zero_cpu: softmax_ce_ignore_index_zero("cpu", 1111);
     cpu softmax_ce_ignore_index_zero_reference: softmax_ce_ignore_index_zero("reference", 1111);
@@ -1675,6 +1720,21 @@ error_tests! {
     }
         "--loss bce --pred {pred.npy} --target {target.npy} --reduction none --loss-out {L.npy}"
         => ["{pred.npy}", "element 355 ", "1.5"];
+
+    /// --lse-out with a loss without a log-sum-exp.
+    lse_out_of_mse(d) { batch_in(d, &Loss::Mse, 764); }
+        "--loss mse --pred {pred.npy} --target {target.npy} --lse-out {E.npy}"
+        => ["--lse-out", "softmax-ce", "mse"];
+
+    /// --lse-out and --grad-out (which `rejects` adds) the same file.
+    lse_out_is_grad_out(d) { ce_in(d, 765, &SHAPE, &[], "i64"); }
+        "--loss softmax-ce --pred {pred.npy} --target {target.npy} --lse-out {G.npy}"
+        => ["--lse-out", "--grad-out"];
+
+    /// --lse-out over the prediction.
+    lse_out_is_the_prediction(d) { ce_in(d, 766, &SHAPE, &[], "i64"); }
+        "--loss softmax-ce --pred {pred.npy} --target {target.npy} --lse-out {pred.npy}"
+        => ["--lse-out", "--pred"];
 
     /// --loss-out with the default reduction (mean).
     loss_out_without_reduction_none(d) { batch_in(d, &Loss::Mse, 708); }
@@ -2433,13 +2493,20 @@ fn bench_variants_with_options() {
         v.dedup();
         v
     };
-    let template = "bench --quick --losses softmax-ce:softcap=30:z-loss=1e-4,softmax-ce \
-                    --max-elements 16384 --repeats 1 --json {B.json}";
+    let template = "bench --quick --losses softmax-ce:softcap=30:z-loss=1e-4,softmax-ce,\
+                    softmax-ce:lse:softcap=5 --max-elements 16384 --repeats 1 --json {B.json}";
     let out = run(&argv(d, template, &[]));
     assert_success(&out, template);
     let got = labels("B.json");
     let names: Vec<&str> = got.iter().map(|(n, _)| n.as_str()).collect();
-    assert_eq!(names, ["softmax-ce softcap=30 z-loss=1e-4", "softmax-ce"]);
+    assert_eq!(
+        names,
+        [
+            "softmax-ce softcap=30 z-loss=1e-4",
+            "softmax-ce",
+            "softmax-ce lse softcap=5"
+        ]
+    );
     assert!(stdout(&out).contains("softmax-ce softcap=30 z-loss=1e-4"));
 
     let template = "bench --lm --max-elements 40000 --repeats 1 --json {L.json}";
@@ -2451,6 +2518,7 @@ fn bench_variants_with_options() {
         "softmax-ce label-smoothing=0.1",
         "softmax-ce z-loss=1e-4",
         "softmax-ce softcap=30",
+        "softmax-ce lse",
         "distill temperature=2",
         "jsd beta=0.5",
     ]
@@ -2467,7 +2535,8 @@ fn bench_variants_with_options() {
 
 /// Bad `--losses` variants are bad input (exit 2) with one line naming what is wrong, before
 /// any device is touched: an unknown option, one of another loss, a value that is not a
-/// number or that the loss refuses, a missing `=`, an option given twice.
+/// number or that the loss refuses, a missing `=`, an option given twice, `lse` of a loss
+/// without one or given twice.
 #[test]
 fn bench_bad_variants_are_bad_input() {
     for (spec, needle) in [
@@ -2479,6 +2548,8 @@ fn bench_bad_variants_are_bad_input() {
         ("softmax-ce:softcap", "OPTION=VALUE"),
         ("softmax-ce:softcap=1:softcap=2", "twice"),
         ("nope:softcap=1", "no loss named `nope`"),
+        ("mse:lse", "mse has none"),
+        ("softmax-ce:lse:lse", "lse is given twice"),
     ] {
         let out = run(&["bench", "--quick", "--losses", spec]);
         assert_eq!(

@@ -97,6 +97,7 @@ struct Call<'py> {
     reduction: Reduction,
     divisor: Option<f32>,
     want_grad: bool,
+    want_lse: bool,
 }
 
 /// The keyword arguments of a call, as Python gives them.
@@ -107,6 +108,7 @@ struct Keywords<'a, 'py> {
     pos_weight: Option<&'a Bound<'py, PyAny>>,
     upstream: Option<&'a Bound<'py, PyAny>>,
     want_grad: bool,
+    want_lse: bool,
     options: Option<&'a Bound<'py, PyDict>>,
 }
 
@@ -136,6 +138,7 @@ impl<'py> Call<'py> {
             reduction,
             divisor: kw.divisor,
             want_grad: kw.want_grad,
+            want_lse: kw.want_lse,
         })
     }
 
@@ -144,7 +147,8 @@ impl<'py> Call<'py> {
         let mut args = LossArgs::new(self.pred.as_array(), self.target.target())
             .reduction(self.reduction)
             .upstream(self.upstream.upstream())
-            .want_grad(self.want_grad);
+            .want_grad(self.want_grad)
+            .want_lse(self.want_lse);
         if let Some(w) = &self.weight {
             args = args.weight(w.as_array());
         }
@@ -166,6 +170,9 @@ impl<'py> Call<'py> {
 /// - `losses`: for reduction `none`, the per-element losses (the prediction's shape) or the
 ///   per-row losses of a row-wise loss (its shape without the last axis); else `None`.
 /// - `counted`: the elements (elementwise losses) or the rows that are not ignored (row-wise).
+/// - `lse`: with `want_lse=True` (softmax-ce), each row's log-sum-exp of the logits the softmax
+///   sees (after `softcap`), ignored rows included, a float32 array shaped like the rows;
+///   else `None`.
 #[pyclass(frozen, name = "LossOutput", module = "wgpu_loss")]
 struct PyLossOutput {
     #[pyo3(get)]
@@ -176,6 +183,8 @@ struct PyLossOutput {
     losses: Option<Py<PyArrayDyn<f32>>>,
     #[pyo3(get)]
     counted: usize,
+    #[pyo3(get)]
+    lse: Option<Py<PyArrayDyn<f32>>>,
 }
 
 #[pymethods]
@@ -187,8 +196,12 @@ impl PyLossOutput {
                 format!("array{:?}", a.bind(py).shape())
             })
         };
+        let lse = match &self.lse {
+            Some(_) => format!(", lse={}", shape(&self.lse)),
+            None => String::new(),
+        };
         format!(
-            "LossOutput(value={}, grad={}, losses={}, counted={})",
+            "LossOutput(value={}, grad={}, losses={}, counted={}{lse})",
             self.value.map_or("None".to_string(), |v| v.to_string()),
             shape(&self.grad),
             shape(&self.losses),
@@ -303,7 +316,8 @@ impl Context {
     /// `grad_out`, a float32 array of `pred`'s shape, receives the gradient instead of a new
     /// array (and is `r.grad`): on `device="cpu"` the library writes into it directly, so a
     /// loop that reuses it allocates nothing; elsewhere the gradient is copied into it.
-    #[pyo3(signature = (loss, pred, target, *, reduction = "mean", divisor = None, weight = None, pos_weight = None, upstream = None, want_grad = true, grad_out = None, **options))]
+    /// `want_lse=True` (softmax-ce) also returns each row's log-sum-exp as `r.lse`.
+    #[pyo3(signature = (loss, pred, target, *, reduction = "mean", divisor = None, weight = None, pos_weight = None, upstream = None, want_grad = true, grad_out = None, want_lse = false, **options))]
     #[allow(clippy::too_many_arguments)]
     fn compute<'py>(
         &self,
@@ -318,6 +332,7 @@ impl Context {
         upstream: Option<&Bound<'py, PyAny>>,
         want_grad: bool,
         grad_out: Option<&Bound<'py, PyAny>>,
+        want_lse: bool,
         options: Option<&Bound<'py, PyDict>>,
     ) -> PyResult<PyLossOutput> {
         let kw = Keywords {
@@ -327,6 +342,7 @@ impl Context {
             pos_weight,
             upstream,
             want_grad,
+            want_lse,
             options,
         };
         let call = Call::read(loss, pred, target, kw)?;
@@ -339,6 +355,7 @@ impl Context {
                 grad: out.grad.map(|g| g.into_pyarray(py).unbind()),
                 losses: out.losses.map(|l| l.into_pyarray(py).unbind()),
                 counted: out.counted,
+                lse: out.lse.map(|l| l.into_pyarray(py).unbind()),
             });
         };
         if !want_grad {
@@ -363,6 +380,7 @@ impl Context {
             grad: Some(grad),
             losses: out.losses.map(|l| l.into_pyarray(py).unbind()),
             counted: out.counted,
+            lse: out.lse.map(|l| l.into_pyarray(py).unbind()),
         })
     }
 
@@ -390,6 +408,7 @@ impl Context {
             pos_weight,
             upstream,
             want_grad: true,
+            want_lse: false,
             options,
         };
         let call = Call::read(loss, pred, target, kw)?;
@@ -421,6 +440,7 @@ impl Context {
             pos_weight,
             upstream: None,
             want_grad: false,
+            want_lse: false,
             options,
         };
         let call = Call::read(loss, pred, target, kw)?;

@@ -78,6 +78,10 @@ class LossOutput:
     @property
     def counted(self) -> int:
         """The elements, or the rows not ignored (row-wise losses)."""
+    @property
+    def lse(self) -> Optional[npt.NDArray[np.float32]]:
+        """With want_lse=True (softmax-ce): each row's log-sum-exp of the logits the softmax
+        sees (after softcap), ignored rows included, shaped like the rows; else None."""
 
 class Context:
     """Where losses are computed: "gpu" (wgpu: Vulkan, Metal, DX12, GL; Mesa's llvmpipe
@@ -118,6 +122,7 @@ class Context:
         upstream: Union[None, float, ArrayLike] = None,
         want_grad: bool = True,
         grad_out: Optional[npt.NDArray[np.float32]] = None,
+        want_lse: bool = False,
         **options: OptionValue,
     ) -> LossOutput:
         """The loss ``loss`` (a registry name or alias, ``_`` or ``-`` alike:
@@ -134,6 +139,7 @@ class Context:
           losses' shape: the gradient is multiplied by it (the chain rule).
         - ``grad_out``: a float32 array of pred's shape the gradient is written into (and
           returned as ``r.grad``); on "cpu" written directly, with nothing allocated.
+        - ``want_lse``: softmax-ce only: also return each row's log-sum-exp as ``r.lse``.
         - ``**options``: the loss's options (``wgpu_loss.losses()``): switches take bools,
           integer options ints, the others floats.
 

@@ -47,6 +47,12 @@
 // scratch array `row_second_scratch`): the same bits every run. A row longer than
 // group · ROW_REGS is then read three times. ROW_SECOND is a constant, so the one-sweep losses
 // compile without the sweep.
+// And one more per-row output, the log-sum-exp of the logits the softmax sees (softmax cross
+// entropy; the others import common/rows_no_lse.wgsl):
+//     const ROW_LSE: bool     // whether the loss has one
+//     fn row_lse(out: RowOut) -> f32   // from row_finish's RowOut, NaN rows included
+// With FLAG_WRITE_LSE, every live row's is written to `lse_out`, an ignored row's too: its
+// statistics are then gathered as a counted row's (its loss and gradient stay 0).
 // Host side: src/kernels/rows.rs (`RowParams` mirrors `Params`).
 
 #import <reduce>
@@ -96,6 +102,8 @@ const FLAG_WEIGHT: u32 = 16u;
 // With FLAG_CLASSES: the class ids are i64 (two words each, low first), or u32; else i32.
 const FLAG_CLASSES_I64: u32 = 32u;
 const FLAG_CLASSES_U32: u32 = 64u;
+// Each row's log-sum-exp into `lse_out` (a loss with ROW_LSE).
+const FLAG_WRITE_LSE: u32 = 128u;
 
 // Elements per lane kept in registers between the statistics and the gradient.
 const ROW_REGS: u32 = 16u;
@@ -121,6 +129,8 @@ const UNIT_REGS: u32 = ROW_REGS / EPU;
 // (D, gradient scale, value scale, zero flag): written by row_divisor.wgsl or by the host.
 // A non-zero flag (D = 0 for a mean) makes every gradient element exactly 0.
 @group(0) @binding(8) var<uniform> norm: vec4<f32>;
+// [rows] per-row log-sum-exp out (FLAG_WRITE_LSE with ROW_LSE), else a dummy.
+@group(0) @binding(9) var<storage, read_write> lse_out: array<f32>;
 
 var<workgroup> row_scratch: array<Stats, WG>;
 // The second sweep's combine tree (ROW_SECOND; one unused slot otherwise).
@@ -238,6 +248,9 @@ fn main(lane: Lane, @builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgrou
             skip = c < 0;
             row.cls = select(c, -1, skip);
         }
+        // Whether the row is read: a skipped row too where its log-sum-exp is wanted.
+        let want_lse = ROW_LSE && (params.flags & FLAG_WRITE_LSE) != 0u;
+        let idle = skip && !(live && want_lse);
 
         // The row's units: words w0 .. w0 + units − 1; element e of unit q is the row's
         // element q·EPU + e − lead, where lead (0 or 1) is how far into its first word the row
@@ -260,7 +273,7 @@ fn main(lane: Lane, @builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgrou
                 break;
             }
             let q = lig + k * group;
-            if (!skip && q < units) {
+            if (!idle && q < units) {
                 xs[k] = unpack_unit(preds[w0 + q]);
                 ts[k] = target_unit(w0 + q);
             }
@@ -273,7 +286,7 @@ fn main(lane: Lane, @builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgrou
                     break;
                 }
                 let q = lig + k * group;
-                if (!skip && q < units) {
+                if (!idle && q < units) {
                     s = scan_unit(s, q * EPU, lead, xs[k], ts[k]);
                 }
             }
@@ -284,14 +297,14 @@ fn main(lane: Lane, @builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgrou
                 break;
             }
             let q = lig + k * group;
-            if (!skip && q < units) {
+            if (!idle && q < units) {
                 s = push_unit(s, row, q * EPU, lead, xs[k], ts[k], true);
             }
         }
         // The rest of a long row (with UNROLL, four units per trip with their loads issued
         // together); trips ≤ units / group ≤ 16 384 (checked by the host).
         var q = lig + UNIT_REGS * group;
-        for (; UNROLL && !skip && q + 3u * group < units; q = q + 4u * group) {
+        for (; UNROLL && !idle && q + 3u * group < units; q = q + 4u * group) {
             let x0 = preds[w0 + q];
             let x1 = preds[w0 + q + group];
             let x2 = preds[w0 + q + 2u * group];
@@ -305,7 +318,7 @@ fn main(lane: Lane, @builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgrou
             s = push_unit(s, row, (q + 2u * group) * EPU, lead, unpack_unit(x2), t2, false);
             s = push_unit(s, row, (q + 3u * group) * EPU, lead, unpack_unit(x3), t3, false);
         }
-        for (; !skip && q < units; q = q + group) {
+        for (; !idle && q < units; q = q + group) {
             s = push_unit(s, row, q * EPU, lead, unpack_unit(preds[w0 + q]), target_unit(w0 + q), false);
         }
 
@@ -324,8 +337,14 @@ fn main(lane: Lane, @builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgrou
         }
 
         var out = RowOut(0.0, vec4<f32>(0.0));
-        if (!skip) {
+        if (!idle) {
             out = row_finish(s, row);
+            if (want_lse && lig == 0u) {
+                lse_out[r] = row_lse(out);
+            }
+            if (skip) {
+                out = RowOut(0.0, vec4<f32>(0.0)); // read for its log-sum-exp alone
+            }
         }
         // The second sweep (a constant: the one-sweep losses compile without it): the held
         // units from registers, the rest of a long row re-read (trips ≤ units / group ≤ 16 384,

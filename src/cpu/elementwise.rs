@@ -79,5 +79,6 @@ pub(super) fn compute(
         losses,
         grad,
         counted: n,
+        lse: None,
     })
 }

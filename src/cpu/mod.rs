@@ -170,7 +170,7 @@ mod tests {
 
     fn bits(o: &LossOutput<f32>) -> Vec<u32> {
         let mut v: Vec<u32> = o.value.iter().map(|v| v.to_bits()).collect();
-        for a in [&o.losses, &o.grad].into_iter().flatten() {
+        for a in [&o.losses, &o.grad, &o.lse].into_iter().flatten() {
             v.extend(a.iter().map(|x| x.to_bits()));
         }
         v
@@ -220,6 +220,8 @@ mod tests {
             (smooth, LossArgs::new(x.view(), t.view()).weight(w.view())),
             (smooth, LossArgs::new(x.view(), k.view())),
             (capped, LossArgs::new(x.view(), k.view())),
+            (capped, LossArgs::new(x.view(), k.view()).want_lse(true)),
+            (smooth, LossArgs::new(x.view(), t.view()).want_lse(true)),
             (
                 Loss::cosine_proximity().build().unwrap(),
                 LossArgs::new(x.view(), t.view()),

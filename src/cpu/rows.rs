@@ -76,6 +76,7 @@ pub(super) fn compute(
         }
     };
     let mut losses = vec![0.0f32; if want_losses { b } else { 0 }];
+    let mut lse = vec![0.0f32; if args.want_lse { b } else { 0 }];
     let data = Data {
         c,
         x: &pred,
@@ -87,6 +88,7 @@ pub(super) fn compute(
     let out = Outputs {
         grad: if want_grad { grad } else { &mut [] },
         losses: &mut losses,
+        lse: &mut lse,
     };
     let Family::Rows(kernel) = def(loss).family() else {
         return Err(Error::Gpu(format!(
@@ -114,11 +116,14 @@ pub(super) fn compute(
     );
     let (losses, _) =
         LossOutput::<f32>::shape_arrays(args.row_shape(), want_losses.then_some(losses), None);
+    let (lse, _) =
+        LossOutput::<f32>::shape_arrays(args.row_shape(), args.want_lse.then_some(lse), None);
     Ok(LossOutput {
         value,
         losses,
         grad,
         counted,
+        lse,
     })
 }
 

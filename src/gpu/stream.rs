@@ -67,6 +67,8 @@ pub(crate) enum Sink {
     Grad,
     /// The per-element or per-row losses.
     Losses,
+    /// The per-row log-sum-exp.
+    Lse,
 }
 
 /// One step of a streamed call: the host bytes of its inputs and its outputs' sizes, in the
@@ -89,6 +91,8 @@ pub(crate) struct Outputs {
     pub grad: Option<Vec<f32>>,
     /// The losses, if asked for.
     pub losses: Option<Vec<f32>>,
+    /// The per-row log-sum-exp, if asked for.
+    pub lse: Option<Vec<f32>>,
 }
 
 impl Outputs {
@@ -97,13 +101,21 @@ impl Outputs {
         Outputs {
             grad: grad.map(Vec::with_capacity),
             losses: losses.map(Vec::with_capacity),
+            lse: None,
         }
+    }
+
+    /// With room for `lse` log-sum-exps too.
+    pub(crate) fn with_lse(mut self, lse: Option<usize>) -> Self {
+        self.lse = lse.map(Vec::with_capacity);
+        self
     }
 
     fn take(&mut self, sink: Sink, bytes: &[u8]) {
         let out = match sink {
             Sink::Grad => self.grad.as_mut(),
             Sink::Losses => self.losses.as_mut(),
+            Sink::Lse => self.lse.as_mut(),
         };
         if let Some(out) = out {
             extend_f32(out, bytes);

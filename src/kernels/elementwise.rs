@@ -635,6 +635,7 @@ pub(crate) fn run(ctx: &GpuContext, loss: &Loss, args: &LossArgs<'_>) -> Result<
         losses,
         grad,
         counted: n,
+        lse: None,
     })
 }
 

@@ -82,6 +82,9 @@ pub mod source {
     /// `shaders/common/rows_single.wgsl`: the row-wise driver's second sweep switched off,
     /// for the losses of one statistics sweep.
     pub const ROWS_SINGLE: &str = include_str!("../../shaders/common/rows_single.wgsl");
+    /// `shaders/common/rows_no_lse.wgsl`: the row-wise driver's log-sum-exp output switched
+    /// off, for the losses without one.
+    pub const ROWS_NO_LSE: &str = include_str!("../../shaders/common/rows_no_lse.wgsl");
     /// `shaders/class_count.wgsl`: checks class indices and sums the weights of counted rows.
     pub const CLASS_COUNT: &str = include_str!("../../shaders/class_count.wgsl");
     /// `shaders/row_divisor.wgsl`: turns the counted weight into the mean's scales.
@@ -95,7 +98,7 @@ pub mod source {
 /// Every shader file other than the losses' own (which their descriptors compile in,
 /// `src/losses/<loss>.rs`), by its path from the crate root, with its text: what `#import`
 /// lines resolve against.
-pub const SHADER_FILES: [(&str, &str); 24] = [
+pub const SHADER_FILES: [(&str, &str); 25] = [
     ("shaders/common/reduce.wgsl", source::REDUCE),
     (
         "shaders/common/reduce_subgroup.wgsl",
@@ -119,6 +122,7 @@ pub const SHADER_FILES: [(&str, &str); 24] = [
     ("shaders/common/preds_in_place.wgsl", source::PREDS_IN_PLACE),
     ("shaders/common/rows.wgsl", source::ROWS),
     ("shaders/common/rows_single.wgsl", source::ROWS_SINGLE),
+    ("shaders/common/rows_no_lse.wgsl", source::ROWS_NO_LSE),
     ("shaders/class_count.wgsl", source::CLASS_COUNT),
     ("shaders/row_divisor.wgsl", source::ROW_DIVISOR),
     ("shaders/reduce_partials.wgsl", source::REDUCE_PARTIALS),

@@ -22,6 +22,8 @@ pub(crate) struct ArrayBufs<'a> {
     pub upstream: Option<Bound<'a>>,
     pub grad: Option<Bound<'a>>,
     pub losses: Option<Bound<'a>>,
+    /// The per-row log-sum-exp out (row-wise).
+    pub lse: Option<Bound<'a>>,
     /// Per-element weight (elementwise) or class weights (row-wise).
     pub weight: Option<Bound<'a>>,
     pub pos_weight: Option<Bound<'a>>,
@@ -64,6 +66,7 @@ impl Plan {
                     upstream: b.upstream,
                     grad: b.grad,
                     losses: b.losses,
+                    lse: b.lse,
                     weight: b.weight,
                 }],
                 b.divisor,

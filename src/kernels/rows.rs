@@ -91,6 +91,7 @@ const FLAG_CLASSES: u32 = 8;
 const FLAG_WEIGHT: u32 = 16;
 const FLAG_CLASSES_I64: u32 = 32;
 const FLAG_CLASSES_U32: u32 = 64;
+const FLAG_WRITE_LSE: u32 = 128;
 
 /// Lanes per row for rows of `cols` elements: the power of two nearest above
 /// `cols / ELEMENTS_PER_LANE`, at most a workgroup.
@@ -150,6 +151,8 @@ pub(crate) struct RowSpec {
     /// The scalar upstream gradient.
     pub g: f32,
     pub want_grad: bool,
+    /// Each row's log-sum-exp written (a loss that has one: [`crate::losses::LossDef::has_lse`]).
+    pub want_lse: bool,
     /// Class ids equal to this are ignored (compared as i64).
     pub ignore_index: i64,
     /// How p, dense t and the gradient are stored.
@@ -180,6 +183,8 @@ pub(crate) struct RowChunkBufs<'a> {
     pub upstream: Option<Bound<'a>>,
     pub grad: Option<Bound<'a>>,
     pub losses: Option<Bound<'a>>,
+    /// `[rows]` log-sum-exp out.
+    pub lse: Option<Bound<'a>>,
     /// `[C]` class weights (the same for every chunk).
     pub weight: Option<Bound<'a>>,
 }
@@ -305,6 +310,9 @@ impl RowPlan {
         }
         if spec.upstream_array && spec.want_grad {
             flags |= FLAG_UPSTREAM_ARRAY;
+        }
+        if spec.want_lse {
+            flags |= FLAG_WRITE_LSE;
         }
         match spec.classes {
             Some(ClassType::I32) => flags |= FLAG_CLASSES,
@@ -560,6 +568,7 @@ impl RowPlan {
                 Slot::Upstream => or_dummy(bf.upstream, Slot::Upstream),
                 Slot::Grad => or_dummy(bf.grad, Slot::Grad),
                 Slot::Losses => or_dummy(bf.losses, Slot::Losses),
+                Slot::Lse => or_dummy(bf.lse, Slot::Lse),
                 Slot::Partials => scratch.partials.as_entire_binding(),
                 Slot::Weight => or_dummy(bf.weight, Slot::Weight),
                 Slot::Norm => scratch
@@ -643,7 +652,7 @@ impl HostPlan for RowPlan {
     }
 
     /// Pre-pass steps: inputs `[ids]`; row steps: inputs `[p, target, upstream?]`, outputs
-    /// `[grad?, losses?]`; bound whole `[class weights?]`.
+    /// `[grad?, losses?, lse?]`; bound whole `[class weights?]`.
     fn record_step(
         &self,
         ctx: &GpuContext,
@@ -691,6 +700,11 @@ impl HostPlan for RowPlan {
             } else {
                 None
             },
+            lse: if self.spec.want_lse {
+                outs.next()
+            } else {
+                None
+            },
             weight,
         };
         vec![self.bind_rows(ctx, scratch, k - pre, &bufs)]
@@ -729,7 +743,8 @@ pub(crate) fn run(ctx: &GpuContext, loss: &Loss, args: &LossArgs<'_>) -> Result<
     // Chunk buffers for p, the target, the gradient (per element) and the per-row streams.
     let per_row = per_id * usize::from(classes.is_some())
         + usize::from(upstream.is_some())
-        + usize::from(write_losses);
+        + usize::from(write_losses)
+        + usize::from(args.want_lse);
     let per_element = 1 + usize::from(classes.is_none()) + usize::from(args.want_grad);
     let chunk = ctx
         .stream_chunk_elements(4.0 * (per_element as f64 + per_row as f64 / cols as f64))
@@ -749,6 +764,7 @@ pub(crate) fn run(ctx: &GpuContext, loss: &Loss, args: &LossArgs<'_>) -> Result<
             _ => 1.0,
         },
         want_grad: args.want_grad,
+        want_lse: args.want_lse,
         ignore_index,
         io: Io::F32,
     };
@@ -791,13 +807,17 @@ pub(crate) fn run(ctx: &GpuContext, loss: &Loss, args: &LossArgs<'_>) -> Result<
         if write_losses {
             outputs.push((rows.len() as u64 * 4, Sink::Losses));
         }
+        if args.want_lse {
+            outputs.push((rows.len() as u64 * 4, Sink::Lse));
+        }
         steps.push(Step { inputs, outputs });
     }
     let whole: Vec<&[u8]> = weight.as_deref().map(bytes).into_iter().collect();
     let mut out = Outputs::new(
         args.want_grad.then_some(b * cols),
         write_losses.then_some(b),
-    );
+    )
+    .with_lse(args.want_lse.then_some(b));
     let found = host::run(ctx, &plan, &whole, steps, &mut out)?;
     if let Some(row) = found.class_out_of_range {
         return Err(Error::ClassOutOfRange {
@@ -823,11 +843,13 @@ pub(crate) fn run(ctx: &GpuContext, loss: &Loss, args: &LossArgs<'_>) -> Result<
     let (value, counted) = (found.value, found.counted.unwrap_or(b));
     let (_, grad) = LossOutput::shape_arrays(args.pred.shape(), None, out.grad);
     let (losses, _) = LossOutput::<f32>::shape_arrays(args.row_shape(), out.losses, None);
+    let (lse, _) = LossOutput::<f32>::shape_arrays(args.row_shape(), out.lse, None);
     Ok(LossOutput {
         value,
         losses,
         grad,
         counted,
+        lse,
     })
 }
 
@@ -860,6 +882,7 @@ mod tests {
             ("FLAG_WEIGHT", FLAG_WEIGHT),
             ("FLAG_CLASSES_I64", FLAG_CLASSES_I64),
             ("FLAG_CLASSES_U32", FLAG_CLASSES_U32),
+            ("FLAG_WRITE_LSE", FLAG_WRITE_LSE),
         ];
         let family =
             |d: &&&dyn crate::losses::LossDef| matches!(d.family(), crate::losses::Family::Rows(_));
@@ -879,7 +902,7 @@ mod tests {
                 ("ignore_hi", offset_of!(ClassParams, ignore_hi)),
             ],
             size_of::<ClassParams>(),
-            &flags[4..],
+            &flags[4..7],
         );
         super::super::mirror::check(
             Kernel::RowDivisor,

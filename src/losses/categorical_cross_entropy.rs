@@ -15,9 +15,9 @@ use super::RowTarget;
 pub(crate) struct Def;
 
 /// The row driver's and the domain-error atomic.
-const BINDINGS: [Binding; 10] = concat(
+const BINDINGS: [Binding; 11] = concat(
     ROWS_BINDINGS,
-    [binding(9, Slot::DomainError, Access::ReadWrite)],
+    [binding(10, Slot::DomainError, Access::ReadWrite)],
 );
 
 impl LossDef for Def {

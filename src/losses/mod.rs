@@ -265,6 +265,12 @@ impl Loss {
         def(self).takes_classes()
     }
 
+    /// Whether the loss has a per-row log-sum-exp output ([`crate::LossArgs::want_lse`]):
+    /// softmax cross entropy.
+    pub fn has_lse(&self) -> bool {
+        def(self).has_lse()
+    }
+
     /// Whether the loss takes a `pos_weight`.
     pub fn takes_pos_weight(&self) -> bool {
         def(self).takes_pos_weight()
@@ -452,6 +458,11 @@ impl LossInfo {
         self.0.takes_classes()
     }
 
+    /// Whether it has a per-row log-sum-exp output ([`crate::LossArgs::want_lse`]).
+    pub fn has_lse(&self) -> bool {
+        self.0.has_lse()
+    }
+
     /// The gradient tolerance of the main job and the bench (max |f32 − f64 reference| over
     /// max |reference gradient|): 1e-6 (about 8 f32 ulps of the largest element) for every loss
     /// but `jsd`, whose gradient is a difference of logs of the logits' size (4e-6; see
@@ -529,6 +540,11 @@ pub(crate) trait LossDef: Sync {
     }
     /// Whether it takes class-index targets.
     fn takes_classes(&self) -> bool {
+        false
+    }
+    /// Whether it has a per-row log-sum-exp output (a row-wise loss whose
+    /// [`Rows::reference_lse`] gives one, and whose shader's `ROW_LSE` is true).
+    fn has_lse(&self) -> bool {
         false
     }
     /// Class ids equal to this are ignored (with class-index targets).
@@ -637,4 +653,9 @@ pub(crate) trait Rows: Sync {
     /// The row length of the main job's batch (its `--classes` for a loss that takes class
     /// indices).
     fn main_job_cols(&self) -> usize;
+    /// The row's log-sum-exp output in f64, for a loss that has one (softmax cross entropy:
+    /// `ln Σ_j exp y_j` of the logits its softmax sees); `None` for the others, the default.
+    fn reference_lse(&self, _loss: &Loss, _x: &[f64]) -> Option<f64> {
+        None
+    }
 }

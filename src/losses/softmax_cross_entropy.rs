@@ -118,6 +118,9 @@ impl LossDef for Def {
     fn takes_classes(&self) -> bool {
         true
     }
+    fn has_lse(&self) -> bool {
+        true
+    }
     fn ignore_index(&self, loss: &Loss) -> Option<i64> {
         Some(options(loss).2)
     }
@@ -200,6 +203,9 @@ impl Rows for Def {
     }
     fn main_job_cols(&self) -> usize {
         32000
+    }
+    fn reference_lse(&self, loss: &Loss, x: &[f64]) -> Option<f64> {
+        Some(reference::lse(x, f64::from(softcap(loss))))
     }
 }
 
@@ -433,6 +439,41 @@ pub mod reference {
         }
         (loss, grad)
     }
+
+    /// The row's log-sum-exp over the logits the softmax sees, `y_j = c·tanh(x_j/c)` for a
+    /// soft cap `c > 0` (else `y = x`):
+    ///
+    /// ```text
+    /// lse = ln Σ_j exp y_j = m + ln(1 + Σ_{j ≠ top} exp(y_j − m)),   m = max_j y_j
+    /// ```
+    ///
+    /// (`ln_1p` of the sum without the maximum's own 1, as the loss forms it). NaN if any
+    /// `y_j` is NaN or `+∞` (the rows whose loss is NaN), `−∞` if every `y_j` is `−∞`.
+    pub fn lse(x: &[f64], softcap: f64) -> f64 {
+        let y: Vec<f64> = if softcap == 0.0 {
+            x.to_vec()
+        } else {
+            x.iter().map(|&xj| softcap * (xj / softcap).tanh()).collect()
+        };
+        if crate::losses::has_nan(&y) {
+            return f64::NAN;
+        }
+        let m = y.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+        if m == f64::INFINITY {
+            return f64::NAN;
+        }
+        if m == f64::NEG_INFINITY {
+            return m;
+        }
+        let top = y.iter().position(|&yj| yj == m).unwrap_or(0);
+        let rest: f64 = y
+            .iter()
+            .enumerate()
+            .filter(|&(j, _)| j != top)
+            .map(|(_, &yj)| (yj - m).exp())
+            .sum();
+        m + rest.ln_1p()
+    }
 }
 
 /// Softmax cross entropy from logits (PyTorch `cross_entropy`), the fast CPU counterpart of [`reference`]; the formulation of
@@ -527,12 +568,13 @@ pub(crate) mod cpu {
             }
         }
 
+        /// The row's loss and log-sum-exp, its gradient into `grad` (`G`).
         #[inline(always)]
         fn pass<const W: bool, const KIND: u8, const G: bool>(
             &self,
             row: &Row<'_>,
             grad: &mut [f32],
-        ) -> f64 {
+        ) -> (f64, f64) {
             let x = row.x;
             let c = x.len();
             // Inputs a variant does not read are given as `x`, so every slice is `C` long.
@@ -606,13 +648,22 @@ pub(crate) mod cpu {
                 CONST => self.tw_const,
                 _ => 0.0,
             };
+            let m64 = f64::from(m);
             if s.is_nan() || s < 1.0 || tw.is_nan() {
                 // S is NaN (a NaN or +∞ logit: ∞ − ∞) or 0 (every logit −∞), or a target is NaN:
                 // the row is NaN, as in the reference, even where a zero weight would hide it.
-                return f64::NAN;
+                // Its log-sum-exp: −∞ for no finite logit (the maximum −∞: S is then NaN
+                // here), NaN where S is, else as below.
+                let lse = if m == f32::NEG_INFINITY {
+                    f64::NEG_INFINITY
+                } else if s.is_nan() {
+                    f64::NAN
+                } else {
+                    m64 + rest.ln_1p()
+                };
+                return (f64::NAN, lse);
             }
             let ln_s = rest.ln_1p();
-            let m64 = f64::from(m);
             let lse = m64 + ln_s;
             let mut loss = shift64(tw, ln_s) - d;
             let mut big_a = tw;
@@ -663,7 +714,7 @@ pub(crate) mod cpu {
                     grad[cls] = (f64::from(f) * d) as f32;
                 }
             }
-            loss
+            (loss, lse)
         }
     }
 
@@ -699,6 +750,12 @@ pub(crate) mod cpu {
         /// builds.
         #[inline(always)]
         fn row(&self, row: &Row<'_>, grad: &mut [f32]) -> Result<f64, usize> {
+            let mut lse = 0.0;
+            self.row_lse(row, grad, &mut lse)
+        }
+
+        #[inline(always)]
+        fn row_lse(&self, row: &Row<'_>, grad: &mut [f32], lse: &mut f32) -> Result<f64, usize> {
             let (mut y, mut dy) = CAPPED.take();
             y.resize(row.x.len(), 0.0);
             dy.resize(row.x.len(), 0.0);
@@ -711,7 +768,7 @@ pub(crate) mod cpu {
                 cls: row.cls,
                 f: row.f,
             };
-            let loss = self.inner.row(&capped, grad);
+            let loss = self.inner.row_lse(&capped, grad, lse);
             for (g, &d) in grad.iter_mut().zip(dy.iter()) {
                 *g *= d;
             }
@@ -723,9 +780,15 @@ pub(crate) mod cpu {
     impl RowKernel for Softmax<'_> {
         #[inline(always)]
         fn row(&self, row: &Row<'_>, grad: &mut [f32]) -> Result<f64, usize> {
+            let mut lse = 0.0;
+            self.row_lse(row, grad, &mut lse)
+        }
+
+        #[inline(always)]
+        fn row_lse(&self, row: &Row<'_>, grad: &mut [f32], lse: &mut f32) -> Result<f64, usize> {
             let g = !grad.is_empty();
             let w = self.w.is_some();
-            Ok(match (self.kind, w, g) {
+            let (loss, l) = match (self.kind, w, g) {
                 (NONE, _, false) => self.pass::<false, NONE, false>(row, grad),
                 (NONE, _, true) => self.pass::<false, NONE, true>(row, grad),
                 (CONST, false, false) => self.pass::<false, CONST, false>(row, grad),
@@ -736,7 +799,9 @@ pub(crate) mod cpu {
                 (_, false, true) => self.pass::<false, PROBS, true>(row, grad),
                 (_, true, false) => self.pass::<true, PROBS, false>(row, grad),
                 (_, true, true) => self.pass::<true, PROBS, true>(row, grad),
-            })
+            };
+            *lse = l as f32;
+            Ok(loss)
         }
     }
 }

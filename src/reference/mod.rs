@@ -112,6 +112,7 @@ pub fn compute(loss: &Loss, args: &LossArgs<'_>) -> Result<LossOutput<f64>> {
         losses,
         grad,
         counted: n,
+        lse: None,
     })
 }
 

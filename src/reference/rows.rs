@@ -124,10 +124,22 @@ pub(super) fn compute(loss: &Loss, args: &LossArgs<'_>) -> Result<LossOutput<f64
     });
     let (_, grad) = LossOutput::shape_arrays(args.pred.shape(), None, grad);
     let (losses, _) = LossOutput::<f64>::shape_arrays(args.row_shape(), losses, None);
+    // Every row's log-sum-exp, ignored rows' too.
+    let lse = args.want_lse.then(|| {
+        (0..b)
+            .map(|r| {
+                kernel
+                    .reference_lse(loss, &pred[r * c..(r + 1) * c])
+                    .unwrap_or(f64::NAN)
+            })
+            .collect::<Vec<f64>>()
+    });
+    let (lse, _) = LossOutput::<f64>::shape_arrays(args.row_shape(), lse, None);
     Ok(LossOutput {
         value,
         losses,
         grad,
         counted,
+        lse,
     })
 }

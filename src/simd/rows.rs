@@ -23,6 +23,13 @@ pub(crate) trait RowKernel: Sync {
     /// prediction is outside the loss's domain (categorical cross entropy). Implementations
     /// are `#[inline(always)]`, so that they compile for the driver's instruction set.
     fn row(&self, row: &Row<'_>, grad: &mut [f32]) -> Result<f64, usize>;
+    /// As [`RowKernel::row`], and the row's log-sum-exp into `lse`, for a loss that has one
+    /// ([`crate::Loss::has_lse`]; the others are never asked, and leave `lse` as it is).
+    #[inline(always)]
+    fn row_lse(&self, row: &Row<'_>, grad: &mut [f32], lse: &mut f32) -> Result<f64, usize> {
+        let _ = lse;
+        self.row(row, grad)
+    }
 }
 
 /// What a row kernel is built from: the row length, the class weights, whether the targets
@@ -48,6 +55,8 @@ pub(crate) struct Data<'a> {
 pub(crate) struct Outputs<'a> {
     pub(crate) grad: &'a mut [f32],
     pub(crate) losses: &'a mut [f32],
+    /// Each row's log-sum-exp (a loss with one).
+    pub(crate) lse: &'a mut [f32],
 }
 
 /// Cuts the rows into groups of about [`BLOCK`] elements (at least one row) and runs
@@ -62,26 +71,35 @@ pub(crate) fn groups<K: RowKernel>(
     let rows = (BLOCK / c).max(1);
     let mut grad = out.grad.chunks_mut(rows * c);
     let mut losses = out.losses.chunks_mut(rows);
+    let mut lse = out.lse.chunks_mut(rows);
     let tasks: Vec<_> = (0..b)
         .step_by(rows)
         .map(|r0| {
             let g = grad.next().unwrap_or_default();
             let l = losses.next().unwrap_or_default();
-            (r0..(r0 + rows).min(b), g, l)
+            let e = lse.next().unwrap_or_default();
+            (
+                r0..(r0 + rows).min(b),
+                Group {
+                    grad: g,
+                    losses: l,
+                    lse: e,
+                },
+            )
         })
         .collect();
-    run_tasks(tasks, |(range, g, l)| {
+    run_tasks(tasks, |(range, out)| {
         #[cfg(target_arch = "x86_64")]
         if super::avx512() {
             // SAFETY: the CPU has these AVX-512 subsets, checked just above.
-            return unsafe { group_avx512(kernel, data, range, g, l) };
+            return unsafe { group_avx512(kernel, data, range, out) };
         }
         #[cfg(target_arch = "x86_64")]
         if super::avx2() {
             // SAFETY: the CPU has AVX2, checked just above.
-            return unsafe { group_avx2(kernel, data, range, g, l) };
+            return unsafe { group_avx2(kernel, data, range, out) };
         }
-        group(kernel, data, range, g, l)
+        group(kernel, data, range, out)
     })
 }
 
@@ -94,10 +112,9 @@ fn group_avx2<K: RowKernel>(
     kernel: &K,
     data: &Data<'_>,
     range: std::ops::Range<usize>,
-    grad: &mut [f32],
-    losses: &mut [f32],
+    out: Group<'_>,
 ) -> Result<f64, usize> {
-    group(kernel, data, range, grad, losses)
+    group(kernel, data, range, out)
 }
 
 /// [`group`] compiled for AVX-512 (see [`super::avx512`]): bit-identical to [`group_avx2`].
@@ -107,27 +124,34 @@ fn group_avx512<K: RowKernel>(
     kernel: &K,
     data: &Data<'_>,
     range: std::ops::Range<usize>,
-    grad: &mut [f32],
-    losses: &mut [f32],
+    out: Group<'_>,
 ) -> Result<f64, usize> {
-    group(kernel, data, range, grad, losses)
+    group(kernel, data, range, out)
 }
 
-/// One group of rows: each row's loss (0 for an ignored row, which is never read) into
-/// `losses`, its gradient into `grad` (NaN throughout where the loss is NaN, as the
-/// reference); returns the sum of the counted rows' losses, or the flat index of the first
-/// out-of-domain prediction.
+/// One group's part of [`Outputs`], each empty when not wanted.
+struct Group<'a> {
+    grad: &'a mut [f32],
+    losses: &'a mut [f32],
+    lse: &'a mut [f32],
+}
+
+/// One group of rows: each row's loss (0 for an ignored row, which is read only for its
+/// log-sum-exp) into `losses`, its gradient into `grad` (NaN throughout where the loss is
+/// NaN, as the reference), its log-sum-exp into `lse`; returns the sum of the counted rows'
+/// losses, or the flat index of the first out-of-domain prediction.
 #[inline(always)]
 fn group<K: RowKernel>(
     kernel: &K,
     data: &Data<'_>,
     range: std::ops::Range<usize>,
-    grad: &mut [f32],
-    losses: &mut [f32],
+    out: Group<'_>,
 ) -> Result<f64, usize> {
+    let Group { grad, losses, lse } = out;
     let c = data.c;
     let r0 = range.start;
     let mut sum = 0.0f64;
+    let x_of = |r: usize| &data.x[r * c..(r + 1) * c];
     for r in range {
         let cls = match data.classes {
             Some(cls) if Some(cls[r]) == data.ignore_index => {
@@ -136,13 +160,25 @@ fn group<K: RowKernel>(
                 if !grad.is_empty() {
                     grad[(r - r0) * c..(r - r0 + 1) * c].fill(0.0);
                 }
+                if !lse.is_empty() {
+                    // Its log-sum-exp alone: the row as one without a target, no gradient.
+                    let row = Row {
+                        x: x_of(r),
+                        t: &[],
+                        cls: None,
+                        f: 0.0,
+                    };
+                    kernel
+                        .row_lse(&row, &mut [], &mut lse[r - r0])
+                        .map_err(|j| r * c + j)?;
+                }
                 continue;
             }
             Some(cls) => Some(cls[r] as usize),
             None => None,
         };
         let row = Row {
-            x: &data.x[r * c..(r + 1) * c],
+            x: x_of(r),
             t: if data.t.is_empty() {
                 &[]
             } else {
@@ -156,7 +192,12 @@ fn group<K: RowKernel>(
         } else {
             &mut grad[(r - r0) * c..(r - r0 + 1) * c]
         };
-        let l = kernel.row(&row, g).map_err(|j| r * c + j)?;
+        let l = if lse.is_empty() {
+            kernel.row(&row, g)
+        } else {
+            kernel.row_lse(&row, g, &mut lse[r - r0])
+        }
+        .map_err(|j| r * c + j)?;
         if l.is_nan() {
             g.fill(f32::NAN);
         }

@@ -232,6 +232,19 @@ pub fn assert_close_within(
         (None, None) => {}
         _ => panic!("{what}: gradient present on one side only"),
     }
+    // The log-sum-exp m + ln S: m exact (capped: within softcap_rtol's share), ln S within the
+    // sum's relative error (row_array_rtol), so absolute, against max(max |lse|, 1).
+    match (&gpu.lse, &cpu.lse) {
+        (Some(g), Some(c)) => assert_array_within(
+            g,
+            c,
+            tol.array_rtol,
+            finite_max(c).max(1.0),
+            &format!("{what}: log-sum-exp"),
+        ),
+        (None, None) => {}
+        _ => panic!("{what}: log-sum-exp present on one side only"),
+    }
 }
 
 /// Runs `args` on `ctx` and on the reference, and compares: within [`ARRAY_RTOL`] for the

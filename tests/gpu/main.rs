@@ -24,6 +24,7 @@ mod half;
 mod huber;
 mod jsd;
 mod kl_div;
+mod lse;
 mod mae;
 mod mse;
 mod poisson_nll;

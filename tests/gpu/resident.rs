@@ -1381,3 +1381,170 @@ fn gradient_in_place_misuse_is_refused() {
         }
     }
 }
+
+/// Each row's log-sum-exp written to the caller's buffer (`ResidentSpec::lse`), from an
+/// offset: for f32 inputs bit for bit the host path's (the same kernel), for 16-bit inputs
+/// within the row-wise tolerance of the reference of the stored values; with ignored rows, a
+/// cap, every reduction and the gradient in place.
+#[test]
+#[cfg_attr(skip_gpu_tests, ignore)]
+fn lse_written_to_the_callers_buffer() {
+    let ctx = ctx();
+    let sce = |ls: f32, cap: f32| {
+        Loss::softmax_cross_entropy()
+            .label_smoothing(ls)
+            .softcap(cap)
+            .build()
+            .unwrap()
+    };
+    let bf16 = wgpu_loss::Dtype::Bf16;
+    let cases: Vec<(Loss, ResidentSpec)> = vec![
+        (
+            sce(0.1, 0.0),
+            ResidentSpec::new(&[37, 29]).classes(ClassType::I64),
+        ),
+        (
+            sce(0.0, 30.0),
+            ResidentSpec::new(&[5, 4097]).reduction(Reduction::None),
+        ),
+        (
+            sce(0.0, 0.0),
+            ResidentSpec::new(&[300, 7])
+                .classes(ClassType::I32)
+                .reduction(Reduction::Sum)
+                .loss_only(),
+        ),
+        (
+            sce(0.0, 0.0),
+            ResidentSpec::new(&[3, 32000])
+                .classes(ClassType::I64)
+                .grad_in_place(),
+        ),
+        (
+            sce(0.1, 5.0),
+            ResidentSpec::new(&[9, 1000])
+                .dtype(bf16)
+                .classes(ClassType::I64),
+        ),
+    ];
+    let align = u64::from(ctx.device().limits().min_storage_buffer_offset_alignment);
+    for (loss, spec) in cases {
+        let spec = spec.lse();
+        let (b, c) = (spec.shape[0], spec.shape[1]);
+        let what = format!("lse/{loss:?}/{:?}/{}", spec.shape, spec.dtype.name());
+        let x = logits(&[b, c], seed_for(&format!("{what}/x")));
+        let t = prob_rows(&[b, c], seed_for(&format!("{what}/t")));
+        let mut k = class_rows(&[b], c, seed_for(&format!("{what}/k")));
+        for r in (3..b).step_by(7) {
+            k[r] = -100;
+        }
+        let words = spec.dtype.pack(&slice(&x));
+        // What the kernel sees: the stored (rounded) logits.
+        let stored =
+            ArrayD::from_shape_vec(IxDyn(&[b, c]), spec.dtype.unpack(&words, b * c)).unwrap();
+        let t_stored = ArrayD::from_shape_vec(
+            IxDyn(&[b, c]),
+            spec.dtype.unpack(&spec.dtype.pack(&slice(&t)), b * c),
+        )
+        .unwrap();
+        let target = match spec.classes {
+            Some(ClassType::I64) => upload(ctx, "k", &slice(&k)),
+            Some(_) => upload(ctx, "k", &k.iter().map(|&v| v as i32).collect::<Vec<_>>()),
+            None => upload(ctx, "t", &spec.dtype.pack(&slice(&t))),
+        };
+        let mut r = ctx.resident(&loss, spec.clone()).expect("plan");
+        let p = upload(ctx, "p", &words);
+        let grad = zeros(ctx, "grad", words.len());
+        let out = zeros(ctx, "out", r.output_len());
+        // The log-sum-exp at an offset of its buffer.
+        let lse = zeros(ctx, "lse", align as usize / 4 + b);
+        let mut bufs = ResidentBuffers::new(&p, &target, &out).lse(GpuArray::at(&lse, align));
+        if spec.want_grad && !spec.grad_in_place {
+            bufs = bufs.grad(&grad);
+        }
+        let mut encoder = ctx.device().create_command_encoder(&Default::default());
+        r.record(ctx, &mut encoder, &bufs).expect("record");
+        ctx.queue().submit([encoder.finish()]);
+        let got = read(ctx, &lse, align as usize / 4 + b)[align as usize / 4..].to_vec();
+        let host_args = match spec.classes {
+            Some(_) => LossArgs::new(stored.view(), k.view()),
+            None => LossArgs::new(stored.view(), t_stored.view()),
+        }
+        .reduction(spec.reduction)
+        .want_grad(spec.want_grad)
+        .want_lse(true);
+        let want = reference::compute(&loss, &host_args).unwrap().lse.unwrap();
+        let got_a = ArrayD::from_shape_vec(IxDyn(&[b]), got.clone()).unwrap();
+        let tol = row_tolerance(&loss, &host_args).array_rtol;
+        crate::common::assert_array_within(
+            &got_a,
+            &want,
+            tol,
+            crate::common::finite_max(&want).max(1.0),
+            &what,
+        );
+        if spec.dtype == wgpu_loss::Dtype::F32 {
+            let host = ctx.compute(&loss, &host_args).unwrap().lse.unwrap();
+            let bits = |v: &[f32]| v.iter().map(|f| f.to_bits()).collect::<Vec<_>>();
+            assert_eq!(
+                bits(&got),
+                bits(&slice(&host)),
+                "{what}: resident vs host path"
+            );
+        }
+    }
+}
+
+/// A log-sum-exp buffer is refused where it cannot apply: planned for a loss without one
+/// (`InvalidOption("lse")`), and when recorded missing, unplanned, too small, or aliasing the
+/// output or an input (`Error::Buffer("lse")`).
+#[test]
+#[cfg_attr(skip_gpu_tests, ignore)]
+fn lse_buffer_misuse_is_refused() {
+    let ctx = ctx();
+    for loss in [Loss::Mse, Loss::distill().build().unwrap()] {
+        match ctx.resident(&loss, ResidentSpec::new(&[4, 8]).lse()) {
+            Err(Error::InvalidOption { option: "lse", .. }) => {}
+            other => panic!(
+                "{}: expected InvalidOption(lse), got {:?}",
+                loss.name(),
+                other.err()
+            ),
+        }
+    }
+    let ce = Loss::softmax_cross_entropy().build().unwrap();
+    let mut with = ctx
+        .resident(&ce, ResidentSpec::new(&[4, 8]).lse())
+        .expect("plan");
+    let mut without = ctx.resident(&ce, ResidentSpec::new(&[4, 8])).expect("plan");
+    let (p, t, g, v, l, small) = (
+        zeros(ctx, "p", 32),
+        zeros(ctx, "t", 32),
+        zeros(ctx, "g", 32),
+        zeros(ctx, "v", 1),
+        zeros(ctx, "l", 4),
+        zeros(ctx, "small", 3),
+    );
+    let base = || ResidentBuffers::new(&p, &t, &v).grad(&g);
+    for (what, planned, bufs) in [
+        ("missing", true, base()),
+        ("unplanned", false, base().lse(&l)),
+        ("too small", true, base().lse(&small)),
+        ("the output's buffer", true, base().lse(&v)),
+        ("the prediction's buffer", true, base().lse(&p)),
+        ("the gradient's buffer", true, base().lse(&g)),
+    ] {
+        let r = if planned { &mut with } else { &mut without };
+        let mut encoder = ctx.device().create_command_encoder(&Default::default());
+        match r.record(ctx, &mut encoder, &bufs) {
+            Err(Error::Buffer { what: w, reason }) => {
+                assert!(
+                    w == "lse" || reason.contains("lse"),
+                    "{what}: {w}: {reason}"
+                );
+                assert!(!reason.contains('\n'), "{what}: {reason}");
+            }
+            other => panic!("{what}: expected Error::Buffer(lse), got {other:?}"),
+        }
+    }
+}

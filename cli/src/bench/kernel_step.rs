@@ -42,6 +42,8 @@ struct Chunk {
     target: wgpu::Buffer,
     grad: wgpu::Buffer,
     value: wgpu::Buffer,
+    /// Each row's log-sum-exp, where the arguments ask for it.
+    lse: Option<wgpu::Buffer>,
 }
 
 /// A loss step over GPU-resident buffers.
@@ -101,7 +103,8 @@ fn zeroed(ctx: &GpuContext, label: &str, elems: usize) -> wgpu::Buffer {
 
 impl KernelStep {
     /// Uploads `args.pred` and `args.target` (f32, or class indices, stored as i32) and plans
-    /// `loss` over them: `Mean`, upstream 1, with the gradient. Weights, the reduction and the
+    /// `loss` over them: `Mean`, upstream 1, with the gradient (and each row's log-sum-exp
+    /// where `args.want_lse`). Weights, the reduction and the
     /// upstream gradient of `args` are not used.
     ///
     /// # Errors
@@ -123,7 +126,7 @@ impl KernelStep {
         args: &LossArgs<'_>,
         dtype: Dtype,
     ) -> Result<Self> {
-        let args = LossArgs::new(args.pred.clone(), args.target.clone());
+        let args = LossArgs::new(args.pred.clone(), args.target.clone()).want_lse(args.want_lse);
         args.validate(loss)?;
         let shape = args.pred.shape().to_vec();
         let n: usize = shape.iter().product();
@@ -172,6 +175,9 @@ impl KernelStep {
             let (e0, e1) = (row0 * cols, (row0 + r) * cols);
             let chunk_shape = if row_wise { vec![r, cols] } else { vec![r] };
             let mut spec = ResidentSpec::new(&chunk_shape).dtype(dtype);
+            if args.want_lse {
+                spec = spec.lse();
+            }
             let target_buf = match &target {
                 Targets::Dense(t) => storage(
                     ctx,
@@ -202,6 +208,7 @@ impl KernelStep {
                     (e1 - e0).div_ceil(dtype.per_word()),
                 ),
                 value: zeroed(ctx, "wgpu-loss step value", 1),
+                lse: args.want_lse.then(|| zeroed(ctx, "wgpu-loss step lse", r)),
             });
             row0 += r;
         }
@@ -223,7 +230,10 @@ impl KernelStep {
     /// What [`ResidentLoss::record`] returns (nothing, for the buffers made here).
     pub fn record(&mut self, ctx: &GpuContext, encoder: &mut wgpu::CommandEncoder) -> Result<()> {
         for c in &mut self.chunks {
-            let bufs = ResidentBuffers::new(&c.pred, &c.target, &c.value).grad(&c.grad);
+            let mut bufs = ResidentBuffers::new(&c.pred, &c.target, &c.value).grad(&c.grad);
+            if let Some(lse) = &c.lse {
+                bufs = bufs.lse(lse);
+            }
             c.loss.record(ctx, encoder, &bufs)?;
         }
         Ok(())

@@ -70,11 +70,13 @@ pub struct BenchArgs {
     quick: bool,
     /// Only these losses, comma-separated (default: all), each a name or a name with options,
     /// `NAME:OPTION=VALUE[:OPTION=VALUE...]` (e.g. `softmax-ce:softcap=30:z-loss=1e-4`); the
-    /// loss names and their options are in `wgpu-loss --help`.
+    /// loss names and their options are in `wgpu-loss --help`. `:lse` (softmax-ce) also writes
+    /// each row's log-sum-exp, as `compute --lse-out` does.
     #[arg(long, value_parser = parse_variant, value_delimiter = ',')]
     losses: Vec<Variant>,
     /// The language-model sweep: softmax cross entropy plain and with each of its options
-    /// (label smoothing 0.1, z-loss 1e-4, soft cap 30), distillation at T = 2 and the
+    /// (label smoothing 0.1, z-loss 1e-4, soft cap 30, the log-sum-exp output), distillation
+    /// at T = 2 and the
     /// Jensen-Shannon divergence at beta = 0.5, over rows of 4096 x 32000 and 256 x 128256
     /// (or --rows).
     #[arg(long, conflicts_with_all = ["losses", "sizes", "quick"])]
@@ -123,6 +125,8 @@ pub struct BenchArgs {
 pub struct Variant {
     loss: Loss,
     label: String,
+    /// Each row's log-sum-exp written too (`:lse`).
+    lse: bool,
 }
 
 impl Variant {
@@ -131,6 +135,7 @@ impl Variant {
         Variant {
             loss,
             label: loss.name().to_string(),
+            lse: false,
         }
     }
 }
@@ -146,7 +151,22 @@ fn parse_variant(s: &str) -> Result<Variant, String> {
     })?;
     let mut options: Vec<(&'static str, wgpu_loss::losses::OptionValue)> = Vec::new();
     let mut label = info.name().to_string();
+    let mut lse = false;
     for part in parts {
+        if part == "lse" {
+            if !info.has_lse() {
+                return Err(format!(
+                    "`lse`: the per-row log-sum-exp is an output of softmax-ce; {} has none",
+                    info.name()
+                ));
+            }
+            if lse {
+                return Err("lse is given twice".into());
+            }
+            lse = true;
+            label += " lse";
+            continue;
+        }
         let (key, value) = part
             .split_once('=')
             .ok_or_else(|| format!("`{part}`: an option is OPTION=VALUE"))?;
@@ -186,15 +206,16 @@ fn parse_variant(s: &str) -> Result<Variant, String> {
     let loss = info
         .build(&|n: &str| options.iter().find(|(k, _)| *k == n).map(|&(_, v)| v))
         .map_err(|e| e.to_string())?;
-    Ok(Variant { loss, label })
+    Ok(Variant { loss, label, lse })
 }
 
 /// The variants of `--lm`.
-const LM_VARIANTS: [&str; 6] = [
+const LM_VARIANTS: [&str; 7] = [
     "softmax-ce",
     "softmax-ce:label-smoothing=0.1",
     "softmax-ce:z-loss=1e-4",
     "softmax-ce:softcap=30",
+    "softmax-ce:lse",
     "distill:temperature=2",
     "jsd:beta=0.5",
 ];
@@ -584,8 +605,9 @@ pub(crate) fn prepare(a: &BenchArgs) -> Result<Prepared, Failure> {
             .collect()
     } else {
         let mut v: Vec<Variant> = Vec::new();
+        // The same loss and outputs given twice (in any spelling) is run once.
         for l in &a.losses {
-            if !v.iter().any(|w| w.loss == l.loss) {
+            if !v.iter().any(|w| w.loss == l.loss && w.lse == l.lse) {
                 v.push(l.clone());
             }
         }
@@ -766,7 +788,8 @@ pub(crate) fn execute(a: &BenchArgs, mut p: Prepared) -> Result<(), Failure> {
         let args = match &classes {
             Some(c) => LossArgs::new(batch.pred.view(), c.view()),
             None => LossArgs::new(batch.pred.view(), batch.target.view()),
-        };
+        }
+        .want_lse(variant.lse);
 
         bar.set_message(format!("{label} {shape_s}: GPU kernels"));
         // Each step is timed right after a copy-kernel dispatch: the pair sees the same
