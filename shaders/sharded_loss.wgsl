@@ -23,12 +23,12 @@
 @group(0) @binding(5) var<storage, read> sums: array<f32>;
 // [rows · cols] the shard's gradient (out).
 @group(0) @binding(6) var<storage, read_write> grad: array<GradSlot>;
-// [rows] per-row losses (FLAG_WRITE_LOSSES), else a dummy.
+// [rows] per-row losses: the caller's output (Reduction::None), or the plan's scratch, which
+// reduce_partials.wgsl then adds in a fixed order over the rows, the same on every shard
+// whatever its width (a sum per workgroup would follow the shard's lanes per row).
 @group(0) @binding(7) var<storage, read_write> losses: array<f32>;
-// [workgroups] one partial sum of ℓ_r per workgroup (added by reduce_partials.wgsl).
-@group(0) @binding(8) var<storage, read_write> partials: array<f32>;
 // (D, gradient scale, value scale, zero flag).
-@group(0) @binding(9) var<uniform> norm: vec4<f32>;
+@group(0) @binding(8) var<uniform> norm: vec4<f32>;
 
 // A finished row: its loss and what its gradient needs.
 struct Row {
@@ -80,7 +80,6 @@ fn main(lane: Lane, @builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgrou
     let group = params.group;
     let cols = params.cols;
     let units = cols / EPU;
-    var acc = 0.0;
     for (var it = 0u; it < params.row_iters; it = it + 1u) {
         let r = row_of(it, rl, wid.x, nwg.x);
         if (r >= params.rows) {
@@ -119,14 +118,7 @@ fn main(lane: Lane, @builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgrou
             write_grad(r * units + q, g, ok);
         }
         if (rl.lig == 0u) {
-            if ((params.flags & FLAG_WRITE_LOSSES) != 0u) {
-                losses[r] = row.loss;
-            }
-            acc = acc + row.loss;
+            losses[r] = row.loss;
         }
-    }
-    let total = workgroup_sum(acc, lane);
-    if (lane.index == 0u) {
-        partials[wid.x] = total;
     }
 }

@@ -156,17 +156,16 @@ pub(crate) const SHARD_SUMS_BINDINGS: [Binding; 7] = concat(
         binding(6, Slot::ClassStats, Access::ReadWrite),
     ],
 );
-/// Step 3 (`shaders/sharded_loss.wgsl`): reads the maxima and the sums, writes the gradient,
-/// the per-row losses and the partial sums.
-pub(crate) const SHARD_LOSS_BINDINGS: [Binding; 10] = concat(
+/// Step 3 (`shaders/sharded_loss.wgsl`): reads the maxima and the sums, writes the gradient
+/// and the per-row losses.
+pub(crate) const SHARD_LOSS_BINDINGS: [Binding; 9] = concat(
     SHARD_INPUTS,
     [
         binding(4, Slot::Maxima, Access::Read),
         binding(5, Slot::Sums, Access::Read),
         binding(6, Slot::Grad, Access::ReadWrite),
         binding(7, Slot::Losses, Access::ReadWrite),
-        binding(8, Slot::Partials, Access::ReadWrite),
-        binding(9, Slot::Norm, Access::Uniform),
+        binding(8, Slot::Norm, Access::Uniform),
     ],
 );
 /// The sharded mean's divisor (`shaders/sharded_divisor.wgsl`).

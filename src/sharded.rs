@@ -132,7 +132,6 @@ struct DivisorParams {
     _pad: [u32; 2],
 }
 
-const FLAG_WRITE_LOSSES: u32 = 2;
 const FLAG_WEIGHT: u32 = 16;
 const FLAG_CLASSES_I64: u32 = 32;
 const FLAG_CLASSES_U32: u32 = 64;
@@ -317,7 +316,8 @@ pub struct ShardedLoss {
     params_stride: u64,
     params: wgpu::Buffer,
     norm: wgpu::Buffer,
-    partials: wgpu::Buffer,
+    /// `[rows]` the per-row losses the value is added from (`Mean`, `Sum`, `BatchMean`).
+    row_losses: wgpu::Buffer,
     stats: wgpu::Buffer,
     max_pipe: Arc<KernelPipeline>,
     sums_pipe: Arc<KernelPipeline>,
@@ -386,7 +386,11 @@ impl GpuContext {
         if b == 0 {
             return Err(Error::Empty { shape: vec![b, w] });
         }
-        if spec.offset.checked_add(w).is_none_or(|end| end > spec.vocab) {
+        if spec
+            .offset
+            .checked_add(w)
+            .is_none_or(|end| end > spec.vocab)
+        {
             return Err(invalid(
                 "offset",
                 format!(
@@ -412,7 +416,10 @@ impl GpuContext {
         if !spec.upstream.is_finite() {
             return Err(invalid(
                 "upstream",
-                format!("the upstream gradient must be finite, got {}", spec.upstream),
+                format!(
+                    "the upstream gradient must be finite, got {}",
+                    spec.upstream
+                ),
             ));
         }
         let io = spec.io();
@@ -472,14 +479,13 @@ impl GpuContext {
         }
         let per_wg = (WORKGROUP_SIZE / group) as usize;
         let max_dim = self.limits.max_compute_workgroups_per_dimension;
-        let workgroups = b.div_ceil(per_wg).clamp(1, MAX_WORKGROUPS.min(max_dim) as usize) as u32;
+        let workgroups = b
+            .div_ceil(per_wg)
+            .clamp(1, MAX_WORKGROUPS.min(max_dim) as usize) as u32;
         // ≤ 4 194 304 rows over ≥ 4096 workgroups of ≥ 1 row: ≤ 1024 trips.
         let row_iters = b.div_ceil(per_wg * workgroups as usize) as u32;
 
         let mut flags = 0;
-        if spec.reduction == Reduction::None {
-            flags |= FLAG_WRITE_LOSSES;
-        }
         if spec.weight {
             flags |= FLAG_WEIGHT;
         }
@@ -535,7 +541,7 @@ impl GpuContext {
         put(
             2,
             bytemuck::bytes_of(&FinalizeParams {
-                count: workgroups,
+                count: b as u32,
                 scale: 1.0,
                 flags: FLAG_SCALE_FROM_NORM,
                 _pad: 0,
@@ -562,17 +568,17 @@ impl GpuContext {
                 mapped_at_creation: false,
             })
         };
-        let params_buf = alloc("wgpu-loss sharded params", 3 * stride, U::UNIFORM | U::COPY_DST);
+        let params_buf = alloc(
+            "wgpu-loss sharded params",
+            3 * stride,
+            U::UNIFORM | U::COPY_DST,
+        );
         let norm_buf = alloc(
             "wgpu-loss sharded norm",
             16,
             U::STORAGE | U::UNIFORM | U::COPY_DST,
         );
-        let partials = alloc(
-            "wgpu-loss sharded partials",
-            u64::from(workgroups) * 4,
-            U::STORAGE,
-        );
+        let row_losses = alloc("wgpu-loss sharded row losses", b as u64 * 4, U::STORAGE);
         let stats = alloc(
             "wgpu-loss sharded class stats",
             8,
@@ -588,7 +594,7 @@ impl GpuContext {
             params_stride: stride,
             params: params_buf,
             norm: norm_buf,
-            partials,
+            row_losses,
             stats,
             max_pipe,
             sums_pipe,
@@ -851,7 +857,7 @@ impl ShardedLoss {
                 Slot::ClassStats => self.stats.as_entire_binding(),
                 Slot::Grad => grad.resource(),
                 Slot::Losses if none => output.resource(),
-                Slot::Partials => self.partials.as_entire_binding(),
+                Slot::Losses => self.row_losses.as_entire_binding(),
                 Slot::Norm => self.norm.as_entire_binding(),
                 other => dummy(other).as_entire_binding(),
             }
@@ -881,7 +887,7 @@ impl ShardedLoss {
                 ctx,
                 fin,
                 params(2, std::mem::size_of::<FinalizeParams>()),
-                &self.partials,
+                &self.row_losses,
                 output,
                 Some(&self.norm),
             ));
@@ -920,14 +926,16 @@ mod tests {
             ("flags", offset_of!(ShardParams, flags)),
             ("ignore_lo", offset_of!(ShardParams, ignore_lo)),
             ("ignore_hi", offset_of!(ShardParams, ignore_hi)),
-            ("smooth_per_class", offset_of!(ShardParams, smooth_per_class)),
+            (
+                "smooth_per_class",
+                offset_of!(ShardParams, smooth_per_class),
+            ),
             ("label_smoothing", offset_of!(ShardParams, label_smoothing)),
             ("z_loss", offset_of!(ShardParams, z_loss)),
             ("softcap", offset_of!(ShardParams, softcap)),
             ("inv_softcap", offset_of!(ShardParams, inv_softcap)),
         ];
         let flags = [
-            ("FLAG_WRITE_LOSSES", FLAG_WRITE_LOSSES),
             ("FLAG_WEIGHT", FLAG_WEIGHT),
             ("FLAG_CLASSES_I64", FLAG_CLASSES_I64),
             ("FLAG_CLASSES_U32", FLAG_CLASSES_U32),
@@ -949,7 +957,7 @@ mod tests {
                 ("g", offset_of!(DivisorParams, g)),
             ],
             size_of::<DivisorParams>(),
-            &flags[4..],
+            &flags[3..],
         );
     }
 }

@@ -39,7 +39,6 @@ struct Params {
     inv_softcap: f32,      // 1 / c (0 for no cap)
 }
 
-const FLAG_WRITE_LOSSES: u32 = 2u;
 const FLAG_WEIGHT: u32 = 16u;
 // The class ids are i64 (two words each, low first), or u32; else i32 (common/classes.wgsl).
 const FLAG_CLASSES_I64: u32 = 32u;

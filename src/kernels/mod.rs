@@ -581,7 +581,10 @@ impl Kernel {
             Io::in_place(Dtype::F16),
             Io::in_place(Dtype::Bf16),
         ];
-        if matches!(self, Kernel::ShardMax | Kernel::ShardSums | Kernel::ShardLoss) {
+        if matches!(
+            self,
+            Kernel::ShardMax | Kernel::ShardSums | Kernel::ShardLoss
+        ) {
             return &Io::SHARDED;
         }
         match self.loss_def().map(|d| d.family()) {
