@@ -36,6 +36,12 @@ pub enum Slot {
     Atomics,
     /// `[rows]` per-row log-sum-exp out of a row-wise loss that has one (or a dummy).
     Lse,
+    /// `[B]` row maxima of the sharded loss (its step 1 writes the shard's, steps 2 and 3
+    /// read the all-reduced ones).
+    Maxima,
+    /// `[B, SHARD_SUMS]` per-row sums of the sharded loss (step 2 writes the shard's, step 3
+    /// and the divisor read the all-reduced ones).
+    Sums,
 }
 
 /// How a binding is declared in WGSL.
@@ -129,5 +135,45 @@ pub(crate) const CLEAR_WORDS_BINDINGS: [Binding; 1] =
 pub(crate) const ROW_DIVISOR_BINDINGS: [Binding; 3] = [
     binding(0, Slot::Params, Access::Uniform),
     binding(1, Slot::Partials, Access::Read),
+    binding(2, Slot::Norm, Access::ReadWrite),
+];
+
+/// What the sharded loss's three steps share (`shaders/common/shard.wgsl`): the parameters,
+/// the shard's logits, the class ids, the shard's class weights.
+const SHARD_INPUTS: [Binding; 4] = [
+    binding(0, Slot::Params, Access::Uniform),
+    binding(1, Slot::Pred, Access::Read),
+    binding(2, Slot::Target, Access::Read),
+    binding(3, Slot::Weight, Access::Read),
+];
+/// Step 1 (`shaders/sharded_max.wgsl`): writes the shard's row maxima.
+pub(crate) const SHARD_MAX_BINDINGS: [Binding; 5] =
+    concat(SHARD_INPUTS, [binding(4, Slot::Maxima, Access::ReadWrite)]);
+/// Step 2 (`shaders/sharded_sums.wgsl`): reads the maxima, writes the shard's sums and the
+/// class-id atomics.
+pub(crate) const SHARD_SUMS_BINDINGS: [Binding; 7] = concat(
+    SHARD_INPUTS,
+    [
+        binding(4, Slot::Maxima, Access::Read),
+        binding(5, Slot::Sums, Access::ReadWrite),
+        binding(6, Slot::ClassStats, Access::ReadWrite),
+    ],
+);
+/// Step 3 (`shaders/sharded_loss.wgsl`): reads the maxima and the sums, writes the gradient
+/// and the per-row losses.
+pub(crate) const SHARD_LOSS_BINDINGS: [Binding; 9] = concat(
+    SHARD_INPUTS,
+    [
+        binding(4, Slot::Maxima, Access::Read),
+        binding(5, Slot::Sums, Access::Read),
+        binding(6, Slot::Grad, Access::ReadWrite),
+        binding(7, Slot::Losses, Access::ReadWrite),
+        binding(8, Slot::Norm, Access::Uniform),
+    ],
+);
+/// The sharded mean's divisor (`shaders/sharded_divisor.wgsl`).
+pub(crate) const SHARD_DIVISOR_BINDINGS: [Binding; 3] = [
+    binding(0, Slot::Params, Access::Uniform),
+    binding(1, Slot::Sums, Access::Read),
     binding(2, Slot::Norm, Access::ReadWrite),
 ];

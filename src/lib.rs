@@ -56,6 +56,7 @@ mod loss;
 pub mod losses;
 pub mod reference;
 pub mod resident;
+pub mod sharded;
 mod simd;
 #[cfg(feature = "synthetic")]
 #[cfg_attr(docsrs, doc(cfg(feature = "synthetic")))]

@@ -780,8 +780,8 @@ impl ResidentLoss {
     }
 
     /// Checks one of the caller's arrays: present when needed, `STORAGE`, aligned, in bounds.
-    /// `needed`: the elements and their storage.
-    fn check<'a>(
+    /// `needed`: the elements and their storage (`crate::sharded` checks its arrays so too).
+    pub(crate) fn check<'a>(
         ctx: &GpuContext,
         what: &'static str,
         a: Option<GpuArray<'a>>,
@@ -1060,6 +1060,14 @@ fn check_aliasing(bufs: &ResidentBuffers<'_>, bytes: &[u64; 9], pred_written: bo
             a.map(|a| (name, writes, a, len))
         })
         .collect();
+    check_aliases(&bound)
+}
+
+/// Refuses, among the arrays of one dispatch `(name, written, array, bytes)`, a written array
+/// in a buffer that another array is bound from for reading, and two written arrays whose
+/// byte ranges overlap (the rules of [`check_aliasing`]; `crate::sharded` checks each of its
+/// steps so).
+pub(crate) fn check_aliases(bound: &[(&'static str, bool, GpuArray<'_>, u64)]) -> Result<()> {
     for (i, &(name_a, writes_a, a, len_a)) in bound.iter().enumerate() {
         for &(name_b, writes_b, b, len_b) in &bound[i + 1..] {
             if a.buffer != b.buffer || !(writes_a || writes_b) {
@@ -1102,7 +1110,7 @@ fn check_aliasing(bufs: &ResidentBuffers<'_>, bytes: &[u64; 9], pred_written: bo
 }
 
 /// Copies `len` words of `src` from `offset` into a new staging buffer, submits, and waits.
-fn read_words(
+pub(crate) fn read_words(
     device: &wgpu::Device,
     queue: &wgpu::Queue,
     src: &wgpu::Buffer,

@@ -59,8 +59,10 @@ impl Default for ContextOptions {
     }
 }
 
-/// Storage placeholders a context keeps ([`GpuContext::placeholder`]).
-const PLACEHOLDERS: usize = 16;
+/// Storage placeholders a context keeps ([`GpuContext::placeholder`]): at least one per
+/// binding slot (`crate::bindings::Slot`, 17 of them), so that no two dummies of one bind
+/// group share a buffer.
+const PLACEHOLDERS: usize = 24;
 
 /// [`ContextOptions::memory_budget`]'s default.
 pub const DEFAULT_MEMORY_BUDGET: u64 = 256 << 20;

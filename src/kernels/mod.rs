@@ -93,12 +93,24 @@ pub mod source {
     pub const REDUCE_PARTIALS: &str = include_str!("../../shaders/reduce_partials.wgsl");
     /// `shaders/clear_words.wgsl`: zeroes a step's atomics inside a compute pass.
     pub const CLEAR_WORDS: &str = include_str!("../../shaders/clear_words.wgsl");
+    /// `shaders/common/shard_layout.wgsl`: the layout of the sharded loss's per-row sums.
+    pub const SHARD_LAYOUT: &str = include_str!("../../shaders/common/shard_layout.wgsl");
+    /// `shaders/common/shard.wgsl`: what the three steps of the sharded loss share.
+    pub const SHARD: &str = include_str!("../../shaders/common/shard.wgsl");
+    /// `shaders/sharded_max.wgsl`: sharded softmax cross entropy, step 1 (row maxima).
+    pub const SHARDED_MAX: &str = include_str!("../../shaders/sharded_max.wgsl");
+    /// `shaders/sharded_sums.wgsl`: sharded softmax cross entropy, step 2 (row sums).
+    pub const SHARDED_SUMS: &str = include_str!("../../shaders/sharded_sums.wgsl");
+    /// `shaders/sharded_loss.wgsl`: sharded softmax cross entropy, step 3 (loss, gradient).
+    pub const SHARDED_LOSS: &str = include_str!("../../shaders/sharded_loss.wgsl");
+    /// `shaders/sharded_divisor.wgsl`: the sharded loss's mean divisor from its sums.
+    pub const SHARDED_DIVISOR: &str = include_str!("../../shaders/sharded_divisor.wgsl");
 }
 
 /// Every shader file other than the losses' own (which their descriptors compile in,
 /// `src/losses/<loss>.rs`), by its path from the crate root, with its text: what `#import`
 /// lines resolve against.
-pub const SHADER_FILES: [(&str, &str); 25] = [
+pub const SHADER_FILES: [(&str, &str); 31] = [
     ("shaders/common/reduce.wgsl", source::REDUCE),
     (
         "shaders/common/reduce_subgroup.wgsl",
@@ -127,6 +139,12 @@ pub const SHADER_FILES: [(&str, &str); 25] = [
     ("shaders/row_divisor.wgsl", source::ROW_DIVISOR),
     ("shaders/reduce_partials.wgsl", source::REDUCE_PARTIALS),
     ("shaders/clear_words.wgsl", source::CLEAR_WORDS),
+    ("shaders/common/shard_layout.wgsl", source::SHARD_LAYOUT),
+    ("shaders/common/shard.wgsl", source::SHARD),
+    ("shaders/sharded_max.wgsl", source::SHARDED_MAX),
+    ("shaders/sharded_sums.wgsl", source::SHARDED_SUMS),
+    ("shaders/sharded_loss.wgsl", source::SHARDED_LOSS),
+    ("shaders/sharded_divisor.wgsl", source::SHARDED_DIVISOR),
 ];
 
 /// The `#import` lines of a shader file's text, in order: what each names (a path relative to
@@ -366,6 +384,17 @@ impl Io {
         Io::with_f32_grad(Dtype::Bf16),
     ];
 
+    /// The storages of the sharded loss's steps (`crate::sharded`): f32, f16 and bf16 logits
+    /// with the gradient stored like them or as f32; no vec4, never in place.
+    #[cfg(test)]
+    pub const SHARDED: [Io; 5] = [
+        Io::F32,
+        Io::same(Dtype::F16),
+        Io::with_f32_grad(Dtype::F16),
+        Io::same(Dtype::Bf16),
+        Io::with_f32_grad(Dtype::Bf16),
+    ];
+
     /// Input and gradient both of `dtype`.
     pub const fn same(dtype: Dtype) -> Io {
         Io {
@@ -450,11 +479,20 @@ pub enum Kernel {
     RowDivisor,
     /// Zeroes a step's atomics inside a compute pass (`ResidentLoss::record_in_pass`).
     ClearWords,
+    /// Vocabulary-sharded softmax cross entropy, step 1: the shard's row maxima.
+    ShardMax,
+    /// Step 2: the shard's row sums against the all-reduced maxima.
+    ShardSums,
+    /// Step 3: the loss and the shard's gradient from the all-reduced sums.
+    ShardLoss,
+    /// The sharded mean's divisor and scales from the all-reduced sums.
+    ShardDivisor,
 }
 
 pub use crate::bindings::{Access, Binding, Slot};
 use crate::bindings::{
     CLASS_COUNT_BINDINGS, CLEAR_WORDS_BINDINGS, REDUCE_PARTIALS_BINDINGS, ROW_DIVISOR_BINDINGS,
+    SHARD_DIVISOR_BINDINGS, SHARD_LOSS_BINDINGS, SHARD_MAX_BINDINGS, SHARD_SUMS_BINDINGS,
 };
 
 impl Kernel {
@@ -469,6 +507,10 @@ impl Kernel {
                 Kernel::ClassCount,
                 Kernel::RowDivisor,
                 Kernel::ClearWords,
+                Kernel::ShardMax,
+                Kernel::ShardSums,
+                Kernel::ShardLoss,
+                Kernel::ShardDivisor,
             ])
             .collect()
     }
@@ -497,6 +539,10 @@ impl Kernel {
             Kernel::ClassCount => "class_count",
             Kernel::RowDivisor => "row_divisor",
             Kernel::ClearWords => "clear_words",
+            Kernel::ShardMax => "sharded_max",
+            Kernel::ShardSums => "sharded_sums",
+            Kernel::ShardLoss => "sharded_loss",
+            Kernel::ShardDivisor => "sharded_divisor",
         }
     }
 
@@ -525,7 +571,8 @@ impl Kernel {
     }
 
     /// The storages the kernel is built for: every [`Io`] for the elementwise family, all but
-    /// vec4 for the row-wise family, f32 for the others.
+    /// vec4 for the row-wise family, [`Io::SHARDED`] for the sharded loss's three steps, f32
+    /// for the others.
     #[cfg(test)]
     pub fn ios(self) -> &'static [Io] {
         const ROWS: [Io; 8] = [
@@ -538,6 +585,12 @@ impl Kernel {
             Io::in_place(Dtype::F16),
             Io::in_place(Dtype::Bf16),
         ];
+        if matches!(
+            self,
+            Kernel::ShardMax | Kernel::ShardSums | Kernel::ShardLoss
+        ) {
+            return &Io::SHARDED;
+        }
         match self.loss_def().map(|d| d.family()) {
             Some(crate::losses::Family::Elementwise(_)) => &Io::ALL,
             Some(crate::losses::Family::Rows(_)) => &ROWS,
@@ -638,6 +691,10 @@ impl Kernel {
             Kernel::ClassCount => &CLASS_COUNT_BINDINGS,
             Kernel::RowDivisor => &ROW_DIVISOR_BINDINGS,
             Kernel::ClearWords => &CLEAR_WORDS_BINDINGS,
+            Kernel::ShardMax => &SHARD_MAX_BINDINGS,
+            Kernel::ShardSums => &SHARD_SUMS_BINDINGS,
+            Kernel::ShardLoss => &SHARD_LOSS_BINDINGS,
+            Kernel::ShardDivisor => &SHARD_DIVISOR_BINDINGS,
         }
     }
 }

@@ -112,7 +112,12 @@ fn every_kernel_validates_with_naga_and_matches_the_host() {
         elementwise >= 8 && row_wise >= 3,
         "{elementwise} + {row_wise}"
     );
-    assert_eq!(compositions.len(), (elementwise * 6 + row_wise * 8 + 4) * 2);
+    // The sharded loss: three steps × 5 storages, and its divisor.
+    let sharded = 3 * Io::SHARDED.len() + 1;
+    assert_eq!(
+        compositions.len(),
+        (elementwise * 6 + row_wise * 8 + 4 + sharded) * 2
+    );
     let failures: Vec<String> = compositions
         .iter()
         .filter_map(|&(k, f, io)| check(k, f, io).err())

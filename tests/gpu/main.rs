@@ -30,6 +30,7 @@ mod mse;
 mod poisson_nll;
 mod resident;
 mod rows;
+mod sharded;
 mod smooth_l1;
 mod softmax_cross_entropy;
 mod streaming;
