@@ -15,26 +15,20 @@
 #import common/log.wgsl
 #import common/nan.wgsl
 
-// (y, ∂y/∂x) for the cap c and its inverse. A branch, not a select of both forms: logits
-// within 0.625·c (all of them, for Gemma 2's c = 30 and logits of ±18) never pay for the
-// exp and the division (a select cost llvmpipe both, on every element).
+// Both forms are computed and selected: an `if` on a < 0.625 cost llvmpipe more (1.46× the
+// plain kernel's step against 1.37×, docs/TUNING.md).
+// (y, ∂y/∂x) for the cap c and its inverse.
 fn softcap(x: f32, c: f32, inv_c: f32) -> vec2<f32> {
     let z = x * inv_c;
     let a = abs(z);
-    var t: f32;
-    var d: f32;
-    if (a < 0.625) {
-        let s = z * z;
-        let p = ((((-5.70498872745e-3 * s + 2.06390887954e-2) * s - 5.37397155531e-2) * s
-            + 1.33314422036e-1) * s - 3.33332819422e-1) * s;
-        t = a + a * p;
-        d = (1.0 - t) * (1.0 + t);
-    } else {
-        let e = exp_accurate(-2.0 * min(a, 44.0));
-        let q = 1.0 / (1.0 + e);
-        t = 1.0 - 2.0 * e * q;
-        d = 4.0 * e * (q * q);
-    }
+    let s = z * z;
+    let p = ((((-5.70498872745e-3 * s + 2.06390887954e-2) * s - 5.37397155531e-2) * s
+        + 1.33314422036e-1) * s - 3.33332819422e-1) * s;
+    let e = exp_accurate(-2.0 * min(a, 44.0));
+    let q = 1.0 / (1.0 + e);
+    let small = a + a * p;
+    let t = select(1.0 - 2.0 * e * q, small, a < 0.625);
+    let d = select(4.0 * e * (q * q), (1.0 - small) * (1.0 + small), a < 0.625);
     let y = select(c * t, -(c * t), z < 0.0);
     return select(vec2<f32>(y, d), vec2<f32>(x, x), is_nan(x));
 }
