@@ -11,6 +11,7 @@ mod common;
 mod accuracy;
 mod bce;
 mod bce_with_logits;
+mod buffers;
 mod categorical_cross_entropy;
 mod chunks;
 mod cosine_proximity;

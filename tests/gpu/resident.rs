@@ -2,41 +2,13 @@
 //! over the caller's buffers, checked against the host path and the CPU reference.
 
 use ndarray::{ArrayD, IxDyn};
-use wgpu::util::DeviceExt;
 use wgpu_loss::resident::{GpuArray, ResidentBuffers, ResidentSpec, ResidentUpstream, ValueReader};
 use wgpu_loss::{ClassType, Error, GpuContext, Loss, LossArgs, Reduction, Upstream, reference};
 
+use crate::buffers::{read, upload, zeros};
 use crate::common::{
     assert_close_within, class_rows, ctx, logits, prob_rows, row_tolerance, seed_for,
 };
-
-const STORAGE_IO: wgpu::BufferUsages = wgpu::BufferUsages::STORAGE
-    .union(wgpu::BufferUsages::COPY_SRC)
-    .union(wgpu::BufferUsages::COPY_DST);
-
-fn upload<T: bytemuck::Pod>(ctx: &GpuContext, label: &str, data: &[T]) -> wgpu::Buffer {
-    ctx.device()
-        .create_buffer_init(&wgpu::util::BufferInitDescriptor {
-            label: Some(label),
-            contents: bytemuck::cast_slice(data),
-            usage: STORAGE_IO,
-        })
-}
-
-fn zeros(ctx: &GpuContext, label: &str, elems: usize) -> wgpu::Buffer {
-    ctx.device().create_buffer(&wgpu::BufferDescriptor {
-        label: Some(label),
-        size: (elems.max(1) * 4) as u64,
-        usage: STORAGE_IO,
-        mapped_at_creation: false,
-    })
-}
-
-fn read(ctx: &GpuContext, buf: &wgpu::Buffer, elems: usize) -> Vec<f32> {
-    ValueReader::new(ctx.device(), elems)
-        .read_blocking(ctx.device(), ctx.queue(), GpuArray::from(buf))
-        .expect("read back")
-}
 
 fn slice<T: Clone>(a: &ArrayD<T>) -> Vec<T> {
     a.iter().cloned().collect()

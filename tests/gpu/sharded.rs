@@ -5,45 +5,17 @@
 //! tests/gpu/common.rs, every shard's gradient against its columns of the unsharded one.
 
 use ndarray::{ArrayD, Axis, IxDyn, s};
-use wgpu::util::DeviceExt;
-use wgpu_loss::resident::{GpuArray, ValueReader};
+use wgpu_loss::resident::GpuArray;
 use wgpu_loss::sharded::{SHARD_SUMS, ShardBuffers, ShardSpec, ShardedLoss};
 use wgpu_loss::{
     ClassType, Dtype, Error, GpuContext, Loss, LossArgs, LossOutput, Reduction, Upstream, reference,
 };
 
+use crate::buffers::{read, upload, zeros};
 use crate::common::{
     Tolerance, assert_close_within, assert_infinite_logit_pattern, class_rows, ctx,
     infinite_logit_rows, logits, row_tolerance, seed_for,
 };
-
-const STORAGE_IO: wgpu::BufferUsages = wgpu::BufferUsages::STORAGE
-    .union(wgpu::BufferUsages::COPY_SRC)
-    .union(wgpu::BufferUsages::COPY_DST);
-
-fn upload<T: bytemuck::Pod>(ctx: &GpuContext, label: &str, data: &[T]) -> wgpu::Buffer {
-    ctx.device()
-        .create_buffer_init(&wgpu::util::BufferInitDescriptor {
-            label: Some(label),
-            contents: bytemuck::cast_slice(data),
-            usage: STORAGE_IO,
-        })
-}
-
-fn zeros(ctx: &GpuContext, label: &str, elems: usize) -> wgpu::Buffer {
-    ctx.device().create_buffer(&wgpu::BufferDescriptor {
-        label: Some(label),
-        size: (elems.max(1) * 4) as u64,
-        usage: STORAGE_IO,
-        mapped_at_creation: false,
-    })
-}
-
-fn read(ctx: &GpuContext, buf: &wgpu::Buffer, elems: usize) -> Vec<f32> {
-    ValueReader::new(ctx.device(), elems)
-        .read_blocking(ctx.device(), ctx.queue(), GpuArray::from(buf))
-        .expect("read back")
-}
 
 /// Class ids as the buffer of `class_type` holds them.
 fn class_words(classes: &[i64], class_type: ClassType) -> Vec<u32> {
