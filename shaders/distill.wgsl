@@ -18,6 +18,7 @@
 #import common/rows_single.wgsl
 #import common/rows_no_lse.wgsl
 #import common/log.wgsl
+#import common/running_softmax.wgsl
 
 struct LossParams {
     temperature: f32, // T > 0
@@ -71,12 +72,10 @@ fn row_push(s: Stats, row: RowCtx, j: u32, x: f32, t: f32, scanned: bool) -> Sta
         r.sa = r.sa + e;
         r.d = r.d + select(e * diff, 0.0, e == 0.0); // P_j = 0 contributes 0
     }
-    if (b > r.mb) {
-        r.sb = (r.sb + 1.0) * exp(r.mb - b);
-        r.mb = b;
-    } else {
-        r.sb = r.sb + exp(b - r.mb);
-    }
+    // The student's softmax (the teacher's, above, carries d with it).
+    let pb = running_push(vec2<f32>(r.mb, r.sb), b);
+    r.mb = pb.x;
+    r.sb = pb.y;
     return r;
 }
 
@@ -92,14 +91,9 @@ fn row_combine(p: Stats, q: Stats) -> Stats {
     r.ma = hi.ma;
     r.sa = hi.sa + (lo.sa + 1.0) * fa;
     r.d = hi.d + select(lo.d * fa, 0.0, fa == 0.0);
-    hi = p;
-    lo = q;
-    if (q.mb > p.mb) {
-        hi = q;
-        lo = p;
-    }
-    r.mb = hi.mb;
-    r.sb = hi.sb + (lo.sb + 1.0) * exp(lo.mb - hi.mb);
+    let cb = running_combine(vec2<f32>(p.mb, p.sb), vec2<f32>(q.mb, q.sb));
+    r.mb = cb.x;
+    r.sb = cb.y;
     return r;
 }
 

@@ -33,6 +33,7 @@
 #import common/rows.wgsl
 #import common/rows_no_lse.wgsl
 #import common/log.wgsl
+#import common/running_softmax.wgsl
 
 struct LossParams {
     beta: f32,  // β in [0, 1]
@@ -81,40 +82,15 @@ fn row_push(s: Stats, row: RowCtx, j: u32, x: f32, t: f32, scanned: bool) -> Sta
         r.sa = bitcast<f32>(NAN_BITS); // +∞: the row is NaN
         return r;
     }
-    if (a > r.ma) {
-        r.sa = (r.sa + 1.0) * exp(r.ma - a);
-        r.ma = a;
-    } else {
-        r.sa = r.sa + exp(a - r.ma);
-    }
-    if (b > r.mb) {
-        r.sb = (r.sb + 1.0) * exp(r.mb - b);
-        r.mb = b;
-    } else {
-        r.sb = r.sb + exp(b - r.mb);
-    }
-    return r;
+    let pa = running_push(vec2<f32>(r.ma, r.sa), a);
+    let pb = running_push(vec2<f32>(r.mb, r.sb), b);
+    return Stats(pa.x, pa.y, pb.x, pb.y);
 }
 
 fn row_combine(p: Stats, q: Stats) -> Stats {
-    var r: Stats;
-    var hi = p;
-    var lo = q;
-    if (q.ma > p.ma) {
-        hi = q;
-        lo = p;
-    }
-    r.ma = hi.ma;
-    r.sa = hi.sa + (lo.sa + 1.0) * exp(lo.ma - hi.ma);
-    hi = p;
-    lo = q;
-    if (q.mb > p.mb) {
-        hi = q;
-        lo = p;
-    }
-    r.mb = hi.mb;
-    r.sb = hi.sb + (lo.sb + 1.0) * exp(lo.mb - hi.mb);
-    return r;
+    let ca = running_combine(vec2<f32>(p.ma, p.sa), vec2<f32>(q.ma, q.sa));
+    let cb = running_combine(vec2<f32>(p.mb, p.sb), vec2<f32>(q.mb, q.sb));
+    return Stats(ca.x, ca.y, cb.x, cb.y);
 }
 
 fn row_finish(s: Stats, row: RowCtx) -> RowOut {

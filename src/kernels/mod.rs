@@ -67,6 +67,9 @@ pub mod source {
     /// `shaders/common/log.wgsl`: `ln`, `ln(1 − p)`, `ln(1 + y)` and `exp` accurate to about
     /// 1 ulp relative, from the argument's bits (subnormals included).
     pub const LOG: &str = include_str!("../../shaders/common/log.wgsl");
+    /// `shaders/common/running_softmax.wgsl`: a softmax's running maximum and sum, pushed
+    /// and combined (distill, jsd).
+    pub const RUNNING_SOFTMAX: &str = include_str!("../../shaders/common/running_softmax.wgsl");
     /// `shaders/common/softcap.wgsl`: logit soft-capping `c·tanh(x/c)` and its derivative.
     pub const SOFTCAP: &str = include_str!("../../shaders/common/softcap.wgsl");
     /// `shaders/common/classes.wgsl`: class-index targets (i32, u32, i64) decoded and
@@ -110,7 +113,7 @@ pub mod source {
 /// Every shader file other than the losses' own (which their descriptors compile in,
 /// `src/losses/<loss>.rs`), by its path from the crate root, with its text: what `#import`
 /// lines resolve against.
-pub const SHADER_FILES: [(&str, &str); 31] = [
+pub const SHADER_FILES: [(&str, &str); 32] = [
     ("shaders/common/reduce.wgsl", source::REDUCE),
     (
         "shaders/common/reduce_subgroup.wgsl",
@@ -129,6 +132,10 @@ pub const SHADER_FILES: [(&str, &str); 31] = [
     ("shaders/common/nan.wgsl", source::NAN),
     ("shaders/common/log.wgsl", source::LOG),
     ("shaders/common/softcap.wgsl", source::SOFTCAP),
+    (
+        "shaders/common/running_softmax.wgsl",
+        source::RUNNING_SOFTMAX,
+    ),
     ("shaders/common/classes.wgsl", source::CLASSES),
     ("shaders/common/preds_read.wgsl", source::PREDS_READ),
     ("shaders/common/preds_in_place.wgsl", source::PREDS_IN_PLACE),
