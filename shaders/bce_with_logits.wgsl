@@ -22,11 +22,12 @@ struct LossParams {
 #import common/log.wgsl
 #import common/nan.wgsl
 
-// [q_len] pos_weight, broadcast along the trailing dimensions; a 1-element dummy when q_len = 0.
+// [q_len] pos_weight, broadcast along the trailing dimensions (POS_WEIGHT); else a
+// 1-element dummy.
 @group(0) @binding(8) var<storage, read> pos_weight: array<f32>;
 
 fn pos_weight_at(i: u32) -> f32 {
-    if (params.q_len == 0u) {
+    if (!POS_WEIGHT) {
         return 1.0;
     }
     return pos_weight[broadcast_at(params.q_len, params.q_phase, i)];

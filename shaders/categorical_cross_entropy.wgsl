@@ -44,6 +44,11 @@ fn row_identity() -> Stats {
     return Stats(0.0);
 }
 
+// The empty statistics each block of a lane's streamed elements starts from (common/rows.wgsl).
+fn row_block(s: Stats) -> Stats {
+    return row_identity();
+}
+
 fn row_push(s: Stats, row: RowCtx, j: u32, p: f32, t: f32, scanned: bool) -> Stats {
     if (outside_unit_interval(bitcast<u32>(p))) {
         atomicMax(&domain_error, 0xffffffffu - row.row);

@@ -50,6 +50,13 @@ fn row_identity() -> Stats {
     return Stats(vec3<f32>(0.0), vec2<f32>(0.0));
 }
 
+// The empty statistics each block of a lane's streamed elements starts from (common/rows.wgsl):
+// no sums, at the lane's scales so far (a push only ever lowers them; row_combine brings the
+// block's and the lane's to the smaller).
+fn row_block(s: Stats) -> Stats {
+    return Stats(vec3<f32>(0.0), s.inv);
+}
+
 // 2^−k for k the exponent of x (from its bits: a flushed subnormal still has them), clamped to
 // [−126, 126].
 fn inverse_scale(x: f32) -> f32 {

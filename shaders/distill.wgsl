@@ -52,6 +52,11 @@ fn row_identity() -> Stats {
     return Stats(-F32_MAX, -1.0, -F32_MAX, -1.0, 0.0);
 }
 
+// The empty statistics each block of a lane's streamed elements starts from (common/rows.wgsl).
+fn row_block(s: Stats) -> Stats {
+    return row_identity();
+}
+
 fn row_push(s: Stats, row: RowCtx, j: u32, x: f32, t: f32, scanned: bool) -> Stats {
     let a = t * params.loss.inv_t;
     let b = x * params.loss.inv_t;

@@ -56,7 +56,7 @@ const F32_MAX: f32 = 3.40282347e+38;
 
 fn dense_weight(j: u32, t: f32) -> f32 {
     var wt = params.loss.label_smoothing / f32(params.cols);
-    if ((params.flags & FLAG_CLASSES) == 0u) {
+    if (!CLASSES) {
         wt = wt + (1.0 - params.loss.label_smoothing) * t;
     }
     return class_weight(j) * wt;
@@ -81,6 +81,11 @@ fn row_scanned(s: Stats) -> Stats {
 // S = 0: S − 1 = −1.
 fn row_identity() -> Stats {
     return Stats(-F32_MAX, -1.0, 0.0, 0.0);
+}
+
+// The empty statistics each block of a lane's streamed elements starts from (common/rows.wgsl).
+fn row_block(s: Stats) -> Stats {
+    return row_identity();
 }
 
 fn row_push(s: Stats, row: RowCtx, j: u32, logit: f32, t: f32, scanned: bool) -> Stats {

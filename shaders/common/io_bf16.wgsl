@@ -28,3 +28,12 @@ fn bf16_bits(x: f32) -> u32 {
 fn pack_unit(x: Unit) -> u32 {
     return bf16_bits(x.x) | (bf16_bits(x.y) << 16u);
 }
+
+// The row driver's dense targets are bound as `array<u32>` (the same binding holds class ids
+// otherwise): a Word is WORD_U32S of those, and unit_of_u32s makes a unit from them (the
+// first WORD_U32S components of `w`).
+const WORD_U32S: u32 = 1u;
+
+fn unit_of_u32s(w: vec4<u32>) -> Unit {
+    return unpack_unit(w.x);
+}

@@ -39,3 +39,12 @@ fn unit_zero() -> Unit {
 fn pack_unit(x: Unit) -> Word {
     return bitcast<u32>(x);
 }
+
+// The row driver's dense targets are bound as `array<u32>` (the same binding holds class ids
+// otherwise): a Word is WORD_U32S of those, and unit_of_u32s makes a unit from them (the
+// first WORD_U32S components of `w`).
+const WORD_U32S: u32 = 1u;
+
+fn unit_of_u32s(w: vec4<u32>) -> Unit {
+    return unpack_unit(w.x);
+}

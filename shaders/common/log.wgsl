@@ -126,8 +126,10 @@ fn exp_accurate(x: f32) -> f32 {
 
 // e^x for every x, from `exp_accurate`: 1 / e^(−x) for x > 0, so it overflows to +∞ from
 // x = 87.34 (the true value from 88.72); poisson_nll.wgsl and kl_div.wgsl.
+// One exp_accurate for both sides: −|x| is x itself for x ≤ 0 (−0 included).
 fn exp_any(x: f32) -> f32 {
-    return select(1.0 / exp_accurate(-x), exp_accurate(x), x <= 0.0);
+    let e = exp_accurate(-abs(x));
+    return select(1.0 / e, e, x <= 0.0);
 }
 
 // ln S of a softmax's sum S = 1 + rest, from rest = S − 1 ∈ [0, C − 1] (the row statistics keep

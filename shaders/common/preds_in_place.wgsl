@@ -7,7 +7,7 @@
 // (even C: the host checks), so no word holds two rows' elements.
 
 // [rows · cols] prediction, overwritten by the gradient, in units.
-@group(0) @binding(1) var<storage, read_write> preds: array<u32>;
+@group(0) @binding(1) var<storage, read_write> preds: array<Word>;
 
 // Whether the gradient overwrites `preds`.
 const IN_PLACE: bool = true;

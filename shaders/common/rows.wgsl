@@ -28,6 +28,8 @@
 //     fn row_push(s: Stats, row: RowCtx, j: u32, x: f32, t: f32, scanned: bool) -> Stats
 //                                          // scanned: row_scan has seen this element
 //     fn row_combine(a: Stats, b: Stats) -> Stats                   // associative
+//     fn row_block(s: Stats) -> Stats   // the empty statistics a block of a lane's streamed
+//                                       // elements starts from (s: the lane's so far)
 //     fn row_finish(s: Stats, row: RowCtx) -> RowOut                // ℓ_r and coefficients
 //     fn row_grad(r: RowOut, row: RowCtx, j: u32, x: f32, t: f32) -> f32  // ∂ℓ_r/∂x_rj
 // and a second statistics sweep, for a loss whose sums need the first sweep's finished
@@ -94,12 +96,19 @@ struct RowOut {
 // Four units per trip in the long-row loops (set by the host: GPUs yes, software adapters no).
 override UNROLL: bool = false;
 
+// The target's form and the class weights, fixed per pipeline (set by the host, `RowPlan`
+// in src/kernels/rows.rs) because each is tested per element: llvmpipe runs a branch on a
+// uniform value with its test on every element even when it is never taken. What is tested
+// once per row stays in `params.flags`.
+// Class-index targets [rows] (else dense targets shaped like the prediction).
+override CLASSES: bool = false;
+// Class weights bound (binding 7).
+override WEIGHT: bool = false;
+
 const FLAG_WRITE_GRAD: u32 = 1u;
 const FLAG_WRITE_LOSSES: u32 = 2u;
 const FLAG_UPSTREAM_ARRAY: u32 = 4u;
-const FLAG_CLASSES: u32 = 8u;
-const FLAG_WEIGHT: u32 = 16u;
-// With FLAG_CLASSES: the class ids are i64 (two words each, low first), or u32; else i32.
+// With CLASSES: the class ids are i64 (two words each, low first), or u32; else i32.
 const FLAG_CLASSES_I64: u32 = 32u;
 const FLAG_CLASSES_U32: u32 = 64u;
 // Each row's log-sum-exp into `lse_out` (a loss with ROW_LSE).
@@ -107,13 +116,19 @@ const FLAG_WRITE_LSE: u32 = 128u;
 
 // Elements per lane kept in registers between the statistics and the gradient.
 const ROW_REGS: u32 = 16u;
+// A lane's streamed units (those past its held ones) are pushed in blocks of this many, each
+// into statistics of its own (row_block) that then join the lane's (row_combine). So a lane's
+// f32 sums have at most ROW_BLOCK · EPU terms in a row, then one per block: with 1000
+// elements per lane (software adapters), about 80 terms instead of 1000, whose rounding
+// (a random walk, √terms ulp) is then 3.5× smaller.
+const ROW_BLOCK: u32 = 16u;
 // The same, in units (words).
 const UNIT_REGS: u32 = ROW_REGS / EPU;
 
 @group(0) @binding(0) var<uniform> params: Params;
 // Binding 1, `preds`: the [rows · cols] prediction in units, declared by the `<preds>` slot
 // (common/preds_read.wgsl, or common/preds_in_place.wgsl for a gradient written over it).
-// Float targets [rows · cols] stored like the prediction, or class ids [rows] (FLAG_CLASSES):
+// Float targets [rows · cols] stored like the prediction, or class ids [rows] (CLASSES):
 // i32, u32, or i64 as two words each (FLAG_CLASSES_I64, FLAG_CLASSES_U32).
 @group(0) @binding(2) var<storage, read> targets: array<u32>;
 // [rows] upstream gradient g_r (Reduction::None with an array), else a dummy.
@@ -124,7 +139,7 @@ const UNIT_REGS: u32 = ROW_REGS / EPU;
 @group(0) @binding(5) var<storage, read_write> losses: array<f32>;
 // [all chunks' workgroups] one partial sum of ℓ_r per workgroup.
 @group(0) @binding(6) var<storage, read_write> partials: array<f32>;
-// [cols] class weights (FLAG_WEIGHT), else a dummy.
+// [cols] class weights (WEIGHT), else a dummy.
 @group(0) @binding(7) var<storage, read> weight: array<f32>;
 // (D, gradient scale, value scale, zero flag): written by row_divisor.wgsl or by the host.
 // A non-zero flag (D = 0 for a mean) makes every gradient element exactly 0.
@@ -143,10 +158,14 @@ fn class_word(i: u32) -> u32 {
 
 // Dense targets of unit (word) w; zeros with class-index targets.
 fn target_unit(w: u32) -> Unit {
-    if ((params.flags & FLAG_CLASSES) != 0u) {
+    if (CLASSES) {
         return unit_zero();
     }
-    return unpack_unit(targets[w]);
+    let i = w * WORD_U32S;
+    if (WORD_U32S == 4u) {
+        return unit_of_u32s(vec4<u32>(targets[i], targets[i + 1u], targets[i + 2u], targets[i + 3u]));
+    }
+    return unit_of_u32s(vec4<u32>(targets[i], 0u, 0u, 0u));
 }
 
 // Prediction element i (flat, in this chunk).
@@ -155,22 +174,27 @@ fn pred_at(i: u32) -> f32 {
 }
 
 fn class_weight(j: u32) -> f32 {
-    if ((params.flags & FLAG_WEIGHT) != 0u) {
+    if (WEIGHT) {
         return weight[j];
     }
     return 1.0;
 }
 
 // Gradient of element j of a finished row, with the row's scale; a row whose loss is NaN
-// (NaN somewhere in its inputs) gets NaN everywhere.
+// (NaN somewhere in its inputs) gets NaN everywhere, and every element is 0 where norm's
+// zero flag is set. Selects, not branches: the tests are the same for every element of a row.
 fn scaled_grad(r: RowOut, row: RowCtx, j: u32, x: f32, t: f32, scale: f32) -> f32 {
-    if (norm.w != 0.0) {
-        return 0.0;
-    }
-    if (is_nan(r.loss)) {
-        return r.loss;
-    }
-    return scale * row_grad(r, row, j, x, t);
+    let g = select(scale * row_grad(r, row, j, x, t), r.loss, is_nan(r.loss));
+    return select(g, 0.0, norm.w != 0.0);
+}
+
+// Whether element e of the unit whose first element is the row's `at` (counted from its first
+// word) is the row's (in [0, C) after `lead`). Always with one element per unit, and with
+// io_f32x4.wgsl's four, which the host uses only for rows of a multiple of 4 elements: every
+// unit the lane reaches (q < units) is then the row's, so the test compiles away.
+fn in_row(at: u32, e: u32, lead: u32) -> bool {
+    let k = at + e;
+    return EPU == 1u || EPU == 4u || (k >= lead && k - lead < params.cols);
 }
 
 // Pushes the row's elements of one unit; `at` = the unit's first element counted from the
@@ -180,7 +204,7 @@ fn push_unit(s: Stats, row: RowCtx, at: u32, lead: u32, x: Unit, t: Unit, scanne
     var r = s;
     for (var e = 0u; e < EPU; e = e + 1u) {
         let k = at + e;
-        if (k >= lead && k - lead < params.cols) {
+        if (in_row(at, e, lead)) {
             r = row_push(r, row, k - lead, unit_elem(x, e), unit_elem(t, e), scanned);
         }
     }
@@ -192,7 +216,7 @@ fn scan_unit(s: Stats, at: u32, lead: u32, x: Unit, t: Unit) -> Stats {
     var r = s;
     for (var e = 0u; e < EPU; e = e + 1u) {
         let k = at + e;
-        if (k >= lead && k - lead < params.cols) {
+        if (in_row(at, e, lead)) {
             r = row_scan(r, unit_elem(x, e), unit_elem(t, e));
         }
     }
@@ -204,7 +228,7 @@ fn second_unit(s: Second, out: RowOut, row: RowCtx, at: u32, lead: u32, x: Unit,
     var r = s;
     for (var e = 0u; e < EPU; e = e + 1u) {
         let k = at + e;
-        if (k >= lead && k - lead < params.cols) {
+        if (in_row(at, e, lead)) {
             r = row_second_push(r, out, row, k - lead, unit_elem(x, e), unit_elem(t, e));
         }
     }
@@ -217,11 +241,10 @@ fn grad_unit(out: RowOut, row: RowCtx, w: u32, at: u32, lead: u32, x: Unit, t: U
     var ok: Mask;
     for (var e = 0u; e < EPU; e = e + 1u) {
         let k = at + e;
-        if (k >= lead && k - lead < params.cols) {
+        if (in_row(at, e, lead)) {
             ok[e] = true;
-            if (!skip) {
-                g = unit_with(g, e, scaled_grad(out, row, k - lead, unit_elem(x, e), unit_elem(t, e), scale));
-            }
+            let ge = scaled_grad(out, row, k - lead, unit_elem(x, e), unit_elem(t, e), scale);
+            g = unit_with(g, e, select(ge, 0.0, skip));
         }
     }
     write_grad(w, g, ok);
@@ -234,7 +257,7 @@ fn main(lane: Lane, @builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgrou
     let per_wg = WG / group;             // rows per workgroup per trip
     let slot = lane.index / group;
     let cols = params.cols;
-    let classes = (params.flags & FLAG_CLASSES) != 0u;
+    let classes = CLASSES;
     var acc = 0.0;
     // Row loop: uniform trip count (barriers inside), ≤ 16 384 trips by construction.
     for (var it = 0u; it < params.row_iters; it = it + 1u) {
@@ -301,25 +324,31 @@ fn main(lane: Lane, @builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgrou
                 s = push_unit(s, row, q * EPU, lead, xs[k], ts[k], true);
             }
         }
-        // The rest of a long row (with UNROLL, four units per trip with their loads issued
-        // together); trips ≤ units / group ≤ 16 384 (checked by the host).
+        // The rest of a long row, in blocks of ROW_BLOCK units per lane (with UNROLL, four
+        // units per trip with their loads issued together); trips ≤ units / group ≤ 16 384 in
+        // all (checked by the host), at most ROW_BLOCK of them per block.
         var q = lig + UNIT_REGS * group;
-        for (; UNROLL && !idle && q + 3u * group < units; q = q + 4u * group) {
-            let x0 = preds[w0 + q];
-            let x1 = preds[w0 + q + group];
-            let x2 = preds[w0 + q + 2u * group];
-            let x3 = preds[w0 + q + 3u * group];
-            let t0 = target_unit(w0 + q);
-            let t1 = target_unit(w0 + q + group);
-            let t2 = target_unit(w0 + q + 2u * group);
-            let t3 = target_unit(w0 + q + 3u * group);
-            s = push_unit(s, row, q * EPU, lead, unpack_unit(x0), t0, false);
-            s = push_unit(s, row, (q + group) * EPU, lead, unpack_unit(x1), t1, false);
-            s = push_unit(s, row, (q + 2u * group) * EPU, lead, unpack_unit(x2), t2, false);
-            s = push_unit(s, row, (q + 3u * group) * EPU, lead, unpack_unit(x3), t3, false);
-        }
-        for (; !idle && q < units; q = q + group) {
-            s = push_unit(s, row, q * EPU, lead, unpack_unit(preds[w0 + q]), target_unit(w0 + q), false);
+        for (; !idle && q < units;) {
+            let end = min(units, q + ROW_BLOCK * group);
+            var b = row_block(s);
+            for (; UNROLL && q + 3u * group < end; q = q + 4u * group) {
+                let x0 = preds[w0 + q];
+                let x1 = preds[w0 + q + group];
+                let x2 = preds[w0 + q + 2u * group];
+                let x3 = preds[w0 + q + 3u * group];
+                let t0 = target_unit(w0 + q);
+                let t1 = target_unit(w0 + q + group);
+                let t2 = target_unit(w0 + q + 2u * group);
+                let t3 = target_unit(w0 + q + 3u * group);
+                b = push_unit(b, row, q * EPU, lead, unpack_unit(x0), t0, false);
+                b = push_unit(b, row, (q + group) * EPU, lead, unpack_unit(x1), t1, false);
+                b = push_unit(b, row, (q + 2u * group) * EPU, lead, unpack_unit(x2), t2, false);
+                b = push_unit(b, row, (q + 3u * group) * EPU, lead, unpack_unit(x3), t3, false);
+            }
+            for (; q < end; q = q + group) {
+                b = push_unit(b, row, q * EPU, lead, unpack_unit(preds[w0 + q]), target_unit(w0 + q), false);
+            }
+            s = row_combine(s, b);
         }
 
         // Combine the group's statistics: a fixed-order tree, so the same bits every run.
@@ -361,22 +390,27 @@ fn main(lane: Lane, @builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgrou
                 }
             }
             var q = lig + UNIT_REGS * group;
-            for (; UNROLL && !skip && q + 3u * group < units; q = q + 4u * group) {
-                let x0 = preds[w0 + q];
-                let x1 = preds[w0 + q + group];
-                let x2 = preds[w0 + q + 2u * group];
-                let x3 = preds[w0 + q + 3u * group];
-                let t0 = target_unit(w0 + q);
-                let t1 = target_unit(w0 + q + group);
-                let t2 = target_unit(w0 + q + 2u * group);
-                let t3 = target_unit(w0 + q + 3u * group);
-                s2 = second_unit(s2, out, row, q * EPU, lead, unpack_unit(x0), t0);
-                s2 = second_unit(s2, out, row, (q + group) * EPU, lead, unpack_unit(x1), t1);
-                s2 = second_unit(s2, out, row, (q + 2u * group) * EPU, lead, unpack_unit(x2), t2);
-                s2 = second_unit(s2, out, row, (q + 3u * group) * EPU, lead, unpack_unit(x3), t3);
-            }
-            for (; !skip && q < units; q = q + group) {
-                s2 = second_unit(s2, out, row, q * EPU, lead, unpack_unit(preds[w0 + q]), target_unit(w0 + q));
+            for (; !skip && q < units;) {
+                let end = min(units, q + ROW_BLOCK * group);
+                var b2 = row_second_identity();
+                for (; UNROLL && q + 3u * group < end; q = q + 4u * group) {
+                    let x0 = preds[w0 + q];
+                    let x1 = preds[w0 + q + group];
+                    let x2 = preds[w0 + q + 2u * group];
+                    let x3 = preds[w0 + q + 3u * group];
+                    let t0 = target_unit(w0 + q);
+                    let t1 = target_unit(w0 + q + group);
+                    let t2 = target_unit(w0 + q + 2u * group);
+                    let t3 = target_unit(w0 + q + 3u * group);
+                    b2 = second_unit(b2, out, row, q * EPU, lead, unpack_unit(x0), t0);
+                    b2 = second_unit(b2, out, row, (q + group) * EPU, lead, unpack_unit(x1), t1);
+                    b2 = second_unit(b2, out, row, (q + 2u * group) * EPU, lead, unpack_unit(x2), t2);
+                    b2 = second_unit(b2, out, row, (q + 3u * group) * EPU, lead, unpack_unit(x3), t3);
+                }
+                for (; q < end; q = q + group) {
+                    b2 = second_unit(b2, out, row, q * EPU, lead, unpack_unit(preds[w0 + q]), target_unit(w0 + q));
+                }
+                s2 = row_second_combine(s2, b2);
             }
             if (group > 1u) {
                 row_second_scratch[lane.index] = s2;

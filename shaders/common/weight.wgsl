@@ -3,11 +3,11 @@
 
 #import common/elementwise.wgsl
 
-// [w_len] weight, broadcast along the trailing dimensions; a 1-element dummy when w_len = 0.
+// [w_len] weight, broadcast along the trailing dimensions (WEIGHT); else a 1-element dummy.
 @group(0) @binding(7) var<storage, read> weight: array<f32>;
 
 fn weight_at(i: u32) -> f32 {
-    if (params.w_len == 0u) {
+    if (!WEIGHT) {
         return 1.0;
     }
     return weight[broadcast_at(params.w_len, params.w_phase, i)];

@@ -27,6 +27,18 @@ pub struct ContextOptions {
     /// 1.7–1.8× faster). The results are the same bits either way (the same additions in the
     /// same order).
     pub unroll: Option<bool>,
+    /// Elements of a row each lane of a row-wise kernel aims to own, which sets how many lanes
+    /// share a row: the power of two at or above `C / this`, at most a workgroup (256), and
+    /// at least what keeps each lane's loop under its trip bound. Default `None`:
+    /// 16 on GPUs (the elements a lane keeps in registers), so a row of up to 4096 elements
+    /// is read once by many lanes, and [`CPU_ROW_ELEMENTS_PER_LANE`] (1024) on software
+    /// adapters (device type `Cpu`), where each combine step of a row's lanes is a workgroup
+    /// barrier, llvmpipe's costliest operation: one lane per row up to C = 1024 made softmax
+    /// cross entropy over 4096 × 1000 2.3× faster there (`docs/TUNING.md`). A row's sums then
+    /// run over up to 1024 terms per lane, which bounds their rounding error as the longest
+    /// GPU rows' (C = 2^18). `Some(0)` is taken as 1. The results differ in the last bits
+    /// between settings (the sums are grouped differently); each is deterministic.
+    pub row_elements_per_lane: Option<usize>,
     /// Bytes of chunk buffers a host-array call ([`GpuContext::compute`]) holds at once, device
     /// and staging buffers together (default 256 MiB). The inputs stream through two sets of
     /// chunk buffers sized to fit (a power of two of elements, at least 64, and at least one
@@ -53,6 +65,7 @@ impl Default for ContextOptions {
             max_chunk_elements: None,
             memory_budget: None,
             unroll: None,
+            row_elements_per_lane: None,
             backends: None,
             adapter_name: None,
         }
@@ -63,6 +76,14 @@ impl Default for ContextOptions {
 /// binding slot (`crate::bindings::Slot`, 17 of them), so that no two dummies of one bind
 /// group share a buffer.
 const PLACEHOLDERS: usize = 24;
+
+/// [`ContextOptions::row_elements_per_lane`]'s default on GPUs: the elements a lane of the
+/// row kernels keeps in registers (`ROW_REGS` in `shaders/common/rows.wgsl`; src/kernels/rows.rs
+/// checks that they agree).
+pub(crate) const GPU_ROW_ELEMENTS_PER_LANE: usize = 16;
+
+/// [`ContextOptions::row_elements_per_lane`]'s default on software adapters.
+pub const CPU_ROW_ELEMENTS_PER_LANE: usize = 1024;
 
 /// [`ContextOptions::memory_budget`]'s default.
 pub const DEFAULT_MEMORY_BUDGET: u64 = 256 << 20;
@@ -93,6 +114,8 @@ pub struct GpuContext {
     f16_storage: bool,
     /// The loss drivers' `UNROLL` override ([`ContextOptions::unroll`]).
     unroll: bool,
+    /// [`ContextOptions::row_elements_per_lane`], resolved.
+    row_elements_per_lane: usize,
     pub(crate) max_chunk_elements: usize,
     memory_budget: u64,
     pipelines: Mutex<HashMap<String, Arc<KernelPipeline>>>,
@@ -217,6 +240,12 @@ impl GpuContext {
         if adapter.features().contains(wgpu::Features::TIMESTAMP_QUERY) {
             required_features |= wgpu::Features::TIMESTAMP_QUERY;
         }
+        // A software adapter's device memory is the host's: storage buffers the host maps
+        // directly spare the host-array path a device copy per array each way
+        // (`GpuContext::maps_storage`).
+        if adapter.get_info().device_type == wgpu::DeviceType::Cpu {
+            required_features |= adapter.features() & wgpu::Features::MAPPABLE_PRIMARY_BUFFERS;
+        }
         let (device, queue) = adapter
             .request_device(&wgpu::DeviceDescriptor {
                 label: Some("wgpu-loss device"),
@@ -304,6 +333,14 @@ impl GpuContext {
         let unroll = options
             .unroll
             .unwrap_or(info.device_type != wgpu::DeviceType::Cpu);
+        let row_elements_per_lane = options
+            .row_elements_per_lane
+            .unwrap_or(if info.device_type == wgpu::DeviceType::Cpu {
+                CPU_ROW_ELEMENTS_PER_LANE
+            } else {
+                GPU_ROW_ELEMENTS_PER_LANE
+            })
+            .max(1);
         // wgpu-hal's GL backend shares one GL context between threads behind a lock it waits
         // for at most 6 s, then panics ("Could not lock adapter context"): a call waiting for
         // the GPU holds it that long on a slow adapter. Serialising this context's calls keeps
@@ -318,6 +355,7 @@ impl GpuContext {
             subgroups,
             f16_storage,
             unroll,
+            row_elements_per_lane,
             max_chunk_elements,
             memory_budget: options.memory_budget.unwrap_or(DEFAULT_MEMORY_BUDGET),
             pipelines: Mutex::new(HashMap::new()),
@@ -463,5 +501,24 @@ impl GpuContext {
     /// ([`ContextOptions::unroll`]).
     pub(crate) fn unroll(&self) -> bool {
         self.unroll
+    }
+
+    /// Whether the host-array path binds the buffers it maps (`src/gpu/stream.rs`): on a
+    /// software adapter (device type `Cpu`) whose device has
+    /// `Features::MAPPABLE_PRIMARY_BUFFERS` ([`GpuContext::new`] asks for it there). Elsewhere
+    /// mapped storage is slower for the device, so the path stages through copies.
+    pub(crate) fn maps_storage(&self) -> bool {
+        self.info.device_type == wgpu::DeviceType::Cpu
+            && self
+                .device
+                .features()
+                .contains(wgpu::Features::MAPPABLE_PRIMARY_BUFFERS)
+    }
+
+    /// Elements of a row each lane of a row-wise kernel aims to own
+    /// ([`ContextOptions::row_elements_per_lane`], resolved for this adapter): it sets how
+    /// many terms each lane's share of a row's sums has, and so their rounding error.
+    pub fn row_elements_per_lane(&self) -> usize {
+        self.row_elements_per_lane
     }
 }

@@ -5,7 +5,10 @@
 //! with the host bytes of its inputs and the sizes of its outputs. The ring has two slots,
 //! each with one device buffer and one staging buffer per input and per output, sized for the
 //! largest step; so a call holds at most two steps' worth of buffers, whatever its size
-//! ([`crate::ContextOptions::memory_budget`] sizes the chunks to fit). Step `k` runs in slot
+//! ([`crate::ContextOptions::memory_budget`] sizes the chunks to fit). Where the host can map
+//! storage buffers ([`GpuContext::maps_storage`]: a software adapter, whose device memory is
+//! the host's), each input and output is one buffer, both bound and mapped, and the device
+//! copies below are skipped: one host copy in and one out per array. Step `k` runs in slot
 //! `k mod 2`:
 //!
 //! 1. its inputs are copied into the slot's upload staging (mapped; on every core when large);
@@ -138,10 +141,25 @@ pub(crate) struct Call<'a, 'd> {
     pub words: &'a [(&'a wgpu::Buffer, u64)],
 }
 
-/// One slot's buffers: `(device, staging)` per input and per output.
+/// One input's or output's buffers in a slot: the one the kernels bind, and the staging
+/// buffer the host maps, or none where the host maps the bound buffer itself
+/// ([`GpuContext::maps_storage`]: no device copy).
+struct Staged {
+    device: Pooled,
+    staging: Option<Pooled>,
+}
+
+impl Staged {
+    /// The buffer the host maps.
+    fn host(&self) -> &wgpu::Buffer {
+        &self.staging.as_ref().unwrap_or(&self.device).buffer
+    }
+}
+
+/// One slot's buffers, per input and per output.
 struct Slot {
-    inputs: Vec<(Pooled, Pooled)>,
-    outputs: Vec<(Pooled, Pooled)>,
+    inputs: Vec<Staged>,
+    outputs: Vec<Staged>,
 }
 
 /// Per position `i`, the largest `i`-th size over all of `sizes` (one list per step), rounded
@@ -160,10 +178,10 @@ fn largest(sizes: impl Iterator<Item = Vec<u64>>) -> Vec<u64> {
 }
 
 /// The device buffers of `bufs` bound as arrays of `sizes` bytes.
-fn bound_all(bufs: &[(Pooled, Pooled)], sizes: impl Iterator<Item = u64>) -> Vec<Bound<'_>> {
+fn bound_all(bufs: &[Staged], sizes: impl Iterator<Item = u64>) -> Vec<Bound<'_>> {
     bufs.iter()
         .zip(sizes)
-        .map(|((device, _), bytes)| Bound::whole(&device.buffer, (bytes / 4).max(1) as usize))
+        .map(|(b, bytes)| Bound::whole(&b.device.buffer, (bytes / 4).max(1) as usize))
         .collect()
 }
 
@@ -229,8 +247,22 @@ impl GpuContext {
                 self.limits.max_buffer_size,
             )
         };
-        let pair = |label: &str, size: u64, device: U, staging: U| {
-            (take(label, size, device), take(label, size, staging))
+        // Where the host can map storage buffers, each input and output is one buffer that
+        // is both bound and mapped (`map`); else a device buffer and a staging buffer, copied
+        // between by the device (the device side's copy usage `to`, the staging side's `from`).
+        let direct = self.maps_storage();
+        let pair = |label: &str, size: u64, map: U, to: U, from: U| {
+            if direct {
+                Staged {
+                    device: take(label, size, U::STORAGE | map),
+                    staging: None,
+                }
+            } else {
+                Staged {
+                    device: take(label, size, U::STORAGE | to),
+                    staging: Some(take(label, size, map | from)),
+                }
+            }
         };
         let mut ring: Vec<Slot> = (0..RING_SLOTS.min(steps.len()))
             .map(|_| Slot {
@@ -240,8 +272,9 @@ impl GpuContext {
                         pair(
                             "wgpu-loss chunk in",
                             b,
-                            U::STORAGE | U::COPY_DST,
-                            U::MAP_WRITE | U::COPY_SRC,
+                            U::MAP_WRITE,
+                            U::COPY_DST,
+                            U::COPY_SRC,
                         )
                     })
                     .collect(),
@@ -251,8 +284,9 @@ impl GpuContext {
                         pair(
                             "wgpu-loss chunk out",
                             b,
-                            U::STORAGE | U::COPY_SRC,
-                            U::MAP_READ | U::COPY_DST,
+                            U::MAP_READ,
+                            U::COPY_SRC,
+                            U::COPY_DST,
                         )
                     })
                     .collect(),
@@ -282,10 +316,10 @@ impl GpuContext {
                     encoder.clear_buffer(b, 0, None);
                 }
             }
-            for ((device, staging), bytes) in slot.inputs.iter().zip(&step.inputs) {
+            for (b, bytes) in slot.inputs.iter().zip(&step.inputs) {
                 let size = (bytes.len() as u64).next_multiple_of(4);
-                if size > 0 {
-                    encoder.copy_buffer_to_buffer(&staging.buffer, 0, &device.buffer, 0, size);
+                if let (Some(staging), true) = (&b.staging, size > 0) {
+                    encoder.copy_buffer_to_buffer(&staging.buffer, 0, &b.device.buffer, 0, size);
                 }
             }
             let ins = bound_all(&slot.inputs, step.inputs.iter().map(|b| b.len() as u64));
@@ -304,8 +338,10 @@ impl GpuContext {
                     pass.dispatch_workgroups(d.workgroups, 1, 1);
                 }
             }
-            for ((device, staging), &(size, _)) in slot.outputs.iter().zip(&step.outputs) {
-                encoder.copy_buffer_to_buffer(&device.buffer, 0, &staging.buffer, 0, size);
+            for (b, &(size, _)) in slot.outputs.iter().zip(&step.outputs) {
+                if let Some(staging) = &b.staging {
+                    encoder.copy_buffer_to_buffer(&b.device.buffer, 0, &staging.buffer, 0, size);
+                }
             }
             if last {
                 for ((src, size), staging) in call.words.iter().zip(&words) {
@@ -329,9 +365,9 @@ impl GpuContext {
         // The ring and the word buffers go back to the pool only when the call succeeded.
         if small.is_ok() {
             for slot in ring.drain(..) {
-                for (a, b) in slot.inputs.into_iter().chain(slot.outputs) {
-                    kept.push(a);
-                    kept.push(b);
+                for b in slot.inputs.into_iter().chain(slot.outputs) {
+                    kept.push(b.device);
+                    kept.extend(b.staging);
                 }
             }
             kept.extend(words);
@@ -347,7 +383,7 @@ impl GpuContext {
             .iter()
             .zip(inputs)
             .filter(|(_, b)| !b.is_empty())
-            .map(|((_, staging), b)| (&staging.buffer, (b.len() as u64).next_multiple_of(4)))
+            .map(|(s, b)| (s.host(), (b.len() as u64).next_multiple_of(4)))
             .collect();
         let mut bytes = inputs.iter().filter(|b| !b.is_empty());
         self.each_mapped(
@@ -378,7 +414,7 @@ impl GpuContext {
             .outputs
             .iter()
             .zip(&step.outputs)
-            .map(|((_, staging), &(size, _))| (&staging.buffer, size))
+            .map(|(s, &(size, _))| (s.host(), size))
             .collect();
         self.read_mapped(
             &staged,

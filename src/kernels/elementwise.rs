@@ -36,14 +36,12 @@ pub const MAX_LOOP_TRIPS: u64 = 16_384;
 pub(crate) struct ElementwiseParams {
     pub n: u32,
     pub partial_base: u32,
-    pub flags: u32,
     pub index_base: u32,
     pub w_len: u32,
     pub w_phase: u32,
     pub q_len: u32,
     pub q_phase: u32,
     pub grad_scale: f32,
-    pub _pad: [u32; 3],
     /// The loss's `LossParams` (`src/losses/<loss>.rs`, `params`).
     pub loss: [f32; 4],
 }
@@ -62,10 +60,6 @@ pub(crate) struct FinalizeParams {
 /// whose divisor is computed on the GPU).
 pub(crate) const FLAG_SCALE_FROM_NORM: u32 = 1;
 
-pub(crate) const FLAG_WRITE_GRAD: u32 = 1;
-pub(crate) const FLAG_WRITE_LOSSES: u32 = 2;
-pub(crate) const FLAG_UPSTREAM_ARRAY: u32 = 4;
-
 /// Elements (units, for 16-bit storage) each lane of an elementwise dispatch aims to handle on
 /// a CPU adapter (llvmpipe): a workgroup costs about 2 µs to start there, and a grid-stride
 /// loop of 8 trips amortises it while keeping few concurrent streams per lane
@@ -77,6 +71,20 @@ pub const CPU_ELEMENTS_PER_LANE: u32 = 8;
 /// time (`docs/TUNING.md`: 4 vec4 trips per lane was the best grid, 1.1–1.3× faster than 2
 /// or 8).
 pub const CPU_VEC4S_PER_LANE: u32 = 4;
+
+/// The elementwise driver's pipeline switches for `spec` (`override`s in
+/// `shaders/common/elementwise.wgsl`), then the loss's own (`LossDef::switches`).
+fn ew_switches(spec: &EwSpec) -> Vec<(&'static str, bool)> {
+    let mut switches = vec![
+        ("WRITE_GRAD", spec.want_grad),
+        ("WRITE_LOSSES", spec.reduction == Reduction::None),
+        ("UPSTREAM_ARRAY", spec.upstream_array && spec.want_grad),
+        ("WEIGHT", spec.weight.is_some()),
+        ("POS_WEIGHT", spec.pos_weight.is_some()),
+    ];
+    switches.extend_from_slice(crate::losses::def(&spec.loss).switches(&spec.loss));
+    switches
+}
 
 /// Workgroups for a chunk of `n` elements: one element per invocation up to
 /// [`MAX_WORKGROUPS_PER_CHUNK`], then a grid-stride loop.
@@ -273,16 +281,6 @@ impl EwPlan {
         } else {
             (g, 1.0)
         };
-        let mut flags = 0;
-        if spec.want_grad {
-            flags |= FLAG_WRITE_GRAD;
-        }
-        if spec.reduction == Reduction::None {
-            flags |= FLAG_WRITE_LOSSES;
-        }
-        if spec.upstream_array && spec.want_grad {
-            flags |= FLAG_UPSTREAM_ARRAY;
-        }
         let loss_params = crate::losses::def(&spec.loss).params(&spec.loss);
         // Uniform parameter blocks: one slot per chunk, then the finalize block.
         let stride = (std::mem::size_of::<ElementwiseParams>() as u64)
@@ -296,14 +294,12 @@ impl EwPlan {
             let p = ElementwiseParams {
                 n: ch.len as u32,
                 partial_base,
-                flags,
                 index_base: ch.base as u32,
                 w_len,
                 w_phase,
                 q_len,
                 q_phase,
                 grad_scale,
-                _pad: [0; 3],
                 loss: loss_params,
             };
             let at = (stride * c as u64) as usize;
@@ -321,7 +317,12 @@ impl EwPlan {
             },
         ));
         Ok(EwPlan {
-            ew_pipe: crate::kernels::pipeline::pipeline_io(ctx, kernel, io)?,
+            ew_pipe: crate::kernels::pipeline::pipeline_switched(
+                ctx,
+                kernel,
+                io,
+                &ew_switches(&spec),
+            )?,
             fin_pipe: (spec.reduction != Reduction::None)
                 .then(|| crate::kernels::pipeline::pipeline(ctx, Kernel::ReducePartials))
                 .transpose()?,
@@ -651,7 +652,6 @@ mod tests {
         let members = [
             ("n", offset_of!(ElementwiseParams, n)),
             ("partial_base", offset_of!(ElementwiseParams, partial_base)),
-            ("flags", offset_of!(ElementwiseParams, flags)),
             ("index_base", offset_of!(ElementwiseParams, index_base)),
             ("w_len", offset_of!(ElementwiseParams, w_len)),
             ("w_phase", offset_of!(ElementwiseParams, w_phase)),
@@ -660,17 +660,12 @@ mod tests {
             ("grad_scale", offset_of!(ElementwiseParams, grad_scale)),
             ("loss", offset_of!(ElementwiseParams, loss)),
         ];
-        let flags = [
-            ("FLAG_WRITE_GRAD", FLAG_WRITE_GRAD),
-            ("FLAG_WRITE_LOSSES", FLAG_WRITE_LOSSES),
-            ("FLAG_UPSTREAM_ARRAY", FLAG_UPSTREAM_ARRAY),
-        ];
         let family = |d: &&&dyn crate::losses::LossDef| {
             matches!(d.family(), crate::losses::Family::Elementwise(_))
         };
         for d in crate::losses::REGISTRY.iter().filter(family) {
             let k = Kernel::Loss(d.stem());
-            super::super::mirror::check(k, &members, size_of::<ElementwiseParams>(), &flags);
+            super::super::mirror::check(k, &members, size_of::<ElementwiseParams>(), &[]);
         }
         super::super::mirror::check(
             Kernel::ReducePartials,

@@ -355,7 +355,8 @@ fn pack_pairs(values: &[f32], bits: impl Fn(f32) -> u16) -> Vec<u32> {
 /// The storage of a loss kernel's arrays: prediction and dense target in `input`, the
 /// gradient in `grad` (either `input` or [`Dtype::F32`]). Everything else (class indices,
 /// weights, upstream gradients, losses, the value) is 32-bit. `vec4`: all-f32 arrays moved
-/// four elements at a time (the elementwise family, where every length is a multiple of 4).
+/// four elements at a time (the elementwise family where every length is a multiple of 4, and
+/// on software adapters the row-wise family where the row length is).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub struct Io {
     /// Prediction and dense target.
@@ -433,11 +434,18 @@ impl Io {
     }
 
     /// Whether the kernels are built for this combination (`grad` is `input` or f32, and
-    /// `input` in place; vec4 only for f32, never in place).
+    /// `input` in place; vec4 only for f32).
     pub fn is_supported(self) -> bool {
         (self.grad == self.input || (self.grad == Dtype::F32 && !self.in_place))
-            && (!self.vec4
-                || (self.input == Dtype::F32 && self.grad == Dtype::F32 && !self.in_place))
+            && (!self.vec4 || (self.input == Dtype::F32 && self.grad == Dtype::F32))
+    }
+
+    /// This storage moved a vec4 at a time where it can be (all f32), else itself.
+    pub const fn with_vec4(self) -> Io {
+        Io {
+            vec4: matches!(self.input, Dtype::F32) && matches!(self.grad, Dtype::F32),
+            ..self
+        }
     }
 
     /// The row driver's prediction binding's file and text (`shaders/common/preds_*.wgsl`).
@@ -577,13 +585,15 @@ impl Kernel {
         })
     }
 
-    /// The storages the kernel is built for: every [`Io`] for the elementwise family, all but
-    /// vec4 for the row-wise family, [`Io::SHARDED`] for the sharded loss's three steps, f32
-    /// for the others.
+    /// The storages the kernel is built for: every [`Io`] for the elementwise family, every
+    /// one and each in place for the row-wise family, [`Io::SHARDED`] for the sharded loss's
+    /// three steps, f32 for the others.
     #[cfg(test)]
     pub fn ios(self) -> &'static [Io] {
-        const ROWS: [Io; 8] = [
+        const ROWS: [Io; 10] = [
             Io::F32,
+            Io::F32X4,
+            Io::in_place(Dtype::F32).with_vec4(),
             Io::same(Dtype::F16),
             Io::with_f32_grad(Dtype::F16),
             Io::same(Dtype::Bf16),

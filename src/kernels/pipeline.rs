@@ -63,18 +63,31 @@ fn build(
             io.input.name(),
             io.grad.name(),
             match (io.vec4, io.in_place) {
-                (true, _) => ", vec4",
-                (_, true) => ", in place",
-                _ => "",
+                (true, true) => ", vec4, in place",
+                (true, false) => ", vec4",
+                (false, true) => ", in place",
+                (false, false) => "",
             }
         )
     };
-    let module = ctx
-        .device
-        .create_shader_module(wgpu::ShaderModuleDescriptor {
-            label: Some(&label),
-            source: wgpu::ShaderSource::Wgsl(source.into()),
-        });
+    let desc = wgpu::ShaderModuleDescriptor {
+        label: Some(&label),
+        source: wgpu::ShaderSource::Wgsl(source.into()),
+    };
+    // Without wgpu's loop bounding: it adds a counter and a test to every loop trip (5–8% of
+    // llvmpipe's kernel steps, `docs/TUNING.md`), there to stop an unbounded loop, and every
+    // loop of these kernels has a bounded trip count (llvmpipe ends any loop after 65 535
+    // trips, so the planners keep each under MAX_LOOP_TRIPS). Bounds checks stay on.
+    let checks = wgpu::ShaderRuntimeChecks {
+        force_loop_bounding: false,
+        ..wgpu::ShaderRuntimeChecks::checked()
+    };
+    // SAFETY: `create_shader_module_trusted` requires the shader to be valid and, without
+    // `force_loop_bounding`, free of infinite loops. The sources are this crate's own,
+    // validated by naga in tests/shaders.rs and src/kernels/shader_tests.rs, and every loop
+    // in them counts to a bound fixed before it starts (a constant, a uniform, or a workgroup
+    // size), so each terminates.
+    let module = unsafe { ctx.device.create_shader_module_trusted(desc, checks) };
     let entries: Vec<wgpu::BindGroupLayoutEntry> = kernel
         .bindings_io(io)
         .iter()

@@ -40,6 +40,9 @@ pub const ROW_REGS: u32 = 16;
 /// 1000 columns from 316 to 196 ms and cosine over 768 from 306 to 116 ms per call.
 pub const ELEMENTS_PER_LANE: usize = ROW_REGS as usize;
 
+// The context's GPU default of `row_elements_per_lane` is this rule's.
+const _: () = assert!(crate::gpu::GPU_ROW_ELEMENTS_PER_LANE == ELEMENTS_PER_LANE);
+
 /// Most workgroups one row dispatch uses; a row loop covers the rest.
 const MAX_ROW_WORKGROUPS: u32 = 4096;
 
@@ -87,17 +90,37 @@ struct DivisorParams {
 const FLAG_WRITE_GRAD: u32 = 1;
 const FLAG_WRITE_LOSSES: u32 = 2;
 const FLAG_UPSTREAM_ARRAY: u32 = 4;
-const FLAG_CLASSES: u32 = 8;
+/// The class pre-pass's (class_count.wgsl); the row kernels take the weight as their
+/// `WEIGHT` switch instead (`row_switches`).
 const FLAG_WEIGHT: u32 = 16;
 const FLAG_CLASSES_I64: u32 = 32;
 const FLAG_CLASSES_U32: u32 = 64;
 const FLAG_WRITE_LSE: u32 = 128;
 
-/// Lanes per row for rows of `cols` elements: the power of two nearest above
-/// `cols / ELEMENTS_PER_LANE`, at most a workgroup.
+/// The row driver's pipeline switches for `spec` (`override`s in `shaders/common/rows.wgsl`:
+/// what its kernels test per element), then the loss's own (`LossDef::switches`).
+fn row_switches(spec: &RowSpec) -> Vec<(&'static str, bool)> {
+    let mut switches = vec![("CLASSES", spec.classes.is_some()), ("WEIGHT", spec.weight)];
+    switches.extend_from_slice(crate::losses::def(&spec.loss).switches(&spec.loss));
+    switches
+}
+
+/// Lanes per row for rows of `cols` elements on a GPU: the power of two nearest above
+/// `cols / ELEMENTS_PER_LANE`, at most a workgroup (the rule of
+/// [`crate::ContextOptions::row_elements_per_lane`]'s GPU default).
 pub fn group_for(cols: usize) -> u32 {
-    let want = cols.div_ceil(ELEMENTS_PER_LANE).max(1);
-    want.next_power_of_two().min(WORKGROUP_SIZE as usize) as u32
+    lanes_for(cols, cols, ELEMENTS_PER_LANE)
+}
+
+/// Lanes per row for rows of `cols` elements in `units` words, each lane aiming at
+/// `per_lane` elements: the power of two at or above `cols / per_lane`, raised to what keeps
+/// a lane's trips over its units within [`MAX_LOOP_TRIPS`], at most a workgroup.
+pub(crate) fn lanes_for(cols: usize, units: usize, per_lane: usize) -> u32 {
+    let want = cols.div_ceil(per_lane.max(1)).max(1);
+    let bound = units.div_ceil(MAX_LOOP_TRIPS as usize).max(1);
+    want.max(bound)
+        .next_power_of_two()
+        .min(WORKGROUP_SIZE as usize) as u32
 }
 
 /// One chunk of whole rows.
@@ -212,8 +235,7 @@ impl RowPlan {
                 limit: u64::from(u32::MAX) - 1,
             });
         }
-        let per_word = spec.io.input.per_word();
-        if per_word > 1 && b * cols > chunk_elems {
+        if spec.io.input.per_word() > 1 && b * cols > chunk_elems {
             // 16-bit storage is bound whole (the resident API): a chunk boundary could fall
             // inside a word.
             return Err(Error::DeviceLimit {
@@ -224,8 +246,23 @@ impl RowPlan {
         }
         // Lanes own whole words: a row spans at most ⌈(C + per_word − 1) / per_word⌉ of them
         // (a row may start inside a word).
-        let units = (cols + per_word - 1).div_ceil(per_word);
-        let group = group_for(units * per_word);
+        // On software adapters, f32 rows of a multiple of 4 elements are read and written a
+        // vec4 per lane per trip (io_f32x4.wgsl; no unit straddles two rows): llvmpipe moves
+        // each lane's load separately, so 16 bytes per load instead of 4 made its row kernels
+        // 1.xx× faster (`docs/TUNING.md`). GPUs keep one element per word (unmeasured there).
+        let cpu = ctx.adapter_info().device_type == wgpu::DeviceType::Cpu;
+        let io = if cpu && cols.is_multiple_of(4) {
+            spec.io.with_vec4()
+        } else {
+            spec.io
+        };
+        let units = if io.vec4 {
+            cols / 4
+        } else {
+            let per_word = io.input.per_word();
+            (cols + per_word - 1).div_ceil(per_word)
+        };
+        let group = lanes_for(cols, units, ctx.row_elements_per_lane());
         let lane_trips = units.div_ceil(group as usize) as u64;
         if lane_trips > MAX_LOOP_TRIPS {
             return Err(Error::DeviceLimit {
@@ -315,17 +352,13 @@ impl RowPlan {
             flags |= FLAG_WRITE_LSE;
         }
         match spec.classes {
-            Some(ClassType::I32) => flags |= FLAG_CLASSES,
-            Some(ClassType::I64) => flags |= FLAG_CLASSES | FLAG_CLASSES_I64,
-            Some(ClassType::U32) => flags |= FLAG_CLASSES | FLAG_CLASSES_U32,
-            None => {}
+            Some(ClassType::I64) => flags |= FLAG_CLASSES_I64,
+            Some(ClassType::U32) => flags |= FLAG_CLASSES_U32,
+            Some(ClassType::I32) | None => {}
         }
         // ignore_index as the two words of an i64.
         let ignore = spec.ignore_index as u64;
         let (ignore_lo, ignore_hi) = (ignore as u32, (ignore >> 32) as u32);
-        if spec.weight {
-            flags |= FLAG_WEIGHT;
-        }
 
         // Uniform parameter blocks: per chunk a row block and a class block, then the
         // divisor and the finalize blocks.
@@ -360,7 +393,8 @@ impl RowPlan {
                     rows: ch.rows as u32,
                     cols: cols as u32,
                     ignore_lo,
-                    flags: flags & (FLAG_WEIGHT | FLAG_CLASSES_I64 | FLAG_CLASSES_U32),
+                    flags: (flags & (FLAG_CLASSES_I64 | FLAG_CLASSES_U32))
+                        | if spec.weight { FLAG_WEIGHT } else { 0 },
                     row_base: ch.row0 as u32,
                     partial_base: ch.class_partial_base,
                     ignore_hi,
@@ -395,8 +429,8 @@ impl RowPlan {
             row_pipe: crate::kernels::pipeline::pipeline_switched(
                 ctx,
                 kernel,
-                spec.io,
-                crate::losses::def(&spec.loss).switches(&spec.loss),
+                io,
+                &row_switches(&spec),
             )?,
             count_pipe: spec
                 .classes
@@ -878,8 +912,6 @@ mod tests {
             ("FLAG_WRITE_GRAD", FLAG_WRITE_GRAD),
             ("FLAG_WRITE_LOSSES", FLAG_WRITE_LOSSES),
             ("FLAG_UPSTREAM_ARRAY", FLAG_UPSTREAM_ARRAY),
-            ("FLAG_CLASSES", FLAG_CLASSES),
-            ("FLAG_WEIGHT", FLAG_WEIGHT),
             ("FLAG_CLASSES_I64", FLAG_CLASSES_I64),
             ("FLAG_CLASSES_U32", FLAG_CLASSES_U32),
             ("FLAG_WRITE_LSE", FLAG_WRITE_LSE),
@@ -902,7 +934,11 @@ mod tests {
                 ("ignore_hi", offset_of!(ClassParams, ignore_hi)),
             ],
             size_of::<ClassParams>(),
-            &flags[4..7],
+            &[
+                ("FLAG_WEIGHT", FLAG_WEIGHT),
+                ("FLAG_CLASSES_I64", FLAG_CLASSES_I64),
+                ("FLAG_CLASSES_U32", FLAG_CLASSES_U32),
+            ],
         );
         super::super::mirror::check(
             Kernel::RowDivisor,
@@ -919,6 +955,24 @@ mod tests {
 #[cfg(test)]
 mod group_tests {
     /// tests/gpu/common.rs's `lanes_per_row` repeats this rule: the same values.
+    #[test]
+    fn lanes_per_row_on_software_adapters_and_the_trip_bound() {
+        use crate::gpu::CPU_ROW_ELEMENTS_PER_LANE as CPU;
+        // One lane up to C = 1024, vec4 units or not; then the power of two above C / 1024.
+        assert_eq!(super::lanes_for(1000, 250, CPU), 1);
+        assert_eq!(super::lanes_for(1024, 1024, CPU), 1);
+        assert_eq!(super::lanes_for(1025, 1025, CPU), 2);
+        assert_eq!(super::lanes_for(32_000, 8000, CPU), 32);
+        assert_eq!(super::lanes_for(128_256, 32_064, CPU), 128);
+        // Many elements per lane asked for: the loop-trip bound (16 384 units) wins.
+        assert_eq!(super::lanes_for(300_000, 300_000, 1 << 20), 32);
+        assert_eq!(super::lanes_for(16_384, 16_384, 1 << 20), 1);
+        assert_eq!(super::lanes_for(16_385, 16_385, 1 << 20), 2);
+        // 0 elements per lane is taken as 1; never more than a workgroup.
+        assert_eq!(super::lanes_for(100, 100, 0), 128);
+        assert_eq!(super::lanes_for(1 << 22, 1 << 22, 1), 256);
+    }
+
     #[test]
     fn group_sizes_of_the_gpu_tests() {
         for c in 1..=10_000usize {

@@ -10,7 +10,8 @@
 //! divergence per sample) is [`crate::Reduction::BatchMean`]; its default `mean` divides by
 //! every element, as here.
 //!
-//! Shader `shaders/kl_div.wgsl` (`LossParams { log_target }`); tests `tests/gpu/kl_div.rs`.
+//! Shader `shaders/kl_div.wgsl` (`log_target` as its pipeline switch `LOG_TARGET`); tests
+//! `tests/gpu/kl_div.rs`.
 
 use super::{Elementwise, Family, Loss, LossDef, LossOption, Options, Synthetic};
 use crate::error::Result;
@@ -60,11 +61,14 @@ impl LossDef for Def {
             include_str!("../../shaders/kl_div.wgsl"),
         )
     }
-    fn params(&self, loss: &Loss) -> [f32; 4] {
-        [f32::from(u8::from(options(loss))), 0.0, 0.0, 0.0]
-    }
-    fn param_names(&self) -> &'static [&'static str] {
-        &["log_target"]
+    fn switches(&self, loss: &Loss) -> &'static [(&'static str, bool)] {
+        // Each form compiled alone (a uniform branch per element costs llvmpipe the test and
+        // both sides).
+        if options(loss) {
+            &[("LOG_TARGET", true)]
+        } else {
+            &[("LOG_TARGET", false)]
+        }
     }
     fn synthetic(&self) -> Synthetic {
         // Log-probabilities against probabilities.

@@ -7,7 +7,8 @@
 //! full:       ℓ += t ln t − t + ½ ln(2π t)   where t > 1 (Stirling's term; no gradient)
 //! ```
 //!
-//! Shader `shaders/poisson_nll.wgsl` (`LossParams { log_input, full, eps }`); tests
+//! Shader `shaders/poisson_nll.wgsl` (`LossParams { eps }`, `log_input` and `full` as its
+//! pipeline switches `LOG_INPUT`, `FULL`); tests
 //! `tests/gpu/poisson_nll.rs`.
 
 use super::{Elementwise, Family, Loss, LossDef, LossOption, Options, Synthetic};
@@ -95,11 +96,20 @@ impl LossDef for Def {
         )
     }
     fn params(&self, loss: &Loss) -> [f32; 4] {
-        let (log_input, full, eps) = options(loss);
-        [f32::from(u8::from(log_input)), f32::from(u8::from(full)), eps, 0.0]
+        [options(loss).2, 0.0, 0.0, 0.0]
     }
     fn param_names(&self) -> &'static [&'static str] {
-        &["log_input", "full", "eps"]
+        &["eps"]
+    }
+    fn switches(&self, loss: &Loss) -> &'static [(&'static str, bool)] {
+        // Each form compiled alone (a uniform branch per element costs llvmpipe the test and
+        // both sides).
+        match options(loss) {
+            (true, true, _) => &[("LOG_INPUT", true), ("FULL", true)],
+            (true, false, _) => &[("LOG_INPUT", true), ("FULL", false)],
+            (false, true, _) => &[("LOG_INPUT", false), ("FULL", true)],
+            (false, false, _) => &[("LOG_INPUT", false), ("FULL", false)],
+        }
     }
     fn synthetic(&self) -> Synthetic {
         // Log-rates and counts.

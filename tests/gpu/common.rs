@@ -261,7 +261,7 @@ pub fn check_args(
     let cpu =
         reference::compute(loss, args).unwrap_or_else(|e| panic!("{what}: reference failed: {e}"));
     let tol = if loss.is_row_wise() {
-        row_tolerance(loss, args)
+        row_tolerance(ctx.row_elements_per_lane(), loss, args)
     } else {
         elementwise_tolerance(loss, args)
     };
@@ -341,30 +341,57 @@ macro_rules! shape_matrix {
 // The row-wise family (categorical and softmax cross entropy, cosine proximity).
 //
 
-/// Gradient and per-row losses of a row-wise loss with rows of `c` elements: relative
-/// tolerance.
+/// Gradient and per-row losses of a row-wise loss with rows of `c` elements, each lane aiming
+/// at `per_lane` of them (`GpuContext::row_elements_per_lane`): relative tolerance.
 ///
 /// [`ARRAY_RTOL`] budgets a few roundings per element. A row-wise element also depends on its
 /// row's statistics (Σ exp(x − m), Σ t', Σ t ln p, ‖p‖², ‖t‖², p·t): f32 sums of `n = ⌈C/group⌉`
 /// sequential terms per lane (`group` from [`lanes_per_row`]) and a fixed tree
 /// of depth log2(group), each term carrying an `exp`/`log` error of a few ulp. Their rounding
 /// errors add like a random walk, about √n ulp (the worst case is n ulp); we allow four times
-/// that, `4 √(n + log2 group) · 2^-24`, where it exceeds `ARRAY_RTOL`. That is at most 1.2e-6
-/// up to C = 4096 (rows held in registers, n ≤ 16 + 8) and 7.7e-6 at C = 262144 (n = 1032),
-/// where llvmpipe shows up to 1.05e-6 (softmax cross entropy with probability targets).
-/// The value's [`VALUE_RTOL`] already covers these (observed ≤ 1.2e-6).
-pub fn row_array_rtol(c: usize) -> f64 {
-    let group = f64::from(lanes_per_row(c.max(1)));
-    let n = (c as f64 / group).ceil() + group.log2();
+/// that, `4 √(n + log2 group) · 2^-24`, where it exceeds `ARRAY_RTOL`. With the GPUs' 16 per
+/// lane that is at most 1.2e-6 up to C = 4096 (rows held in registers, n ≤ 16 + 8) and 7.7e-6
+/// at C = 262144, where llvmpipe shows up to 1.05e-6 (softmax cross entropy with probability
+/// targets). A lane's streamed elements are summed in blocks (`ROW_BLOCK` in rows.wgsl: 16
+/// units, 64 elements at most) that then join its sum, so its sum has at most
+/// 16 + 64 + m/16 terms in a row for m elements: n is the smaller of that and m, so at most
+/// 3.7e-6 with software adapters' 1024 per lane. The value's [`VALUE_RTOL`] already covers
+/// these (observed ≤ 1.2e-6).
+pub fn row_array_rtol(c: usize, per_lane: usize) -> f64 {
+    let group = f64::from(lanes_per_row(c.max(1), per_lane));
+    let m = (c as f64 / group).ceil();
+    let n = m.min(80.0 + (m / 16.0).ceil()) + group.log2();
     ARRAY_RTOL.max(4.0 * n.sqrt() * f64::from(f32::EPSILON) / 2.0)
 }
 
-/// Lanes that share a row of `c` elements in the row kernels: the power of two at or above
-/// `c / 16`, at most a workgroup (256). The kernels' rule (`group_for` in
-/// src/kernels/rows.rs, whose unit test `group_sizes_of_the_gpu_tests` pins the same values),
-/// repeated here because it sets the tolerances and the sizes these tests pick.
-pub fn lanes_per_row(c: usize) -> u32 {
-    c.div_ceil(16).max(1).next_power_of_two().min(256) as u32
+/// Lanes that share a row of `c` elements in the row kernels, each lane aiming at `per_lane`
+/// of them: the power of two at or above `c / per_lane`, at most a workgroup (256). The
+/// kernels' rule (`lanes_for` in src/kernels/rows.rs, whose unit test
+/// `group_sizes_of_the_gpu_tests` pins the same values for 16 per lane; its loop-trip bound
+/// never binds at the sizes of these tests), repeated here because it sets the tolerances and
+/// the sizes these tests pick.
+pub fn lanes_per_row(c: usize, per_lane: usize) -> u32 {
+    c.div_ceil(per_lane).max(1).next_power_of_two().min(256) as u32
+}
+
+/// [`GpuContext::row_elements_per_lane`] of the GPU rule (16), which [`gpu_rows_ctx`] and
+/// the sharded kernels use on every adapter.
+pub const GPU_ROW_ELEMENTS_PER_LANE: usize = 16;
+
+/// A context whose row kernels share rows between lanes as on a GPU (16 elements per lane),
+/// so the combine trees of every group size run on a software adapter too, whose default
+/// gives a row of up to 1024 elements one lane.
+pub fn gpu_rows_ctx() -> &'static GpuContext {
+    static C: OnceLock<GpuContext> = OnceLock::new();
+    C.get_or_init(|| {
+        make(
+            ContextOptions {
+                row_elements_per_lane: Some(GPU_ROW_ELEMENTS_PER_LANE),
+                ..Default::default()
+            },
+            "GPU row lanes",
+        )
+    })
 }
 
 /// The tolerance [`check_args`] applies to an elementwise loss: [`ARRAY_RTOL`] of the largest
@@ -426,9 +453,9 @@ pub fn softcap_rtol(loss: &Loss, args: &LossArgs<'_>) -> f64 {
 /// The tolerance [`check_args`] applies to a row-wise loss: [`row_array_rtol`] (plus
 /// [`softcap_rtol`] for a capped softmax), and for cosine proximity the scales of
 /// [`cosine_scales`].
-pub fn row_tolerance(loss: &Loss, args: &LossArgs<'_>) -> Tolerance {
+pub fn row_tolerance(per_lane: usize, loss: &Loss, args: &LossArgs<'_>) -> Tolerance {
     let mut tol = Tolerance {
-        array_rtol: row_array_rtol(args.rows_cols().1) + softcap_rtol(loss, args),
+        array_rtol: row_array_rtol(args.rows_cols().1, per_lane) + softcap_rtol(loss, args),
         ..Tolerance::default()
     };
     if let Loss::CosineProximity { eps, .. } = *loss {

@@ -217,7 +217,12 @@ fn one_step_matches_the_reference() {
         let cpu = reference::compute(&loss, &args).expect("reference");
         let mut r = ctx.resident(&loss, spec.clone()).expect("plan");
         let gpu = resident_step(ctx, &mut r, &host, &[b]);
-        assert_close_within(&gpu, &cpu, row_tolerance(&loss, &args), &what);
+        assert_close_within(
+            &gpu,
+            &cpu,
+            row_tolerance(ctx.row_elements_per_lane(), &loss, &args),
+            &what,
+        );
     }
 }
 
@@ -1070,7 +1075,12 @@ fn divisor_read_from_a_buffer() {
                 Some(ArrayD::from_shape_vec(IxDyn(&[b, c]), grad).unwrap()),
                 want.counted,
             );
-            assert_close_within(&gpu, &want, row_tolerance(&loss, &args), &what);
+            assert_close_within(
+                &gpu,
+                &want,
+                row_tolerance(ctx.row_elements_per_lane(), &loss, &args),
+                &what,
+            );
         }
         let (value, grad) = step(0.0);
         assert_eq!(value, 0.0, "{name}/D=0");
@@ -1447,7 +1457,7 @@ fn lse_written_to_the_callers_buffer() {
         .want_lse(true);
         let want = reference::compute(&loss, &host_args).unwrap().lse.unwrap();
         let got_a = ArrayD::from_shape_vec(IxDyn(&[b]), got.clone()).unwrap();
-        let tol = row_tolerance(&loss, &host_args).array_rtol;
+        let tol = row_tolerance(ctx.row_elements_per_lane(), &loss, &host_args).array_rtol;
         crate::common::assert_array_within(
             &got_a,
             &want,

@@ -6,8 +6,8 @@ use ndarray::{ArrayD, Axis, IxDyn};
 use wgpu_loss::{Error, GpuContext, Loss, LossArgs, LossOutput, Reduction, Upstream, synthetic};
 
 use crate::common::{
-    REDUCTIONS, ROW_KINDS, RowKind, RowTarget, SMALL_CHUNK, check_args, chunked_ctx, ctx,
-    lanes_per_row, plain_ctx, seed_for,
+    GPU_ROW_ELEMENTS_PER_LANE, REDUCTIONS, ROW_KINDS, RowKind, RowTarget, SMALL_CHUNK, check_args,
+    chunked_ctx, ctx, gpu_rows_ctx, lanes_per_row, plain_ctx, seed_for,
 };
 
 /// `Mean`, `Sum` with a scalar upstream, `None` with an upstream array; for every kind, on
@@ -112,9 +112,11 @@ fn plain_reduction_flavour() {
     }
 }
 
-/// Rows of every group size on the default context (`group_for`: the power of two nearest
-/// above C / 16, at most 256): the shortest and longest row of each, a row per lane (C ≤ 16)
-/// to the whole workgroup, and rows longer than 256 · ROW_REGS = 4096, read twice.
+/// Rows of every group size with the GPUs' lanes per row (`group_for`: the power of two
+/// nearest above C / 16, at most 256), on every adapter: the shortest and longest row of each,
+/// a row per lane (C ≤ 16) to the whole workgroup, and rows longer than 256 · ROW_REGS = 4096,
+/// read twice. Then the same rows on the default context (on a software adapter one lane per
+/// row up to C = 1024, then 2 to 16 lanes).
 #[test]
 #[cfg_attr(skip_gpu_tests, ignore)]
 fn every_group_size_with_options() {
@@ -122,10 +124,14 @@ fn every_group_size_with_options() {
         1usize, 16, 17, 32, 33, 64, 65, 128, 129, 256, 257, 512, 513, 1024, 1025, 2048, 2049, 4096,
         4097, 9000,
     ];
-    let groups: std::collections::BTreeSet<u32> = cols.iter().map(|&c| lanes_per_row(c)).collect();
+    let groups: std::collections::BTreeSet<u32> = cols
+        .iter()
+        .map(|&c| lanes_per_row(c, GPU_ROW_ELEMENTS_PER_LANE))
+        .collect();
     assert_eq!(groups.len(), 9, "every group size 1..=256: {groups:?}");
     for c in cols {
         let b = ((1usize << 14) / c).max(3) | 1;
+        run_all(gpu_rows_ctx(), "GPU groups", b, c);
         run_all(ctx(), "groups", b, c);
     }
 }
