@@ -168,6 +168,28 @@ fn target_unit(w: u32) -> Unit {
     return unit_of_u32s(vec4<u32>(targets[i], 0u, 0u, 0u));
 }
 
+// Four units of a row, `group` words apart from word w, with their loads issued together
+// (the unrolled trips of every sweep).
+struct Quad {
+    x: array<Unit, 4>,
+    t: array<Unit, 4>,
+}
+
+fn load_quad(w: u32, group: u32) -> Quad {
+    let x0 = preds[w];
+    let x1 = preds[w + group];
+    let x2 = preds[w + 2u * group];
+    let x3 = preds[w + 3u * group];
+    let t0 = target_unit(w);
+    let t1 = target_unit(w + group);
+    let t2 = target_unit(w + 2u * group);
+    let t3 = target_unit(w + 3u * group);
+    return Quad(
+        array<Unit, 4>(unpack_unit(x0), unpack_unit(x1), unpack_unit(x2), unpack_unit(x3)),
+        array<Unit, 4>(t0, t1, t2, t3),
+    );
+}
+
 // Prediction element i (flat, in this chunk).
 fn pred_at(i: u32) -> f32 {
     return unit_elem(unpack_unit(preds[i / EPU]), i % EPU);
@@ -332,18 +354,11 @@ fn main(lane: Lane, @builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgrou
             let end = min(units, q + ROW_BLOCK * group);
             var b = row_block(s);
             for (; UNROLL && q + 3u * group < end; q = q + 4u * group) {
-                let x0 = preds[w0 + q];
-                let x1 = preds[w0 + q + group];
-                let x2 = preds[w0 + q + 2u * group];
-                let x3 = preds[w0 + q + 3u * group];
-                let t0 = target_unit(w0 + q);
-                let t1 = target_unit(w0 + q + group);
-                let t2 = target_unit(w0 + q + 2u * group);
-                let t3 = target_unit(w0 + q + 3u * group);
-                b = push_unit(b, row, q * EPU, lead, unpack_unit(x0), t0, false);
-                b = push_unit(b, row, (q + group) * EPU, lead, unpack_unit(x1), t1, false);
-                b = push_unit(b, row, (q + 2u * group) * EPU, lead, unpack_unit(x2), t2, false);
-                b = push_unit(b, row, (q + 3u * group) * EPU, lead, unpack_unit(x3), t3, false);
+                let u = load_quad(w0 + q, group);
+                b = push_unit(b, row, q * EPU, lead, u.x[0], u.t[0], false);
+                b = push_unit(b, row, (q + group) * EPU, lead, u.x[1], u.t[1], false);
+                b = push_unit(b, row, (q + 2u * group) * EPU, lead, u.x[2], u.t[2], false);
+                b = push_unit(b, row, (q + 3u * group) * EPU, lead, u.x[3], u.t[3], false);
             }
             for (; q < end; q = q + group) {
                 b = push_unit(b, row, q * EPU, lead, unpack_unit(preds[w0 + q]), target_unit(w0 + q), false);
@@ -394,18 +409,11 @@ fn main(lane: Lane, @builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgrou
                 let end = min(units, q + ROW_BLOCK * group);
                 var b2 = row_second_identity();
                 for (; UNROLL && q + 3u * group < end; q = q + 4u * group) {
-                    let x0 = preds[w0 + q];
-                    let x1 = preds[w0 + q + group];
-                    let x2 = preds[w0 + q + 2u * group];
-                    let x3 = preds[w0 + q + 3u * group];
-                    let t0 = target_unit(w0 + q);
-                    let t1 = target_unit(w0 + q + group);
-                    let t2 = target_unit(w0 + q + 2u * group);
-                    let t3 = target_unit(w0 + q + 3u * group);
-                    b2 = second_unit(b2, out, row, q * EPU, lead, unpack_unit(x0), t0);
-                    b2 = second_unit(b2, out, row, (q + group) * EPU, lead, unpack_unit(x1), t1);
-                    b2 = second_unit(b2, out, row, (q + 2u * group) * EPU, lead, unpack_unit(x2), t2);
-                    b2 = second_unit(b2, out, row, (q + 3u * group) * EPU, lead, unpack_unit(x3), t3);
+                    let u = load_quad(w0 + q, group);
+                    b2 = second_unit(b2, out, row, q * EPU, lead, u.x[0], u.t[0]);
+                    b2 = second_unit(b2, out, row, (q + group) * EPU, lead, u.x[1], u.t[1]);
+                    b2 = second_unit(b2, out, row, (q + 2u * group) * EPU, lead, u.x[2], u.t[2]);
+                    b2 = second_unit(b2, out, row, (q + 3u * group) * EPU, lead, u.x[3], u.t[3]);
                 }
                 for (; q < end; q = q + group) {
                     b2 = second_unit(b2, out, row, q * EPU, lead, unpack_unit(preds[w0 + q]), target_unit(w0 + q));
@@ -450,18 +458,11 @@ fn main(lane: Lane, @builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgrou
             // The rest, with UNROLL four units per trip as above.
             var q = lig + UNIT_REGS * group;
             for (; UNROLL && q + 3u * group < units; q = q + 4u * group) {
-                let x0 = preds[w0 + q];
-                let x1 = preds[w0 + q + group];
-                let x2 = preds[w0 + q + 2u * group];
-                let x3 = preds[w0 + q + 3u * group];
-                let t0 = target_unit(w0 + q);
-                let t1 = target_unit(w0 + q + group);
-                let t2 = target_unit(w0 + q + 2u * group);
-                let t3 = target_unit(w0 + q + 3u * group);
-                grad_unit(out, row, w0 + q, q * EPU, lead, unpack_unit(x0), t0, scale, skip);
-                grad_unit(out, row, w0 + q + group, (q + group) * EPU, lead, unpack_unit(x1), t1, scale, skip);
-                grad_unit(out, row, w0 + q + 2u * group, (q + 2u * group) * EPU, lead, unpack_unit(x2), t2, scale, skip);
-                grad_unit(out, row, w0 + q + 3u * group, (q + 3u * group) * EPU, lead, unpack_unit(x3), t3, scale, skip);
+                let u = load_quad(w0 + q, group);
+                grad_unit(out, row, w0 + q, q * EPU, lead, u.x[0], u.t[0], scale, skip);
+                grad_unit(out, row, w0 + q + group, (q + group) * EPU, lead, u.x[1], u.t[1], scale, skip);
+                grad_unit(out, row, w0 + q + 2u * group, (q + 2u * group) * EPU, lead, u.x[2], u.t[2], scale, skip);
+                grad_unit(out, row, w0 + q + 3u * group, (q + 3u * group) * EPU, lead, u.x[3], u.t[3], scale, skip);
             }
             for (; q < units; q = q + group) {
                 grad_unit(out, row, w0 + q, q * EPU, lead, unpack_unit(preds[w0 + q]), target_unit(w0 + q), scale, skip);
