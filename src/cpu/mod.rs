@@ -176,6 +176,73 @@ mod tests {
         v
     }
 
+    /// `loss` with the elementwise driver's ordinary-chunk form off and on: the same bits, for
+    /// every reduction, with and without `weight`, over `p` with `specials` (index,
+    /// prediction, target) written in. The NaN rule still
+    /// holds with the ordinary form on: as many NaN per-element losses as NaN inputs.
+    fn ordinary_agrees(loss: &Loss, mut p: ArrayD<f32>, specials: &[(usize, f32, f32)]) {
+        use crate::simd::FORCE_NO_ORDINARY;
+        let n = p.len();
+        let mut t = crate::synthetic::uniform(&[n], 0.0, 1.0, 12);
+        for &(i, pv, tv) in specials {
+            p[i] = pv;
+            t[i] = tv;
+        }
+        let nans = specials
+            .iter()
+            .filter(|s| s.1.is_nan() || s.2.is_nan())
+            .count();
+        let w = crate::synthetic::uniform(&[n], 0.0, 2.0, 13);
+        for weighted in [false, true] {
+            for reduction in [Reduction::Mean, Reduction::Sum, Reduction::None] {
+                let mut args = LossArgs::new(p.view(), t.view()).reduction(reduction);
+                if weighted {
+                    args = args.weight(w.view());
+                }
+                FORCE_NO_ORDINARY.store(true, Ordering::Relaxed);
+                let general = super::compute(loss, &args).unwrap();
+                FORCE_NO_ORDINARY.store(false, Ordering::Relaxed);
+                let fast = super::compute(loss, &args).unwrap();
+                let what = format!("{}, {reduction:?}, weighted {weighted}", loss.name());
+                assert_eq!(bits(&general), bits(&fast), "{what}");
+                if reduction == Reduction::None {
+                    let nan = fast
+                        .losses
+                        .as_ref()
+                        .map(|l| l.iter().filter(|v| v.is_nan()).count());
+                    assert_eq!(nan, Some(nans), "{what}: the NaN elements' losses");
+                }
+            }
+        }
+    }
+
+    /// The batch of [`ordinary_agrees`]: 40 chunks of 64 and a tail, `lo..hi` times a second
+    /// uniform in [0, 1] (every mantissa bit in play: the uniforms alone are multiples of
+    /// 2^-24, whose `1 − p` is exact and would hide `ln_1m`'s correction).
+    fn batch(lo: f32, hi: f32) -> ArrayD<f32> {
+        let n = 40 * 64 + 13;
+        crate::synthetic::uniform(&[n], lo, hi, 11) * crate::synthetic::uniform(&[n], 0.0, 1.0, 14)
+    }
+
+    /// BCE's ordinary chunks (`Element::ordinary`: no special value in the chunk) give the
+    /// same bits as the general form, a few chunks holding one of 0, 1, a subnormal, NaN (as
+    /// prediction or target), or the values next to 1 and at `f32::MIN_POSITIVE`.
+    #[test]
+    fn bce_ordinary_chunks_agree_with_the_general_form_bit_for_bit() {
+        let below_one = f32::from_bits(1.0f32.to_bits() - 1);
+        let specials = [
+            (64 * 3 + 5, 0.0, 0.3),
+            (64 * 7, 1.0, 0.6),
+            (64 * 9 + 63, 1e-40, 1.0),
+            (64 * 12 + 1, f32::NAN, 0.5),
+            (64 * 15 + 2, 0.4, f32::NAN),
+            (64 * 20 + 7, below_one, 0.0),
+            (64 * 21 + 8, f32::MIN_POSITIVE, 1.0),
+            (40 * 64 + 12, 0.0, 0.0),
+        ];
+        ordinary_agrees(&Loss::Bce, batch(0.0, 1.0), &specials);
+    }
+
     /// The AVX-512, AVX2 and baseline builds give the same bits: the same operations in
     /// the same order, only more lanes per instruction.
     #[test]
@@ -212,6 +279,10 @@ mod tests {
             (
                 Loss::BceWithLogits,
                 LossArgs::new(x.view(), t.view()).pos_weight(w.view()),
+            ),
+            (
+                Loss::focal().build().unwrap(),
+                LossArgs::new(x.view(), t.view()),
             ),
             (
                 Loss::CategoricalCrossEntropy,

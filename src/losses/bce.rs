@@ -70,6 +70,15 @@ impl Element for Kernel {
     fn eval(&self, p: f32, t: f32, w: f32, _: f32) -> (f32, f32) {
         cpu::loss_and_grad(p, t, w)
     }
+    const ORDINARY: bool = true;
+    #[inline(always)]
+    fn ordinary(&self, p: f32, t: f32) -> bool {
+        cpu::ordinary(p, t)
+    }
+    #[inline(always)]
+    fn eval_ordinary(&self, p: f32, t: f32, w: f32, _: f32) -> (f32, f32) {
+        cpu::loss_and_grad_ordinary(p, t, w)
+    }
 }
 
 impl Elementwise for Def {
@@ -104,7 +113,7 @@ pub mod reference {
 
 /// Binary cross entropy on probabilities, the fast CPU counterpart of [`reference`].
 pub(crate) mod cpu {
-    use crate::simd::math::{ln, ln_1m};
+    use crate::simd::math::{ln, ln_1m, ln_1m_normal, ln_normal};
 
     /// `(ℓ, ∂ℓ/∂p)` for one element, probability `p ∈ [0, 1]`, target `t`, weight `w`:
     ///
@@ -119,9 +128,30 @@ pub(crate) mod cpu {
     #[inline(always)]
     pub(crate) fn loss_and_grad(p: f32, t: f32, w: f32) -> (f32, f32) {
         let clamp = |v: f32| if v < -100.0 { -100.0 } else { v };
-        let loss = -w * (t * clamp(ln(p)) + (1.0 - t) * clamp(ln_1m(p)));
+        from_logs(p, t, w, clamp(ln(p)), clamp(ln_1m(p)))
+    }
+
+    /// `(ℓ, ∂ℓ/∂p)` from the two (clamped) logarithms `lp = ln p` and `lq = ln(1 − p)`.
+    #[inline(always)]
+    fn from_logs(p: f32, t: f32, w: f32, lp: f32, lq: f32) -> (f32, f32) {
+        let loss = -w * (t * lp + (1.0 - t) * lq);
         let den = p * (1.0 - p);
         let grad = w * (p - t) / if den > 1e-12 { den } else { 1e-12 };
         (loss, grad)
+    }
+
+    /// Whether `(p, t)` is ordinary: `f32::MIN_POSITIVE ≤ p < 1` and `t` not NaN. There `p`
+    /// and `1 − p ≥ 2^-24` are normal, so both logarithms take [`ln_normal`]'s form, and
+    /// both are above −88, so the clamps at −100 do nothing.
+    #[inline(always)]
+    pub(crate) fn ordinary(p: f32, t: f32) -> bool {
+        (f32::MIN_POSITIVE..1.0).contains(&p) & !t.is_nan()
+    }
+
+    /// [`loss_and_grad`] for an [`ordinary`] `(p, t)`: the same bits, without the special
+    /// values' selects and the clamps.
+    #[inline(always)]
+    pub(crate) fn loss_and_grad_ordinary(p: f32, t: f32, w: f32) -> (f32, f32) {
+        from_logs(p, t, w, ln_normal(p), ln_1m_normal(p))
     }
 }

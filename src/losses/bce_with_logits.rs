@@ -129,7 +129,7 @@ pub mod reference {
 
 /// Binary cross entropy with logits, the fast CPU counterpart of [`reference`].
 pub(crate) mod cpu {
-    use crate::simd::math::{exp, ln_1p};
+    use crate::simd::math::{exp, ln_1p_recip};
     use crate::simd::shift;
 
     /// `(ℓ, ∂ℓ/∂x)` for one element, logit `x`, target `t`, weight `w`, `pos_weight` `q`:
@@ -139,8 +139,9 @@ pub(crate) mod cpu {
     /// ∂ℓ/∂x = w [(1 + (q − 1) t) σ(x) − q t]
     /// ```
     ///
-    /// One `exp`, of `−|x| ≤ 0`, serves both `softplus(−x)` and `σ(x)` (`1/(1 + e)` for `x ≥ 0`,
-    /// `e/(1 + e)` below): nothing overflows for any finite logit. The loss is evaluated as
+    /// One `exp`, of `−|x| ≤ 0`, and one reciprocal `r = 1/(1 + e)` serve both `softplus(−x)`
+    /// and `σ(x)` (`r` for `x ≥ 0`, `e·r` below; `ln_1p_recip`): nothing overflows for any
+    /// finite logit. The loss is evaluated as
     /// `w [lw ln(1 + e) + ((1 − t) x if x ≥ 0, else −q t x)]`, the same value without the
     /// cancellation of `(1 − t) x` against `lw · (−x)` for confident negative logits (see the
     /// reference).
@@ -156,12 +157,13 @@ pub(crate) mod cpu {
         };
         // lw σ(x) − q t as (1 − t) − lw f for x ≥ 0 and lw f − q t below, f = e/(1 + e) = σ(−|x|):
         // no cancellation of σ(x) − 1 for confident logits.
-        let f = e / (1.0 + e);
+        let (sp, r) = ln_1p_recip(e);
+        let f = e * r;
         let g = if x >= 0.0 {
             (1.0 - t) - lw * f
         } else {
             lw * f - q * t
         };
-        (shift(w, lw * ln_1p(e) + linear), w * g)
+        (shift(w, lw * sp + linear), w * g)
     }
 }

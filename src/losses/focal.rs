@@ -214,7 +214,7 @@ pub mod reference {
 
 /// The fast CPU kernel.
 pub(crate) mod cpu {
-    use crate::simd::math::{exp, ln, ln_1p};
+    use crate::simd::math::{exp, ln, ln_1p_recip};
     use crate::simd::shift;
 
     /// `(ℓ, ∂ℓ/∂x)` for one element, as [`super::reference::loss_and_grad`] in f32; `q^γ` as
@@ -222,9 +222,9 @@ pub(crate) mod cpu {
     #[inline(always)]
     pub(crate) fn loss_and_grad(x: f32, t: f32, alpha: f32, gamma: f32) -> (f32, f32) {
         let e = exp(-x.abs());
-        let r = 1.0 / (1.0 + e);
+        let (sp, r) = ln_1p_recip(e);
         let (p, pm) = if x >= 0.0 { (r, e * r) } else { (e * r, r) };
-        let ce = ln_1p(e) + if x >= 0.0 { shift(1.0 - t, x) } else { shift(-t, x) };
+        let ce = sp + if x >= 0.0 { shift(1.0 - t, x) } else { shift(-t, x) };
         let q = t * pm + (1.0 - t) * p;
         let at = if alpha >= 0.0 {
             alpha * t + (1.0 - alpha) * (1.0 - t)

@@ -11,6 +11,26 @@ use super::{Acc, BLOCK, CHUNK, chunk, chunk_mut, contiguous, run_tasks};
 /// (1 where absent): a loss's formula (`src/losses/<loss>.rs`), inlined into the chunk loop.
 pub(crate) trait Element: Sync {
     fn eval(&self, p: f32, t: f32, w: f32, q: f32) -> (f32, f32);
+
+    /// Whether the loss has an ordinary-chunk form ([`Element::ordinary`]); without one the
+    /// driver does not scan its chunks.
+    const ORDINARY: bool = false;
+
+    /// Whether `(p, t)` is *ordinary*: neither is NaN, `p` is in the loss's domain, and
+    /// [`Element::eval_ordinary`] gives the same bits as `eval` there. A chunk whose every
+    /// element is ordinary takes `eval_ordinary`, without the NaN rule or the domain check:
+    /// the special values (and their selects) are handled once per chunk instead of per
+    /// element.
+    #[inline(always)]
+    fn ordinary(&self, _p: f32, _t: f32) -> bool {
+        false
+    }
+
+    /// `eval` for ordinary elements, bit for bit, with what only the others need left out.
+    #[inline(always)]
+    fn eval_ordinary(&self, p: f32, t: f32, w: f32, q: f32) -> (f32, f32) {
+        self.eval(p, t, w, q)
+    }
 }
 
 /// A broadcast weight (`weight[k % len]` for element `k`) repeated to at least [`Tile::MIN`]
@@ -228,7 +248,9 @@ where
 
 /// One chunk: per-element losses into `losses`, the gradient (times `c`, and the upstream
 /// `u` with `U`) into `grad` with `G`; returns whether a prediction is outside [0, 1] (with
-/// `CHECK`). A plain loop over fixed-size arrays, so it vectorises.
+/// `CHECK`). A plain loop over fixed-size arrays, so it vectorises; a chunk of ordinary
+/// elements only ([`Element::ordinary`], nothing out of the domain among them) takes the
+/// loss's ordinary form.
 #[allow(clippy::too_many_arguments)]
 #[inline(always)]
 fn chunk_loop<F, const G: bool, const U: bool, const CHECK: bool>(
@@ -245,6 +267,27 @@ fn chunk_loop<F, const G: bool, const U: bool, const CHECK: bool>(
 where
     F: Element,
 {
+    #[cfg(test)]
+    let ordinary =
+        F::ORDINARY && !super::FORCE_NO_ORDINARY.load(std::sync::atomic::Ordering::Relaxed);
+    #[cfg(not(test))]
+    let ordinary = F::ORDINARY;
+    if ordinary {
+        let mut all = true;
+        for i in 0..CHUNK {
+            all &= f.ordinary(p[i], t[i]);
+        }
+        if all {
+            for i in 0..CHUNK {
+                let (l, d) = f.eval_ordinary(p[i], t[i], w[i], q[i]);
+                losses[i] = l;
+                if G {
+                    grad[i] = if U { c * u[i] * d } else { c * d };
+                }
+            }
+            return false;
+        }
+    }
     let mut bad = false;
     for i in 0..CHUNK {
         let (l, d) = element(f, p[i], t[i], w[i], q[i]);

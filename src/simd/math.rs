@@ -67,8 +67,33 @@ pub(crate) fn ln(x: f32) -> f32 {
     // Subnormals (and 0, negatives) are scaled by 2^23 first, so the exponent field is right.
     let sub = x < f32::MIN_POSITIVE;
     let xs = if sub { x * 8_388_608.0 } else { x };
-    let bits = xs.to_bits();
-    let e = ((bits >> 23) & 0xff) as i32 - if sub { 150 } else { 127 };
+    let y = ln_of_bits(xs.to_bits(), if sub { 150 } else { 127 });
+    if x == 0.0 {
+        f32::NEG_INFINITY
+    } else if x == f32::INFINITY {
+        f32::INFINITY
+    } else if x.is_nan() || x < 0.0 {
+        f32::NAN
+    } else {
+        y
+    }
+}
+
+/// [`ln`] of a positive, normal, finite `x` (`f32::MIN_POSITIVE ≤ x < ∞`), without the
+/// selects for the other values: the same bits as `ln(x)` there (the same operations), and
+/// an unspecified finite value or NaN anywhere else. For callers that know their argument's
+/// range (`ln_1p_recip`'s `1 + y`), or have checked it for a whole chunk (BCE's ordinary chunks,
+/// [`super::elementwise::Element::ordinary`]).
+#[inline(always)]
+pub(crate) fn ln_normal(x: f32) -> f32 {
+    ln_of_bits(x.to_bits(), 127)
+}
+
+/// [`ln`]'s reduction and polynomial for the bits of `2^k · x`, `x` normal, where `bias` is
+/// `127 + k` (the exponent field's bias plus the pre-scaling).
+#[inline(always)]
+fn ln_of_bits(bits: u32, bias: i32) -> f32 {
+    let e = ((bits >> 23) & 0xff) as i32 - bias;
     let m = f32::from_bits((bits & 0x007f_ffff) | 0x3f80_0000);
     let big = m > std::f32::consts::SQRT_2;
     let m = if big { m * 0.5 } else { m };
@@ -89,16 +114,7 @@ pub(crate) fn ln(x: f32) -> f32 {
         + 3.333_333e-1)
         * f
         * z;
-    let y = (f + ((p + e * LN2_LO) - 0.5 * z)) + e * LN2_HI;
-    if x == 0.0 {
-        f32::NEG_INFINITY
-    } else if x == f32::INFINITY {
-        f32::INFINITY
-    } else if x.is_nan() || x < 0.0 {
-        f32::NAN
-    } else {
-        y
-    }
+    (f + ((p + e * LN2_LO) - 0.5 * z)) + e * LN2_HI
 }
 
 /// `ln(1 − p)` for `p ≤ 1`, to about 1 ulp, even where `1 − p` rounds (small `p`):
@@ -109,21 +125,36 @@ pub(crate) fn ln(x: f32) -> f32 {
 /// exact (`p ≥ ½` among them), so `ln(1 − 1) = −∞ + 0` stays `−∞`.
 #[inline(always)]
 pub(crate) fn ln_1m(p: f32) -> f32 {
+    ln_1m_by(p, ln)
+}
+
+/// [`ln_1m`] for `0 ≤ p < 1`, where `1 − p ≥ 2^-24` is normal: [`ln_normal`] for its `ln`,
+/// the same bits as `ln_1m(p)` there.
+#[inline(always)]
+pub(crate) fn ln_1m_normal(p: f32) -> f32 {
+    ln_1m_by(p, ln_normal)
+}
+
+#[inline(always)]
+fn ln_1m_by(p: f32, ln: impl Fn(f32) -> f32) -> f32 {
     let u = 1.0 - p;
     let d = 1.0 - u;
     let c = d - p;
     ln(u) + c * (1.0 + d * (1.0 + d))
 }
 
-/// `ln(1 + y)` for `y ≥ 0`, accurate for small `y` where `1 + y` rounds: `ln(u) · y / (u − 1)`
-/// with `u = 1 + y` corrects the rounding of `u` (Goldberg's trick; `y` itself where `u = 1`).
+/// `(ln(1 + y), 1/(1 + y))` for `0 ≤ y ≤ 1` (what the losses pass: `e^(−|x|)`, whose
+/// sigmoid wants the same reciprocal). `ln(1 + y)` stays accurate for small `y`, where
+/// `u = 1 + y` rounds: `1 + y = u + c` with `c = y − (u − 1)` exact, so
+/// `ln(1 + y) = ln u + ln(1 + c/u) = ln u + c/u` to within `(c/u)²/2 ≤ 2^-51` (`|c| ≤ 2^-25`),
+/// and `y` itself where `u = 1`, with no division beyond the reciprocal. `u ∈ [1, 2]` is
+/// normal and finite, so its `ln` is [`ln_normal`]; a NaN `y` gives NaNs.
 #[inline(always)]
-pub(crate) fn ln_1p(y: f32) -> f32 {
+pub(crate) fn ln_1p_recip(y: f32) -> (f32, f32) {
     let u = 1.0 + y;
-    let d = u - 1.0;
-    // d is 0 only where u is 1; the division is then discarded, so give it a safe divisor.
-    let v = ln(u) * (y / if d == 0.0 { 1.0 } else { d });
-    if d == 0.0 { y } else { v }
+    let r = 1.0 / u;
+    let c = y - (u - 1.0);
+    (ln_normal(u) + c * r, r)
 }
 
 /// Logit soft-capping: `(c·tanh(x/c), 1 − tanh²(x/c))` for the cap `c > 0` and `inv_c = 1/c`,
@@ -256,11 +287,56 @@ mod tests {
         assert!(ln_1m(f32::NAN).is_nan());
     }
 
+    /// The range-restricted forms are the general ones, bit for bit, where they apply: every
+    /// 997th f32 from `f32::MIN_POSITIVE` to the largest finite (`ln_normal`), and every 61st
+    /// below 1 (`ln_1m_normal`).
     #[test]
-    fn ln_1p_is_accurate_for_small_arguments() {
-        for y in [0.0f32, 1e-30, 1e-10, 3e-8, 1e-7, 1e-4, 0.1, 0.5, 1.0] {
-            let want = f64::from(y).ln_1p();
-            assert!(ulps(ln_1p(y), want).abs() <= 3.0, "ln_1p({y})");
+    fn restricted_logs_are_the_general_ones_bit_for_bit() {
+        let (lo, hi) = (f32::MIN_POSITIVE.to_bits(), f32::MAX.to_bits());
+        for b in (lo..=hi).step_by(997).chain([lo, hi]) {
+            let x = f32::from_bits(b);
+            assert_eq!(ln_normal(x).to_bits(), ln(x).to_bits(), "ln_normal({x:e})");
         }
+        for b in (0..1.0f32.to_bits()).step_by(61) {
+            let p = f32::from_bits(b);
+            assert_eq!(
+                ln_1m_normal(p).to_bits(),
+                ln_1m(p).to_bits(),
+                "ln_1m_normal({p:e})"
+            );
+        }
+        let below_one = f32::from_bits(1.0f32.to_bits() - 1);
+        assert_eq!(
+            ln_1m_normal(below_one).to_bits(),
+            ln_1m(below_one).to_bits()
+        );
+    }
+
+    /// `ln_1p_recip`'s logarithm within 2 ulp of f64 over [0, 1] (every 251st f32, small
+    /// arguments where `1 + y` rounds among them; Cephes' `ln` is within 1 and the correction
+    /// adds a rounding), its reciprocal within 1 ulp (one division), and NaN stays NaN.
+    #[test]
+    fn ln_1p_recip_is_accurate_over_its_domain() {
+        let mut worst = 0.0f64;
+        for b in (0..=1.0f32.to_bits())
+            .step_by(251)
+            .chain([1.0f32.to_bits()])
+        {
+            let y = f32::from_bits(b);
+            let (l, r) = ln_1p_recip(y);
+            let want = f64::from(y).ln_1p();
+            if y > 0.0 {
+                worst = worst.max(ulps(l, want).abs());
+            } else {
+                assert_eq!(l, 0.0);
+            }
+            assert!(
+                ulps(r, 1.0 / (1.0 + f64::from(y))).abs() <= 1.0,
+                "1/(1 + {y:e})"
+            );
+        }
+        assert!(worst <= 2.0, "worst {worst} ulp");
+        let (l, r) = ln_1p_recip(f32::NAN);
+        assert!(l.is_nan() && r.is_nan());
     }
 }

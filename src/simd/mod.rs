@@ -29,6 +29,12 @@ pub(crate) static FORCE_BASELINE: std::sync::atomic::AtomicBool =
 pub(crate) static FORCE_NO_AVX512: std::sync::atomic::AtomicBool =
     std::sync::atomic::AtomicBool::new(false);
 
+/// Turns the elementwise driver's ordinary-chunk form off in unit tests
+/// (`elementwise::Element::ordinary`), so that they can compare its bits with the general form's.
+#[cfg(test)]
+pub(crate) static FORCE_NO_ORDINARY: std::sync::atomic::AtomicBool =
+    std::sync::atomic::AtomicBool::new(false);
+
 /// Runs `f` on every task, in parallel where there is more than one, and returns the results
 /// in task order (the order the caller then reduces them in, whatever ran where).
 fn run_tasks<T: Send, R: Send>(tasks: Vec<T>, f: impl Fn(T) -> R + Sync + Send) -> Vec<R> {
