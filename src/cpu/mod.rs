@@ -178,8 +178,8 @@ mod tests {
 
     /// `loss` with the elementwise driver's ordinary-chunk form off and on: the same bits, for
     /// every reduction, with and without `weight`, over `p` with `specials` (index,
-    /// prediction, target) written in. The NaN rule still
-    /// holds with the ordinary form on: as many NaN per-element losses as NaN inputs.
+    /// prediction, target) written in. The NaN rule still holds with the ordinary form on: as
+    /// many NaN per-element losses as NaN inputs.
     fn ordinary_agrees(loss: &Loss, mut p: ArrayD<f32>, specials: &[(usize, f32, f32)]) {
         use crate::simd::FORCE_NO_ORDINARY;
         let n = p.len();

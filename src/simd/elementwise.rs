@@ -272,6 +272,13 @@ where
         F::ORDINARY && !super::FORCE_NO_ORDINARY.load(std::sync::atomic::Ordering::Relaxed);
     #[cfg(not(test))]
     let ordinary = F::ORDINARY;
+    // Element i's loss and gradient into the outputs.
+    let mut put = |i: usize, (l, d): (f32, f32)| {
+        losses[i] = l;
+        if G {
+            grad[i] = if U { c * u[i] * d } else { c * d };
+        }
+    };
     if ordinary {
         let mut all = true;
         for i in 0..CHUNK {
@@ -279,22 +286,14 @@ where
         }
         if all {
             for i in 0..CHUNK {
-                let (l, d) = f.eval_ordinary(p[i], t[i], w[i], q[i]);
-                losses[i] = l;
-                if G {
-                    grad[i] = if U { c * u[i] * d } else { c * d };
-                }
+                put(i, f.eval_ordinary(p[i], t[i], w[i], q[i]));
             }
             return false;
         }
     }
     let mut bad = false;
     for i in 0..CHUNK {
-        let (l, d) = element(f, p[i], t[i], w[i], q[i]);
-        losses[i] = l;
-        if G {
-            grad[i] = if U { c * u[i] * d } else { c * d };
-        }
+        put(i, element(f, p[i], t[i], w[i], q[i]));
         if CHECK {
             bad |= out_of_domain(p[i]);
         }

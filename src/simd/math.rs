@@ -312,15 +312,18 @@ mod tests {
         );
     }
 
-    /// `ln_1p_recip`'s logarithm within 2 ulp of f64 over [0, 1] (every 251st f32, small
-    /// arguments where `1 + y` rounds among them; Cephes' `ln` is within 1 and the correction
-    /// adds a rounding), its reciprocal within 1 ulp (one division), and NaN stays NaN.
+    /// `ln_1p_recip`'s logarithm within 2 ulp of f64 over [0, 1] (every 251st f32, and small
+    /// arguments from 1e-30 to 1e-4 where `1 + y` rounds; Cephes' `ln` is within 1 and the
+    /// correction adds a rounding), its reciprocal within 1 ulp (one division), and NaN
+    /// stays NaN.
     #[test]
     fn ln_1p_recip_is_accurate_over_its_domain() {
         let mut worst = 0.0f64;
+        let small = [0.0f32, 1e-30, 1e-10, 3e-8, 1e-7, 1e-4, 0.1, 0.5].map(f32::to_bits);
         for b in (0..=1.0f32.to_bits())
             .step_by(251)
             .chain([1.0f32.to_bits()])
+            .chain(small)
         {
             let y = f32::from_bits(b);
             let (l, r) = ln_1p_recip(y);
