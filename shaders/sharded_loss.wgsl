@@ -96,7 +96,7 @@ fn main(lane: Lane, @builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgrou
         // ⌈units / group⌉ ≤ 16 384 trips (the host checks).
         for (var q = rl.lig; q < units; q = q + group) {
             var g = unit_zero();
-            var ok: Mask;
+            var ok = 0u; // bit e: element e of the unit is written
             if (!skip) {
                 let x = unpack_unit(preds[r * units + q]);
                 for (var e = 0u; e < EPU; e = e + 1u) {
@@ -113,7 +113,7 @@ fn main(lane: Lane, @builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgrou
                 }
             }
             for (var e = 0u; e < EPU; e = e + 1u) {
-                ok[e] = true;
+                ok = ok | (1u << e);
             }
             write_grad(r * units + q, g, ok);
         }

@@ -72,7 +72,7 @@ fn broadcast_at(len: u32, phase: u32, i: u32) -> u32 {
 fn unit_step(acc_in: f32, u: u32, pu: Unit, tu: Unit, whole: bool) -> f32 {
     var acc = acc_in;
     var gu = unit_zero();
-    var ok: Mask;
+    var ok = 0u; // bit e: element e of the unit is written
     for (var e = 0u; e < EPU; e = e + 1u) {
         let i = u * EPU + e;
         if (whole || i < params.n) {
@@ -92,7 +92,7 @@ fn unit_step(acc_in: f32, u: u32, pu: Unit, tu: Unit, whole: bool) -> f32 {
                     g = g * upstream[i];
                 }
                 gu = unit_with(gu, e, g * lg.y);
-                ok[e] = true;
+                ok = ok | (1u << e);
             }
         }
     }

@@ -10,14 +10,14 @@
 
 alias GradSlot = atomic<u32>;
 
-fn write_grad(u: u32, g: Unit, ok: Mask) {
+fn write_grad(u: u32, g: Unit, ok: u32) {
     let w = pack_unit(g);
-    if (ok.x && ok.y) {
+    if (ok == 3u) {
         atomicStore(&grad[u], w);
-    } else if (ok.x) {
+    } else if (ok == 1u) {
         atomicAnd(&grad[u], 0xffff0000u);
         atomicOr(&grad[u], w & 0x0000ffffu);
-    } else if (ok.y) {
+    } else if (ok == 2u) {
         atomicAnd(&grad[u], 0x0000ffffu);
         atomicOr(&grad[u], w & 0xffff0000u);
     }

@@ -2,11 +2,11 @@
 //
 // Every loss kernel's driver (elementwise.wgsl, rows.wgsl) reads its prediction and dense
 // target as `array<Word>` and works on *units*: the elements of one Word. This file and
-// io_f32x4.wgsl / io_f16.wgsl / io_bf16.wgsl define the same items, one per storage type:
+// io_f32x4.wgsl / io_f16.wgsl / io_bf16.wgsl / io_f16x8.wgsl / io_bf16x8.wgsl define the same
+// items, one per storage type and unit:
 //     const EPU: u32                                   // elements per unit (Word)
 //     alias Word                                       // what a binding's element is
 //     alias Unit                                       // a unit's values, widened to f32
-//     alias Mask                                       // one bool per element of a unit
 //     fn unpack_unit(w: Word) -> Unit
 //     fn unit_elem(x: Unit, e: u32) -> f32             // element e < EPU of a unit
 //     fn unit_with(x: Unit, e: u32, v: f32) -> Unit    // x with element e set to v
@@ -18,7 +18,6 @@ const EPU: u32 = 1u;
 
 alias Word = u32;
 alias Unit = f32;
-alias Mask = vec2<bool>;
 
 fn unpack_unit(w: Word) -> Unit {
     return bitcast<f32>(w);

@@ -10,7 +10,6 @@ const EPU: u32 = 4u;
 
 alias Word = vec4<u32>;
 alias Unit = vec4<f32>;
-alias Mask = vec4<bool>;
 
 fn unpack_unit(w: Word) -> Unit {
     return bitcast<vec4<f32>>(w);

@@ -211,12 +211,13 @@ fn scaled_grad(r: RowOut, row: RowCtx, j: u32, x: f32, t: f32, scale: f32) -> f3
 }
 
 // Whether element e of the unit whose first element is the row's `at` (counted from its first
-// word) is the row's (in [0, C) after `lead`). Always with one element per unit, and with
-// io_f32x4.wgsl's four, which the host uses only for rows of a multiple of 4 elements: every
-// unit the lane reaches (q < units) is then the row's, so the test compiles away.
+// word) is the row's (in [0, C) after `lead`). Always with one element per unit, and with the
+// vec4 units' four or eight (io_f32x4.wgsl, io_f16x8.wgsl, io_bf16x8.wgsl), which the host
+// uses only for rows of a whole number of units: every unit the lane reaches (q < units) is
+// then the row's, so the test compiles away.
 fn in_row(at: u32, e: u32, lead: u32) -> bool {
     let k = at + e;
-    return EPU == 1u || EPU == 4u || (k >= lead && k - lead < params.cols);
+    return EPU == 1u || EPU >= 4u || (k >= lead && k - lead < params.cols);
 }
 
 // Pushes the row's elements of one unit; `at` = the unit's first element counted from the
@@ -260,11 +261,11 @@ fn second_unit(s: Second, out: RowOut, row: RowCtx, at: u32, lead: u32, x: Unit,
 // Writes the gradient of the row's elements of unit (word) `w`: zeros for a skipped row.
 fn grad_unit(out: RowOut, row: RowCtx, w: u32, at: u32, lead: u32, x: Unit, t: Unit, scale: f32, skip: bool) {
     var g = unit_zero();
-    var ok: Mask;
+    var ok = 0u; // bit e: element e of the unit is written
     for (var e = 0u; e < EPU; e = e + 1u) {
         let k = at + e;
         if (in_row(at, e, lead)) {
-            ok[e] = true;
+            ok = ok | (1u << e);
             let ge = scaled_grad(out, row, k - lead, unit_elem(x, e), unit_elem(t, e), scale);
             g = unit_with(g, e, select(ge, 0.0, skip));
         }

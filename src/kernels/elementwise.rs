@@ -227,13 +227,10 @@ impl EwPlan {
             });
         }
         let max_dim = ctx.limits.max_compute_workgroups_per_dimension;
-        // All-f32 arrays whose every chunk is a whole number of vec4s move 16 bytes per lane
-        // per array per trip (`docs/TUNING.md`: 1.2–1.27× on llvmpipe).
-        let io = if spec.io == Io::F32 && n.is_multiple_of(4) && chunk_elems.is_multiple_of(4) {
-            Io::F32X4
-        } else {
-            spec.io
-        };
+        // Arrays whose every chunk is a whole number of vec4 units (4 f32 or 8 16-bit
+        // elements) move 16 bytes per lane per array per trip (`docs/TUNING.md`: f32
+        // 1.2–1.27× on llvmpipe; 16-bit: "vec4 of 16-bit words").
+        let io = spec.io.with_vec4_if_whole(&[n, chunk_elems]);
         let cpu = ctx.adapter_info().device_type == wgpu::DeviceType::Cpu;
         let (per_lane, max_wg) = match (cpu, io.vec4) {
             (true, true) => (CPU_VEC4S_PER_LANE, u32::MAX),
@@ -243,8 +240,8 @@ impl EwPlan {
         let mut chunks = Vec::with_capacity(n.div_ceil(chunk_elems));
         let mut partials = 0u64;
         let mut base = 0;
-        // Elements per unit (per invocation per trip): 4 for vec4, 2 for 16-bit words.
-        let per_word = if io.vec4 { 4 } else { io.input.per_word() };
+        // Elements per unit (per invocation per trip): 4 or 8 for vec4, 2 for 16-bit words.
+        let per_word = io.per_unit();
         if io.input.per_word() > 1 && n > chunk_elems {
             // 16-bit storage is bound whole (the resident API): a chunk boundary could fall
             // inside a word.

@@ -47,6 +47,18 @@ pub mod source {
     pub const IO_F16: &str = include_str!("../../shaders/common/io_f16.wgsl");
     /// `shaders/common/io_bf16.wgsl`: bf16 prediction and target storage (packed pairs).
     pub const IO_BF16: &str = include_str!("../../shaders/common/io_bf16.wgsl");
+    /// `shaders/common/io_f16x8.wgsl`: f16 storage, eight elements (a vec4 of words) at a time.
+    pub const IO_F16X8: &str = include_str!("../../shaders/common/io_f16x8.wgsl");
+    /// `shaders/common/io_bf16x8.wgsl`: bf16 storage, eight elements at a time.
+    pub const IO_BF16X8: &str = include_str!("../../shaders/common/io_bf16x8.wgsl");
+    /// `shaders/common/f16_pair.wgsl`: two f16 in a word, unpacked and packed.
+    pub const F16_PAIR: &str = include_str!("../../shaders/common/f16_pair.wgsl");
+    /// `shaders/common/bf16_pair.wgsl`: two bf16 in a word, unpacked and packed.
+    pub const BF16_PAIR: &str = include_str!("../../shaders/common/bf16_pair.wgsl");
+    /// `shaders/common/unit_pair.wgsl`: the 16-bit unit of one word (two elements).
+    pub const UNIT_PAIR: &str = include_str!("../../shaders/common/unit_pair.wgsl");
+    /// `shaders/common/unit_octet.wgsl`: the 16-bit unit of a vec4 of words (eight elements).
+    pub const UNIT_OCTET: &str = include_str!("../../shaders/common/unit_octet.wgsl");
     /// `shaders/common/io_vector.wgsl`: element access of the vector units (f16, bf16, f32×4).
     pub const IO_VECTOR: &str = include_str!("../../shaders/common/io_vector.wgsl");
     /// `shaders/common/io_f32x4.wgsl`: f32 prediction and target storage, vec4 at a time.
@@ -57,6 +69,8 @@ pub mod source {
     pub const GRAD_F32: &str = include_str!("../../shaders/common/grad_f32.wgsl");
     /// `shaders/common/grad_packed.wgsl`: a gradient stored like a 16-bit input.
     pub const GRAD_PACKED: &str = include_str!("../../shaders/common/grad_packed.wgsl");
+    /// `shaders/common/grad_packed_x8.wgsl`: a 16-bit gradient stored a vec4 of words at a time.
+    pub const GRAD_PACKED_X8: &str = include_str!("../../shaders/common/grad_packed_x8.wgsl");
     /// `shaders/common/elementwise.wgsl`: the driver of the elementwise family.
     pub const ELEMENTWISE: &str = include_str!("../../shaders/common/elementwise.wgsl");
     /// `shaders/common/weight.wgsl`: the optional per-element weight of the BCE kernels.
@@ -113,7 +127,7 @@ pub mod source {
 /// Every shader file other than the losses' own (which their descriptors compile in,
 /// `src/losses/<loss>.rs`), by its path from the crate root, with its text: what `#import`
 /// lines resolve against.
-pub const SHADER_FILES: [(&str, &str); 32] = [
+pub const SHADER_FILES: [(&str, &str); 39] = [
     ("shaders/common/reduce.wgsl", source::REDUCE),
     (
         "shaders/common/reduce_subgroup.wgsl",
@@ -122,11 +136,18 @@ pub const SHADER_FILES: [(&str, &str); 32] = [
     ("shaders/common/io_f32.wgsl", source::IO_F32),
     ("shaders/common/io_f16.wgsl", source::IO_F16),
     ("shaders/common/io_bf16.wgsl", source::IO_BF16),
+    ("shaders/common/io_f16x8.wgsl", source::IO_F16X8),
+    ("shaders/common/io_bf16x8.wgsl", source::IO_BF16X8),
+    ("shaders/common/f16_pair.wgsl", source::F16_PAIR),
+    ("shaders/common/bf16_pair.wgsl", source::BF16_PAIR),
+    ("shaders/common/unit_pair.wgsl", source::UNIT_PAIR),
+    ("shaders/common/unit_octet.wgsl", source::UNIT_OCTET),
     ("shaders/common/io_vector.wgsl", source::IO_VECTOR),
     ("shaders/common/io_f32x4.wgsl", source::IO_F32X4),
     ("shaders/common/grad_f32x4.wgsl", source::GRAD_F32X4),
     ("shaders/common/grad_f32.wgsl", source::GRAD_F32),
     ("shaders/common/grad_packed.wgsl", source::GRAD_PACKED),
+    ("shaders/common/grad_packed_x8.wgsl", source::GRAD_PACKED_X8),
     ("shaders/common/elementwise.wgsl", source::ELEMENTWISE),
     ("shaders/common/weight.wgsl", source::WEIGHT),
     ("shaders/common/nan.wgsl", source::NAN),
@@ -230,7 +251,7 @@ pub enum Dtype {
 
 impl Dtype {
     /// Elements stored per 32-bit word.
-    pub fn per_word(self) -> usize {
+    pub const fn per_word(self) -> usize {
         match self {
             Dtype::F32 => 1,
             Dtype::F16 | Dtype::Bf16 => 2,
@@ -354,16 +375,18 @@ fn pack_pairs(values: &[f32], bits: impl Fn(f32) -> u16) -> Vec<u32> {
 
 /// The storage of a loss kernel's arrays: prediction and dense target in `input`, the
 /// gradient in `grad` (either `input` or [`Dtype::F32`]). Everything else (class indices,
-/// weights, upstream gradients, losses, the value) is 32-bit. `vec4`: all-f32 arrays moved
-/// four elements at a time (the elementwise family where every length is a multiple of 4, and
-/// on software adapters the row-wise family where the row length is).
+/// weights, upstream gradients, losses, the value) is 32-bit. `vec4`: the arrays moved 16
+/// bytes per lane at a time, four f32 or eight 16-bit elements ([`Io::per_unit`]; the
+/// elementwise family where every length is a multiple of that, and on software adapters the
+/// row-wise family where the row length is).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub struct Io {
     /// Prediction and dense target.
     pub input: Dtype,
     /// Gradient.
     pub grad: Dtype,
-    /// vec4 loads and stores (f32 only; lengths a multiple of 4).
+    /// vec4 loads and stores (a vec4<f32>, or a vec4 of 16-bit pairs; every length a multiple
+    /// of [`Io::per_unit`]).
     pub vec4: bool,
     /// The gradient written over the prediction (the row-wise family; `grad` is `input`).
     pub in_place: bool,
@@ -374,22 +397,23 @@ impl Io {
     pub const F32: Io = Io::same(Dtype::F32);
 
     /// Everything f32, moved a vec4 at a time.
-    pub const F32X4: Io = Io {
-        input: Dtype::F32,
-        grad: Dtype::F32,
-        vec4: true,
-        in_place: false,
-    };
-
-    /// Every storage combination the kernels are built for: the gradient as the input, or f32.
     #[cfg(test)]
-    pub const ALL: [Io; 6] = [
+    pub const F32X4: Io = Io::F32.with_vec4();
+
+    /// Every storage combination the kernels are built for: the gradient as the input, or f32,
+    /// each a word or a vec4 at a time.
+    #[cfg(test)]
+    pub const ALL: [Io; 10] = [
         Io::F32,
         Io::F32X4,
         Io::same(Dtype::F16),
         Io::with_f32_grad(Dtype::F16),
         Io::same(Dtype::Bf16),
         Io::with_f32_grad(Dtype::Bf16),
+        Io::same(Dtype::F16).with_vec4(),
+        Io::with_f32_grad(Dtype::F16).with_vec4(),
+        Io::same(Dtype::Bf16).with_vec4(),
+        Io::with_f32_grad(Dtype::Bf16).with_vec4(),
     ];
 
     /// The storages of the sharded loss's steps (`crate::sharded`): f32, f16 and bf16 logits
@@ -433,18 +457,33 @@ impl Io {
         }
     }
 
-    /// Whether the kernels are built for this combination (`grad` is `input` or f32, and
-    /// `input` in place; vec4 only for f32).
+    /// Whether the kernels are built for this combination: `grad` is `input`, or f32 where
+    /// the gradient has its own buffer.
     pub fn is_supported(self) -> bool {
-        (self.grad == self.input || (self.grad == Dtype::F32 && !self.in_place))
-            && (!self.vec4 || (self.input == Dtype::F32 && self.grad == Dtype::F32))
+        self.grad == self.input || (self.grad == Dtype::F32 && !self.in_place)
     }
 
-    /// This storage moved a vec4 at a time where it can be (all f32), else itself.
+    /// This storage moved a vec4 (16 bytes) per lane at a time.
     pub const fn with_vec4(self) -> Io {
-        Io {
-            vec4: matches!(self.input, Dtype::F32) && matches!(self.grad, Dtype::F32),
-            ..self
+        Io { vec4: true, ..self }
+    }
+
+    /// Elements of the prediction per unit, what one invocation loads at a time: a word's
+    /// ([`Dtype::per_word`]), four times that with `vec4`. Every length bound with `vec4`
+    /// must be a multiple of it.
+    pub const fn per_unit(self) -> usize {
+        let per_word = self.input.per_word();
+        if self.vec4 { 4 * per_word } else { per_word }
+    }
+
+    /// This storage with `vec4` where `lens` are all multiples of its vec4 unit (four f32 or
+    /// eight 16-bit elements), else itself.
+    pub fn with_vec4_if_whole(self, lens: &[usize]) -> Io {
+        let v = self.with_vec4();
+        if lens.iter().all(|l| l.is_multiple_of(v.per_unit())) {
+            v
+        } else {
+            self
         }
     }
 
@@ -460,21 +499,22 @@ impl Io {
     /// The input-storage prelude's file and text (`shaders/common/io_*.wgsl`; those whose
     /// unit is a vector import `io_vector.wgsl`).
     pub fn input_prelude(self) -> (&'static str, &'static str) {
-        if self.vec4 {
-            ("shaders/common/io_f32x4.wgsl", source::IO_F32X4)
-        } else {
-            self.input.prelude()
+        match (self.vec4, self.input) {
+            (false, dtype) => dtype.prelude(),
+            (true, Dtype::F32) => ("shaders/common/io_f32x4.wgsl", source::IO_F32X4),
+            (true, Dtype::F16) => ("shaders/common/io_f16x8.wgsl", source::IO_F16X8),
+            (true, Dtype::Bf16) => ("shaders/common/io_bf16x8.wgsl", source::IO_BF16X8),
         }
     }
 
-    /// The gradient-store prelude's file and text (`shaders/common/grad_*.wgsl`).
+    /// The gradient-store prelude's file and text (`shaders/common/grad_*.wgsl`); a 16-bit
+    /// input's f32 gradient is stored an element at a time, whatever its unit.
     pub fn grad_prelude(self) -> (&'static str, &'static str) {
-        if self.vec4 {
-            ("shaders/common/grad_f32x4.wgsl", source::GRAD_F32X4)
-        } else if self.grad == Dtype::F32 {
-            ("shaders/common/grad_f32.wgsl", source::GRAD_F32)
-        } else {
-            ("shaders/common/grad_packed.wgsl", source::GRAD_PACKED)
+        match (self.vec4, self.input, self.grad) {
+            (true, Dtype::F32, _) => ("shaders/common/grad_f32x4.wgsl", source::GRAD_F32X4),
+            (_, _, Dtype::F32) => ("shaders/common/grad_f32.wgsl", source::GRAD_F32),
+            (true, _, _) => ("shaders/common/grad_packed_x8.wgsl", source::GRAD_PACKED_X8),
+            (false, _, _) => ("shaders/common/grad_packed.wgsl", source::GRAD_PACKED),
         }
     }
 }
@@ -586,21 +626,27 @@ impl Kernel {
     }
 
     /// The storages the kernel is built for: every [`Io`] for the elementwise family, every
-    /// one and each in place for the row-wise family, [`Io::SHARDED`] for the sharded loss's
+    /// one and each input type in place (by words and by vec4s) for the row-wise family, [`Io::SHARDED`] for the sharded loss's
     /// three steps, f32 for the others.
     #[cfg(test)]
     pub fn ios(self) -> &'static [Io] {
-        const ROWS: [Io; 10] = [
-            Io::F32,
-            Io::F32X4,
-            Io::in_place(Dtype::F32).with_vec4(),
-            Io::same(Dtype::F16),
-            Io::with_f32_grad(Dtype::F16),
-            Io::same(Dtype::Bf16),
-            Io::with_f32_grad(Dtype::Bf16),
+        const ROWS: [Io; 16] = [
+            Io::ALL[0],
+            Io::ALL[1],
+            Io::ALL[2],
+            Io::ALL[3],
+            Io::ALL[4],
+            Io::ALL[5],
+            Io::ALL[6],
+            Io::ALL[7],
+            Io::ALL[8],
+            Io::ALL[9],
             Io::in_place(Dtype::F32),
+            Io::in_place(Dtype::F32).with_vec4(),
             Io::in_place(Dtype::F16),
+            Io::in_place(Dtype::F16).with_vec4(),
             Io::in_place(Dtype::Bf16),
+            Io::in_place(Dtype::Bf16).with_vec4(),
         ];
         if matches!(
             self,

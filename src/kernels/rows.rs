@@ -244,20 +244,21 @@ impl RowPlan {
                 limit: chunk_elems as u64,
             });
         }
-        // Lanes own whole words: a row spans at most ⌈(C + per_word − 1) / per_word⌉ of them
+        // Lanes own whole units: a row spans at most ⌈(C + per_word − 1) / per_word⌉ words
         // (a row may start inside a word).
-        // On software adapters, f32 rows of a multiple of 4 elements are read and written a
-        // vec4 per lane per trip (io_f32x4.wgsl; no unit straddles two rows): llvmpipe moves
-        // each lane's load separately, so 16 bytes per load instead of 4 made its row kernels
-        // 1.xx× faster (`docs/TUNING.md`). GPUs keep one element per word (unmeasured there).
+        // On software adapters, rows of a whole number of vec4 units (4 f32 or 8 16-bit
+        // elements) are read and written 16 bytes per lane per trip (io_f32x4.wgsl,
+        // io_f16x8.wgsl, io_bf16x8.wgsl; no unit straddles two rows): llvmpipe issues each
+        // lane's load separately (`docs/TUNING.md`, "vec4 rows": f32 softmax-ce 4096 × 1000
+        // 21.1 → 13.0 ms). GPUs keep one word per lane (unmeasured there).
         let cpu = ctx.adapter_info().device_type == wgpu::DeviceType::Cpu;
-        let io = if cpu && cols.is_multiple_of(4) {
-            spec.io.with_vec4()
+        let io = if cpu {
+            spec.io.with_vec4_if_whole(&[cols])
         } else {
             spec.io
         };
         let units = if io.vec4 {
-            cols / 4
+            cols / io.per_unit()
         } else {
             let per_word = io.input.per_word();
             (cols + per_word - 1).div_ceil(per_word)

@@ -99,8 +99,8 @@ fn every_kernel_validates_with_naga_and_matches_the_host() {
             }
         }
     }
-    // (each elementwise loss × 6 storages + each row-wise loss × 10 (6 storages and 4 with the
-    // gradient in place) + 4 shared passes) × 2
+    // (each elementwise loss × 10 storages (`Io::ALL`) + each row-wise loss × 16 (those 10,
+    // and f32, f16, bf16 in place by words and by vec4s) + 4 shared passes) × 2
     // flavours, counted from the registry so a new loss needs no edit here (the copy kernel of
     // the benchmarks is validated by the CLI's own test).
     let row_wise = crate::losses::REGISTRY
@@ -116,7 +116,7 @@ fn every_kernel_validates_with_naga_and_matches_the_host() {
     let sharded = 3 * Io::SHARDED.len() + 1;
     assert_eq!(
         compositions.len(),
-        (elementwise * 6 + row_wise * 10 + 4 + sharded) * 2
+        (elementwise * Io::ALL.len() + row_wise * 16 + 4 + sharded) * 2
     );
     let failures: Vec<String> = compositions
         .iter()
@@ -294,5 +294,56 @@ fn slots_follow_the_variant() {
             file
         ));
     }
+    // 16-bit storage a vec4 of words at a time: the octet unit, its gradient store (f32
+    // element by element), the same conversions as a word at a time.
+    for (io, files, not) in [
+        (
+            Io::same(Dtype::F16).with_vec4(),
+            &[
+                "io_f16x8.wgsl",
+                "f16_pair.wgsl",
+                "unit_octet.wgsl",
+                "grad_packed_x8.wgsl",
+            ][..],
+            &["unit_pair.wgsl", "io_vector.wgsl", "grad_packed.wgsl"][..],
+        ),
+        (
+            Io::with_f32_grad(Dtype::Bf16).with_vec4(),
+            &[
+                "io_bf16x8.wgsl",
+                "bf16_pair.wgsl",
+                "unit_octet.wgsl",
+                "grad_f32.wgsl",
+            ][..],
+            &["grad_packed_x8.wgsl", "grad_f32x4.wgsl"][..],
+        ),
+        (
+            Io::same(Dtype::Bf16),
+            &[
+                "io_bf16.wgsl",
+                "bf16_pair.wgsl",
+                "unit_pair.wgsl",
+                "grad_packed.wgsl",
+            ][..],
+            &["unit_octet.wgsl", "/f16_pair.wgsl"][..],
+        ),
+    ] {
+        for k in [Kernel::Loss("mse"), Kernel::Loss("softmax_cross_entropy")] {
+            for f in files {
+                assert!(has(k, ReduceFlavor::Plain, io, f), "{k:?} {io:?}: {f}");
+            }
+            for f in not {
+                assert!(!has(k, ReduceFlavor::Plain, io, f), "{k:?} {io:?}: not {f}");
+            }
+        }
+    }
+    assert_eq!(Io::F32X4.per_unit(), 4);
+    assert_eq!(Io::same(Dtype::Bf16).with_vec4().per_unit(), 8);
+    assert_eq!(Io::same(Dtype::F16).per_unit(), 2);
+    assert_eq!(
+        Io::same(Dtype::F16).with_vec4_if_whole(&[16, 12]),
+        Io::same(Dtype::F16)
+    );
+    assert_eq!(Io::F32.with_vec4_if_whole(&[16, 12]), Io::F32X4);
     assert!(Kernel::Loss("cosine_proximity").takes_io());
 }

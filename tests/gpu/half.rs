@@ -226,84 +226,129 @@ fn elementwise_batch(loss: &Loss, n: usize, seed: u64) -> (ArrayD<f32>, RowTarge
 #[cfg_attr(skip_gpu_tests, ignore)]
 fn elementwise_losses_in_16_bits_match_the_reference() {
     let ctx = ctx();
-    let reductions = [Reduction::Mean, Reduction::Sum, Reduction::None];
-    let mut k = 0;
+    // Lengths of a multiple of 8 (8, 256, 264, 32 776) are read a vec4 of words at a time
+    // (io_f16x8.wgsl, io_bf16x8.wgsl), the others a word at a time.
+    let shapes: [&[usize]; 13] = [
+        &[1],
+        &[2],
+        &[3],
+        &[8],
+        &[255],
+        &[256],
+        &[257],
+        &[264],
+        &[511],
+        &[513],
+        &[4097],
+        &[32_776],
+        &[100_001],
+    ];
     for loss in Loss::all_default().iter().filter(|l| !l.is_row_wise()) {
-        for dtype in HALVES {
-            for grad in [dtype, Dtype::F32] {
-                for n in [1usize, 2, 3, 255, 256, 257, 511, 513, 4097, 100_001] {
-                    let reduction = reductions[k % 3];
-                    k += 1;
-                    let what = format!(
-                        "{}/{}/{} grad/{n}/{}",
-                        loss.name(),
-                        dtype.name(),
-                        grad.name(),
-                        reduction.name()
-                    );
-                    let (pred, target) = elementwise_batch(loss, n, seed_for(&what));
-                    check_case(
-                        ctx,
-                        loss,
-                        &[n],
-                        &pred,
-                        &target,
-                        dtype,
-                        grad,
-                        reduction,
-                        &what,
-                    );
-                }
-            }
-        }
+        each_storage(
+            loss.name(),
+            &shapes,
+            |shape, dtype, grad, reduction, what| {
+                let (pred, target) = elementwise_batch(loss, shape[0], seed_for(what));
+                check_case(
+                    ctx, loss, shape, &pred, &target, dtype, grad, reduction, what,
+                );
+            },
+        );
     }
 }
 
 /// Every row-wise loss (softmax cross entropy with probabilities and with classes), f16 and
 /// bf16, on odd and even row lengths: rows sharing a word with their neighbours (odd C, so
 /// half the rows start mid-word), rows held in registers and rows longer than that (C =
-/// 4097 with 256 lanes of 16), a thousand 3-element rows.
+/// 4097 with 256 lanes of 16), a thousand 3-element rows, and rows of a multiple of 8 (C = 8,
+/// 256, 1000, 4104), which software adapters read a vec4 of words at a time.
 #[test]
 #[cfg_attr(skip_gpu_tests, ignore)]
 fn row_losses_in_16_bits_match_the_reference() {
     let ctx = ctx();
-    let shapes: [&[usize]; 8] = [
+    let shapes: [&[usize]; 11] = [
         &[1, 1],
         &[3, 7],
+        &[2, 8],
         &[5, 33],
         &[4, 256],
         &[3, 257],
         &[3, 4097],
+        &[3, 4104],
+        &[5, 1000],
         &[9, 1001],
         &[1000, 3],
     ];
-    let reductions = [Reduction::Mean, Reduction::Sum, Reduction::None];
-    let mut k = 0;
     for kind in [
         RowKind::Cce,
         RowKind::SoftmaxProbs,
         RowKind::SoftmaxClasses,
         RowKind::Cosine,
     ] {
-        for dtype in HALVES {
-            for grad in [dtype, Dtype::F32] {
-                for shape in shapes {
-                    let reduction = reductions[k % 3];
-                    k += 1;
-                    let what = format!(
-                        "{}/{}/{} grad/{shape:?}/{}",
-                        kind.name(),
-                        dtype.name(),
-                        grad.name(),
-                        reduction.name()
-                    );
-                    let b = kind.batch(shape, seed_for(&what));
-                    check_case(
-                        ctx, &b.loss, shape, &b.pred, &b.target, dtype, grad, reduction, &what,
-                    );
-                }
+        each_storage(
+            kind.name(),
+            &shapes,
+            |shape, dtype, grad, reduction, what| {
+                let b = kind.batch(shape, seed_for(what));
+                check_case(
+                    ctx, &b.loss, shape, &b.pred, &b.target, dtype, grad, reduction, what,
+                );
+            },
+        );
+    }
+}
+
+/// Runs `case(shape, dtype, grad dtype, reduction, description)` for every shape, both 16-bit
+/// types and both gradient storages, cycling through the reductions.
+fn each_storage(
+    name: &str,
+    shapes: &[&[usize]],
+    mut case: impl FnMut(&[usize], Dtype, Dtype, Reduction, &str),
+) {
+    let reductions = [Reduction::Mean, Reduction::Sum, Reduction::None];
+    let mut k = 0;
+    for dtype in HALVES {
+        for grad in [dtype, Dtype::F32] {
+            for &shape in shapes {
+                let reduction = reductions[k % 3];
+                k += 1;
+                let what = format!(
+                    "{name}/{}/{} grad/{shape:?}/{}",
+                    dtype.name(),
+                    grad.name(),
+                    reduction.name()
+                );
+                case(shape, dtype, grad, reduction, &what);
             }
         }
+    }
+}
+
+/// Distillation and JSD (two logit tensors, both stored in 16 bits), f16 and bf16, gradient
+/// in the input type or f32: odd rows (a row starting mid-word), rows held in registers, rows
+/// longer than that, and rows of a multiple of 8 (read a vec4 of words at a time on software
+/// adapters).
+#[test]
+#[cfg_attr(skip_gpu_tests, ignore)]
+fn distill_and_jsd_in_16_bits_match_the_reference() {
+    let ctx = ctx();
+    let losses = [
+        Loss::distill().temperature(2.0).build().expect("distill"),
+        Loss::jsd().beta(0.3).build().expect("jsd"),
+    ];
+    let shapes: [&[usize]; 5] = [&[5, 33], &[4, 256], &[3, 4097], &[3, 4104], &[9, 1000]];
+    for loss in &losses {
+        each_storage(
+            loss.name(),
+            &shapes,
+            |shape, dtype, grad, reduction, what| {
+                let b = synthetic::batch(loss, shape, seed_for(what));
+                let target = RowTarget::Dense(b.target);
+                check_case(
+                    ctx, loss, shape, &b.pred, &target, dtype, grad, reduction, what,
+                );
+            },
+        );
     }
 }
 
@@ -381,15 +426,24 @@ fn shared_words_are_written_deterministically() {
 #[cfg_attr(skip_gpu_tests, ignore)]
 fn bf16_gradient_is_rounded_to_nearest_even_bit_for_bit() {
     let ctx = ctx();
-    let n = 4099;
-    let mut pred: Vec<f32> = synthetic::uniform(&[n], -4.0, 4.0, seed_for("bf16-bits/p"))
-        .iter()
-        .map(|&v| Dtype::Bf16.round(v))
-        .collect();
-    let mut target: Vec<f32> = synthetic::uniform(&[n], -4.0, 4.0, seed_for("bf16-bits/t"))
-        .iter()
-        .map(|&v| Dtype::Bf16.round(v))
-        .collect();
+    // Odd: a word at a time, the last word's upper half padding; a multiple of 8: a vec4 of
+    // words at a time (io_bf16x8.wgsl, grad_packed_x8.wgsl).
+    for n in [4099, 4104] {
+        bf16_rounding_case(ctx, n);
+    }
+}
+
+fn bf16_rounding_case(ctx: &GpuContext, n: usize) {
+    let mut pred: Vec<f32> =
+        synthetic::uniform(&[n], -4.0, 4.0, seed_for(&format!("bf16-bits/p/{n}")))
+            .iter()
+            .map(|&v| Dtype::Bf16.round(v))
+            .collect();
+    let mut target: Vec<f32> =
+        synthetic::uniform(&[n], -4.0, 4.0, seed_for(&format!("bf16-bits/t/{n}")))
+            .iter()
+            .map(|&v| Dtype::Bf16.round(v))
+            .collect();
     // Ties: 2 (p − t) = 1 + 2^-8 (between bf16 1 and 1 + 2^-7; even is 1) and 1 + 3·2^-8.
     pred[0] = 0.5 + 2f32.powi(-9);
     target[0] = 0.0;
@@ -422,7 +476,7 @@ fn bf16_gradient_is_rounded_to_nearest_even_bit_for_bit() {
         assert_eq!(
             got,
             want,
-            "element {i}: 2({:e} − {:e}) = {:e}: GPU bits {got:#06x}, RNE {want:#06x}",
+            "n = {n}, element {i}: 2({:e} − {:e}) = {:e}: GPU bits {got:#06x}, RNE {want:#06x}",
             pred[i],
             target[i],
             2.0 * (pred[i] - target[i])
@@ -438,11 +492,13 @@ fn bf16_gradient_is_rounded_to_nearest_even_bit_for_bit() {
         0x7f80,
         "past the largest bf16: +inf"
     );
-    assert_eq!(
-        step.grad_words[n / 2] >> 16,
-        0xffff,
-        "the padding half is kept"
-    );
+    if n % 2 == 1 {
+        assert_eq!(
+            step.grad_words[n / 2] >> 16,
+            0xffff,
+            "the padding half is kept"
+        );
+    }
 }
 
 /// f16's specials are written explicitly (WGSL leaves them to the device): NaN → NaN,
