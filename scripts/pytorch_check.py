@@ -1325,7 +1325,9 @@ def report(records: list[Record], cases: list[Case], devices: list[str], cli: Cl
     try:
         head = subprocess.run(["git", "rev-parse", "--short=12", "HEAD"], capture_output=True,
                               text=True, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
+        # The report itself (rewritten by every run) does not count as a local change.
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--",
+                                ".", ":!docs/pytorch-check.md"],
                                capture_output=True, text=True).stdout.strip()
         tree = f"{head}{' with local changes' if dirty else ''}"
     except (OSError, subprocess.CalledProcessError):
