@@ -13,31 +13,21 @@ fn unpack_pair(w: u32) -> vec2<f32> {
     return unpack2x16float(w);
 }
 
-// The f16 bits of x when the conversion cannot be trusted with it (NaN, beyond the range),
-// else 0xffffffff.
-fn f16_special(x: f32) -> u32 {
-    let b = bitcast<u32>(x);
-    let mag = b & 0x7fffffffu;
-    if (mag > 0x7f800000u) {
-        return 0x7e00u;
-    }
-    if (mag >= 0x477ff000u) { // 65520.0
-        return ((b >> 16u) & 0x8000u) | 0x7c00u;
-    }
-    return 0xffffffffu;
+// The f16 bits of each of x's elements where the conversion cannot be trusted with it (NaN,
+// beyond the range), else 0xffffffff. Selects, no branches.
+fn f16_specials(x: vec2<f32>) -> vec2<u32> {
+    let b = bitcast<vec2<u32>>(x);
+    let mag = b & vec2<u32>(0x7fffffffu);
+    let inf = ((b >> vec2<u32>(16u)) & vec2<u32>(0x8000u)) | vec2<u32>(0x7c00u);
+    let big = select(vec2<u32>(0xffffffffu), inf, mag >= vec2<u32>(0x477ff000u)); // 65520.0
+    return select(big, vec2<u32>(0x7e00u), mag > vec2<u32>(0x7f800000u));
 }
 
 fn pack_pair(x: vec2<f32>) -> u32 {
-    let lo = f16_special(x.x);
-    let hi = f16_special(x.y);
+    let sp = f16_specials(x);
+    let special = sp != vec2<u32>(0xffffffffu);
     // In-range values (NaN and ±∞ replaced by 0 first, so the conversion never sees them).
-    let safe = select(x, vec2<f32>(0.0), vec2<bool>(lo != 0xffffffffu, hi != 0xffffffffu));
-    var w = pack2x16float(safe);
-    if (lo != 0xffffffffu) {
-        w = (w & 0xffff0000u) | lo;
-    }
-    if (hi != 0xffffffffu) {
-        w = (w & 0x0000ffffu) | (hi << 16u);
-    }
-    return w;
+    let w = pack2x16float(select(x, vec2<f32>(0.0), special));
+    let halves = select(vec2<u32>(w & 0xffffu, w >> 16u), sp, special);
+    return halves.x | (halves.y << 16u);
 }
