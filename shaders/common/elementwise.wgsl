@@ -30,7 +30,8 @@ struct Params {
 }
 
 // Four units per trip in the main loop (set by the host: GPUs yes, software adapters no, and
-// never with io_f32x4.wgsl, whose lanes already move 16 bytes per array per trip).
+// never with the vec4 units of io_f32x4.wgsl, io_f16x8.wgsl and io_bf16x8.wgsl, whose lanes
+// already move 16 bytes per array per trip).
 override UNROLL: bool = false;
 
 // What the call writes and reads, fixed per pipeline (set by the host, `ew_switches` in

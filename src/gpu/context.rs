@@ -22,9 +22,9 @@ pub struct ContextOptions {
     /// Whether the loss kernels' main loops take four units (words) per trip with their loads
     /// issued together, for memory-level parallelism. Default `None`: yes on GPUs, no on
     /// software adapters (device type `Cpu`), where it cost the elementwise kernels a third of
-    /// their speed on llvmpipe. Never for all-f32 elementwise calls on vec4 storage, whose lanes already
-    /// move 16 bytes per array per trip (there it cost 3–9% on an H100; it made long rows
-    /// 1.7–1.8× faster). The results are the same bits either way (the same additions in the
+    /// their speed on llvmpipe. Never on vec4 storage (four f32 or eight 16-bit elements per
+    /// unit), whose lanes already move 16 bytes per array per trip (for f32 elementwise calls
+    /// it cost 3–9% on an H100; it made long rows 1.7–1.8× faster). The results are the same bits either way (the same additions in the
     /// same order).
     pub unroll: Option<bool>,
     /// Elements of a row each lane of a row-wise kernel aims to own, which sets how many lanes
