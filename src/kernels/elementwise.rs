@@ -229,7 +229,7 @@ impl EwPlan {
         let max_dim = ctx.limits.max_compute_workgroups_per_dimension;
         // Arrays whose every chunk is a whole number of vec4 units (4 f32 or 8 16-bit
         // elements) move 16 bytes per lane per array per trip (`docs/TUNING.md`: f32
-        // 1.2–1.27× on llvmpipe; 16-bit: "vec4 of 16-bit words").
+        // 1.2–1.27× on llvmpipe; 16-bit: "16-bit storage a vec4 of words at a time").
         let io = spec.io.with_vec4_if_whole(&[n, chunk_elems]);
         let cpu = ctx.adapter_info().device_type == wgpu::DeviceType::Cpu;
         let (per_lane, max_wg) = match (cpu, io.vec4) {
@@ -241,7 +241,7 @@ impl EwPlan {
         let mut partials = 0u64;
         let mut base = 0;
         // Elements per unit (per invocation per trip): 4 or 8 for vec4, 2 for 16-bit words.
-        let per_word = io.per_unit();
+        let per_unit = io.per_unit();
         if io.input.per_word() > 1 && n > chunk_elems {
             // 16-bit storage is bound whole (the resident API): a chunk boundary could fall
             // inside a word.
@@ -253,8 +253,8 @@ impl EwPlan {
         }
         while base < n {
             let len = chunk_elems.min(n - base);
-            // One invocation per unit (word) of the chunk.
-            let workgroups = grid_for(len.div_ceil(per_word) as u32, max_dim, per_lane, max_wg)?;
+            // One invocation per unit of the chunk.
+            let workgroups = grid_for(len.div_ceil(per_unit) as u32, max_dim, per_lane, max_wg)?;
             chunks.push(EwChunk {
                 base,
                 len,

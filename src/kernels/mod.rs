@@ -496,8 +496,7 @@ impl Io {
         }
     }
 
-    /// The input-storage prelude's file and text (`shaders/common/io_*.wgsl`; those whose
-    /// unit is a vector import `io_vector.wgsl`).
+    /// The input-storage prelude's file and text (`shaders/common/io_*.wgsl`).
     pub fn input_prelude(self) -> (&'static str, &'static str) {
         match (self.vec4, self.input) {
             (false, dtype) => dtype.prelude(),
@@ -625,9 +624,9 @@ impl Kernel {
         })
     }
 
-    /// The storages the kernel is built for: every [`Io`] for the elementwise family, every
-    /// one and each input type in place (by words and by vec4s) for the row-wise family, [`Io::SHARDED`] for the sharded loss's
-    /// three steps, f32 for the others.
+    /// The storages the kernel is built for: every [`Io`] for the elementwise family; every
+    /// one, and each input type in place by words and by vec4s, for the row-wise family;
+    /// [`Io::SHARDED`] for the sharded loss's three steps; f32 for the others.
     #[cfg(test)]
     pub fn ios(self) -> &'static [Io] {
         const ROWS: [Io; 16] = [
