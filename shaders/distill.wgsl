@@ -60,28 +60,25 @@ fn row_block(s: Stats) -> Stats {
 fn row_push(s: Stats, row: RowCtx, j: u32, x: f32, t: f32, scanned: bool) -> Stats {
     let a = t * params.loss.inv_t;
     let b = x * params.loss.inv_t;
-    var r = s;
-    if (bitcast<u32>(a) == 0x7f800000u || bitcast<u32>(b) == 0x7f800000u) {
-        r.sa = bitcast<f32>(NAN_BITS); // +∞: the row is NaN
-        return r;
-    }
     let diff = a - b;
-    if (a > r.ma) {
-        // A new maximum: the old sums rescaled; the new maximum's own term is 1 · (a − b).
-        let f = exp(r.ma - a);
-        r.d = r.d * f + diff;
-        r.sa = (r.sa + 1.0) * f;
-        r.ma = a;
-    } else {
-        let e = exp(a - r.ma);
-        r.sa = r.sa + e;
-        r.d = r.d + select(e * diff, 0.0, e == 0.0); // P_j = 0 contributes 0
-    }
-    // The student's softmax (the teacher's, above, carries d with it).
-    let pb = running_push(vec2<f32>(r.mb, r.sb), b);
-    r.mb = pb.x;
-    r.sb = pb.y;
-    return r;
+    // The teacher's softmax as running_push's, carrying d with it: a new maximum rescales
+    // the old sums by e = exp(ma − a), and its own term is 1 · (a − b); otherwise e =
+    // exp(a − ma) joins them (P_j = 0 contributes 0). Selects, not branches, as there.
+    let up = a > s.ma;
+    let e = exp(-abs(a - s.ma));
+    let d = select(s.d + select(e * diff, 0.0, e == 0.0), s.d * e + diff, up);
+    let sa = select(s.sa + e, (s.sa + 1.0) * e, up);
+    // The student's.
+    let pb = running_push(vec2<f32>(s.mb, s.sb), b);
+    // +∞: the row is NaN, its other statistics as they were.
+    let inf = bitcast<u32>(a) == 0x7f800000u || bitcast<u32>(b) == 0x7f800000u;
+    return Stats(
+        select(select(s.ma, a, up), s.ma, inf),
+        select(sa, bitcast<f32>(NAN_BITS), inf),
+        select(pb.x, s.mb, inf),
+        select(pb.y, s.sb, inf),
+        select(d, s.d, inf),
+    );
 }
 
 fn row_combine(p: Stats, q: Stats) -> Stats {

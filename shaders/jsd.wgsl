@@ -82,14 +82,13 @@ fn row_block(s: Stats) -> Stats {
 fn row_push(s: Stats, row: RowCtx, j: u32, x: f32, t: f32, scanned: bool) -> Stats {
     let a = t * params.loss.inv_t;
     let b = x * params.loss.inv_t;
-    var r = s;
-    if (bitcast<u32>(a) == INF_BITS || bitcast<u32>(b) == INF_BITS) {
-        r.sa = bitcast<f32>(NAN_BITS); // +∞: the row is NaN
-        return r;
-    }
-    let pa = running_push(vec2<f32>(r.ma, r.sa), a);
-    let pb = running_push(vec2<f32>(r.mb, r.sb), b);
-    return Stats(pa.x, pa.y, pb.x, pb.y);
+    let pa = running_push(vec2<f32>(s.ma, s.sa), a);
+    let pb = running_push(vec2<f32>(s.mb, s.sb), b);
+    // +∞: the row is NaN, its other statistics as they were (selects, as running_push).
+    let inf = bitcast<u32>(a) == INF_BITS || bitcast<u32>(b) == INF_BITS;
+    let ka = select(pa, vec2<f32>(s.ma, bitcast<f32>(NAN_BITS)), inf);
+    let kb = select(pb, vec2<f32>(s.mb, s.sb), inf);
+    return Stats(ka.x, ka.y, kb.x, kb.y);
 }
 
 fn row_combine(p: Stats, q: Stats) -> Stats {

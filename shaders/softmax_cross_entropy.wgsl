@@ -88,17 +88,25 @@ fn row_block(s: Stats) -> Stats {
     return row_identity();
 }
 
+// Without branches (llvmpipe runs both sides of a branch its lanes disagree on, and tests
+// each: 1.2× the step over 4096 × 1000, docs/TUNING.md). Both sides' exponential is of
+// −|x − m|: a new maximum x rescales the old S − 1 (plus its 1) by exp(m − x) and becomes
+// the 1; otherwise exp(x − m) joins the rest. A +∞ logit makes the row NaN and changes
+// nothing else.
 fn row_push(s: Stats, row: RowCtx, j: u32, logit: f32, t: f32, scanned: bool) -> Stats {
     let x = capped(logit).x;
     let wt = dense_weight(j, t);
-    if (bitcast<u32>(x) == 0x7f800000u) {
-        return Stats(s.x, bitcast<f32>(0x7fc00000u), s.z, s.w); // +∞: the row is NaN
-    }
-    if (x > s.x) {
-        // A new maximum: the old S, rescaled, joins the rest; the new maximum is the 1.
-        return Stats(x, (s.y + 1.0) * exp(s.x - x), s.z + shift(s.w, s.x - x), s.w + wt);
-    }
-    return Stats(s.x, s.y + exp(x - s.x), s.z + shift(wt, x - s.x), s.w + wt);
+    let inf = bitcast<u32>(x) == 0x7f800000u;
+    let up = x > s.x && !inf;
+    let delta = -abs(x - s.x);
+    let e = exp(delta);
+    let rest = select(s.y + e, (s.y + 1.0) * e, up);
+    let d = s.z + shift(select(wt, s.w, up), delta);
+    return select(
+        Stats(select(s.x, x, up), rest, d, s.w + wt),
+        Stats(s.x, bitcast<f32>(0x7fc00000u), s.z, s.w),
+        inf,
+    );
 }
 
 // `hi` and `lo` combined, hi.x ≥ lo.x: hi's maximum stays the 1, lo's whole S (its S − 1,

@@ -64,7 +64,9 @@ pub mod synthetic;
 
 pub use compute::{Compute, ValueAndGrad};
 pub use error::{Error, Result};
-pub use gpu::{CPU_ROW_ELEMENTS_PER_LANE, ContextOptions, DEFAULT_MEMORY_BUDGET, GpuContext};
+pub use gpu::{
+    CPU_ROW_ELEMENTS_PER_LANE, CPU_ROW_MAX_LANES, ContextOptions, DEFAULT_MEMORY_BUDGET, GpuContext,
+};
 pub use kernels::{ClassType, Dtype};
 pub use loss::{IntoTarget, Loss, LossArgs, LossOutput, Reduction, Target, TargetElem, Upstream};
 /// The `ndarray` this crate takes and returns arrays of (0.17).

@@ -671,8 +671,10 @@ impl ResidentLoss {
 
     /// The bytes one [`ResidentLoss::record`] step's passes read and write, the traffic its
     /// speed is bounded by (at the device's copy bandwidth): the prediction read once (the
-    /// part of each row longer than a workgroup holds in registers, 4096 elements for long
-    /// rows, read a second time for the gradient), the dense target read as often, class ids
+    /// part of each row beyond what its lanes hold in registers, 16 elements a lane, read
+    /// again for the gradient and for each further statistics sweep: 4096 elements held for
+    /// a row of 256 lanes on a GPU, 16 for a row of one lane on a software adapter), the
+    /// dense target read as often, class ids
     /// read twice (the class pre-pass and the loss pass, 4 bytes each), and the gradient
     /// written once, at the spec's storage sizes, and each row's log-sum-exp where planned
     /// (4 bytes a row). Weights and the partial sums are left out.
@@ -684,12 +686,11 @@ impl ResidentLoss {
         } else {
             0
         };
-        let reread = if self.loss.is_row_wise() {
-            let held =
-                crate::kernels::group_for(self.cols) as usize * crate::kernels::ROW_REGS as usize;
-            (self.rows * self.cols.saturating_sub(held)) as u64
-        } else {
-            0
+        let reread = match (&self.plan, crate::losses::def(&self.loss).family()) {
+            (Plan::Rows(p), crate::losses::Family::Rows(hooks)) => {
+                hooks.sweeps() * (self.rows * self.cols.saturating_sub(p.held_elements())) as u64
+            }
+            _ => 0,
         };
         let target = match self.spec.classes {
             Some(_) if self.loss.is_row_wise() => 4 * 2 * self.rows as u64,

@@ -28,15 +28,19 @@ pub const GRAD_RTOL: f64 = 1e-6;
 
 /// A row-wise loss's gradient tolerance for rows of `cols` elements on `ctx`, as the GPU
 /// tests derive it (tests/gpu/common.rs, `row_array_rtol`): each element depends on its
-/// row's f32 sums, each lane's share of `m = ⌈C / lanes⌉` elements summed in blocks (at most
-/// 16 + 64 + m/16 terms in a row) and combined over a tree of depth log2(lanes), whose
-/// rounding adds like a random walk; four times √(terms + depth) ulp, where that exceeds
-/// [`GRAD_RTOL`].
+/// row's f32 sums, each lane's share of `m = ⌈C / lanes⌉` elements summed in blocks and
+/// spans of blocks (at most 16 + 64 + 16 + m/1024 terms in a row) and combined over a tree
+/// of depth log2(lanes), whose rounding adds like a random walk; four times
+/// √(terms + depth) ulp, where that exceeds [`GRAD_RTOL`].
 fn row_grad_rtol(ctx: &GpuContext, cols: usize) -> f64 {
     let per_lane = ctx.row_elements_per_lane();
-    let lanes = cols.div_ceil(per_lane).max(1).next_power_of_two().min(256);
+    let lanes = cols
+        .div_ceil(per_lane)
+        .max(1)
+        .next_power_of_two()
+        .min(ctx.row_max_lanes() as usize);
     let m = cols.div_ceil(lanes);
-    let n = m.min(80 + m.div_ceil(16)) as f64 + (lanes as f64).log2();
+    let n = m.min(96 + m.div_ceil(1024)) as f64 + (lanes as f64).log2();
     GRAD_RTOL.max(4.0 * n.sqrt() * f64::from(f32::EPSILON) / 2.0)
 }
 

@@ -3,8 +3,10 @@
 // the gradient.
 //
 // Each row is handled by a group of `params.group` adjacent lanes (a power of two, chosen by the
-// host from the row length: one lane per row for C ≤ 16, the whole workgroup for C > 2048), so
-// short rows keep every lane busy and long rows are read by many lanes at once. Each lane
+// host from the row length, src/kernels/rows.rs: on GPUs one lane per row for C ≤ 16, the
+// whole workgroup for C > 2048, so short rows keep every lane busy and long rows are read by
+// many lanes at once; on software adapters one lane per row up to C = 4096, at most 8
+// beyond, since each combine step is a barrier there). Each lane
 // accumulates statistics over its elements j = lane, lane + group, ... (keeping the first
 // ROW_REGS of them in registers), the group combines them in a fixed-order tree in workgroup
 // memory, and each lane then writes its elements' gradient. A row of at most group · ROW_REGS
@@ -117,10 +119,12 @@ const FLAG_WRITE_LSE: u32 = 128u;
 // Elements per lane kept in registers between the statistics and the gradient.
 const ROW_REGS: u32 = 16u;
 // A lane's streamed units (those past its held ones) are pushed in blocks of this many, each
-// into statistics of its own (row_block) that then join the lane's (row_combine). So a lane's
-// f32 sums have at most ROW_BLOCK · EPU terms in a row, then one per block: with 1000
-// elements per lane (software adapters), about 80 terms instead of 1000, whose rounding
-// (a random walk, √terms ulp) is then 3.5× smaller.
+// into statistics of its own (row_block), and ROW_BLOCK blocks join a span's statistics
+// (row_combine), which then join the lane's. So a lane's f32 sums have at most ROW_BLOCK · EPU
+// terms in a row, ROW_BLOCK blocks in a span and one term per span: with 16 032 elements per
+// lane (a row of 128 256 over 8 lanes on software adapters), about 16 + 64 + 16 + 16 terms in
+// a row instead of 16 + 64 + 250, whose rounding (a random walk, √terms ulp) is then 1.7×
+// smaller.
 const ROW_BLOCK: u32 = 16u;
 // The same, in units (words).
 const UNIT_REGS: u32 = ROW_REGS / EPU;
@@ -347,24 +351,30 @@ fn main(lane: Lane, @builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgrou
                 s = push_unit(s, row, q * EPU, lead, xs[k], ts[k], true);
             }
         }
-        // The rest of a long row, in blocks of ROW_BLOCK units per lane (with UNROLL, four
-        // units per trip with their loads issued together); trips ≤ units / group ≤ 16 384 in
-        // all (checked by the host), at most ROW_BLOCK of them per block.
+        // The rest of a long row, in spans of ROW_BLOCK blocks of ROW_BLOCK units per lane
+        // (with UNROLL, four units per trip with their loads issued together); trips ≤
+        // units / group ≤ 16 384 in all (checked by the host), at most ROW_BLOCK of them per
+        // block and per span.
         var q = lig + UNIT_REGS * group;
         for (; !idle && q < units;) {
-            let end = min(units, q + ROW_BLOCK * group);
-            var b = row_block(s);
-            for (; UNROLL && q + 3u * group < end; q = q + 4u * group) {
-                let u = load_quad(w0 + q, group);
-                b = push_unit(b, row, q * EPU, lead, u.x[0], u.t[0], false);
-                b = push_unit(b, row, (q + group) * EPU, lead, u.x[1], u.t[1], false);
-                b = push_unit(b, row, (q + 2u * group) * EPU, lead, u.x[2], u.t[2], false);
-                b = push_unit(b, row, (q + 3u * group) * EPU, lead, u.x[3], u.t[3], false);
+            let span_end = min(units, q + ROW_BLOCK * ROW_BLOCK * group);
+            var sp = row_block(s);
+            for (; q < span_end;) {
+                let end = min(span_end, q + ROW_BLOCK * group);
+                var b = row_block(s);
+                for (; UNROLL && q + 3u * group < end; q = q + 4u * group) {
+                    let u = load_quad(w0 + q, group);
+                    b = push_unit(b, row, q * EPU, lead, u.x[0], u.t[0], false);
+                    b = push_unit(b, row, (q + group) * EPU, lead, u.x[1], u.t[1], false);
+                    b = push_unit(b, row, (q + 2u * group) * EPU, lead, u.x[2], u.t[2], false);
+                    b = push_unit(b, row, (q + 3u * group) * EPU, lead, u.x[3], u.t[3], false);
+                }
+                for (; q < end; q = q + group) {
+                    b = push_unit(b, row, q * EPU, lead, unpack_unit(preds[w0 + q]), target_unit(w0 + q), false);
+                }
+                sp = row_combine(sp, b);
             }
-            for (; q < end; q = q + group) {
-                b = push_unit(b, row, q * EPU, lead, unpack_unit(preds[w0 + q]), target_unit(w0 + q), false);
-            }
-            s = row_combine(s, b);
+            s = row_combine(s, sp);
         }
 
         // Combine the group's statistics: a fixed-order tree, so the same bits every run.
@@ -407,19 +417,24 @@ fn main(lane: Lane, @builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgrou
             }
             var q = lig + UNIT_REGS * group;
             for (; !skip && q < units;) {
-                let end = min(units, q + ROW_BLOCK * group);
-                var b2 = row_second_identity();
-                for (; UNROLL && q + 3u * group < end; q = q + 4u * group) {
-                    let u = load_quad(w0 + q, group);
-                    b2 = second_unit(b2, out, row, q * EPU, lead, u.x[0], u.t[0]);
-                    b2 = second_unit(b2, out, row, (q + group) * EPU, lead, u.x[1], u.t[1]);
-                    b2 = second_unit(b2, out, row, (q + 2u * group) * EPU, lead, u.x[2], u.t[2]);
-                    b2 = second_unit(b2, out, row, (q + 3u * group) * EPU, lead, u.x[3], u.t[3]);
+                let span_end = min(units, q + ROW_BLOCK * ROW_BLOCK * group);
+                var sp2 = row_second_identity();
+                for (; q < span_end;) {
+                    let end = min(span_end, q + ROW_BLOCK * group);
+                    var b2 = row_second_identity();
+                    for (; UNROLL && q + 3u * group < end; q = q + 4u * group) {
+                        let u = load_quad(w0 + q, group);
+                        b2 = second_unit(b2, out, row, q * EPU, lead, u.x[0], u.t[0]);
+                        b2 = second_unit(b2, out, row, (q + group) * EPU, lead, u.x[1], u.t[1]);
+                        b2 = second_unit(b2, out, row, (q + 2u * group) * EPU, lead, u.x[2], u.t[2]);
+                        b2 = second_unit(b2, out, row, (q + 3u * group) * EPU, lead, u.x[3], u.t[3]);
+                    }
+                    for (; q < end; q = q + group) {
+                        b2 = second_unit(b2, out, row, q * EPU, lead, unpack_unit(preds[w0 + q]), target_unit(w0 + q));
+                    }
+                    sp2 = row_second_combine(sp2, b2);
                 }
-                for (; q < end; q = q + group) {
-                    b2 = second_unit(b2, out, row, q * EPU, lead, unpack_unit(preds[w0 + q]), target_unit(w0 + q));
-                }
-                s2 = row_second_combine(s2, b2);
+                s2 = row_second_combine(s2, sp2);
             }
             if (group > 1u) {
                 row_second_scratch[lane.index] = s2;

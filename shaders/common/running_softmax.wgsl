@@ -4,12 +4,13 @@
 // confident row's small S − 1 is not rounded away; common/log.wgsl's ln_sum takes it). The
 // identity is (−F32_MAX, −1): S = 0, and no ∞ − ∞ arises.
 
-// s with v pushed: a new maximum rescales the old sum (its 1 included) and becomes the 1.
+// s with v pushed: a new maximum rescales the old sum (its 1 included) by exp(m − v) and
+// becomes the 1; otherwise exp(v − m) joins the rest. Both are the exponential of −|v − m|,
+// so one, and selects, not a branch (llvmpipe runs both sides of a branch its lanes
+// disagree on: docs/TUNING.md).
 fn running_push(s: vec2<f32>, v: f32) -> vec2<f32> {
-    if (v > s.x) {
-        return vec2<f32>(v, (s.y + 1.0) * exp(s.x - v));
-    }
-    return vec2<f32>(s.x, s.y + exp(v - s.x));
+    let e = exp(-abs(v - s.x));
+    return select(vec2<f32>(s.x, s.y + e), vec2<f32>(v, (s.y + 1.0) * e), v > s.x);
 }
 
 // p and q combined: the larger maximum's 1 stays, the other's whole S joins the rest, rescaled.

@@ -31,13 +31,19 @@ pub struct ContextOptions {
     /// share a row: the power of two at or above `C / this`, at most a workgroup (256), and
     /// at least what keeps each lane's loop under its trip bound. Default `None`:
     /// 16 on GPUs (the elements a lane keeps in registers), so a row of up to 4096 elements
-    /// is read once by many lanes, and [`CPU_ROW_ELEMENTS_PER_LANE`] (1024) on software
-    /// adapters (device type `Cpu`), where each combine step of a row's lanes is a workgroup
-    /// barrier, llvmpipe's costliest operation: one lane per row up to C = 1024 made softmax
-    /// cross entropy over 4096 × 1000 2.3× faster there (`docs/TUNING.md`). A row's sums then
-    /// run over up to 1024 terms per lane, which bounds their rounding error as the longest
-    /// GPU rows' (C = 2^18). `Some(0)` is taken as 1. The results differ in the last bits
-    /// between settings (the sums are grouped differently); each is deterministic.
+    /// is read once by many lanes; on software adapters (device type `Cpu`)
+    /// [`CPU_ROW_ELEMENTS_PER_LANE`] (4096) with at most [`CPU_ROW_MAX_LANES`] (8) lanes a
+    /// row (more only where the trip bound needs them), since each combine step of a row's
+    /// lanes is a workgroup barrier, llvmpipe's costliest operation, and a row whose lanes
+    /// run in several of its coroutines is re-read from memory rather than cache. Softmax
+    /// cross entropy over 1024 × 32 000 and 256 × 128 256 ran 1.8× and 2.5–3.0× faster than
+    /// with the earlier default of 1024 elements per lane and no cap (`docs/TUNING.md`). The
+    /// rule depends on C alone, so a row's results do not depend on how many rows a call
+    /// or a chunk has. A lane's share of a row's sums is summed in blocks of blocks, so its
+    /// rounding grows with the number of blocks' blocks (C / 8192 per lane), not with C.
+    /// `Some(0)` is taken as 1; a value given is used without the cap. The results differ in
+    /// the last bits between settings (the sums are grouped differently); each is
+    /// deterministic.
     pub row_elements_per_lane: Option<usize>,
     /// Bytes of chunk buffers a host-array call ([`GpuContext::compute`]) holds at once, device
     /// and staging buffers together (default 256 MiB). The inputs stream through two sets of
@@ -82,8 +88,21 @@ const PLACEHOLDERS: usize = 24;
 /// checks that they agree).
 pub(crate) const GPU_ROW_ELEMENTS_PER_LANE: usize = 16;
 
-/// [`ContextOptions::row_elements_per_lane`]'s default on software adapters.
-pub const CPU_ROW_ELEMENTS_PER_LANE: usize = 1024;
+/// The most lanes a row gets on GPUs, and wherever [`ContextOptions::row_elements_per_lane`]
+/// is given: a workgroup of the row kernels (src/kernels/rows.rs checks that they agree).
+pub(crate) const GPU_ROW_MAX_LANES: u32 = 256;
+
+/// [`ContextOptions::row_elements_per_lane`]'s default on software adapters: one lane per row
+/// up to 4096 elements.
+pub const CPU_ROW_ELEMENTS_PER_LANE: usize = 4096;
+
+/// The most lanes a row gets on software adapters with the default
+/// [`ContextOptions::row_elements_per_lane`] (more only where a lane's loop bound needs
+/// them): a SIMD group of llvmpipe's (8), so from C = 32 768 on a lane owns C / 8. Measured
+/// on llvmpipe (softmax-ce, `docs/TUNING.md`): 1024 × 32 000 at 1 and 4 lanes 83–85 ms, at 32
+/// 144–147; 256 × 128 256 at 2, 4 and 8 lanes 81–85 ms, at 16 161, at 128 215–219; 64 × 32 000
+/// at 8 lanes 5.5 ms, at 1 10.4, at 16 7.9.
+pub const CPU_ROW_MAX_LANES: u32 = 8;
 
 /// [`ContextOptions::memory_budget`]'s default.
 pub const DEFAULT_MEMORY_BUDGET: u64 = 256 << 20;
@@ -116,6 +135,8 @@ pub struct GpuContext {
     unroll: bool,
     /// [`ContextOptions::row_elements_per_lane`], resolved.
     row_elements_per_lane: usize,
+    /// The most lanes a row gets for its length ([`GpuContext::row_max_lanes`]).
+    row_max_lanes: u32,
     pub(crate) max_chunk_elements: usize,
     memory_budget: u64,
     pipelines: Mutex<HashMap<String, Arc<KernelPipeline>>>,
@@ -333,14 +354,20 @@ impl GpuContext {
         let unroll = options
             .unroll
             .unwrap_or(info.device_type != wgpu::DeviceType::Cpu);
+        let cpu = info.device_type == wgpu::DeviceType::Cpu;
         let row_elements_per_lane = options
             .row_elements_per_lane
-            .unwrap_or(if info.device_type == wgpu::DeviceType::Cpu {
+            .unwrap_or(if cpu {
                 CPU_ROW_ELEMENTS_PER_LANE
             } else {
                 GPU_ROW_ELEMENTS_PER_LANE
             })
             .max(1);
+        let row_max_lanes = if cpu && options.row_elements_per_lane.is_none() {
+            CPU_ROW_MAX_LANES
+        } else {
+            GPU_ROW_MAX_LANES
+        };
         // wgpu-hal's GL backend shares one GL context between threads behind a lock it waits
         // for at most 6 s, then panics ("Could not lock adapter context"): a call waiting for
         // the GPU holds it that long on a slow adapter. Serialising this context's calls keeps
@@ -356,6 +383,7 @@ impl GpuContext {
             f16_storage,
             unroll,
             row_elements_per_lane,
+            row_max_lanes,
             max_chunk_elements,
             memory_budget: options.memory_budget.unwrap_or(DEFAULT_MEMORY_BUDGET),
             pipelines: Mutex::new(HashMap::new()),
@@ -520,5 +548,14 @@ impl GpuContext {
     /// many terms each lane's share of a row's sums has, and so their rounding error.
     pub fn row_elements_per_lane(&self) -> usize {
         self.row_elements_per_lane
+    }
+
+    /// The most lanes a row-wise kernel gives a row for its length: [`CPU_ROW_MAX_LANES`]
+    /// on software adapters with the default [`ContextOptions::row_elements_per_lane`], else
+    /// a workgroup (256). A lane's loop bound (16 384 units) may need more: rows beyond
+    /// 2^16 f32 elements (2^17 16-bit ones, 2^14 where the row is not a whole number of
+    /// vec4 units) per lane.
+    pub fn row_max_lanes(&self) -> u32 {
+        self.row_max_lanes
     }
 }

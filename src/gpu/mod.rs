@@ -8,7 +8,9 @@ mod pool;
 pub(crate) mod readback;
 pub(crate) mod stream;
 
-pub(crate) use context::GPU_ROW_ELEMENTS_PER_LANE;
 pub(crate) use context::KernelPipeline;
-pub use context::{CPU_ROW_ELEMENTS_PER_LANE, ContextOptions, DEFAULT_MEMORY_BUDGET, GpuContext};
+pub use context::{
+    CPU_ROW_ELEMENTS_PER_LANE, CPU_ROW_MAX_LANES, ContextOptions, DEFAULT_MEMORY_BUDGET, GpuContext,
+};
+pub(crate) use context::{GPU_ROW_ELEMENTS_PER_LANE, GPU_ROW_MAX_LANES};
 pub(crate) use pool::Pooled;

@@ -25,7 +25,7 @@ pub(crate) mod mirror;
 #[cfg(test)]
 mod shader_tests;
 
-pub use rows::{ROW_REGS, group_for};
+pub use rows::group_for;
 
 use crate::loss::Loss;
 

@@ -40,8 +40,10 @@ pub const ROW_REGS: u32 = 16;
 /// 1000 columns from 316 to 196 ms and cosine over 768 from 306 to 116 ms per call.
 pub const ELEMENTS_PER_LANE: usize = ROW_REGS as usize;
 
-// The context's GPU default of `row_elements_per_lane` is this rule's.
+// The context's GPU default of `row_elements_per_lane` is this rule's, and its most lanes a
+// row a workgroup.
 const _: () = assert!(crate::gpu::GPU_ROW_ELEMENTS_PER_LANE == ELEMENTS_PER_LANE);
+const _: () = assert!(crate::gpu::GPU_ROW_MAX_LANES == WORKGROUP_SIZE);
 
 /// Most workgroups one row dispatch uses; a row loop covers the rest.
 const MAX_ROW_WORKGROUPS: u32 = 4096;
@@ -109,14 +111,19 @@ fn row_switches(spec: &RowSpec) -> Vec<(&'static str, bool)> {
 /// `cols / ELEMENTS_PER_LANE`, at most a workgroup (the rule of
 /// [`crate::ContextOptions::row_elements_per_lane`]'s GPU default).
 pub fn group_for(cols: usize) -> u32 {
-    lanes_for(cols, cols, ELEMENTS_PER_LANE)
+    lanes_for(cols, cols, ELEMENTS_PER_LANE, WORKGROUP_SIZE)
 }
 
 /// Lanes per row for rows of `cols` elements in `units` words, each lane aiming at
-/// `per_lane` elements: the power of two at or above `cols / per_lane`, raised to what keeps
-/// a lane's trips over its units within [`MAX_LOOP_TRIPS`], at most a workgroup.
-pub(crate) fn lanes_for(cols: usize, units: usize, per_lane: usize) -> u32 {
-    let want = cols.div_ceil(per_lane.max(1)).max(1);
+/// `per_lane` elements: the power of two at or above `cols / per_lane`, at most `max_lanes`
+/// (a power of two), raised to what keeps a lane's trips over its units within
+/// [`MAX_LOOP_TRIPS`], at most a workgroup.
+pub(crate) fn lanes_for(cols: usize, units: usize, per_lane: usize, max_lanes: u32) -> u32 {
+    let want = cols
+        .div_ceil(per_lane.max(1))
+        .max(1)
+        .next_power_of_two()
+        .min(max_lanes as usize);
     let bound = units.div_ceil(MAX_LOOP_TRIPS as usize).max(1);
     want.max(bound)
         .next_power_of_two()
@@ -188,6 +195,8 @@ pub(crate) struct RowPlan {
     spec: RowSpec,
     kernel: Kernel,
     chunks: Vec<RowChunk>,
+    /// Lanes per row (every chunk's `Params::group`).
+    group: u32,
     partials: u64,
     class_partials: u64,
     stride: u64,
@@ -263,7 +272,12 @@ impl RowPlan {
             let per_word = io.input.per_word();
             (cols + per_word - 1).div_ceil(per_word)
         };
-        let group = lanes_for(cols, units, ctx.row_elements_per_lane());
+        let group = lanes_for(
+            cols,
+            units,
+            ctx.row_elements_per_lane(),
+            ctx.row_max_lanes(),
+        );
         let lane_trips = units.div_ceil(group as usize) as u64;
         if lane_trips > MAX_LOOP_TRIPS {
             return Err(Error::DeviceLimit {
@@ -447,6 +461,7 @@ impl RowPlan {
             spec,
             kernel,
             chunks,
+            group,
             partials,
             class_partials,
             stride,
@@ -457,6 +472,12 @@ impl RowPlan {
 
     pub(crate) fn chunks(&self) -> &[RowChunk] {
         &self.chunks
+    }
+
+    /// Elements of each row its lanes hold in registers, `group · ROW_REGS`: a longer row's
+    /// other elements are read a second time for the gradient.
+    pub(crate) fn held_elements(&self) -> usize {
+        self.group as usize * ROW_REGS as usize
     }
 
     /// The plan's scratch buffers, each made by `alloc`.
@@ -958,20 +979,26 @@ mod group_tests {
     /// tests/gpu/common.rs's `lanes_per_row` repeats this rule: the same values.
     #[test]
     fn lanes_per_row_on_software_adapters_and_the_trip_bound() {
-        use crate::gpu::CPU_ROW_ELEMENTS_PER_LANE as CPU;
-        // One lane up to C = 1024, vec4 units or not; then the power of two above C / 1024.
-        assert_eq!(super::lanes_for(1000, 250, CPU), 1);
-        assert_eq!(super::lanes_for(1024, 1024, CPU), 1);
-        assert_eq!(super::lanes_for(1025, 1025, CPU), 2);
-        assert_eq!(super::lanes_for(32_000, 8000, CPU), 32);
-        assert_eq!(super::lanes_for(128_256, 32_064, CPU), 128);
-        // Many elements per lane asked for: the loop-trip bound (16 384 units) wins.
-        assert_eq!(super::lanes_for(300_000, 300_000, 1 << 20), 32);
-        assert_eq!(super::lanes_for(16_384, 16_384, 1 << 20), 1);
-        assert_eq!(super::lanes_for(16_385, 16_385, 1 << 20), 2);
+        use super::lanes_for;
+        use crate::gpu::{CPU_ROW_ELEMENTS_PER_LANE as CPU, CPU_ROW_MAX_LANES as MAX};
+        // One lane up to C = 4096, vec4 units or not; then the power of two above C / 4096,
+        // at most 8.
+        assert_eq!(lanes_for(1000, 250, CPU, MAX), 1);
+        assert_eq!(lanes_for(4096, 4096, CPU, MAX), 1);
+        assert_eq!(lanes_for(4097, 4097, CPU, MAX), 2);
+        assert_eq!(lanes_for(32_000, 8000, CPU, MAX), 8);
+        assert_eq!(lanes_for(128_256, 32_064, CPU, MAX), 8);
+        // Beyond 8 lanes only for the loop-trip bound (16 384 units a lane).
+        assert_eq!(lanes_for(1 << 19, 1 << 17, CPU, MAX), 8);
+        assert_eq!(lanes_for((1 << 19) + 4, (1 << 17) + 1, CPU, MAX), 16);
+        assert_eq!(lanes_for(200_001, 200_001, CPU, MAX), 16);
+        // Many elements per lane asked for, no cap: the trip bound wins.
+        assert_eq!(lanes_for(300_000, 300_000, 1 << 20, 256), 32);
+        assert_eq!(lanes_for(16_384, 16_384, 1 << 20, 256), 1);
+        assert_eq!(lanes_for(16_385, 16_385, 1 << 20, 256), 2);
         // 0 elements per lane is taken as 1; never more than a workgroup.
-        assert_eq!(super::lanes_for(100, 100, 0), 128);
-        assert_eq!(super::lanes_for(1 << 22, 1 << 22, 1), 256);
+        assert_eq!(lanes_for(100, 100, 0, 256), 128);
+        assert_eq!(lanes_for(1 << 22, 1 << 22, 1, 256), 256);
     }
 
     #[test]

@@ -184,8 +184,20 @@ fn a_broken_shader_is_reported() {
 #[test]
 fn row_regs_constant_matches_the_row_driver() {
     let text = include_str!("../../shaders/common/rows.wgsl");
-    let line = format!("const ROW_REGS: u32 = {}u;", crate::kernels::ROW_REGS);
+    let line = format!("const ROW_REGS: u32 = {}u;", crate::kernels::rows::ROW_REGS);
     assert!(text.contains(&line), "rows.wgsl does not declare `{line}`");
+}
+
+/// Each row-wise loss's statistics sweeps (`Rows::sweeps`, counted by
+/// `ResidentLoss::pass_bytes`) are its shader's: two exactly where it runs `ROW_SECOND`.
+#[test]
+fn row_sweeps_match_the_shaders() {
+    for def in crate::losses::REGISTRY {
+        if let crate::losses::Family::Rows(hooks) = def.family() {
+            let second = def.shader().1.contains("const ROW_SECOND: bool = true;");
+            assert_eq!(hooks.sweeps(), if second { 2 } else { 1 }, "{}", def.name());
+        }
+    }
 }
 
 /// Every `#import` of every shader file names a file or a slot, and every file's own imports

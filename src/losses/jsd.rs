@@ -129,6 +129,10 @@ impl Rows for Def {
             RowTarget::Class(_) => crate::losses::nan_row(x.len()),
         }
     }
+    // The second sweep: Σ_j P_j ln(P_j / M_j) needs the row's maxima and sums.
+    fn sweeps(&self) -> u64 {
+        2
+    }
     fn cpu(
         &self,
         loss: &Loss,

@@ -658,4 +658,10 @@ pub(crate) trait Rows: Sync {
     fn reference_lse(&self, _loss: &Loss, _x: &[f64]) -> Option<f64> {
         None
     }
+    /// The statistics sweeps its kernel makes over a row before the gradient's: 1, the
+    /// default, or 2 for a shader with `ROW_SECOND` (jsd.wgsl; a test checks they agree).
+    /// Each re-reads the part of a long row its lanes do not hold.
+    fn sweeps(&self) -> u64 {
+        1
+    }
 }

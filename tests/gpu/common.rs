@@ -261,7 +261,7 @@ pub fn check_args(
     let cpu =
         reference::compute(loss, args).unwrap_or_else(|e| panic!("{what}: reference failed: {e}"));
     let tol = if loss.is_row_wise() {
-        row_tolerance(ctx.row_elements_per_lane(), loss, args)
+        row_tolerance(RowLanes::of(ctx), loss, args)
     } else {
         elementwise_tolerance(loss, args)
     };
@@ -341,8 +341,33 @@ macro_rules! shape_matrix {
 // The row-wise family (categorical and softmax cross entropy, cosine proximity).
 //
 
-/// Gradient and per-row losses of a row-wise loss with rows of `c` elements, each lane aiming
-/// at `per_lane` of them (`GpuContext::row_elements_per_lane`): relative tolerance.
+/// How the row kernels give a row its lanes: each lane aiming at `per_lane` elements
+/// ([`GpuContext::row_elements_per_lane`]), at most `max` lanes for the row's length
+/// ([`GpuContext::row_max_lanes`]).
+#[derive(Clone, Copy, Debug)]
+pub struct RowLanes {
+    pub per_lane: usize,
+    pub max: u32,
+}
+
+impl RowLanes {
+    /// The GPU rule, which [`gpu_rows_ctx`] and the sharded kernels use on every adapter.
+    pub const GPU: RowLanes = RowLanes {
+        per_lane: GPU_ROW_ELEMENTS_PER_LANE,
+        max: 256,
+    };
+
+    /// `ctx`'s rule.
+    pub fn of(ctx: &GpuContext) -> RowLanes {
+        RowLanes {
+            per_lane: ctx.row_elements_per_lane(),
+            max: ctx.row_max_lanes(),
+        }
+    }
+}
+
+/// Gradient and per-row losses of a row-wise loss with rows of `c` elements given lanes by
+/// `lanes`: relative tolerance.
 ///
 /// [`ARRAY_RTOL`] budgets a few roundings per element. A row-wise element also depends on its
 /// row's statistics (Σ exp(x − m), Σ t', Σ t ln p, ‖p‖², ‖t‖², p·t): f32 sums of `n = ⌈C/group⌉`
@@ -353,25 +378,27 @@ macro_rules! shape_matrix {
 /// lane that is at most 1.2e-6 up to C = 4096 (rows held in registers, n ≤ 16 + 8) and 7.7e-6
 /// at C = 262144, where llvmpipe shows up to 1.05e-6 (softmax cross entropy with probability
 /// targets). A lane's streamed elements are summed in blocks (`ROW_BLOCK` in rows.wgsl: 16
-/// units, 64 elements at most) that then join its sum, so its sum has at most
-/// 16 + 64 + m/16 terms in a row for m elements: n is the smaller of that and m, so at most
-/// 3.7e-6 with software adapters' 1024 per lane. The value's [`VALUE_RTOL`] already covers
-/// these (observed ≤ 1.2e-6).
-pub fn row_array_rtol(c: usize, per_lane: usize) -> f64 {
-    let group = f64::from(lanes_per_row(c.max(1), per_lane));
+/// units, 64 elements at most), 16 blocks to a span, and the spans join its sum, so its sum
+/// has at most 16 + 64 + 16 + m/1024 terms in a row for m elements: n is the smaller of that
+/// and m, so at most 2.5e-6 with software adapters' 4096 per lane (and 8 lanes for the
+/// longest rows). The value's [`VALUE_RTOL`] already covers these (observed ≤ 1.2e-6).
+pub fn row_array_rtol(c: usize, lanes: RowLanes) -> f64 {
+    let group = f64::from(lanes_per_row(c.max(1), lanes));
     let m = (c as f64 / group).ceil();
-    let n = m.min(80.0 + (m / 16.0).ceil()) + group.log2();
+    let n = m.min(96.0 + (m / 1024.0).ceil()) + group.log2();
     ARRAY_RTOL.max(4.0 * n.sqrt() * f64::from(f32::EPSILON) / 2.0)
 }
 
-/// Lanes that share a row of `c` elements in the row kernels, each lane aiming at `per_lane`
-/// of them: the power of two at or above `c / per_lane`, at most a workgroup (256). The
-/// kernels' rule (`lanes_for` in src/kernels/rows.rs, whose unit test
-/// `group_sizes_of_the_gpu_tests` pins the same values for 16 per lane; its loop-trip bound
-/// never binds at the sizes of these tests), repeated here because it sets the tolerances and
-/// the sizes these tests pick.
-pub fn lanes_per_row(c: usize, per_lane: usize) -> u32 {
-    c.div_ceil(per_lane).max(1).next_power_of_two().min(256) as u32
+/// Lanes that share a row of `c` elements in the row kernels: the power of two at or above
+/// `c / lanes.per_lane`, at most `lanes.max`. The kernels' rule (`lanes_for` in
+/// src/kernels/rows.rs, whose unit tests pin the same values; its loop-trip bound never
+/// binds at the sizes of these tests), repeated here because it sets the tolerances and the
+/// sizes these tests pick.
+pub fn lanes_per_row(c: usize, lanes: RowLanes) -> u32 {
+    c.div_ceil(lanes.per_lane)
+        .max(1)
+        .next_power_of_two()
+        .min(lanes.max as usize) as u32
 }
 
 /// [`GpuContext::row_elements_per_lane`] of the GPU rule (16), which [`gpu_rows_ctx`] and
@@ -380,7 +407,7 @@ pub const GPU_ROW_ELEMENTS_PER_LANE: usize = 16;
 
 /// A context whose row kernels share rows between lanes as on a GPU (16 elements per lane),
 /// so the combine trees of every group size run on a software adapter too, whose default
-/// gives a row of up to 1024 elements one lane.
+/// gives a row of up to 4096 elements one lane, and a longer row at most 8.
 pub fn gpu_rows_ctx() -> &'static GpuContext {
     static C: OnceLock<GpuContext> = OnceLock::new();
     C.get_or_init(|| {
@@ -453,9 +480,9 @@ pub fn softcap_rtol(loss: &Loss, args: &LossArgs<'_>) -> f64 {
 /// The tolerance [`check_args`] applies to a row-wise loss: [`row_array_rtol`] (plus
 /// [`softcap_rtol`] for a capped softmax), and for cosine proximity the scales of
 /// [`cosine_scales`].
-pub fn row_tolerance(per_lane: usize, loss: &Loss, args: &LossArgs<'_>) -> Tolerance {
+pub fn row_tolerance(lanes: RowLanes, loss: &Loss, args: &LossArgs<'_>) -> Tolerance {
     let mut tol = Tolerance {
-        array_rtol: row_array_rtol(args.rows_cols().1, per_lane) + softcap_rtol(loss, args),
+        array_rtol: row_array_rtol(args.rows_cols().1, lanes) + softcap_rtol(loss, args),
         ..Tolerance::default()
     };
     if let Loss::CosineProximity { eps, .. } = *loss {

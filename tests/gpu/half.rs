@@ -172,7 +172,7 @@ fn check_case(
     .reduction(reduction);
     let cpu = reference::compute(loss, &args).unwrap_or_else(|e| panic!("{what}: ref: {e}"));
     let tol = if loss.is_row_wise() {
-        row_tolerance(ctx.row_elements_per_lane(), loss, &args)
+        row_tolerance(crate::common::RowLanes::of(ctx), loss, &args)
     } else {
         elementwise_tolerance(loss, &args)
     };

@@ -220,7 +220,7 @@ fn one_step_matches_the_reference() {
         assert_close_within(
             &gpu,
             &cpu,
-            row_tolerance(ctx.row_elements_per_lane(), &loss, &args),
+            row_tolerance(crate::common::RowLanes::of(ctx), &loss, &args),
             &what,
         );
     }
@@ -1078,7 +1078,7 @@ fn divisor_read_from_a_buffer() {
             assert_close_within(
                 &gpu,
                 &want,
-                row_tolerance(ctx.row_elements_per_lane(), &loss, &args),
+                row_tolerance(crate::common::RowLanes::of(ctx), &loss, &args),
                 &what,
             );
         }
@@ -1457,7 +1457,7 @@ fn lse_written_to_the_callers_buffer() {
         .want_lse(true);
         let want = reference::compute(&loss, &host_args).unwrap().lse.unwrap();
         let got_a = ArrayD::from_shape_vec(IxDyn(&[b]), got.clone()).unwrap();
-        let tol = row_tolerance(ctx.row_elements_per_lane(), &loss, &host_args).array_rtol;
+        let tol = row_tolerance(crate::common::RowLanes::of(ctx), &loss, &host_args).array_rtol;
         crate::common::assert_array_within(
             &got_a,
             &want,
@@ -1529,4 +1529,48 @@ fn lse_buffer_misuse_is_refused() {
             other => panic!("{what}: expected Error::Buffer(lse), got {other:?}"),
         }
     }
+}
+
+/// `pass_bytes` counts what the planned kernels read and write: a row's lanes hold 16
+/// elements each, the rest of a longer row is read again for the gradient (and once more for
+/// jsd's second sweep), class ids 4 bytes each twice, the gradient once.
+#[test]
+#[cfg_attr(skip_gpu_tests, ignore)]
+fn pass_bytes_count_the_planned_reads() {
+    // One lane a row (the option given: no cap applies), so 16 elements held.
+    let one_lane = crate::common::make(
+        wgpu_loss::ContextOptions {
+            row_elements_per_lane: Some(1 << 16),
+            ..Default::default()
+        },
+        "one lane per row",
+    );
+    let (b, c) = (24usize, 1000usize);
+    let n = (b * c) as u64;
+    let reread = (b * (c - 16)) as u64;
+    let sce = Loss::softmax_cross_entropy().build().unwrap();
+    let classes = ResidentSpec::new(&[b, c]).classes(ClassType::I32);
+    let planned = |ctx: &GpuContext, loss: &Loss, spec: ResidentSpec| {
+        ctx.resident(loss, spec).expect("plan").pass_bytes()
+    };
+    // Held whole on the GPU rule (64 lanes of 16): read once.
+    assert_eq!(
+        planned(crate::common::gpu_rows_ctx(), &sce, classes.clone()),
+        4 * n + 8 * b as u64 + 4 * n
+    );
+    assert_eq!(
+        planned(&one_lane, &sce, classes),
+        4 * (n + reread) + 8 * b as u64 + 4 * n
+    );
+    // Dense targets are read as often as the prediction; jsd sweeps the row twice.
+    let dense = ResidentSpec::new(&[b, c]);
+    let jsd = Loss::jsd().build().unwrap();
+    assert_eq!(
+        planned(&one_lane, &sce, dense.clone()),
+        8 * (n + reread) + 4 * n
+    );
+    assert_eq!(
+        planned(&one_lane, &jsd, dense),
+        8 * (n + 2 * reread) + 4 * n
+    );
 }

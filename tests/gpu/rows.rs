@@ -6,8 +6,8 @@ use ndarray::{ArrayD, Axis, IxDyn};
 use wgpu_loss::{Error, GpuContext, Loss, LossArgs, LossOutput, Reduction, Upstream, synthetic};
 
 use crate::common::{
-    GPU_ROW_ELEMENTS_PER_LANE, REDUCTIONS, ROW_KINDS, RowKind, RowTarget, SMALL_CHUNK, check_args,
-    chunked_ctx, ctx, gpu_rows_ctx, lanes_per_row, plain_ctx, seed_for,
+    REDUCTIONS, ROW_KINDS, RowKind, RowTarget, SMALL_CHUNK, check_args, chunked_ctx, ctx,
+    gpu_rows_ctx, lanes_per_row, plain_ctx, seed_for,
 };
 
 /// `Mean`, `Sum` with a scalar upstream, `None` with an upstream array; for every kind, on
@@ -126,7 +126,7 @@ fn every_group_size_with_options() {
     ];
     let groups: std::collections::BTreeSet<u32> = cols
         .iter()
-        .map(|&c| lanes_per_row(c, GPU_ROW_ELEMENTS_PER_LANE))
+        .map(|&c| lanes_per_row(c, crate::common::RowLanes::GPU))
         .collect();
     assert_eq!(groups.len(), 9, "every group size 1..=256: {groups:?}");
     for c in cols {

@@ -13,8 +13,8 @@ use wgpu_loss::{
 
 use crate::buffers::{read, upload, zeros};
 use crate::common::{
-    GPU_ROW_ELEMENTS_PER_LANE, Tolerance, assert_close_within, assert_infinite_logit_pattern,
-    class_rows, ctx, infinite_logit_rows, logits, row_tolerance, seed_for,
+    Tolerance, assert_close_within, assert_infinite_logit_pattern, class_rows, ctx,
+    infinite_logit_rows, logits, row_tolerance, seed_for,
 };
 
 /// Class ids as the buffer of `class_type` holds them.
@@ -290,7 +290,7 @@ fn check_case(ctx: &GpuContext, case: &Case<'_>, what: &str) -> ShardRun {
     let args = unsharded_args(case, &x, &classes);
     let want =
         reference::compute(&case.loss, &args).unwrap_or_else(|e| panic!("{what}: reference: {e}"));
-    let mut tol = row_tolerance(GPU_ROW_ELEMENTS_PER_LANE, &case.loss, &args);
+    let mut tol = row_tolerance(crate::common::RowLanes::GPU, &case.loss, &args);
     if case.grad_dtype != Dtype::F32 {
         // One rounding of each gradient element to 8 significant bits.
         tol.array_rtol += 2f64.powi(-8);

@@ -285,8 +285,8 @@ impl KernelStep {
     }
 
     /// The traffic of the passes a step actually runs, in bytes: the sum of its chunks'
-    /// [`ResidentLoss::pass_bytes`] ([`KernelStep::min_bytes`] plus the second read of the
-    /// part of each long row a workgroup does not hold in registers, and the class-index
+    /// [`ResidentLoss::pass_bytes`] ([`KernelStep::min_bytes`] plus the further reads of the
+    /// part of each long row its lanes do not hold in registers, and the class-index
     /// pre-pass's read of the classes). The bound a kernel can reach is this traffic at the
     /// copy kernel's bandwidth.
     pub fn pass_bytes(&self) -> u64 {
