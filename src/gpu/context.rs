@@ -39,8 +39,9 @@ pub struct ContextOptions {
     /// cross entropy over 1024 × 32 000 and 256 × 128 256 ran 1.8× and 2.5–3.0× faster than
     /// with the earlier default of 1024 elements per lane and no cap (`docs/TUNING.md`). The
     /// rule depends on C alone, so a row's results do not depend on how many rows a call
-    /// or a chunk has. A lane's share of a row's sums is summed in blocks of blocks, so its
-    /// rounding grows with the number of blocks' blocks (C / 8192 per lane), not with C.
+    /// or a chunk has. A lane's share of a row's sums is summed in blocks of 16 units and
+    /// spans of 16 blocks, so its rounding grows with its spans (C / 8192 for a long f32 row
+    /// of vec4 units over 8 lanes), not with C.
     /// `Some(0)` is taken as 1; a value given is used without the cap. The results differ in
     /// the last bits between settings (the sums are grouped differently); each is
     /// deterministic.
