@@ -33,12 +33,7 @@ pub const GRAD_RTOL: f64 = 1e-6;
 /// of depth log2(lanes), whose rounding adds like a random walk; four times
 /// √(terms + depth) ulp, where that exceeds [`GRAD_RTOL`].
 fn row_grad_rtol(ctx: &GpuContext, cols: usize) -> f64 {
-    let per_lane = ctx.row_elements_per_lane();
-    let lanes = cols
-        .div_ceil(per_lane)
-        .max(1)
-        .next_power_of_two()
-        .min(ctx.row_max_lanes() as usize);
+    let lanes = ctx.row_lanes(cols) as usize;
     let m = cols.div_ceil(lanes);
     let n = m.min(96 + m.div_ceil(1024)) as f64 + (lanes as f64).log2();
     GRAD_RTOL.max(4.0 * n.sqrt() * f64::from(f32::EPSILON) / 2.0)

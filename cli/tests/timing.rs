@@ -234,14 +234,8 @@ fn kernel_step_computes_the_calls_value() {
 #[cfg_attr(skip_gpu_tests, ignore)]
 fn kernel_step_traffic() {
     let ctx = ctx();
-    // Elements of a row of `c` its lanes hold (`lanes_for` in src/kernels/rows.rs).
-    let held = |c: usize| {
-        let lanes = c
-            .div_ceil(ctx.row_elements_per_lane())
-            .next_power_of_two()
-            .min(ctx.row_max_lanes() as usize);
-        16 * lanes
-    };
+    // Elements of a row of `c` its lanes hold (16 a lane; the trip bound never binds here).
+    let held = |c: usize| 16 * ctx.row_lanes(c) as usize;
     let b = synthetic::batch(&Loss::Mse, &[1000], 1);
     let step = KernelStep::new(
         ctx,

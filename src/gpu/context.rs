@@ -93,6 +93,15 @@ pub(crate) const GPU_ROW_ELEMENTS_PER_LANE: usize = 16;
 /// is given: a workgroup of the row kernels (src/kernels/rows.rs checks that they agree).
 pub(crate) const GPU_ROW_MAX_LANES: u32 = 256;
 
+/// Lanes for a row of `cols` elements, each lane aiming at `per_lane` of them (0 taken as 1):
+/// the power of two at or above `cols / per_lane`, at most `max_lanes` (a power of two).
+pub(crate) fn lanes_by_length(cols: usize, per_lane: usize, max_lanes: u32) -> u32 {
+    cols.div_ceil(per_lane.max(1))
+        .max(1)
+        .next_power_of_two()
+        .min(max_lanes as usize) as u32
+}
+
 /// [`ContextOptions::row_elements_per_lane`]'s default on software adapters: one lane per row
 /// up to 4096 elements.
 pub const CPU_ROW_ELEMENTS_PER_LANE: usize = 4096;
@@ -558,5 +567,13 @@ impl GpuContext {
     /// vec4 units) per lane.
     pub fn row_max_lanes(&self) -> u32 {
         self.row_max_lanes
+    }
+
+    /// Lanes a row-wise kernel gives a row of `cols` elements by its length
+    /// ([`ContextOptions::row_elements_per_lane`] each, at most
+    /// [`GpuContext::row_max_lanes`]): the kernels raise it only where a lane's loop bound
+    /// needs more (see [`GpuContext::row_max_lanes`]).
+    pub fn row_lanes(&self, cols: usize) -> u32 {
+        lanes_by_length(cols, self.row_elements_per_lane, self.row_max_lanes)
     }
 }

@@ -119,11 +119,7 @@ pub fn group_for(cols: usize) -> u32 {
 /// (a power of two), raised to what keeps a lane's trips over its units within
 /// [`MAX_LOOP_TRIPS`], at most a workgroup.
 pub(crate) fn lanes_for(cols: usize, units: usize, per_lane: usize, max_lanes: u32) -> u32 {
-    let want = cols
-        .div_ceil(per_lane.max(1))
-        .max(1)
-        .next_power_of_two()
-        .min(max_lanes as usize);
+    let want = crate::gpu::lanes_by_length(cols, per_lane, max_lanes) as usize;
     let bound = units.div_ceil(MAX_LOOP_TRIPS as usize).max(1);
     want.max(bound)
         .next_power_of_two()
