@@ -2,7 +2,7 @@
 //! [`Cpu`]; the f64 reference, [`Reference`]), and [`ValueAndGrad`], the result of the most
 //! common one.
 
-use ndarray::{Array, ArrayD, Dimension};
+use ndarray::{Array, ArrayD, ArrayViewMutD, Dimension};
 
 use crate::GpuContext;
 use crate::cpu::Cpu;
@@ -86,6 +86,26 @@ pub trait Compute {
     /// loss, and the device's own ([`Error::Gpu`] and the like on the GPU).
     fn compute(&self, loss: &Loss, args: &LossArgs<'_>) -> Result<LossOutput<f32>>;
 
+    /// As [`Compute::compute`], with the gradient written into `grad` (shaped like the
+    /// prediction) instead of a fresh array, and left out of the result: for a loop that
+    /// keeps its gradient buffer from step to step. The GPU and the fast CPU path write it
+    /// directly ([`GpuContext::compute_into`], [`crate::cpu::compute_into`]); the reference
+    /// copies it from its result. Every element is written, the same bits as `compute`'s.
+    ///
+    /// # Errors
+    /// As [`Compute::compute`]; then [`Error::InvalidOption`] (`option: "grad"`) for
+    /// loss-only arguments and [`Error::ShapeMismatch`] (`what: "grad"`) for a `grad` not
+    /// shaped like the prediction, both before any work and with `grad` untouched, as for
+    /// every error of [`LossArgs::validate`].
+    fn compute_into(
+        &self,
+        loss: &Loss,
+        args: &LossArgs<'_>,
+        grad: ArrayViewMutD<'_, f32>,
+    ) -> Result<LossOutput<f32>> {
+        crate::loss::into_checked(loss, args, grad, || self.compute(loss, args), None)
+    }
+
     /// The value and the gradient (`args`' reduction, `Mean` unless set; the gradient is
     /// computed whatever `args.want_grad` says).
     ///
@@ -147,11 +167,29 @@ impl Compute for GpuContext {
     fn compute(&self, loss: &Loss, args: &LossArgs<'_>) -> Result<LossOutput<f32>> {
         GpuContext::compute(self, loss, args)
     }
+
+    fn compute_into(
+        &self,
+        loss: &Loss,
+        args: &LossArgs<'_>,
+        grad: ArrayViewMutD<'_, f32>,
+    ) -> Result<LossOutput<f32>> {
+        GpuContext::compute_into(self, loss, args, grad)
+    }
 }
 
 impl Compute for Cpu {
     fn compute(&self, loss: &Loss, args: &LossArgs<'_>) -> Result<LossOutput<f32>> {
         crate::cpu::compute(loss, args)
+    }
+
+    fn compute_into(
+        &self,
+        loss: &Loss,
+        args: &LossArgs<'_>,
+        grad: ArrayViewMutD<'_, f32>,
+    ) -> Result<LossOutput<f32>> {
+        crate::cpu::compute_into(loss, args, grad)
     }
 }
 

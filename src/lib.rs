@@ -100,11 +100,75 @@ impl GpuContext {
     /// for inputs of 2^32 − 1 elements or more; [`Error::Gpu`], [`Error::Map`] and
     /// [`Error::Poll`] when the device fails.
     pub fn compute(&self, loss: &Loss, args: &LossArgs<'_>) -> Result<LossOutput<f32>> {
+        self.run(loss, args, None)
+    }
+
+    /// As [`GpuContext::compute`], with the gradient read back into `grad` (shaped like the
+    /// prediction) instead of a fresh array, and left out of the result (`grad: None`). A
+    /// fresh gradient is a fresh allocation, whose pages the operating system maps in (and
+    /// zeroes) as the readback first touches them: at 2^24 elements and more that costs
+    /// about as much as the loss on a software adapter. A loop that keeps its gradient array
+    /// from step to step pays it once. Each chunk's gradient is copied from its staging
+    /// buffer straight into its part of `grad`, the same bits as `compute`'s.
+    ///
+    /// `grad` may hold anything: every element is written (0 for an ignored row, and
+    /// everywhere when the mean's divisor `D` is 0). A view that is not contiguous in
+    /// row-major order is written from a temporary array.
+    ///
+    /// # Shapes
+    /// As [`LossArgs`]; `grad` has the prediction's shape.
+    ///
+    /// # Errors
+    /// Those of [`GpuContext::compute`], in the same order; then [`Error::InvalidOption`]
+    /// (`option: "grad"`) for loss-only arguments (`args.want_grad` false: use `compute`) and
+    /// [`Error::ShapeMismatch`] (`what: "grad"`) for a `grad` not shaped like the prediction.
+    /// Both of these leave `grad` untouched, as does every error of [`LossArgs::validate`];
+    /// after a later error (a class out of range, [`Error::OutOfDomain`], the device's) its
+    /// contents are unspecified.
+    ///
+    /// ```no_run
+    /// use ndarray::ArrayD;
+    /// use wgpu_loss::{GpuContext, Loss, LossArgs};
+    ///
+    /// let ctx = GpuContext::new()?;
+    /// let pred = ArrayD::<f32>::from_elem(vec![4, 1000], 0.5);
+    /// let target = ArrayD::<f32>::zeros(vec![4, 1000]);
+    /// let mut grad = ArrayD::<f32>::zeros(vec![4, 1000]); // allocated once, reused every step
+    /// let args = LossArgs::new(pred.view(), target.view());
+    /// let out = ctx.compute_into(&Loss::Mse, &args, grad.view_mut())?;
+    /// assert_eq!(out.value, Some(0.25));
+    /// assert_eq!(out.grad, None);
+    /// assert_eq!(grad[[0, 0]], 2.0 * 0.5 / 4000.0);
+    /// # Ok::<(), wgpu_loss::Error>(())
+    /// ```
+    pub fn compute_into(
+        &self,
+        loss: &Loss,
+        args: &LossArgs<'_>,
+        grad: ndarray::ArrayViewMutD<'_, f32>,
+    ) -> Result<LossOutput<f32>> {
+        let mut direct = |slice: &mut [f32]| self.run(loss, args, Some(slice));
+        loss::into_checked(
+            loss,
+            args,
+            grad,
+            || self.compute(loss, args),
+            Some(&mut direct),
+        )
+    }
+
+    /// The host path of both families, the gradient into a fresh array or into `into`.
+    fn run(
+        &self,
+        loss: &Loss,
+        args: &LossArgs<'_>,
+        into: Option<&mut [f32]>,
+    ) -> Result<LossOutput<f32>> {
         let _serial = self.exclusive();
         if loss.is_row_wise() {
-            kernels::rows::run(self, loss, args)
+            kernels::rows::run(self, loss, args, into)
         } else {
-            kernels::elementwise::run(self, loss, args)
+            kernels::elementwise::run(self, loss, args, into)
         }
     }
 }

@@ -2,7 +2,9 @@
 //! ([`crate::GpuContext::compute`]) and the CPU reference ([`crate::reference::compute`]).
 //! The formulas are in [`Loss`]'s documentation and each loss's file, `src/losses/<loss>.rs`.
 
-use ndarray::{ArrayBase, ArrayD, ArrayView, ArrayViewD, AsArray, Data, Dimension, IxDyn};
+use ndarray::{
+    ArrayBase, ArrayD, ArrayView, ArrayViewD, ArrayViewMutD, AsArray, Data, Dimension, IxDyn,
+};
 
 use crate::error::{Error, Result};
 use crate::simd::contiguous;
@@ -76,6 +78,47 @@ pub(crate) fn fixed_divisor(
         Reduction::Mean => divisor.map(f64::from),
         Reduction::Sum | Reduction::None => None,
     }
+}
+
+/// A device's `compute_into` that writes the gradient into a contiguous slice itself.
+pub(crate) type DirectInto<'f> = &'f mut dyn FnMut(&mut [f32]) -> Result<LossOutput<f32>>;
+
+/// The checks and the fallback of every `compute_into`: `args` validated, a gradient asked
+/// for and `grad` shaped like the prediction, in that order and before any work; then
+/// `direct` writes into `grad`'s elements where they are contiguous in row-major order (and
+/// `direct` is given), and otherwise `fresh`'s gradient is copied in.
+///
+/// The direct path is a [`DirectInto`] rather than a generic parameter so that `None` needs
+/// no type.
+pub(crate) fn into_checked(
+    loss: &Loss,
+    args: &LossArgs<'_>,
+    mut grad: ArrayViewMutD<'_, f32>,
+    fresh: impl FnOnce() -> Result<LossOutput<f32>>,
+    direct: Option<DirectInto<'_>>,
+) -> Result<LossOutput<f32>> {
+    args.validate(loss)?;
+    if !args.want_grad {
+        return Err(Error::InvalidOption {
+            option: "grad",
+            reason: "loss-only arguments compute no gradient to write; call compute".into(),
+        });
+    }
+    if grad.shape() != args.pred.shape() {
+        return Err(Error::ShapeMismatch {
+            what: "grad",
+            expected: args.pred.shape().to_vec(),
+            got: grad.shape().to_vec(),
+        });
+    }
+    if let (Some(direct), Some(slice)) = (direct, grad.as_slice_mut()) {
+        return direct(slice);
+    }
+    let mut out = fresh()?;
+    if let Some(g) = out.grad.take() {
+        grad.assign(&g);
+    }
+    Ok(out)
 }
 
 /// A caller's divisor `D'` ([`LossArgs::divisor`]): a row-wise loss, `Mean`, finite and `≥ 0`.

@@ -164,8 +164,82 @@ fn the_calls_give_the_parts_of_compute() {
                 .unwrap();
             let l = dev.losses(&loss, args()).unwrap();
             assert_eq!(Some(l), none.losses, "{what}: losses");
+            // compute_into: the same result, the gradient in the caller's array instead.
+            let mut grad = ArrayD::<f32>::from_elem(IxDyn(&[b, c]), f32::NAN);
+            let mut into = dev.compute_into(&loss, &args(), grad.view_mut()).unwrap();
+            assert!(
+                into.grad.is_none(),
+                "{what}: compute_into returns no gradient"
+            );
+            into.grad = Some(grad);
+            let want = bits(&dev.compute(&loss, &args()).unwrap());
+            assert_eq!(bits(&into), want, "{what}: into");
         }
     }
+}
+
+/// `compute_into` on `dev`: a gradient of the wrong shape is `ShapeMismatch` (`what:
+/// "grad"`), loss-only arguments `InvalidOption` (`option: "grad"`), an argument error the
+/// same as `compute`'s and before either; none touches the array.
+fn into_errors(dev: &dyn Compute, name: &str) {
+    let (p, t) = (uniform(20, 0.0, 1.0, 1), uniform(20, 0.0, 1.0, 2));
+    let args = LossArgs::from_slices(&p, &[4, 5], &t).unwrap();
+    for shape in [&[5, 4][..], &[20], &[4, 5, 1], &[4, 6]] {
+        let mut grad = ArrayD::<f32>::from_elem(IxDyn(shape), 7.0);
+        let err = dev
+            .compute_into(&Loss::Mse, &args, grad.view_mut())
+            .unwrap_err();
+        match &err {
+            Error::ShapeMismatch {
+                what: "grad",
+                expected,
+                got,
+            } => {
+                assert_eq!(expected, &[4, 5], "{name}");
+                assert_eq!(got, shape, "{name}");
+            }
+            e => panic!("{name}/{shape:?}: expected ShapeMismatch for grad, got {e:?}"),
+        }
+        assert!(grad.iter().all(|&v| v == 7.0), "{name}: {shape:?} touched");
+    }
+    let mut grad = ArrayD::<f32>::from_elem(IxDyn(&[4, 5]), 7.0);
+    let err = dev.compute_into(&Loss::Mse, &args.clone().loss_only(), grad.view_mut());
+    assert!(
+        matches!(err, Err(Error::InvalidOption { option: "grad", .. })),
+        "{name}: {err:?}"
+    );
+    // A target of the wrong shape.
+    let short = uniform(16, 0.0, 1.0, 3);
+    let bad = LossArgs::new(
+        ArrayView2::from_shape((4, 5), &p[..]).unwrap(),
+        ArrayView2::from_shape((4, 4), &short[..]).unwrap(),
+    );
+    let want = format!("{:?}", dev.compute(&Loss::Mse, &bad).unwrap_err());
+    let mut wrong = ArrayD::<f32>::from_elem(IxDyn(&[3]), 7.0);
+    let got = dev
+        .compute_into(&Loss::Mse, &bad, wrong.view_mut())
+        .unwrap_err();
+    assert_eq!(format!("{got:?}"), want, "{name}");
+    assert!(
+        grad.iter().chain(&wrong).all(|&v| v == 7.0),
+        "{name}: touched"
+    );
+}
+
+/// `compute_into`'s errors on both CPU devices (the fast path writes directly, the reference
+/// through `Compute`'s default).
+#[test]
+fn compute_into_errors() {
+    into_errors(&Cpu, "cpu");
+    into_errors(&Reference, "reference");
+}
+
+/// `compute_into`'s errors on the GPU, the same.
+#[test]
+#[cfg_attr(skip_gpu_tests, ignore)]
+fn gpu_compute_into_errors() {
+    let ctx = GpuContext::new().expect("GPU tests need an adapter");
+    into_errors(&ctx, "gpu");
 }
 
 /// `value_and_grad` and `value` need a reduction that gives a value.

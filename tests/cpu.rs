@@ -1474,43 +1474,7 @@ fn compute_into_a_strided_view() {
     }
 }
 
-/// A gradient of the wrong shape is `ShapeMismatch` (`what: "grad"`), loss-only arguments
-/// `InvalidOption`, argument errors the same as compute's; none touches the buffer.
-#[test]
-fn compute_into_errors() {
-    let b = synthetic::batch(&Loss::Mse, &[4, 5], 1);
-    let args = LossArgs::new(b.pred.view(), b.target.view());
-    for shape in [&[5, 4][..], &[20], &[4, 5, 1], &[4, 6]] {
-        let mut grad = ArrayD::<f32>::from_elem(IxDyn(shape), 7.0);
-        let err = cpu::compute_into(&Loss::Mse, &args, grad.view_mut()).unwrap_err();
-        match &err {
-            Error::ShapeMismatch {
-                what: "grad",
-                expected,
-                got,
-            } => {
-                assert_eq!(expected, &[4, 5]);
-                assert_eq!(got, shape);
-            }
-            e => panic!("{shape:?}: expected ShapeMismatch for grad, got {e:?}"),
-        }
-        assert!(grad.iter().all(|&v| v == 7.0));
-    }
-    let mut grad = ArrayD::<f32>::from_elem(IxDyn(&[4, 5]), 7.0);
-    let err = cpu::compute_into(&Loss::Mse, &args.clone().loss_only(), grad.view_mut());
-    assert!(
-        matches!(err, Err(Error::InvalidOption { option: "grad", .. })),
-        "{err:?}"
-    );
-    // An argument error comes first, and is compute's.
-    let t = ArrayD::<f32>::zeros(IxDyn(&[4, 4]));
-    let bad = LossArgs::new(b.pred.view(), t.view());
-    let want = format!("{:?}", cpu::compute(&Loss::Mse, &bad).unwrap_err());
-    let mut wrong = ArrayD::<f32>::from_elem(IxDyn(&[3]), 7.0);
-    let got = cpu::compute_into(&Loss::Mse, &bad, wrong.view_mut()).unwrap_err();
-    assert_eq!(format!("{got:?}"), want);
-    assert!(grad.iter().chain(&wrong).all(|&v| v == 7.0));
-}
+// Its errors, the same on every device: tests/api.rs (`compute_into_errors`).
 
 // ---- Accuracy, scales and infinities (as the GPU tests of the same names) ------------------
 

@@ -2314,8 +2314,8 @@ fn bench_quick_writes_json_and_plot() {
         .expect("B.json is JSON");
     let records = json.as_array().expect("a JSON array");
     // --quick sweeps 2^16 and 2^20 elements for mse, both above the cap, so one size of 16384
-    // is left; one row shape (with fewer rows) for softmax-ce; four paths each.
-    assert_eq!(records.len(), 4 * (1 + 1), "records: {json:#}");
+    // is left; one row shape (with fewer rows) for softmax-ce; five paths each.
+    assert_eq!(records.len(), 5 * (1 + 1), "records: {json:#}");
     for r in records {
         for field in [
             "loss",
@@ -2360,7 +2360,7 @@ fn bench_quick_writes_json_and_plot() {
         }
     }
     for loss in ["mse", "softmax-ce"] {
-        for path in ["gpu-kernel", "gpu", "cpu", "reference"] {
+        for path in ["gpu-kernel", "gpu", "gpu-into", "cpu", "reference"] {
             assert!(
                 records
                     .iter()
@@ -2377,6 +2377,7 @@ fn bench_quick_writes_json_and_plot() {
             .map(|r| r["bytes"].as_u64().unwrap())
     };
     assert_eq!(bytes("gpu-kernel"), bytes("gpu"));
+    assert_eq!(bytes("gpu"), bytes("gpu-into"));
     assert_eq!(bytes("gpu-kernel"), Some(12 * 16384));
     let svg = fs::read_to_string(d.join("P.svg")).expect("the plot is written");
     assert!(
@@ -2413,7 +2414,7 @@ fn bench_wall_clock_is_reported() {
     let json: Value = serde_json::from_str(&fs::read_to_string(d.join("B.json")).unwrap())
         .expect("B.json is JSON");
     let records = json.as_array().expect("a JSON array");
-    assert_eq!(records.len(), 4, "records: {json:#}");
+    assert_eq!(records.len(), 5, "records: {json:#}");
     let kernel = records
         .iter()
         .find(|r| r["path"] == "gpu-kernel")

@@ -47,21 +47,15 @@ impl Engine {
     }
 
     /// The loss with its gradient written into `grad` (shaped like the prediction): by the
-    /// fast CPU path directly, elsewhere copied from the result.
+    /// GPU and the fast CPU path directly, by the reference copied from its result
+    /// (`Compute::compute_into`).
     fn compute_into(
         &self,
         loss: &Loss,
         args: &LossArgs<'_>,
-        mut grad: ArrayViewMutD<'_, f32>,
+        grad: ArrayViewMutD<'_, f32>,
     ) -> wgpu_loss::Result<LossOutput<f32>> {
-        if let Engine::Cpu = self {
-            return wgpu_loss::cpu::compute_into(loss, args, grad);
-        }
-        let mut out = self.device().compute(loss, args)?;
-        if let Some(g) = out.grad.take() {
-            grad.assign(&g);
-        }
-        Ok(out)
+        self.device().compute_into(loss, args, grad)
     }
 
     fn name(&self) -> &'static str {

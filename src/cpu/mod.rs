@@ -31,7 +31,7 @@ mod rows;
 
 use ndarray::ArrayViewMutD;
 
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::loss::{Loss, LossArgs, LossOutput};
 
 /// The fast CPU path as a device: [`crate::Compute`] over [`compute`].
@@ -128,34 +128,16 @@ pub fn compute(loss: &Loss, args: &LossArgs<'_>) -> Result<LossOutput<f32>> {
 pub fn compute_into(
     loss: &Loss,
     args: &LossArgs<'_>,
-    mut grad: ArrayViewMutD<'_, f32>,
+    grad: ArrayViewMutD<'_, f32>,
 ) -> Result<LossOutput<f32>> {
-    args.validate(loss)?;
-    if !args.want_grad {
-        return Err(Error::InvalidOption {
-            option: "grad",
-            reason: "loss-only arguments compute no gradient to write; call cpu::compute".into(),
-        });
-    }
-    if grad.shape() != args.pred.shape() {
-        return Err(Error::ShapeMismatch {
-            what: "grad",
-            expected: args.pred.shape().to_vec(),
-            got: grad.shape().to_vec(),
-        });
-    }
-    let Some(slice) = grad.as_slice_mut() else {
-        let mut out = compute(loss, args)?;
-        if let Some(g) = out.grad.take() {
-            grad.assign(&g);
+    let mut direct = |slice: &mut [f32]| {
+        if loss.is_row_wise() {
+            rows::compute(loss, args, Some(slice))
+        } else {
+            elementwise::compute(loss, args, Some(slice))
         }
-        return Ok(out);
     };
-    if loss.is_row_wise() {
-        rows::compute(loss, args, Some(slice))
-    } else {
-        elementwise::compute(loss, args, Some(slice))
-    }
+    crate::loss::into_checked(loss, args, grad, || compute(loss, args), Some(&mut direct))
 }
 
 #[cfg(all(test, target_arch = "x86_64"))]

@@ -468,10 +468,12 @@ impl GpuContext {
 
     /// Elements per chunk of a host-array call whose streams move `bytes_per_element` bytes
     /// per element in all (inputs and outputs): the largest power of two whose chunk buffers
-    /// (two slots, a device and a staging buffer per stream) fit the memory budget, at least
+    /// (two slots; per stream a device and a staging buffer, or one buffer where the host
+    /// maps the bound buffers, [`GpuContext::maps_storage`]) fit the memory budget, at least
     /// 64, at most [`GpuContext::max_chunk_elements`].
     pub(crate) fn stream_chunk_elements(&self, bytes_per_element: f64) -> usize {
-        let per_element = bytes_per_element * (2 * super::stream::RING_SLOTS) as f64;
+        let buffers = if self.maps_storage() { 1 } else { 2 };
+        let per_element = bytes_per_element * (buffers * super::stream::RING_SLOTS) as f64;
         let fit = (self.memory_budget as f64 / per_element.max(1.0)) as usize;
         let pow = if fit < 64 {
             64

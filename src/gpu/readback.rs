@@ -101,6 +101,29 @@ pub(crate) fn extend_f32(out: &mut Vec<f32>, bytes: &[u8]) {
     }
 }
 
+/// Writes the f32s of `bytes` (a mapped range) over the start of `out`, as [`extend_f32`]
+/// appends them: one copy, spread over every core when it is large. Returns how many were
+/// written (all of them, unless `out` is shorter).
+pub(crate) fn write_f32(out: &mut [f32], bytes: &[u8]) -> usize {
+    let n = (bytes.len() / 4).min(out.len());
+    let dst = &mut out[..n];
+    match bytemuck::try_cast_slice::<u8, f32>(&bytes[..4 * n]) {
+        Ok(src) if bytes.len() >= PARALLEL_COPY_BYTES => {
+            dst.par_chunks_mut(COPY_PIECE_BYTES / 4)
+                .zip(src.par_chunks(COPY_PIECE_BYTES / 4))
+                .for_each(|(d, s)| d.copy_from_slice(s));
+        }
+        Ok(src) => dst.copy_from_slice(src),
+        // Mapped ranges are aligned; this is only a fallback.
+        Err(_) => {
+            for (d, b) in dst.iter_mut().zip(bytes.chunks_exact(4)) {
+                *d = f32::from_ne_bytes([b[0], b[1], b[2], b[3]]);
+            }
+        }
+    }
+    n
+}
+
 /// The 32-bit words of `bytes` (a small mapped range).
 pub(crate) fn words(bytes: &[u8]) -> Vec<u32> {
     bytemuck::pod_collect_to_vec(bytes)

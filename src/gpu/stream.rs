@@ -23,7 +23,7 @@
 
 use std::sync::Arc;
 
-use super::readback::{extend_f32, fill, words};
+use super::readback::{extend_f32, fill, words, write_f32};
 use super::{GpuContext, KernelPipeline, Pooled};
 use crate::error::{Error, Result};
 
@@ -88,21 +88,61 @@ pub(crate) struct Step<'d> {
 pub(crate) type StepRecorder<'r> =
     dyn FnMut(usize, &[Bound<'_>], &[Bound<'_>]) -> Vec<Dispatch> + 'r;
 
-/// The streamed outputs, allocated once at their full length and appended to in step order.
-pub(crate) struct Outputs {
+/// Where a streamed gradient goes: a fresh array, allocated once at its full length and
+/// appended to, or the caller's ([`crate::GpuContext::compute_into`]), written in step order.
+pub(crate) enum Dest<'g> {
+    /// A fresh array.
+    Fresh(Vec<f32>),
+    /// The caller's, of the gradient's full length, and how much of it is written.
+    Caller {
+        /// The caller's array.
+        out: &'g mut [f32],
+        /// Its elements written so far.
+        at: usize,
+    },
+}
+
+impl<'g> Dest<'g> {
+    /// A fresh array of `n` elements, or the caller's `into`.
+    pub(crate) fn new(n: usize, into: Option<&'g mut [f32]>) -> Self {
+        match into {
+            Some(out) => Dest::Caller { out, at: 0 },
+            None => Dest::Fresh(Vec::with_capacity(n)),
+        }
+    }
+
+    /// The fresh array; `None` where the gradient went to the caller's.
+    pub(crate) fn into_fresh(self) -> Option<Vec<f32>> {
+        match self {
+            Dest::Fresh(v) => Some(v),
+            Dest::Caller { .. } => None,
+        }
+    }
+
+    fn take(&mut self, bytes: &[u8]) {
+        match self {
+            Dest::Fresh(v) => extend_f32(v, bytes),
+            Dest::Caller { out, at } => *at += write_f32(&mut out[*at..], bytes),
+        }
+    }
+}
+
+/// The streamed outputs, in step order: the gradient where its [`Dest`] says, the losses and
+/// the log-sum-exps into arrays allocated once at their full length and appended to.
+pub(crate) struct Outputs<'g> {
     /// The gradient, if asked for.
-    pub grad: Option<Vec<f32>>,
+    pub grad: Option<Dest<'g>>,
     /// The losses, if asked for.
     pub losses: Option<Vec<f32>>,
     /// The per-row log-sum-exp, if asked for.
     pub lse: Option<Vec<f32>>,
 }
 
-impl Outputs {
-    /// Room for a gradient of `grad` elements and `losses` losses.
-    pub(crate) fn new(grad: Option<usize>, losses: Option<usize>) -> Self {
+impl<'g> Outputs<'g> {
+    /// The gradient into `grad`, and room for `losses` losses.
+    pub(crate) fn new(grad: Option<Dest<'g>>, losses: Option<usize>) -> Self {
         Outputs {
-            grad: grad.map(Vec::with_capacity),
+            grad,
             losses: losses.map(Vec::with_capacity),
             lse: None,
         }
@@ -115,12 +155,17 @@ impl Outputs {
     }
 
     fn take(&mut self, sink: Sink, bytes: &[u8]) {
-        let out = match sink {
-            Sink::Grad => self.grad.as_mut(),
+        let fresh = match sink {
+            Sink::Grad => {
+                if let Some(g) = self.grad.as_mut() {
+                    g.take(bytes);
+                }
+                return;
+            }
             Sink::Losses => self.losses.as_mut(),
             Sink::Lse => self.lse.as_mut(),
         };
-        if let Some(out) = out {
+        if let Some(out) = fresh {
             extend_f32(out, bytes);
         }
     }
@@ -196,7 +241,7 @@ impl GpuContext {
         &self,
         call: Call<'_, '_>,
         record: &mut StepRecorder<'_>,
-        out: &mut Outputs,
+        out: &mut Outputs<'_>,
     ) -> Result<Vec<Vec<u32>>> {
         let validation = self.device.push_error_scope(wgpu::ErrorFilter::Validation);
         let oom = self.device.push_error_scope(wgpu::ErrorFilter::OutOfMemory);
@@ -223,7 +268,7 @@ impl GpuContext {
         &self,
         call: &Call<'_, '_>,
         record: &mut StepRecorder<'_>,
-        out: &mut Outputs,
+        out: &mut Outputs<'_>,
         kept: &mut Vec<Pooled>,
     ) -> Result<Vec<Vec<u32>>> {
         use wgpu::BufferUsages as U;
@@ -408,7 +453,7 @@ impl GpuContext {
         slot: &Slot,
         step: &Step<'_>,
         at: wgpu::SubmissionIndex,
-        out: &mut Outputs,
+        out: &mut Outputs<'_>,
     ) -> Result<()> {
         let staged: Vec<(&wgpu::Buffer, u64)> = slot
             .outputs

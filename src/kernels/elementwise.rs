@@ -18,7 +18,7 @@ use super::staging::{
 };
 use super::{Io, Kernel, Slot, WORKGROUP_SIZE};
 use crate::error::{Error, Result};
-use crate::gpu::stream::{Outputs, Sink, Step};
+use crate::gpu::stream::{Dest, Outputs, Sink, Step};
 use crate::gpu::{GpuContext, KernelPipeline};
 use crate::loss::{Loss, LossArgs, LossOutput, Reduction, Upstream};
 
@@ -524,9 +524,14 @@ impl HostPlan for EwPlan {
 }
 
 /// Runs an elementwise loss on host arrays: the plan's chunks streamed through
-/// [`GpuContext::stream`] (inputs in, gradient and losses out), then the value and the domain
-/// check read back.
-pub(crate) fn run(ctx: &GpuContext, loss: &Loss, args: &LossArgs<'_>) -> Result<LossOutput<f32>> {
+/// [`GpuContext::stream`] (inputs in, gradient and losses out; the gradient into `into` where
+/// given, the caller's array of `n` elements), then the value and the domain check read back.
+pub(crate) fn run(
+    ctx: &GpuContext,
+    loss: &Loss,
+    args: &LossArgs<'_>,
+    into: Option<&mut [f32]>,
+) -> Result<LossOutput<f32>> {
     args.validate(loss)?;
     let n = args.len();
     // Before touching the data: a broadcast view this large would be materialised below.
@@ -616,7 +621,10 @@ pub(crate) fn run(ctx: &GpuContext, loss: &Loss, args: &LossArgs<'_>) -> Result<
             _ => None,
         })
         .collect();
-    let mut out = Outputs::new(args.want_grad.then_some(n), write_losses.then_some(n));
+    let mut out = Outputs::new(
+        args.want_grad.then(|| Dest::new(n, into)),
+        write_losses.then_some(n),
+    );
     let found = host::run(ctx, &plan, &whole, steps, &mut out)?;
     if let Some(index) = found.out_of_domain {
         return Err(Error::OutOfDomain {
@@ -627,7 +635,11 @@ pub(crate) fn run(ctx: &GpuContext, loss: &Loss, args: &LossArgs<'_>) -> Result<
         });
     }
     let value = found.value;
-    let (losses, grad) = LossOutput::shape_arrays(args.pred.shape(), out.losses, out.grad);
+    let (losses, grad) = LossOutput::shape_arrays(
+        args.pred.shape(),
+        out.losses,
+        out.grad.and_then(Dest::into_fresh),
+    );
     Ok(LossOutput {
         value,
         losses,

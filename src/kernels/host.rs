@@ -59,7 +59,7 @@ pub(crate) fn run<P: HostPlan>(
     plan: &P,
     whole: &[&[u8]],
     steps: Vec<Step<'_>>,
-    out: &mut Outputs,
+    out: &mut Outputs<'_>,
 ) -> Result<Found> {
     use wgpu::BufferUsages as U;
     let take = |label: &str, size: u64, usage: U| {

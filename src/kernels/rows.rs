@@ -25,7 +25,7 @@ use super::staging::{
 };
 use super::{ClassType, Io, Kernel, Slot, WORKGROUP_SIZE};
 use crate::error::{Error, Result};
-use crate::gpu::stream::{Outputs, Sink, Step};
+use crate::gpu::stream::{Dest, Outputs, Sink, Step};
 use crate::gpu::{GpuContext, KernelPipeline};
 use crate::loss::{Loss, LossArgs, LossOutput, Reduction, Target, Upstream};
 
@@ -286,8 +286,8 @@ impl RowPlan {
 
         // Whole rows per chunk, workgroups and partial-sum offsets.
         let max_dim = ctx.limits.max_compute_workgroups_per_dimension;
-        let rows_per_chunk = (chunk_elems / cols).max(1);
         let per_wg = (WORKGROUP_SIZE / group) as usize;
+        let rows_per_chunk = chunk_rows(b, (chunk_elems / cols).max(1), per_wg);
         let mut chunks = Vec::new();
         let (mut partials, mut class_partials) = (0u64, 0u64);
         let mut row0 = 0;
@@ -767,11 +767,31 @@ impl HostPlan for RowPlan {
     }
 }
 
+/// Rows per chunk for `b` rows when `fit` rows fit one chunk and a workgroup takes `per_wg`:
+/// `fit`, except that where the rows take several chunks and a chunk holds more than one
+/// workgroup's rows, a whole number of workgroups' (`fit` rounded down to a multiple of
+/// `per_wg`). A chunk ending in a workgroup of a few rows would keep one thread of a software
+/// adapter busy with it while the others wait (each workgroup runs on one host thread there:
+/// with 32 rows to a workgroup, 65 rows a chunk ran as 32 + 32 + 1).
+fn chunk_rows(b: usize, fit: usize, per_wg: usize) -> usize {
+    if b > fit && fit > per_wg {
+        fit / per_wg * per_wg
+    } else {
+        fit
+    }
+}
+
 /// Runs a row-wise loss on host arrays: with class-index targets, the class pre-pass streamed
 /// over every chunk's ids first (the mean's divisor needs them all); then the plan's chunks
-/// streamed through [`GpuContext::stream`] (inputs in, gradient and losses out); then the
-/// value and the checks read back.
-pub(crate) fn run(ctx: &GpuContext, loss: &Loss, args: &LossArgs<'_>) -> Result<LossOutput<f32>> {
+/// streamed through [`GpuContext::stream`] (inputs in, gradient and losses out; the gradient
+/// into `into` where given, the caller's array of `B · C` elements); then the value and the
+/// checks read back.
+pub(crate) fn run(
+    ctx: &GpuContext,
+    loss: &Loss,
+    args: &LossArgs<'_>,
+    into: Option<&mut [f32]>,
+) -> Result<LossOutput<f32>> {
     args.validate(loss)?;
     let (b, cols) = args.rows_cols();
     // Before touching the data (RowPlan::new checks the rest).
@@ -866,7 +886,7 @@ pub(crate) fn run(ctx: &GpuContext, loss: &Loss, args: &LossArgs<'_>) -> Result<
     }
     let whole: Vec<&[u8]> = weight.as_deref().map(bytes).into_iter().collect();
     let mut out = Outputs::new(
-        args.want_grad.then_some(b * cols),
+        args.want_grad.then(|| Dest::new(b * cols, into)),
         write_losses.then_some(b),
     )
     .with_lse(args.want_lse.then_some(b));
@@ -893,7 +913,8 @@ pub(crate) fn run(ctx: &GpuContext, loss: &Loss, args: &LossArgs<'_>) -> Result<
         });
     }
     let (value, counted) = (found.value, found.counted.unwrap_or(b));
-    let (_, grad) = LossOutput::shape_arrays(args.pred.shape(), None, out.grad);
+    let (_, grad) =
+        LossOutput::shape_arrays(args.pred.shape(), None, out.grad.and_then(Dest::into_fresh));
     let (losses, _) = LossOutput::<f32>::shape_arrays(args.row_shape(), out.losses, None);
     let (lse, _) = LossOutput::<f32>::shape_arrays(args.row_shape(), out.lse, None);
     Ok(LossOutput {
@@ -910,6 +931,23 @@ mod tests {
     use std::mem::{offset_of, size_of};
 
     use super::*;
+
+    /// Chunks of whole workgroups where the rows take several chunks; otherwise what fits.
+    #[test]
+    fn chunks_hold_whole_workgroups_of_rows() {
+        // 256 rows of 128 256 on a software adapter: 65 fit, 32 to a workgroup.
+        assert_eq!(chunk_rows(256, 65, 32), 64);
+        // 1024 rows of 32 000: 262 fit.
+        assert_eq!(chunk_rows(1024, 262, 32), 256);
+        // Already whole, or one chunk for all rows: unchanged.
+        assert_eq!(chunk_rows(1024, 256, 32), 256);
+        assert_eq!(chunk_rows(100, 120, 32), 120);
+        assert_eq!(chunk_rows(120, 120, 32), 120);
+        // At most one workgroup's rows fit: as many as fit (a GPU's long rows, one a workgroup).
+        assert_eq!(chunk_rows(256, 20, 32), 20);
+        assert_eq!(chunk_rows(256, 32, 32), 32);
+        assert_eq!(chunk_rows(4096, 7, 1), 7);
+    }
 
     /// `RowParams`, `ClassParams`, `DivisorParams` and the flags against the WGSL they mirror.
     #[test]

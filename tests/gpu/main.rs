@@ -23,6 +23,7 @@ mod errors;
 mod focal;
 mod half;
 mod huber;
+mod into;
 mod jsd;
 mod kl_div;
 mod lse;

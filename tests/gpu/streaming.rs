@@ -55,6 +55,25 @@ fn losses_bits(out: &LossOutput<f32>) -> Vec<u32> {
         .unwrap_or_default()
 }
 
+/// `args` on the streamed context `small` against the f64 reference, and its gradient and
+/// per-element losses bit for bit those of a call with the default budget (one chunk), since
+/// neither depends on how the elements are chunked (the value's partial sums do: it is checked
+/// against the reference).
+#[track_caller]
+fn streamed_as_one_chunk(small: &GpuContext, loss: &Loss, args: &LossArgs<'_>, what: &str) {
+    check_args(small, loss, args, what);
+    let streamed = small.compute(loss, args).expect("streamed call");
+    let whole = ctx().compute(loss, args).expect("default call");
+    assert!(
+        grad_bits(&streamed) == grad_bits(&whole),
+        "{what}: gradient differs from the one-chunk call's"
+    );
+    assert!(
+        losses_bits(&streamed) == losses_bits(&whole),
+        "{what}: losses differ from the one-chunk call's"
+    );
+}
+
 #[test]
 #[cfg_attr(skip_gpu_tests, ignore)]
 fn the_budget_is_the_option() {
@@ -63,10 +82,7 @@ fn the_budget_is_the_option() {
 }
 
 /// Every loss over 2^20 elements (4 MiB per input, 4× the budget: dozens of chunks through two
-/// slots) against the f64 reference, each reduction; and the gradient and per-element losses
-/// bit for bit those of a call with the default budget (one chunk), since neither depends on
-/// how the elements are chunked (the value's partial sums do: it is checked against the
-/// reference).
+/// slots), each reduction, as one chunk ([`streamed_as_one_chunk`]).
 #[test]
 #[cfg_attr(skip_gpu_tests, ignore)]
 fn inputs_larger_than_the_memory_budget() {
@@ -81,17 +97,25 @@ fn inputs_larger_than_the_memory_budget() {
             let what = format!("streamed/{}/{}", loss.name(), reduction.name());
             let b = synthetic::batch(&loss, shape, seed_for(&what));
             let args = LossArgs::new(b.pred.view(), b.target.view()).reduction(reduction);
-            check_args(small, &loss, &args, &what);
-            let streamed = small.compute(&loss, &args).expect("streamed call");
-            let whole = ctx().compute(&loss, &args).expect("default call");
-            assert!(
-                grad_bits(&streamed) == grad_bits(&whole),
-                "{what}: gradient differs from the one-chunk call's"
-            );
-            assert!(
-                losses_bits(&streamed) == losses_bits(&whole),
-                "{what}: losses differ from the one-chunk call's"
-            );
+            streamed_as_one_chunk(small, &loss, &args, &what);
+        }
+    }
+}
+
+/// Short rows in chunks of several workgroups each, where what fits a chunk is not a whole
+/// number of workgroups' rows (rows of 3 in chunks of a power of two of elements): each chunk
+/// is cut to whole workgroups, and the rows that leaves over run in the next: as one chunk
+/// ([`streamed_as_one_chunk`]).
+#[test]
+#[cfg_attr(skip_gpu_tests, ignore)]
+fn rows_in_chunks_of_whole_workgroups() {
+    let small = small_budget_ctx();
+    for loss in Loss::all_default().into_iter().filter(Loss::is_row_wise) {
+        for reduction in [Reduction::Mean, Reduction::None] {
+            let what = format!("whole workgroups/{}/{}", loss.name(), reduction.name());
+            let b = synthetic::batch(&loss, &[40_000, 3], seed_for(&what));
+            let args = LossArgs::new(b.pred.view(), b.target.view()).reduction(reduction);
+            streamed_as_one_chunk(small, &loss, &args, &what);
         }
     }
 }

@@ -1,7 +1,7 @@
 //! `wgpu-loss bench`: the loss kernels, whole GPU calls and the fast CPU path over a sweep of
 //! sizes, against the machine's own ceilings measured in the same run.
 //!
-//! For every loss and size, four paths, each the median of `--repeats` runs after one warm-up:
+//! For every loss and size, five paths, each the median of `--repeats` runs after one warm-up:
 //! - `gpu-kernel`: one loss-and-gradient step on buffers already on the GPU
 //!   ([`KernelStep`]: the GPU-resident API, `Mean`, planned and bound once per shape), timed by
 //!   a [`GpuTimer`] per step. With timestamp queries (llvmpipe has them) the step is one
@@ -12,6 +12,9 @@
 //!   with `--wall-clock`), the host clock around one submission and a blocking wait. The copy
 //!   kernel is timed the same way, so the two are comparable.
 //! - `gpu`: a whole [`GpuContext::compute`] call (upload, kernels, readback), host clock.
+//! - `gpu-into`: a whole [`GpuContext::compute_into`] call, host clock, the gradient read
+//!   back into the array the `cpu` path writes (allocated once per point): `gpu` less the
+//!   first touch of a fresh gradient's pages.
 //! - `cpu`: a whole [`wgpu_loss::cpu::compute_into`] call (f32, every core), host clock, the
 //!   gradient written into an array allocated once per point (as the kernel path's buffers
 //!   are): a fresh gradient ([`wgpu_loss::cpu::compute`]) would also time the operating
@@ -276,6 +279,7 @@ const REFERENCE_REPEATS: usize = 3;
 /// The paths, in table and plot order.
 const KERNEL: &str = "gpu-kernel";
 const CALL: &str = "gpu";
+const INTO: &str = "gpu-into";
 const CPU: &str = "cpu";
 const REFERENCE: &str = "reference";
 
@@ -739,7 +743,7 @@ pub(crate) fn execute(a: &BenchArgs, mut p: Prepared) -> Result<(), Failure> {
         println!(
             "times: medians of {repeats} runs after a warm-up; kern = one loss step on GPU-resident buffers \
              (value and gradient; p, t and gradient stored as {}); call = a whole GpuContext::compute (upload, kernels, readback); \
-             CPU = wgpu_loss::cpu::compute_into (f32, every core, into a gradient array allocated once per row); ref = the f64 reference (at most {REFERENCE_REPEATS} runs)",
+             into = a whole GpuContext::compute_into (the same, the gradient into an array allocated once per row); CPU = wgpu_loss::cpu::compute_into (f32, every core, into a gradient array allocated once per row); ref = the f64 reference (at most {REFERENCE_REPEATS} runs)",
             dtype.name()
         );
         println!(
@@ -750,7 +754,7 @@ pub(crate) fn execute(a: &BenchArgs, mut p: Prepared) -> Result<(), Failure> {
              faster A is than B"
         );
         println!(
-            "{:<lw$} {:>12} {:>9} {:>9} {:>9} {:>6} {:>6} {:>9} {:>6} {:>9} {:>9} {:>6} {:>9} {:>8} {:>8} {:>8}",
+            "{:<lw$} {:>12} {:>9} {:>9} {:>9} {:>6} {:>6} {:>9} {:>6} {:>9} {:>9} {:>9} {:>6} {:>9} {:>8} {:>8} {:>8}",
             "loss",
             "shape",
             "copy GB/s",
@@ -760,6 +764,7 @@ pub(crate) fn execute(a: &BenchArgs, mut p: Prepared) -> Result<(), Failure> {
             "% pass",
             "call ms",
             "% copy",
+            "into ms",
             "CPU ms",
             "CPU GB/s",
             "% host",
@@ -818,14 +823,18 @@ pub(crate) fn execute(a: &BenchArgs, mut p: Prepared) -> Result<(), Failure> {
             call_out = Some(ctx.compute(loss, &args)?);
             Ok::<(), wgpu_loss::Error>(())
         })?;
+        // The gradient buffer of the calls into one is allocated once per point, as the
+        // kernel path's.
+        let mut grad = ArrayD::<f32>::zeros(batch.pred.shape());
+        let into_t = time(1, repeats, || {
+            ctx.compute_into(loss, &args, grad.view_mut()).map(drop)
+        })?;
         bar.inc(1);
         bar.set_message(format!("{label} {shape_s}: fast CPU path"));
-        // The gradient buffer is allocated once per point, as the kernel path's.
-        let mut cpu_grad = ArrayD::<f32>::zeros(batch.pred.shape());
         let cpu_t = time(1, repeats, || {
-            cpu::compute_into(loss, &args, cpu_grad.view_mut()).map(drop)
+            cpu::compute_into(loss, &args, grad.view_mut()).map(drop)
         })?;
-        drop(cpu_grad);
+        drop(grad);
         bar.inc(1);
         bar.set_message(format!("{label} {shape_s}: f64 reference"));
         let mut ref_out = None;
@@ -878,6 +887,15 @@ pub(crate) fn execute(a: &BenchArgs, mut p: Prepared) -> Result<(), Failure> {
             loss: label.to_string(),
             ..kern
         };
+        let into = Record {
+            path: INTO,
+            median: into_t,
+            shape: shape.clone(),
+            adapter: adapter.clone(),
+            check: None,
+            loss: label.to_string(),
+            ..call
+        };
         let cpu = Record {
             path: CPU,
             adapter: host.clone(),
@@ -898,7 +916,7 @@ pub(crate) fn execute(a: &BenchArgs, mut p: Prepared) -> Result<(), Failure> {
         };
         bar.suspend(|| {
             println!(
-                "{:<lw$} {:>12} {:>9.2} {:>9.3} {:>9.2} {:>6.1} {:>6.1} {:>9.3} {:>6.1} {:>9.3} {:>9.2} {:>6.1} {:>9.2} {:>8.1} {:>8.2} {:>8.2}",
+                "{:<lw$} {:>12} {:>9.2} {:>9.3} {:>9.2} {:>6.1} {:>6.1} {:>9.3} {:>6.1} {:>9.3} {:>9.3} {:>9.2} {:>6.1} {:>9.2} {:>8.1} {:>8.2} {:>8.2}",
                 label,
                 shape_s,
                 gpu_ceiling,
@@ -908,6 +926,7 @@ pub(crate) fn execute(a: &BenchArgs, mut p: Prepared) -> Result<(), Failure> {
                 kern.percent_of_pass_bound().unwrap_or(f64::NAN),
                 call.median.as_secs_f64() * 1e3,
                 call.percent(),
+                into.median.as_secs_f64() * 1e3,
                 cpu.median.as_secs_f64() * 1e3,
                 cpu.gbps(),
                 cpu.percent(),
@@ -917,7 +936,7 @@ pub(crate) fn execute(a: &BenchArgs, mut p: Prepared) -> Result<(), Failure> {
                 speedup(call.median, cpu.median),
             )
         });
-        records.extend([kern, call, cpu, reference]);
+        records.extend([kern, call, into, cpu, reference]);
     }
     bar.finish_and_clear();
     println!(
