@@ -106,10 +106,12 @@ impl GpuContext {
     /// As [`GpuContext::compute`], with the gradient read back into `grad` (shaped like the
     /// prediction) instead of a fresh array, and left out of the result (`grad: None`). A
     /// fresh gradient is a fresh allocation, whose pages the operating system maps in (and
-    /// zeroes) as the readback first touches them: at 2^24 elements and more that costs
-    /// about as much as the loss on a software adapter. A loop that keeps its gradient array
-    /// from step to step pays it once. Each chunk's gradient is copied from its staging
-    /// buffer straight into its part of `grad`, the same bits as `compute`'s.
+    /// zeroes) as the readback first touches them: at 2^24 elements 30–46 ms on the software
+    /// adapters measured (`docs/TUNING.md`), from a quarter of mse's kernel step to nearly
+    /// twice it. A loop that keeps its gradient array from step to step pays it once. Each
+    /// chunk's gradient is copied from the buffer the host maps (a staging buffer, or on a
+    /// software adapter the bound buffer itself) straight into its part of `grad`, the same
+    /// bits as `compute`'s.
     ///
     /// `grad` may hold anything: every element is written (0 for an ignored row, and
     /// everywhere when the mean's divisor `D` is 0). A view that is not contiguous in
