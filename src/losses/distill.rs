@@ -242,10 +242,16 @@ pub(crate) mod cpu {
     /// ```
     ///
     /// Two sweeps over memory (the maxima, then the sums with `e^(b − mb)` kept in the
-    /// gradient's place), the gradient from cache.
+    /// gradient's place and `e^(a − ma)` in a buffer of the thread's), the gradient from
+    /// cache without another `exp`.
     pub(crate) struct Distill {
         t: f32,
         inv: f32,
+    }
+
+    thread_local! {
+        /// A row's teacher terms `e^(a_j − ma)`, kept between the rows of a thread.
+        static TEACHER: std::cell::Cell<Vec<f32>> = const { std::cell::Cell::new(Vec::new()) };
     }
 
     impl Distill {
@@ -264,35 +270,51 @@ pub(crate) mod cpu {
             // T > 0, and rounding is monotone: max(u) / T is the largest u_j / T.
             let (ma, mb) = (max(u) * inv, max(x) * inv);
             let (mut sa, mut sb, mut d) = (Acc::default(), Acc::default(), Acc::default());
-            let (mut ra, mut rb, mut dd, mut eb_buf) =
-                ([0.0f32; CHUNK], [0.0f32; CHUNK], [0.0f32; CHUNK], [0.0f32; CHUNK]);
+            let (mut ra, mut rb, mut dd, mut eb_buf, mut ea_buf) = (
+                [0.0f32; CHUNK],
+                [0.0f32; CHUNK],
+                [0.0f32; CHUNK],
+                [0.0f32; CHUNK],
+                [0.0f32; CHUNK],
+            );
             let (mut ties_a, mut ties_b) = (0u32, 0u32);
-            let mut term = |a: f32, b: f32| {
+            // The teacher's e^(a − ma) kept for the gradient sweep, so it needs no exp.
+            let mut ea_row = if G { TEACHER.take() } else { Vec::new() };
+            ea_row.resize(if G { c } else { 0 }, 0.0);
+            // A pure function of the two scaled logits (its tie counts returned, not captured:
+            // a closure that captured the counters kept the chunk loop from vectorising).
+            let term = |a: f32, b: f32| {
                 let (va, vb) = (a - ma, b - mb);
                 let (ea, eb) = (exp(va), exp(vb));
-                ties_a += u32::from(va == 0.0);
-                ties_b += u32::from(vb == 0.0);
                 let ra = if va == 0.0 { 0.0 } else { ea };
                 let rb = if vb == 0.0 { 0.0 } else { eb };
-                (ra, rb, if ea == 0.0 { 0.0 } else { ea * (a - b) }, eb)
+                let d = if ea == 0.0 { 0.0 } else { ea * (a - b) };
+                (ra, rb, d, eb, ea, u32::from(va == 0.0), u32::from(vb == 0.0))
             };
             for at in (0..whole).step_by(CHUNK) {
                 let (xc, uc) = (chunk(x, at), chunk(u, at));
                 let ec = if G { chunk_mut(grad, at) } else { &mut eb_buf };
+                let tc = if G { chunk_mut(&mut ea_row, at) } else { &mut ea_buf };
                 for i in 0..CHUNK {
-                    (ra[i], rb[i], dd[i], ec[i]) = term(uc[i] * inv, xc[i] * inv);
+                    let (ta, tb);
+                    (ra[i], rb[i], dd[i], ec[i], tc[i], ta, tb) = term(uc[i] * inv, xc[i] * inv);
+                    ties_a += ta;
+                    ties_b += tb;
                 }
                 sa.add_chunk(&ra);
                 sb.add_chunk(&rb);
                 d.add_chunk(&dd);
             }
             for j in whole..c {
-                let (ra, rb, dj, eb) = term(u[j] * inv, x[j] * inv);
+                let (ra, rb, dj, eb, ea, ta, tb) = term(u[j] * inv, x[j] * inv);
                 sa.add(ra);
                 sb.add(rb);
                 d.add(dj);
+                ties_a += ta;
+                ties_b += tb;
                 if G {
                     grad[j] = eb;
+                    ea_row[j] = ea;
                 }
             }
             // S − 1 = (ties − 1) + the rest (no ties: every logit −∞, or a NaN maximum).
@@ -310,16 +332,12 @@ pub(crate) mod cpu {
             if G {
                 let ft = f64::from(row.f) * t;
                 let (ka, kb) = ((ft / big_sa) as f32, (ft / big_sb) as f32);
-                for at in (0..whole).step_by(CHUNK) {
-                    let uc = chunk(u, at);
-                    let gc = chunk_mut(grad, at);
-                    for i in 0..CHUNK {
-                        gc[i] = kb * gc[i] - ka * exp(uc[i] * inv - ma);
-                    }
+                for (g, &ea) in grad.iter_mut().zip(&ea_row) {
+                    *g = kb * *g - ka * ea;
                 }
-                for j in whole..c {
-                    grad[j] = kb * grad[j] - ka * exp(u[j] * inv - ma);
-                }
+            }
+            if G {
+                TEACHER.set(ea_row);
             }
             t * t * kl
         }

@@ -324,6 +324,9 @@ pub(crate) mod cpu {
     /// ∂ℓ/∂s_j = (w/T) Q_j (ln Q_j − ln M_j − kq)                         (third sweep)
     /// ```
     ///
+    /// The second sweep keeps `Q_j` in the gradient's place and `ln Q_j − ln M_j` (`P_j` for
+    /// β = 0) in a buffer of the thread's, so the third takes no `exp` or `ln`.
+    ///
     /// `ln M_j` is `ln` of the sum in f32 (of two non-negative terms: no cancellation), where
     /// that sum is a normal number; a term whose `M_j` underflows (both probabilities below
     /// 2^-126) is dropped, as is every term with `P_j = 0` (`Q_j = 0`).
@@ -351,6 +354,11 @@ pub(crate) mod cpu {
         fn lq(&self, s: f32) -> f32 {
             (s * self.inv - self.mb) - self.lsb
         }
+    }
+
+    thread_local! {
+        /// A row's `P_j` (β = 0) or `ln Q_j − ln M_j`, kept between the rows of a thread.
+        static KEPT: std::cell::Cell<Vec<f32>> = const { std::cell::Cell::new(Vec::new()) };
     }
 
     pub(crate) struct Jsd {
@@ -387,28 +395,32 @@ pub(crate) mod cpu {
             }
         }
 
-        /// The terms `(P (ln P − ln M), Q (ln Q − ln M))` of one element.
+        /// The terms `(P (ln P − ln M), Q (ln Q − ln M))` of one element, and what its
+        /// gradient needs from them ([`Self::grad_elem`]): `(Q, P)` for β = 0, else `Q` (0
+        /// where the term is dropped) and `ln Q − ln M`.
         #[inline(always)]
-        fn terms<const MODE: u8>(&self, lp: f32, lq: f32) -> (f32, f32) {
+        fn terms<const MODE: u8>(&self, lp: f32, lq: f32) -> (f32, f32, f32, f32) {
             let (p, q) = (exp(lp), exp(lq));
             let (lm, ok) = self.ln_m::<MODE>(p, q, lp, lq);
-            (
+            let (tp, tq) = (
                 if p == 0.0 || !ok { 0.0 } else { p * (lp - lm) },
                 if q == 0.0 || !ok { 0.0 } else { q * (lq - lm) },
-            )
+            );
+            if MODE == FORWARD {
+                (tp, tq, q, p)
+            } else {
+                (tp, tq, if q == 0.0 || !ok { 0.0 } else { q }, lq - lm)
+            }
         }
 
-        /// `∂ℓ/∂s_j` times the row's factor `f`, `fw = f` or `f (1 − β)`.
+        /// `∂ℓ/∂s_j` times the row's factor `f`, `fw = f` or `f (1 − β)`, from what
+        /// [`Self::terms`] kept: `f (Q − P)` for β = 0, else `fw Q (ln Q − ln M − kq)`.
         #[inline(always)]
-        fn grad_elem<const MODE: u8>(&self, st: &Stats, s: f32, t: f32) -> f32 {
-            let (lp, lq) = (st.lp(t), st.lq(s));
-            let (p, q) = (exp(lp), exp(lq));
+        fn grad_elem<const MODE: u8>(&self, st: &Stats, g: f32, k: f32) -> f32 {
             if MODE == FORWARD {
-                return st.f * (q - p);
+                return st.f * (g - k);
             }
-            let (lm, ok) = self.ln_m::<MODE>(p, q, lp, lq);
-            let v = st.fw * q * ((lq - lm) - st.kq);
-            if q == 0.0 || !ok { 0.0 } else { v }
+            if g == 0.0 { 0.0 } else { st.fw * g * (k - st.kq) }
         }
 
         #[inline(always)]
@@ -461,18 +473,28 @@ pub(crate) mod cpu {
                 fw: 0.0,
                 kq: 0.0,
             };
+            // What the gradient needs of each element, kept in its place and in a buffer of
+            // the thread's, so that the third sweep takes no exp or ln.
+            let mut kept = if G { KEPT.take() } else { Vec::new() };
+            kept.resize(if G { c } else { 0 }, 0.0);
+            let (mut g_buf, mut k_buf) = ([0.0f32; CHUNK], [0.0f32; CHUNK]);
             for at in (0..whole).step_by(CHUNK) {
                 let (xc, uc) = (chunk(x, at), chunk(u, at));
+                let gc = if G { chunk_mut(grad, at) } else { &mut g_buf };
+                let kc = if G { chunk_mut(&mut kept, at) } else { &mut k_buf };
                 for i in 0..CHUNK {
-                    (tp[i], tq[i]) = self.terms::<MODE>(st.lp(uc[i]), st.lq(xc[i]));
+                    (tp[i], tq[i], gc[i], kc[i]) = self.terms::<MODE>(st.lp(uc[i]), st.lq(xc[i]));
                 }
                 kp.add_chunk(&tp);
                 kq.add_chunk(&tq);
             }
             for j in whole..c {
-                let (p, q) = self.terms::<MODE>(st.lp(u[j]), st.lq(x[j]));
+                let (p, q, g, k) = self.terms::<MODE>(st.lp(u[j]), st.lq(x[j]));
                 kp.add(p);
                 kq.add(q);
+                if G {
+                    (grad[j], kept[j]) = (g, k);
+                }
             }
             let (kp, kq) = (kp.total(), kq.total());
             let beta = f64::from(self.beta);
@@ -486,6 +508,7 @@ pub(crate) mod cpu {
                 if MODE == REVERSE && kq == f64::INFINITY {
                     // β = 1 and a teacher −∞ where Q_j > 0: ∞ − ∞.
                     grad.fill(f32::NAN);
+                    KEPT.set(kept);
                     return loss;
                 }
                 st.f = f;
@@ -495,16 +518,10 @@ pub(crate) mod cpu {
                     f
                 };
                 st.kq = kq as f32;
-                for at in (0..whole).step_by(CHUNK) {
-                    let (xc, uc) = (chunk(x, at), chunk(u, at));
-                    let gc = chunk_mut(grad, at);
-                    for i in 0..CHUNK {
-                        gc[i] = self.grad_elem::<MODE>(&st, xc[i], uc[i]);
-                    }
+                for (g, &k) in grad.iter_mut().zip(&kept) {
+                    *g = self.grad_elem::<MODE>(&st, *g, k);
                 }
-                for j in whole..c {
-                    grad[j] = self.grad_elem::<MODE>(&st, x[j], u[j]);
-                }
+                KEPT.set(kept);
             }
             loss
         }
