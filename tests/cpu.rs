@@ -419,6 +419,50 @@ fn upstream_and_loss_only() {
     }
 }
 
+/// An element's loss and gradient do not depend on where it sits: in a whole chunk of 64
+/// (the loss's chunk form, `Element::eval_chunk`, which may run its stages as separate loops)
+/// or in a block's tail (`Element::eval`, one element at a time). The same data shifted by
+/// `s` moves elements between chunks and the tail; with `Reduction::None` each element's
+/// results are compared bit for bit, a NaN target among them.
+#[test]
+fn chunks_and_tails_agree_bit_for_bit() {
+    let losses = elementwise_losses().chain([Loss::focal().gamma(3.0).build().unwrap()]);
+    for loss in losses {
+        let what = format!("chunks and tails/{}", loss.name());
+        let n = 3 * 64 + 40;
+        let mut b = synthetic::batch(&loss, &[n], seed_for(&what));
+        b.target[[70]] = f32::NAN;
+        let full = cpu::compute(
+            &loss,
+            &LossArgs::new(b.pred.view(), b.target.view()).reduction(Reduction::None),
+        )
+        .unwrap();
+        let (fl, fg) = (full.losses.unwrap(), full.grad.unwrap());
+        for shift in [1, 24, 63, 64, 65] {
+            let (p, t) = (
+                b.pred.slice(ndarray::s![shift..]),
+                b.target.slice(ndarray::s![shift..]),
+            );
+            let args = LossArgs::new(p.into_dyn(), t.into_dyn()).reduction(Reduction::None);
+            let out = cpu::compute(&loss, &args).unwrap();
+            let (l, g) = (out.losses.unwrap(), out.grad.unwrap());
+            for i in 0..n - shift {
+                let k = i + shift;
+                assert_eq!(
+                    l[[i]].to_bits(),
+                    fl[[k]].to_bits(),
+                    "{what}: loss {k}, shift {shift}"
+                );
+                assert_eq!(
+                    g[[i]].to_bits(),
+                    fg[[k]].to_bits(),
+                    "{what}: grad {k}, shift {shift}"
+                );
+            }
+        }
+    }
+}
+
 /// Rank 3 with odd lengths, rank 0; transposed and strided views (with a transposed weight)
 /// give the bits of the same data made contiguous.
 #[test]

@@ -5,7 +5,9 @@
 //! Shader `shaders/bce_with_logits.wgsl`; tests `tests/gpu/bce_with_logits.rs`.
 
 use super::{Loss, Options, Elementwise, Family, LossDef, Synthetic};
-use crate::simd::elementwise::{Element, Inputs, Outputs, dispatch};
+use crate::simd::CHUNK;
+use crate::simd::math::logistic_chunk;
+use crate::simd::elementwise::{Chunk, Element, Inputs, Outputs, dispatch};
 use crate::bindings::{Access, Binding, ELEMENTWISE_BINDINGS, Slot, binding, concat};
 
 /// The descriptor.
@@ -70,6 +72,14 @@ impl Element for Kernel {
     fn eval(&self, x: f32, t: f32, w: f32, q: f32) -> (f32, f32) {
         cpu::loss_and_grad(x, t, w, q)
     }
+    /// The chunk's [`logistic_chunk`] first, then the rest.
+    #[inline(always)]
+    fn eval_chunk(&self, x: &Chunk<'_>, l: &mut [f32; CHUNK], d: &mut [f32; CHUNK]) {
+        let [e, sp, r] = logistic_chunk(x.p);
+        for i in 0..CHUNK {
+            (l[i], d[i]) = cpu::from_logistic(x.p[i], x.t[i], x.w[i], x.q[i], (e[i], sp[i], r[i]));
+        }
+    }
 }
 
 impl Elementwise for Def {
@@ -129,7 +139,7 @@ pub mod reference {
 
 /// Binary cross entropy with logits, the fast CPU counterpart of [`reference`].
 pub(crate) mod cpu {
-    use crate::simd::math::{exp, ln_1p_recip};
+    use crate::simd::math::logistic;
     use crate::simd::shift;
 
     /// `(ℓ, ∂ℓ/∂x)` for one element, logit `x`, target `t`, weight `w`, `pos_weight` `q`:
@@ -147,8 +157,20 @@ pub(crate) mod cpu {
     /// reference).
     #[inline(always)]
     pub(crate) fn loss_and_grad(x: f32, t: f32, w: f32, q: f32) -> (f32, f32) {
+        from_logistic(x, t, w, q, logistic(x))
+    }
+
+    /// [`loss_and_grad`] from `x`'s [`logistic`] parts `(e, ln(1 + e), 1/(1 + e))`, which the
+    /// chunk form computes in loops of their own.
+    #[inline(always)]
+    pub(crate) fn from_logistic(
+        x: f32,
+        t: f32,
+        w: f32,
+        q: f32,
+        (e, sp, r): (f32, f32, f32),
+    ) -> (f32, f32) {
         let lw = 1.0 + (q - 1.0) * t;
-        let e = exp(-x.abs());
         // (1 − t) x + lw · max(−x, 0), without the cancellation of its two terms for x < 0.
         let linear = if x >= 0.0 {
             shift(1.0 - t, x)
@@ -157,7 +179,6 @@ pub(crate) mod cpu {
         };
         // lw σ(x) − q t as (1 − t) − lw f for x ≥ 0 and lw f − q t below, f = e/(1 + e) = σ(−|x|):
         // no cancellation of σ(x) − 1 for confident logits.
-        let (sp, r) = ln_1p_recip(e);
         let f = e * r;
         let g = if x >= 0.0 {
             (1.0 - t) - lw * f

@@ -13,7 +13,9 @@
 
 use super::{Elementwise, Family, Loss, LossDef, LossOption, Options, Synthetic};
 use crate::error::{Error, Result};
-use crate::simd::elementwise::{Element, Inputs, Outputs, dispatch};
+use crate::simd::CHUNK;
+use crate::simd::elementwise::{Chunk, Element, Inputs, Outputs, dispatch};
+use crate::simd::math::logistic_chunk;
 
 /// The descriptor.
 pub(crate) struct Def;
@@ -214,7 +216,7 @@ pub mod reference {
 
 /// The fast CPU kernel.
 pub(crate) mod cpu {
-    use crate::simd::math::{exp, ln, ln_1p_recip};
+    use crate::simd::math::{exp, ln, logistic};
     use crate::simd::shift;
 
     /// `(ℓ, ∂ℓ/∂x)` for one element, as [`super::reference::loss_and_grad`] in f32; `q^γ` as
@@ -227,8 +229,19 @@ pub(crate) mod cpu {
         alpha: f32,
         gamma: f32,
     ) -> (f32, f32) {
-        let e = exp(-x.abs());
-        let (sp, r) = ln_1p_recip(e);
+        from_logistic::<SQUARE>(x, t, alpha, gamma, logistic(x))
+    }
+
+    /// [`loss_and_grad`] from `x`'s [`logistic`] parts `(e, ln(1 + e), 1/(1 + e))`, which the
+    /// chunk form computes in loops of their own.
+    #[inline(always)]
+    pub(crate) fn from_logistic<const SQUARE: bool>(
+        x: f32,
+        t: f32,
+        alpha: f32,
+        gamma: f32,
+        (e, sp, r): (f32, f32, f32),
+    ) -> (f32, f32) {
         let (p, pm) = if x >= 0.0 { (r, e * r) } else { (e * r, r) };
         let ce = sp + if x >= 0.0 { shift(1.0 - t, x) } else { shift(-t, x) };
         let q = t * pm + (1.0 - t) * p;
@@ -265,6 +278,15 @@ impl<const SQUARE: bool> Element for Kernel<SQUARE> {
     #[inline(always)]
     fn eval(&self, x: f32, t: f32, _: f32, _: f32) -> (f32, f32) {
         cpu::loss_and_grad::<SQUARE>(x, t, self.0, self.1)
+    }
+    /// The chunk's [`logistic_chunk`] first, then the rest.
+    #[inline(always)]
+    fn eval_chunk(&self, x: &Chunk<'_>, l: &mut [f32; CHUNK], d: &mut [f32; CHUNK]) {
+        let [e, sp, r] = logistic_chunk(x.p);
+        for i in 0..CHUNK {
+            let parts = (e[i], sp[i], r[i]);
+            (l[i], d[i]) = cpu::from_logistic::<SQUARE>(x.p[i], x.t[i], self.0, self.1, parts);
+        }
     }
 }
 

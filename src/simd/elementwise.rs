@@ -31,6 +31,35 @@ pub(crate) trait Element: Sync {
     fn eval_ordinary(&self, p: f32, t: f32, w: f32, q: f32) -> (f32, f32) {
         self.eval(p, t, w, q)
     }
+
+    /// [`Element::eval`] over a chunk: the losses into `l`, the gradients into `d`. The
+    /// default is one loop over the elements; a loss whose element is a long chain of
+    /// dependent operations (`exp`, then `ln` of it) overrides it with one loop per stage,
+    /// each stage's results in an array, so the CPU overlaps many elements' chains instead
+    /// of the one or two that fit its reorder window (see `docs/TUNING.md`, "Loop fission").
+    /// The same operations on each element, so the same bits as `eval`.
+    #[inline(always)]
+    fn eval_chunk(&self, x: &Chunk<'_>, l: &mut [f32; CHUNK], d: &mut [f32; CHUNK]) {
+        for i in 0..CHUNK {
+            (l[i], d[i]) = self.eval(x.p[i], x.t[i], x.w[i], x.q[i]);
+        }
+    }
+
+    /// [`Element::eval_ordinary`] over a chunk of ordinary elements, as [`Element::eval_chunk`].
+    #[inline(always)]
+    fn eval_chunk_ordinary(&self, x: &Chunk<'_>, l: &mut [f32; CHUNK], d: &mut [f32; CHUNK]) {
+        for i in 0..CHUNK {
+            (l[i], d[i]) = self.eval_ordinary(x.p[i], x.t[i], x.w[i], x.q[i]);
+        }
+    }
+}
+
+/// One chunk's inputs: predictions, targets, weights and `pos_weight`s (ones where absent).
+pub(crate) struct Chunk<'a> {
+    pub(crate) p: &'a [f32; CHUNK],
+    pub(crate) t: &'a [f32; CHUNK],
+    pub(crate) w: &'a [f32; CHUNK],
+    pub(crate) q: &'a [f32; CHUNK],
 }
 
 /// A broadcast weight (`weight[k % len]` for element `k`) repeated to at least [`Tile::MIN`]
@@ -248,9 +277,10 @@ where
 
 /// One chunk: per-element losses into `losses`, the gradient (times `c`, and the upstream
 /// `u` with `U`) into `grad` with `G`; returns whether a prediction is outside [0, 1] (with
-/// `CHECK`). A plain loop over fixed-size arrays, so it vectorises; a chunk of ordinary
-/// elements only ([`Element::ordinary`], nothing out of the domain among them) takes the
-/// loss's ordinary form.
+/// `CHECK`). The loss's chunk form ([`Element::eval_chunk`], loops over fixed-size arrays
+/// that vectorise) writes the losses and the gradients `d`; a second loop applies the NaN
+/// rule, `c` and `u`. A chunk of ordinary elements only ([`Element::ordinary`], nothing out
+/// of the domain among them) takes the loss's ordinary form, without the NaN rule.
 #[allow(clippy::too_many_arguments)]
 #[inline(always)]
 fn chunk_loop<F, const G: bool, const U: bool, const CHECK: bool>(
@@ -272,28 +302,36 @@ where
         F::ORDINARY && !super::FORCE_NO_ORDINARY.load(std::sync::atomic::Ordering::Relaxed);
     #[cfg(not(test))]
     let ordinary = F::ORDINARY;
-    // Element i's loss and gradient into the outputs.
-    let mut put = |i: usize, (l, d): (f32, f32)| {
-        losses[i] = l;
-        if G {
-            grad[i] = if U { c * u[i] * d } else { c * d };
-        }
-    };
+    let x = Chunk { p, t, w, q };
+    let mut d = [0.0f32; CHUNK];
+    // Element i's gradient, `d` times `c` (and `u`).
+    let scaled = |i: usize, d: f32| if U { c * u[i] * d } else { c * d };
     if ordinary {
         let mut all = true;
         for i in 0..CHUNK {
             all &= f.ordinary(p[i], t[i]);
         }
         if all {
+            let mut ls = [0.0f32; CHUNK];
+            f.eval_chunk_ordinary(&x, &mut ls, &mut d);
             for i in 0..CHUNK {
-                put(i, f.eval_ordinary(p[i], t[i], w[i], q[i]));
+                losses[i] = ls[i];
+                if G {
+                    grad[i] = scaled(i, d[i]);
+                }
             }
             return false;
         }
     }
+    let mut ls = [0.0f32; CHUNK];
+    f.eval_chunk(&x, &mut ls, &mut d);
     let mut bad = false;
     for i in 0..CHUNK {
-        put(i, element(f, p[i], t[i], w[i], q[i]));
+        let (l, d) = nan_rule(p[i], t[i], (ls[i], d[i]));
+        losses[i] = l;
+        if G {
+            grad[i] = scaled(i, d);
+        }
         if CHECK {
             bad |= out_of_domain(p[i]);
         }
@@ -308,7 +346,12 @@ fn element<F>(f: &F, p: f32, t: f32, w: f32, q: f32) -> (f32, f32)
 where
     F: Element,
 {
-    let (l, d) = f.eval(p, t, w, q);
+    nan_rule(p, t, f.eval(p, t, w, q))
+}
+
+/// `(ℓ, ∂ℓ/∂p)`, or NaNs where `p` or `t` is NaN.
+#[inline(always)]
+fn nan_rule(p: f32, t: f32, (l, d): (f32, f32)) -> (f32, f32) {
     if p.is_nan() | t.is_nan() {
         (f32::NAN, f32::NAN)
     } else {

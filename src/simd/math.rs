@@ -8,6 +8,8 @@
 //! values of IEEE 754 handled by selects. Rounding to an integer uses the `1.5 · 2^23` trick
 //! (adding it rounds to nearest on every target, without SSE4.1's `roundps`).
 
+use super::CHUNK;
+
 /// 1.5 · 2^23: adding it to |v| < 2^22 rounds v to the nearest integer, which then sits in
 /// the low mantissa bits.
 const ROUND: f32 = 12_582_912.0;
@@ -158,6 +160,35 @@ pub(crate) fn ln_1p_recip(y: f32) -> (f32, f32) {
     let r = 1.0 / u;
     let c = y - (u - 1.0);
     (ln_normal(u) + c * r, r)
+}
+
+/// The logistic function's parts for a logit `x`: `e = e^(−|x|)`, `ln(1 + e)` and `1/(1 + e)`
+/// ([`exp`], then [`ln_1p_recip`]). With them `softplus(−x) = ln(1 + e) + max(−x, 0)` and
+/// `σ(x)` is `1/(1 + e)` for `x ≥ 0`, `e/(1 + e)` below: the BCE-with-logits and focal losses
+/// take both from one `exp` that never overflows.
+#[inline(always)]
+pub(crate) fn logistic(x: f32) -> (f32, f32, f32) {
+    let e = exp(-x.abs());
+    let (sp, r) = ln_1p_recip(e);
+    (e, sp, r)
+}
+
+/// [`logistic`] over a chunk, `[e, ln(1 + e), 1/(1 + e)]`, one loop per stage: the `exp`s,
+/// then the `ln`s and reciprocals of their results. One loop over [`logistic`] is a chain of
+/// about 60 dependent operations per element, longer than the CPU's reorder window covers
+/// for more than one or two vectors at a time; each stage's loop is short enough for many.
+/// The same operations, so the same bits as [`logistic`] (`docs/TUNING.md`, "Loop fission").
+#[inline(always)]
+pub(crate) fn logistic_chunk(x: &[f32; CHUNK]) -> [[f32; CHUNK]; 3] {
+    let mut e = [0.0f32; CHUNK];
+    for i in 0..CHUNK {
+        e[i] = exp(-x[i].abs());
+    }
+    let (mut sp, mut r) = ([0.0f32; CHUNK], [0.0f32; CHUNK]);
+    for i in 0..CHUNK {
+        (sp[i], r[i]) = ln_1p_recip(e[i]);
+    }
+    [e, sp, r]
 }
 
 /// Logit soft-capping: `(c·tanh(x/c), 1 − tanh²(x/c))` for the cap `c > 0` and `inv_c = 1/c`,
