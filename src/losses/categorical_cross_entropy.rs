@@ -121,7 +121,7 @@ pub mod reference {
 pub(crate) mod cpu {
     use crate::simd::math::ln;
     use crate::simd::rows::{Row, RowKernel};
-    use crate::simd::{Acc, CHUNK, chunk, chunk_mut};
+    use crate::simd::{Acc, CHUNK, chunk, chunk_mut, padded};
 
     /// Categorical cross entropy's row kernel. Per row, probabilities `p` against targets `t`:
     ///
@@ -185,14 +185,20 @@ pub(crate) mod cpu {
             }
             acc.add_chunk(&terms);
         }
-        for j in whole..c {
-            if out_of_domain(p[j]) {
-                return Err(j);
+        if whole < c {
+            // The tail in a padded chunk (simd::padded), its first c − whole results kept.
+            if let Some(j) = p[whole..].iter().position(|&v| out_of_domain(v)) {
+                return Err(whole + j);
             }
-            let (l, d) = element(p[j], t[j]);
-            acc.add(l);
+            let (pc, tc) = (padded(&p[whole..], 1.0), padded(&t[whole..], 0.0));
+            let mut gt = [0.0f32; CHUNK];
+            for i in 0..CHUNK {
+                let (l, d) = element(pc[i], tc[i]);
+                (terms[i], gt[i]) = (l, f * d);
+            }
+            acc.add_each(&terms[..c - whole]);
             if G {
-                grad[j] = f * d;
+                grad[whole..].copy_from_slice(&gt[..c - whole]);
             }
         }
         Ok(-acc.total())

@@ -230,7 +230,7 @@ pub mod reference {
 pub(crate) mod cpu {
     use crate::simd::math::exp;
     use crate::simd::rows::{Row, RowKernel};
-    use crate::simd::{Acc, CHUNK, chunk, chunk_mut, max};
+    use crate::simd::{Acc, CHUNK, chunk, chunk_mut, max, padded};
 
     /// The distillation row kernel, the formulation of `shaders/distill.wgsl`: with
     /// `a = u/T`, `b = s/T`, their maxima `ma`, `mb`,
@@ -305,16 +305,24 @@ pub(crate) mod cpu {
                 sb.add_chunk(&rb);
                 d.add_chunk(&dd);
             }
-            for j in whole..c {
-                let (ra, rb, dj, eb, ea, ta, tb) = term(u[j] * inv, x[j] * inv);
-                sa.add(ra);
-                sb.add(rb);
-                d.add(dj);
-                ties_a += ta;
-                ties_b += tb;
+            if whole < c {
+                // The tail in a padded chunk (simd::padded), its first n results kept.
+                let n = c - whole;
+                let (xc, uc) = (padded(&x[whole..], 0.0), padded(&u[whole..], 0.0));
+                for i in 0..CHUNK {
+                    let (ta, tb);
+                    (ra[i], rb[i], dd[i], eb_buf[i], ea_buf[i], ta, tb) =
+                        term(uc[i] * inv, xc[i] * inv);
+                    let keep = u32::from(i < n);
+                    ties_a += ta * keep;
+                    ties_b += tb * keep;
+                }
+                sa.add_each(&ra[..n]);
+                sb.add_each(&rb[..n]);
+                d.add_each(&dd[..n]);
                 if G {
-                    grad[j] = eb;
-                    ea_row[j] = ea;
+                    grad[whole..].copy_from_slice(&eb_buf[..n]);
+                    ea_row[whole..].copy_from_slice(&ea_buf[..n]);
                 }
             }
             // S − 1 = (ties − 1) + the rest (no ties: every logit −∞, or a NaN maximum).

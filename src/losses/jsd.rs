@@ -306,7 +306,7 @@ pub mod reference {
 pub(crate) mod cpu {
     use crate::simd::math::{exp, ln};
     use crate::simd::rows::{Row, RowKernel};
-    use crate::simd::{Acc, CHUNK, chunk, chunk_mut, max};
+    use crate::simd::{Acc, CHUNK, chunk, chunk_mut, max, padded};
 
     /// Which formula (a const parameter of the hot loops, so each compiles without branches
     /// on it): β = 0, 0 < β < 1, β = 1.
@@ -445,12 +445,20 @@ pub(crate) mod cpu {
                 sa.add_chunk(&ra);
                 sb.add_chunk(&rb);
             }
-            for j in whole..c {
-                let (va, vb) = (u[j] * inv - ma, x[j] * inv - mb);
-                ties_a += u32::from(va == 0.0);
-                ties_b += u32::from(vb == 0.0);
-                sa.add(if va == 0.0 { 0.0 } else { exp(va) });
-                sb.add(if vb == 0.0 { 0.0 } else { exp(vb) });
+            if whole < c {
+                // The tail in a padded chunk (simd::padded), its first c − whole results kept.
+                let (uc, xc) = (padded(&u[whole..], 0.0), padded(&x[whole..], 0.0));
+                for i in 0..CHUNK {
+                    let (va, vb) = (uc[i] * inv - ma, xc[i] * inv - mb);
+                    ra[i] = if va == 0.0 { 0.0 } else { exp(va) };
+                    rb[i] = if vb == 0.0 { 0.0 } else { exp(vb) };
+                }
+                sa.add_each(&ra[..c - whole]);
+                sb.add_each(&rb[..c - whole]);
+                for j in whole..c {
+                    ties_a += u32::from(u[j] * inv - ma == 0.0);
+                    ties_b += u32::from(x[j] * inv - mb == 0.0);
+                }
             }
             // S − 1 = (ties − 1) + the rest (no ties: every logit −∞, or a NaN maximum).
             let rest_a = f64::from(ties_a) - 1.0 + sa.total();
@@ -488,12 +496,18 @@ pub(crate) mod cpu {
                 kp.add_chunk(&tp);
                 kq.add_chunk(&tq);
             }
-            for j in whole..c {
-                let (p, q, g, k) = self.terms::<MODE>(st.lp(u[j]), st.lq(x[j]));
-                kp.add(p);
-                kq.add(q);
+            if whole < c {
+                // The tail in a padded chunk (simd::padded), its first c − whole results kept.
+                let (uc, xc) = (padded(&u[whole..], 0.0), padded(&x[whole..], 0.0));
+                for i in 0..CHUNK {
+                    (tp[i], tq[i], g_buf[i], k_buf[i]) = self.terms::<MODE>(st.lp(uc[i]), st.lq(xc[i]));
+                }
+                let n = c - whole;
+                kp.add_each(&tp[..n]);
+                kq.add_each(&tq[..n]);
                 if G {
-                    (grad[j], kept[j]) = (g, k);
+                    grad[whole..].copy_from_slice(&g_buf[..n]);
+                    kept[whole..].copy_from_slice(&k_buf[..n]);
                 }
             }
             let (kp, kq) = (kp.total(), kq.total());

@@ -481,7 +481,7 @@ pub mod reference {
 pub(crate) mod cpu {
     use crate::simd::math::{exp, softcap};
     use crate::simd::rows::{Row, RowKernel};
-    use crate::simd::{Acc, CHUNK, chunk, chunk_mut, max, shift, shift64};
+    use crate::simd::{Acc, CHUNK, chunk, chunk_mut, max, padded, shift, shift64};
 
     /// Softmax cross entropy's row kernel: options and class weights of one call.
     ///
@@ -620,21 +620,35 @@ pub(crate) mod cpu {
                     tw_acc.add_chunk(&tw_buf);
                 }
             }
-            for j in whole..c {
-                let v = x[j] - m;
-                let e = exp(v);
-                if G {
-                    grad[j] = e;
+            if whole < c {
+                // The tail in a padded chunk (simd::padded), its first n results kept.
+                let n = c - whole;
+                let (xc, tc, wc) = (
+                    padded(&x[whole..], 0.0),
+                    padded(&t[whole..], 0.0),
+                    padded(&w[whole..], 0.0),
+                );
+                for i in 0..CHUNK {
+                    let v = xc[i] - m;
+                    let e = exp(v);
+                    e_buf[i] = e;
+                    r_buf[i] = if v == 0.0 { 0.0 } else { e };
+                    ties += u32::from((i < n) & (v == 0.0));
+                    if KIND != NONE {
+                        let wt = self.dense::<W, KIND>(wc[i], tc[i]);
+                        d_buf[i] = shift(wt, v);
+                        tw_buf[i] = wt;
+                    }
                 }
-                if v == 0.0 {
-                    ties += 1;
-                } else {
-                    s_acc.add(e);
-                }
+                s_acc.add_each(&r_buf[..n]);
                 if KIND != NONE {
-                    let wt = self.dense::<W, KIND>(w[j], t[j]);
-                    d_acc.add(shift(wt, v));
-                    tw_acc.add(wt);
+                    d_acc.add_each(&d_buf[..n]);
+                }
+                if KIND == PROBS {
+                    tw_acc.add_each(&tw_buf[..n]);
+                }
+                if G {
+                    grad[whole..].copy_from_slice(&e_buf[..n]);
                 }
             }
 

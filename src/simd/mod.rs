@@ -114,6 +114,14 @@ impl Acc {
         self.rest += f64::from(v);
     }
 
+    /// Adds each of `v`'s terms, in order, as [`Acc::add`] (a row's tail).
+    #[inline(always)]
+    pub(crate) fn add_each(&mut self, v: &[f32]) {
+        for &x in v {
+            self.add(x);
+        }
+    }
+
     /// The sum: lanes pairwise, then the rest.
     pub(crate) fn total(&self) -> f64 {
         let l = &self.lanes;
@@ -156,6 +164,19 @@ pub(crate) fn max(x: &[f32]) -> f32 {
 #[inline(always)]
 pub(crate) fn chunk(s: &[f32], at: usize) -> &[f32; CHUNK] {
     s[at..at + CHUNK].try_into().expect("a chunk is CHUNK long")
+}
+
+/// A row's tail `v` (fewer than [`CHUNK`] values) at the front of a chunk, the rest `pad`.
+/// A row kernel runs its fixed-size chunk loop on it, which vectorises, and takes the first
+/// `v.len()` results, adding them to its sums one at a time as before: a loop over the
+/// tail's own elements with f64 sums in order does not vectorise, and at C = 1000 its 40
+/// elements cost a fifth of the row (`docs/TUNING.md`, "Row tails"). The same operations
+/// on each element and the same order of sums, so the same bits.
+#[inline(always)]
+pub(crate) fn padded(v: &[f32], pad: f32) -> [f32; CHUNK] {
+    let mut a = [pad; CHUNK];
+    a[..v.len()].copy_from_slice(v);
+    a
 }
 
 /// The mutable counterpart of [`chunk`].
