@@ -196,7 +196,7 @@ pub(crate) mod cpu {
                 let (l, d) = element(pc[i], tc[i]);
                 (terms[i], gt[i]) = (l, f * d);
             }
-            acc.add_each(&terms[..c - whole]);
+            acc.add_first(&terms, c - whole);
             if G {
                 grad[whole..].copy_from_slice(&gt[..c - whole]);
             }

@@ -266,10 +266,17 @@ pub(crate) mod cpu {
                 pp.add_chunk(&buf[1]);
                 tt.add_chunk(&buf[2]);
             }
-            for j in whole..c {
-                dot.add(p[j] * t[j]);
-                pp.add(p[j] * p[j]);
-                tt.add(t[j] * t[j]);
+            if whole < c {
+                // The tail's terms at the front of the buffers, summed in lanes (Acc::add_first).
+                let n = c - whole;
+                for (i, (&pj, &tj)) in p[whole..].iter().zip(&t[whole..]).enumerate() {
+                    buf[0][i] = pj * tj;
+                    buf[1][i] = pj * pj;
+                    buf[2][i] = tj * tj;
+                }
+                dot.add_first(&buf[0], n);
+                pp.add_first(&buf[1], n);
+                tt.add_first(&buf[2], n);
             }
             let (mut dot, mut pp, mut tt) = (dot.total(), pp.total(), tt.total());
             let scaled = !(safe(pp) && safe(tt) && dot.is_finite());

@@ -317,9 +317,9 @@ pub(crate) mod cpu {
                     ties_a += ta * keep;
                     ties_b += tb * keep;
                 }
-                sa.add_each(&ra[..n]);
-                sb.add_each(&rb[..n]);
-                d.add_each(&dd[..n]);
+                sa.add_first(&ra, n);
+                sb.add_first(&rb, n);
+                d.add_first(&dd, n);
                 if G {
                     grad[whole..].copy_from_slice(&eb_buf[..n]);
                     ea_row[whole..].copy_from_slice(&ea_buf[..n]);

@@ -453,8 +453,8 @@ pub(crate) mod cpu {
                     ra[i] = if va == 0.0 { 0.0 } else { exp(va) };
                     rb[i] = if vb == 0.0 { 0.0 } else { exp(vb) };
                 }
-                sa.add_each(&ra[..c - whole]);
-                sb.add_each(&rb[..c - whole]);
+                sa.add_first(&ra, c - whole);
+                sb.add_first(&rb, c - whole);
                 for j in whole..c {
                     ties_a += u32::from(u[j] * inv - ma == 0.0);
                     ties_b += u32::from(x[j] * inv - mb == 0.0);
@@ -503,8 +503,8 @@ pub(crate) mod cpu {
                     (tp[i], tq[i], g_buf[i], k_buf[i]) = self.terms::<MODE>(st.lp(uc[i]), st.lq(xc[i]));
                 }
                 let n = c - whole;
-                kp.add_each(&tp[..n]);
-                kq.add_each(&tq[..n]);
+                kp.add_first(&tp, n);
+                kq.add_first(&tq, n);
                 if G {
                     grad[whole..].copy_from_slice(&g_buf[..n]);
                     kept[whole..].copy_from_slice(&k_buf[..n]);

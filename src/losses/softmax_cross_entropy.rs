@@ -640,12 +640,12 @@ pub(crate) mod cpu {
                         tw_buf[i] = wt;
                     }
                 }
-                s_acc.add_each(&r_buf[..n]);
+                s_acc.add_first(&r_buf, n);
                 if KIND != NONE {
-                    d_acc.add_each(&d_buf[..n]);
+                    d_acc.add_first(&d_buf, n);
                 }
                 if KIND == PROBS {
-                    tw_acc.add_each(&tw_buf[..n]);
+                    tw_acc.add_first(&tw_buf, n);
                 }
                 if G {
                     grad[whole..].copy_from_slice(&e_buf[..n]);

@@ -85,8 +85,9 @@ pub(crate) const LANES: usize = 8;
 /// A sum of f32 terms, accurate and in a fixed order: each chunk of [`CHUNK`] terms is summed
 /// in f32 over [`LANES`] lanes of `CHUNK / LANES = 8` terms (at most 7 roundings, a relative
 /// error ≤ 7 · 2^-24 of the lane's terms' magnitudes), and the lanes are added into f64
-/// lanes, whose error over a million chunks is below 2^-30 relative. Terms outside whole
-/// chunks go straight into f64.
+/// lanes, whose error over a million chunks is below 2^-30 relative. A row's tail is summed
+/// as a chunk of its terms and zeros ([`Acc::add_first`]); the elementwise driver's terms
+/// outside whole chunks go straight into f64 ([`Acc::add`]).
 #[derive(Clone, Copy, Debug, Default)]
 pub(crate) struct Acc {
     lanes: [f64; LANES],
@@ -114,12 +115,18 @@ impl Acc {
         self.rest += f64::from(v);
     }
 
-    /// Adds each of `v`'s terms, in order, as [`Acc::add`] (a row's tail).
+    /// Adds the first `n` terms of `v` (a row's tail in a [`padded`] chunk) as a chunk whose
+    /// other terms are 0: summed in the lanes as [`Acc::add_chunk`], so the tail's sums
+    /// vectorise too (one at a time into f64, its 36 terms at C = 100 were a chain of
+    /// dependent f64 additions as long as the rest of the row's sweep). The terms past `n`
+    /// are replaced by 0 whatever they hold (NaN or ∞ from padding included).
     #[inline(always)]
-    pub(crate) fn add_each(&mut self, v: &[f32]) {
-        for &x in v {
-            self.add(x);
+    pub(crate) fn add_first(&mut self, v: &[f32; CHUNK], n: usize) {
+        let mut m = [0.0f32; CHUNK];
+        for (i, (m, &x)) in m.iter_mut().zip(v).enumerate() {
+            *m = if i < n { x } else { 0.0 };
         }
+        self.add_chunk(&m);
     }
 
     /// The sum: lanes pairwise, then the rest.
