@@ -228,7 +228,7 @@ pub mod reference {
 
 /// The fast CPU kernel.
 pub(crate) mod cpu {
-    use crate::simd::math::exp;
+    use crate::simd::math::{exp, ln_1p_f64};
     use crate::simd::rows::{Row, RowKernel};
     use crate::simd::{Acc, CHUNK, chunk, chunk_mut, max, padded};
 
@@ -335,7 +335,7 @@ pub(crate) mod cpu {
             }
             let kl = d / big_sa
                 - (f64::from(ma) - f64::from(mb))
-                - (rest_a.ln_1p() - rest_b.ln_1p());
+                - (ln_1p_f64(rest_a) - ln_1p_f64(rest_b));
             let t = f64::from(self.t);
             if G {
                 let ft = f64::from(row.f) * t;

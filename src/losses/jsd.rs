@@ -304,7 +304,7 @@ pub mod reference {
 
 /// The fast CPU kernel.
 pub(crate) mod cpu {
-    use crate::simd::math::{exp, ln};
+    use crate::simd::math::{exp, ln, ln_1p_f64};
     use crate::simd::rows::{Row, RowKernel};
     use crate::simd::{Acc, CHUNK, chunk, chunk_mut, max, padded};
 
@@ -467,7 +467,7 @@ pub(crate) mod cpu {
                 // A NaN or +∞ logit (∞ − ∞), or a row of −∞: NaN, as the reference.
                 return f64::NAN;
             }
-            let (lsa, lsb) = (rest_a.ln_1p() as f32, rest_b.ln_1p() as f32);
+            let (lsa, lsb) = (ln_1p_f64(rest_a) as f32, ln_1p_f64(rest_b) as f32);
             // The second sweep.
             let (mut kp, mut kq) = (Acc::default(), Acc::default());
             let (mut tp, mut tq) = ([0.0f32; CHUNK], [0.0f32; CHUNK]);

@@ -479,7 +479,7 @@ pub mod reference {
 /// Softmax cross entropy from logits (PyTorch `cross_entropy`), the fast CPU counterpart of [`reference`]; the formulation of
 /// `shaders/softmax_cross_entropy.wgsl`.
 pub(crate) mod cpu {
-    use crate::simd::math::{exp, softcap};
+    use crate::simd::math::{exp, ln_1p_f64, softcap};
     use crate::simd::rows::{Row, RowKernel};
     use crate::simd::{Acc, CHUNK, chunk, chunk_mut, max, padded, shift, shift64};
 
@@ -673,11 +673,11 @@ pub(crate) mod cpu {
                 } else if s.is_nan() {
                     f64::NAN
                 } else {
-                    m64 + rest.ln_1p()
+                    m64 + ln_1p_f64(rest)
                 };
                 return (f64::NAN, lse);
             }
-            let ln_s = rest.ln_1p();
+            let ln_s = ln_1p_f64(rest);
             let lse = m64 + ln_s;
             let mut loss = shift64(tw, ln_s) - d;
             let mut big_a = tw;

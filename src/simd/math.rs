@@ -223,6 +223,54 @@ pub(crate) fn softcap(x: f32, c: f32, inv_c: f32) -> (f32, f32) {
     if x.is_nan() { (x, x) } else { (y, d) }
 }
 
+/// `ln(1 + x)` in f64 for a finite `x ≥ 0`, to about 1 ulp: the `ln S = ln(1 + (S − 1))` of
+/// each softmax row (softmax CE, distillation, JSD), once per row. In plain f64 arithmetic, so
+/// the result is the same on every CPU: glibc's `log1p` has an FMA and an SSE2 build, picked
+/// by CPU, whose results differ in the last bit for about one argument in 8000
+/// (`docs/TUNING.md`, "One `ln` per row").
+///
+/// ```text
+/// u = 1 + x rounded, c = x − (u − 1) exact     ln(1 + x) = ln u + c/u  (to (c/u)²/2 ≤ 2^-107)
+/// u = 2^k · m, m ∈ [√½, √2), f = m − 1, s = f/(2 + f)
+/// ln m = f − f²/2 + s (f²/2 + R(s²))             fdlibm's `log` (e_log.c), R of degree 7 in s²
+/// ```
+///
+/// `c` is exact: for `x ≤ 1`, `u − 1` is exact (Sterbenz) and `c` is Fast2Sum's error; above,
+/// `u − 1` is exact again (`u ≥ 2`) and within a factor 2 of `x`. Any other `x` gives an
+/// unspecified value.
+#[inline(always)]
+pub(crate) fn ln_1p_f64(x: f64) -> f64 {
+    const LN2_HI: f64 = 0.6931471803691238;
+    const LN2_LO: f64 = 1.9082149292705877e-10;
+    const LG: [f64; 7] = [
+        0.6666666666666735,
+        0.3999999999940942,
+        0.2857142874366239,
+        0.22222198432149784,
+        0.1818357216161805,
+        0.15313837699209373,
+        0.14798198605116586,
+    ];
+    // The bits of the f64 whose high word is √½'s (0x3fe6a09e) and whose low word is 0:
+    // subtracting it borrows from the exponent exactly where u's mantissa is below √2's, so
+    // that adding it back to the mantissa field gives m ∈ [√½, √2) (as `ln_of_bits`).
+    const OFFSET: u64 = 0x3fe6_a09e_0000_0000;
+    let u = 1.0 + x;
+    let c = x - (u - 1.0);
+    let ix = u.to_bits().wrapping_sub(OFFSET);
+    let k = ((ix as i64) >> 52) as f64;
+    let m = f64::from_bits((ix & 0x000f_ffff_ffff_ffff).wrapping_add(OFFSET));
+    let f = m - 1.0;
+    let hfsq = 0.5 * f * f;
+    let s = f / (2.0 + f);
+    let z = s * s;
+    let w = z * z;
+    let t1 = w * (LG[1] + w * (LG[3] + w * LG[5]));
+    let t2 = z * (LG[0] + w * (LG[2] + w * (LG[4] + w * LG[6])));
+    let ln_u = k * LN2_HI - ((hfsq - (s * (hfsq + (t1 + t2)) + k * LN2_LO)) - f);
+    ln_u + c / u
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -375,5 +423,26 @@ mod tests {
         assert!(worst <= 2.0, "worst {worst} ulp");
         let (l, r) = ln_1p_recip(f32::NAN);
         assert!(l.is_nan() && r.is_nan());
+    }
+
+    /// `ln_1p_f64` against libm's `ln_1p` within 2 ulp of f64 (fdlibm's `log` is within 1,
+    /// the correction `c/u` adds a rounding), over every binade from 1e-300 to 2^40 and
+    /// densely over [0, 4], where rows' `S − 1` mostly lies; and exact at 0.
+    #[test]
+    fn ln_1p_f64_is_within_two_ulp() {
+        let ulps = |got: f64, want: f64| ((got - want) / want).abs() / f64::EPSILON;
+        let mut worst = 0.0f64;
+        let (lo, hi) = (1e-300f64.to_bits(), 2f64.powi(40).to_bits());
+        for b in (lo..hi).step_by(((hi - lo) / 1_000_000) as usize) {
+            let x = f64::from_bits(b);
+            worst = worst.max(ulps(ln_1p_f64(x), x.ln_1p()));
+        }
+        for i in 1..=1_000_000 {
+            let x = f64::from(i) * 4e-6;
+            worst = worst.max(ulps(ln_1p_f64(x), x.ln_1p()));
+        }
+        assert!(worst <= 2.0, "worst {worst} ulp");
+        assert_eq!(ln_1p_f64(0.0), 0.0);
+        assert_eq!(ln_1p_f64(1.0), std::f64::consts::LN_2);
     }
 }
