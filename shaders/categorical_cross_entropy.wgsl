@@ -60,6 +60,18 @@ fn row_combine(a: Stats, b: Stats) -> Stats {
     return a + b;
 }
 
+// Long rows may be split across workgroups (common/rows.wgsl's split passes): the
+// statistics are one word.
+const ROW_SPLIT: bool = true;
+
+fn row_stats_words(s: Stats) -> StatsWords {
+    return StatsWords(s, vec4<f32>(0.0));
+}
+
+fn row_stats_of(w: StatsWords) -> Stats {
+    return w.lo;
+}
+
 fn row_finish(s: Stats, row: RowCtx) -> RowOut {
     return RowOut(-s.x, vec4<f32>(0.0));
 }

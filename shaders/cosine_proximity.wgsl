@@ -27,6 +27,7 @@
 #import common/rows.wgsl
 #import common/rows_single.wgsl
 #import common/rows_no_lse.wgsl
+#import common/rows_no_split.wgsl
 
 struct LossParams {
     eps: f32, // the floor ε > 0 of each row's norm

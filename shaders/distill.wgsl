@@ -99,6 +99,18 @@ fn row_combine(p: Stats, q: Stats) -> Stats {
     return r;
 }
 
+// Long rows may be split across workgroups (common/rows.wgsl's split passes): the
+// statistics are five words.
+const ROW_SPLIT: bool = true;
+
+fn row_stats_words(s: Stats) -> StatsWords {
+    return StatsWords(vec4<f32>(s.ma, s.sa, s.mb, s.sb), vec4<f32>(s.d, 0.0, 0.0, 0.0));
+}
+
+fn row_stats_of(w: StatsWords) -> Stats {
+    return Stats(w.lo.x, w.lo.y, w.lo.z, w.lo.w, w.hi.x);
+}
+
 fn row_finish(s: Stats, row: RowCtx) -> RowOut {
     if (is_nan(s.sa) || is_nan(s.sb) || is_nan(s.d) || s.sa == -1.0 || s.sb == -1.0) {
         return RowOut(bitcast<f32>(NAN_BITS), vec4<f32>(0.0));

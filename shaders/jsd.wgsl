@@ -32,6 +32,7 @@
 
 #import common/rows.wgsl
 #import common/rows_no_lse.wgsl
+#import common/rows_no_split.wgsl
 #import common/log.wgsl
 #import common/running_softmax.wgsl
 

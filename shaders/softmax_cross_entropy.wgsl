@@ -166,6 +166,18 @@ fn row_lse(out: RowOut) -> f32 {
     return out.k.x + ln_sum(out.k.w);
 }
 
+// Long rows may be split across workgroups (common/rows.wgsl's split passes): the statistics
+// are four words.
+const ROW_SPLIT: bool = true;
+
+fn row_stats_words(s: Stats) -> StatsWords {
+    return StatsWords(s, vec4<f32>(0.0));
+}
+
+fn row_stats_of(w: StatsWords) -> Stats {
+    return w.lo;
+}
+
 // ∂ℓ/∂x_j = (b + wc) e_j / S − wt_j, and for the target class wc (e_c/S − 1) written as
 // −wc ((1 − e_c) + (S − 1)) / S: for a confident row (e_c = 1) that is −wc (S − 1)/S, not the
 // difference 1/S − 1 that an f32 S rounds to 0.

@@ -65,7 +65,8 @@ pub mod synthetic;
 pub use compute::{Compute, ValueAndGrad};
 pub use error::{Error, Result};
 pub use gpu::{
-    CPU_ROW_ELEMENTS_PER_LANE, CPU_ROW_MAX_LANES, ContextOptions, DEFAULT_MEMORY_BUDGET, GpuContext,
+    CPU_ROW_ELEMENTS_PER_LANE, CPU_ROW_MAX_LANES, ContextOptions, DEFAULT_MEMORY_BUDGET,
+    GPU_SPLIT_ROWS, GpuContext,
 };
 pub use kernels::{ClassType, Dtype};
 pub use loss::{IntoTarget, Loss, LossArgs, LossOutput, Reduction, Target, TargetElem, Upstream};

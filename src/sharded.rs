@@ -67,7 +67,9 @@ use std::sync::Arc;
 
 use crate::error::{Error, Result};
 use crate::gpu::{GpuContext, KernelPipeline};
-use crate::kernels::elementwise::{FLAG_SCALE_FROM_NORM, FinalizeParams, MAX_LOOP_TRIPS};
+use crate::kernels::elementwise::{
+    FLAG_SCALE_FROM_NORM, FinalizeParams, MAX_LOOP_TRIPS, check_trips,
+};
 use crate::kernels::pipeline::{pipeline, pipeline_switched};
 use crate::kernels::staging::{Bound, Dispatch, bind_group, encode_dispatches, first_row};
 use crate::kernels::{ClassType, Dtype, Io, Kernel, Slot, WORKGROUP_SIZE, group_for};
@@ -470,13 +472,7 @@ impl GpuContext {
         let units = w / per_word;
         let group = group_for(w);
         let lane_trips = units.div_ceil(group as usize) as u64;
-        if lane_trips > MAX_LOOP_TRIPS {
-            return Err(Error::DeviceLimit {
-                what: "loop trips per lane over one shard row",
-                needed: lane_trips,
-                limit: MAX_LOOP_TRIPS,
-            });
-        }
+        check_trips("loop trips per lane over one shard row", lane_trips)?;
         let per_wg = (WORKGROUP_SIZE / group) as usize;
         let max_dim = self.limits.max_compute_workgroups_per_dimension;
         let workgroups = b

@@ -57,6 +57,13 @@
 //     fn row_lse(out: RowOut) -> f32   // from row_finish's RowOut, NaN rows included
 // With FLAG_WRITE_LSE, every live row's is written to `lse_out`, an ignored row's too: its
 // statistics are then gathered as a counted row's (its loss and gradient stay 0).
+// And for a loss whose long rows may be split across workgroups (softmax cross entropy, cce,
+// distill; cosine, whose scan needs a lane's held elements, and jsd, whose second sweep needs
+// the finished row, import common/rows_no_split.wgsl), its statistics as eight words, to and
+// from the buffer the split passes below hand them over in:
+//     const ROW_SPLIT: bool   // whether the host may run the split passes (below)
+//     fn row_stats_words(s: Stats) -> StatsWords
+//     fn row_stats_of(w: StatsWords) -> Stats    // row_stats_of(row_stats_words(s)) = s
 // Host side: src/kernels/rows.rs (`RowParams` mirrors `Params`).
 
 #import <reduce>
@@ -76,9 +83,9 @@ struct Params {
     row_base: u32,     // global index of this chunk's row 0 (for error reports)
     ignore_lo: u32,    // ignore_index as an i64: its low word,
     ignore_hi: u32,    // and its high word (class ids equal to it are ignored)
-    _pad0: u32,
-    _pad1: u32,
-    _pad2: u32,
+    segments: u32,     // split rows (SPLIT_STATS, SPLIT_FINISH, SPLIT_GRAD): segments a row, else 1
+    seg_units: u32,    // split rows: units per segment (the last may have fewer)
+    stats_base: u32,   // split rows: index in `partials` of the segment statistics and RowOuts
     loss: LossParams,  // the loss's own options: `struct LossParams` of its file
 }
 
@@ -277,37 +284,289 @@ fn grad_unit(out: RowOut, row: RowCtx, w: u32, at: u32, lead: u32, x: Unit, t: U
     write_grad(w, g, ok);
 }
 
+// A row's statistics as the split passes store them (ROW_SPLIT).
+struct StatsWords {
+    lo: vec4<f32>,
+    hi: vec4<f32>,
+}
+
+// What the driver knows of row r (counted in this chunk) before reading it.
+struct RowAt {
+    row: RowCtx,
+    live: bool, // r < rows
+    skip: bool, // not live, or its class ignored or out of range: loss 0, gradient 0
+    idle: bool, // not read: skipped, and no log-sum-exp wanted from it
+    lse: bool,  // its log-sum-exp is written (FLAG_WRITE_LSE with ROW_LSE)
+    // The row's units: words w0 .. w0 + units − 1; element e of unit q is the row's element
+    // q·EPU + e − lead, where lead (0 or 1) is how far into its first word the row starts.
+    // Elements outside [0, C) belong to the neighbouring rows.
+    lead: u32,
+    w0: u32,
+    units: u32,
+}
+
+fn row_at(r: u32) -> RowAt {
+    let cols = params.cols;
+    let live = r < params.rows;
+    var row = RowCtx(r * cols, params.row_base + r, -1);
+    var skip = !live;
+    if (live && CLASSES) {
+        // Ignored, or out of range (class_count.wgsl reports it): loss 0, gradient 0.
+        let c = class_of(r, params.flags, cols, vec2<u32>(params.ignore_lo, params.ignore_hi));
+        skip = c < 0;
+        row.cls = select(c, -1, skip);
+    }
+    // Whether the row is read: a skipped row too where its log-sum-exp is wanted.
+    let lse = ROW_LSE && (params.flags & FLAG_WRITE_LSE) != 0u;
+    let idle = skip && !(live && lse);
+    let lead = row.start % EPU;
+    return RowAt(row, live, skip, idle, lse, lead, row.start / EPU, (lead + cols + EPU - 1u) / EPU);
+}
+
+// Pushes the row's units q, q + step, ... below `end` from memory, in spans of ROW_BLOCK
+// blocks of ROW_BLOCK units per lane (with UNROLL, four units per trip with their loads issued
+// together); trips ≤ (end − q) / step ≤ 16 384 in all (checked by the host), at most
+// ROW_BLOCK of them per block and per span.
+fn push_stream(s0: Stats, a: RowAt, q0: u32, end: u32, step: u32) -> Stats {
+    var s = s0;
+    var q = q0;
+    for (; !a.idle && q < end;) {
+        let span_end = min(end, q + ROW_BLOCK * ROW_BLOCK * step);
+        var sp = row_block(s);
+        for (; q < span_end;) {
+            let block_end = min(span_end, q + ROW_BLOCK * step);
+            var b = row_block(s);
+            for (; UNROLL && q + 3u * step < block_end; q = q + 4u * step) {
+                let u = load_quad(a.w0 + q, step);
+                b = push_unit(b, a.row, q * EPU, a.lead, u.x[0], u.t[0], false);
+                b = push_unit(b, a.row, (q + step) * EPU, a.lead, u.x[1], u.t[1], false);
+                b = push_unit(b, a.row, (q + 2u * step) * EPU, a.lead, u.x[2], u.t[2], false);
+                b = push_unit(b, a.row, (q + 3u * step) * EPU, a.lead, u.x[3], u.t[3], false);
+            }
+            for (; q < block_end; q = q + step) {
+                b = push_unit(b, a.row, q * EPU, a.lead, unpack_unit(preds[a.w0 + q]), target_unit(a.w0 + q), false);
+            }
+            sp = row_combine(sp, b);
+        }
+        s = row_combine(s, sp);
+    }
+    return s;
+}
+
+// The statistics of `group` adjacent lanes combined, lane `lig` of them at workgroup index
+// `index`: a fixed-order tree, so the same bits every run. Every lane of the workgroup calls
+// it (barriers inside).
+fn group_stats(s: Stats, index: u32, lig: u32, group: u32) -> Stats {
+    row_scratch[index] = s;
+    workgroupBarrier();
+    for (var h = group / 2u; h > 0u; h = h / 2u) {
+        if (lig < h) {
+            row_scratch[index] = row_combine(row_scratch[index], row_scratch[index + h]);
+        }
+        workgroupBarrier();
+    }
+    let out = row_scratch[index - lig];
+    workgroupBarrier(); // everyone has read before the scratch is written again
+    return out;
+}
+
+// The row finished from its statistics (zeros for an idle row), its log-sum-exp written
+// where wanted (by the lane that passes `first`): a skipped row is read for that alone.
+fn finish_row(a: RowAt, r: u32, s: Stats, first: bool) -> RowOut {
+    var out = RowOut(0.0, vec4<f32>(0.0));
+    if (!a.idle) {
+        out = row_finish(s, a.row);
+        if (a.lse && first) {
+            lse_out[r] = row_lse(out);
+        }
+        if (a.skip) {
+            out = RowOut(0.0, vec4<f32>(0.0)); // read for its log-sum-exp alone
+        }
+    }
+    return out;
+}
+
+// The scale of row r's gradient: g/D, times its upstream gradient where there is an array.
+fn grad_scale(r: u32) -> f32 {
+    var scale = norm.y;
+    if ((params.flags & FLAG_UPSTREAM_ARRAY) != 0u) {
+        scale = scale * upstream[r];
+    }
+    return scale;
+}
+
+// Writes the gradient of the row's units q, q + step, ... below `end`, read from memory
+// (with UNROLL four units per trip, as push_stream).
+fn grad_stream(out: RowOut, a: RowAt, q0: u32, end: u32, step: u32, scale: f32) {
+    var q = q0;
+    for (; UNROLL && q + 3u * step < end; q = q + 4u * step) {
+        let u = load_quad(a.w0 + q, step);
+        grad_unit(out, a.row, a.w0 + q, q * EPU, a.lead, u.x[0], u.t[0], scale, a.skip);
+        grad_unit(out, a.row, a.w0 + q + step, (q + step) * EPU, a.lead, u.x[1], u.t[1], scale, a.skip);
+        grad_unit(out, a.row, a.w0 + q + 2u * step, (q + 2u * step) * EPU, a.lead, u.x[2], u.t[2], scale, a.skip);
+        grad_unit(out, a.row, a.w0 + q + 3u * step, (q + 3u * step) * EPU, a.lead, u.x[3], u.t[3], scale, a.skip);
+    }
+    for (; q < end; q = q + step) {
+        grad_unit(out, a.row, a.w0 + q, q * EPU, a.lead, unpack_unit(preds[a.w0 + q]), target_unit(a.w0 + q), scale, a.skip);
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Long rows split across workgroups (a loss with ROW_SPLIT; the host's `RowPlan` with
+// segments, src/kernels/rows.rs), so that a few long rows still fill a GPU. Each row's units
+// are cut into params.segments segments of params.seg_units (the last may be shorter). Three
+// dispatches with the same bind group, each row read twice:
+// - SPLIT_STATS: segment k of rows w / segments, w / segments + slots, ... is the work of
+//   workgroup w (k = w % segments, slots = workgroups / segments): its statistics
+//   (push_stream, then the fixed-order tree) into `partials` at segment_stats_at (eight
+//   words, row_stats_words);
+// - SPLIT_FINISH: one lane a row combines the row's segment statistics in the order 0, 1, ...,
+//   finishes the row (its loss and log-sum-exp written, its loss added to the workgroup's
+//   partial sum at partial_base + w) and leaves its RowOut at row_out_at (five words);
+// - SPLIT_GRAD: workgroup w again takes segment k of its rows and writes their gradient from
+//   the RowOut. A gradient written in place over the logits is then safe: every row's finish
+//   (which may read its logits: softmax's target logit) is done before the first gradient
+//   word is written.
+override SPLIT_STATS: bool = false;
+override SPLIT_FINISH: bool = false;
+override SPLIT_GRAD: bool = false;
+
+// Where the statistics of segment k of row r start in `partials`: after the partial sums,
+// eight words per segment, `segments` per row.
+fn segment_stats_at(r: u32, k: u32) -> u32 {
+    return params.stats_base + 8u * (r * params.segments + k);
+}
+
+fn store_stats(at: u32, s: Stats) {
+    let w = row_stats_words(s);
+    partials[at] = w.lo.x;
+    partials[at + 1u] = w.lo.y;
+    partials[at + 2u] = w.lo.z;
+    partials[at + 3u] = w.lo.w;
+    partials[at + 4u] = w.hi.x;
+    partials[at + 5u] = w.hi.y;
+    partials[at + 6u] = w.hi.z;
+    partials[at + 7u] = w.hi.w;
+}
+
+fn load_stats(at: u32) -> Stats {
+    let lo = vec4<f32>(partials[at], partials[at + 1u], partials[at + 2u], partials[at + 3u]);
+    let hi = vec4<f32>(partials[at + 4u], partials[at + 5u], partials[at + 6u], partials[at + 7u]);
+    return row_stats_of(StatsWords(lo, hi));
+}
+
+// Where row r's finished RowOut starts in `partials`: after the chunk's segment statistics.
+fn row_out_at(r: u32) -> u32 {
+    return segment_stats_at(params.rows, 0u) + 5u * r;
+}
+
+// The units [q0, q1) of segment k of a row of `units` units.
+fn segment_units(k: u32, units: u32) -> vec2<u32> {
+    let q0 = min(units, k * params.seg_units);
+    return vec2<u32>(q0, min(units, q0 + params.seg_units));
+}
+
+// Of workgroup w of the statistics and gradient passes (of `workgroups`), on trip `it` of its
+// row loop: (k, r), its segment and its row.
+fn segment_of(w: u32, workgroups: u32, it: u32) -> vec2<u32> {
+    let slots = workgroups / params.segments;
+    return vec2<u32>(w % params.segments, it * slots + w / params.segments);
+}
+
+fn split_stats(lane: Lane, w: u32, workgroups: u32) {
+    // Row loop: uniform trip count (barriers inside), ≤ 16 384 trips (the host checks).
+    for (var it = 0u; it < params.row_iters; it = it + 1u) {
+        let kr = segment_of(w, workgroups, it);
+        let a = row_at(kr.y);
+        let span = segment_units(kr.x, a.units);
+        var s = push_stream(row_identity(), a, span.x + lane.index, span.y, WG);
+        s = group_stats(s, lane.index, lane.index, WG);
+        if (a.live && lane.index == 0u) {
+            store_stats(segment_stats_at(kr.y, kr.x), s);
+        }
+    }
+}
+
+fn split_finish(lane: Lane, w: u32, workgroups: u32) {
+    var acc = 0.0;
+    // ⌈rows / (workgroups · WG)⌉ ≤ 16 384 trips (the host checks).
+    let trips = (params.rows + workgroups * WG - 1u) / (workgroups * WG);
+    for (var it = 0u; it < trips; it = it + 1u) {
+        let r = (it * workgroups + w) * WG + lane.index;
+        let a = row_at(r);
+        if (!a.live) {
+            continue;
+        }
+        var s = row_identity();
+        // ≤ 16 384 trips (the host checks the segment count).
+        for (var j = 0u; j < params.segments; j = j + 1u) {
+            let seg = load_stats(segment_stats_at(r, j));
+            if (j == 0u) {
+                s = seg;
+            } else {
+                s = row_combine(s, seg);
+            }
+        }
+        let out = finish_row(a, r, s, true);
+        let at = row_out_at(r);
+        partials[at] = out.loss;
+        partials[at + 1u] = out.k.x;
+        partials[at + 2u] = out.k.y;
+        partials[at + 3u] = out.k.z;
+        partials[at + 4u] = out.k.w;
+        if ((params.flags & FLAG_WRITE_LOSSES) != 0u) {
+            losses[r] = out.loss;
+        }
+        acc = acc + out.loss;
+    }
+    let total = workgroup_sum(acc, lane);
+    if (lane.index == 0u) {
+        partials[params.partial_base + w] = total;
+    }
+}
+
+fn split_grad(lane: Lane, w: u32, workgroups: u32) {
+    for (var it = 0u; it < params.row_iters; it = it + 1u) {
+        let kr = segment_of(w, workgroups, it);
+        let a = row_at(kr.y);
+        if (a.live && (params.flags & FLAG_WRITE_GRAD) != 0u) {
+            let at = row_out_at(kr.y);
+            let out = RowOut(partials[at], vec4<f32>(partials[at + 1u], partials[at + 2u], partials[at + 3u], partials[at + 4u]));
+            let span = segment_units(kr.x, a.units);
+            grad_stream(out, a, span.x + lane.index, span.y, WG, grad_scale(kr.y));
+        }
+    }
+}
+
 @compute @workgroup_size(WG)
 fn main(lane: Lane, @builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    if (SPLIT_STATS) {
+        split_stats(lane, wid.x, nwg.x);
+        return;
+    }
+    if (SPLIT_FINISH) {
+        split_finish(lane, wid.x, nwg.x);
+        return;
+    }
+    if (SPLIT_GRAD) {
+        split_grad(lane, wid.x, nwg.x);
+        return;
+    }
     let group = params.group;
     let lig = lane.index & (group - 1u); // lane within its row's group
     let per_wg = WG / group;             // rows per workgroup per trip
     let slot = lane.index / group;
-    let cols = params.cols;
-    let classes = CLASSES;
     var acc = 0.0;
     // Row loop: uniform trip count (barriers inside), ≤ 16 384 trips by construction.
     for (var it = 0u; it < params.row_iters; it = it + 1u) {
         let r = (it * nwg.x + wid.x) * per_wg + slot;
-        let live = r < params.rows;
-        var row = RowCtx(r * cols, params.row_base + r, -1);
-        var skip = !live;
-        if (live && classes) {
-            // Ignored, or out of range (class_count.wgsl reports it): loss 0, gradient 0.
-            let c = class_of(r, params.flags, cols, vec2<u32>(params.ignore_lo, params.ignore_hi));
-            skip = c < 0;
-            row.cls = select(c, -1, skip);
-        }
-        // Whether the row is read: a skipped row too where its log-sum-exp is wanted.
-        let want_lse = ROW_LSE && (params.flags & FLAG_WRITE_LSE) != 0u;
-        let idle = skip && !(live && want_lse);
-
-        // The row's units: words w0 .. w0 + units − 1; element e of unit q is the row's
-        // element q·EPU + e − lead, where lead (0 or 1) is how far into its first word the row
-        // starts. Elements outside [0, C) belong to the neighbouring rows.
-        let lead = row.start % EPU;
-        let w0 = row.start / EPU;
-        let units = (lead + cols + EPU - 1u) / EPU;
+        let a = row_at(r);
+        let row = a.row;
+        let idle = a.idle;
+        let skip = a.skip;
+        let lead = a.lead;
+        let w0 = a.w0;
+        let units = a.units;
 
         // Statistics: the first UNIT_REGS units of this lane stay in registers.
         var s = row_identity();
@@ -351,56 +610,15 @@ fn main(lane: Lane, @builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgrou
                 s = push_unit(s, row, q * EPU, lead, xs[k], ts[k], true);
             }
         }
-        // The rest of a long row, in spans of ROW_BLOCK blocks of ROW_BLOCK units per lane
-        // (with UNROLL, four units per trip with their loads issued together); trips ≤
-        // units / group ≤ 16 384 in all (checked by the host), at most ROW_BLOCK of them per
-        // block and per span.
-        var q = lig + UNIT_REGS * group;
-        for (; !idle && q < units;) {
-            let span_end = min(units, q + ROW_BLOCK * ROW_BLOCK * group);
-            var sp = row_block(s);
-            for (; q < span_end;) {
-                let end = min(span_end, q + ROW_BLOCK * group);
-                var b = row_block(s);
-                for (; UNROLL && q + 3u * group < end; q = q + 4u * group) {
-                    let u = load_quad(w0 + q, group);
-                    b = push_unit(b, row, q * EPU, lead, u.x[0], u.t[0], false);
-                    b = push_unit(b, row, (q + group) * EPU, lead, u.x[1], u.t[1], false);
-                    b = push_unit(b, row, (q + 2u * group) * EPU, lead, u.x[2], u.t[2], false);
-                    b = push_unit(b, row, (q + 3u * group) * EPU, lead, u.x[3], u.t[3], false);
-                }
-                for (; q < end; q = q + group) {
-                    b = push_unit(b, row, q * EPU, lead, unpack_unit(preds[w0 + q]), target_unit(w0 + q), false);
-                }
-                sp = row_combine(sp, b);
-            }
-            s = row_combine(s, sp);
-        }
+        // The rest of a long row, from memory.
+        s = push_stream(s, a, lig + UNIT_REGS * group, units, group);
 
-        // Combine the group's statistics: a fixed-order tree, so the same bits every run.
+        // Combine the group's statistics.
         if (group > 1u) {
-            row_scratch[lane.index] = s;
-            workgroupBarrier();
-            for (var h = group / 2u; h > 0u; h = h / 2u) {
-                if (lig < h) {
-                    row_scratch[lane.index] = row_combine(row_scratch[lane.index], row_scratch[lane.index + h]);
-                }
-                workgroupBarrier();
-            }
-            s = row_scratch[lane.index - lig];
-            workgroupBarrier(); // everyone has read before the next trip overwrites
+            s = group_stats(s, lane.index, lig, group);
         }
 
-        var out = RowOut(0.0, vec4<f32>(0.0));
-        if (!idle) {
-            out = row_finish(s, row);
-            if (want_lse && lig == 0u) {
-                lse_out[r] = row_lse(out);
-            }
-            if (skip) {
-                out = RowOut(0.0, vec4<f32>(0.0)); // read for its log-sum-exp alone
-            }
-        }
+        var out = finish_row(a, r, s, lig == 0u);
         // The second sweep (a constant: the one-sweep losses compile without it): the held
         // units from registers, the rest of a long row re-read (trips ≤ units / group ≤ 16 384,
         // as above), then the same fixed-order tree.
@@ -457,11 +675,8 @@ fn main(lane: Lane, @builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgrou
             // logit) before any lane overwrites its units with the gradient.
             workgroupBarrier();
         }
-        if (live && (params.flags & FLAG_WRITE_GRAD) != 0u) {
-            var scale = norm.y;
-            if ((params.flags & FLAG_UPSTREAM_ARRAY) != 0u) {
-                scale = scale * upstream[r];
-            }
+        if (a.live && (params.flags & FLAG_WRITE_GRAD) != 0u) {
+            let scale = grad_scale(r);
             for (var k = 0u; k < UNIT_REGS; k = k + 1u) {
                 if (k >= held) {
                     break;
@@ -471,20 +686,10 @@ fn main(lane: Lane, @builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgrou
                     grad_unit(out, row, w0 + q, q * EPU, lead, xs[k], ts[k], scale, skip);
                 }
             }
-            // The rest, with UNROLL four units per trip as above.
-            var q = lig + UNIT_REGS * group;
-            for (; UNROLL && q + 3u * group < units; q = q + 4u * group) {
-                let u = load_quad(w0 + q, group);
-                grad_unit(out, row, w0 + q, q * EPU, lead, u.x[0], u.t[0], scale, skip);
-                grad_unit(out, row, w0 + q + group, (q + group) * EPU, lead, u.x[1], u.t[1], scale, skip);
-                grad_unit(out, row, w0 + q + 2u * group, (q + 2u * group) * EPU, lead, u.x[2], u.t[2], scale, skip);
-                grad_unit(out, row, w0 + q + 3u * group, (q + 3u * group) * EPU, lead, u.x[3], u.t[3], scale, skip);
-            }
-            for (; q < units; q = q + group) {
-                grad_unit(out, row, w0 + q, q * EPU, lead, unpack_unit(preds[w0 + q]), target_unit(w0 + q), scale, skip);
-            }
+            // The rest, from memory.
+            grad_stream(out, a, lig + UNIT_REGS * group, units, group, scale);
         }
-        if (live && lig == 0u) {
+        if (a.live && lig == 0u) {
             if ((params.flags & FLAG_WRITE_LOSSES) != 0u) {
                 losses[r] = out.loss;
             }

@@ -10,7 +10,8 @@ pub(crate) mod stream;
 
 pub(crate) use context::KernelPipeline;
 pub use context::{
-    CPU_ROW_ELEMENTS_PER_LANE, CPU_ROW_MAX_LANES, ContextOptions, DEFAULT_MEMORY_BUDGET, GpuContext,
+    CPU_ROW_ELEMENTS_PER_LANE, CPU_ROW_MAX_LANES, ContextOptions, DEFAULT_MEMORY_BUDGET,
+    GPU_SPLIT_ROWS, GpuContext,
 };
 pub(crate) use context::{GPU_ROW_ELEMENTS_PER_LANE, GPU_ROW_MAX_LANES, lanes_by_length};
 pub(crate) use pool::Pooled;

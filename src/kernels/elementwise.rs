@@ -30,6 +30,21 @@ pub const MAX_WORKGROUPS_PER_CHUNK: u32 = 4096;
 /// every loop is sized to stay far below; the planner refuses inputs that would not.
 pub const MAX_LOOP_TRIPS: u64 = 16_384;
 
+/// `Ok` where a loop of `trips` trips stays within [`MAX_LOOP_TRIPS`].
+///
+/// # Errors
+/// [`Error::DeviceLimit`] naming `what` where it would not.
+pub(crate) fn check_trips(what: &'static str, trips: u64) -> Result<()> {
+    if trips > MAX_LOOP_TRIPS {
+        return Err(Error::DeviceLimit {
+            what,
+            needed: trips,
+            limit: MAX_LOOP_TRIPS,
+        });
+    }
+    Ok(())
+}
+
 /// Mirrors `Params` in `shaders/common/elementwise.wgsl`.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, bytemuck::Pod, bytemuck::Zeroable)]
@@ -98,13 +113,7 @@ fn grid_for(n: u32, max_per_dim: u32, per_lane: u32, max_wg: u32) -> Result<u32>
         .div_ceil(WORKGROUP_SIZE * per_lane)
         .clamp(1, max_wg.min(max_per_dim));
     let trips = u64::from(n).div_ceil(u64::from(wg) * u64::from(WORKGROUP_SIZE));
-    if trips > MAX_LOOP_TRIPS {
-        return Err(Error::DeviceLimit {
-            what: "grid-stride loop trips per invocation",
-            needed: trips,
-            limit: MAX_LOOP_TRIPS,
-        });
-    }
+    check_trips("grid-stride loop trips per invocation", trips)?;
     Ok(wg)
 }
 

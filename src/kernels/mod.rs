@@ -102,6 +102,7 @@ pub mod source {
     /// `shaders/common/rows_no_lse.wgsl`: the row-wise driver's log-sum-exp output switched
     /// off, for the losses without one.
     pub const ROWS_NO_LSE: &str = include_str!("../../shaders/common/rows_no_lse.wgsl");
+    pub const ROWS_NO_SPLIT: &str = include_str!("../../shaders/common/rows_no_split.wgsl");
     /// `shaders/class_count.wgsl`: checks class indices and sums the weights of counted rows.
     pub const CLASS_COUNT: &str = include_str!("../../shaders/class_count.wgsl");
     /// `shaders/row_divisor.wgsl`: turns the counted weight into the mean's scales.
@@ -127,7 +128,7 @@ pub mod source {
 /// Every shader file other than the losses' own (which their descriptors compile in,
 /// `src/losses/<loss>.rs`), by its path from the crate root, with its text: what `#import`
 /// lines resolve against.
-pub const SHADER_FILES: [(&str, &str); 39] = [
+pub const SHADER_FILES: [(&str, &str); 40] = [
     ("shaders/common/reduce.wgsl", source::REDUCE),
     (
         "shaders/common/reduce_subgroup.wgsl",
@@ -163,6 +164,7 @@ pub const SHADER_FILES: [(&str, &str); 39] = [
     ("shaders/common/rows.wgsl", source::ROWS),
     ("shaders/common/rows_single.wgsl", source::ROWS_SINGLE),
     ("shaders/common/rows_no_lse.wgsl", source::ROWS_NO_LSE),
+    ("shaders/common/rows_no_split.wgsl", source::ROWS_NO_SPLIT),
     ("shaders/class_count.wgsl", source::CLASS_COUNT),
     ("shaders/row_divisor.wgsl", source::ROW_DIVISOR),
     ("shaders/reduce_partials.wgsl", source::REDUCE_PARTIALS),

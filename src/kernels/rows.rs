@@ -9,7 +9,11 @@
 //! - per chunk (whole rows, at most one storage binding of elements), one row dispatch that
 //!   reads each row once (twice if it is longer than `group · ROW_REGS`, three times for a loss
 //!   with a second statistics sweep, `jsd`), writes its gradient
-//!   and one partial sum of row losses per workgroup;
+//!   and one partial sum of row losses per workgroup; or, for rows longer than
+//!   [`crate::ContextOptions::split_rows`] of a loss that allows it (softmax cross entropy,
+//!   cce, distill),
+//!   three dispatches of the same kernel that split each row across workgroups: segment
+//!   statistics, the rows finished one lane a row (losses and partial sums), the gradient;
 //! - one `reduce_partials` dispatch that adds the partials in a fixed order.
 //!
 //! No float atomics, so the same inputs give the same bits on the same device.
@@ -17,7 +21,9 @@
 use std::borrow::Cow;
 use std::sync::Arc;
 
-use super::elementwise::{FLAG_SCALE_FROM_NORM, FinalizeParams, MAX_LOOP_TRIPS, workgroups_for};
+use super::elementwise::{
+    FLAG_SCALE_FROM_NORM, FinalizeParams, MAX_LOOP_TRIPS, check_trips, workgroups_for,
+};
 use super::host::{self, HostPlan};
 use super::staging::{
     Alloc, AsBuffer, Bound, Dispatch, Scratch, ScratchRefs, bind_group, closing_dispatch,
@@ -61,7 +67,9 @@ struct RowParams {
     row_base: u32,
     ignore_lo: u32,
     ignore_hi: u32,
-    _pad: [u32; 3],
+    segments: u32,
+    seg_units: u32,
+    stats_base: u32,
     /// The loss's `LossParams` (`src/losses/<loss>.rs`, `params`).
     loss: [f32; 4],
 }
@@ -126,6 +134,45 @@ pub(crate) fn lanes_for(cols: usize, units: usize, per_lane: usize, max_lanes: u
         .min(WORKGROUP_SIZE as usize) as u32
 }
 
+/// Rows split across workgroups (`SPLIT_STATS`, `SPLIT_FINISH`, `SPLIT_GRAD` in
+/// `shaders/common/rows.wgsl`): each row's units in `segments` segments of `seg_units` (the
+/// last may be shorter).
+#[derive(Clone, Copy, Debug)]
+struct Split {
+    segments: u32,
+    seg_units: u32,
+}
+
+/// How a row of `units` units (of `per_unit` elements each) is split when `split_rows`
+/// elements is the most one segment may hold: into ⌈units / max units⌉ segments of equal
+/// units (the last may be shorter), each a workgroup's.
+///
+/// # Errors
+/// [`Error::DeviceLimit`] where a lane's loop over its segment or the combine loop over a
+/// row's segments would pass [`MAX_LOOP_TRIPS`], or the segments one dispatch's.
+fn split_of(units: usize, per_unit: usize, split_rows: usize, max_dim: u32) -> Result<Split> {
+    let most = (split_rows / per_unit.max(1)).max(1);
+    let segments = units.div_ceil(most).max(1);
+    let seg_units = units.div_ceil(segments);
+    let lane_trips = seg_units.div_ceil(WORKGROUP_SIZE as usize) as u64;
+    check_trips("loop trips per lane over one row segment", lane_trips)?;
+    let limit = MAX_LOOP_TRIPS.min(u64::from(max_dim));
+    if segments as u64 > limit {
+        return Err(Error::DeviceLimit {
+            what: "segments of one split row",
+            needed: segments as u64,
+            limit,
+        });
+    }
+    Ok(Split {
+        segments: segments as u32,
+        seg_units: seg_units as u32,
+    })
+}
+
+/// The split rows' passes in the order they run, each the row kernel with its switch set.
+const SPLIT_PASSES: [&str; 3] = ["SPLIT_STATS", "SPLIT_FINISH", "SPLIT_GRAD"];
+
 /// One chunk of whole rows.
 #[derive(Clone, Debug)]
 pub(crate) struct RowChunk {
@@ -133,6 +180,8 @@ pub(crate) struct RowChunk {
     pub rows: usize,
     workgroups: u32,
     row_iters: u32,
+    /// Split rows: the finishing pass's workgroups (one lane a row), else 0.
+    finish_workgroups: u32,
     partial_base: u32,
     class_workgroups: u32,
     class_partial_base: u32,
@@ -198,7 +247,13 @@ pub(crate) struct RowPlan {
     stride: u64,
     params: Vec<u8>,
     norm: [f32; 4],
-    row_pipe: Arc<KernelPipeline>,
+    /// Long rows split across workgroups, else `None`.
+    split: Option<Split>,
+    /// Words of the split rows' segment statistics after the partial sums (0 unsplit).
+    stats_words: u64,
+    /// The row dispatches of each chunk, in order: the row kernel, or the split rows'
+    /// statistics and gradient passes.
+    row_pipes: Vec<Arc<KernelPipeline>>,
     count_pipe: Option<Arc<KernelPipeline>>,
     divisor_pipe: Option<Arc<KernelPipeline>>,
     fin_pipe: Option<Arc<KernelPipeline>>,
@@ -268,24 +323,39 @@ impl RowPlan {
             let per_word = io.input.per_word();
             (cols + per_word - 1).div_ceil(per_word)
         };
-        let group = lanes_for(
-            cols,
-            units,
-            ctx.row_elements_per_lane(),
-            ctx.row_max_lanes(),
+        let max_dim = ctx.limits.max_compute_workgroups_per_dimension;
+        // Long rows of a loss that allows it split across workgroups of a whole workgroup's
+        // lanes each.
+        let splits = matches!(
+            crate::losses::def(&spec.loss).family(),
+            crate::losses::Family::Rows(h) if h.splits()
         );
+        let split = if splits && cols > ctx.split_rows() {
+            let per_unit = if io.vec4 {
+                io.per_unit()
+            } else {
+                io.input.per_word()
+            };
+            Some(split_of(units, per_unit, ctx.split_rows(), max_dim)?)
+        } else {
+            None
+        };
+        let group = match split {
+            Some(_) => WORKGROUP_SIZE,
+            None => lanes_for(
+                cols,
+                units,
+                ctx.row_elements_per_lane(),
+                ctx.row_max_lanes(),
+            ),
+        };
         let lane_trips = units.div_ceil(group as usize) as u64;
-        if lane_trips > MAX_LOOP_TRIPS {
-            return Err(Error::DeviceLimit {
-                what: "loop trips per lane over one row",
-                needed: lane_trips,
-                limit: MAX_LOOP_TRIPS,
-            });
+        if split.is_none() {
+            check_trips("loop trips per lane over one row", lane_trips)?;
         }
         let loss_params = crate::losses::def(&spec.loss).params(&spec.loss);
 
         // Whole rows per chunk, workgroups and partial-sum offsets.
-        let max_dim = ctx.limits.max_compute_workgroups_per_dimension;
         let per_wg = (WORKGROUP_SIZE / group) as usize;
         let rows_per_chunk = chunk_rows(b, (chunk_elems / cols).max(1), per_wg);
         let mut chunks = Vec::new();
@@ -293,17 +363,24 @@ impl RowPlan {
         let mut row0 = 0;
         while row0 < b {
             let rows = rows_per_chunk.min(b - row0);
-            let workgroups =
-                rows.div_ceil(per_wg)
-                    .clamp(1, MAX_ROW_WORKGROUPS.min(max_dim) as usize) as u32;
-            let row_iters = rows.div_ceil(per_wg * workgroups as usize) as u64;
-            if row_iters > MAX_LOOP_TRIPS {
-                return Err(Error::DeviceLimit {
-                    what: "row-loop trips per workgroup",
-                    needed: row_iters,
-                    limit: MAX_LOOP_TRIPS,
-                });
-            }
+            // Split: one workgroup per segment of each of `slots` rows at once, and the
+            // finishing pass's workgroups of one lane a row, which write the partial sums.
+            let segments = split.map_or(1, |s| s.segments);
+            let most = (MAX_ROW_WORKGROUPS.min(max_dim) / segments).max(1) as usize;
+            let slots = rows.div_ceil(per_wg).clamp(1, most) as u32;
+            let workgroups = slots * segments;
+            let row_iters = rows.div_ceil(per_wg * slots as usize) as u64;
+            let finish_workgroups = if split.is_some() {
+                let wgs = rows
+                    .div_ceil(WORKGROUP_SIZE as usize)
+                    .clamp(1, MAX_ROW_WORKGROUPS.min(max_dim) as usize);
+                let trips = rows.div_ceil(wgs * WORKGROUP_SIZE as usize) as u64;
+                check_trips("row-loop trips per workgroup", trips)?;
+                wgs as u32
+            } else {
+                0
+            };
+            check_trips("row-loop trips per workgroup", row_iters)?;
             let class_workgroups = if spec.classes.is_some() {
                 workgroups_for(rows as u32, max_dim)?
             } else {
@@ -314,14 +391,25 @@ impl RowPlan {
                 rows,
                 workgroups,
                 row_iters: row_iters as u32,
+                finish_workgroups,
                 partial_base: partials as u32,
                 class_workgroups,
                 class_partial_base: class_partials as u32,
             });
-            partials += u64::from(workgroups);
+            partials += u64::from(if split.is_some() {
+                finish_workgroups
+            } else {
+                workgroups
+            });
             class_partials += u64::from(class_workgroups);
             row0 += rows;
         }
+        // The split rows' segment statistics (eight words each) and finished rows (five),
+        // after the partial sums: room for the largest chunk's (its dispatches run in order).
+        let stats_words = split.map_or(0, |s| {
+            let most = chunks.iter().map(|c| c.rows as u64).max().unwrap_or(0);
+            (8 * u64::from(s.segments) + 5) * most
+        });
         let max_partials = MAX_LOOP_TRIPS * u64::from(WORKGROUP_SIZE);
         if partials.max(class_partials) > max_partials {
             return Err(Error::DeviceLimit {
@@ -394,7 +482,9 @@ impl RowPlan {
                     row_base: ch.row0 as u32,
                     ignore_lo,
                     ignore_hi,
-                    _pad: [0; 3],
+                    segments: split.map_or(1, |s| s.segments),
+                    seg_units: split.map_or(units as u32, |s| s.seg_units),
+                    stats_base: partials as u32,
                     loss: loss_params,
                 }),
             );
@@ -436,13 +526,24 @@ impl RowPlan {
             }),
         );
 
+        let switches = row_switches(&spec);
+        let row_pipes = match split {
+            None => vec![crate::kernels::pipeline::pipeline_switched(
+                ctx, kernel, io, &switches,
+            )?],
+            Some(_) => SPLIT_PASSES
+                .iter()
+                .map(|pass| {
+                    let mut sw = switches.clone();
+                    sw.extend(SPLIT_PASSES.iter().map(|p| (*p, p == pass)));
+                    crate::kernels::pipeline::pipeline_switched(ctx, kernel, io, &sw)
+                })
+                .collect::<Result<Vec<_>>>()?,
+        };
         Ok(RowPlan {
-            row_pipe: crate::kernels::pipeline::pipeline_switched(
-                ctx,
-                kernel,
-                io,
-                &row_switches(&spec),
-            )?,
+            row_pipes,
+            split,
+            stats_words,
             count_pipe: spec
                 .classes
                 .is_some()
@@ -471,9 +572,14 @@ impl RowPlan {
     }
 
     /// Elements of each row its lanes hold in registers, `group · ROW_REGS`: a longer row's
-    /// other elements are read a second time for the gradient.
+    /// other elements are read a second time for the gradient. None for split rows, which
+    /// are read twice whole.
     pub(crate) fn held_elements(&self) -> usize {
-        self.group as usize * ROW_REGS as usize
+        if self.split.is_some() {
+            0
+        } else {
+            self.group as usize * ROW_REGS as usize
+        }
     }
 
     /// The plan's scratch buffers, each made by `alloc`.
@@ -481,7 +587,7 @@ impl RowPlan {
         Scratch::new(
             alloc,
             self.params.len() as u64,
-            self.partials,
+            self.partials + self.stats_words,
             true,
             self.spec.classes.is_some().then_some(self.class_partials),
             self.spec.loss.checks_domain(),
@@ -514,7 +620,7 @@ impl RowPlan {
             .collect();
         out.extend(self.bind_divisor(ctx, scratch, divisor));
         for (c, bf) in chunks.iter().enumerate() {
-            out.push(self.bind_rows(ctx, scratch, c, bf));
+            out.extend(self.bind_rows(ctx, scratch, c, bf));
         }
         out.extend(self.bind_closing(ctx, scratch));
         out
@@ -600,45 +706,66 @@ impl RowPlan {
         })
     }
 
-    /// The row dispatch of chunk `c` over its buffers.
+    /// The row dispatches of chunk `c` over its buffers: the row kernel's, or the split
+    /// rows' three.
     pub(crate) fn bind_rows(
         &self,
         ctx: &GpuContext,
         scratch: &ScratchRefs<'_>,
         c: usize,
         bf: &RowChunkBufs<'_>,
+    ) -> Vec<Dispatch> {
+        self.row_pipes
+            .iter()
+            .enumerate()
+            .map(|(i, p)| {
+                let ch = &self.chunks[c];
+                // The split rows' finishing pass has a lane a row.
+                let workgroups = if i == 1 {
+                    ch.finish_workgroups
+                } else {
+                    ch.workgroups
+                };
+                self.bind_rows_of(ctx, scratch, c, bf, p, workgroups)
+            })
+            .collect()
+    }
+
+    fn bind_rows_of(
+        &self,
+        ctx: &GpuContext,
+        scratch: &ScratchRefs<'_>,
+        c: usize,
+        bf: &RowChunkBufs<'_>,
+        pipe: &Arc<KernelPipeline>,
+        workgroups: u32,
     ) -> Dispatch {
         let or_dummy = |o, slot| or_dummy(ctx, o, slot);
-        let group = bind_group(
-            ctx,
-            self.kernel,
-            &self.row_pipe.layout,
-            &|slot| match slot {
-                Slot::Params => self.params_at(scratch, c as u64, std::mem::size_of::<RowParams>()),
-                Slot::Pred => bf.pred.resource(),
-                Slot::Target => bf.target.resource(),
-                Slot::Upstream => or_dummy(bf.upstream, Slot::Upstream),
-                Slot::Grad => or_dummy(bf.grad, Slot::Grad),
-                Slot::Losses => or_dummy(bf.losses, Slot::Losses),
-                Slot::Lse => or_dummy(bf.lse, Slot::Lse),
-                Slot::Partials => scratch.partials.as_entire_binding(),
-                Slot::Weight => or_dummy(bf.weight, Slot::Weight),
-                Slot::Norm => scratch
-                    .norm
-                    .unwrap_or(ctx.placeholder(true, 0))
+        let group = bind_group(ctx, self.kernel, &pipe.layout, &|slot| match slot {
+            Slot::Params => self.params_at(scratch, c as u64, std::mem::size_of::<RowParams>()),
+            Slot::Pred => bf.pred.resource(),
+            Slot::Target => bf.target.resource(),
+            Slot::Upstream => or_dummy(bf.upstream, Slot::Upstream),
+            Slot::Grad => or_dummy(bf.grad, Slot::Grad),
+            Slot::Losses => or_dummy(bf.losses, Slot::Losses),
+            Slot::Lse => or_dummy(bf.lse, Slot::Lse),
+            Slot::Partials => scratch.partials.as_entire_binding(),
+            Slot::Weight => or_dummy(bf.weight, Slot::Weight),
+            Slot::Norm => scratch
+                .norm
+                .unwrap_or(ctx.placeholder(true, 0))
+                .as_entire_binding(),
+            _ => match scratch.domain_error {
+                Some(e) => e.as_entire_binding(),
+                None => ctx
+                    .placeholder(false, Slot::DomainError as usize)
                     .as_entire_binding(),
-                _ => match scratch.domain_error {
-                    Some(e) => e.as_entire_binding(),
-                    None => ctx
-                        .placeholder(false, Slot::DomainError as usize)
-                        .as_entire_binding(),
-                },
             },
-        );
+        });
         Dispatch {
-            pipeline: Arc::clone(&self.row_pipe),
+            pipeline: Arc::clone(pipe),
             group,
-            workgroups: self.chunks[c].workgroups,
+            workgroups,
         }
     }
 
@@ -759,7 +886,7 @@ impl HostPlan for RowPlan {
             },
             weight,
         };
-        vec![self.bind_rows(ctx, scratch, k - pre, &bufs)]
+        self.bind_rows(ctx, scratch, k - pre, &bufs)
     }
 
     fn closing(&self, ctx: &GpuContext, scratch: &ScratchRefs<'_>) -> Option<Dispatch> {
@@ -962,6 +1089,9 @@ mod tests {
             ("row_base", offset_of!(RowParams, row_base)),
             ("ignore_lo", offset_of!(RowParams, ignore_lo)),
             ("ignore_hi", offset_of!(RowParams, ignore_hi)),
+            ("segments", offset_of!(RowParams, segments)),
+            ("seg_units", offset_of!(RowParams, seg_units)),
+            ("stats_base", offset_of!(RowParams, stats_base)),
             ("loss", offset_of!(RowParams, loss)),
         ];
         let flags = [
@@ -1006,6 +1136,40 @@ mod tests {
             &[],
         );
     }
+}
+
+#[cfg(test)]
+/// How rows split into segments: equal segments of at most the limit's units, and the loop
+/// bounds checked.
+#[test]
+fn rows_split_into_equal_segments_within_the_bounds() {
+    let s = |units, per_unit, most| {
+        split_of(units, per_unit, most, 65_535).map(|s| (s.segments, s.seg_units))
+    };
+    // 128 256 f32 logits at the GPU default: 4 segments of 32 064.
+    assert_eq!(s(128_256, 1, 32_768).ok(), Some((4, 32_064)));
+    // Just above one segment: two halves; vec4 units of 4 elements count as 4.
+    assert_eq!(s(32_769, 1, 32_768).ok(), Some((2, 16_385)));
+    assert_eq!(s(32_064, 4, 32_768).ok(), Some((4, 8016)));
+    // Segments of one unit, and a limit below one unit.
+    assert_eq!(s(7, 1, 1).ok(), Some((7, 1)));
+    assert_eq!(s(7, 4, 1).ok(), Some((7, 1)));
+    // A lane's trips over a segment (units / 256) and the segment count are bounded.
+    let lane = MAX_LOOP_TRIPS as usize * WORKGROUP_SIZE as usize;
+    assert!(s(lane, 1, usize::MAX).is_ok());
+    assert!(matches!(
+        s(lane + 1, 1, usize::MAX),
+        Err(Error::DeviceLimit { .. })
+    ));
+    assert!(s(MAX_LOOP_TRIPS as usize, 1, 1).is_ok());
+    assert!(matches!(
+        s(MAX_LOOP_TRIPS as usize + 1, 1, 1),
+        Err(Error::DeviceLimit { .. })
+    ));
+    assert!(matches!(
+        split_of(100, 1, 1, 64),
+        Err(Error::DeviceLimit { .. })
+    ));
 }
 
 #[cfg(test)]

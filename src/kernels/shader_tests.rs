@@ -200,6 +200,18 @@ fn row_sweeps_match_the_shaders() {
     }
 }
 
+/// Each row-wise loss's split rows (`Rows::splits`, which lets `RowPlan` run the split
+/// passes) are its shader's: exactly where it declares `ROW_SPLIT` true.
+#[test]
+fn row_splits_match_the_shaders() {
+    for def in crate::losses::REGISTRY {
+        if let crate::losses::Family::Rows(hooks) = def.family() {
+            let split = def.shader().1.contains("const ROW_SPLIT: bool = true;");
+            assert_eq!(hooks.splits(), split, "{}", def.name());
+        }
+    }
+}
+
 /// Every `#import` of every shader file names a file or a slot, and every file's own imports
 /// come before it in every composition (the order [`Kernel::files`] promises), with no file
 /// twice.

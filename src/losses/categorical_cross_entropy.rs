@@ -84,6 +84,10 @@ impl Rows for Def {
     fn main_job_cols(&self) -> usize {
         1000
     }
+    // The statistic Σ t ln p adds across segments as across lanes.
+    fn splits(&self) -> bool {
+        true
+    }
 }
 
 /// Categorical cross entropy on probabilities, reference for `shaders/categorical_cross_entropy.wgsl`.

@@ -124,6 +124,10 @@ impl Rows for Def {
     fn main_job_cols(&self) -> usize {
         32000
     }
+    // Both softmaxes' running statistics and d combine across segments as across lanes.
+    fn splits(&self) -> bool {
+        true
+    }
 }
 
 /// The builder of a distillation loss ([`Loss::Distill`]), from [`Loss::distill`].

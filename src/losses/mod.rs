@@ -664,4 +664,10 @@ pub(crate) trait Rows: Sync {
     fn sweeps(&self) -> u64 {
         1
     }
+    /// Whether its long rows may be split across workgroups
+    /// ([`crate::ContextOptions::split_rows`]): a shader with `ROW_SPLIT` (softmax cross
+    /// entropy; a test checks they agree). The default is no.
+    fn splits(&self) -> bool {
+        false
+    }
 }

@@ -207,6 +207,10 @@ impl Rows for Def {
     fn reference_lse(&self, loss: &Loss, x: &[f64]) -> Option<f64> {
         Some(reference::lse(x, f64::from(softcap(loss))))
     }
+    // The statistics (m, S − 1, d, tw) combine across segments as across lanes.
+    fn splits(&self) -> bool {
+        true
+    }
 }
 
 /// The builder of a softmax cross entropy ([`Loss::SoftmaxCrossEntropy`]), from [`Loss::softmax_cross_entropy`]: options set by name,

@@ -265,7 +265,12 @@ fn elementwise_losses_in_16_bits_match_the_reference() {
 #[test]
 #[cfg_attr(skip_gpu_tests, ignore)]
 fn row_losses_in_16_bits_match_the_reference() {
-    let ctx = ctx();
+    row_losses_in_16_bits(ctx());
+}
+
+/// [`row_losses_in_16_bits_match_the_reference`]'s cases on `ctx` (also run with split rows,
+/// tests/gpu/split.rs).
+pub fn row_losses_in_16_bits(ctx: &GpuContext) {
     let shapes: [&[usize]; 11] = [
         &[1, 1],
         &[3, 7],
@@ -331,7 +336,12 @@ fn each_storage(
 #[test]
 #[cfg_attr(skip_gpu_tests, ignore)]
 fn distill_and_jsd_in_16_bits_match_the_reference() {
-    let ctx = ctx();
+    distill_and_jsd_in_16_bits(ctx());
+}
+
+/// [`distill_and_jsd_in_16_bits_match_the_reference`]'s cases on `ctx` (also run with split
+/// rows, tests/gpu/split.rs).
+pub fn distill_and_jsd_in_16_bits(ctx: &GpuContext) {
     let losses = [
         Loss::distill().temperature(2.0).build().expect("distill"),
         Loss::jsd().beta(0.3).build().expect("jsd"),

@@ -35,6 +35,7 @@ mod rows;
 mod sharded;
 mod smooth_l1;
 mod softmax_cross_entropy;
+mod split;
 mod streaming;
 mod threads;
 mod upstream;

@@ -1180,7 +1180,12 @@ fn divisor_buffer_misuse_is_refused() {
 #[test]
 #[cfg_attr(skip_gpu_tests, ignore)]
 fn gradient_in_place_matches_out_of_place_bit_for_bit() {
-    let ctx = ctx();
+    in_place_matches_out_of_place(ctx());
+}
+
+/// [`gradient_in_place_matches_out_of_place_bit_for_bit`]'s cases on `ctx` (also run with
+/// split rows, tests/gpu/split.rs).
+pub fn in_place_matches_out_of_place(ctx: &GpuContext) {
     let sce = |ls: f32, z: f32, cap: f32| {
         Loss::softmax_cross_entropy()
             .label_smoothing(ls)

@@ -13,7 +13,7 @@ use crate::common::{
 /// `Mean`, `Sum` with a scalar upstream, `None` with an upstream array; for every kind, on
 /// `ctx`, with rows of `c` (`b` of them). Softmax with class targets also gets class weights,
 /// label smoothing and every seventh row ignored.
-fn run_all(ctx: &GpuContext, tag: &str, b: usize, c: usize) {
+pub fn run_all(ctx: &GpuContext, tag: &str, b: usize, c: usize) {
     for kind in ROW_KINDS {
         let name = format!("{tag}/{}/C={c}/B={b}", kind.name());
         let mut batch = kind.batch(&[b, c], seed_for(&name));

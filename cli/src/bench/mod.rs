@@ -120,6 +120,11 @@ pub struct BenchArgs {
     /// Forces the kernels' main-loop shape (`ContextOptions::unroll`); for tuning.
     #[arg(long, hide = true)]
     unroll: Option<bool>,
+    /// Splits the rows of softmax cross entropy, cce and distillation longer than this many
+    /// elements across workgroups (`ContextOptions::split_rows`; a number larger than any
+    /// row never splits); for tuning.
+    #[arg(long, hide = true)]
+    split_rows: Option<usize>,
 }
 
 /// A loss of the sweep with its options, and how the tables name it: its name, then each
@@ -679,6 +684,7 @@ pub(crate) fn execute(a: &BenchArgs, mut p: Prepared) -> Result<(), Failure> {
     let (repeats, points) = (p.repeats, std::mem::take(&mut p.points));
     let ctx = GpuContext::with_options(ContextOptions {
         unroll: a.unroll,
+        split_rows: a.split_rows,
         ..Default::default()
     })?;
     // A row must fit one storage binding of this adapter (known only now).
