@@ -19,6 +19,11 @@ struct LossParams {
 }
 #import common/log.wgsl
 
+// Whether γ = 2 (set by the host from the options, src/losses/focal.rs `switches`):
+// q^γ is then q · q and q^(γ−1) is q, without the `ln` and `exp` of the general power (half
+// of the element's transcendental functions). A constant, so neither form costs the other.
+override GAMMA_TWO: bool = false;
+
 // `weighted` (a · v, 0 where a is 0) is common/nan.wgsl's.
 
 fn loss_and_grad(i: u32, x: f32, t: f32) -> vec2<f32> {
@@ -33,11 +38,17 @@ fn loss_and_grad(i: u32, x: f32, t: f32) -> vec2<f32> {
     let q = t * pm + (1.0 - t) * p;
     let at = select(1.0, alpha * t + (1.0 - alpha) * (1.0 - t), alpha >= 0.0);
     let has_q = q > 0.0;
-    let m = select(select(0.0, exp_accurate(gamma * ln_f32(q)), has_q), 1.0, gamma == 0.0);
+    // m = q^γ and its quotient q^(γ−1) = m / q (used only where q > 0).
+    var m = q * q;
+    var m_over_q = q;
+    if (!GAMMA_TWO) {
+        m = select(select(0.0, exp_accurate(gamma * ln_f32(q)), has_q), 1.0, gamma == 0.0);
+        m_over_q = m / q;
+    }
     let p_minus_t = select(p - t, (1.0 - t) - pm, pos);
     let focus = select(
         0.0,
-        gamma * weighted(p * pm, ce) * (m / q) * (1.0 - 2.0 * t),
+        gamma * weighted(p * pm, ce) * m_over_q * (1.0 - 2.0 * t),
         has_q && gamma != 0.0,
     );
     return vec2<f32>(weighted(at * m, ce), at * (p_minus_t * m + focus));

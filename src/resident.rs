@@ -673,8 +673,9 @@ impl ResidentLoss {
     /// speed is bounded by (at the device's copy bandwidth): the prediction read once (the
     /// part of each row beyond what its lanes hold in registers, 16 elements a lane, read
     /// again for the gradient and for each further statistics sweep: 4096 elements held for
-    /// a row of 256 lanes on a GPU, 16 for a row of one lane on a software adapter), the
-    /// dense target read as often, class ids read twice (the class pre-pass and the loss
+    /// a row of 256 lanes on a GPU, 16 for a row of one lane on a software adapter; none for
+    /// a row split across workgroups, [`crate::ContextOptions::split_rows`]), the dense target
+    /// read as often, class ids read twice (the class pre-pass and the loss
     /// pass, 4 bytes each), and the gradient
     /// written once, at the spec's storage sizes, and each row's log-sum-exp where planned
     /// (4 bytes a row). Weights and the partial sums are left out.

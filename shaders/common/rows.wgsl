@@ -11,7 +11,8 @@
 // ROW_REGS of them in registers), the group combines them in a fixed-order tree in workgroup
 // memory, and each lane then writes its elements' gradient. A row of at most group · ROW_REGS
 // elements is read once; a longer row is read twice (statistics, then gradient; three times
-// with the second sweep below), never held in workgroup memory.
+// with the second sweep below), never held in workgroup memory. Long rows may instead be
+// split across workgroups (the split passes below).
 //
 // Imports the storage slots `<io>` (how p and dense t are stored: units of EPU elements per
 // 32-bit word), `<grad>` (how the gradient is stored) and `<preds>` (the prediction's binding:

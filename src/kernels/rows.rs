@@ -11,9 +11,9 @@
 //!   with a second statistics sweep, `jsd`), writes its gradient
 //!   and one partial sum of row losses per workgroup; or, for rows longer than
 //!   [`crate::ContextOptions::split_rows`] of a loss that allows it (softmax cross entropy,
-//!   cce, distill),
-//!   three dispatches of the same kernel that split each row across workgroups: segment
-//!   statistics, the rows finished one lane a row (losses and partial sums), the gradient;
+//!   cce, distill), three dispatches of the same kernel that split each row across
+//!   workgroups: segment statistics, the rows finished one lane a row (losses and partial
+//!   sums), the gradient;
 //! - one `reduce_partials` dispatch that adds the partials in a fixed order.
 //!
 //! No float atomics, so the same inputs give the same bits on the same device.
@@ -251,8 +251,8 @@ pub(crate) struct RowPlan {
     split: Option<Split>,
     /// Words of the split rows' segment statistics after the partial sums (0 unsplit).
     stats_words: u64,
-    /// The row dispatches of each chunk, in order: the row kernel, or the split rows'
-    /// statistics and gradient passes.
+    /// The row dispatches of each chunk, in order: the row kernel, or the split rows' three
+    /// passes ([`SPLIT_PASSES`]).
     row_pipes: Vec<Arc<KernelPipeline>>,
     count_pipe: Option<Arc<KernelPipeline>>,
     divisor_pipe: Option<Arc<KernelPipeline>>,

@@ -97,6 +97,14 @@ impl LossDef for Def {
     fn param_names(&self) -> &'static [&'static str] {
         &["alpha", "gamma"]
     }
+    fn switches(&self, loss: &Loss) -> &'static [(&'static str, bool)] {
+        // q^γ as q · q at torchvision's default γ = 2, without its `ln` and `exp`.
+        if options(loss).1 == 2.0 {
+            &[("GAMMA_TWO", true)]
+        } else {
+            &[("GAMMA_TWO", false)]
+        }
+    }
     fn synthetic(&self) -> Synthetic {
         Synthetic {
             pred: (-6.0, 6.0),

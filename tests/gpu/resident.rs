@@ -1538,7 +1538,8 @@ fn lse_buffer_misuse_is_refused() {
 
 /// `pass_bytes` counts what the planned kernels read and write: a row's lanes hold 16
 /// elements each, the rest of a longer row is read again for the gradient (and once more for
-/// jsd's second sweep), class ids 4 bytes each twice, the gradient once.
+/// jsd's second sweep), a split row twice whole, class ids 4 bytes each twice, the gradient
+/// once.
 #[test]
 #[cfg_attr(skip_gpu_tests, ignore)]
 fn pass_bytes_count_the_planned_reads() {
@@ -1575,7 +1576,18 @@ fn pass_bytes_count_the_planned_reads() {
         8 * (n + reread) + 4 * n
     );
     assert_eq!(
-        planned(&one_lane, &jsd, dense),
+        planned(&one_lane, &jsd, dense.clone()),
         8 * (n + 2 * reread) + 4 * n
     );
+    // Rows split across workgroups are read twice whole; jsd does not split.
+    let split = crate::common::make(
+        wgpu_loss::ContextOptions {
+            split_rows: Some(100),
+            row_elements_per_lane: Some(1 << 16),
+            ..Default::default()
+        },
+        "split rows",
+    );
+    assert_eq!(planned(&split, &sce, dense.clone()), 8 * 2 * n + 4 * n);
+    assert_eq!(planned(&split, &jsd, dense), 8 * (n + 2 * reread) + 4 * n);
 }
