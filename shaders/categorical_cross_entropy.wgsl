@@ -76,6 +76,10 @@ fn row_finish(s: Stats, row: RowCtx) -> RowOut {
     return RowOut(-s.x, vec4<f32>(0.0));
 }
 
+// An element's gradient needs nothing of its row (but the NaN rule, which the driver keeps):
+// a long row is read once, its gradient written as it is pushed (common/rows.wgsl).
+const ROW_GRAD_EARLY: bool = true;
+
 fn row_grad(r: RowOut, row: RowCtx, j: u32, p: f32, t: f32) -> f32 {
     return -t / keep_nan(p, select(p, 1e-12, p < 1e-12));
 }

@@ -134,6 +134,9 @@ fn row_finish(s: Stats, row: RowCtx) -> RowOut {
     return RowOut(-cos, vec4<f32>(s.inv.x / big_p, s.inv.y / big_t, c, 0.0));
 }
 
+// The gradient needs the finished row (common/rows.wgsl).
+const ROW_GRAD_EARLY: bool = false;
+
 fn row_grad(r: RowOut, row: RowCtx, j: u32, p: f32, t: f32) -> f32 {
     return r.k.x * (r.k.z * (p * r.k.x) - t * r.k.y);
 }

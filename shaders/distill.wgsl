@@ -123,6 +123,9 @@ fn row_finish(s: Stats, row: RowCtx) -> RowOut {
     return RowOut(t * t * kl, vec4<f32>(s.ma, 1.0 / big_sa, s.mb, 1.0 / big_sb));
 }
 
+// The gradient needs the finished row (common/rows.wgsl).
+const ROW_GRAD_EARLY: bool = false;
+
 // T (Q_j − P_j), each softmax as exp(v − m) / S (v − m exact near the maximum).
 fn row_grad(r: RowOut, row: RowCtx, j: u32, x: f32, t: f32) -> f32 {
     let q = exp(x * params.loss.inv_t - r.k.z) * r.k.w;

@@ -165,6 +165,9 @@ fn row_second_finish(out: RowOut, s: Second, row: RowCtx) -> RowOut {
     return RowOut(beta * s.x + (1.0 - beta) * s.y, k);
 }
 
+// The gradient needs the finished row (common/rows.wgsl).
+const ROW_GRAD_EARLY: bool = false;
+
 fn row_grad(r: RowOut, row: RowCtx, j: u32, x: f32, t: f32) -> f32 {
     let inv = params.loss.inv_t;
     let b = x * inv;

@@ -189,6 +189,9 @@ fn grad_of(r: RowOut, row: RowCtx, j: u32, x: f32, t: f32) -> f32 {
     return (r.k.y + r.k.z) * e - dense_weight(j, t);
 }
 
+// The gradient needs the finished row (common/rows.wgsl).
+const ROW_GRAD_EARLY: bool = false;
+
 // With a cap, that of y times ∂y/∂x; without, the uncapped path alone (a uniform branch: the
 // cap's work, and a select over both forms, cost the plain kernel 1.4× on llvmpipe).
 fn row_grad(r: RowOut, row: RowCtx, j: u32, logit: f32, t: f32) -> f32 {

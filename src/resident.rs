@@ -674,7 +674,8 @@ impl ResidentLoss {
     /// part of each row beyond what its lanes hold in registers, 16 elements a lane, read
     /// again for the gradient and for each further statistics sweep: 4096 elements held for
     /// a row of 256 lanes on a GPU, 16 for a row of one lane on a software adapter; none for
-    /// a row split across workgroups, [`crate::ContextOptions::split_rows`]), the dense target
+    /// a row split across workgroups, [`crate::ContextOptions::split_rows`]; not again for
+    /// the gradient of categorical cross entropy, written in the first sweep), the dense target
     /// read as often, class ids read twice (the class pre-pass and the loss
     /// pass, 4 bytes each), and the gradient
     /// written once, at the spec's storage sizes, and each row's log-sum-exp where planned
@@ -689,7 +690,11 @@ impl ResidentLoss {
         };
         let reread = match (&self.plan, crate::losses::def(&self.loss).family()) {
             (Plan::Rows(p), crate::losses::Family::Rows(hooks)) => {
-                hooks.sweeps() * (self.rows * self.cols.saturating_sub(p.held_elements())) as u64
+                // Each further statistics sweep, and the gradient's unless it is written
+                // early (in the first sweep) or not at all.
+                let grad_sweep = u64::from(self.spec.want_grad && !hooks.grad_early());
+                let sweeps = hooks.sweeps() - 1 + grad_sweep;
+                sweeps * (self.rows * self.cols.saturating_sub(p.held_elements())) as u64
             }
             _ => 0,
         };

@@ -11,7 +11,8 @@
 // ROW_REGS of them in registers), the group combines them in a fixed-order tree in workgroup
 // memory, and each lane then writes its elements' gradient. A row of at most group · ROW_REGS
 // elements is read once; a longer row is read twice (statistics, then gradient; three times
-// with the second sweep below), never held in workgroup memory. Long rows may instead be
+// with the second sweep below; once where the loss's gradient is written early, below), never
+// held in workgroup memory. Long rows may instead be
 // split across workgroups (the split passes below).
 //
 // Imports the storage slots `<io>` (how p and dense t are stored: units of EPU elements per
@@ -35,6 +36,11 @@
 //                                       // elements starts from (s: the lane's so far)
 //     fn row_finish(s: Stats, row: RowCtx) -> RowOut                // ℓ_r and coefficients
 //     fn row_grad(r: RowOut, row: RowCtx, j: u32, x: f32, t: f32) -> f32  // ∂ℓ_r/∂x_rj
+//     const ROW_GRAD_EARLY: bool  // row_grad needs nothing of the finished row (it ignores
+//                                 // r; categorical_cross_entropy.wgsl): each streamed element's
+//                                 // gradient is then written as it is pushed, so a long row is
+//                                 // read once, and only a row whose loss turns out NaN is
+//                                 // read again, to be written NaN (the rule of scaled_grad)
 // and a second statistics sweep, for a loss whose sums need the first sweep's finished
 // statistics (jsd.wgsl: Σ_j P_j ln(P_j/M_j) needs the row's maxima and sums):
 //     const ROW_SECOND: bool  // whether the second sweep runs (false: common/rows_single.wgsl
@@ -324,13 +330,32 @@ fn row_at(r: u32) -> RowAt {
     return RowAt(row, live, skip, idle, lse, lead, row.start / EPU, (lead + cols + EPU - 1u) / EPU);
 }
 
+// Whether the gradient of row r's streamed elements is written as they are pushed
+// (ROW_GRAD_EARLY, a constant: false compiles the writes away).
+fn grad_early(a: RowAt) -> bool {
+    return ROW_GRAD_EARLY && a.live && (params.flags & FLAG_WRITE_GRAD) != 0u;
+}
+
+// Pushes one streamed unit (word w, its first element the row's `at` from its first word),
+// and with `early` writes its gradient too (scale: grad_scale's; grad_unit makes a skipped
+// row's 0), while it is in registers.
+fn push_streamed(s: Stats, a: RowAt, w: u32, at: u32, x: Unit, t: Unit, early: bool, scale: f32) -> Stats {
+    if (early) {
+        grad_unit(RowOut(0.0, vec4<f32>(0.0)), a.row, w, at, a.lead, x, t, scale, a.skip);
+    }
+    return push_unit(s, a.row, at, a.lead, x, t, false);
+}
+
 // Pushes the row's units q, q + step, ... below `end` from memory, in spans of ROW_BLOCK
 // blocks of ROW_BLOCK units per lane (with UNROLL, four units per trip with their loads issued
 // together); trips ≤ (end − q) / step ≤ 16 384 in all (checked by the host), at most
-// ROW_BLOCK of them per block and per span.
-fn push_stream(s0: Stats, a: RowAt, q0: u32, end: u32, step: u32) -> Stats {
+// ROW_BLOCK of them per block and per span. With grad_early, each unit's gradient is written
+// as it is pushed (push_streamed), with `scale`.
+fn push_stream(s0: Stats, a: RowAt, q0: u32, end: u32, step: u32, scale: f32) -> Stats {
     var s = s0;
     var q = q0;
+    let early = grad_early(a);
+    let w0 = a.w0;
     for (; !a.idle && q < end;) {
         let span_end = min(end, q + ROW_BLOCK * ROW_BLOCK * step);
         var sp = row_block(s);
@@ -338,14 +363,14 @@ fn push_stream(s0: Stats, a: RowAt, q0: u32, end: u32, step: u32) -> Stats {
             let block_end = min(span_end, q + ROW_BLOCK * step);
             var b = row_block(s);
             for (; UNROLL && q + 3u * step < block_end; q = q + 4u * step) {
-                let u = load_quad(a.w0 + q, step);
-                b = push_unit(b, a.row, q * EPU, a.lead, u.x[0], u.t[0], false);
-                b = push_unit(b, a.row, (q + step) * EPU, a.lead, u.x[1], u.t[1], false);
-                b = push_unit(b, a.row, (q + 2u * step) * EPU, a.lead, u.x[2], u.t[2], false);
-                b = push_unit(b, a.row, (q + 3u * step) * EPU, a.lead, u.x[3], u.t[3], false);
+                let u = load_quad(w0 + q, step);
+                b = push_streamed(b, a, w0 + q, q * EPU, u.x[0], u.t[0], early, scale);
+                b = push_streamed(b, a, w0 + q + step, (q + step) * EPU, u.x[1], u.t[1], early, scale);
+                b = push_streamed(b, a, w0 + q + 2u * step, (q + 2u * step) * EPU, u.x[2], u.t[2], early, scale);
+                b = push_streamed(b, a, w0 + q + 3u * step, (q + 3u * step) * EPU, u.x[3], u.t[3], early, scale);
             }
             for (; q < block_end; q = q + step) {
-                b = push_unit(b, a.row, q * EPU, a.lead, unpack_unit(preds[a.w0 + q]), target_unit(a.w0 + q), false);
+                b = push_streamed(b, a, w0 + q, q * EPU, unpack_unit(preds[w0 + q]), target_unit(w0 + q), early, scale);
             }
             sp = row_combine(sp, b);
         }
@@ -427,7 +452,8 @@ fn grad_stream(out: RowOut, a: RowAt, q0: u32, end: u32, step: u32, scale: f32) 
 // - SPLIT_GRAD: workgroup w again takes segment k of its rows and writes their gradient from
 //   the RowOut. A gradient written in place over the logits is then safe: every row's finish
 //   (which may read its logits: softmax's target logit) is done before the first gradient
-//   word is written.
+//   word is written. With ROW_GRAD_EARLY the statistics pass writes the gradient (the loss's
+//   finish reads nothing of the row) and this pass only a NaN row's again.
 override SPLIT_STATS: bool = false;
 override SPLIT_FINISH: bool = false;
 override SPLIT_GRAD: bool = false;
@@ -480,7 +506,11 @@ fn split_stats(lane: Lane, w: u32, workgroups: u32) {
         let kr = segment_of(w, workgroups, it);
         let a = row_at(kr.y);
         let span = segment_units(kr.x, a.units);
-        var s = push_stream(row_identity(), a, span.x + lane.index, span.y, WG);
+        var scale = 0.0;
+        if (grad_early(a)) {
+            scale = grad_scale(kr.y);
+        }
+        var s = push_stream(row_identity(), a, span.x + lane.index, span.y, WG, scale);
         s = group_stats(s, lane.index, lane.index, WG);
         if (a.live && lane.index == 0u) {
             store_stats(segment_stats_at(kr.y, kr.x), s);
@@ -533,8 +563,12 @@ fn split_grad(lane: Lane, w: u32, workgroups: u32) {
         if (a.live && (params.flags & FLAG_WRITE_GRAD) != 0u) {
             let at = row_out_at(kr.y);
             let out = RowOut(partials[at], vec4<f32>(partials[at + 1u], partials[at + 2u], partials[at + 3u], partials[at + 4u]));
-            let span = segment_units(kr.x, a.units);
-            grad_stream(out, a, span.x + lane.index, span.y, WG, grad_scale(kr.y));
+            // With ROW_GRAD_EARLY the statistics pass wrote the gradient: only a NaN row's
+            // is written again.
+            if (!ROW_GRAD_EARLY || is_nan(out.loss)) {
+                let span = segment_units(kr.x, a.units);
+                grad_stream(out, a, span.x + lane.index, span.y, WG, grad_scale(kr.y));
+            }
         }
     }
 }
@@ -611,8 +645,12 @@ fn main(lane: Lane, @builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgrou
                 s = push_unit(s, row, q * EPU, lead, xs[k], ts[k], true);
             }
         }
-        // The rest of a long row, from memory.
-        s = push_stream(s, a, lig + UNIT_REGS * group, units, group);
+        // The rest of a long row, from memory (with ROW_GRAD_EARLY its gradient too).
+        var early_scale = 0.0;
+        if (grad_early(a)) {
+            early_scale = grad_scale(r);
+        }
+        s = push_stream(s, a, lig + UNIT_REGS * group, units, group, early_scale);
 
         // Combine the group's statistics.
         if (group > 1u) {
@@ -687,8 +725,10 @@ fn main(lane: Lane, @builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgrou
                     grad_unit(out, row, w0 + q, q * EPU, lead, xs[k], ts[k], scale, skip);
                 }
             }
-            // The rest, from memory.
-            grad_stream(out, a, lig + UNIT_REGS * group, units, group, scale);
+            // The rest, from memory: with ROW_GRAD_EARLY already written, but for a NaN row.
+            if (!ROW_GRAD_EARLY || is_nan(out.loss)) {
+                grad_stream(out, a, lig + UNIT_REGS * group, units, group, scale);
+            }
         }
         if (a.live && lig == 0u) {
             if ((params.flags & FLAG_WRITE_LOSSES) != 0u) {

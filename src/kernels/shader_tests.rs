@@ -212,6 +212,26 @@ fn row_splits_match_the_shaders() {
     }
 }
 
+/// Each row-wise loss's early gradient (`Rows::grad_early`, counted by
+/// `ResidentLoss::pass_bytes`) is its shader's: exactly where it declares `ROW_GRAD_EARLY`
+/// true, and every row-wise shader declares it.
+#[test]
+fn row_early_gradients_match_the_shaders() {
+    for def in crate::losses::REGISTRY {
+        if let crate::losses::Family::Rows(hooks) = def.family() {
+            let text = def.shader().1;
+            let early = text.contains("const ROW_GRAD_EARLY: bool = true;");
+            let late = text.contains("const ROW_GRAD_EARLY: bool = false;");
+            assert!(
+                early != late,
+                "{} must declare ROW_GRAD_EARLY once",
+                def.name()
+            );
+            assert_eq!(hooks.grad_early(), early, "{}", def.name());
+        }
+    }
+}
+
 /// Every `#import` of every shader file names a file or a slot, and every file's own imports
 /// come before it in every composition (the order [`Kernel::files`] promises), with no file
 /// twice.

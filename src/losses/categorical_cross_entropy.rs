@@ -88,6 +88,10 @@ impl Rows for Def {
     fn splits(&self) -> bool {
         true
     }
+    // ∂ℓ_r/∂p_j = −t_j / max(p_j, 1e-12) is the element's alone.
+    fn grad_early(&self) -> bool {
+        true
+    }
 }
 
 /// Categorical cross entropy on probabilities, reference for `shaders/categorical_cross_entropy.wgsl`.

@@ -670,4 +670,11 @@ pub(crate) trait Rows: Sync {
     fn splits(&self) -> bool {
         false
     }
+    /// Whether an element's gradient needs nothing of its finished row, so that the kernel
+    /// writes it in the statistics sweep and a long row is read once (a row whose loss is
+    /// NaN is read again, to be written NaN): a shader with `ROW_GRAD_EARLY` (categorical
+    /// cross entropy; a test checks they agree). The default is no.
+    fn grad_early(&self) -> bool {
+        false
+    }
 }

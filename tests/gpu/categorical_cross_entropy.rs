@@ -156,6 +156,50 @@ fn nan_is_not_a_domain_error() {
     assert!(out.value.unwrap().is_nan());
 }
 
+/// The gradient of a long row's streamed elements is written as they are pushed
+/// (`ROW_GRAD_EARLY`), so a NaN found late in a row must still make the whole row NaN,
+/// the elements already written included: NaN in a held element (column 0), in the first
+/// streamed one and in the last, in the prediction or the target, in rows of one lane
+/// (C = 1000, 1001) and of several (C = 5000 in vec4 units, 5001 in words), every reduction
+/// (`check_args` compares every other row with the reference).
+#[test]
+#[cfg_attr(skip_gpu_tests, ignore)]
+fn nan_late_in_a_long_row_poisons_the_written_gradient() {
+    nan_late_in_long_rows(ctx(), "");
+}
+
+/// The cases of `nan_late_in_a_long_row_poisons_the_written_gradient` on `ctx` (split rows
+/// too: `split.rs`).
+pub fn nan_late_in_long_rows(ctx: &wgpu_loss::GpuContext, name: &str) {
+    let (b, bad) = (5usize, 3usize);
+    for c in [1000usize, 1001, 5000, 5001] {
+        let lanes = ctx.row_lanes(c) as usize;
+        for col in [0usize, 16 * lanes, c - 1] {
+            for in_target in [false, true] {
+                let what = format!("cce/nan late{name}/C={c}/col {col}/target={in_target}");
+                let mut p = prob_rows(&[b, c], seed_for(&format!("{what}/p")));
+                let mut t = prob_rows(&[b, c], seed_for(&format!("{what}/t")));
+                if in_target {
+                    t[[bad, col]] = f32::NAN;
+                } else {
+                    p[[bad, col]] = f32::NAN;
+                }
+                for reduction in REDUCTIONS {
+                    let what = format!("{what}/{}", reduction.name());
+                    let args = LossArgs::new(p.view(), t.view()).reduction(reduction);
+                    let out = check_args(ctx, &CCE, &args, &what);
+                    let grad = out.grad.unwrap();
+                    for r in 0..b {
+                        let row = grad.index_axis(ndarray::Axis(0), r);
+                        let nans = row.iter().filter(|g| g.is_nan()).count();
+                        assert_eq!(nans, if r == bad { c } else { 0 }, "{what}: row {r}");
+                    }
+                }
+            }
+        }
+    }
+}
+
 /// A dense target of another shape, and class indices (softmax cross entropy only).
 #[test]
 #[cfg_attr(skip_gpu_tests, ignore)]

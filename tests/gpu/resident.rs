@@ -1228,6 +1228,12 @@ pub fn in_place_matches_out_of_place(ctx: &GpuContext) {
             ResidentSpec::new(&[11, 33]),
         ),
         (Loss::CategoricalCrossEntropy, ResidentSpec::new(&[6, 50])),
+        // Long rows, whose gradient is written as they are streamed.
+        (Loss::CategoricalCrossEntropy, ResidentSpec::new(&[3, 5001])),
+        (
+            Loss::CategoricalCrossEntropy,
+            ResidentSpec::new(&[4, 4100]).reduction(Reduction::None),
+        ),
     ];
     for &dt in &dtypes {
         cases.push((
@@ -1237,6 +1243,10 @@ pub fn in_place_matches_out_of_place(ctx: &GpuContext) {
                 .classes(ClassType::I64),
         ));
         cases.push((sce(0.0, 0.0, 5.0), ResidentSpec::new(&[4, 258]).dtype(dt)));
+        cases.push((
+            Loss::CategoricalCrossEntropy,
+            ResidentSpec::new(&[3, 1002]).dtype(dt),
+        ));
     }
     for (loss, spec) in cases {
         let (b, c) = (spec.shape[0], spec.shape[1]);
@@ -1537,8 +1547,9 @@ fn lse_buffer_misuse_is_refused() {
 }
 
 /// `pass_bytes` counts what the planned kernels read and write: a row's lanes hold 16
-/// elements each, the rest of a longer row is read again for the gradient (and once more for
-/// jsd's second sweep), a split row twice whole, class ids 4 bytes each twice, the gradient
+/// elements each, the rest of a longer row is read again for the gradient (but not for
+/// categorical cross entropy's, written in the first sweep; and once more for jsd's second
+/// sweep), a split row twice whole (cce's once), class ids 4 bytes each twice, the gradient
 /// once.
 #[test]
 #[cfg_attr(skip_gpu_tests, ignore)]
@@ -1579,6 +1590,15 @@ fn pass_bytes_count_the_planned_reads() {
         planned(&one_lane, &jsd, dense.clone()),
         8 * (n + 2 * reread) + 4 * n
     );
+    // Categorical cross entropy writes its gradient in the first sweep: read once.
+    let cce = Loss::CategoricalCrossEntropy;
+    assert_eq!(planned(&one_lane, &cce, dense.clone()), 8 * n + 4 * n);
+    // Without a gradient only the further statistics sweeps read again.
+    assert_eq!(planned(&one_lane, &sce, dense.clone().loss_only()), 8 * n);
+    assert_eq!(
+        planned(&one_lane, &jsd, dense.clone().loss_only()),
+        8 * (n + reread)
+    );
     // Rows split across workgroups are read twice whole; jsd does not split.
     let split = crate::common::make(
         wgpu_loss::ContextOptions {
@@ -1589,5 +1609,6 @@ fn pass_bytes_count_the_planned_reads() {
         "split rows",
     );
     assert_eq!(planned(&split, &sce, dense.clone()), 8 * 2 * n + 4 * n);
+    assert_eq!(planned(&split, &cce, dense.clone()), 8 * n + 4 * n);
     assert_eq!(planned(&split, &jsd, dense), 8 * (n + 2 * reread) + 4 * n);
 }

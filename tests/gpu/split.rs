@@ -191,6 +191,18 @@ fn split_rows_of_infinite_and_nan_logits() {
     }
 }
 
+/// Categorical cross entropy's statistics pass writes the gradient of split rows: a NaN in
+/// any segment (the first, its second, the last) must still make the whole row NaN.
+#[test]
+#[cfg_attr(skip_gpu_tests, ignore)]
+fn split_cce_rows_with_a_late_nan() {
+    for unrolled in [false, true] {
+        let ctx = split_ctx(300, unrolled, None);
+        let name = format!("/split 300/unrolled={unrolled}");
+        crate::categorical_cross_entropy::nan_late_in_long_rows(&ctx, &name);
+    }
+}
+
 /// The resident API's gradient written in place over split rows is bit for bit the one a
 /// separate buffer receives (every row finished before any gradient word is written), for
 /// every case of the unsplit test: 16-bit storage included.
