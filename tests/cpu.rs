@@ -822,6 +822,64 @@ fn softmax_options() {
     }
 }
 
+/// Every tail length: rows of 2 to 130 elements (the tail after the last whole chunk of 64 is
+/// swept 16 elements at a time in softmax cross entropy, padded with −∞), with the target class at the row's last element and at its first, a row of zeros
+/// (every element a tie at the maximum 0, which the padding must not join), the maximum twice in
+/// the tail, and −∞ logits in it; class weights and label smoothing (the masked sums of d and
+/// tw), probability targets, cosine proximity. Per-row losses and gradients against the
+/// reference, at the matrix's tolerances. (C = 1 is in the matrix; with class weights and
+/// smoothing its gradient is exactly 0 in the reference and about 1e-11 here, from the f32 weight
+/// terms, below any tolerance scaled by that gradient.)
+#[test]
+fn row_tails_of_every_length() {
+    const B: usize = 6;
+    for c in 2..=130usize {
+        let what = format!("tails/C={c}");
+        let mut x = logits(&[B, c], seed_for(&format!("{what}/x")));
+        x.index_axis_mut(Axis(0), 2).fill(0.0);
+        let last = c - 1;
+        x[[3, last]] = 9.0;
+        x[[3, last / 2 + last / 4]] = 9.0;
+        x[[4, last - 1]] = f32::NEG_INFINITY;
+        let mut k = class_rows(&[B], c, seed_for(&format!("{what}/k")));
+        k[0] = last as i64;
+        k[1] = 0;
+        k[3] = last as i64;
+        let t = prob_rows(&[B, c], seed_for(&format!("{what}/t")));
+        let w = synthetic::uniform(&[c], 0.0, 3.0, seed_for(&format!("{what}/w")));
+        for loss in [sce(0.0, 0.0, -100), sce(0.1, 0.0, -100)] {
+            for weighted in [false, true] {
+                let tag = format!("{what}/{loss:?}/w {weighted}");
+                let wv = weighted.then(|| w.view());
+                let with_w = |a| with_options(a, Reduction::None, wv.clone());
+                check(
+                    &loss,
+                    &with_w(LossArgs::new(x.view(), k.view())),
+                    &format!("{tag}/i64"),
+                );
+                check(
+                    &loss,
+                    &with_w(LossArgs::new(x.view(), t.view())),
+                    &format!("{tag}/probs"),
+                );
+            }
+        }
+        let cosine = Loss::cosine_proximity().build().unwrap();
+        let (p, q) = (
+            synthetic::uniform(&[B, c], -3.0, 3.0, seed_for(&format!("{what}/p"))),
+            synthetic::uniform(&[B, c], -3.0, 3.0, seed_for(&format!("{what}/q"))),
+        );
+        for reduction in [Reduction::None, Reduction::Mean] {
+            let tag = format!("{what}/cosine/{}", reduction.name());
+            check(
+                &cosine,
+                &LossArgs::new(p.view(), q.view()).reduction(reduction),
+                &tag,
+            );
+        }
+    }
+}
+
 /// Upstream scalars and arrays (shaped like the rows) and loss-only mode, every kind.
 #[test]
 fn rows_upstream_and_loss_only() {

@@ -421,6 +421,16 @@ fn grad_scale(r: u32) -> f32 {
     return scale;
 }
 
+// The scale push_stream writes row r's early gradient with: grad_scale's where grad_early,
+// else 0 (unused).
+fn early_scale(a: RowAt, r: u32) -> f32 {
+    var scale = 0.0;
+    if (grad_early(a)) {
+        scale = grad_scale(r);
+    }
+    return scale;
+}
+
 // Writes the gradient of the row's units q, q + step, ... below `end`, read from memory
 // (with UNROLL four units per trip, as push_stream).
 fn grad_stream(out: RowOut, a: RowAt, q0: u32, end: u32, step: u32, scale: f32) {
@@ -506,11 +516,7 @@ fn split_stats(lane: Lane, w: u32, workgroups: u32) {
         let kr = segment_of(w, workgroups, it);
         let a = row_at(kr.y);
         let span = segment_units(kr.x, a.units);
-        var scale = 0.0;
-        if (grad_early(a)) {
-            scale = grad_scale(kr.y);
-        }
-        var s = push_stream(row_identity(), a, span.x + lane.index, span.y, WG, scale);
+        var s = push_stream(row_identity(), a, span.x + lane.index, span.y, WG, early_scale(a, kr.y));
         s = group_stats(s, lane.index, lane.index, WG);
         if (a.live && lane.index == 0u) {
             store_stats(segment_stats_at(kr.y, kr.x), s);
@@ -646,11 +652,7 @@ fn main(lane: Lane, @builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgrou
             }
         }
         // The rest of a long row, from memory (with ROW_GRAD_EARLY its gradient too).
-        var early_scale = 0.0;
-        if (grad_early(a)) {
-            early_scale = grad_scale(r);
-        }
-        s = push_stream(s, a, lig + UNIT_REGS * group, units, group, early_scale);
+        s = push_stream(s, a, lig + UNIT_REGS * group, units, group, early_scale(a, r));
 
         // Combine the group's statistics.
         if (group > 1u) {

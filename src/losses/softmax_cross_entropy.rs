@@ -483,9 +483,9 @@ pub mod reference {
 /// Softmax cross entropy from logits (PyTorch `cross_entropy`), the fast CPU counterpart of [`reference`]; the formulation of
 /// `shaders/softmax_cross_entropy.wgsl`.
 pub(crate) mod cpu {
-    use crate::simd::math::{exp, ln_1p_f64, softcap};
+    use crate::simd::math::{exp_below_hi, ln_1p_f64, softcap};
     use crate::simd::rows::{Row, RowKernel};
-    use crate::simd::{Acc, CHUNK, chunk, chunk_mut, max, padded, shift, shift64};
+    use crate::simd::{Acc, CHUNK, LANES, chunk, chunk_mut, lanes, lanes_mut, max, padded, shift, shift64};
 
     /// Softmax cross entropy's row kernel: options and class weights of one call.
     ///
@@ -532,6 +532,11 @@ pub(crate) mod cpu {
     /// Probability targets: `wt_j = w_j ((1 − ε) t_j + ε/C)`.
     const PROBS: u8 = 2;
 
+    /// The elements of a row's tail swept at a time ([`Softmax::sums`]): two lane groups. (One
+    /// alone, 8 elements, is unrolled by LLVM and then not vectorised: twice the
+    /// instructions of a whole padded chunk.)
+    const TAIL: usize = 2 * LANES;
+
     impl<'a> Softmax<'a> {
         /// The kernel for rows of `c` classes, class weights `w` (`[C]`), class-index targets
         /// or not, label smoothing ε and z-loss λ.
@@ -572,6 +577,60 @@ pub(crate) mod cpu {
             }
         }
 
+        /// Sweep 2's work on `N` elements (a chunk, or [`TAIL`] of a row's tail) of logits
+        /// `xc`, targets `tc` and class weights `wc`, the row maximum `m`: `e_j = exp(x_j − m)`
+        /// into `e`, the terms of `S − 1` into `r` (0 for the ties at the maximum, which are
+        /// counted and returned), those of `d` and `tw` into `d` and `tw` (where `KIND` has
+        /// them).
+        #[allow(clippy::too_many_arguments)]
+        #[inline(always)]
+        fn sums<const W: bool, const KIND: u8, const N: usize>(
+            &self,
+            xc: &[f32; N],
+            tc: &[f32; N],
+            wc: &[f32; N],
+            m: f32,
+            e: &mut [f32; N],
+            r: &mut [f32; N],
+            d: &mut [f32; N],
+            tw: &mut [f32; N],
+        ) -> u32 {
+            let mut ties = 0u32;
+            for i in 0..N {
+                let v = xc[i] - m;
+                let ei = exp_below_hi(v);
+                e[i] = ei;
+                r[i] = if v == 0.0 { 0.0 } else { ei };
+                ties += u32::from(v == 0.0);
+                if KIND != NONE {
+                    let wt = self.dense::<W, KIND>(wc[i], tc[i]);
+                    d[i] = shift(wt, v);
+                    tw[i] = wt;
+                }
+            }
+            ties
+        }
+
+        /// Sweep 3's work on `N` elements: `e_j` in `g` turned into `k e_j − f wt_j`, with
+        /// `k = f A/S` (the target class's entry is written apart).
+        #[inline(always)]
+        fn grads<const W: bool, const KIND: u8, const N: usize>(
+            &self,
+            k: f32,
+            f: f32,
+            tc: &[f32; N],
+            wc: &[f32; N],
+            g: &mut [f32; N],
+        ) {
+            for i in 0..N {
+                g[i] = if KIND == NONE {
+                    k * g[i]
+                } else {
+                    k * g[i] - f * self.dense::<W, KIND>(wc[i], tc[i])
+                };
+            }
+        }
+
         /// The row's loss and log-sum-exp, its gradient into `grad` (`G`).
         #[inline(always)]
         fn pass<const W: bool, const KIND: u8, const G: bool>(
@@ -602,20 +661,9 @@ pub(crate) mod cpu {
             );
             let mut ties = 0u32;
             for a in (0..whole).step_by(CHUNK) {
-                let (xc, tc, wc) = (chunk(x, a), chunk(t, a), chunk(w, a));
                 let ec = if G { chunk_mut(grad, a) } else { &mut e_buf };
-                for i in 0..CHUNK {
-                    let v = xc[i] - m;
-                    let e = exp(v);
-                    ec[i] = e;
-                    r_buf[i] = if v == 0.0 { 0.0 } else { e };
-                    ties += u32::from(v == 0.0);
-                    if KIND != NONE {
-                        let wt = self.dense::<W, KIND>(wc[i], tc[i]);
-                        d_buf[i] = shift(wt, v);
-                        tw_buf[i] = wt;
-                    }
-                }
+                let (xc, tc, wc) = (chunk(x, a), chunk(t, a), chunk(w, a));
+                ties += self.sums::<W, KIND, CHUNK>(xc, tc, wc, m, ec, &mut r_buf, &mut d_buf, &mut tw_buf);
                 s_acc.add_chunk(&r_buf);
                 if KIND != NONE {
                     d_acc.add_chunk(&d_buf);
@@ -624,35 +672,38 @@ pub(crate) mod cpu {
                     tw_acc.add_chunk(&tw_buf);
                 }
             }
-            if whole < c {
-                // The tail in a padded chunk (simd::padded), its first n results kept.
-                let n = c - whole;
-                let (xc, tc, wc) = (
-                    padded(&x[whole..], 0.0),
-                    padded(&t[whole..], 0.0),
-                    padded(&w[whole..], 0.0),
-                );
-                for i in 0..CHUNK {
-                    let v = xc[i] - m;
-                    let e = exp(v);
-                    e_buf[i] = e;
-                    r_buf[i] = if v == 0.0 { 0.0 } else { e };
-                    ties += u32::from((i < n) & (v == 0.0));
-                    if KIND != NONE {
-                        let wt = self.dense::<W, KIND>(wc[i], tc[i]);
-                        d_buf[i] = shift(wt, v);
-                        tw_buf[i] = wt;
-                    }
+            // The tail in a padded chunk (simd::padded), TAIL elements at a time as far as its
+            // n elements reach, the rest of the chunk's S terms 0: the same bits as a whole
+            // padded chunk with its padding's terms replaced by 0 (d's and tw's are, by
+            // add_first). The logits' padding is −∞, whose e is 0 and never a tie, so S needs no
+            // mask (where the maximum is −∞ too, the row's own e are NaN already). The tail's e
+            // stay in e_buf for sweep 3.
+            let n = c - whole;
+            let (x_pad, t_pad, w_pad) = (
+                padded(&x[whole..], f32::NEG_INFINITY),
+                padded(&t[whole..], 0.0),
+                padded(&w[whole..], 0.0),
+            );
+            if n > 0 {
+                r_buf = [0.0f32; CHUNK];
+                for g in (0..n).step_by(TAIL) {
+                    ties += self.sums::<W, KIND, TAIL>(
+                        lanes(&x_pad, g),
+                        lanes(&t_pad, g),
+                        lanes(&w_pad, g),
+                        m,
+                        lanes_mut(&mut e_buf, g),
+                        lanes_mut(&mut r_buf, g),
+                        lanes_mut(&mut d_buf, g),
+                        lanes_mut(&mut tw_buf, g),
+                    );
                 }
-                s_acc.add_first(&r_buf, n);
+                s_acc.add_chunk(&r_buf);
                 if KIND != NONE {
                     d_acc.add_first(&d_buf, n);
                 }
                 if KIND == PROBS {
                     tw_acc.add_first(&tw_buf, n);
-                }
-                if G {
-                    grad[whole..].copy_from_slice(&e_buf[..n]);
                 }
             }
 
@@ -700,25 +751,19 @@ pub(crate) mod cpu {
             if G {
                 let f = row.f;
                 // e_c, before sweep 3 turns it into the target's gradient.
-                let e_cls = row.cls.map(|cls| f64::from(grad[cls]));
+                let e_cls = row
+                    .cls
+                    .map(|cls| f64::from(if cls < whole { grad[cls] } else { e_buf[cls - whole] }));
                 let k = (f64::from(f) * big_a / s) as f32;
                 for a in (0..whole).step_by(CHUNK) {
-                    let (tc, wc) = (chunk(t, a), chunk(w, a));
-                    let gc = chunk_mut(grad, a);
-                    for i in 0..CHUNK {
-                        gc[i] = if KIND == NONE {
-                            k * gc[i]
-                        } else {
-                            k * gc[i] - f * self.dense::<W, KIND>(wc[i], tc[i])
-                        };
-                    }
+                    self.grads::<W, KIND, CHUNK>(k, f, chunk(t, a), chunk(w, a), chunk_mut(grad, a));
                 }
-                for j in whole..c {
-                    grad[j] = if KIND == NONE {
-                        k * grad[j]
-                    } else {
-                        k * grad[j] - f * self.dense::<W, KIND>(w[j], t[j])
-                    };
+                if n > 0 {
+                    for g in (0..n).step_by(TAIL) {
+                        let ec = lanes_mut(&mut e_buf, g);
+                        self.grads::<W, KIND, TAIL>(k, f, lanes(&t_pad, g), lanes(&w_pad, g), ec);
+                    }
+                    grad[whole..].copy_from_slice(&e_buf[..n]);
                 }
                 if let (Some(cls), Some(e)) = (row.cls, e_cls) {
                     // f ((A − wc) e_c/S − wc ((1 − e_c) + (S − 1))/S − wt_c): wc (e_c/S − 1) without

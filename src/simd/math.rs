@@ -34,7 +34,19 @@ const EXP_HI: f32 = 88.376_26;
 #[inline(always)]
 pub(crate) fn exp(x: f32) -> f32 {
     // NaN passes through the clamp.
-    let xc = x.clamp(EXP_LO, EXP_HI);
+    let e = exp_reduced(x.clamp(EXP_LO, EXP_HI));
+    if x < EXP_LO {
+        0.0
+    } else if x > EXP_HI {
+        f32::INFINITY
+    } else {
+        e
+    }
+}
+
+/// `e^x` for `EXP_LO ≤ x ≤ EXP_HI` (or NaN), [`exp`]'s range reduction and polynomial.
+#[inline(always)]
+fn exp_reduced(xc: f32) -> f32 {
     let k = xc * std::f32::consts::LOG2_E + ROUND;
     let n = k - ROUND;
     let r = (xc - n * LN2_HI) - n * LN2_LO;
@@ -49,14 +61,16 @@ pub(crate) fn exp(x: f32) -> f32 {
     // k's bits are ROUND's plus n: n + 127 is the exponent field of 2^n (1 ..= 254 here).
     let n_bits = k.to_bits().wrapping_sub(ROUND.to_bits());
     let scale = f32::from_bits(n_bits.wrapping_add(127) << 23);
-    let e = y * scale;
-    if x < EXP_LO {
-        0.0
-    } else if x > EXP_HI {
-        f32::INFINITY
-    } else {
-        e
-    }
+    y * scale
+}
+
+/// [`exp`] of an `x ≤ 88.38` (or NaN; a softmax's `x − max ≤ 0`): the same bits, without
+/// the upper clamp and the +∞ select that only larger arguments need.
+#[inline(always)]
+pub(crate) fn exp_below_hi(x: f32) -> f32 {
+    // NaN passes the comparison.
+    let e = exp_reduced(if x < EXP_LO { EXP_LO } else { x });
+    if x < EXP_LO { 0.0 } else { e }
 }
 
 /// The natural logarithm in f32, to about 1 ulp, subnormal arguments included.

@@ -174,16 +174,33 @@ pub(crate) fn chunk(s: &[f32], at: usize) -> &[f32; CHUNK] {
 }
 
 /// A row's tail `v` (fewer than [`CHUNK`] values) at the front of a chunk, the rest `pad`.
-/// A row kernel runs its fixed-size chunk loop on it, which vectorises, and takes the first
-/// `v.len()` results, adding them to its sums one at a time as before: a loop over the
-/// tail's own elements with f64 sums in order does not vectorise, and at C = 1000 its 40
-/// elements cost a fifth of the row (`docs/TUNING.md`, "Row tails"). The same operations
-/// on each element and the same order of sums, so the same bits.
+/// A row kernel runs its fixed-size chunk loop on it (or, softmax cross entropy, 16-element
+/// pieces of it as far as the tail reaches, [`lanes`]), which vectorises, and keeps the first
+/// `v.len()` results: a loop over the tail's own elements does not vectorise, and at C = 1000
+/// its 40 elements cost a fifth of the row (`docs/TUNING.md`, "Row tails"). The same
+/// operations on each element and the same order of sums, so the same bits.
 #[inline(always)]
 pub(crate) fn padded(v: &[f32], pad: f32) -> [f32; CHUNK] {
     let mut a = [pad; CHUNK];
     a[..v.len()].copy_from_slice(v);
     a
+}
+
+/// The [`LANES`] elements of a chunk from `at` (`at + LANES ≤ CHUNK`) as an array: a row's
+/// tail is swept a lane group at a time, as far as it reaches, instead of a whole padded chunk.
+#[inline(always)]
+pub(crate) fn lanes<const N: usize>(c: &[f32; CHUNK], at: usize) -> &[f32; N] {
+    c[at..at + N]
+        .try_into()
+        .expect("a lane group is LANES long")
+}
+
+/// The mutable counterpart of [`lanes`].
+#[inline(always)]
+pub(crate) fn lanes_mut<const N: usize>(c: &mut [f32; CHUNK], at: usize) -> &mut [f32; N] {
+    (&mut c[at..at + N])
+        .try_into()
+        .expect("a lane group is LANES long")
 }
 
 /// The mutable counterpart of [`chunk`].
