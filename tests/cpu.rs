@@ -823,10 +823,12 @@ fn softmax_options() {
 }
 
 /// Every tail length: rows of 2 to 130 elements (the tail after the last whole chunk of 64 is
-/// swept 16 elements at a time in softmax cross entropy, padded with −∞), with the target class at the row's last element and at its first, a row of zeros
+/// swept 16 elements at a time in softmax cross entropy, distillation and JSD, padded with −∞),
+/// with the target class at the row's last element and at its first, a row of zeros
 /// (every element a tie at the maximum 0, which the padding must not join), the maximum twice in
 /// the tail, and −∞ logits in it; class weights and label smoothing (the masked sums of d and
-/// tw), probability targets, cosine proximity. Per-row losses and gradients against the
+/// tw), probability targets; distillation and JSD with those rows as the teacher's and as the
+/// student's; cosine proximity. Per-row losses and gradients against the
 /// reference, at the matrix's tolerances. (C = 1 is in the matrix; with class weights and
 /// smoothing its gradient is exactly 0 in the reference and about 1e-11 here, from the f32 weight
 /// terms, below any tolerance scaled by that gradient.)
@@ -862,6 +864,30 @@ fn row_tails_of_every_length() {
                     &with_w(LossArgs::new(x.view(), t.view())),
                     &format!("{tag}/probs"),
                 );
+            }
+        }
+        // Distillation (the same sweeps over two rows): the crafted rows as the teacher's (its
+        // −∞ has probability 0), and without their −∞ as the student's (a student's −∞ would make
+        // the loss +∞), against fresh logits.
+        let distill = Loss::distill().temperature(2.0).build().unwrap();
+        let fresh = logits(&[B, c], seed_for(&format!("{what}/s")));
+        let finite = x.mapv(|v| v.max(-8.0));
+        for (tag, student, teacher) in [("teacher", &fresh, &x), ("student", &finite, &fresh)] {
+            let tag = format!("{what}/distill/crafted {tag}");
+            let args = LossArgs::new(student.view(), teacher.view()).reduction(Reduction::None);
+            check(&distill, &args, &tag);
+        }
+        // JSD likewise, β = 0, ½ and 1 (at β = 1 a teacher's −∞ under a student's mass makes
+        // the loss +∞: the crafted teacher only below it).
+        for beta in [0.0, 0.5, 1.0] {
+            let jsd = Loss::jsd().beta(beta).temperature(2.0).build().unwrap();
+            for (tag, student, teacher) in [("teacher", &fresh, &x), ("student", &finite, &fresh)] {
+                if beta == 1.0 && tag == "teacher" {
+                    continue;
+                }
+                let tag = format!("{what}/jsd {beta}/crafted {tag}");
+                let args = LossArgs::new(student.view(), teacher.view()).reduction(Reduction::None);
+                check(&jsd, &args, &tag);
             }
         }
         let cosine = Loss::cosine_proximity().build().unwrap();

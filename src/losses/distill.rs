@@ -232,9 +232,9 @@ pub mod reference {
 
 /// The fast CPU kernel.
 pub(crate) mod cpu {
-    use crate::simd::math::{exp, ln_1p_f64};
+    use crate::simd::math::{exp_below_hi, ln_1p_f64};
     use crate::simd::rows::{Row, RowKernel};
-    use crate::simd::{Acc, CHUNK, chunk, chunk_mut, max, padded};
+    use crate::simd::{Acc, CHUNK, TAIL, chunk, chunk_mut, lanes, lanes_mut, max, padded};
 
     /// The distillation row kernel, the formulation of `shaders/distill.wgsl`: with
     /// `a = u/T`, `b = s/T`, their maxima `ma`, `mb`,
@@ -246,8 +246,8 @@ pub(crate) mod cpu {
     /// ```
     ///
     /// Two sweeps over memory (the maxima, then the sums with `e^(b − mb)` kept in the
-    /// gradient's place and `e^(a − ma)` in a buffer of the thread's), the gradient from
-    /// cache without another `exp`.
+    /// gradient's place and `e^(a − ma)` in a buffer of the thread's; a row's tail's in padded
+    /// chunks), the gradient from cache without another `exp`.
     pub(crate) struct Distill {
         t: f32,
         inv: f32,
@@ -264,6 +264,43 @@ pub(crate) mod cpu {
                 t: temperature,
                 inv: 1.0 / temperature,
             }
+        }
+
+        /// The sums' work on `N` elements (a chunk, or [`TAIL`] of a row's tail) of teacher
+        /// logits `uc` and student logits `xc`, scaled by 1/T here, with the scaled maxima `ma`
+        /// and `mb`: the terms of `SA − 1`, `SB − 1` and `d` into `ra`, `rb`, `dd` (0 for the
+        /// ties at a maximum, whose counts are returned), `e^(b − mb)` into `eb` and
+        /// `e^(a − ma)` into `ea` (`a ≤ ma`, so [`exp_below_hi`]). A pure function of each
+        /// element (the counts returned, not captured: a closure that captured them kept the
+        /// loop from vectorising).
+        #[allow(clippy::too_many_arguments)]
+        #[inline(always)]
+        fn sums<const N: usize>(
+            &self,
+            ma: f32,
+            mb: f32,
+            uc: &[f32; N],
+            xc: &[f32; N],
+            ra: &mut [f32; N],
+            rb: &mut [f32; N],
+            dd: &mut [f32; N],
+            eb: &mut [f32; N],
+            ea: &mut [f32; N],
+        ) -> (u32, u32) {
+            let (mut ties_a, mut ties_b) = (0u32, 0u32);
+            for i in 0..N {
+                let (a, b) = (uc[i] * self.inv, xc[i] * self.inv);
+                let (va, vb) = (a - ma, b - mb);
+                let (e_a, e_b) = (exp_below_hi(va), exp_below_hi(vb));
+                ra[i] = if va == 0.0 { 0.0 } else { e_a };
+                rb[i] = if vb == 0.0 { 0.0 } else { e_b };
+                dd[i] = if e_a == 0.0 { 0.0 } else { e_a * (a - b) };
+                eb[i] = e_b;
+                ea[i] = e_a;
+                ties_a += u32::from(va == 0.0);
+                ties_b += u32::from(vb == 0.0);
+            }
+            (ties_a, ties_b)
         }
 
         #[inline(always)]
@@ -284,50 +321,49 @@ pub(crate) mod cpu {
             let (mut ties_a, mut ties_b) = (0u32, 0u32);
             // The teacher's e^(a − ma) kept for the gradient sweep, so it needs no exp.
             let mut ea_row = if G { TEACHER.take() } else { Vec::new() };
-            ea_row.resize(if G { c } else { 0 }, 0.0);
-            // A pure function of the two scaled logits (its tie counts returned, not captured:
-            // a closure that captured the counters kept the chunk loop from vectorising).
-            let term = |a: f32, b: f32| {
-                let (va, vb) = (a - ma, b - mb);
-                let (ea, eb) = (exp(va), exp(vb));
-                let ra = if va == 0.0 { 0.0 } else { ea };
-                let rb = if vb == 0.0 { 0.0 } else { eb };
-                let d = if ea == 0.0 { 0.0 } else { ea * (a - b) };
-                (ra, rb, d, eb, ea, u32::from(va == 0.0), u32::from(vb == 0.0))
-            };
+            ea_row.resize(if G { whole } else { 0 }, 0.0);
             for at in (0..whole).step_by(CHUNK) {
                 let (xc, uc) = (chunk(x, at), chunk(u, at));
                 let ec = if G { chunk_mut(grad, at) } else { &mut eb_buf };
                 let tc = if G { chunk_mut(&mut ea_row, at) } else { &mut ea_buf };
-                for i in 0..CHUNK {
-                    let (ta, tb);
-                    (ra[i], rb[i], dd[i], ec[i], tc[i], ta, tb) = term(uc[i] * inv, xc[i] * inv);
+                let (ta, tb) = self.sums::<CHUNK>(ma, mb, uc, xc, &mut ra, &mut rb, &mut dd, ec, tc);
+                ties_a += ta;
+                ties_b += tb;
+                sa.add_chunk(&ra);
+                sb.add_chunk(&rb);
+                d.add_chunk(&dd);
+            }
+            // The tail in a padded chunk (simd::padded), TAIL elements at a time as far as its
+            // n elements reach, the rest of the chunk's terms 0: the same bits as a whole padded
+            // chunk with its padding's terms replaced by 0. The padding is −∞ in both, whose e
+            // is 0 (so its d term is 0) and never a tie: no masks (where a maximum is −∞ too,
+            // the row's own terms are NaN already). Its e stay in eb_buf and ea_buf for the
+            // gradient.
+            let n = c - whole;
+            if n > 0 {
+                let (x_pad, u_pad) = (
+                    padded(&x[whole..], f32::NEG_INFINITY),
+                    padded(&u[whole..], f32::NEG_INFINITY),
+                );
+                (ra, rb, dd) = ([0.0f32; CHUNK], [0.0f32; CHUNK], [0.0f32; CHUNK]);
+                for g in (0..n).step_by(TAIL) {
+                    let (ta, tb) = self.sums::<TAIL>(
+                        ma,
+                        mb,
+                        lanes(&u_pad, g),
+                        lanes(&x_pad, g),
+                        lanes_mut(&mut ra, g),
+                        lanes_mut(&mut rb, g),
+                        lanes_mut(&mut dd, g),
+                        lanes_mut(&mut eb_buf, g),
+                        lanes_mut(&mut ea_buf, g),
+                    );
                     ties_a += ta;
                     ties_b += tb;
                 }
                 sa.add_chunk(&ra);
                 sb.add_chunk(&rb);
                 d.add_chunk(&dd);
-            }
-            if whole < c {
-                // The tail in a padded chunk (simd::padded), its first n results kept.
-                let n = c - whole;
-                let (xc, uc) = (padded(&x[whole..], 0.0), padded(&u[whole..], 0.0));
-                for i in 0..CHUNK {
-                    let (ta, tb);
-                    (ra[i], rb[i], dd[i], eb_buf[i], ea_buf[i], ta, tb) =
-                        term(uc[i] * inv, xc[i] * inv);
-                    let keep = u32::from(i < n);
-                    ties_a += ta * keep;
-                    ties_b += tb * keep;
-                }
-                sa.add_first(&ra, n);
-                sb.add_first(&rb, n);
-                d.add_first(&dd, n);
-                if G {
-                    grad[whole..].copy_from_slice(&eb_buf[..n]);
-                    ea_row[whole..].copy_from_slice(&ea_buf[..n]);
-                }
             }
             // S − 1 = (ties − 1) + the rest (no ties: every logit −∞, or a NaN maximum).
             let rest_a = f64::from(ties_a) - 1.0 + sa.total();
@@ -344,14 +380,29 @@ pub(crate) mod cpu {
             if G {
                 let ft = f64::from(row.f) * t;
                 let (ka, kb) = ((ft / big_sa) as f32, (ft / big_sb) as f32);
-                for (g, &ea) in grad.iter_mut().zip(&ea_row) {
-                    *g = kb * *g - ka * ea;
+                for at in (0..whole).step_by(CHUNK) {
+                    grads(ka, kb, chunk(&ea_row, at), chunk_mut(grad, at));
+                }
+                if n > 0 {
+                    for g in (0..n).step_by(TAIL) {
+                        grads::<TAIL>(ka, kb, lanes(&ea_buf, g), lanes_mut(&mut eb_buf, g));
+                    }
+                    grad[whole..].copy_from_slice(&eb_buf[..n]);
                 }
             }
             if G {
                 TEACHER.set(ea_row);
             }
             t * t * kl
+        }
+    }
+
+    /// The gradient's work on `N` elements: `e^(b − mb)` in `g` turned into
+    /// `kb e^(b − mb) − ka e^(a − ma)`, the teacher's terms from `ea`.
+    #[inline(always)]
+    fn grads<const N: usize>(ka: f32, kb: f32, ea: &[f32; N], g: &mut [f32; N]) {
+        for i in 0..N {
+            g[i] = kb * g[i] - ka * ea[i];
         }
     }
 

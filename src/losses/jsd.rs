@@ -306,7 +306,7 @@ pub mod reference {
 pub(crate) mod cpu {
     use crate::simd::math::{exp, ln, ln_1p_f64};
     use crate::simd::rows::{Row, RowKernel};
-    use crate::simd::{Acc, CHUNK, chunk, chunk_mut, max, padded};
+    use crate::simd::{Acc, CHUNK, TAIL, chunk, chunk_mut, lanes, lanes_mut, max, padded};
 
     /// Which formula (a const parameter of the hot loops, so each compiles without branches
     /// on it): β = 0, 0 < β < 1, β = 1.
@@ -423,6 +423,59 @@ pub(crate) mod cpu {
             if g == 0.0 { 0.0 } else { st.fw * g * (k - st.kq) }
         }
 
+        /// The first sweep's work on `N` elements (a chunk, or [`TAIL`] of a row's tail): the
+        /// terms of `SA − 1` and `SB − 1` into `ra` and `rb` (0 for the ties at a maximum,
+        /// whose counts are returned), from teacher logits `uc` and student logits `xc` and
+        /// their scaled maxima `ma`, `mb`.
+        #[inline(always)]
+        fn stats<const N: usize>(
+            &self,
+            ma: f32,
+            mb: f32,
+            uc: &[f32; N],
+            xc: &[f32; N],
+            ra: &mut [f32; N],
+            rb: &mut [f32; N],
+        ) -> (u32, u32) {
+            let (mut ties_a, mut ties_b) = (0u32, 0u32);
+            for i in 0..N {
+                let (va, vb) = (uc[i] * self.inv - ma, xc[i] * self.inv - mb);
+                ties_a += u32::from(va == 0.0);
+                ties_b += u32::from(vb == 0.0);
+                ra[i] = if va == 0.0 { 0.0 } else { exp(va) };
+                rb[i] = if vb == 0.0 { 0.0 } else { exp(vb) };
+            }
+            (ties_a, ties_b)
+        }
+
+        /// The second sweep's work on `N` elements: [`Self::terms`] of each into `tp`, `tq`
+        /// (summed) and `g`, `k` (kept for the gradient).
+        #[allow(clippy::too_many_arguments)]
+        #[inline(always)]
+        fn kl_terms<const MODE: u8, const N: usize>(
+            &self,
+            st: &Stats,
+            uc: &[f32; N],
+            xc: &[f32; N],
+            tp: &mut [f32; N],
+            tq: &mut [f32; N],
+            g: &mut [f32; N],
+            k: &mut [f32; N],
+        ) {
+            for i in 0..N {
+                (tp[i], tq[i], g[i], k[i]) = self.terms::<MODE>(st.lp(uc[i]), st.lq(xc[i]));
+            }
+        }
+
+        /// The third sweep's work on `N` elements: what the second kept in `g` and `k` turned
+        /// into the gradient ([`Self::grad_elem`]), in `g`.
+        #[inline(always)]
+        fn grads<const MODE: u8, const N: usize>(&self, st: &Stats, k: &[f32; N], g: &mut [f32; N]) {
+            for i in 0..N {
+                g[i] = self.grad_elem::<MODE>(st, g[i], k[i]);
+            }
+        }
+
         #[inline(always)]
         fn pass<const G: bool, const MODE: u8>(&self, row: &Row<'_>, grad: &mut [f32]) -> f64 {
             let (x, u, inv) = (row.x, row.t, self.inv);
@@ -435,30 +488,38 @@ pub(crate) mod cpu {
             let (mut ties_a, mut ties_b) = (0u32, 0u32);
             for at in (0..whole).step_by(CHUNK) {
                 let (xc, uc) = (chunk(x, at), chunk(u, at));
-                for i in 0..CHUNK {
-                    let (va, vb) = (uc[i] * inv - ma, xc[i] * inv - mb);
-                    ties_a += u32::from(va == 0.0);
-                    ties_b += u32::from(vb == 0.0);
-                    ra[i] = if va == 0.0 { 0.0 } else { exp(va) };
-                    rb[i] = if vb == 0.0 { 0.0 } else { exp(vb) };
-                }
+                let (ta, tb) = self.stats::<CHUNK>(ma, mb, uc, xc, &mut ra, &mut rb);
+                ties_a += ta;
+                ties_b += tb;
                 sa.add_chunk(&ra);
                 sb.add_chunk(&rb);
             }
-            if whole < c {
-                // The tail in a padded chunk (simd::padded), its first c − whole results kept.
-                let (uc, xc) = (padded(&u[whole..], 0.0), padded(&x[whole..], 0.0));
-                for i in 0..CHUNK {
-                    let (va, vb) = (uc[i] * inv - ma, xc[i] * inv - mb);
-                    ra[i] = if va == 0.0 { 0.0 } else { exp(va) };
-                    rb[i] = if vb == 0.0 { 0.0 } else { exp(vb) };
+            // The tail in a padded chunk (simd::padded), TAIL elements at a time as far as its
+            // n elements reach. The padding is −∞ in both: in the first sweep its e is 0 and
+            // it is never a tie (no masks: where a maximum is −∞ too, the row's own terms are
+            // NaN already), so the rest of the chunk's terms are 0, the same bits as a whole
+            // padded chunk masked; the second sweep's sums take the first n (add_first).
+            let n = c - whole;
+            let (u_pad, x_pad) = (
+                padded(&u[whole..], f32::NEG_INFINITY),
+                padded(&x[whole..], f32::NEG_INFINITY),
+            );
+            if n > 0 {
+                (ra, rb) = ([0.0f32; CHUNK], [0.0f32; CHUNK]);
+                for g in (0..n).step_by(TAIL) {
+                    let (ta, tb) = self.stats::<TAIL>(
+                        ma,
+                        mb,
+                        lanes(&u_pad, g),
+                        lanes(&x_pad, g),
+                        lanes_mut(&mut ra, g),
+                        lanes_mut(&mut rb, g),
+                    );
+                    ties_a += ta;
+                    ties_b += tb;
                 }
-                sa.add_first(&ra, c - whole);
-                sb.add_first(&rb, c - whole);
-                for j in whole..c {
-                    ties_a += u32::from(u[j] * inv - ma == 0.0);
-                    ties_b += u32::from(x[j] * inv - mb == 0.0);
-                }
+                sa.add_chunk(&ra);
+                sb.add_chunk(&rb);
             }
             // S − 1 = (ties − 1) + the rest (no ties: every logit −∞, or a NaN maximum).
             let rest_a = f64::from(ties_a) - 1.0 + sa.total();
@@ -484,31 +545,31 @@ pub(crate) mod cpu {
             // What the gradient needs of each element, kept in its place and in a buffer of
             // the thread's, so that the third sweep takes no exp or ln.
             let mut kept = if G { KEPT.take() } else { Vec::new() };
-            kept.resize(if G { c } else { 0 }, 0.0);
+            kept.resize(if G { whole } else { 0 }, 0.0);
             let (mut g_buf, mut k_buf) = ([0.0f32; CHUNK], [0.0f32; CHUNK]);
             for at in (0..whole).step_by(CHUNK) {
                 let (xc, uc) = (chunk(x, at), chunk(u, at));
                 let gc = if G { chunk_mut(grad, at) } else { &mut g_buf };
                 let kc = if G { chunk_mut(&mut kept, at) } else { &mut k_buf };
-                for i in 0..CHUNK {
-                    (tp[i], tq[i], gc[i], kc[i]) = self.terms::<MODE>(st.lp(uc[i]), st.lq(xc[i]));
-                }
+                self.kl_terms::<MODE, CHUNK>(&st, uc, xc, &mut tp, &mut tq, gc, kc);
                 kp.add_chunk(&tp);
                 kq.add_chunk(&tq);
             }
-            if whole < c {
-                // The tail in a padded chunk (simd::padded), its first c − whole results kept.
-                let (uc, xc) = (padded(&u[whole..], 0.0), padded(&x[whole..], 0.0));
-                for i in 0..CHUNK {
-                    (tp[i], tq[i], g_buf[i], k_buf[i]) = self.terms::<MODE>(st.lp(uc[i]), st.lq(xc[i]));
+            if n > 0 {
+                // The tail's kept values stay in g_buf and k_buf for the third sweep.
+                for g in (0..n).step_by(TAIL) {
+                    self.kl_terms::<MODE, TAIL>(
+                        &st,
+                        lanes(&u_pad, g),
+                        lanes(&x_pad, g),
+                        lanes_mut(&mut tp, g),
+                        lanes_mut(&mut tq, g),
+                        lanes_mut(&mut g_buf, g),
+                        lanes_mut(&mut k_buf, g),
+                    );
                 }
-                let n = c - whole;
                 kp.add_first(&tp, n);
                 kq.add_first(&tq, n);
-                if G {
-                    grad[whole..].copy_from_slice(&g_buf[..n]);
-                    kept[whole..].copy_from_slice(&k_buf[..n]);
-                }
             }
             let (kp, kq) = (kp.total(), kq.total());
             let beta = f64::from(self.beta);
@@ -532,8 +593,15 @@ pub(crate) mod cpu {
                     f
                 };
                 st.kq = kq as f32;
-                for (g, &k) in grad.iter_mut().zip(&kept) {
-                    *g = self.grad_elem::<MODE>(&st, *g, k);
+                for at in (0..whole).step_by(CHUNK) {
+                    self.grads::<MODE, CHUNK>(&st, chunk(&kept, at), chunk_mut(grad, at));
+                }
+                if n > 0 {
+                    for g in (0..n).step_by(TAIL) {
+                        let gc = lanes_mut(&mut g_buf, g);
+                        self.grads::<MODE, TAIL>(&st, lanes(&k_buf, g), gc);
+                    }
+                    grad[whole..].copy_from_slice(&g_buf[..n]);
                 }
                 KEPT.set(kept);
             }

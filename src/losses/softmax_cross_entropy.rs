@@ -485,7 +485,7 @@ pub mod reference {
 pub(crate) mod cpu {
     use crate::simd::math::{exp_below_hi, ln_1p_f64, softcap};
     use crate::simd::rows::{Row, RowKernel};
-    use crate::simd::{Acc, CHUNK, LANES, chunk, chunk_mut, lanes, lanes_mut, max, padded, shift, shift64};
+    use crate::simd::{Acc, CHUNK, TAIL, chunk, chunk_mut, lanes, lanes_mut, max, padded, shift, shift64};
 
     /// Softmax cross entropy's row kernel: options and class weights of one call.
     ///
@@ -531,11 +531,6 @@ pub(crate) mod cpu {
     const CONST: u8 = 1;
     /// Probability targets: `wt_j = w_j ((1 − ε) t_j + ε/C)`.
     const PROBS: u8 = 2;
-
-    /// The elements of a row's tail swept at a time ([`Softmax::sums`]): two lane groups. (One
-    /// alone, 8 elements, is unrolled by LLVM and then not vectorised: twice the
-    /// instructions of a whole padded chunk.)
-    const TAIL: usize = 2 * LANES;
 
     impl<'a> Softmax<'a> {
         /// The kernel for rows of `c` classes, class weights `w` (`[C]`), class-index targets
