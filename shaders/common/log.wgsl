@@ -8,8 +8,8 @@
 // subnormals (llvmpipe does) turn ln(1e-40) into ln(0) or ln(2^-126) before `log` sees it.
 // So `ln_bits` works from the argument's bits, which a flushing adapter leaves alone: the
 // exponent and mantissa are taken apart with integer operations (subnormals normalised with
-// countLeadingZeros), and ln(1 + f) of the reduced mantissa is Cephes' `logf` polynomial, the
-// one the fast CPU path uses (src/simd/math.rs `ln`).
+// countLeadingZeros), and ln(1 + f) of the reduced mantissa is Cephes' `logf` reduction with
+// the fast CPU path's polynomial (src/simd/math.rs `ln`).
 //
 //     x = 2^e · m, m ∈ [√½, √2)     ln x = e ln 2 + f − f²/2 + f³·P(f),  f = m − 1 (exact)
 //
@@ -23,17 +23,17 @@ const LN2_HI: f32 = 0.693359375;
 const LN2_LO: f32 = -2.12194440e-4;
 const SQRT_TWO: f32 = 1.41421356;
 
-// e ln 2 + ln(1 + f) for |f| ≤ √2 − 1, to about 1 ulp of the result. The degree-8
-// polynomial P is evaluated by Estrin's scheme (pairs, then powers of f²): four independent
-// chains instead of one of nine, which a SIMD adapter (llvmpipe) runs faster.
+// e ln 2 + ln(1 + f) for |f| ≤ √2 − 1, to about 1 ulp of the result. P has degree 6 (the
+// fast CPU path's coefficients, fitted by scripts/fit_ln.py: 1.15 ulp at worst in f32
+// arithmetic without fused multiply-adds), evaluated by Estrin's scheme in the CPU's order
+// (pairs, then powers of f²): independent chains, which a SIMD adapter (llvmpipe) runs faster.
 fn ln_reduced(e: f32, f: f32) -> f32 {
     let z = f * f;
     let z2 = z * z;
-    let q0 = 3.3333331e-1 - 2.4999994e-1 * f;
-    let q1 = 2.0000714e-1 - 1.6668057e-1 * f;
-    let q2 = 1.4249323e-1 - 1.2420141e-1 * f;
-    let q3 = 1.1676999e-1 - 1.1514610e-1 * f;
-    let poly = ((q0 + z * q1) + z2 * (q2 + z * q3)) + (z2 * z2) * 7.0376836e-2;
+    let a0 = -2.500134e-1 * f + 3.3333912e-1;
+    let a1 = -1.6577585e-1 * f + 1.9963062e-1;
+    let a2 = -1.426749e-1 * f + 1.491479e-1;
+    let poly = (8.700368e-2 * z + a2) * z2 + (a1 * z + a0);
     let p = poly * f * z;
     return (f + ((p + e * LN2_LO) - 0.5 * z)) + e * LN2_HI;
 }

@@ -225,6 +225,45 @@ mod tests {
         ordinary_agrees(&Loss::Bce, batch(0.0, 1.0), &specials);
     }
 
+    /// Outputs written by streaming stores (`simd::store_chunk`, forced at a small size) hold
+    /// the same bits as ordinary stores, for every elementwise loss and reduction, into a
+    /// fresh gradient and into a caller's, 16-byte aligned or not (the unaligned one takes
+    /// ordinary stores), over whole chunks and a tail.
+    #[test]
+    fn streaming_stores_agree_bit_for_bit() {
+        use crate::losses::{Family, def};
+        use crate::simd::FORCE_STREAM;
+        let n = 40 * 64 + 13;
+        let x = crate::synthetic::uniform(&[n], 0.0, 1.0, 21);
+        let t = crate::synthetic::uniform(&[n], 0.0, 1.0, 22);
+        let mut buf = vec![0.0f32; n + 4];
+        for loss in Loss::all_default() {
+            if !matches!(def(&loss).family(), Family::Elementwise(_)) {
+                continue;
+            }
+            for reduction in [Reduction::Mean, Reduction::None] {
+                let args = LossArgs::new(x.view(), t.view()).reduction(reduction);
+                let mut runs = Vec::new();
+                for stream in [false, true] {
+                    FORCE_STREAM.store(stream, Ordering::Relaxed);
+                    runs.push(bits(&super::compute(&loss, &args).unwrap()));
+                    for offset in 0..4 {
+                        let grad = &mut buf[offset..offset + n];
+                        let into = ndarray::ArrayViewMut::from_shape(vec![n], grad).unwrap();
+                        let out = super::compute_into(&loss, &args, into).unwrap();
+                        let mut b = bits(&out);
+                        b.extend(buf[offset..offset + n].iter().map(|v| v.to_bits()));
+                        runs.push(b);
+                    }
+                }
+                FORCE_STREAM.store(false, Ordering::Relaxed);
+                let what = format!("{}, {reduction:?}", loss.name());
+                assert!(runs[1..5].iter().all(|r| *r == runs[1]), "{what}: offsets");
+                assert_eq!(runs[0..5], runs[5..10], "{what}: streamed");
+            }
+        }
+    }
+
     /// The AVX-512, AVX2 and baseline builds give the same bits: the same operations in
     /// the same order, only more lanes per instruction.
     #[test]

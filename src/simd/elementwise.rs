@@ -5,7 +5,9 @@
 
 use ndarray::ArrayViewD;
 
-use super::{Acc, BLOCK, CHUNK, chunk, chunk_mut, contiguous, run_tasks};
+use super::{
+    Acc, BLOCK, CHUNK, chunk, chunk_mut, contiguous, run_tasks, store_chunk, store_fence, streams,
+};
 
 /// One element's `(ℓ, ∂ℓ/∂p)` from prediction `p`, target `t`, weight `w` and `pos_weight` `q`
 /// (1 where absent): a loss's formula (`src/losses/<loss>.rs`), inlined into the chunk loop.
@@ -159,7 +161,8 @@ where
             (start, g.unwrap_or_default(), l.unwrap_or_default())
         })
         .collect();
-    run_tasks(tasks, |(start, g, l)| {
+    let stream = streams(n);
+    let run = |start, g: &mut [f32], l: &mut [f32]| {
         #[cfg(target_arch = "x86_64")]
         if super::avx512() {
             // SAFETY: the CPU has these AVX-512 subsets, checked just above.
@@ -171,6 +174,14 @@ where
             return unsafe { block_avx2::<F, G, L, U, CHECK>(f, inputs, start, g, l) };
         }
         block::<F, G, L, U, CHECK>(f, inputs, start, g, l)
+    };
+    run_tasks(tasks, |(start, g, l)| {
+        let sum = run(start, g, l);
+        if stream {
+            // The block's streaming stores made visible before its task counts as done.
+            store_fence();
+        }
+        sum
     })
 }
 
@@ -227,8 +238,9 @@ where
     let t = &inputs.t[start..start + n];
     let u = if U { &inputs.u[start..start + n] } else { &[] };
     let c = inputs.c;
+    let stream = streams(inputs.p.len());
     let mut acc = Acc::default();
-    let (mut g_dummy, mut l_buf, u_dummy) = ([0.0f32; CHUNK], [0.0f32; CHUNK], [0.0f32; CHUNK]);
+    let (mut g_buf, mut l_buf, u_dummy) = ([0.0f32; CHUNK], [0.0f32; CHUNK], [0.0f32; CHUNK]);
     let mut i = 0;
     while i < n {
         let (w, q) = (inputs.w.from(start + i), inputs.q.from(start + i));
@@ -236,8 +248,17 @@ where
         let whole = seg - seg % CHUNK;
         for j in (0..whole).step_by(CHUNK) {
             let a = i + j;
-            let gc = if G { chunk_mut(grad, a) } else { &mut g_dummy };
-            let lc = if L { chunk_mut(losses, a) } else { &mut l_buf };
+            // Streamed outputs are computed into the buffers, then stored.
+            let gc = if G && !stream {
+                chunk_mut(grad, a)
+            } else {
+                &mut g_buf
+            };
+            let lc = if L && !stream {
+                chunk_mut(losses, a)
+            } else {
+                &mut l_buf
+            };
             let uc = if U { chunk(u, a) } else { &u_dummy };
             let bad = chunk_loop::<F, G, U, CHECK>(
                 f,
@@ -251,6 +272,12 @@ where
                 lc,
             );
             acc.add_chunk(lc);
+            if G && stream {
+                store_chunk(chunk_mut(grad, a), &g_buf);
+            }
+            if L && stream {
+                store_chunk(chunk_mut(losses, a), &l_buf);
+            }
             if CHECK && bad {
                 let first = chunk(p, a).iter().position(|&v| out_of_domain(v));
                 return Err(start + a + first.expect("the chunk has one"));

@@ -20,6 +20,61 @@ use ndarray::ArrayViewD;
 /// elements give every core several tasks.
 pub(crate) const BLOCK: usize = 1 << 16;
 
+/// Outputs of at least this many elements (64 MiB of f32, far beyond any core's L2 and most
+/// L3 shares) are written with streaming stores ([`store_chunk`]): they go to memory without
+/// the read of each cache line that an ordinary store's write-allocate costs, a quarter of an
+/// elementwise loss's memory traffic. Smaller outputs are written as usual, so that a caller who
+/// reads them next finds them in cache (`docs/TUNING.md`, "... streaming stores for outputs of 2^24 elements").
+pub(crate) const STREAM_MIN: usize = 1 << 24;
+
+/// Whether outputs of `n` elements are streamed ([`STREAM_MIN`]).
+#[inline(always)]
+pub(crate) fn streams(n: usize) -> bool {
+    #[cfg(test)]
+    if FORCE_STREAM.load(std::sync::atomic::Ordering::Relaxed) {
+        return true;
+    }
+    n >= STREAM_MIN
+}
+
+/// Makes [`streams`] answer true at any size in unit tests, so that they can compare the
+/// streamed outputs' bits with the ordinary stores' on small arrays.
+#[cfg(test)]
+pub(crate) static FORCE_STREAM: std::sync::atomic::AtomicBool =
+    std::sync::atomic::AtomicBool::new(false);
+
+/// Writes `src` over `dst` with streaming (non-temporal) stores where the CPU has them and `dst`
+/// is 16-byte aligned, else with ordinary ones; the same values either way. A task that
+/// streams ends with [`store_fence`].
+#[inline(always)]
+pub(crate) fn store_chunk(dst: &mut [f32; CHUNK], src: &[f32; CHUNK]) {
+    #[cfg(target_arch = "x86_64")]
+    if dst.as_ptr().align_offset(16) == 0 {
+        use std::arch::x86_64::{_mm_loadu_ps, _mm_stream_ps};
+        let d = dst.as_mut_ptr();
+        for k in (0..CHUNK).step_by(4) {
+            // SAFETY: SSE is part of x86_64; `k + 4 ≤ CHUNK`, so both 4-element accesses lie
+            // inside the arrays, and `d + k` is 16-byte aligned (`d` is, and `k` is a multiple
+            // of 4 elements).
+            unsafe { _mm_stream_ps(d.add(k), _mm_loadu_ps(src.as_ptr().add(k))) };
+        }
+        return;
+    }
+    *dst = *src;
+}
+
+/// Orders the streaming stores of [`store_chunk`] before every later store, so the results
+/// are visible to the thread that collects the task (streaming stores are weakly ordered on
+/// x86, not covered by the release of rayon's completion).
+#[inline(always)]
+pub(crate) fn store_fence() {
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: SSE is part of x86_64.
+    unsafe {
+        std::arch::x86_64::_mm_sfence()
+    };
+}
+
 /// Forces the baseline (SSE2) or the AVX2 build in unit tests (`crate::cpu`'s).
 #[cfg(all(test, target_arch = "x86_64"))]
 pub(crate) static FORCE_BASELINE: std::sync::atomic::AtomicBool =
