@@ -162,18 +162,19 @@ where
         })
         .collect();
     let stream = streams(n);
+    // Decided once for the call: every block streams, and then fences, or none does.
     let run = |start, g: &mut [f32], l: &mut [f32]| {
         #[cfg(target_arch = "x86_64")]
         if super::avx512() {
             // SAFETY: the CPU has these AVX-512 subsets, checked just above.
-            return unsafe { block_avx512::<F, G, L, U, CHECK>(f, inputs, start, g, l) };
+            return unsafe { block_avx512::<F, G, L, U, CHECK>(f, inputs, stream, start, g, l) };
         }
         #[cfg(target_arch = "x86_64")]
         if super::avx2() {
             // SAFETY: the CPU has AVX2, checked just above.
-            return unsafe { block_avx2::<F, G, L, U, CHECK>(f, inputs, start, g, l) };
+            return unsafe { block_avx2::<F, G, L, U, CHECK>(f, inputs, stream, start, g, l) };
         }
-        block::<F, G, L, U, CHECK>(f, inputs, start, g, l)
+        block::<F, G, L, U, CHECK>(f, inputs, stream, start, g, l)
     };
     run_tasks(tasks, |(start, g, l)| {
         let sum = run(start, g, l);
@@ -193,6 +194,7 @@ where
 fn block_avx2<F, const G: bool, const L: bool, const U: bool, const CHECK: bool>(
     f: &F,
     inputs: &Inputs<'_>,
+    stream: bool,
     start: usize,
     grad: &mut [f32],
     losses: &mut [f32],
@@ -200,7 +202,7 @@ fn block_avx2<F, const G: bool, const L: bool, const U: bool, const CHECK: bool>
 where
     F: Element,
 {
-    block::<F, G, L, U, CHECK>(f, inputs, start, grad, losses)
+    block::<F, G, L, U, CHECK>(f, inputs, stream, start, grad, losses)
 }
 
 /// [`block`] compiled for AVX-512 (see [`super::avx512`]): bit-identical to [`block_avx2`].
@@ -209,6 +211,7 @@ where
 fn block_avx512<F, const G: bool, const L: bool, const U: bool, const CHECK: bool>(
     f: &F,
     inputs: &Inputs<'_>,
+    stream: bool,
     start: usize,
     grad: &mut [f32],
     losses: &mut [f32],
@@ -216,16 +219,18 @@ fn block_avx512<F, const G: bool, const L: bool, const U: bool, const CHECK: boo
 where
     F: Element,
 {
-    block::<F, G, L, U, CHECK>(f, inputs, start, grad, losses)
+    block::<F, G, L, U, CHECK>(f, inputs, stream, start, grad, losses)
 }
 
 /// One block: elements `start .. start + BLOCK` (or to the end), `grad` and `losses` its
-/// part of the outputs (empty when not wanted). Whole chunks go through [`chunk_loop`]; a
-/// chunk's remainder (at the end, or where a broadcast weight's tile ends) one at a time.
+/// part of the outputs (empty when not wanted). Whole chunks go through [`chunk_loop`], their
+/// outputs written by streaming stores with `stream` ([`super::streams`]); a chunk's remainder
+/// (at the end, or where a broadcast weight's tile ends) one at a time.
 #[inline(always)]
 fn block<F, const G: bool, const L: bool, const U: bool, const CHECK: bool>(
     f: &F,
     inputs: &Inputs<'_>,
+    stream: bool,
     start: usize,
     grad: &mut [f32],
     losses: &mut [f32],
@@ -238,7 +243,6 @@ where
     let t = &inputs.t[start..start + n];
     let u = if U { &inputs.u[start..start + n] } else { &[] };
     let c = inputs.c;
-    let stream = streams(inputs.p.len());
     let mut acc = Acc::default();
     let (mut g_buf, mut l_buf, u_dummy) = ([0.0f32; CHUNK], [0.0f32; CHUNK], [0.0f32; CHUNK]);
     let mut i = 0;

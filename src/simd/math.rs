@@ -122,11 +122,12 @@ fn ln_of_bits(bits: u32, bias: i32) -> f32 {
     let m = f32::from_bits((ix & 0x007f_ffff).wrapping_add(OFFSET));
     let f = m - 1.0;
     let z = f * f;
-    // P(f) = c0 + c1 f + ... + c6 f^6, fitted for this range (near-minimax in ln's relative
-    // error, its f32 coefficients then nudged by a few ulp to the smallest worst case over
-    // every mantissa: 1.15 ulp, against 0.84 for Cephes' nine coefficients, two fewer
-    // multiply-adds; `docs/TUNING.md`, "`ln` with seven coefficients"). By Estrin's scheme: pairs, then
-    // powers of f², so the longest chain is 5 operations instead of Horner's 12.
+    // P(f) = c0 + c1 f + ... + c6 f^6, fitted for this range by scripts/fit_ln.py
+    // (near-minimax in ln's relative error, its f32 coefficients then nudged by a few ulp to
+    // the smallest worst case over every mantissa: 1.15 ulp, against 0.84 for Cephes' nine
+    // coefficients, two multiply-adds more; `docs/TUNING.md`, "`ln` with seven
+    // coefficients"). By Estrin's scheme: pairs, then powers of f², so the longest chain is 5
+    // operations instead of Horner's 12.
     let z2 = z * z;
     let a0 = -2.500_134e-1 * f + 3.333_391_2e-1;
     let a1 = -1.657_758_5e-1 * f + 1.996_306_2e-1;

@@ -24,7 +24,8 @@ pub(crate) const BLOCK: usize = 1 << 16;
 /// L3 shares) are written with streaming stores ([`store_chunk`]): they go to memory without
 /// the read of each cache line that an ordinary store's write-allocate costs, a quarter of an
 /// elementwise loss's memory traffic. Smaller outputs are written as usual, so that a caller who
-/// reads them next finds them in cache (`docs/TUNING.md`, "... streaming stores for outputs of 2^24 elements").
+/// reads them next finds them in cache (`docs/TUNING.md`, "`ln` with seven coefficients, and
+/// streaming stores").
 pub(crate) const STREAM_MIN: usize = 1 << 24;
 
 /// Whether outputs of `n` elements are streamed ([`STREAM_MIN`]).
